@@ -1,0 +1,35 @@
+"""approxtrain: train Keras models with simulated approximate multipliers.
+
+    import approxtrain as at
+    m = at.multipliers.get("mbm7")
+    at.core.matmul(a, b, m)                 # numpy, no TensorFlow
+    at.layers.AMDense(64, multiplier="mbm7")  # Keras 3 (imports TensorFlow)
+
+TensorFlow is imported only by the parts that need it (ops, layers,
+substitute, models, data), so the core and the multiplier registry work on a
+machine without it.
+"""
+from importlib import import_module
+
+from approxtrain import core, multipliers
+from approxtrain._build_info import build_info
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ops": "approxtrain.ops",
+    "layers": "approxtrain.layers",
+    "models": "approxtrain.models",
+    "data": "approxtrain.data",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return import_module(_LAZY[name])
+    if name == "substitute":
+        return import_module("approxtrain.substitute").substitute
+    raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
+
+
+__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "substitute"]

@@ -1,0 +1,174 @@
+"""The native core on numpy arrays: no TensorFlow needed.
+
+Every function takes float32 arrays (C-contiguous or not; other float dtypes
+are rejected rather than silently rounded) and a multiplier (a name from
+:mod:`approxtrain.multipliers` or a :class:`Multiplier`), and returns float32
+arrays bit-identical to the contract of DESIGN.md section 2 on every device.
+"""
+import numpy as np
+
+from approxtrain import _core
+from approxtrain.multipliers._multiplier import Multiplier
+
+DEVICES = ("cpu", "cuda")
+
+
+def cuda_available():
+    """True when _core was built with CUDA and a GPU is usable now."""
+    return bool(_core.cuda_available())
+
+
+def _multiplier(multiplier):
+    if isinstance(multiplier, Multiplier):
+        return multiplier
+    if isinstance(multiplier, str):
+        if multiplier == "fp32":
+            raise ValueError("'fp32' is not a table: it means the native op; the core computes AM products only")
+        from approxtrain import multipliers
+
+        return multipliers.get(multiplier)
+    raise TypeError(f"multiplier must be a name or a Multiplier, got {type(multiplier).__name__}")
+
+
+def _float32(x, what):
+    arr = np.asarray(x)
+    if arr.dtype != np.float32:
+        raise TypeError(f"{what} must be float32, got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def _backend(device, name):
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return getattr(_core, name)
+    if not cuda_available():
+        raise RuntimeError("device='cuda' requested but approxtrain._core has no usable CUDA (see build_info())")
+    return getattr(_core, name + "_cuda")
+
+
+def multiply(a, b, multiplier, device="cpu"):
+    """Elementwise AM product ``a (x) b`` with numpy broadcasting; ``a`` is the table row."""
+    m = _multiplier(multiplier)
+    a, b = _float32(a, "a"), _float32(b, "b")
+    try:
+        a, b = np.broadcast_arrays(a, b)
+    except ValueError as e:
+        raise ValueError(f"multiply: shapes {a.shape} and {b.shape} do not broadcast") from e
+    out = _backend(device, "multiply")(np.ascontiguousarray(a), np.ascontiguousarray(b), *m.core_args)
+    return out.reshape(a.shape)
+
+
+def matmul(a, b, multiplier, device="cpu", transpose_a=False, transpose_b=False):
+    """AM matrix product with numpy ``matmul`` semantics (batch dims broadcast).
+
+    Rank >= 2 operands; ``transpose_a``/``transpose_b`` transpose the last two
+    dimensions.  Each output element sums its products for k ascending,
+    starting from +0, one float32 add per product, flush-to-zero.
+    """
+    m = _multiplier(multiplier)
+    a, b = _float32(a, "a"), _float32(b, "b")
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul operands must have rank >= 2, got shapes {a.shape} and {b.shape}")
+    ka = a.shape[-2] if transpose_a else a.shape[-1]
+    kb = b.shape[-1] if transpose_b else b.shape[-2]
+    if ka != kb:
+        raise ValueError(f"matmul: inner dimensions differ: {a.shape} x {b.shape} (k = {ka} vs {kb})")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError as e:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from e
+    a3 = _as_batch3(a, batch)
+    b3 = _as_batch3(b, batch)
+    c = _backend(device, "matmul")(a3, b3, *m.core_args, transpose_a, transpose_b)
+    return c.reshape(batch + c.shape[-2:])
+
+
+def _as_batch3(x, batch):
+    """[*batch, r, c] as a contiguous [B, r, c], or [1, r, c] when x has no batch of its own."""
+    if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
+        return np.ascontiguousarray(x.reshape((1,) + x.shape[-2:]))
+    if x.shape[:-2] != batch:
+        x = np.broadcast_to(x, batch + x.shape[-2:])
+    return np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])
+
+
+def _pair(v, what):
+    if isinstance(v, (int, np.integer)):
+        return [int(v), int(v)]
+    v = [int(t) for t in v]
+    if len(v) != 2:
+        raise ValueError(f"{what} must be an int or 2 ints, got {v}")
+    return v
+
+
+def conv_paddings(padding, input_hw, filter_hw, strides, dilations):
+    """Explicit (top, bottom, left, right) paddings for "SAME", "VALID" or explicit pairs.
+
+    ``padding`` is "SAME" / "VALID" (TensorFlow's rules) or
+    ``[[top, bottom], [left, right]]``.
+    """
+    if isinstance(padding, str):
+        p = padding.upper()
+        if p == "VALID":
+            return [0, 0, 0, 0]
+        if p != "SAME":
+            raise ValueError(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]], got {padding!r}")
+        out = []
+        for size, k, s, d in zip(input_hw, filter_hw, strides, dilations):
+            eff = (k - 1) * d + 1
+            total = max((-(-size // s) - 1) * s + eff - size, 0)
+            out += [total // 2, total - total // 2]
+        return out
+    pads = [int(t) for pair in padding for t in pair]
+    if len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"explicit padding must be [[top, bottom], [left, right]] of non-negative ints, got {padding!r}")
+    return pads
+
+
+def _conv_args(input_shape, filter_shape, strides, padding, dilations):
+    strides, dilations = _pair(strides, "strides"), _pair(dilations, "dilations")
+    if len(input_shape) != 4 or len(filter_shape) != 4:
+        raise ValueError(f"conv2d needs a 4-D NHWC input and a 4-D HWIO filter, got {tuple(input_shape)} and {tuple(filter_shape)}")
+    pads = conv_paddings(padding, input_shape[1:3], filter_shape[0:2], strides, dilations)
+    return strides, dilations, pads
+
+
+def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, device="cpu"):
+    """AM 2-D convolution: x [N, H, W, C] (left operand), w [KH, KW, C/groups, O]."""
+    m = _multiplier(multiplier)
+    x, w = _float32(x, "x"), _float32(w, "w")
+    s, d, p = _conv_args(x.shape, w.shape, strides, padding, dilations)
+    return _backend(device, "conv2d")(x, w, *m.core_args, s, d, p, int(groups))
+
+
+def conv2d_input_grad(input_shape, w, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1,
+                      device="cpu"):
+    """Gradient of :func:`conv2d` with respect to x; dy is the left operand."""
+    m = _multiplier(multiplier)
+    w, dy = _float32(w, "w"), _float32(dy, "dy")
+    input_shape = [int(t) for t in input_shape]
+    s, d, p = _conv_args(input_shape, w.shape, strides, padding, dilations)
+    return _backend(device, "conv2d_input_grad")(input_shape, w, dy, *m.core_args, s, d, p, int(groups))
+
+
+def conv2d_filter_grad(x, filter_shape, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1,
+                       device="cpu"):
+    """Gradient of :func:`conv2d` with respect to w; x is the left operand."""
+    m = _multiplier(multiplier)
+    x, dy = _float32(x, "x"), _float32(dy, "dy")
+    filter_shape = [int(t) for t in filter_shape]
+    s, d, p = _conv_args(x.shape, filter_shape, strides, padding, dilations)
+    return _backend(device, "conv2d_filter_grad")(x, filter_shape, dy, *m.core_args, s, d, p, int(groups))
+
+
+def num_threads():
+    """Threads the CPU kernels of _core use (APPROXTRAIN_NUM_THREADS, default: all cores)."""
+    return _core.num_threads()
+
+
+def set_num_threads(n):
+    """Resizes _core's CPU thread pool."""
+    if int(n) < 1:
+        raise ValueError(f"num_threads must be >= 1, got {n}")
+    _core.set_num_threads(int(n))

@@ -1,0 +1,82 @@
+"""Build approxtrain: setup.py drives CMake, and CMake builds everything native.
+
+The native parts are approxtrain/_core (pybind11; CPU and, when nvcc is found,
+CUDA kernels) and approxtrain/_approxtrain_ops.so (the TensorFlow op library,
+compiled against the TensorFlow installed in the build environment).
+
+Environment knobs:
+  APPROXTRAIN_CUDA=0            skip the CUDA kernels even when nvcc is found
+  APPROXTRAIN_TF=0              skip the TensorFlow op library
+  APPROXTRAIN_CUDA_ARCHS="80;90"  CUDA architectures
+  CMAKE_ARGS="..."              extra CMake arguments
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+VERSION = "0.1.0"
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext):
+        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_temp = Path(self.build_temp).resolve() / "cmake"
+        build_temp.mkdir(parents=True, exist_ok=True)
+        args = [
+            f"-DAPPROXTRAIN_OUTPUT_DIR={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-DAPPROXTRAIN_VERSION={VERSION}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DAPPROXTRAIN_CUDA=" + ("OFF" if os.environ.get("APPROXTRAIN_CUDA") == "0" else "ON"),
+            "-DAPPROXTRAIN_TF=" + ("OFF" if os.environ.get("APPROXTRAIN_TF") == "0" else "ON"),
+        ]
+        if os.environ.get("APPROXTRAIN_CUDA_ARCHS"):
+            args.append(f"-DAPPROXTRAIN_CUDA_ARCHS={os.environ['APPROXTRAIN_CUDA_ARCHS']}")
+        try:
+            import pybind11
+
+            args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
+        except ImportError:
+            pass
+        args += os.environ.get("CMAKE_ARGS", "").split()
+        generator = ["-G", "Ninja"] if _have("ninja") else []
+        subprocess.run(["cmake", str(ROOT), *generator, *args], cwd=build_temp, check=True)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_temp, check=True)
+
+
+def _have(program):
+    from shutil import which
+
+    return which(program) is not None
+
+
+setup(
+    name="approxtrain",
+    version=VERSION,
+    description="Train Keras models with simulated approximate floating-point multipliers (AMSim), CPU and CUDA",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["approxtrain", "approxtrain.*"]),
+    package_data={"approxtrain": ["tables/*.amlut", "py.typed"]},
+    ext_modules=[CMakeExtension("approxtrain._core")],
+    cmdclass={"build_ext": CMakeBuild},
+    install_requires=["numpy>=1.24", "matplotlib>=3.7"],
+    extras_require={
+        "tf": ["tensorflow==2.21.0", "keras>=3.10"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["approxtrain=approxtrain.cli:main"]},
+    zip_safe=False,
+)

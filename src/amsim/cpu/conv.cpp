@@ -1,0 +1,156 @@
+// Conv2D on the CPU as GEMMs over im2col-style patch matrices, built in
+// row chunks so memory stays bounded.  The K order of each patch matrix is
+// the canonical summation order documented in conv.h.
+#include "amsim/conv.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "amsim/cpu/fp_env.h"
+#include "amsim/gemm.h"
+
+namespace amsim {
+
+namespace {
+// Patch-matrix chunks hold at most this many floats (32 MiB).
+constexpr int64_t kMaxPatchFloats = int64_t{1} << 23;
+
+int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len)); }
+
+// Forward patch: row r = (n, oh, ow), columns (kh, kw, c) for c in group g.
+void forward_patches(const Conv2DShape& s, const float* x, int64_t g, int64_t r0, int64_t r1,
+                     float* patches) {
+  const int64_t cg = s.in_c_per_group(), kcols = s.filter_h * s.filter_w * cg;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / (s.out_h * s.out_w), oh = (r / s.out_w) % s.out_h, ow = r % s.out_w;
+    float* dst = patches + (r - r0) * kcols;
+    for (int64_t kh = 0; kh < s.filter_h; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
+      for (int64_t kw = 0; kw < s.filter_w; ++kw, dst += cg) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dilation_w;
+        if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
+          std::fill(dst, dst + cg, 0.0f);
+        } else {
+          const float* src = x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c + g * cg;
+          std::copy(src, src + cg, dst);
+        }
+      }
+    }
+  }
+}
+
+// Input-gradient patch: row r = (n, ih, iw), columns (kh, kw, o) for o in group g.
+void input_grad_patches(const Conv2DShape& s, const float* dy, int64_t g, int64_t r0, int64_t r1,
+                        float* patches) {
+  const int64_t og = s.out_c_per_group(), kcols = s.filter_h * s.filter_w * og;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / (s.in_h * s.in_w), ih = (r / s.in_w) % s.in_h, iw = r % s.in_w;
+    float* dst = patches + (r - r0) * kcols;
+    for (int64_t kh = 0; kh < s.filter_h; ++kh) {
+      const int64_t th = ih + s.pad_top - kh * s.dilation_h;
+      const int64_t oh = th / s.stride_h;
+      const bool row_ok = th >= 0 && th % s.stride_h == 0 && oh < s.out_h;
+      for (int64_t kw = 0; kw < s.filter_w; ++kw, dst += og) {
+        const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
+        const int64_t ow = tw / s.stride_w;
+        if (!row_ok || tw < 0 || tw % s.stride_w != 0 || ow >= s.out_w) {
+          std::fill(dst, dst + og, 0.0f);
+        } else {
+          const float* src = dy + ((n * s.out_h + oh) * s.out_w + ow) * s.out_c + g * og;
+          std::copy(src, src + og, dst);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* conv2d_finalize(Conv2DShape& s) {
+  if (s.batch < 0 || s.in_h < 0 || s.in_w < 0 || s.in_c < 0 || s.out_c < 0) return "negative dimension";
+  if (s.filter_h < 1 || s.filter_w < 1) return "filter height and width must be >= 1";
+  if (s.groups < 1) return "groups must be >= 1";
+  if (s.in_c % s.groups != 0) return "input channels must be divisible by groups";
+  if (s.out_c % s.groups != 0) return "output channels must be divisible by groups";
+  if (s.stride_h < 1 || s.stride_w < 1) return "strides must be >= 1";
+  if (s.dilation_h < 1 || s.dilation_w < 1) return "dilations must be >= 1";
+  if (s.pad_top < 0 || s.pad_bottom < 0 || s.pad_left < 0 || s.pad_right < 0) return "paddings must be >= 0";
+  const int64_t span_h = s.in_h + s.pad_top + s.pad_bottom - s.effective_filter_h();
+  const int64_t span_w = s.in_w + s.pad_left + s.pad_right - s.effective_filter_w();
+  if (span_h < 0 || span_w < 0) return "the (dilated) filter is larger than the padded input";
+  s.out_h = span_h / s.stride_h + 1;
+  s.out_w = span_w / s.stride_w + 1;
+  return nullptr;
+}
+
+void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* w,
+                        float* y, const ParallelFor& parallel) {
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
+  if (kcols == 0) {
+    std::fill(y, y + rows * s.out_c, 0.0f);
+    return;
+  }
+  const int64_t chunk = rows_per_chunk(kcols);
+  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    // B(k, o) = w[k * O + g * og + o], k = (kh, kw, c).
+    const MatrixView wb{w + g * og, s.out_c, 1};
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r1 = std::min(rows, r0 + chunk);
+      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { forward_patches(s, x, g, r0 + b, r0 + e, patches.data() + b * kcols); });
+      const MatrixView pa{patches.data(), kcols, 1};
+      gemm_cpu(table, GemmShape{r1 - r0, og, kcols}, pa, wb, y + r0 * s.out_c + g * og, s.out_c, parallel);
+    }
+  }
+}
+
+void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float* dy, const float* w,
+                           float* dx, const ParallelFor& parallel) {
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t taps = s.filter_h * s.filter_w;
+  const int64_t kcols = taps * og, rows = s.batch * s.in_h * s.in_w;
+  if (kcols == 0) {
+    std::fill(dx, dx + rows * s.in_c, 0.0f);
+    return;
+  }
+  const int64_t chunk = rows_per_chunk(kcols);
+  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  std::vector<float> wt(static_cast<size_t>(kcols * cg));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    // B((kh, kw, o), c) = w[kh, kw, c, g * og + o].
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t o = 0; o < og; ++o)
+        for (int64_t c = 0; c < cg; ++c) wt[(t * og + o) * cg + c] = w[(t * cg + c) * s.out_c + g * og + o];
+    const MatrixView wb{wt.data(), cg, 1};
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r1 = std::min(rows, r0 + chunk);
+      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { input_grad_patches(s, dy, g, r0 + b, r0 + e, patches.data() + b * kcols); });
+      const MatrixView pa{patches.data(), kcols, 1};
+      gemm_cpu(table, GemmShape{r1 - r0, cg, kcols}, pa, wb, dx + r0 * s.in_c + g * cg, s.in_c, parallel);
+    }
+  }
+}
+
+void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* dy,
+                            float* dw, const ParallelFor& parallel) {
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
+  std::fill(dw, dw + kcols * s.out_c, 0.0f);
+  if (kcols == 0 || rows == 0) return;
+  const int64_t chunk = rows_per_chunk(kcols);
+  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r1 = std::min(rows, r0 + chunk);
+      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { forward_patches(s, x, g, r0 + b, r0 + e, patches.data() + b * kcols); });
+      // A((kh, kw, c), r) = patches[r, (kh, kw, c)]: the transposed patch matrix.
+      const MatrixView pa{patches.data(), 1, kcols};
+      const MatrixView dyb{dy + r0 * s.out_c + g * og, s.out_c, 1};
+      gemm_cpu(table, GemmShape{kcols, og, r1 - r0}, pa, dyb, dw + g * og, s.out_c, parallel,
+               /*accumulate=*/true);
+    }
+  }
+}
+
+}  // namespace amsim

@@ -1,0 +1,26 @@
+// Run-time CPU feature checks (the build targets baseline x86-64; faster
+// paths are compiled for newer ISAs and chosen here, per machine).
+#pragma once
+
+namespace amsim {
+namespace cpu {
+
+inline bool has_avx512_vbmi() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  return false;
+#endif
+}
+
+inline bool has_avx2_fma() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+}  // namespace cpu
+}  // namespace amsim

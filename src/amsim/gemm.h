@@ -1,0 +1,52 @@
+// AM GEMM on the CPU: C = op(A) . op(B), every product through the table.
+//
+// Canonical order (DESIGN.md section 2): for each C[i, j] the sum starts at
+// +0 and adds A[i, k] (x) B[k, j] for k = 0, 1, ..., K-1, one float32 add
+// per product, flush-to-zero.  Any blocking that keeps k ascending per output
+// element gives the same bits.
+#pragma once
+
+#include <cstdint>
+
+#include "amsim/amsim.h"
+#include "amsim/parallel.h"
+
+namespace amsim {
+
+// One matrix operand: element (r, c) of op(X) lives at
+// data[r * row_stride + c * col_stride].  A transpose is just swapped strides.
+struct MatrixView {
+  const float* data = nullptr;
+  int64_t row_stride = 0;
+  int64_t col_stride = 1;
+  AMSIM_HD float at(int64_t r, int64_t c) const { return data[r * row_stride + c * col_stride]; }
+};
+
+struct GemmShape {
+  int64_t m = 0, n = 0, k = 0;
+};
+
+// C (m x n, row-major with leading dimension ldc) = A (m x k) . B (k x n).
+// C is overwritten, or with accumulate = true the sums continue from the
+// values already in C (each product added to C's element in k order), so a
+// long K can be fed in consecutive chunks with the same bits as one call.
+// Thread-safe; parallelises over rows/columns of C.
+void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
+              const MatrixView& b, float* c, int64_t ldc,
+              const ParallelFor& parallel = serial_for, bool accumulate = false);
+
+// Batched form: batch b uses A at a.data + b * batch_stride_a (0 broadcasts),
+// likewise B, and C at c + b * m * n (dense).
+void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
+                      const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
+                      int64_t batch_stride_b, float* c, const ParallelFor& parallel = serial_for);
+
+// Elementwise c[i] = a[i] (x) b[i] for i < n.
+void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
+                  const ParallelFor& parallel = serial_for);
+
+// Which CPU GEMM path this machine takes for M mantissa bits ("avx512vbmi",
+// "avx512", "generic", ...) -- reported by build_info() and the benchmark.
+const char* gemm_cpu_path(int mantissa_bits);
+
+}  // namespace amsim

@@ -1,0 +1,38 @@
+// numpy <-> core glue shared by the CPU and CUDA bindings: argument checks
+// with clear Python errors, and the table view.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "amsim/amsim.h"
+#include "amsim/conv.h"
+
+namespace approxtrain {
+
+namespace py = pybind11;
+
+// float32, C-contiguous; anything else is rejected (the Python wrapper
+// converts what it may convert before it gets here).
+using FloatArray = py::array_t<float, py::array::c_style>;
+using TableArray = py::array_t<uint16_t, py::array::c_style>;
+
+// Checks M, rounding and the table's length; the view borrows the array.
+amsim::Table table_view(const TableArray& entries, int mantissa_bits, const std::string& rounding);
+
+// Raises ValueError naming `what` unless a.ndim() == ndim.
+void require_ndim(const py::array& a, int ndim, const char* what);
+
+// Builds and checks the conv shape from NHWC input dims and HWIO filter dims.
+amsim::Conv2DShape conv_shape(const std::vector<int64_t>& input_shape,
+                              const std::vector<int64_t>& filter_shape,
+                              const std::vector<int64_t>& strides,
+                              const std::vector<int64_t>& dilations,
+                              const std::vector<int64_t>& paddings, int64_t groups);
+
+FloatArray empty_float(const std::vector<int64_t>& shape);
+
+}  // namespace approxtrain

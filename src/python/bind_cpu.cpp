@@ -1,0 +1,128 @@
+// _core functions on the CPU.  Shapes are already broadcast by the Python
+// wrapper (approxtrain/core.py); here they are checked and computed.
+#include <pybind11/stl.h>
+
+#include "amsim/conv.h"
+#include "amsim/gemm.h"
+#include "arrays.h"
+#include "bindings.h"
+#include "thread_pool.h"
+
+namespace approxtrain {
+
+namespace {
+
+amsim::ParallelFor pool() { return default_pool().as_parallel_for(); }
+
+FloatArray multiply(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
+                    const std::string& rounding) {
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  if (a.size() != b.size()) throw py::value_error("multiply: operands must have the same size");
+  FloatArray c(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  const float* pa = a.data();
+  const float* pb = b.data();
+  float* pc = c.mutable_data();
+  const int64_t n = a.size();
+  py::gil_scoped_release nogil;
+  amsim::multiply_cpu(t, pa, pb, pc, n, pool());
+  return c;
+}
+
+// a: [Ba, m, k] (or [Ba, k, m] with transpose_a), b likewise; Ba, Bb in {1, B}.
+FloatArray matmul(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
+                  const std::string& rounding, bool transpose_a, bool transpose_b) {
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  require_ndim(a, 3, "matmul operand a (batched by the wrapper)");
+  require_ndim(b, 3, "matmul operand b (batched by the wrapper)");
+  const int64_t ba = a.shape(0), bb = b.shape(0);
+  const int64_t m = transpose_a ? a.shape(2) : a.shape(1), ka = transpose_a ? a.shape(1) : a.shape(2);
+  const int64_t kb = transpose_b ? b.shape(2) : b.shape(1), n = transpose_b ? b.shape(1) : b.shape(2);
+  if (ka != kb)
+    throw py::value_error("matmul: inner dimensions differ: " + std::to_string(ka) + " vs " + std::to_string(kb));
+  if (ba != bb && ba != 1 && bb != 1)
+    throw py::value_error("matmul: batch sizes " + std::to_string(ba) + " and " + std::to_string(bb) + " do not broadcast");
+  const int64_t batch = std::max(ba, bb);
+  FloatArray c = empty_float({batch, m, n});
+  const amsim::MatrixView va{a.data(), transpose_a ? 1 : ka, transpose_a ? m : 1};
+  const amsim::MatrixView vb{b.data(), transpose_b ? 1 : n, transpose_b ? kb : 1};
+  float* pc = c.mutable_data();
+  py::gil_scoped_release nogil;
+  amsim::batched_gemm_cpu(t, amsim::GemmShape{m, n, ka}, batch, va, ba == 1 ? 0 : m * ka, vb,
+                          bb == 1 ? 0 : ka * n, pc, pool());
+  return c;
+}
+
+FloatArray conv2d(const FloatArray& x, const FloatArray& w, const TableArray& lut, int mbits,
+                  const std::string& rounding, const std::vector<int64_t>& strides,
+                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  const auto s = conv_shape({x.shape(), x.shape() + x.ndim()}, {w.shape(), w.shape() + w.ndim()}, strides,
+                            dilations, paddings, groups);
+  FloatArray y = empty_float({s.batch, s.out_h, s.out_w, s.out_c});
+  const float *px = x.data(), *pw = w.data();
+  float* py_ = y.mutable_data();
+  py::gil_scoped_release nogil;
+  amsim::conv2d_forward_cpu(t, s, px, pw, py_, pool());
+  return y;
+}
+
+FloatArray conv2d_input_grad(const std::vector<int64_t>& input_shape, const FloatArray& w, const FloatArray& dy,
+                             const TableArray& lut, int mbits, const std::string& rounding,
+                             const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                             const std::vector<int64_t>& paddings, int64_t groups) {
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  const auto s = conv_shape(input_shape, {w.shape(), w.shape() + w.ndim()}, strides, dilations, paddings, groups);
+  require_ndim(dy, 4, "conv2d_input_grad dy");
+  if (dy.shape(0) != s.batch || dy.shape(1) != s.out_h || dy.shape(2) != s.out_w || dy.shape(3) != s.out_c)
+    throw py::value_error("conv2d_input_grad: dy shape does not match the convolution's output shape");
+  FloatArray dx = empty_float(input_shape);
+  const float *pdy = dy.data(), *pw = w.data();
+  float* pdx = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  amsim::conv2d_input_grad_cpu(t, s, pdy, pw, pdx, pool());
+  return dx;
+}
+
+FloatArray conv2d_filter_grad(const FloatArray& x, const std::vector<int64_t>& filter_shape, const FloatArray& dy,
+                              const TableArray& lut, int mbits, const std::string& rounding,
+                              const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                              const std::vector<int64_t>& paddings, int64_t groups) {
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  const auto s = conv_shape({x.shape(), x.shape() + x.ndim()}, filter_shape, strides, dilations, paddings, groups);
+  require_ndim(dy, 4, "conv2d_filter_grad dy");
+  if (dy.shape(0) != s.batch || dy.shape(1) != s.out_h || dy.shape(2) != s.out_w || dy.shape(3) != s.out_c)
+    throw py::value_error("conv2d_filter_grad: dy shape does not match the convolution's output shape");
+  FloatArray dw = empty_float(filter_shape);
+  const float *px = x.data(), *pdy = dy.data();
+  float* pdw = dw.mutable_data();
+  py::gil_scoped_release nogil;
+  amsim::conv2d_filter_grad_cpu(t, s, px, pdy, pdw, pool());
+  return dw;
+}
+
+}  // namespace
+
+void bind_cpu(py::module_& m) {
+  using namespace pybind11::literals;
+  // noconvert: a float64 array is an error here, never a silent copy; the
+  // Python wrapper decides what to convert.
+  m.def("multiply", &multiply, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
+        "rounding"_a, "Elementwise AMSim product of equal-size float32 arrays.");
+  m.def("matmul", &matmul, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
+        "rounding"_a, "transpose_a"_a = false, "transpose_b"_a = false,
+        "Batched AM GEMM on 3-D float32 arrays (batch 1 broadcasts).");
+  m.def("conv2d", &conv2d, "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
+        "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
+        "AM conv2d, NHWC x HWIO, explicit paddings (top, bottom, left, right).");
+  m.def("conv2d_input_grad", &conv2d_input_grad, "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(),
+        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
+        "groups"_a = 1, "Gradient of conv2d with respect to its input (left operand dy).");
+  m.def("conv2d_filter_grad", &conv2d_filter_grad, "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(),
+        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
+        "groups"_a = 1, "Gradient of conv2d with respect to its filter (left operand x).");
+  m.def("gemm_cpu_path", &amsim::gemm_cpu_path, "mantissa_bits"_a, "Which CPU GEMM path runs for M mantissa bits.");
+  m.def("num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
+  m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");
+}
+
+}  // namespace approxtrain

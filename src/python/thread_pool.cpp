@@ -1,0 +1,110 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+namespace approxtrain {
+
+namespace {
+thread_local bool tls_inside_pool = false;
+// Below this many estimated cycles a range runs on the caller alone.
+constexpr int64_t kMinParallelCost = 20000;
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+bool ThreadPool::run_one_chunk() {
+  int64_t begin, end;
+  const amsim::RangeBody* body;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (body_ == nullptr || next_ >= total_) return false;
+    begin = next_;
+    end = std::min(total_, begin + chunk_);
+    next_ = end;
+    body = body_;
+  }
+  tls_inside_pool = true;
+  (*body)(begin, end);
+  tls_inside_pool = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--remaining_chunks_ == 0) work_done_.notify_all();
+  }
+  return true;
+}
+
+void ThreadPool::worker_loop() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_ready_.wait(lock, [&] { return stop_ || (generation_ != seen && body_ != nullptr && next_ < total_); });
+      if (stop_) return;
+      seen = generation_;
+    }
+    while (run_one_chunk()) {
+    }
+  }
+}
+
+void ThreadPool::parallel_for(int64_t total, int64_t cost_per_unit, const amsim::RangeBody& body) {
+  if (total <= 0) return;
+  if (workers_.empty() || tls_inside_pool || total == 1 || total * std::max<int64_t>(1, cost_per_unit) < kMinParallelCost) {
+    body(0, total);
+    return;
+  }
+  std::lock_guard<std::mutex> call_lock(call_mutex_);
+  const int64_t chunks = std::min<int64_t>(total, 4 * size());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    body_ = &body;
+    total_ = total;
+    chunk_ = (total + chunks - 1) / chunks;
+    next_ = 0;
+    remaining_chunks_ = (total + chunk_ - 1) / chunk_;
+    ++generation_;
+  }
+  work_ready_.notify_all();
+  while (run_one_chunk()) {
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  work_done_.wait(lock, [&] { return remaining_chunks_ == 0; });
+  body_ = nullptr;
+}
+
+namespace {
+std::unique_ptr<ThreadPool>& pool_slot() {
+  static std::unique_ptr<ThreadPool> pool;
+  return pool;
+}
+int configured_threads() {
+  if (const char* env = std::getenv("APPROXTRAIN_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+}  // namespace
+
+ThreadPool& default_pool() {
+  auto& slot = pool_slot();
+  if (!slot) slot = std::make_unique<ThreadPool>(configured_threads());
+  return *slot;
+}
+
+void set_default_pool_threads(int threads) { pool_slot() = std::make_unique<ThreadPool>(std::max(1, threads)); }
+
+}  // namespace approxtrain
