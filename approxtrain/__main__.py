@@ -1,0 +1,5 @@
+import sys
+
+from approxtrain.cli import main
+
+sys.exit(main())

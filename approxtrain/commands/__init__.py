@@ -1,0 +1,1 @@
+"""Subcommands of the `approxtrain` CLI (see approxtrain/cli.py)."""
