@@ -165,14 +165,22 @@ def get(name):
     if key in _resolved:  # fast path: ops look their multiplier up on every call
         try:
             return _load(_resolved[key])
-        except FileNotFoundError:
-            del _resolved[key]
+        except (FileNotFoundError, table_file.TableFileError):
+            del _resolved[key]  # gone or damaged: resolve it again below
     if name in _in_memory:
         return _in_memory[name]
     if name in shipped_names():
         path, in_memory = _shipped_table_path(name)
         if path is None:
             return in_memory
+        if path.parent == cache_dir():
+            try:
+                _load(path)
+            except table_file.TableFileError:  # a damaged cache entry: build it again
+                path.unlink()
+                path, in_memory = _shipped_table_path(name)
+                if path is None:
+                    return in_memory
     else:
         path = user_dir() / (name + table_file.SUFFIX)
         if not (_NAME.match(name) and path.is_file()):
