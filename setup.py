@@ -30,7 +30,8 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def run(self):
         super().run()
-        tables = (ROOT if self.inplace else Path(self.build_lib).resolve()) / "approxtrain" / "tables"
+        in_source = self.inplace or getattr(self, "editable_mode", False)
+        tables = (ROOT if in_source else Path(self.build_lib).resolve()) / "approxtrain" / "tables"
         _build_shipped_tables(tables)
 
     def build_extension(self, ext):

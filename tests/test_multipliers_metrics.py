@@ -16,6 +16,14 @@ from approxtrain.multipliers import metrics
 SAMPLES = 10**6
 
 
+@pytest.fixture(autouse=True, scope="module")
+def private_home(tmp_path_factory):
+    """Tables built on first use (no package build) go to a temporary home, not ~/.approxtrain."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APPROXTRAIN_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def measured():
     cache = {}

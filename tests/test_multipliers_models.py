@@ -18,6 +18,14 @@ from approxtrain import core, multipliers
 
 MODELS = Path(__file__).resolve().parents[1] / "multipliers"
 
+
+@pytest.fixture(autouse=True, scope="module")
+def private_home(tmp_path_factory):
+    """Tables built on first use (no package build) go to a temporary home, not ~/.approxtrain."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APPROXTRAIN_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
 # name: (C file, M, operand rounding), as MULTIPLIERS.md defines them.
 SHIPPED = {
     "bf16": ("bf16.c", 7, "nearest"),
