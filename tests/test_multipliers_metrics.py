@@ -81,7 +81,7 @@ def test_drum_mean_error_matches_published(measured, name, published_mred):
     # of the published value (0.18 / 0.09 / 0.04 pp).
     _, rnd = measured(name)
     assert 100 * rnd["mred"] == pytest.approx(published_mred, rel=0.03)
-    assert abs(rnd["bias"]) < 0.01  # DRUM is unbiased
+    assert abs(rnd["bias"]) < 0.01  # nearly unbiased: +0.52 % (drum4) down to +0.03 % (drum6) measured
 
 
 def test_bf16_table_is_exact_and_random_error_is_half_an_ulp(measured):
