@@ -70,9 +70,22 @@ def forward(x, w, table_spec, attrs):
 
 def input_grad(input_sizes, w, dy, table_spec, attrs):
     if table_spec is None:
+        if attrs.padding == "EXPLICIT":
+            return _native_input_grad_explicit(input_sizes, w, dy, attrs)
         return tf.raw_ops.Conv2DBackpropInput(input_sizes=input_sizes, filter=w, out_backprop=dy, **attrs.kwargs())
     return library().am_conv2d_backprop_input(input_sizes, w, dy, table_spec.tensor,
                                               operand_rounding=table_spec.rounding, **attrs.kwargs())
+
+
+def _native_input_grad_explicit(input_sizes, w, dy, attrs):
+    """Native input gradient with explicit padding: TF's CPU kernel rejects it for grouped
+    filters, so take the gradient of the padded input (VALID) and crop the padding off."""
+    _, _, top, bottom, left, right, _, _ = attrs.explicit_paddings
+    input_sizes = tf.cast(input_sizes, tf.int32)
+    padded = input_sizes + tf.constant([0, top + bottom, left + right, 0], tf.int32)
+    valid = ConvAttrs(attrs.strides, "VALID", (), attrs.dilations)
+    dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=padded, filter=w, out_backprop=dy, **valid.kwargs())
+    return tf.slice(dx, [0, top, left, 0], input_sizes)
 
 
 def filter_grad(x, filter_sizes, dy, table_spec, attrs):
