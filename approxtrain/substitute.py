@@ -30,7 +30,8 @@ def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multip
     (and the AM layers themselves, which get the new multipliers). Each twin is built from
     the original's `get_config()` plus the multiplier arguments, and gets the original's
     weights. Every other layer is cloned with its weights. Nested Functional/Sequential
-    models are handled recursively. `model` itself is left untouched.
+    models are handled recursively; layer and input names are kept. `model` itself is
+    left untouched.
 
     Args:
         model: a built Functional or Sequential Keras model.
@@ -70,28 +71,45 @@ def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multip
     )
     copied = []  # (original, clone) pairs whose weights get copied once the clone is built
 
-    def clone(layer):
+    def clone_layer(layer):
+        if isinstance(layer, (keras.Sequential, Functional)):
+            return clone_model(layer)
         twin = TWINS.get(type(layer))
         replace = twin is not None and (include is None or _selected(layer, include))
         replace = replace and not (exclude and _selected(layer, exclude))
         config = layer.get_config()
         if replace:
             config.update(multipliers)
-            try:
-                new = twin.from_config(config)
-            except (ValueError, TypeError) as e:
-                raise type(e)(f"cannot make layer {layer.name!r} an {twin.__name__}: {e}") from e
+            new = _from_config(twin, config, layer.name)
         else:
             new = layer.__class__.from_config(config)
         copied.append((layer, new))
         return new
 
-    new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    def clone_model(model):
+        inputs = None
+        if not isinstance(model, keras.Sequential):  # keep the input names (fit/predict may key by them)
+            inputs = keras.tree.map_structure(
+                lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name),
+                model.input,
+            )
+        return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
+
+    new_model = clone_model(model)
     for original, new in copied:
         if original.weights:
             new.set_weights(original.get_weights())
     return new_model
 
+
+def _from_config(twin, config, name):
+    """twin.from_config, with the twin's own error (Keras wraps it in a TypeError that dumps the
+    whole config) naming the layer."""
+    try:
+        return twin.from_config(config)
+    except TypeError as e:
+        cause = e.__context__ if isinstance(e.__context__, (ValueError, TypeError)) else e
+        raise type(cause)(f"cannot make layer {name!r} an {twin.__name__}: {cause}") from cause
 
 def _selectors(value, argument):
     """None, or a tuple of names / classes; a single name or class is accepted too."""

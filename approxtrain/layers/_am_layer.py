@@ -9,37 +9,20 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from approxtrain import ops
 from approxtrain.multipliers import Multiplier
-
-FP32 = "fp32"
 
 
 def check_multiplier(value, argument, optional=False):
-    """Validate one multiplier argument early, so a typo fails at construction."""
+    """Validate one multiplier argument early (the op's own resolution), so a typo fails at
+    construction, naming the argument; the value itself is kept (names stay names)."""
     if value is None and optional:
         return None
-    if isinstance(value, Multiplier):
-        return value
-    if isinstance(value, str):
-        if value != FP32:
-            _resolve_name(value, argument)
-        return value
-    raise TypeError(
-        f"{argument} must be a multiplier name (str), an approxtrain.multipliers.Multiplier or 'fp32'"
-        f"{' or None' if optional else ''}, got {value!r}"
-    )
-
-
-def _resolve_name(name, argument):
-    from approxtrain import multipliers
-
-    get = getattr(multipliers, "get", None)
-    if get is None:  # registry not built into this checkout: the op resolves the name when called
-        return
     try:
-        get(name)
-    except (KeyError, ValueError, LookupError) as e:
-        raise ValueError(f"{argument}={name!r} is not a known multiplier: {e}") from None
+        ops.resolve(value)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{argument}: {e}") from None
+    return value
 
 
 def multiplier_name(value):

@@ -14,6 +14,24 @@ from tests import amsim_reference as ref  # noqa: E402
 BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
 
 
+@pytest.fixture
+def registered_bf16(monkeypatch):
+    """Makes the name "bf16" resolve to BF16 whatever this checkout's registry holds: the
+    tests using it check that layers save and load multiplier *names*, not the registry."""
+    from approxtrain import multipliers
+
+    registry_get = getattr(multipliers, "get", None)
+
+    def get(name):
+        if name == "bf16":
+            return BF16
+        if registry_get is None:
+            raise KeyError(name)
+        return registry_get(name)
+
+    monkeypatch.setattr(multipliers, "get", get, raising=False)
+
+
 def bf16_values(rng, shape, scale=1.0):
     """Random float32 values that are exactly representable in bfloat16 (low 16 bits zero)."""
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -184,6 +202,20 @@ def test_fit_with_default_compile_trains_and_is_not_xla():
     assert model_supports_jit(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
 
 
+def test_auto_jit_compile_on_a_gpu_machine_leaves_am_models_out_of_xla(monkeypatch):
+    """Keras turns jit_compile="auto" into XLA only where a non-CPU device exists; pretend one does."""
+    devices = tf.config.list_physical_devices
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda device_type=None: devices(device_type) + ([gpu] if device_type in (None, "GPU") else []))
+    native = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    native.compile(optimizer="sgd", loss="mse")
+    model = small_model(BF16)
+    model.compile(optimizer="sgd", loss="mse")
+    assert native.jit_compile is True
+    assert model.jit_compile is False
+
+
 def test_explicit_jit_compile_falls_back_to_tf_function():
     model = small_model(BF16)
     with pytest.warns(UserWarning, match="jit_compile"):
@@ -194,7 +226,7 @@ def test_explicit_jit_compile_falls_back_to_tf_function():
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_get_config_round_trip(case):
+def test_get_config_round_trip(case, registered_bf16):
     am_cls, _, kwargs, _ = CASES[case]
     layer = am_cls(**kwargs, multiplier=BF16, grad_input_multiplier="fp32", name="layer_x")
     config = layer.get_config()
@@ -205,7 +237,7 @@ def test_get_config_round_trip(case):
     assert keras.saving.get_registered_name(am_cls) == f"approxtrain>{am_cls.__name__}"
 
 
-def test_keras_save_load_round_trip(tmp_path):
+def test_keras_save_load_round_trip(tmp_path, registered_bf16):
     rng = np.random.default_rng(3)
     model = small_model("bf16", grad_weight_multiplier="fp32")
     x = rng.standard_normal((2, 8, 8, 2)).astype(np.float32)

@@ -52,6 +52,7 @@ def assert_replaced(original, new, replaced_names):
 
 
 def functional_model():
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
     y = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     y = keras.layers.BatchNormalization(name="bn")(y)
@@ -63,10 +64,11 @@ def functional_model():
     y = keras.layers.Flatten()(y)
     outputs = keras.layers.Dense(3, name="head")(y)
     model = keras.Model(inputs, outputs)
-    rng = np.random.default_rng(0)  # non-trivial weights everywhere, BN statistics included
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) * np.sign(rng.standard_normal(w.shape))
-                       if "variance" not in w.path else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
-                       for w in model.weights])
+    rng = np.random.default_rng(0)  # Keras's initial kernels; non-zero biases and BN statistics
+    model.set_weights([
+        w.numpy() if w.path.endswith("kernel") else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+        for w in model.weights
+    ])
     return model
 
 
@@ -85,9 +87,10 @@ def test_functional_model_all_supported_layers_replaced_original_untouched():
             np.testing.assert_array_equal(a, b)
 
     x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
-    # bf16 rounds every operand (relative error up to 2^-9 each) through 7 GEMM layers.
+    # bf16 rounds every operand (relative error up to 2^-9 each) through 7 GEMM layers:
+    # measured 0.2 % per layer, 0.8 % at the output (attention amplifies).
     err = relative_l2(new(x), model(x))
-    assert 0 < err < 2e-2
+    assert 1e-4 < err < 2e-2
 
 
 def test_fp32_substitution_reproduces_the_model():
@@ -145,9 +148,11 @@ def test_am_model_can_be_retargeted():
     assert (layer.multiplier, layer.grad_input_multiplier) == ("fp32", BF16)
 
 
-@pytest.mark.slow
 def test_mobilenet_v2_substituted_close_and_trains():
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    # Logits, not softmax: with random weights the activations shrink to ~1e-12 by the head,
+    # and the softmax of such logits is exactly uniform for any multiplier.
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
     new = approxtrain.substitute(model, BF16)
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     originals = [layer for layer in model.layers if type(layer) in kinds]
@@ -156,11 +161,13 @@ def test_mobilenet_v2_substituted_close_and_trains():
         assert type(new.get_layer(layer.name)) is TWINS[type(layer)]
 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-    # Inference mode (BN moving statistics): bf16 operand rounding over 53 layers stays within 2 %.
+    # Inference mode (BN moving statistics). bf16 rounds both operands of every product
+    # (relative error up to 2^-9 each), 53 layers in sequence, and the shrinking random-init
+    # activations cancel: measured 0.8-1.9 % over init seeds 0-2, hence a 3 % bound.
     err = relative_l2(new(x, training=False), model(x, training=False))
-    assert 0 < err < 2e-2
+    assert 1e-4 < err < 3e-2
 
-    new.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    new.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss = new.train_on_batch(x, np.array([1, 7]))
     assert np.isfinite(loss)
     assert all(np.isfinite(w.numpy()).all() for w in new.trainable_weights)
