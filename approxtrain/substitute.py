@@ -20,8 +20,6 @@ TWINS = {
 }
 TWINS.update({twin: twin for twin in list(TWINS.values())})
 
-_MULTIPLIER_KEYS = ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")
-
 
 def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, include=None, exclude=None):
     """Return a new model in which every supported layer is replaced by its AM twin.

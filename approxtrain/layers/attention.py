@@ -69,7 +69,9 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
 
     def __init__(self, *args, flash_attention=None, **kwargs):
         if flash_attention:
-            raise ValueError("AMMultiHeadAttention computes attention explicitly; flash_attention=True is not supported")
+            raise ValueError(
+                "AMMultiHeadAttention computes attention explicitly; flash_attention=True is not supported"
+            )
         super().__init__(*args, **kwargs)
         self._flash_attention = False  # even when keras.config.enable_flash_attention() is on
 
@@ -85,7 +87,14 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
             projection.supports_jit = False
 
     def _compute_attention(
-        self, query, key, value, attention_mask=None, training=None, return_attention_scores=False, use_causal_mask=False
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        use_causal_mask=False,
     ):
         if use_causal_mask:  # Keras passes it only to its own _compute_attention; kept for safety
             causal = self._compute_causal_mask(query, value)
@@ -115,10 +124,10 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
         # Keras's layout: [<batch and heads>, <query attention axes>, <key attention axes>].
         scores = tf.reshape(scores, tf.concat([q_shape[: nb + na], k_shape[nb : nb + na]], axis=0))
         scores = self._masked_softmax(from_float32(self, scores), attention_mask)
-        weights = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
+        probabilities = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
 
         out = ops.matmul(
-            tf.reshape(to_float32(self, weights), tf.stack([-1, q_len, k_len])),
+            tf.reshape(to_float32(self, probabilities), tf.stack([-1, q_len, k_len])),
             tf.reshape(v32, tf.stack([-1, k_len, v.shape[-1]])),
             **activation_kwargs,
         )

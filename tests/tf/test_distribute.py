@@ -52,7 +52,7 @@ def test_mirrored_step_matches_single_device_step(two_cpus):
     with strategy.scope():
         mirrored = small_model()
         mirrored.set_weights(initial)
-    assert mirrored.distribute_strategy is strategy
+    assert mirrored.distribute_strategy is strategy and strategy.num_replicas_in_sync == 2
     got = one_sgd_step(mirrored, x, y)
     # Each replica sums its half batch, then the replicas' gradients are added: the same
     # products in another summation order, so close but not bit-identical.
@@ -67,6 +67,7 @@ def test_mirrored_fit_several_steps(two_cpus):
         model = small_model()
         model.compile(optimizer="adam", loss="mse")  # jit_compile="auto": no XLA with AM layers
     rng = np.random.default_rng(2)
-    history = model.fit(rng.standard_normal((16, 6, 6, 2)), rng.standard_normal((16, 2)), batch_size=4, epochs=2, verbose=0)
+    x, y = rng.standard_normal((16, 6, 6, 2)), rng.standard_normal((16, 2))
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["loss"][-1] < history.history["loss"][0]

@@ -63,13 +63,19 @@ def assert_close(actual, expected, rel):
 CASES = {
     "dense_rank2": (am.AMDense, keras.layers.Dense, dict(units=5), (4, 6)),
     "dense_rank4": (am.AMDense, keras.layers.Dense, dict(units=3), (2, 3, 2, 5)),
-    "conv1d_causal": (am.AMConv1D, keras.layers.Conv1D, dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2), (2, 9, 3)),
-    "conv1d_strided_groups": (am.AMConv1D, keras.layers.Conv1D, dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"), (2, 9, 4)),
+    "conv1d_causal": (am.AMConv1D, keras.layers.Conv1D,
+                      dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2), (2, 9, 3)),
+    "conv1d_strided_groups": (am.AMConv1D, keras.layers.Conv1D,
+                              dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"), (2, 9, 4)),
     "conv2d_same": (am.AMConv2D, keras.layers.Conv2D, dict(filters=4, kernel_size=3, padding="same"), (2, 6, 7, 3)),
-    "conv2d_strided": (am.AMConv2D, keras.layers.Conv2D, dict(filters=6, kernel_size=(3, 2), strides=(2, 1), groups=3), (2, 7, 6, 3)),
-    "conv2d_dilated": (am.AMConv2D, keras.layers.Conv2D, dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"), (1, 7, 7, 2)),
-    "depthwise": (am.AMDepthwiseConv2D, keras.layers.DepthwiseConv2D, dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"), (2, 7, 6, 3)),
-    "separable": (am.AMSeparableConv2D, keras.layers.SeparableConv2D, dict(filters=4, kernel_size=3, padding="same"), (2, 5, 6, 3)),
+    "conv2d_strided": (am.AMConv2D, keras.layers.Conv2D,
+                       dict(filters=6, kernel_size=(3, 2), strides=(2, 1), groups=3), (2, 7, 6, 3)),
+    "conv2d_dilated": (am.AMConv2D, keras.layers.Conv2D,
+                       dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"), (1, 7, 7, 2)),
+    "depthwise": (am.AMDepthwiseConv2D, keras.layers.DepthwiseConv2D,
+                  dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"), (2, 7, 6, 3)),
+    "separable": (am.AMSeparableConv2D, keras.layers.SeparableConv2D,
+                  dict(filters=4, kernel_size=3, padding="same"), (2, 5, 6, 3)),
 }
 
 
@@ -176,6 +182,13 @@ def test_eager_equals_tf_function(case):
     np.testing.assert_array_equal(eager, graph)
 
 
+def test_dense_in_tf_function_with_unknown_leading_axes():
+    layer, _, x = twin_pair("dense_rank4", BF16)
+    graph = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 5], tf.float32)])
+    np.testing.assert_array_equal(graph(x).numpy(), layer(x).numpy())
+    np.testing.assert_array_equal(graph(x[:1, :2]).numpy(), layer(x[:1, :2]).numpy())
+
+
 def small_model(multiplier, **layer_kwargs):
     inputs = keras.Input((8, 8, 2))
     y = am.AMConv2D(3, 3, activation="relu", multiplier=multiplier, **layer_kwargs)(inputs)
@@ -195,7 +208,8 @@ def test_fit_with_default_compile_trains_and_is_not_xla():
     model.compile(optimizer="sgd", loss="mse")  # jit_compile="auto", Keras's default
     before = [w.numpy() for w in model.trainable_weights]
     rng = np.random.default_rng(0)
-    history = model.fit(rng.standard_normal((8, 8, 8, 2)), rng.standard_normal((8, 3)), batch_size=4, epochs=1, verbose=0)
+    x, y = rng.standard_normal((8, 8, 8, 2)), rng.standard_normal((8, 3))
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert all(np.any(b != a.numpy()) for b, a in zip(before, model.trainable_weights))
     assert not model_supports_jit(model)
@@ -230,7 +244,8 @@ def test_get_config_round_trip(case, registered_bf16):
     am_cls, _, kwargs, _ = CASES[case]
     layer = am_cls(**kwargs, multiplier=BF16, grad_input_multiplier="fp32", name="layer_x")
     config = layer.get_config()
-    assert (config["multiplier"], config["grad_input_multiplier"], config["grad_weight_multiplier"]) == ("bf16", "fp32", None)
+    keys = ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")
+    assert [config[k] for k in keys] == ["bf16", "fp32", None]
     clone = am_cls.from_config(config)
     assert type(clone) is am_cls
     assert clone.get_config() == config

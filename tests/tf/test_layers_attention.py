@@ -116,6 +116,14 @@ def test_masks_and_causal_mask_follow_keras():
         assert_close(layer(query, query, **kwargs).numpy(), twin(query, query, **kwargs).numpy(), rel=1e-5)
 
 
+def test_dropout_only_in_training():
+    layer, twin, query, value = twin_pair(BF16, num_heads=2, key_dim=3, dropout=0.5, seed=3)
+    reference, _ = bf16_reference(twin, query, value)
+    assert_close(layer(query, value, training=False).numpy(), reference.numpy(), rel=1e-5)
+    dropped = layer(query, value, training=True).numpy()
+    assert np.isfinite(dropped).all() and np.max(np.abs(dropped - reference.numpy())) > 1e-3
+
+
 def test_bf16_gradients_reach_every_weight_and_stay_close_to_fp32():
     layer, twin, query, value = twin_pair(BF16, num_heads=2, key_dim=3)
     grads = []
@@ -158,6 +166,24 @@ def test_config_save_load_and_fit(tmp_path, registered_bf16):
     assert (mha.multiplier, mha.grad_input_multiplier, mha.grad_weight_multiplier) == ("bf16", "fp32", None)
     config = mha.get_config()
     assert am.AMMultiHeadAttention.from_config(config).get_config() == config
+
+
+def test_tf_function_with_unknown_batch_and_lengths_equals_eager():
+    layer, _, query, value = twin_pair(BF16, num_heads=2, key_dim=3)
+    spec = lambda d: tf.TensorSpec([None, None, d], tf.float32)  # noqa: E731
+    graph = tf.function(lambda q, v: layer(q, v), input_signature=[spec(6), spec(4)])
+    np.testing.assert_array_equal(graph(query, value).numpy(), layer(query, value).numpy())
+    shorter = graph(query[:1, :3], value[:1, :2]).numpy()  # the same trace, other shapes
+    np.testing.assert_array_equal(shorter, layer(query[:1, :3], value[:1, :2]).numpy())
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    layer, twin, query, value = twin_pair(BF16, num_heads=2, key_dim=3, dtype=policy)
+    y = layer(query, value)
+    assert y.dtype == twin.compute_dtype != "float32"
+    assert all(w.dtype == "float32" for w in layer.weights)
+    assert_close(y.numpy().astype(np.float32), twin(query, value).numpy().astype(np.float32), rel=3e-2)
 
 
 def test_flash_attention_is_rejected():

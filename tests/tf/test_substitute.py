@@ -152,7 +152,9 @@ def test_mobilenet_v2_substituted_close_and_trains():
     # Logits, not softmax: with random weights the activations shrink to ~1e-12 by the head,
     # and the softmax of such logits is exactly uniform for any multiplier.
     keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+    model = keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None
+    )
     new = approxtrain.substitute(model, BF16)
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     originals = [layer for layer in model.layers if type(layer) in kinds]
@@ -185,6 +187,8 @@ def test_bad_arguments_are_clear_errors():
         approxtrain.substitute(model, BF16, exclude=[3])
     with pytest.raises(TypeError, match="multiplier"):
         approxtrain.substitute(model, 3.0)
+    with pytest.raises(ValueError, match="'conv'.*no_such_multiplier"):
+        approxtrain.substitute(model, "no_such_multiplier")
 
     class Subclassed(keras.Model):
         def call(self, x):
