@@ -24,11 +24,19 @@ void AMMatMulFunctor<CPUDevice>::operator()(tensorflow::OpKernelContext* ctx, co
     amsim::gemm_cpu(table, s, va, vb, c + i * s.m * s.n, s.n, inner);
   };
   const int64_t products = s.m * s.n * s.k;
-  if (plan.batch > 1 && (products < kSmallGemmProducts || plan.batch >= 4 * IntraOpThreads(ctx))) {
+  const bool small = products < kSmallGemmProducts || plan.batch >= 4 * IntraOpThreads(ctx);
+  if (plan.batch > 1 && small && !(plan.uniform && plan.b_stride == 0)) {
+    // Many small GEMMs: whole GEMMs are the parallel work items.
     const amsim::ParallelFor serial = amsim::serial_for;
     parallel(plan.batch, products * 4 + 100, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) one_gemm(i, serial);
     });
+  } else if (plan.uniform) {
+    // Includes a B shared by every batch, which the core may run as one tall GEMM.
+    amsim::MatrixView va = plan.a, vb = plan.b;
+    va.data = a;
+    vb.data = b;
+    amsim::batched_gemm_cpu(table, s, plan.batch, va, plan.a_stride, vb, plan.b_stride, c, parallel);
   } else {
     for (int64_t i = 0; i < plan.batch; ++i) one_gemm(i, parallel);
   }

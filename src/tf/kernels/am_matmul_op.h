@@ -21,6 +21,10 @@ struct MatMulPlan {
   int64_t batch = 1;
   std::vector<int64_t> a_offset;  // per output batch index
   std::vector<int64_t> b_offset;
+  // True when offset[i] == i * stride for both operands (stride 0: shared),
+  // i.e. the batch fits amsim::batched_gemm_cpu.
+  bool uniform = false;
+  int64_t a_stride = 0, b_stride = 0;
 };
 
 // Output shape and plan for a [.., *, *] x b [.., *, *] with numpy batch broadcasting.
@@ -78,6 +82,12 @@ inline absl::Status MakeMatMulPlan(const tensorflow::TensorShape& a, const tenso
       plan->a_offset[i] += idx * a_stride[d];
       plan->b_offset[i] += idx * b_stride[d];
     }
+  }
+  plan->a_stride = plan->batch > 1 ? plan->a_offset[1] : 0;
+  plan->b_stride = plan->batch > 1 ? plan->b_offset[1] : 0;
+  plan->uniform = true;
+  for (int64_t i = 0; i < plan->batch; ++i) {
+    plan->uniform = plan->uniform && plan->a_offset[i] == i * plan->a_stride && plan->b_offset[i] == i * plan->b_stride;
   }
   return absl::OkStatus();
 }
