@@ -193,6 +193,19 @@ def test_empty_inner_dimension_gives_zeros(bf16):
     assert da.shape == (3, 0) and db.shape == (0, 2)
 
 
+@pytest.mark.parametrize("a_shape,b_shape,c_shape", [
+    ((0, 3, 4), (4, 5), (0, 3, 5)),
+    ((2, 0, 4), (2, 4, 5), (2, 0, 5)),
+    ((3, 1, 2, 4), (1, 0, 4, 5), (3, 0, 2, 5)),  # 1 broadcasts against 0, as in numpy
+    ((1, 2, 4), (0, 4, 5), (0, 2, 5)),
+])
+def test_empty_batches_and_rows(bf16, a_shape, b_shape, c_shape):
+    a, b = np.ones(a_shape, np.float32), np.ones(b_shape, np.float32)
+    c, da, db = _am_and_grads(a, b, np.ones(c_shape, np.float32), bf16)
+    assert c.shape == c_shape and da.shape == a_shape and db.shape == b_shape
+    assert not da.any() and not db.any()
+
+
 def test_dynamic_batch_shapes_in_tf_function_match_eager(random_multiplier):
     """Unknown batch sizes: broadcasting is only known at run time (the dynamic gradient path)."""
     m = random_multiplier

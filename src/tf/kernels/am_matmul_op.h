@@ -56,7 +56,7 @@ inline absl::Status MakeMatMulPlan(const tensorflow::TensorShape& a, const tenso
       return InvalidArgument("AMMatMul: batch dimensions of ", a.DebugString(), " and ", b.DebugString(),
                              " do not broadcast (", da, " vs ", db, ")");
     }
-    batch_dims[i] = std::max(da, db);
+    batch_dims[i] = da == 1 ? db : da;  // numpy: 1 broadcasts, also against 0
     if (da != 1) a_stride[i] = sa;
     if (db != 1) b_stride[i] = sb;
     sa *= da;
