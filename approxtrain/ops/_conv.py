@@ -121,6 +121,14 @@ def _check_groups(x, w, groups):
     out_channels = w.shape[3]
     if out_channels is not None and out_channels % groups:
         raise ValueError(f"filter output channels {out_channels} must be divisible by groups={groups}")
+    if channels is None or filter_in is None:
+        # The op infers groups from the shapes; make sure they say what the caller meant.
+        check = tf.debugging.assert_equal(tf.shape(x)[-1], groups * tf.shape(w)[2], message=(
+            f"conv2d: groups={groups} does not match the shapes: input channels must equal "
+            "groups * filter input channels"))
+        with tf.control_dependencies([check]):
+            x = tf.identity(x)
+    return x
 
 
 def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, grad_input_multiplier=None,
@@ -139,7 +147,7 @@ def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, 
     w = float32_tensor(w, "conv2d filter w")
     require_rank(x, (4,), "conv2d input x [N, H, W, C]")
     require_rank(w, (4,), "conv2d filter w [KH, KW, C/groups, O]")
-    _check_groups(x, w, groups)
+    x = _check_groups(x, w, groups)
     attrs = conv_attrs(strides, padding, dilations)
     if all(m is None for m in specs_m):
         return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())

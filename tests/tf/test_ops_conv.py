@@ -210,6 +210,16 @@ def test_groups_must_match_shapes(bf16):
         ops.conv2d(np.ones((1, 5, 5, 4), np.float32), np.ones((3, 3, 4, 4), np.float32), bf16, groups=2)
 
 
+def test_groups_checked_at_run_time_when_channels_are_unknown(bf16):
+    @tf.function(input_signature=[tf.TensorSpec([1, 5, 5, None], tf.float32)])
+    def f(x):
+        return ops.conv2d(x, tf.ones([3, 3, 2, 4]), bf16, groups=2)
+
+    assert f(tf.ones([1, 5, 5, 4])).shape == (1, 3, 3, 4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="groups=2 does not match"):
+        f(tf.ones([1, 5, 5, 2]))
+
+
 def test_channels_not_divisible_by_filter_channels(bf16):
     lib = ops.library()
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of the filter's input channels"):
