@@ -28,7 +28,7 @@ def __getattr__(name):
     if name in _LAZY:
         return import_module(_LAZY[name])
     if name == "substitute":
-        return import_module("approxtrain.substitute").substitute
+        return import_module("approxtrain._substitute").substitute
     raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
 
 

@@ -1,7 +1,4 @@
-"""approxtrain.substitute: a copy of a Keras model whose supported layers are AM layers."""
-import sys
-import types
-
+"""approxtrain.substitute(): a copy of a Keras model whose supported layers are AM layers."""
 import keras
 from keras.src.models.functional import Functional
 
@@ -158,16 +155,3 @@ def _check_include_replaceable(layers, include):
                 f"include selects {what}, which matches no layer with an AM twin; "
                 f"supported: {sorted(t.__name__ for t in TWINS if t not in TWINS.values())}"
             )
-
-
-class _CallableModule(types.ModuleType):
-    """Importing the submodule approxtrain.substitute rebinds the package attribute
-    `approxtrain.substitute` to this module (Python's import system does that after the
-    package's lazy __getattr__ has returned the function once); making the module callable
-    keeps `approxtrain.substitute(model, ...)` working either way."""
-
-    def __call__(self, *args, **kwargs):
-        return substitute(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
