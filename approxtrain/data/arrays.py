@@ -80,7 +80,8 @@ def _idx_dir(spec, data_dir):
     if not any(found):
         return None
     if not all(found):
-        missing = [stems[0] for pair in _IDX_STEMS.values() for stems, p in zip(pair, found) if p is None]
+        all_stems = [stems for pair in _IDX_STEMS.values() for stems in pair]
+        missing = [stems[0] for stems, path in zip(all_stems, found) if path is None]
         raise FileNotFoundError(f"{data_dir!r} lacks {', '.join(m + '[.gz]' for m in missing)}; "
                                 f"{spec.how_to_get}")
     split = {}
