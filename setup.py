@@ -28,6 +28,12 @@ class CMakeExtension(Extension):
 
 
 class CMakeBuild(build_ext):
+    def run(self):
+        super().run()
+        in_source = self.inplace or getattr(self, "editable_mode", False)
+        tables = (ROOT if in_source else Path(self.build_lib).resolve()) / "approxtrain" / "tables"
+        _build_shipped_tables(tables)
+
     def build_extension(self, ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_temp = Path(self.build_temp).resolve() / "cmake"
@@ -53,6 +59,24 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", str(ROOT), *generator, *args], cwd=build_temp, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_temp, check=True)
+
+
+def _build_shipped_tables(out_dir):
+    """Builds approxtrain/tables/*.amlut from multipliers/*.c.
+
+    approxtrain.multipliers is loaded on its own (approxtrain/__init__ needs
+    the built _core, which a non-inplace build has not put in the source tree).
+    """
+    import importlib.util
+
+    pkg_dir = ROOT / "approxtrain" / "multipliers"
+    spec = importlib.util.spec_from_file_location(
+        "_approxtrain_multipliers_build", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    written = module.build_shipped_tables(ROOT / "multipliers", out_dir)
+    print(f"built {len(written)} multiplier tables into {out_dir}")
 
 
 def _have(program):

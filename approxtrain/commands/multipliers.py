@@ -1,0 +1,148 @@
+"""`approxtrain multipliers list | add | remove | report`: the multiplier registry from the shell."""
+from pathlib import Path
+
+from approxtrain.multipliers import ROUNDINGS
+from approxtrain.multipliers.metrics import DEFAULT_SAMPLES
+
+# The most cells per heatmap side: larger tables (M > 8) are shown on a strided subgrid.
+HEATMAP_SIDE = 256
+
+
+def add_parser(sub):
+    p = sub.add_parser("multipliers", help="list, add, remove and report approximate multipliers")
+    cmds = p.add_subparsers(dest="multipliers_command", required=True, metavar="SUBCOMMAND")
+
+    ls = cmds.add_parser("list", help="list shipped and user multipliers")
+    ls.set_defaults(func=run_list)
+
+    add = cmds.add_parser("add", help="build a C model's table and register it (no rebuild needed)")
+    add.add_argument("name", help="registry name (lowercase letters, digits, '_')")
+    add.add_argument("c_file", metavar="FILE.c", help="C file with 'float SYMBOL(float a, float b)'")
+    add.add_argument("--mantissa-bits", "-m", type=int, required=True, metavar="M",
+                     help="fraction bits each operand is reduced to (1..11)")
+    add.add_argument("--rounding", choices=ROUNDINGS, default="truncate", help="operand rounding (default: truncate)")
+    add.add_argument("--symbol", help="C function name (default: NAME)")
+    add.add_argument("--description", default="", help="one line for listings")
+    add.add_argument("--force", action="store_true", help="replace a user multiplier of the same name")
+    add.set_defaults(func=run_add)
+
+    rm = cmds.add_parser("remove", help="unregister a user multiplier")
+    rm.add_argument("name")
+    rm.set_defaults(func=run_remove)
+
+    rep = cmds.add_parser("report", help="error metrics, heatmap and histogram of a multiplier")
+    rep.add_argument("name")
+    rep.add_argument("--out", default=".", metavar="DIR", help="directory for the PNGs (default: .)")
+    rep.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+                     help=f"random float32 input pairs (default: {DEFAULT_SAMPLES})")
+    rep.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    rep.set_defaults(func=run_report)
+
+
+def run_list(args):
+    from approxtrain import multipliers
+
+    rows = [multipliers.describe(name) for name in multipliers.names()]
+    header = ("NAME", "M", "ROUNDING", "KIND", "DESCRIPTION")
+    table = [header] + [(r["name"], str(r["mantissa_bits"]), r["operand_rounding"], r["kind"], r["description"])
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print(f"(fp32 means the native op; user multipliers live in {multipliers.user_dir()})")
+    return 0
+
+
+def run_add(args):
+    from approxtrain import multipliers
+
+    m = multipliers.register(args.name, args.c_file, mantissa_bits=args.mantissa_bits,
+                             operand_rounding=args.rounding, symbol=args.symbol, description=args.description,
+                             overwrite=args.force)
+    print(f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
+          f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}")
+    return 0
+
+
+def run_remove(args):
+    from approxtrain import multipliers
+
+    multipliers.unregister(args.name)
+    print(f"removed {args.name}")
+    return 0
+
+
+def _percent(x):
+    return f"{100 * x:+.4f} %"
+
+
+def run_report(args):
+    from approxtrain import multipliers
+    from approxtrain.multipliers import metrics
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    m = multipliers.get(args.name)
+    table_errors = metrics.table_relative_errors(m)
+    random_errors = metrics.random_relative_errors(m, args.samples, args.seed)
+    print(f"{m.name}: M={m.mantissa_bits}, operand rounding={m.operand_rounding}"
+          + (f" -- {m.description}" if m.description else ""))
+    views = (("table pairs", f"all {table_errors.size} pairs 1.ia x 1.ib, vs their exact product", table_errors),
+             ("random float32", f"{random_errors.size} inputs through approxtrain.core, vs the exact product "
+                                "of the unreduced inputs", random_errors))
+    print(f"{'relative error':<16}{'bias':>12}{'MRED':>12}{'max':>12}{'min':>12}")
+    for label, _, errors in views:
+        s = metrics.summarize(errors)
+        cells = (_percent(s["bias"]), f"{100 * s['mred']:.4f} %", _percent(s["max"]), _percent(s["min"]))
+        print(f"{label:<16}" + "".join(f"{c:>12}" for c in cells))
+    for label, what, _ in views:
+        print(f"  {label}: {what}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (_heatmap(m, table_errors, out), _histogram(m, table_errors, random_errors, out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _heatmap(m, table_errors, out):
+    plt = _pyplot()
+    n = table_errors.shape[0]
+    step = max(1, n // HEATMAP_SIDE)
+    grid = 100 * table_errors[::step, ::step]
+    limit = float(abs(grid).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    image = ax.imshow(grid, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=(0, n, 0, n),
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="relative error (%)")
+    ax.set_xlabel("ib (right operand fraction)")
+    ax.set_ylabel("ia (left operand fraction)")
+    sub = f", every {step}th index" if step > 1 else ""
+    ax.set_title(f"{m.name}: relative error of the table (M={m.mantissa_bits}{sub})")
+    path = out / f"{m.name}_error_heatmap.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _histogram(m, table_errors, random_errors, out):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.hist(100 * random_errors, bins=200, density=True, alpha=0.7, label="random float32 inputs")
+    ax.hist(100 * table_errors.ravel(), bins=200, density=True, histtype="step", color="k", label="table pairs")
+    ax.set_xlabel("relative error (%)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{m.name}: relative error distribution")
+    ax.legend()
+    path = out / f"{m.name}_error_hist.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

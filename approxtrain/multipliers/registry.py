@@ -1,0 +1,278 @@
+"""Name -> Multiplier: the shipped multipliers and the user's own.
+
+Shipped multipliers are declared by the ``approxtrain:`` comment lines of the
+repository's multipliers/*.c.  Their tables are built at package build time
+into approxtrain/tables/; when a table is missing or older than its C source
+(a source checkout), it is built on first use into
+$APPROXTRAIN_HOME/cache/tables/.
+
+User multipliers live in $APPROXTRAIN_HOME/multipliers/ (default
+~/.approxtrain): NAME.amlut is the registration, NAME.c a copy of its model.
+Registering needs no rebuild of anything: a table is data.
+"""
+import os
+import re
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from . import builder, table_file
+from ._multiplier import Multiplier
+
+PACKAGE_TABLES = Path(__file__).resolve().parent.parent / "tables"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "multipliers"  # present in a source checkout
+NATIVE = "fp32"
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+
+_cache = {}  # (table path, mtime_ns, size) -> Multiplier
+_resolved = {}  # (home, name) -> table path found by get()
+_in_memory = {}  # shipped name -> Multiplier whose table could not be cached on disk
+
+
+def home():
+    """$APPROXTRAIN_HOME, default ~/.approxtrain."""
+    return Path(os.environ.get("APPROXTRAIN_HOME") or Path.home() / ".approxtrain").expanduser()
+
+
+def user_dir():
+    return home() / "multipliers"
+
+
+def cache_dir():
+    return home() / "cache" / "tables"
+
+
+@lru_cache(maxsize=None)
+def _source_specs(source_dir):
+    """{name: (ModelSpec, source digest)} declared by the C files of source_dir."""
+    specs = {}
+    for c_file in sorted(Path(source_dir).glob("*.c")):
+        digest = builder.source_digest(c_file)
+        for spec in builder.read_specs(c_file):
+            if spec.name in specs:
+                raise builder.ModelError(f"multiplier {spec.name!r} declared twice: in "
+                                         f"{specs[spec.name][0].source} and {c_file}")
+            specs[spec.name] = (spec, digest)
+    return specs
+
+
+def shipped_specs():
+    return _source_specs(str(SOURCE_DIR)) if SOURCE_DIR.is_dir() else {}
+
+
+def shipped_names():
+    names = set(shipped_specs())
+    if PACKAGE_TABLES.is_dir():
+        names.update(p.stem for p in PACKAGE_TABLES.glob("*" + table_file.SUFFIX))
+    return sorted(names)
+
+
+def user_names():
+    d = user_dir()
+    return sorted(p.stem for p in d.glob("*" + table_file.SUFFIX)) if d.is_dir() else []
+
+
+def names():
+    """Every multiplier name, shipped and user, sorted."""
+    return sorted(set(shipped_names()) | set(user_names()))
+
+
+def _not_a_table(name):
+    return ValueError(f"{name!r} is not a table: it means the native float32 op (exact, fused); "
+                      "use it as a layer's multiplier, not with approxtrain.multipliers.get")
+
+
+def _unknown(name):
+    return ValueError(f"unknown multiplier {name!r}; available: {', '.join(names())} "
+                      f"(and {NATIVE!r} for the native op)")
+
+
+def _load(path):
+    """The Multiplier stored in a table file (cached while the file is unchanged)."""
+    st = os.stat(path)
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _cache:
+        header, entries = table_file.read_table(path)
+        _cache[key] = Multiplier(header.name, header.mantissa_bits, header.operand_rounding, entries,
+                                 header.description)
+    return _cache[key]
+
+
+def _fresh(path, digest):
+    """True when path is a readable table built from a source with this digest (None: any)."""
+    try:
+        return path.is_file() and (digest is None or table_file.read_header(path).source_sha256 == digest)
+    except table_file.TableFileError:
+        return False
+
+
+def _header(spec, digest):
+    return table_file.TableHeader(spec.name, spec.mantissa_bits, spec.operand_rounding, spec.symbol,
+                                  spec.description, digest)
+
+
+def build_shipped_tables(source_dir, out_dir):
+    """Builds every table declared in source_dir/*.c into out_dir (setup.py's build step)."""
+    if not sorted(Path(source_dir).glob("*.c")):
+        raise FileNotFoundError(f"no multiplier models (*.c) in {source_dir}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_file = {}
+    for spec, digest in _source_specs(str(source_dir)).values():
+        by_file.setdefault(spec.source, []).append((spec, digest))
+    written = []
+    for c_file, specs in by_file.items():
+        model = builder.CompiledModel(c_file)
+        for spec, digest in specs:
+            entries = builder.make_table(model, spec.symbol, spec.mantissa_bits, spec.operand_rounding, spec.name)
+            path = out_dir / (spec.name + table_file.SUFFIX)
+            table_file.write_table(path, _header(spec, digest), entries)
+            written.append(path)
+    return written
+
+
+def _shipped_table_path(name):
+    """A fresh table file of a shipped multiplier, building it into the cache dir if needed."""
+    spec, digest = shipped_specs().get(name, (None, None))
+    packaged = PACKAGE_TABLES / (name + table_file.SUFFIX)
+    if _fresh(packaged, digest):
+        return packaged, None
+    cached = cache_dir() / (name + table_file.SUFFIX)
+    if spec is None:
+        raise _unknown(name)
+    if _fresh(cached, digest):
+        return cached, None
+    entries = builder.build_table(spec.source, spec.symbol, spec.mantissa_bits, spec.operand_rounding, name)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        table_file.write_table(cached, _header(spec, digest), entries)
+    except OSError as e:
+        warnings.warn(f"cannot cache the table of {name!r} in {cached.parent} ({e}); keeping it in memory")
+        _in_memory[name] = Multiplier(name, spec.mantissa_bits, spec.operand_rounding, entries, spec.description)
+        return None, _in_memory[name]
+    return cached, None
+
+
+def get(name):
+    """The Multiplier called name (shipped or user); ValueError naming the choices if unknown."""
+    if isinstance(name, Multiplier):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"multiplier name must be a str, got {type(name).__name__}")
+    if name == NATIVE:
+        raise _not_a_table(name)
+    key = (str(home()), name)
+    if key in _resolved:  # fast path: ops look their multiplier up on every call
+        try:
+            return _load(_resolved[key])
+        except (FileNotFoundError, table_file.TableFileError):
+            del _resolved[key]  # gone or damaged: resolve it again below
+    if name in _in_memory:
+        return _in_memory[name]
+    if name in shipped_names():
+        path, in_memory = _shipped_table_path(name)
+        if path is None:
+            return in_memory
+        if path.parent == cache_dir():
+            try:
+                _load(path)
+            except table_file.TableFileError:  # a damaged cache entry: build it again
+                path.unlink()
+                path, in_memory = _shipped_table_path(name)
+                if path is None:
+                    return in_memory
+    else:
+        path = user_dir() / (name + table_file.SUFFIX)
+        if not (_NAME.match(name) and path.is_file()):
+            raise _unknown(name)
+    multiplier = _load(path)
+    _resolved[key] = path
+    return multiplier
+
+
+def _check_new_name(name):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid multiplier name {name!r}: use 1-64 characters, a lowercase letter first, "
+                         "then lowercase letters, digits or '_'")
+    if name == NATIVE:
+        raise ValueError(f"{NATIVE!r} is reserved for the native float32 op")
+    if name in shipped_names():
+        raise ValueError(f"{name!r} is a shipped multiplier and cannot be replaced; choose another name")
+
+
+def register(name, c_file, *, mantissa_bits, operand_rounding="truncate", symbol=None, description="",
+             overwrite=False):
+    """Builds the table of ``float symbol(float, float)`` in c_file and registers it as name.
+
+    symbol defaults to name.  The table and a copy of the C file go to
+    $APPROXTRAIN_HOME/multipliers/; on any error nothing is left there.
+    """
+    _check_new_name(name)
+    builder.check_mantissa_bits(mantissa_bits)
+    builder.check_rounding(operand_rounding)
+    symbol = name if symbol is None else symbol
+    c_file = Path(c_file)
+    if not c_file.is_file():
+        raise FileNotFoundError(f"C model file not found: {c_file}")
+    d = user_dir()
+    table_path, source_path = d / (name + table_file.SUFFIX), d / (name + ".c")
+    _resolved.pop((str(home()), name), None)
+    if table_path.exists() and not overwrite:
+        raise ValueError(f"multiplier {name!r} is already registered ({table_path}); "
+                         "unregister it first or pass overwrite=True")
+    source = c_file.read_bytes()
+    entries = builder.build_table(c_file, symbol, mantissa_bits, operand_rounding, name)
+    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, symbol, description,
+                                    builder.source_digest(c_file))
+    data = table_file.encode(header, entries)
+
+    # The .amlut file is the registration: write the source copy first, the
+    # table last, and undo the source copy if the table cannot be written.
+    d.mkdir(parents=True, exist_ok=True)
+    old_source = source_path.read_bytes() if source_path.exists() else None
+    table_file.atomic_write_bytes(source_path, source)
+    try:
+        table_file.atomic_write_bytes(table_path, data)
+    except BaseException:
+        if old_source is None:
+            source_path.unlink(missing_ok=True)
+        else:
+            table_file.atomic_write_bytes(source_path, old_source)
+        raise
+    return get(name)
+
+
+def unregister(name):
+    """Removes a user multiplier (its table and C copy)."""
+    if name in shipped_names():
+        raise ValueError(f"{name!r} is a shipped multiplier; only user multipliers can be unregistered")
+    table_path = user_dir() / (name + table_file.SUFFIX) if isinstance(name, str) else None
+    if table_path is None or not _NAME.match(name) or not table_path.is_file():
+        raise ValueError(f"no user multiplier {name!r}; user multipliers: {', '.join(user_names()) or 'none'}")
+    _resolved.pop((str(home()), name), None)
+    table_path.unlink()
+    (user_dir() / (name + ".c")).unlink(missing_ok=True)
+
+
+def describe(name):
+    """A dict describing a multiplier without building anything (for listings)."""
+    if name == NATIVE:
+        raise _not_a_table(name)
+    spec = shipped_specs().get(name)
+    if spec is not None:
+        spec = spec[0]
+        packaged = PACKAGE_TABLES / (name + table_file.SUFFIX)
+        return {"name": name, "mantissa_bits": spec.mantissa_bits, "operand_rounding": spec.operand_rounding,
+                "description": spec.description, "kind": "shipped", "source": str(spec.source),
+                "table": str(packaged) if packaged.is_file() else None}
+    if name in shipped_names():
+        path, kind, source = PACKAGE_TABLES / (name + table_file.SUFFIX), "shipped", None
+    elif name in user_names():
+        path, kind = user_dir() / (name + table_file.SUFFIX), "user"
+        source = user_dir() / (name + ".c")
+        source = str(source) if source.is_file() else None
+    else:
+        raise _unknown(name)
+    header = table_file.read_header(path)
+    return {"name": name, "mantissa_bits": header.mantissa_bits, "operand_rounding": header.operand_rounding,
+            "description": header.description, "kind": kind, "source": source, "table": str(path)}
