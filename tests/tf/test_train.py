@@ -114,3 +114,11 @@ def test_bad_multiplier_and_model_fail_fast(tmp_path, capsys):
     assert not os.path.exists(out)  # failed before anything was written
     assert cli.main(["compare", *SMALL, "--multipliers", "fp32,fp32", "--out", out]) == 2
     assert "lists fp32 more than once" in capsys.readouterr().err
+
+
+def test_mirrored_strategy_trains(tmp_path):
+    out = str(tmp_path / "mirrored")
+    assert cli.main(["train", *SMALL, "--epochs", "1", "--strategy", "mirrored", "--out", out]) == 0
+    res = results(out)
+    assert res["machine"]["strategy"] == "MirroredStrategy" and res["machine"]["num_replicas"] >= 1
+    assert res["final"]["test_accuracy"] > 0.2
