@@ -60,6 +60,16 @@ class CMakeBuild(build_ext):
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_temp, check=True)
 
+    # CMake also writes the TF op library and its TF-version stamp next to
+    # _core; in-place and editable builds copy them into the package too.
+    def copy_extensions_to_source(self):
+        super().copy_extensions_to_source()
+        package_dir = Path(self.get_finalized_command("build_py").get_package_dir("approxtrain"))
+        for name in ("_approxtrain_ops.so", "_approxtrain_ops.tf_version"):
+            built = Path(self.build_lib) / "approxtrain" / name
+            if built.exists():
+                self.copy_file(str(built), str(package_dir / name), level=self.verbose)
+
 
 def _build_shipped_tables(out_dir):
     """Builds approxtrain/tables/*.amlut from multipliers/*.c.

@@ -1,0 +1,60 @@
+"""Loads the TensorFlow op library ``_approxtrain_ops.so`` that sits next to this file.
+
+The library is compiled against one TensorFlow version (recorded in the stamp
+file ``_approxtrain_ops.tf_version`` by the build).  A missing library, a
+stamp that names another TensorFlow, or a library TensorFlow refuses to load
+raises :class:`OpLibraryError` naming the one command that rebuilds it.
+The library is found relative to this package, never the working directory.
+"""
+import os
+import threading
+
+REBUILD_COMMAND = "pip install --no-build-isolation -e ."
+LIBRARY_FILE = "_approxtrain_ops.so"
+STAMP_FILE = "_approxtrain_ops.tf_version"
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_REPO_DIR = os.path.dirname(PACKAGE_DIR)
+
+_lock = threading.Lock()
+_loaded = None
+
+
+class OpLibraryError(ImportError):
+    """The TF op library is missing, stale or unloadable (the message says how to rebuild)."""
+
+
+def _error(problem):
+    return OpLibraryError(
+        f"approxtrain's TensorFlow op library cannot be used: {problem}. "
+        f"Rebuild it by running `{REBUILD_COMMAND}` in the repository ({_REPO_DIR})."
+    )
+
+
+def load_from(directory):
+    """Loads and returns the op library module found in ``directory`` (checked, not cached)."""
+    import tensorflow as tf
+
+    library = os.path.join(directory, LIBRARY_FILE)
+    stamp = os.path.join(directory, STAMP_FILE)
+    if not os.path.exists(library):
+        raise _error(f"{library} does not exist (built without TensorFlow, or never built)")
+    if not os.path.exists(stamp):
+        raise _error(f"{stamp} is missing, so the TensorFlow version {library} was compiled against is unknown")
+    with open(stamp) as f:
+        built_for = f.read().strip()
+    if built_for != tf.__version__:
+        raise _error(f"it was compiled against TensorFlow {built_for}, but TensorFlow {tf.__version__} is running")
+    try:
+        return tf.load_op_library(library)
+    except Exception as e:  # tf.errors.NotFoundError (undefined symbols) and friends
+        raise _error(f"TensorFlow failed to load {library}: {e}") from e
+
+
+def library():
+    """The op library of this installation, loaded once per process."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = load_from(PACKAGE_DIR)
+        return _loaded

@@ -1,0 +1,23 @@
+"""Keras 3 layers whose products go through simulated approximate multipliers.
+
+Each layer is its Keras twin plus `multiplier`, `grad_input_multiplier` and
+`grad_weight_multiplier` (see `AMLayer`); build, weights and serialisation are Keras's.
+
+    import approxtrain as at
+    layer = at.layers.AMDense(64, activation="relu", multiplier="mbm7")
+"""
+from approxtrain.layers._am_layer import AMLayer
+from approxtrain.layers.attention import AMMultiHeadAttention
+from approxtrain.layers.conv import AMConv1D, AMConv2D
+from approxtrain.layers.dense import AMDense
+from approxtrain.layers.depthwise_conv import AMDepthwiseConv2D, AMSeparableConv2D
+
+__all__ = [
+    "AMLayer",
+    "AMDense",
+    "AMConv1D",
+    "AMConv2D",
+    "AMDepthwiseConv2D",
+    "AMSeparableConv2D",
+    "AMMultiHeadAttention",
+]

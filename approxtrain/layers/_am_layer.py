@@ -1,0 +1,160 @@
+"""What every AM layer shares: the multiplier arguments, their config, the float32 boundary.
+
+An AM layer is its Keras twin (same build, weights and serialisation) whose
+multiplications go through `approxtrain.ops`. The mixin goes first in the
+bases, e.g. ``class AMDense(AMLayer, keras.layers.Dense)``.
+"""
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from approxtrain.multipliers import Multiplier
+
+FP32 = "fp32"
+
+
+def check_multiplier(value, argument, optional=False):
+    """Validate one multiplier argument early, so a typo fails at construction."""
+    if value is None and optional:
+        return None
+    if isinstance(value, Multiplier):
+        return value
+    if isinstance(value, str):
+        if value != FP32:
+            _resolve_name(value, argument)
+        return value
+    raise TypeError(
+        f"{argument} must be a multiplier name (str), an approxtrain.multipliers.Multiplier or 'fp32'"
+        f"{' or None' if optional else ''}, got {value!r}"
+    )
+
+
+def _resolve_name(name, argument):
+    from approxtrain import multipliers
+
+    get = getattr(multipliers, "get", None)
+    if get is None:  # registry not built into this checkout: the op resolves the name when called
+        return
+    try:
+        get(name)
+    except (KeyError, ValueError, LookupError) as e:
+        raise ValueError(f"{argument}={name!r} is not a known multiplier: {e}") from None
+
+
+def multiplier_name(value):
+    """What get_config stores: the registry name (the table itself is not serialised)."""
+    return value.name if isinstance(value, Multiplier) else value
+
+
+@dataclass(frozen=True)
+class AMMultipliers:
+    """The three multipliers of one layer, in the keyword form every approxtrain.ops function takes."""
+
+    multiplier: object
+    grad_input_multiplier: object = None
+    grad_weight_multiplier: object = None
+
+    def op_kwargs(self, activations_only=False):
+        """Keyword arguments for an op. activations_only: both operands are activations (attention
+        products), so both gradients use grad_input_multiplier."""
+        grad_weight = self.grad_input_multiplier if activations_only else self.grad_weight_multiplier
+        if activations_only and grad_weight is None:
+            grad_weight = self.multiplier
+        return dict(
+            multiplier=self.multiplier,
+            grad_input_multiplier=self.grad_input_multiplier,
+            grad_weight_multiplier=grad_weight,
+        )
+
+    def config(self):
+        return {
+            "multiplier": multiplier_name(self.multiplier),
+            "grad_input_multiplier": multiplier_name(self.grad_input_multiplier),
+            "grad_weight_multiplier": multiplier_name(self.grad_weight_multiplier),
+        }
+
+
+def to_float32(layer, *tensors):
+    """Cast floating tensors to float32 (the AM ops' dtype); anything else is a clear error.
+
+    Under a mixed-precision policy Keras hands the layer float16/bfloat16 inputs and
+    kernels; the AM arithmetic is defined on float32, so it runs there.
+    """
+    out = []
+    for t in tensors:
+        dtype = tf.as_dtype(t.dtype)
+        if not dtype.is_floating:
+            raise TypeError(f"{type(layer).__name__} {layer.name!r}: inputs must be floating point, got {dtype.name}")
+        out.append(tf.cast(t, tf.float32))
+    return out[0] if len(out) == 1 else out
+
+
+def from_float32(layer, y):
+    """Cast an AM op's float32 result back to the layer's compute dtype."""
+    return tf.cast(y, layer.compute_dtype)
+
+
+def check_rank(layer, inputs, rank):
+    if inputs.shape.rank != rank:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} expects inputs of rank {rank}, "
+            f"got shape {tuple(inputs.shape)}"
+        )
+
+
+class AMLayer:
+    """Mixin: `multiplier`, `grad_input_multiplier`, `grad_weight_multiplier` on a Keras layer.
+
+    Args (in addition to the Keras twin's):
+        multiplier: multiplier of the forward products: a registry name (e.g. ``"mbm7"``),
+            an `approxtrain.multipliers.Multiplier`, or ``"fp32"`` (the native op).
+        grad_input_multiplier: multiplier of the products giving the gradient w.r.t. the
+            layer input (None: same as `multiplier`).
+        grad_weight_multiplier: multiplier of the products giving the gradient w.r.t. the
+            weights (None: same as `multiplier`).
+    """
+
+    def __init__(self, *args, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.am_multipliers = AMMultipliers(
+            check_multiplier(multiplier, "multiplier"),
+            check_multiplier(grad_input_multiplier, "grad_input_multiplier", optional=True),
+            check_multiplier(grad_weight_multiplier, "grad_weight_multiplier", optional=True),
+        )
+        # The AM ops are custom kernels XLA cannot compile. Keras's trainer compiles a model
+        # with XLA only if every layer has supports_jit (trainer.model_supports_jit), so
+        # jit_compile="auto" (and True, with a warning) falls back to a plain tf.function.
+        self.supports_jit = False
+
+    @property
+    def multiplier(self):
+        return self.am_multipliers.multiplier
+
+    @property
+    def grad_input_multiplier(self):
+        return self.am_multipliers.grad_input_multiplier
+
+    @property
+    def grad_weight_multiplier(self):
+        return self.am_multipliers.grad_weight_multiplier
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.am_multipliers.config())
+        return config
+
+    def _require_channels_last(self):
+        if self.data_format != "channels_last":
+            raise ValueError(
+                f"{type(self).__name__} supports data_format='channels_last' only (the AM ops are NHWC), "
+                f"got data_format={self.data_format!r}"
+            )
+
+    def _add_bias_and_activate(self, outputs):
+        """The tail every Keras twin applies after its product (channels_last: bias on the last axis)."""
+        if self.bias is not None:
+            outputs = keras.ops.add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs

@@ -1,0 +1,127 @@
+"""AMMultiHeadAttention: keras.layers.MultiHeadAttention with every product approximate.
+
+Six GEMMs per call go through `approxtrain.ops.matmul`: the query, key, value and output
+projections, and the two attention products (scores = Q K^T, output = scores V). Keras
+builds the projections as EinsumDense sublayers; after Keras's build they are turned into
+`_AMProjection` (an EinsumDense whose `call` is an AM matmul), so weights, their paths
+and serialisation stay exactly Keras's.
+"""
+import keras
+import tensorflow as tf
+
+from approxtrain import ops
+from approxtrain.layers._am_layer import AMLayer, from_float32, to_float32
+
+
+class _AMProjection(keras.layers.EinsumDense):
+    """An EinsumDense of the projection form "<free><bound>,<bound><out>-><free><out>"
+    (what MultiHeadAttention builds), computed as one AM matmul. Only made by
+    AMMultiHeadAttention.build, from Keras's own sublayer."""
+
+    def call(self, inputs, training=None):
+        free, bound, out = _projection_parts(self.equation)
+        x, kernel = to_float32(self, inputs, self.kernel)
+        out_shape = kernel.shape[len(bound):]
+        flat = tf.reshape(x, [-1, x.shape[len(free):].num_elements()])
+        y = ops.matmul(
+            flat, tf.reshape(kernel, [flat.shape[-1], out_shape.num_elements()]), **self.am_multipliers.op_kwargs()
+        )
+        y = tf.reshape(y, tf.concat([tf.shape(x)[: len(free)], out_shape.as_list()], axis=0))
+        y = from_float32(self, y)
+        if self.bias is not None:
+            y = keras.ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+
+def _projection_parts(equation):
+    """(free, bound, out) index letters of a projection equation; anything else is an error."""
+    inputs, result = equation.split("->")
+    lhs, rhs = inputs.split(",")
+    bound = "".join(c for c in lhs if c in rhs)
+    free, out = lhs[: len(lhs) - len(bound)], rhs[len(bound):]
+    if lhs != free + bound or rhs != bound + out or result != free + out:
+        raise NotImplementedError(f"AM projection supports '<free><bound>,<bound><out>-><free><out>', got {equation!r}")
+    return free, bound, out
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
+    """Multi-head attention with AM products; the arguments of `keras.layers.MultiHeadAttention`.
+
+    All four projections (query, key, value, output; and the gate when use_gate=True)
+    and both attention products are AM matmuls. Scaling, masking, softmax and dropout
+    are Keras's. The attention products multiply two activations, so both of their
+    gradients use `grad_input_multiplier`. Attention is always computed explicitly
+    (no fused/flash kernel).
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head for query and key.
+        multiplier: forward multiplier (registry name, `Multiplier`, or ``"fp32"``).
+        grad_input_multiplier: multiplier for gradients w.r.t. activations (None: `multiplier`).
+        grad_weight_multiplier: multiplier for gradients w.r.t. the projection kernels
+            (None: `multiplier`).
+        **kwargs: every other `keras.layers.MultiHeadAttention` argument (value_dim, dropout,
+            use_bias, output_shape, attention_axes, ...); flash_attention must not be True.
+    """
+
+    def __init__(self, *args, flash_attention=None, **kwargs):
+        if flash_attention:
+            raise ValueError("AMMultiHeadAttention computes attention explicitly; flash_attention=True is not supported")
+        super().__init__(*args, **kwargs)
+        self._flash_attention = False  # even when keras.config.enable_flash_attention() is on
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        for name in ("_query_dense", "_key_dense", "_value_dense", "_output_dense", "_gate_dense"):
+            projection = getattr(self, name, None)
+            if projection is None:
+                continue
+            _projection_parts(projection.equation)  # fail at build, not at the first call
+            projection.__class__ = _AMProjection
+            projection.am_multipliers = self.am_multipliers
+            projection.supports_jit = False
+
+    def _compute_attention(
+        self, query, key, value, attention_mask=None, training=None, return_attention_scores=False, use_causal_mask=False
+    ):
+        if use_causal_mask:  # Keras passes it only to its own _compute_attention; kept for safety
+            causal = self._compute_causal_mask(query, value)
+            attention_mask = causal if attention_mask is None else keras.ops.logical_and(
+                keras.ops.cast(attention_mask, "bool"), causal
+            )
+        query = keras.ops.multiply(query, keras.ops.cast(self._inverse_sqrt_key_dim, query.dtype))
+        rank = len(query.shape)
+        attention = tuple(self._attention_axes)
+        batch = tuple(i for i in range(rank - 1) if i not in attention)
+        order = batch + attention + (rank - 1,)  # [<batch and heads>, <attention axes>, channels]
+
+        q, k, v = (tf.transpose(t, order) for t in (query, key, value))
+        q32, k32, v32 = to_float32(self, q, k, v)
+        nb, na = len(batch), len(attention)
+        q_shape, k_shape = tf.shape(q), tf.shape(k)
+        q_len = tf.reduce_prod(q_shape[nb : nb + na])
+        k_len = tf.reduce_prod(k_shape[nb : nb + na])
+
+        activation_kwargs = self.am_multipliers.op_kwargs(activations_only=True)
+        scores = ops.matmul(
+            tf.reshape(q32, tf.stack([-1, q_len, q.shape[-1]])),
+            tf.reshape(k32, tf.stack([-1, k_len, k.shape[-1]])),
+            transpose_b=True,
+            **activation_kwargs,
+        )
+        # Keras's layout: [<batch and heads>, <query attention axes>, <key attention axes>].
+        scores = tf.reshape(scores, tf.concat([q_shape[: nb + na], k_shape[nb : nb + na]], axis=0))
+        scores = self._masked_softmax(from_float32(self, scores), attention_mask)
+        weights = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
+
+        out = ops.matmul(
+            tf.reshape(to_float32(self, weights), tf.stack([-1, q_len, k_len])),
+            tf.reshape(v32, tf.stack([-1, k_len, v.shape[-1]])),
+            **activation_kwargs,
+        )
+        out = tf.reshape(out, tf.concat([q_shape[:-1], [v.shape[-1]]], axis=0))
+        out = tf.transpose(out, [order.index(i) for i in range(rank)])
+        return from_float32(self, out), scores

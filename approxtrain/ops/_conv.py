@@ -1,0 +1,214 @@
+"""AM convolutions: the ops, their gradients (DESIGN.md section 4) and the wrappers.
+
+conv2d: x [N, H, W, C] (the table row) by w [KH, KW, C/groups, O], NHWC.
+Gradients: dx = AMConv2DBackpropInput (dy the table row, grad_input_multiplier),
+dw = AMConv2DBackpropFilter (x the table row, grad_weight_multiplier); their
+canonical summation orders are documented in src/amsim/conv.h.
+depthwise_conv2d and conv1d are conv2d with groups = C and with H = 1.
+"""
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from approxtrain._op_library import library
+from approxtrain.core import conv_paddings
+from approxtrain.ops._checks import float32_tensor, require_rank
+from approxtrain.ops._spec import spec, spec_of_op
+from approxtrain.ops._tables import resolve_three
+
+
+@dataclass(frozen=True)
+class ConvAttrs:
+    """The window attributes, exactly as the AM ops and tf.raw_ops.Conv2D take them (NHWC)."""
+
+    strides: tuple
+    padding: str
+    explicit_paddings: tuple
+    dilations: tuple
+
+    def kwargs(self):
+        return dict(strides=list(self.strides), padding=self.padding,
+                    explicit_paddings=list(self.explicit_paddings), dilations=list(self.dilations))
+
+    @classmethod
+    def of_op(cls, op):
+        padding = op.get_attr("padding")
+        return cls(tuple(op.get_attr("strides")), padding.decode() if isinstance(padding, bytes) else padding,
+                   tuple(op.get_attr("explicit_paddings")), tuple(op.get_attr("dilations")))
+
+
+def _pair(v, what):
+    if isinstance(v, int):
+        v = (v, v)
+    v = tuple(v)
+    if len(v) != 2 or not all(isinstance(t, int) and t >= 1 for t in v):
+        raise ValueError(f"{what} must be a positive int or a pair of positive ints, got {v!r}")
+    return v
+
+
+def conv_attrs(strides, padding, dilations):
+    """ConvAttrs from wrapper arguments: padding "SAME" | "VALID" | [[top, bottom], [left, right]]."""
+    sh, sw = _pair(strides, "strides")
+    dh, dw = _pair(dilations, "dilations")
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]], got {padding!r}")
+        mode, explicit = padding.upper(), ()
+    else:
+        top, bottom, left, right = conv_paddings(padding, None, None, None, None)  # validates the pairs
+        mode, explicit = "EXPLICIT", (0, 0, top, bottom, left, right, 0, 0)
+    return ConvAttrs((1, sh, sw, 1), mode, explicit, (1, dh, dw, 1))
+
+
+# --- the three products, AM or native ----------------------------------------------------------
+
+def forward(x, w, table_spec, attrs):
+    if table_spec is None:
+        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())
+    return library().am_conv2d(x, w, table_spec.tensor, operand_rounding=table_spec.rounding, **attrs.kwargs())
+
+
+def input_grad(input_sizes, w, dy, table_spec, attrs):
+    if table_spec is None:
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=input_sizes, filter=w, out_backprop=dy, **attrs.kwargs())
+    return library().am_conv2d_backprop_input(input_sizes, w, dy, table_spec.tensor,
+                                              operand_rounding=table_spec.rounding, **attrs.kwargs())
+
+
+def filter_grad(x, filter_sizes, dy, table_spec, attrs):
+    if table_spec is None:
+        return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=filter_sizes, out_backprop=dy, **attrs.kwargs())
+    return library().am_conv2d_backprop_filter(x, filter_sizes, dy, table_spec.tensor,
+                                               operand_rounding=table_spec.rounding, **attrs.kwargs())
+
+
+def _conv_with_gradients(x, w, specs, attrs):
+    @tf.custom_gradient
+    def conv(x, w):
+        def grad(dy):
+            return (input_grad(tf.shape(x), w, dy, specs[1], attrs),
+                    filter_grad(x, tf.shape(w), dy, specs[2], attrs))
+
+        return forward(x, w, specs[0], attrs), grad
+
+    return conv(x, w)
+
+
+# --- public wrappers ---------------------------------------------------------------------------
+
+def _check_groups(x, w, groups):
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    channels, filter_in = x.shape[-1], w.shape[2]
+    if channels is not None and filter_in is not None and channels != groups * filter_in:
+        raise ValueError(
+            f"groups={groups} does not match the shapes: input channels {channels} must equal "
+            f"groups * filter input channels ({groups} * {filter_in}) (input {x.shape}, filter {w.shape})"
+        )
+    out_channels = w.shape[3]
+    if out_channels is not None and out_channels % groups:
+        raise ValueError(f"filter output channels {out_channels} must be divisible by groups={groups}")
+
+
+def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, grad_input_multiplier=None,
+           grad_weight_multiplier=None):
+    """AM 2-D convolution, NHWC: x [N, H, W, C] by w [KH, KW, C/groups, O] -> [N, OH, OW, O].
+
+    ``padding``: "SAME" (TensorFlow's rule), "VALID" or [[top, bottom], [left, right]];
+    ``strides``/``dilations``: an int or (h, w); ``groups`` must equal C / w.shape[2].
+    Products go through ``multiplier``'s table with x as the table row; the
+    input gradient uses ``grad_input_multiplier`` (dy the row), the filter
+    gradient ``grad_weight_multiplier`` (x the row); None = ``multiplier``,
+    ``"fp32"`` = the native op.
+    """
+    specs_m = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    x = float32_tensor(x, "conv2d input x")
+    w = float32_tensor(w, "conv2d filter w")
+    require_rank(x, (4,), "conv2d input x [N, H, W, C]")
+    require_rank(w, (4,), "conv2d filter w [KH, KW, C/groups, O]")
+    _check_groups(x, w, groups)
+    attrs = conv_attrs(strides, padding, dilations)
+    if all(m is None for m in specs_m):
+        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())
+    return _conv_with_gradients(x, w, [spec(m) for m in specs_m], attrs)
+
+
+def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None,
+                     grad_weight_multiplier=None):
+    """AM depthwise convolution: x [N, H, W, C] by w [KH, KW, C, multiplier] -> [N, OH, OW, C * multiplier].
+
+    Computed as conv2d with groups = C: the filter's memory layout
+    [KH, KW, C, mult] is the grouped filter [KH, KW, 1, C * mult].
+    ``"fp32"`` everywhere means tf.nn.depthwise_conv2d.
+    """
+    forward_m, grad_in, grad_w = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    x = float32_tensor(x, "depthwise_conv2d input x")
+    w = float32_tensor(w, "depthwise_conv2d filter w")
+    require_rank(x, (4,), "depthwise_conv2d input x [N, H, W, C]")
+    require_rank(w, (4,), "depthwise_conv2d filter w [KH, KW, C, multiplier]")
+    channels = x.shape[-1]
+    if channels is None:
+        raise ValueError(f"depthwise_conv2d needs a known channel count, got input shape {x.shape}")
+    if w.shape[2] is not None and w.shape[2] != channels:
+        raise ValueError(f"depthwise_conv2d filter {w.shape} must have {channels} input channels (input {x.shape})")
+    attrs = conv_attrs(strides, padding, dilations)
+    if forward_m is None and grad_in is None and grad_w is None:
+        pads = attrs.padding if attrs.padding != "EXPLICIT" else [list(attrs.explicit_paddings[i:i + 2]) for i in range(0, 8, 2)]
+        return tf.nn.depthwise_conv2d(x, w, list(attrs.strides), pads, dilations=list(attrs.dilations[1:3]))
+    kh, kw = tf.shape(w)[0], tf.shape(w)[1]
+    grouped = tf.reshape(w, tf.stack([kh, kw, 1, -1]))
+    return conv2d(x, grouped, forward_m or "fp32", strides, padding, dilations, groups=channels,
+                  grad_input_multiplier=grad_in or "fp32", grad_weight_multiplier=grad_w or "fp32")
+
+
+def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, grad_input_multiplier=None,
+           grad_weight_multiplier=None):
+    """AM 1-D convolution: x [N, W, C] by w [K, C/groups, O] -> [N, OW, O], as conv2d with H = 1.
+
+    ``padding``: "VALID", "SAME", "CAUSAL" (left padding (K-1)*dilation, as
+    Keras) or [left, right].
+    """
+    x = float32_tensor(x, "conv1d input x")
+    w = float32_tensor(w, "conv1d filter w")
+    require_rank(x, (3,), "conv1d input x [N, W, C]")
+    require_rank(w, (3,), "conv1d filter w [K, C/groups, O]")
+    if not isinstance(strides, int) or not isinstance(dilations, int):
+        raise ValueError(f"conv1d strides and dilations must be ints, got {strides!r} and {dilations!r}")
+    if isinstance(padding, str) and padding.upper() == "CAUSAL":
+        if w.shape[0] is None:
+            raise ValueError(f"causal conv1d needs a known filter width, got filter shape {w.shape}")
+        padding2d = [[0, 0], [(w.shape[0] - 1) * dilations, 0]]
+    elif isinstance(padding, str):
+        padding2d = padding
+    else:
+        pair = list(padding)
+        if len(pair) != 2:
+            raise ValueError(f"conv1d padding must be 'VALID', 'SAME', 'CAUSAL' or [left, right], got {padding!r}")
+        padding2d = [[0, 0], pair]
+    y = conv2d(tf.expand_dims(x, 1), tf.expand_dims(w, 0), multiplier, strides=(1, strides), padding=padding2d,
+               dilations=(1, dilations), groups=groups, grad_input_multiplier=grad_input_multiplier,
+               grad_weight_multiplier=grad_weight_multiplier)
+    return tf.squeeze(y, 1)
+
+
+# --- gradients of the bare ops (each uses the op's own table) ----------------------------------
+
+def _am_conv2d_gradient(op, dy):
+    x, w = op.inputs[0], op.inputs[1]
+    table_spec, attrs = spec_of_op(op, 2), ConvAttrs.of_op(op)
+    return (input_grad(tf.shape(x), w, dy, table_spec, attrs),
+            filter_grad(x, tf.shape(w), dy, table_spec, attrs), None)
+
+
+def _am_conv2d_backprop_input_gradient(op, ddx):
+    # dx = conv^T(dy, w): linear in dy (-> forward conv of ddx) and in w (-> filter grad of ddx by dy).
+    w, dy = op.inputs[1], op.inputs[2]
+    table_spec, attrs = spec_of_op(op, 3), ConvAttrs.of_op(op)
+    return (None, filter_grad(ddx, tf.shape(w), dy, table_spec, attrs), forward(ddx, w, table_spec, attrs), None)
+
+
+def _am_conv2d_backprop_filter_gradient(op, ddw):
+    # dw = corr(x, dy): linear in x (-> input grad of dy by ddw) and in dy (-> forward conv of x by ddw).
+    x, dy = op.inputs[0], op.inputs[2]
+    table_spec, attrs = spec_of_op(op, 3), ConvAttrs.of_op(op)
+    return (input_grad(tf.shape(x), ddw, dy, table_spec, attrs), None, forward(x, ddw, table_spec, attrs), None)

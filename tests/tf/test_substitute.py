@@ -1,0 +1,194 @@
+"""approxtrain.substitute: supported layers replaced, weights kept, original untouched."""
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+import approxtrain  # noqa: E402
+from approxtrain import layers as am  # noqa: E402
+from approxtrain.multipliers import Multiplier  # noqa: E402
+from tests import amsim_reference as ref  # noqa: E402
+
+BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
+TWINS = {
+    keras.layers.Dense: am.AMDense,
+    keras.layers.Conv1D: am.AMConv1D,
+    keras.layers.Conv2D: am.AMConv2D,
+    keras.layers.DepthwiseConv2D: am.AMDepthwiseConv2D,
+    keras.layers.SeparableConv2D: am.AMSeparableConv2D,
+    keras.layers.MultiHeadAttention: am.AMMultiHeadAttention,
+}
+
+
+def all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+def relative_l2(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def snapshot(model):
+    return [(type(layer), [w.copy() for w in layer.get_weights()]) for layer in all_layers(model)]
+
+
+def assert_replaced(original, new, replaced_names):
+    """Layer by layer: the named ones are AM twins with BF16 and the original's weights, the rest the same type."""
+    pairs = list(zip(all_layers(original), all_layers(new)))
+    assert len(pairs) == len(list(all_layers(original))) == len(list(all_layers(new)))
+    for old, layer in pairs:
+        assert layer is not old and layer.name == old.name
+        if old.name in replaced_names:
+            assert type(layer) is TWINS[type(old)], old.name
+            assert layer.multiplier is BF16
+        else:
+            assert type(layer) is type(old), old.name
+        for a, b in zip(old.get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def functional_model():
+    inputs = keras.Input((8, 8, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    y = keras.layers.DepthwiseConv2D(3, name="dw")(y)
+    y = keras.layers.SeparableConv2D(4, 2, activation="relu", name="sep")(y)
+    y = keras.layers.Reshape((25, 4))(y)
+    y = keras.layers.Conv1D(3, 3, name="conv1d")(y)
+    y = keras.layers.MultiHeadAttention(2, 2, name="mha")(y, y)
+    y = keras.layers.Flatten()(y)
+    outputs = keras.layers.Dense(3, name="head")(y)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)  # non-trivial weights everywhere, BN statistics included
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) * np.sign(rng.standard_normal(w.shape))
+                       if "variance" not in w.path else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                       for w in model.weights])
+    return model
+
+
+SUPPORTED = {"conv", "dw", "sep", "conv1d", "mha", "head"}
+
+
+def test_functional_model_all_supported_layers_replaced_original_untouched():
+    model = functional_model()
+    before = snapshot(model)
+    new = approxtrain.substitute(model, BF16)
+    assert_replaced(model, new, SUPPORTED)
+    after = snapshot(model)
+    assert [t for t, _ in before] == [t for t, _ in after]
+    for (_, wa), (_, wb) in zip(before, after):
+        for a, b in zip(wa, wb):
+            np.testing.assert_array_equal(a, b)
+
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    # bf16 rounds every operand (relative error up to 2^-9 each) through 7 GEMM layers.
+    err = relative_l2(new(x), model(x))
+    assert 0 < err < 2e-2
+
+
+def test_fp32_substitution_reproduces_the_model():
+    model = functional_model()
+    new = approxtrain.substitute(model, "fp32")
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    assert relative_l2(new(x), model(x)) < 1e-5
+
+
+def test_include_and_exclude_by_name_and_class():
+    model = functional_model()
+    new = approxtrain.substitute(model, BF16, include=["conv", keras.layers.Dense])
+    assert_replaced(model, new, {"conv", "head"})
+    new = approxtrain.substitute(model, BF16, exclude=[keras.layers.MultiHeadAttention, "dw"])
+    assert_replaced(model, new, SUPPORTED - {"mha", "dw"})
+    new = approxtrain.substitute(model, BF16, include="sep", exclude="sep")
+    assert_replaced(model, new, set())
+
+
+def test_sequential_model():
+    model = keras.Sequential([
+        keras.Input((10, 2)),
+        keras.layers.Conv1D(4, 3, padding="causal", name="c"),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(2, name="d"),
+    ])
+    new = approxtrain.substitute(model, BF16, grad_weight_multiplier="fp32")
+    assert isinstance(new, keras.Sequential)
+    assert_replaced(model, new, {"c", "d"})
+    assert new.get_layer("d").grad_weight_multiplier == "fp32"
+    x = np.random.default_rng(0).standard_normal((3, 10, 2)).astype(np.float32)
+    assert relative_l2(new(x), model(x)) < 2e-2
+
+
+def test_nested_models_are_substituted_recursively():
+    inner_seq = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="seq_dense"),
+                                  keras.layers.BatchNormalization(name="seq_bn")], name="inner_seq")
+    inner_in = keras.Input((5,))
+    inner_fn = keras.Model(inner_in, keras.layers.Dense(2, name="fn_dense")(inner_in), name="inner_fn")
+    inputs = keras.Input((4, 4, 1))
+    y = keras.layers.Conv2D(2, 2, name="top_conv")(inputs)
+    y = keras.layers.Dense(6, name="top_dense")(keras.layers.Flatten()(y))
+    model = keras.Model(inputs, inner_fn(inner_seq(y)))
+    new = approxtrain.substitute(model, BF16, exclude="fn_dense")
+    assert_replaced(model, new, {"top_conv", "top_dense", "seq_dense"})
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 1)).astype(np.float32)
+    assert relative_l2(new(x), model(x)) < 2e-2
+
+
+def test_am_model_can_be_retargeted():
+    model = approxtrain.substitute(functional_model(), BF16)
+    new = approxtrain.substitute(model, "fp32", grad_input_multiplier=BF16)
+    layer = new.get_layer("head")
+    assert type(layer) is am.AMDense
+    assert (layer.multiplier, layer.grad_input_multiplier) == ("fp32", BF16)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_substituted_close_and_trains():
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    new = approxtrain.substitute(model, BF16)
+    kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    originals = [layer for layer in model.layers if type(layer) in kinds]
+    assert len(originals) == 53  # 35 Conv2D, 17 DepthwiseConv2D, 1 Dense
+    for layer in originals:
+        assert type(new.get_layer(layer.name)) is TWINS[type(layer)]
+
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    # Inference mode (BN moving statistics): bf16 operand rounding over 53 layers stays within 2 %.
+    err = relative_l2(new(x, training=False), model(x, training=False))
+    assert 0 < err < 2e-2
+
+    new.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    loss = new.train_on_batch(x, np.array([1, 7]))
+    assert np.isfinite(loss)
+    assert all(np.isfinite(w.numpy()).all() for w in new.trainable_weights)
+
+
+def test_bad_arguments_are_clear_errors():
+    model = functional_model()
+    with pytest.raises(ValueError, match="no_such_layer"):
+        approxtrain.substitute(model, BF16, include=["no_such_layer"])
+    with pytest.raises(ValueError, match="bn.*no AM twin|no layer with an AM twin"):
+        approxtrain.substitute(model, BF16, include=["bn"])
+    with pytest.raises(ValueError, match="BatchNormalization"):
+        approxtrain.substitute(model, BF16, include=[keras.layers.BatchNormalization])
+    with pytest.raises(TypeError, match="layer names"):
+        approxtrain.substitute(model, BF16, exclude=[3])
+    with pytest.raises(TypeError, match="multiplier"):
+        approxtrain.substitute(model, 3.0)
+
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="Functional or Sequential"):
+        approxtrain.substitute(Subclassed(), BF16)
+
+
+def test_channels_first_layer_names_the_layer():
+    inputs = keras.Input((3, 8, 8))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, data_format="channels_first", name="cf")(inputs))
+    with pytest.raises(ValueError, match="'cf'.*channels_last"):
+        approxtrain.substitute(model, BF16)
