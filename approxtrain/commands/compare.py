@@ -70,8 +70,9 @@ def write_outputs(out, configs, results):
 
     rows = report.summarise(results)
     first = next(iter(configs.values()))
-    title = (f"{first.model} on {first.dataset}: {first.epochs} epoch(s), "
-             f"{results[next(iter(results))]['dataset']['num_train']} training examples, seed {first.seed}")
+    dataset = next(iter(results.values()))["dataset"]
+    title = (f"{first.model} on {first.dataset}: {first.epochs} epoch(s), {dataset['num_train']} training / "
+             f"{dataset['num_test']} test examples, seed {first.seed}")
     paths = {"plot": os.path.join(out, PLOT), "table": os.path.join(out, TABLE),
              "summary": os.path.join(out, SUMMARY)}
     histories = {name: read_history(os.path.join(c.out, HISTORY)) for name, c in configs.items()}
