@@ -10,8 +10,8 @@ tf = pytest.importorskip("tensorflow")
 from approxtrain import cli  # noqa: E402
 from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-                                reason="dataset-fashion-mnist is not installed")
+needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
+                                   reason="dataset-fashion-mnist is not installed")
 SMALL = ["--model", "lenet300100", "--dataset", "fashion_mnist", "--subset", "256", "--test-subset", "200",
          "--batch-size", "64", "--verbose", "0", "--seed", "3"]
 
@@ -38,6 +38,7 @@ def am_multiplier():
         return None
 
 
+@needs_fashion
 def test_train_writes_history_results_checkpoint_and_resumes(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli.main(["train", *SMALL, "--epochs", "1", "--out", out]) == 0
@@ -70,6 +71,7 @@ def test_train_writes_history_results_checkpoint_and_resumes(tmp_path, capsys):
     assert "lr: 0.05 -> 0.2" in capsys.readouterr().err
 
 
+@needs_fashion
 def test_resumed_optimizer_state_continues(tmp_path):
     """Resuming restores the optimizer's step count: the cosine schedule continues from epoch 1."""
     out = str(tmp_path / "cos")
@@ -81,6 +83,7 @@ def test_resumed_optimizer_state_continues(tmp_path):
     assert lrs[1] == pytest.approx(0.0, abs=1e-7)
 
 
+@needs_fashion
 def test_compare_writes_plot_table_summary_and_skips_finished_runs(tmp_path, capsys):
     out = str(tmp_path / "cmp")
     names = ["fp32"] + ([am_multiplier()] if am_multiplier() else [])
@@ -105,6 +108,7 @@ def test_compare_writes_plot_table_summary_and_skips_finished_runs(tmp_path, cap
     assert os.path.getmtime(os.path.join(out, "fp32", "results.json")) == stamp
 
 
+@needs_fashion
 def test_bad_multiplier_and_model_fail_fast(tmp_path, capsys):
     out = str(tmp_path / "bad")
     assert cli.main(["train", *SMALL, "--model", "vgg", "--out", out]) == 2
@@ -116,9 +120,28 @@ def test_bad_multiplier_and_model_fail_fast(tmp_path, capsys):
     assert "lists fp32 more than once" in capsys.readouterr().err
 
 
+@needs_fashion
 def test_mirrored_strategy_trains(tmp_path):
     out = str(tmp_path / "mirrored")
     assert cli.main(["train", *SMALL, "--epochs", "1", "--strategy", "mirrored", "--out", out]) == 0
     res = results(out)
     assert res["machine"]["strategy"] == "MirroredStrategy" and res["machine"]["num_replicas"] >= 1
     assert res["final"]["test_accuracy"] > 0.2
+
+
+def test_cifar_resnet_from_data_dir_with_model_options(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, (48, 1))
+    np.savez(tmp_path / "cifar10.npz", x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
+    out = str(tmp_path / "resnet")
+    argv = ["train", "--model", "resnet20", "--model-option", "width=4", "--dataset", "cifar10",
+            "--data-dir", str(tmp_path), "--epochs", "1", "--batch-size", "16", "--verbose", "0",
+            "--optimizer", "adam", "--lr-schedule", "step", "--out", out]
+    assert cli.main(argv) == 0
+    res = results(out)
+    assert res["model"]["options"] == {"width": 4} and res["dataset"]["augment"] is True
+    assert res["dataset"]["source"] == str(tmp_path / "cifar10.npz")
+    assert res["settings"]["optimizer"] == "adam" and res["settings"]["lr"] == 1e-3
