@@ -1,0 +1,39 @@
+"""Keras callback that evaluates, records and checkpoints after every epoch."""
+import os
+import time
+
+import keras
+
+from approxtrain.train import checkpoint
+from approxtrain.train.files import HISTORY, write_history
+from approxtrain.train.optim import current_lr
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """After each epoch: evaluate test (and validation), append to history.csv, checkpoint.
+
+    The metrics are added to the epoch's logs, so Keras' progress bar shows them."""
+
+    def __init__(self, run_dir, data, rows, chief):
+        super().__init__()
+        self.run_dir, self.data, self.rows, self.chief = run_dir, data, rows, chief
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        train_time = time.time() - self.started
+        started = time.time()
+        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+               "lr": current_lr(self.model.optimizer), "train_time_s": round(train_time, 3)}
+        for prefix, dataset in (("val", self.data.validation), ("test", self.data.test)):
+            if dataset is not None:
+                metrics = self.model.evaluate(dataset, verbose=0, return_dict=True)
+                for name in ("loss", "accuracy"):
+                    row[f"{prefix}_{name}"] = logs[f"{prefix}_{name}"] = float(metrics[name])
+        row["eval_time_s"] = round(time.time() - started, 3)
+        self.rows.append(row)
+        if self.chief:
+            write_history(os.path.join(self.run_dir, HISTORY), self.rows)
+            checkpoint.save(self.run_dir, self.model, epoch + 1)
