@@ -20,10 +20,10 @@ OUT="${OUT:-runs/main}"
 MULTIPLIERS="${MULTIPLIERS:-fp32,bf16,mbm7,mitchell7}"
 PYTHON="${PYTHON:-python3}"
 
-# Build the native parts once if this checkout lacks them (the TF op library is what AM layers need).
-if ! "$PYTHON" -c "import approxtrain._core, approxtrain.ops" 2>/dev/null; then
-    echo "main_job: building approxtrain (python setup.py build_ext --inplace) ..."
-    CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" "$PYTHON" setup.py build_ext --inplace
+# Set up on a fresh machine (dataset, TensorFlow, build); quick when already done.
+# SKIP_SETUP=1 skips it (the package must then be built already).
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+    bash scripts/setup.sh
 fi
 
 exec "$PYTHON" -m approxtrain compare \
