@@ -1,12 +1,25 @@
 """tf.distribute strategies by name, and which worker writes the run's files."""
 import tensorflow as tf
 
+# One MirroredStrategy per device set and process: a second strategy over the same
+# devices reuses TF's collective instance keys, and the first all-reduce of the next
+# model then aborts with "Shape mismatch in the collective instance" (tensorflow#62790).
+# `compare` trains several models in one process, so it needs the same strategy each time.
+_MIRRORED = {}
+
+
+def mirrored_strategy(devices=None):
+    """The process's MirroredStrategy over `devices` (default: what TF picks: all GPUs, else the CPUs)."""
+    strategy = tf.distribute.MirroredStrategy(list(devices) if devices else None)
+    key = tuple(sorted(strategy.extended.worker_devices))
+    return _MIRRORED.setdefault(key, strategy)
+
 
 def make_strategy(name):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return mirrored_strategy()
     if name == "multiworker":  # cluster from the TF_CONFIG environment variable
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; use default, mirrored or multiworker")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+from approxtrain.train.strategy import mirrored_strategy  # noqa: E402  (one per process, see there)
 import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
@@ -48,7 +49,7 @@ def test_mirrored_step_matches_single_device_step(two_cpus):
     initial = single.get_weights()
     want = one_sgd_step(single, x, y)
 
-    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    strategy = mirrored_strategy(two_cpus)
     with strategy.scope():
         mirrored = small_model()
         mirrored.set_weights(initial)
@@ -62,7 +63,7 @@ def test_mirrored_step_matches_single_device_step(two_cpus):
     assert any(np.any(w != w0) for w, w0 in zip(want, initial))  # the step did train
 
 def test_mirrored_fit_several_steps(two_cpus):
-    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    strategy = mirrored_strategy(two_cpus)
     with strategy.scope():
         model = small_model()
         model.compile(optimizer="adam", loss="mse")  # jit_compile="auto": no XLA with AM layers

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+from approxtrain.train.strategy import mirrored_strategy  # noqa: E402  (one per process, see there)
 
 import amsim_reference as ref  # noqa: E402
 from _compare import assert_bits_equal  # noqa: E402
@@ -178,7 +179,7 @@ def test_mirrored_strategy_on_two_cpus(random_multiplier):
     m = random_multiplier
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) >= 2, f"tests/tf/conftest.py should configure two logical CPUs, found {devices}"
-    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    strategy = mirrored_strategy(devices[:2])
     rng = np.random.default_rng(32)
     x = rng.standard_normal((4, 6, 6, 2)).astype(np.float32)
     w = rng.standard_normal((3, 3, 2, 3)).astype(np.float32)
