@@ -8,26 +8,45 @@
 namespace amsim {
 namespace cuda {
 
+enum class TileChoice { kBig, kNarrow, kSmall };
+
 struct GemmPlan {
-  bool big_tiles;
+  TileChoice tile;
   bool shared_table;
 };
 
-// Big 64 x 128 tiles when they alone give every SM a block; otherwise 16 x 32
-// tiles so that small outputs (filter gradients, late conv layers) still
-// spread over the device.  Tile shape never changes the order of a sum.
+template <class Tile>
+int64_t tile_count(int64_t m, int64_t n, int64_t batch) {
+  return ceil_div(m, Tile::kBM) * ceil_div(n, Tile::kBN) * batch;
+}
+
+// 64 x 128 tiles, or 128 x 64 ones for outputs at most 64 wide, when they
+// alone give every SM a block; otherwise 16 x 32 tiles so that small outputs
+// (filter gradients, late conv layers) still spread over the device.  The
+// tile shape never changes the order of a sum.
 inline GemmPlan plan_gemm(int mantissa_bits, int64_t m, int64_t n, int64_t batch, const DeviceLimits& limits) {
-  const int64_t big = ceil_div(m, BigTile::kBM) * ceil_div(n, BigTile::kBN) * batch;
   GemmPlan plan;
-  plan.big_tiles = big >= limits.sm_count;
-  plan.shared_table = table_fits_shared(
-      mantissa_bits, plan.big_tiles ? BigTile::kStagingBytes : SmallTile::kStagingBytes, limits);
+  size_t staging;
+  if (n <= NarrowTile::kBN && tile_count<NarrowTile>(m, n, batch) >= limits.sm_count) {
+    plan.tile = TileChoice::kNarrow;
+    staging = NarrowTile::kStagingBytes;
+  } else if (tile_count<BigTile>(m, n, batch) >= limits.sm_count) {
+    plan.tile = TileChoice::kBig;
+    staging = BigTile::kStagingBytes;
+  } else {
+    plan.tile = TileChoice::kSmall;
+    staging = SmallTile::kStagingBytes;
+  }
+  plan.shared_table = table_fits_shared(mantissa_bits, staging, limits);
   return plan;
 }
 
 inline const char* gemm_plan_name(const GemmPlan& plan) {
-  if (plan.big_tiles) return plan.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
-  return plan.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
+  switch (plan.tile) {
+    case TileChoice::kBig: return plan.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
+    case TileChoice::kNarrow: return plan.shared_table ? "tile128x64/shared-table" : "tile128x64/global-table";
+    default: return plan.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
+  }
 }
 
 template <class Tile, class Problem, bool kSharedTable>
@@ -53,12 +72,17 @@ cudaError_t launch_gemm(const Problem& p, const Table& table, cudaStream_t strea
   cudaError_t err = current_device_limits(&limits);
   if (err != cudaSuccess) return err;
   const GemmPlan plan = plan_gemm(table.mantissa_bits, p.m, p.n, p.batch, limits);
-  if (plan.big_tiles) {
-    return plan.shared_table ? launch_gemm_kernel<BigTile, Problem, true>(p, table, limits, stream)
-                             : launch_gemm_kernel<BigTile, Problem, false>(p, table, limits, stream);
+  switch (plan.tile) {
+    case TileChoice::kBig:
+      return plan.shared_table ? launch_gemm_kernel<BigTile, Problem, true>(p, table, limits, stream)
+                               : launch_gemm_kernel<BigTile, Problem, false>(p, table, limits, stream);
+    case TileChoice::kNarrow:
+      return plan.shared_table ? launch_gemm_kernel<NarrowTile, Problem, true>(p, table, limits, stream)
+                               : launch_gemm_kernel<NarrowTile, Problem, false>(p, table, limits, stream);
+    default:
+      return plan.shared_table ? launch_gemm_kernel<SmallTile, Problem, true>(p, table, limits, stream)
+                               : launch_gemm_kernel<SmallTile, Problem, false>(p, table, limits, stream);
   }
-  return plan.shared_table ? launch_gemm_kernel<SmallTile, Problem, true>(p, table, limits, stream)
-                           : launch_gemm_kernel<SmallTile, Problem, false>(p, table, limits, stream);
 }
 
 }  // namespace cuda

@@ -73,6 +73,7 @@ struct TileShape {
 };
 
 using BigTile = TileShape<8, 8, 4, 16, 2>;    // 64 x 128, 256 threads, 32 outputs a thread, <= 128 registers
+using NarrowTile = TileShape<8, 16, 2, 16, 2>;  // 128 x 64 for outputs <= 64 wide (early conv layers)
 using SmallTile = TileShape<4, 4, 1, 16, 4>;  // 16 x 32, 128 threads, 4 outputs a thread, <= 128 registers
 
 template <class Tile, class Problem, bool kSharedTable>

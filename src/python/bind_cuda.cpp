@@ -89,7 +89,14 @@ class DeviceBuffer {
 
 using Buffer = std::unique_ptr<DeviceBuffer>;
 
-Buffer upload(const py::array& a) { return std::make_unique<DeviceBuffer>(a.data(), static_cast<size_t>(a.nbytes())); }
+// An input's host bytes, taken while the GIL is held (numpy's accessors may
+// touch reference counts); the copies happen without it.
+struct HostBytes {
+  const void* data;
+  size_t bytes;
+};
+
+HostBytes host_bytes(const py::array& a) { return {a.data(), static_cast<size_t>(a.nbytes())}; }
 
 // One op ready on the device: inputs and table uploaded, output allocated.
 struct DeviceOp {
@@ -101,14 +108,15 @@ struct DeviceOp {
 };
 
 // Uploads the table (checked by table_view) and the inputs.  Call without the GIL.
-DeviceOp make_op(const char* name, const amsim::Table& host_table, const TableArray& lut,
-                 std::vector<const py::array*> inputs, size_t output_floats) {
+DeviceOp make_op(const char* name, const amsim::Table& host_table, const std::vector<HostBytes>& inputs,
+                 size_t output_floats) {
   require_device();
   DeviceOp op;
   op.name = name;
-  op.inputs.push_back(upload(lut));
+  const size_t table_bytes = static_cast<size_t>(host_table.size()) * sizeof(uint16_t);
+  op.inputs.push_back(std::make_unique<DeviceBuffer>(host_table.entries, table_bytes));
   op.table = amsim::Table{op.inputs.back()->as<uint16_t>(), host_table.mantissa_bits, host_table.rounding};
-  for (const py::array* a : inputs) op.inputs.push_back(upload(*a));
+  for (const HostBytes& in : inputs) op.inputs.push_back(std::make_unique<DeviceBuffer>(in.data, in.bytes));
   op.output = std::make_unique<DeviceBuffer>(output_floats * sizeof(float));
   return op;
 }
@@ -163,11 +171,12 @@ void require_repeats(int repeats) {
 struct MultiplyCall {
   amsim::Table table;
   FloatArray out;
-  DeviceOp prepare(const FloatArray& a, const FloatArray& b, const TableArray& lut) const {
-    const int64_t n = a.size();
-    DeviceOp op = make_op("multiply_cuda", table, lut, {&a, &b}, static_cast<size_t>(n));
+  std::vector<HostBytes> inputs;
+  int64_t n;
+  DeviceOp prepare() const {
+    DeviceOp op = make_op("multiply_cuda", table, inputs, static_cast<size_t>(n));
     op.launch = [t = op.table, pa = device_input(op, 0), pb = device_input(op, 1), pc = op.output->as<float>(),
-                 n](cudaStream_t s) { return amsim::cuda::multiply(t, pa, pb, pc, n, s); };
+                 n = n](cudaStream_t s) { return amsim::cuda::multiply(t, pa, pb, pc, n, s); };
     return op;
   }
 };
@@ -176,7 +185,8 @@ MultiplyCall multiply_call(const FloatArray& a, const FloatArray& b, const Table
                            const std::string& rounding) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   require_same_size(a, b, "multiply");
-  return {t, FloatArray(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))};
+  return {t, FloatArray(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim())), {host_bytes(a), host_bytes(b)},
+          static_cast<int64_t>(a.size())};
 }
 
 FloatArray multiply_cuda(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
@@ -185,7 +195,7 @@ FloatArray multiply_cuda(const FloatArray& a, const FloatArray& b, const TableAr
   float* out = call.out.mutable_data();
   {
     py::gil_scoped_release nogil;
-    run(call.prepare(a, b, lut), out);
+    run(call.prepare(), out);
   }
   return call.out;
 }
@@ -195,13 +205,11 @@ double multiply_cuda_bench(const FloatArray& a, const FloatArray& b, const Table
   require_repeats(repeats);
   const MultiplyCall call = multiply_call(a, b, lut, mbits, rounding);
   py::gil_scoped_release nogil;
-  return bench(call.prepare(a, b, lut), repeats);
+  return bench(call.prepare(), repeats);
 }
 
-DeviceOp prepare_matmul(const MatmulArgs& args, const amsim::Table& table, const FloatArray& a, const FloatArray& b,
-                        const TableArray& lut) {
-  DeviceOp op = make_op("matmul_cuda", table, lut, {&a, &b},
-                        static_cast<size_t>(args.batch * args.shape.m * args.shape.n));
+DeviceOp prepare_matmul(const MatmulArgs& args, const amsim::Table& table, const std::vector<HostBytes>& inputs) {
+  DeviceOp op = make_op("matmul_cuda", table, inputs, static_cast<size_t>(args.batch * args.shape.m * args.shape.n));
   amsim::MatrixView va = args.a, vb = args.b;
   va.data = device_input(op, 0);
   vb.data = device_input(op, 1);
@@ -218,9 +226,10 @@ FloatArray matmul_cuda(const FloatArray& a, const FloatArray& b, const TableArra
   const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
   FloatArray c = empty_float({args.batch, args.shape.m, args.shape.n});
   float* out = c.mutable_data();
+  const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
   {
     py::gil_scoped_release nogil;
-    run(prepare_matmul(args, t, a, b, lut), out);
+    run(prepare_matmul(args, t, inputs), out);
   }
   return c;
 }
@@ -230,8 +239,9 @@ double matmul_cuda_bench(const FloatArray& a, const FloatArray& b, const TableAr
   require_repeats(repeats);
   const amsim::Table t = table_view(lut, mbits, rounding);
   const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
+  const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
   py::gil_scoped_release nogil;
-  return bench(prepare_matmul(args, t, a, b, lut), repeats);
+  return bench(prepare_matmul(args, t, inputs), repeats);
 }
 
 // The three conv ops share everything but the launcher and which shape is the output's.
@@ -243,11 +253,11 @@ struct ConvCall {
   amsim::Conv2DShape shape;
   std::vector<int64_t> out_shape;
 
-  DeviceOp prepare(const FloatArray& in0, const FloatArray& in1, const TableArray& lut) const {
+  DeviceOp prepare(const std::vector<HostBytes>& inputs) const {
     int64_t out_floats = 1;
     for (int64_t d : out_shape) out_floats *= d;
     static const char* names[] = {"conv2d_cuda", "conv2d_input_grad_cuda", "conv2d_filter_grad_cuda"};
-    DeviceOp op = make_op(names[static_cast<int>(kind)], table, lut, {&in0, &in1}, static_cast<size_t>(out_floats));
+    DeviceOp op = make_op(names[static_cast<int>(kind)], table, inputs, static_cast<size_t>(out_floats));
     op.launch = [t = op.table, kind = kind, s = shape, p0 = device_input(op, 0), p1 = device_input(op, 1),
                  out = op.output->as<float>()](cudaStream_t stream) {
       switch (kind) {
@@ -283,21 +293,22 @@ ConvCall conv_call(ConvOp kind, const std::vector<int64_t>& input_shape, const s
   return {kind, t, s, out};
 }
 
-FloatArray run_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1, const TableArray& lut) {
+FloatArray run_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1) {
   FloatArray out = empty_float(call.out_shape);
   float* host = out.mutable_data();
+  const std::vector<HostBytes> inputs{host_bytes(in0), host_bytes(in1)};
   {
     py::gil_scoped_release nogil;
-    run(call.prepare(in0, in1, lut), host);
+    run(call.prepare(inputs), host);
   }
   return out;
 }
 
-double bench_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1, const TableArray& lut,
-                  int repeats) {
+double bench_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1, int repeats) {
   require_repeats(repeats);
+  const std::vector<HostBytes> inputs{host_bytes(in0), host_bytes(in1)};
   py::gil_scoped_release nogil;
-  return bench(call.prepare(in0, in1, lut), repeats);
+  return bench(call.prepare(inputs), repeats);
 }
 
 }  // namespace
@@ -351,7 +362,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& paddings, int64_t groups) {
         return run_conv(conv_call(ConvOp::kForward, dims_of(x), dims_of(w), nullptr, lut, mbits, rounding, strides,
                                   dilations, paddings, groups),
-                        x, w, lut);
+                        x, w);
       },
       "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a,
       "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d on the GPU.");
@@ -362,7 +373,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
         return bench_conv(conv_call(ConvOp::kForward, dims_of(x), dims_of(w), nullptr, lut, mbits, rounding, strides,
                                     dilations, paddings, groups),
-                          x, w, lut, repeats);
+                          x, w, repeats);
       },
       "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a,
       "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20, "Median kernel time (ms) of conv2d_cuda.");
@@ -373,7 +384,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
         return run_conv(conv_call(ConvOp::kInputGrad, input_shape, dims_of(w), &dy, lut, mbits, rounding, strides,
                                   dilations, paddings, groups),
-                        dy, w, lut);
+                        dy, w);
       },
       "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
       "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d_input_grad on the GPU.");
@@ -384,7 +395,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
         return bench_conv(conv_call(ConvOp::kInputGrad, input_shape, dims_of(w), &dy, lut, mbits, rounding, strides,
                                     dilations, paddings, groups),
-                          dy, w, lut, repeats);
+                          dy, w, repeats);
       },
       "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
       "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20,
@@ -396,7 +407,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
         return run_conv(conv_call(ConvOp::kFilterGrad, dims_of(x), filter_shape, &dy, lut, mbits, rounding, strides,
                                   dilations, paddings, groups),
-                        x, dy, lut);
+                        x, dy);
       },
       "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
       "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d_filter_grad on the GPU.");
@@ -407,7 +418,7 @@ void bind_cuda(py::module_& m) {
          const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
         return bench_conv(conv_call(ConvOp::kFilterGrad, dims_of(x), filter_shape, &dy, lut, mbits, rounding, strides,
                                     dilations, paddings, groups),
-                          x, dy, lut, repeats);
+                          x, dy, repeats);
       },
       "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
       "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20,

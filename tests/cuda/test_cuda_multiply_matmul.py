@@ -60,6 +60,8 @@ SHAPES = [
     (1, 1, 1030, 1100, 70, False, False),     # many big tiles, ragged edges
     (1, 1, 1031, 1101, 33, True, True),
     (2, 2, 700, 1200, 40, True, False),
+    (1, 1, 20000, 60, 20, False, False),      # narrow 128 x 64 tiles
+    (3, 1, 7001, 61, 21, True, True),
 ]
 
 
@@ -96,10 +98,11 @@ def test_negative_zero_sums_survive():
 
 
 def test_both_kernel_variants_and_table_placements_are_exercised():
+    """The shapes of test_matmul_shapes reach every tile shape with both table placements."""
     variants = {_core.gemm_cuda_variant(m, mm, n, k, 1) for m in (7, 10) for (mm, n, k) in
-                [(1030, 1100, 70), (65, 129, 17)]}
-    assert variants == {"tile64x128/shared-table", "tile64x128/global-table", "tile16x32/shared-table",
-                        "tile16x32/global-table"}
+                [(1030, 1100, 70), (65, 129, 17), (20000, 60, 20)]}
+    assert variants == {f"{tile}/{placement}" for tile in ("tile64x128", "tile128x64", "tile16x32")
+                        for placement in ("shared-table", "global-table")}
 
 
 def test_errors_are_value_errors():
