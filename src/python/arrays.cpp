@@ -1,5 +1,7 @@
 #include "arrays.h"
 
+#include <algorithm>
+
 namespace approxtrain {
 
 amsim::Table table_view(const TableArray& entries, int mantissa_bits, const std::string& rounding) {
@@ -46,6 +48,40 @@ amsim::Conv2DShape conv_shape(const std::vector<int64_t>& in, const std::vector<
 FloatArray empty_float(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> dims(shape.begin(), shape.end());
   return FloatArray(dims);
+}
+
+MatmulArgs matmul_args(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b) {
+  require_ndim(a, 3, "matmul operand a (batched by the wrapper)");
+  require_ndim(b, 3, "matmul operand b (batched by the wrapper)");
+  const int64_t ba = a.shape(0), bb = b.shape(0);
+  const int64_t m = transpose_a ? a.shape(2) : a.shape(1), ka = transpose_a ? a.shape(1) : a.shape(2);
+  const int64_t kb = transpose_b ? b.shape(2) : b.shape(1), n = transpose_b ? b.shape(1) : b.shape(2);
+  if (ka != kb)
+    throw py::value_error("matmul: inner dimensions differ: " + std::to_string(ka) + " vs " + std::to_string(kb));
+  if (ba != bb && ba != 1 && bb != 1)
+    throw py::value_error("matmul: batch sizes " + std::to_string(ba) + " and " + std::to_string(bb) + " do not broadcast");
+  MatmulArgs r;
+  r.shape = amsim::GemmShape{m, n, ka};
+  r.batch = std::max(ba, bb);
+  r.a = amsim::MatrixView{a.data(), transpose_a ? 1 : ka, transpose_a ? m : 1};
+  r.b = amsim::MatrixView{b.data(), transpose_b ? 1 : n, transpose_b ? kb : 1};
+  r.batch_stride_a = ba == 1 ? 0 : m * ka;
+  r.batch_stride_b = bb == 1 ? 0 : ka * n;
+  return r;
+}
+
+void require_same_size(const FloatArray& a, const FloatArray& b, const char* op) {
+  if (a.size() != b.size())
+    throw py::value_error(std::string(op) + ": operands must have the same size, got " + std::to_string(a.size()) +
+                          " and " + std::to_string(b.size()));
+}
+
+void require_conv_output_shape(const FloatArray& dy, const amsim::Conv2DShape& s, const char* op) {
+  require_ndim(dy, 4, (std::string(op) + " dy").c_str());
+  if (dy.shape(0) != s.batch || dy.shape(1) != s.out_h || dy.shape(2) != s.out_w || dy.shape(3) != s.out_c)
+    throw py::value_error(std::string(op) + ": dy shape does not match the convolution's output shape [" +
+                          std::to_string(s.batch) + ", " + std::to_string(s.out_h) + ", " + std::to_string(s.out_w) +
+                          ", " + std::to_string(s.out_c) + "]");
 }
 
 }  // namespace approxtrain

@@ -10,6 +10,7 @@
 
 #include "amsim/amsim.h"
 #include "amsim/conv.h"
+#include "amsim/gemm.h"
 
 namespace approxtrain {
 
@@ -34,5 +35,21 @@ amsim::Conv2DShape conv_shape(const std::vector<int64_t>& input_shape,
                               const std::vector<int64_t>& paddings, int64_t groups);
 
 FloatArray empty_float(const std::vector<int64_t>& shape);
+
+// A checked batched matmul of 3-D operands (the Python wrapper batches them):
+// sizes, and the operand views with their batch strides (0 broadcasts).
+struct MatmulArgs {
+  amsim::GemmShape shape;
+  int64_t batch;
+  amsim::MatrixView a, b;  // data = the arrays' host pointers
+  int64_t batch_stride_a, batch_stride_b;
+};
+MatmulArgs matmul_args(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b);
+
+// Raises ValueError unless a and b have the same number of elements.
+void require_same_size(const FloatArray& a, const FloatArray& b, const char* op);
+
+// Raises ValueError unless dy is [N, OH, OW, O] of conv shape s.
+void require_conv_output_shape(const FloatArray& dy, const amsim::Conv2DShape& s, const char* op);
 
 }  // namespace approxtrain

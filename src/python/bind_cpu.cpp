@@ -17,7 +17,7 @@ amsim::ParallelFor pool() { return default_pool().as_parallel_for(); }
 FloatArray multiply(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
                     const std::string& rounding) {
   const amsim::Table t = table_view(lut, mbits, rounding);
-  if (a.size() != b.size()) throw py::value_error("multiply: operands must have the same size");
+  require_same_size(a, b, "multiply");
   FloatArray c(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
   const float* pa = a.data();
   const float* pb = b.data();
@@ -32,23 +32,12 @@ FloatArray multiply(const FloatArray& a, const FloatArray& b, const TableArray& 
 FloatArray matmul(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
                   const std::string& rounding, bool transpose_a, bool transpose_b) {
   const amsim::Table t = table_view(lut, mbits, rounding);
-  require_ndim(a, 3, "matmul operand a (batched by the wrapper)");
-  require_ndim(b, 3, "matmul operand b (batched by the wrapper)");
-  const int64_t ba = a.shape(0), bb = b.shape(0);
-  const int64_t m = transpose_a ? a.shape(2) : a.shape(1), ka = transpose_a ? a.shape(1) : a.shape(2);
-  const int64_t kb = transpose_b ? b.shape(2) : b.shape(1), n = transpose_b ? b.shape(1) : b.shape(2);
-  if (ka != kb)
-    throw py::value_error("matmul: inner dimensions differ: " + std::to_string(ka) + " vs " + std::to_string(kb));
-  if (ba != bb && ba != 1 && bb != 1)
-    throw py::value_error("matmul: batch sizes " + std::to_string(ba) + " and " + std::to_string(bb) + " do not broadcast");
-  const int64_t batch = std::max(ba, bb);
-  FloatArray c = empty_float({batch, m, n});
-  const amsim::MatrixView va{a.data(), transpose_a ? 1 : ka, transpose_a ? m : 1};
-  const amsim::MatrixView vb{b.data(), transpose_b ? 1 : n, transpose_b ? kb : 1};
+  const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
+  FloatArray c = empty_float({args.batch, args.shape.m, args.shape.n});
   float* pc = c.mutable_data();
   py::gil_scoped_release nogil;
-  amsim::batched_gemm_cpu(t, amsim::GemmShape{m, n, ka}, batch, va, ba == 1 ? 0 : m * ka, vb,
-                          bb == 1 ? 0 : ka * n, pc, pool());
+  amsim::batched_gemm_cpu(t, args.shape, args.batch, args.a, args.batch_stride_a, args.b, args.batch_stride_b, pc,
+                          pool());
   return c;
 }
 
@@ -72,9 +61,7 @@ FloatArray conv2d_input_grad(const std::vector<int64_t>& input_shape, const Floa
                              const std::vector<int64_t>& paddings, int64_t groups) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   const auto s = conv_shape(input_shape, {w.shape(), w.shape() + w.ndim()}, strides, dilations, paddings, groups);
-  require_ndim(dy, 4, "conv2d_input_grad dy");
-  if (dy.shape(0) != s.batch || dy.shape(1) != s.out_h || dy.shape(2) != s.out_w || dy.shape(3) != s.out_c)
-    throw py::value_error("conv2d_input_grad: dy shape does not match the convolution's output shape");
+  require_conv_output_shape(dy, s, "conv2d_input_grad");
   FloatArray dx = empty_float(input_shape);
   const float *pdy = dy.data(), *pw = w.data();
   float* pdx = dx.mutable_data();
@@ -89,9 +76,7 @@ FloatArray conv2d_filter_grad(const FloatArray& x, const std::vector<int64_t>& f
                               const std::vector<int64_t>& paddings, int64_t groups) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   const auto s = conv_shape({x.shape(), x.shape() + x.ndim()}, filter_shape, strides, dilations, paddings, groups);
-  require_ndim(dy, 4, "conv2d_filter_grad dy");
-  if (dy.shape(0) != s.batch || dy.shape(1) != s.out_h || dy.shape(2) != s.out_w || dy.shape(3) != s.out_c)
-    throw py::value_error("conv2d_filter_grad: dy shape does not match the convolution's output shape");
+  require_conv_output_shape(dy, s, "conv2d_filter_grad");
   FloatArray dw = empty_float(filter_shape);
   const float *px = x.data(), *pdy = dy.data();
   float* pdw = dw.mutable_data();

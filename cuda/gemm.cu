@@ -1,0 +1,27 @@
+// Batched dense AM GEMM: C[b] = op(A[b]) . op(B[b]), transposes as strides.
+#include "cuda/gemm_launch.cuh"
+#include "cuda/gemm_problem.cuh"
+#include "cuda/launchers.h"
+
+namespace amsim {
+namespace cuda {
+
+cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t batch, const MatrixView& a,
+                         int64_t batch_stride_a, const MatrixView& b, int64_t batch_stride_b, float* c,
+                         cudaStream_t stream) {
+  if (shape.m < 0 || shape.n < 0 || shape.k < 0 || batch < 0) return cudaErrorInvalidValue;
+  const DenseGemmProblem p{shape.m, shape.n, shape.k, batch,
+                           a.data, a.row_stride, a.col_stride, batch_stride_a,
+                           b.data, b.row_stride, b.col_stride, batch_stride_b,
+                           c, shape.n % 4 == 0 && (reinterpret_cast<uintptr_t>(c) & 15u) == 0};
+  return launch_gemm(p, table, stream);
+}
+
+const char* gemm_variant(int mantissa_bits, const GemmShape& shape, int64_t batch) {
+  DeviceLimits limits;
+  if (current_device_limits(&limits) != cudaSuccess) return "unavailable";
+  return gemm_plan_name(plan_gemm(mantissa_bits, shape.m, shape.n, batch, limits));
+}
+
+}  // namespace cuda
+}  // namespace amsim
