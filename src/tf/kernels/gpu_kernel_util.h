@@ -11,6 +11,8 @@
 #define EIGEN_USE_GPU
 #include <cuda_runtime_api.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -23,13 +25,20 @@ namespace tf {
 
 using GPUDevice = Eigen::GpuDevice;
 
-// Internal error naming the launch and CUDA's reason.  An old driver shows
-// up here as "CUDA driver version is insufficient": the kernels are built
-// with the machine's nvcc (CUDA 13), whose runtime needs a CUDA 13 driver.
+// Internal error naming the launch and CUDA's reason.  The kernels run on
+// the CUDA runtime of the nvcc that built them (CUDA 13 here), which needs a
+// driver at least that new: an older one is named as such.
 inline absl::Status CudaStatus(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return absl::OkStatus();
+  std::string hint;
+  if (err == cudaErrorInsufficientDriver) {
+    int runtime = 0;
+    cudaRuntimeGetVersion(&runtime);
+    hint = absl::StrCat("; approxtrain's GPU kernels were built with CUDA ", runtime / 1000, ".",
+                        runtime % 1000 / 10, " and need a driver for that version (or a rebuild with an older nvcc)");
+  }
   return absl::InternalError(absl::StrCat(what, " failed on the GPU: ", cudaGetErrorName(err), " (",
-                                          cudaGetErrorString(err), ")"));
+                                          cudaGetErrorString(err), ")", hint));
 }
 
 // The CUDA stream TF runs this kernel on.  The CUDA runtime of the launchers
