@@ -3,6 +3,8 @@ import importlib.util
 import os
 import platform
 
+from approxtrain._op_library import LIBRARY_FILE, read_stamp
+
 
 def build_info():
     """Returns a dict describing the native parts of this installation.
@@ -11,7 +13,9 @@ def build_info():
     ``cuda_archs`` (list of ints), ``cuda_available`` (a GPU is usable now),
     ``cpu_gemm_path`` (the CPU GEMM path chosen on this machine for M <= 7 and
     for M > 7), ``num_threads``, ``tf_ops`` (bool: the op library is built),
-    ``tf`` (TensorFlow version the op library was compiled against, or None).
+    ``tf`` (TensorFlow version the op library was compiled against, or None),
+    ``tf_gpu_kernels`` (bool: the op library has GPU kernels; built when the
+    CUDA kernels are and the TensorFlow is a CUDA build with CUDA headers).
     """
     from approxtrain import _core
 
@@ -23,8 +27,9 @@ def build_info():
     info["num_threads"] = _core.num_threads()
     info["machine"] = platform.machine()
     here = os.path.dirname(os.path.abspath(__file__))
-    stamp = os.path.join(here, "_approxtrain_ops.tf_version")
-    info["tf_ops"] = os.path.exists(os.path.join(here, "_approxtrain_ops.so"))
-    info["tf"] = open(stamp).read().strip() if os.path.exists(stamp) else None
+    stamped = read_stamp(here)
+    info["tf_ops"] = os.path.exists(os.path.join(here, LIBRARY_FILE))
+    info["tf"] = stamped[0] if stamped else None
+    info["tf_gpu_kernels"] = bool(info["tf_ops"] and stamped and "GPU" in stamped[1])
     info["tf_installed"] = importlib.util.find_spec("tensorflow") is not None
     return info

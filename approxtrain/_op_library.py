@@ -1,10 +1,12 @@
 """Loads the TensorFlow op library ``_approxtrain_ops.so`` that sits next to this file.
 
 The library is compiled against one TensorFlow version (recorded in the stamp
-file ``_approxtrain_ops.tf_version`` by the build).  A missing library, a
-stamp that names another TensorFlow, or a library TensorFlow refuses to load
-raises :class:`OpLibraryError` naming the one command that rebuilds it.
-The library is found relative to this package, never the working directory.
+file ``_approxtrain_ops.tf_version`` by the build: line 1 the version, line 2
+``devices=CPU`` or ``devices=CPU,GPU``, the devices it has kernels for).  A
+missing library, a stamp that names another TensorFlow, or a library
+TensorFlow refuses to load raises :class:`OpLibraryError` naming the one
+command that rebuilds it.  The library is found relative to this package,
+never the working directory.
 """
 import os
 import threading
@@ -31,6 +33,24 @@ def _error(problem):
     )
 
 
+def read_stamp(directory):
+    """(TF version, tuple of kernel devices) from the stamp in ``directory``, or None without one.
+
+    A stamp without a devices line (older builds) means CPU kernels only.
+    """
+    path = os.path.join(directory, STAMP_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    version = lines[0] if lines else ""
+    devices = ("CPU",)
+    for line in lines[1:]:
+        if line.startswith("devices="):
+            devices = tuple(d for d in line[len("devices="):].split(",") if d)
+    return version, devices
+
+
 def load_from(directory):
     """Loads and returns the op library module found in ``directory`` (checked, not cached)."""
     import tensorflow as tf
@@ -39,10 +59,10 @@ def load_from(directory):
     stamp = os.path.join(directory, STAMP_FILE)
     if not os.path.exists(library):
         raise _error(f"{library} does not exist (built without TensorFlow, or never built)")
-    if not os.path.exists(stamp):
+    stamped = read_stamp(directory)
+    if stamped is None:
         raise _error(f"{stamp} is missing, so the TensorFlow version {library} was compiled against is unknown")
-    with open(stamp) as f:
-        built_for = f.read().strip()
+    built_for = stamped[0]
     if built_for != tf.__version__:
         raise _error(f"it was compiled against TensorFlow {built_for}, but TensorFlow {tf.__version__} is running")
     try:

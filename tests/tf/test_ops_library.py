@@ -1,5 +1,4 @@
 """The op library itself: loading, tables, raw-op checks and gradients, tf.distribute, Keras fit."""
-import os
 
 import numpy as np
 import pytest
@@ -20,14 +19,22 @@ def test_library_is_found_next_to_the_package_not_the_cwd(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     lib = ops.library()
     assert hasattr(lib, "am_mat_mul") and hasattr(lib, "am_conv2d_backprop_filter")
-    with open(os.path.join(_op_library.PACKAGE_DIR, _op_library.STAMP_FILE)) as f:
-        assert f.read().strip() == tf.__version__
+    version, devices = _op_library.read_stamp(_op_library.PACKAGE_DIR)
+    assert version == tf.__version__ and "CPU" in devices
 
 
 def _fake_build(directory, version):
     (directory / _op_library.LIBRARY_FILE).write_bytes(b"not a shared object")
     if version is not None:
         (directory / _op_library.STAMP_FILE).write_text(version + "\n")
+
+
+def test_stamp_names_the_version_and_the_kernel_devices(tmp_path):
+    assert _op_library.read_stamp(str(tmp_path)) is None
+    _fake_build(tmp_path, "2.21.0")  # a stamp of older builds: CPU kernels only
+    assert _op_library.read_stamp(str(tmp_path)) == ("2.21.0", ("CPU",))
+    (tmp_path / _op_library.STAMP_FILE).write_text("2.21.0\ndevices=CPU,GPU\n")
+    assert _op_library.read_stamp(str(tmp_path)) == ("2.21.0", ("CPU", "GPU"))
 
 
 def test_tf_version_mismatch_names_the_rebuild_command(tmp_path):
