@@ -2,19 +2,54 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "amsim/cpu/cpu_features.h"
-#include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_generic.h"
 
 namespace amsim {
 
-const char* gemm_cpu_path(int /*mantissa_bits*/) { return "generic"; }
+namespace {
+
+// Register-table kernel: the whole table row of a left operand in zmm registers.
+constexpr cpu::BlockedPath kLutPath{cpu::lut_block_avx512vbmi, cpu::RightLayout::kLutBytes, 64, 256};
+// Gather kernel: any M; the path for tables too large for registers.
+constexpr cpu::BlockedPath kGatherPath{cpu::gather_block_avx512, cpu::RightLayout::kGatherPairs, 32, 256};
+
+constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane
+
+// APPROXTRAIN_CPU_GEMM_PATH=generic or =avx512-gather narrows the choice (to
+// test and compare the paths on one machine); it never enables a path the CPU
+// lacks.
+const cpu::BlockedPath* blocked_path(int mantissa_bits) {
+  static const bool vbmi = cpu::has_avx512_vbmi();
+  static const bool avx512 = cpu::has_avx512_bw();
+  const char* forced = std::getenv("APPROXTRAIN_CPU_GEMM_PATH");
+  if (forced && std::strcmp(forced, "generic") == 0) return nullptr;
+  if (forced && std::strcmp(forced, "avx512-gather") == 0) return avx512 ? &kGatherPath : nullptr;
+  if (vbmi && mantissa_bits <= kMaxLutMantissaBits) return &kLutPath;
+  if (avx512) return &kGatherPath;
+  return nullptr;
+}
+
+}  // namespace
+
+const char* gemm_cpu_path(int mantissa_bits) {
+  const cpu::BlockedPath* path = blocked_path(mantissa_bits);
+  if (path == &kLutPath) return "avx512vbmi";
+  if (path == &kGatherPath) return "avx512-gather";
+  return "generic";
+}
 
 void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
-  cpu::gemm_generic(table, shape, a, b, c, ldc, parallel, accumulate);
+  if (const cpu::BlockedPath* path = blocked_path(table.mantissa_bits))
+    cpu::gemm_blocked(*path, table, shape, a, b, c, ldc, parallel, accumulate);
+  else
+    cpu::gemm_generic(table, shape, a, b, c, ldc, parallel, accumulate);
 }
 
 void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,

@@ -1,0 +1,82 @@
+// The blocked CPU GEMM shared by the SIMD paths: operands packed once per
+// GEMM, C cut into tasks (row blocks x column groups) for the ParallelFor,
+// and a per-ISA block kernel that does the arithmetic.
+//
+// The driver (gemm_blocked.cpp) is baseline x86-64 code; the block kernels
+// live in translation units compiled for newer ISAs.  Those units exchange
+// only plain structs and raw pointers with the driver, so no inline function
+// or template compiled with wider instructions can leak into baseline code
+// through the linker's choice among identical inline definitions.
+#pragma once
+
+#include <cstdint>
+
+#include "amsim/gemm.h"
+
+namespace amsim {
+namespace cpu {
+
+// Columns of C one kernel tile covers: 4 zmm registers of 16 floats.
+constexpr int64_t kStripCols = 64;
+// A packed left operand whose products must come from am_multiply(): a
+// special one (packed_operands.h), or a zero against a row of B with a value
+// that rounds to infinity.
+constexpr uint32_t kSpecialRow = 0xffffffffu;
+
+// Left operand A[i, k] as the kernels use it: its table row (the reduced
+// fraction ia) and scale sign(a) * 2^(ea - 126); see packed_operands.h.
+struct LeftRef {
+  uint32_t row;
+  float scale;
+};
+
+// How a path lays out the right operand of one (strip, k): kStripCols index
+// dwords, kStripCols scale floats, and for the gather path kStripCols byte
+// shuffle controls.
+enum class RightLayout { kLutBytes, kGatherPairs };
+
+// Everything a block kernel reads; built by the driver, read-only while the
+// kernels run (except c).
+struct GemmPlan {
+  const Table* table = nullptr;
+  const MatrixView* a = nullptr;
+  const MatrixView* b = nullptr;
+  int64_t m = 0, n = 0, k = 0;
+  const LeftRef* packed_a = nullptr;         // [m][k]
+  const uint8_t* row_has_special = nullptr;  // [m]: any A[i, k] special
+  const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
+  int64_t words_per_k = 0;
+  const uint8_t* lut_rows = nullptr;         // kLutBytes: [2^M][256] low/high bytes of each row
+  float* c = nullptr;
+  int64_t ldc = 0;
+};
+
+// Adds to C rows [i0, i1) of strip `strip` the products of k in [k0, k1),
+// k ascending per element.  Runs with flush-to-zero on.
+using BlockKernel = void (*)(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+                             int64_t k1);
+
+struct BlockedPath {
+  BlockKernel kernel;
+  RightLayout layout;
+  int64_t block_rows;  // rows per task, a multiple of the kernel's register tile
+  int64_t block_k;     // K per packed B panel (sized for L2)
+};
+
+// The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
+void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape,
+                  const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
+                  const ParallelFor& parallel, bool accumulate);
+
+// out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
+// called by the kernels for special left operands).
+void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out);
+
+// The SIMD block kernels (defined in ISA-specific translation units).
+void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+                          int64_t k1);
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+                         int64_t k1);
+
+}  // namespace cpu
+}  // namespace amsim
