@@ -246,20 +246,23 @@ def test_conv_forward_and_grads(case):
 
 
 def test_depthwise_specials():
-    """Padding zeros against infinite weights give NaN; specials in x, w and dy."""
+    """Padding zeros against infinite weights give NaN (against weights that only round to
+    infinity, zeros); specials in x, w and dy."""
     rng = np.random.default_rng(8)
-    mult = multiplier(7, "truncate", "random")
-    args = mult.lut, 7, "truncate"
+    mult = multiplier(7, "nearest", "random")
+    args = mult.lut, 7, "nearest"
     x = rng.standard_normal((1, 5, 5, 4)).astype(np.float32)
     w = rng.standard_normal((3, 3, 1, 8)).astype(np.float32)
     x[0, 1, 2, 1], x[0, 3, 3, 2], x[0, 0, 0, 3] = np.inf, np.nan, np.float32(2.0 ** 127)
     w[0, 0, 0, 5], w[1, 2, 0, 0] = np.inf, 0.0
+    w[2, 2, 0, 2] = np.float32(3.4028235e38)  # rounds to inf: against padding zeros still a zero product
     kw = dict(strides=1, padding="SAME", groups=4)
     rkw = dict(pads=core.conv_paddings("SAME", (5, 5), (3, 3), (1, 1), (1, 1)), groups=4)
     y = core.conv2d(x, w, mult, **kw)
     assert_same_bits(y, ref.conv2d(x, w, *args, **rkw))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dy[0, 2, 2, 3] = -np.inf
+    dy[0, 4, 4, 6] = np.float32(-3.4028235e38)
     assert_same_bits(core.conv2d_input_grad(x.shape, w, dy, mult, **kw), ref.conv2d_input_grad(x.shape, w, dy, *args, **rkw))
     assert_same_bits(core.conv2d_filter_grad(x, w.shape, dy, mult, **kw), ref.conv2d_filter_grad(x, w.shape, dy, *args, **rkw))
 
