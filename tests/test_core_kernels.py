@@ -288,3 +288,21 @@ def test_depthwise_same_bits_with_one_or_two_threads():
     pads = core.conv_paddings("SAME", (20, 20), (3, 3), (2, 2), (1, 1))
     assert_same_bits(results[0][2], ref.conv2d_filter_grad(x, w.shape, dy, mult.lut, 7, "nearest", strides=(2, 2),
                                                            pads=pads, groups=32))
+
+
+# --- benchmark section ----------------------------------------------------
+
+def test_bench_section_rows():
+    import argparse
+
+    from approxtrain.bench import core_cpu
+
+    assert all(np.array_equal(core_cpu._exact_table(m), ref.exact_table(m)) for m in range(1, 12))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    core_cpu.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--sizes", "32,65", "--repeats", "1"])
+    core_cpu.SETTLE_SECONDS = 0.0
+    rows = core_cpu.run(args)
+    assert [r["m"] for r in rows] == [32, 65]
+    assert all(r["path"] == _core.gemm_cpu_path(7) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)
