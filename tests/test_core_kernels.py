@@ -292,7 +292,7 @@ def test_depthwise_same_bits_with_one_or_two_threads():
 
 # --- benchmark section ----------------------------------------------------
 
-def test_bench_section_rows():
+def test_bench_section_rows(monkeypatch):
     import argparse
 
     from approxtrain.bench import core_cpu
@@ -302,7 +302,7 @@ def test_bench_section_rows():
     parser.add_argument("--quick", action="store_true")
     core_cpu.add_arguments(parser)
     args = parser.parse_args(["--quick", "--sizes", "32,65", "--repeats", "1"])
-    core_cpu.SETTLE_SECONDS = 0.0
+    monkeypatch.setattr(core_cpu, "SETTLE_SECONDS", 0.0)
     rows = core_cpu.run(args)
     assert [r["m"] for r in rows] == [32, 65]
     assert all(r["path"] == _core.gemm_cpu_path(7) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)

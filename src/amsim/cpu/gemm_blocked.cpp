@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "amsim/cpu/aligned_buffer.h"
+#include "amsim/amsim.h"
 #include "amsim/cpu/fp_env.h"
-#include "amsim/cpu/packed_operands.h"
 
 namespace amsim {
 namespace cpu {
@@ -18,68 +18,7 @@ constexpr int64_t kMinTasks = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int64_t words_per_k(RightLayout layout) { return layout == RightLayout::kLutBytes ? 2 * kStripCols : 3 * kStripCols; }
-
-// One right operand in the layout of its path.  kLutBytes: index dword
-// [0x00, ib, ib, 0x3F] (bytes low to high) -- the kernels overwrite bytes 1
-// and 2 with the entry's low and high byte, leaving t(entry) as a float.
-// kGatherPairs: ib rounded down to even (the gather reads the aligned pair of
-// entries) and the byte-shuffle control that picks the entry out of the pair
-// into bytes 1..2 of the lane.
-void pack_right_block(RightLayout layout, const PackedRight& r, int64_t lane, uint32_t* idx, uint32_t* scale,
-                      uint32_t* ctrl) {
-  scale[lane] = float_bits(r.scale);
-  if (layout == RightLayout::kLutBytes) {
-    idx[lane] = kPresetExponentBits | (r.index << 16) | (r.index << 8);
-  } else {
-    idx[lane] = r.index & ~1u;
-    const uint32_t first = 4u * uint32_t(lane % 4) + 2u * (r.index & 1u);  // byte of the entry within its 128-bit lane
-    ctrl[lane] = 0x80000080u | ((first + 1u) << 16) | (first << 8);
-  }
-}
-
-// Also flags the rows k of B holding a finite value that rounds to infinity.
-void pack_b(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, uint32_t* out,
-            uint8_t* rounds_to_inf, const ParallelFor& parallel) {
-  const int64_t words = words_per_k(layout), strips = ceil_div(n, kStripCols);
-  const PackedRight padding{0u, 0.0f};  // lanes past n: products of +0, never stored
-  parallel(k, n * 10, [&](int64_t k0, int64_t k1) {
-    for (int64_t kk = k0; kk < k1; ++kk) {
-      bool any = false;
-      for (int64_t s = 0; s < strips; ++s) {
-        uint32_t* base = out + (s * k + kk) * words;
-        for (int64_t lane = 0; lane < kStripCols; ++lane) {
-          const int64_t j = s * kStripCols + lane;
-          PackedRight r = padding;
-          if (j < n) {
-            const float bv = b.at(kk, j);
-            r = pack_right(bv, table.mantissa_bits, table.rounding);
-            any |= rounds_to_infinity(bv, table.mantissa_bits, table.rounding);
-          }
-          pack_right_block(layout, r, lane, base, base + kStripCols, base + 2 * kStripCols);
-        }
-      }
-      rounds_to_inf[kk] = any;
-    }
-  });
-}
-
-void pack_a(const Table& table, const MatrixView& a, int64_t m, int64_t k, const uint8_t* b_rounds_to_inf,
-            LeftRef* out, uint8_t* row_has_special, const ParallelFor& parallel) {
-  parallel(m, k * 10, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      bool special = false;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const float av = a.at(i, kk);
-        const PackedLeft p = pack_left(av, table.mantissa_bits, table.rounding);
-        const bool exact = p.special || (b_rounds_to_inf[kk] && is_zero_operand(av));
-        out[i * k + kk] = exact ? LeftRef{kSpecialRow, 0.0f} : LeftRef{p.row_offset >> table.mantissa_bits, p.scale};
-        special |= exact;
-      }
-      row_has_special[i] = special;
-    }
-  });
-}
+int64_t words_per_k(RightLayout layout) { return layout == RightLayout::kLutBytes ? kLutWordsPerK : kGatherWordsPerK; }
 
 // Row ia of the table split into its entries' low bytes (bytes 0..127) and
 // high bytes (128..255), the form the byte-permute kernels load.
@@ -118,8 +57,12 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   AlignedBuffer<uint8_t> row_has_special(m);
   AlignedBuffer<uint8_t> lut_rows(path.layout == RightLayout::kLutBytes ? (int64_t{256} << table.mantissa_bits) : 0);
   AlignedBuffer<uint8_t> b_rounds_to_inf(k);
-  pack_b(path.layout, table, b, k, n, packed_b.data(), b_rounds_to_inf.data(), parallel);
-  pack_a(table, a, m, k, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data(), parallel);
+  parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
+    pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
+  });
+  parallel(m, k * 2, [&](int64_t i0, int64_t i1) {
+    pack_a_avx512(table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
+  });
   if (path.layout == RightLayout::kLutBytes) split_rows(table, lut_rows.data());
 
   GemmPlan plan;

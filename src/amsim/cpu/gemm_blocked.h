@@ -34,6 +34,8 @@ struct LeftRef {
 // dwords, kStripCols scale floats, and for the gather path kStripCols byte
 // shuffle controls.
 enum class RightLayout { kLutBytes, kGatherPairs };
+constexpr int64_t kLutWordsPerK = 2 * kStripCols;
+constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 
 // Everything a block kernel reads; built by the driver, read-only while the
 // kernels run (except c).
@@ -71,6 +73,15 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
 // out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
 // called by the kernels for special left operands).
 void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out);
+
+// AVX-512 packing (pack_avx512.cpp), the rules of packed_operands.h 16 at a
+// time.  B rows [k0, k1) into the strips of `layout`, flagging the rows with
+// a finite value that rounds to infinity; A rows [i0, i1) into LeftRefs,
+// where a zero against such a row of B is special too.
+void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
+                   int64_t k1, uint32_t* out, uint8_t* rounds_to_inf);
+void pack_a_avx512(const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
+                   const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
 
 // The SIMD block kernels (defined in ISA-specific translation units).
 void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
