@@ -8,6 +8,7 @@
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_generic.h"
+#include "amsim/cpu/multiply_simd.h"
 
 namespace amsim {
 
@@ -65,6 +66,11 @@ void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
 
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
                   const ParallelFor& parallel) {
+  static const bool avx512 = cpu::has_avx512_bw();
+  if (avx512) {
+    parallel(n, 2, [&](int64_t begin, int64_t end) { cpu::multiply_avx512(table, a + begin, b + begin, c + begin, end - begin); });
+    return;
+  }
   parallel(n, 20, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) c[i] = am_multiply(a[i], b[i], table);
   });
