@@ -56,6 +56,12 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
 void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
                       const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
                       int64_t batch_stride_b, float* c, const ParallelFor& parallel) {
+  // One B for every batch and A's batches stacked row after row (a Dense layer
+  // on a sequence): one tall GEMM packs B once and gives the same bits.
+  if (batch > 1 && batch_stride_b == 0 && batch_stride_a == shape.m * a.row_stride) {
+    gemm_cpu(table, GemmShape{shape.m * batch, shape.n, shape.k}, a, b, c, shape.n, parallel);
+    return;
+  }
   for (int64_t bi = 0; bi < batch; ++bi) {
     MatrixView ab = a, bb = b;
     ab.data += bi * batch_stride_a;
