@@ -16,62 +16,78 @@ namespace cpu {
 
 namespace {
 
-constexpr int kTileRows = 2;
+// One row of C against up to kMaxStrips strips: a table row (2^M entries,
+// 2 KiB for M = 10) is gathered from for many columns while it is in L1.
+constexpr int kMaxStrips = 4;
 
-template <int Rows, bool Specials>
-void gather_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
-  const int64_t j0 = strip * kStripCols;
-  const StripMasks masks(p.n, j0);
-  float* c = p.c + i * p.ldc + j0;
-  Tile<Rows> tile;
-  tile.load(c, p.ldc, masks);
+template <int Strips, bool Specials>
+void gather_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1) {
   const int mbits = p.table->mantissa_bits;
   const int* entries = reinterpret_cast<const int*>(p.table->entries);
   const __m512i preset = _mm512_set1_epi32(0x3F000000);
-  const uint32_t* pb = p.packed_b + (strip * p.k + k0) * p.words_per_k;
+  const StripMasks masks[kMaxStrips] = {StripMasks(p.n, (s0 + 0) * kStripCols), StripMasks(p.n, (s0 + 1) * kStripCols),
+                                        StripMasks(p.n, (s0 + 2) * kStripCols), StripMasks(p.n, (s0 + 3) * kStripCols)};
+  float* c = p.c + i * p.ldc + s0 * kStripCols;
+  __m512 acc[Strips][kVectorsPerStrip];
+  for (int s = 0; s < Strips; ++s)
+    for (int v = 0; v < kVectorsPerStrip; ++v)
+      acc[s][v] = _mm512_maskz_loadu_ps(masks[s].lanes[v], c + s * kStripCols + 16 * v);
   const LeftRef* pa = p.packed_a + i * p.k;
-  for (int64_t kk = k0; kk < k1; ++kk, pb += p.words_per_k) {
-    __m512i pair[kVectorsPerStrip];
-    for (int v = 0; v < kVectorsPerStrip; ++v) pair[v] = _mm512_load_si512(pb + 16 * v);
-    const float* scale_b = reinterpret_cast<const float*>(pb + kStripCols);
-    const uint32_t* ctrl = pb + 2 * kStripCols;
-    for (int r = 0; r < Rows; ++r) {
-      const LeftRef a = pa[r * p.k + kk];
-      if (Specials && a.row == kSpecialRow) {
-        tile.add_special(r, p, i + r, kk, j0, masks);
-        continue;
+  for (int64_t kk = k0; kk < k1; ++kk) {
+    const LeftRef a = pa[kk];
+    if (Specials && a.row == kSpecialRow) {
+      for (int s = 0; s < Strips; ++s) {
+        alignas(64) float products[kStripCols];
+        special_products(p, i, kk, (s0 + s) * kStripCols, masks[s].ncols, products);
+        for (int v = 0; v < kVectorsPerStrip; ++v)
+          acc[s][v] = _mm512_add_ps(acc[s][v], _mm512_maskz_loadu_ps(masks[s].lanes[v], products + 16 * v));
       }
-      const __m512i row = _mm512_set1_epi32(int(a.row << mbits));
-      const __m512 scale_a = _mm512_set1_ps(a.scale);
+      continue;
+    }
+    const __m512i row = _mm512_set1_epi32(int(a.row << mbits));
+    const __m512 scale_a = _mm512_set1_ps(a.scale);
+    for (int s = 0; s < Strips; ++s) {
+      const uint32_t* pb = p.packed_b + ((s0 + s) * p.k + kk) * p.words_per_k;
+      const float* scale_b = reinterpret_cast<const float*>(pb + kStripCols);
+      const uint32_t* ctrl = pb + 2 * kStripCols;
       for (int v = 0; v < kVectorsPerStrip; ++v) {
-        const __m512i dwords = _mm512_i32gather_epi32(_mm512_add_epi32(row, pair[v]), entries, 2);
+        const __m512i pair = _mm512_add_epi32(row, _mm512_load_si512(pb + 16 * v));
+        const __m512i dwords = _mm512_i32gather_epi32(pair, entries, 2);
         const __m512i x = _mm512_mask_shuffle_epi8(preset, kEntryLowBytes | kEntryHighBytes, dwords,
                                                    _mm512_load_si512(ctrl + 16 * v));
         const __m512 product =
             _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(x), scale_a), _mm512_load_ps(scale_b + 16 * v));
-        tile.acc[r][v] = _mm512_add_ps(tile.acc[r][v], product);
+        acc[s][v] = _mm512_add_ps(acc[s][v], product);
       }
     }
   }
-  tile.store(c, p.ldc, masks);
+  for (int s = 0; s < Strips; ++s)
+    for (int v = 0; v < kVectorsPerStrip; ++v)
+      _mm512_mask_storeu_ps(c + s * kStripCols + 16 * v, masks[s].lanes[v], acc[s][v]);
 }
 
-template <int Rows>
-void gather_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
-  bool specials = false;
-  for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i + r] != 0;
-  if (specials)
-    gather_tile<Rows, true>(p, i, strip, k0, k1);
-  else
-    gather_tile<Rows, false>(p, i, strip, k0, k1);
+template <int Strips>
+void gather_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t k0, int64_t k1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    if (p.row_has_special[i])
+      gather_row<Strips, true>(p, i, s0, k0, k1);
+    else
+      gather_row<Strips, false>(p, i, s0, k0, k1);
+  }
 }
 
 }  // namespace
 
-void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0, int64_t k1) {
-  int64_t i = i0;
-  for (; i + kTileRows <= i1; i += kTileRows) gather_tile_rows<kTileRows>(plan, i, strip, k0, k1);
-  if (i < i1) gather_tile_rows<1>(plan, i, strip, k0, k1);
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                         int64_t k1) {
+  for (int64_t s = s0; s < s1; s += kMaxStrips) {
+    switch (s1 - s < kMaxStrips ? s1 - s : kMaxStrips) {
+      case 1: gather_rows<1>(plan, i0, i1, s, k0, k1); break;
+      case 2: gather_rows<2>(plan, i0, i1, s, k0, k1); break;
+      case 3: gather_rows<3>(plan, i0, i1, s, k0, k1); break;
+      default: gather_rows<4>(plan, i0, i1, s, k0, k1); break;
+    }
+  }
 }
 
 }  // namespace cpu
@@ -81,7 +97,7 @@ void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s
 
 namespace amsim {
 namespace cpu {
-void gather_block_avx512(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+void gather_block_avx512(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 }  // namespace cpu
 }  // namespace amsim
 #endif

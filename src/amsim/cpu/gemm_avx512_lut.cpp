@@ -101,11 +101,14 @@ void lut_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t strip, int64_t
 
 }  // namespace
 
-void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0, int64_t k1) {
-  if (plan.table->mantissa_bits == 7)
-    lut_block<true>(plan, i0, i1, strip, k0, k1);
-  else
-    lut_block<false>(plan, i0, i1, strip, k0, k1);
+void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                          int64_t k1) {
+  for (int64_t strip = s0; strip < s1; ++strip) {
+    if (plan.table->mantissa_bits == 7)
+      lut_block<true>(plan, i0, i1, strip, k0, k1);
+    else
+      lut_block<false>(plan, i0, i1, strip, k0, k1);
+  }
 }
 
 }  // namespace cpu
@@ -115,7 +118,7 @@ void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t 
 
 namespace amsim {
 namespace cpu {
-void lut_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+void lut_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 }  // namespace cpu
 }  // namespace amsim
 #endif

@@ -100,7 +100,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
       }
       for (int64_t k0 = 0; k0 < k; k0 += path.block_k) {
         const int64_t k1 = std::min(k, k0 + path.block_k);
-        for (int64_t s = s0; s < s1; ++s) path.kernel(plan, i0, i1, s, k0, k1);
+        path.kernel(plan, i0, i1, s0, s1, k0, k1);
       }
     }
   });

@@ -53,9 +53,9 @@ struct GemmPlan {
   int64_t ldc = 0;
 };
 
-// Adds to C rows [i0, i1) of strip `strip` the products of k in [k0, k1),
+// Adds to C rows [i0, i1) x strips [s0, s1) the products of k in [k0, k1),
 // k ascending per element.  Runs with flush-to-zero on.
-using BlockKernel = void (*)(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+using BlockKernel = void (*)(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                              int64_t k1);
 
 struct BlockedPath {
@@ -84,9 +84,9 @@ void pack_a_avx512(const Table& table, const MatrixView& a, int64_t k, int64_t i
                    const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
 
 // The SIMD block kernels (defined in ISA-specific translation units).
-void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                           int64_t k1);
-void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t strip, int64_t k0,
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                          int64_t k1);
 
 }  // namespace cpu
