@@ -23,17 +23,18 @@ struct Reduced16 {
 
 Reduced16 reduce16(__m512i u, int mantissa_bits, Rounding rounding) {
   const int shift = 23 - mantissa_bits;
+  const __m128i shift_count = _mm_cvtsi32_si128(shift);  // a run-time count: _mm512_srl_epi32
   const __m512i magnitude = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
   __m512i rounded = magnitude;
   if (rounding == Rounding::kNearestEven) {
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(magnitude, unsigned(shift)), _mm512_set1_epi32(1));
+    const __m512i lsb = _mm512_and_si512(_mm512_srl_epi32(magnitude, shift_count), _mm512_set1_epi32(1));
     rounded = _mm512_add_epi32(_mm512_add_epi32(magnitude, _mm512_set1_epi32((1 << (shift - 1)) - 1)), lsb);
   }
   Reduced16 r;
   r.sign = _mm512_and_si512(u, _mm512_set1_epi32(int(0x80000000u)));
   r.raw_exponent = _mm512_srli_epi32(magnitude, 23);
   r.exponent = _mm512_srli_epi32(rounded, 23);  // NaN inputs may give 256: they never use it
-  r.fraction = _mm512_and_si512(_mm512_srli_epi32(rounded, unsigned(shift)), _mm512_set1_epi32((1 << mantissa_bits) - 1));
+  r.fraction = _mm512_and_si512(_mm512_srl_epi32(rounded, shift_count), _mm512_set1_epi32((1 << mantissa_bits) - 1));
   return r;
 }
 

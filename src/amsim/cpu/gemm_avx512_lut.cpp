@@ -3,10 +3,11 @@
 //
 // C[i, j..j+63] += A[i, k] (x) B[k, j..j+63] (outer-product form).  Row ia of
 // the table is split into a low-byte and a high-byte table of 2^M entries
-// (one zmm each for M <= 6, two for M = 7).  Per 16 products:
-//   x = idx (dwords [0x00, ib, ib, 0x3F])
+// (two zmm each for M = 7; both in two zmm for M <= 6).  Per 16 products:
+//   x = idx (dwords [0x00, ib, ib', 0x3F])
 //   x.byte1 = low[ib]   (permute, merge-masked on byte 1)
-//   x.byte2 = high[ib]  (permute, merge-masked on byte 2)
+//   x.byte2 = high[ib]  (permute, merge-masked on byte 2; for M <= 6 the
+//                        same permute as byte 1, at index ib' = ib + 64)
 //   -> x is the float t(entry) = 2^(carry-1) * 1.fraction
 //   acc += (t * scale_a) * scale_b        (flush-to-zero on; see packed_operands.h)
 // Compiled with -mavx512f -mavx512bw -mavx512vbmi; called only after a
@@ -21,15 +22,18 @@ namespace {
 
 constexpr int kTileRows = 4;
 
-// The two permutes of one row's table into 16 index dwords.
+// One row's table in registers.  Wide (M = 7): low and high bytes in two
+// registers each, two permutes.  Narrow (M <= 6): [low | high] in two
+// registers, one permute fills bytes 1 and 2 (the index dword holds ib and
+// ib + 64).
 template <bool Wide>
 struct RowTable {
   __m512i low0, low1, high0, high1;
   explicit RowTable(const uint8_t* row) {
     low0 = _mm512_loadu_si512(row);
-    high0 = _mm512_loadu_si512(row + 128);
+    low1 = _mm512_loadu_si512(row + 64);
     if (Wide) {
-      low1 = _mm512_loadu_si512(row + 64);
+      high0 = _mm512_loadu_si512(row + 128);
       high1 = _mm512_loadu_si512(row + 192);
     }
   }
@@ -39,8 +43,7 @@ struct RowTable {
       x = _mm512_mask2_permutex2var_epi8(low0, idx, kEntryLowBytes, low1);
       x = _mm512_mask2_permutex2var_epi8(high0, x, kEntryHighBytes, high1);
     } else {
-      x = _mm512_mask_permutexvar_epi8(idx, kEntryLowBytes, idx, low0);
-      x = _mm512_mask_permutexvar_epi8(x, kEntryHighBytes, x, high0);
+      x = _mm512_mask2_permutex2var_epi8(low0, idx, kEntryLowBytes | kEntryHighBytes, low1);
     }
     return _mm512_castsi512_ps(x);
   }

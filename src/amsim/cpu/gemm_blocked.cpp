@@ -20,16 +20,19 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int64_t words_per_k(RightLayout layout) { return layout == RightLayout::kLutBytes ? kLutWordsPerK : kGatherWordsPerK; }
 
-// Row ia of the table split into its entries' low bytes (bytes 0..127) and
-// high bytes (128..255), the form the byte-permute kernels load.
+// Row ia of the table as the byte-permute kernel loads it (256 bytes a row):
+// M = 7: the entries' low bytes (0..127), then their high bytes (128..255);
+// M <= 6: low bytes (0..63), then high bytes (64..127), so one two-register
+// permute reads both (see kLutNarrowHighIndex).
 void split_rows(const Table& table, uint8_t* out) {
   const int64_t side = int64_t{1} << table.mantissa_bits;
+  const int64_t high = table.mantissa_bits == 7 ? 128 : kLutNarrowHighIndex;
   std::memset(out, 0, static_cast<size_t>(side * 256));
   for (int64_t ia = 0; ia < side; ++ia) {
     for (int64_t ib = 0; ib < side; ++ib) {
       const uint16_t e = table.entries[ia * side + ib];
       out[ia * 256 + ib] = uint8_t(e & 0xffu);
-      out[ia * 256 + 128 + ib] = uint8_t(e >> 8);
+      out[ia * 256 + high + ib] = uint8_t(e >> 8);
     }
   }
 }

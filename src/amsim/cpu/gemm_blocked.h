@@ -32,9 +32,13 @@ struct LeftRef {
 
 // How a path lays out the right operand of one (strip, k): kStripCols index
 // dwords, kStripCols scale floats, and for the gather path kStripCols byte
-// shuffle controls.
+// shuffle controls.  kLutBytes index dwords are [0x00, ib, ib', 0x3F] (bytes
+// low to high) with ib' = ib for M = 7 and ib + 64 for M <= 6.
 enum class RightLayout { kLutBytes, kGatherPairs };
 constexpr int64_t kLutWordsPerK = 2 * kStripCols;
+// kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
+// the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
+constexpr uint32_t kLutNarrowHighIndex = 64;
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 
 // Everything a block kernel reads; built by the driver, read-only while the

@@ -22,6 +22,8 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
   const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+  const __m512i high_index_bias =
+      _mm512_set1_epi32(int(0x3F000000u | (table.mantissa_bits < 7 ? kLutNarrowHighIndex << 16 : 0u)));
   alignas(64) float column[kStripCols];
   for (int64_t kk = k0; kk < k1; ++kk) {
     __mmask16 any_to_inf = 0;
@@ -55,8 +57,7 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
         _mm512_store_si512(base + kStripCols + 16 * v, scale);
         if (layout == RightLayout::kLutBytes) {
           const __m512i idx = _mm512_or_si512(
-              _mm512_set1_epi32(0x3F000000),
-              _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
+              high_index_bias, _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
           _mm512_store_si512(base + 16 * v, idx);
         } else {
           const __m512i one = _mm512_set1_epi32(1);
