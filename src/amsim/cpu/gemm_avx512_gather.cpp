@@ -11,12 +11,6 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include "amsim/cpu/avx512_tile.h"
 
-// GCC 12's _mm512_i32gather_epi32 passes an undefined vector as the unused
-// merge source and then warns about it.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace amsim {
 namespace cpu {
 
