@@ -14,12 +14,15 @@ namespace amsim {
 
 namespace {
 
-// Register-table kernel: the whole table row of a left operand in zmm registers.
+// Register-table kernels: the whole table row of a left operand in zmm
+// registers.  M <= 6: one permute per 16 products.
 constexpr cpu::BlockedPath kLutPath{cpu::lut_block_avx512vbmi, cpu::RightLayout::kLutBytes, 64, 256};
+// M = 7: byte planes looked up for 64 columns at once, then assembled.
+constexpr cpu::BlockedPath kLutPlanesPath{cpu::lut_planes_block_avx512vbmi, cpu::RightLayout::kLutPlanes, 64, 256};
 // Gather kernel: any M; the path for tables too large for registers.
 constexpr cpu::BlockedPath kGatherPath{cpu::gather_block_avx512, cpu::RightLayout::kGatherPairs, 32, 256};
 
-constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane
+constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
 // APPROXTRAIN_CPU_GEMM_PATH=generic or =avx512-gather narrows the choice (to
 // test and compare the paths on one machine); it never enables a path the CPU
@@ -30,7 +33,8 @@ const cpu::BlockedPath* blocked_path(int mantissa_bits) {
   const char* forced = std::getenv("APPROXTRAIN_CPU_GEMM_PATH");
   if (forced && std::strcmp(forced, "generic") == 0) return nullptr;
   if (forced && std::strcmp(forced, "avx512-gather") == 0) return avx512 ? &kGatherPath : nullptr;
-  if (vbmi && mantissa_bits <= kMaxLutMantissaBits) return &kLutPath;
+  if (vbmi && mantissa_bits == kMaxLutMantissaBits) return &kLutPlanesPath;
+  if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (avx512) return &kGatherPath;
   return nullptr;
 }
@@ -39,7 +43,7 @@ const cpu::BlockedPath* blocked_path(int mantissa_bits) {
 
 const char* gemm_cpu_path(int mantissa_bits) {
   const cpu::BlockedPath* path = blocked_path(mantissa_bits);
-  if (path == &kLutPath) return "avx512vbmi";
+  if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
   if (path == &kGatherPath) return "avx512-gather";
   return "generic";
 }

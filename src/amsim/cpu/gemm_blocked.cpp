@@ -18,16 +18,23 @@ constexpr int64_t kMinTasks = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int64_t words_per_k(RightLayout layout) { return layout == RightLayout::kLutBytes ? kLutWordsPerK : kGatherWordsPerK; }
+int64_t words_per_k(RightLayout layout) {
+  switch (layout) {
+    case RightLayout::kLutBytes: return kLutWordsPerK;
+    case RightLayout::kLutPlanes: return kLutPlanesWordsPerK;
+    default: return kGatherWordsPerK;
+  }
+}
 
-// Row ia of the table as the byte-permute kernel loads it (256 bytes a row):
+// Row ia of the table as the byte-permute kernels load it (256 bytes a row):
 // M = 7: the entries' low bytes (0..127), then their high bytes (128..255);
 // M <= 6: low bytes (0..63), then high bytes (64..127), so one two-register
-// permute reads both (see kLutNarrowHighIndex).
+// permute reads both (see kLutNarrowHighIndex).  Row 2^M is all zeros: the
+// row of zero left operands.
 void split_rows(const Table& table, uint8_t* out) {
   const int64_t side = int64_t{1} << table.mantissa_bits;
   const int64_t high = table.mantissa_bits == 7 ? 128 : kLutNarrowHighIndex;
-  std::memset(out, 0, static_cast<size_t>(side * 256));
+  std::memset(out, 0, static_cast<size_t>((side + 1) * 256));
   for (int64_t ia = 0; ia < side; ++ia) {
     for (int64_t ib = 0; ib < side; ++ib) {
       const uint16_t e = table.entries[ia * side + ib];
@@ -58,15 +65,16 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   AlignedBuffer<uint32_t> packed_b(strips * k * words);
   AlignedBuffer<LeftRef> packed_a(m * k);
   AlignedBuffer<uint8_t> row_has_special(m);
-  AlignedBuffer<uint8_t> lut_rows(path.layout == RightLayout::kLutBytes ? (int64_t{256} << table.mantissa_bits) : 0);
+  const bool lut = path.layout != RightLayout::kGatherPairs;
+  AlignedBuffer<uint8_t> lut_rows(lut ? 256 * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
   AlignedBuffer<uint8_t> b_rounds_to_inf(k);
   parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
     pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
   });
   parallel(m, k * 2, [&](int64_t i0, int64_t i1) {
-    pack_a_avx512(table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
+    pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
   });
-  if (path.layout == RightLayout::kLutBytes) split_rows(table, lut_rows.data());
+  if (lut) split_rows(table, lut_rows.data());
 
   GemmPlan plan;
   plan.table = &table;

@@ -24,18 +24,23 @@ constexpr int64_t kStripCols = 64;
 constexpr uint32_t kSpecialRow = 0xffffffffu;
 
 // Left operand A[i, k] as the kernels use it: its table row (the reduced
-// fraction ia) and scale sign(a) * 2^(ea - 126); see packed_operands.h.
+// fraction ia) and its scale.  Gather layout: the float bits of
+// sign(a) * 2^(ea - 126) (see packed_operands.h).  Table-in-register layouts
+// (kLut*): sign(a) | ea << 23, added as an integer to the entry bits
+// (entry << 8); a zero a has the all-zero table row 2^M and scale sign(a).
 struct LeftRef {
   uint32_t row;
-  float scale;
+  uint32_t scale;
 };
 
 // How a path lays out the right operand of one (strip, k): kStripCols index
 // dwords, kStripCols scale floats, and for the gather path kStripCols byte
-// shuffle controls.  kLutBytes index dwords are [0x00, ib, ib', 0x3F] (bytes
-// low to high) with ib' = ib for M = 7 and ib + 64 for M <= 6.
-enum class RightLayout { kLutBytes, kGatherPairs };
+// shuffle controls.  kLutBytes (M <= 6) index dwords are [0, ib, ib + 64, 0]
+// (bytes low to high).
+// kLutPlanes (M = 7): kStripCols index bytes ib, then kStripCols scales.
+enum class RightLayout { kLutBytes, kLutPlanes, kGatherPairs };
 constexpr int64_t kLutWordsPerK = 2 * kStripCols;
+constexpr int64_t kLutPlanesWordsPerK = kStripCols / 4 + kStripCols;
 // kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
@@ -52,7 +57,7 @@ struct GemmPlan {
   const uint8_t* row_has_special = nullptr;  // [m]: any A[i, k] special
   const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
   int64_t words_per_k = 0;
-  const uint8_t* lut_rows = nullptr;         // kLutBytes: [2^M][256] low/high bytes of each row
+  const uint8_t* lut_rows = nullptr;         // kLut*: [2^M (+1)][256] low/high bytes of each row
   float* c = nullptr;
   int64_t ldc = 0;
 };
@@ -84,12 +89,14 @@ void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, in
 // where a zero against such a row of B is special too.
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
                    int64_t k1, uint32_t* out, uint8_t* rounds_to_inf);
-void pack_a_avx512(const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
+void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
                    const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
 
 // The SIMD block kernels (defined in ISA-specific translation units).
 void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                           int64_t k1);
+void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                                 int64_t k1);
 void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                          int64_t k1);
 

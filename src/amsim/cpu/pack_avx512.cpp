@@ -17,13 +17,15 @@ namespace {
 
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
                    int64_t k1, uint32_t* out, uint8_t* rounds_to_inf) {
-  const int64_t words = layout == RightLayout::kLutBytes ? kLutWordsPerK : kGatherWordsPerK;
+  const int64_t words = layout == RightLayout::kLutBytes    ? kLutWordsPerK
+                        : layout == RightLayout::kLutPlanes ? kLutPlanesWordsPerK
+                                                            : kGatherWordsPerK;
+  const int64_t scale_at = layout == RightLayout::kLutPlanes ? kStripCols / 4 : kStripCols;
   const int64_t strips = (n + kStripCols - 1) / kStripCols;
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
   const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
-  const __m512i high_index_bias =
-      _mm512_set1_epi32(int(0x3F000000u | (table.mantissa_bits < 7 ? kLutNarrowHighIndex << 16 : 0u)));
+  const __m512i high_index_bias = _mm512_set1_epi32(int(kLutNarrowHighIndex << 16));
   alignas(64) float column[kStripCols];
   for (int64_t kk = k0; kk < k1; ++kk) {
     __mmask16 any_to_inf = 0;
@@ -54,8 +56,10 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
             is_inf_nan, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
         scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
         const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
-        _mm512_store_si512(base + kStripCols + 16 * v, scale);
-        if (layout == RightLayout::kLutBytes) {
+        _mm512_store_si512(base + scale_at + 16 * v, scale);
+        if (layout == RightLayout::kLutPlanes) {
+          _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
+        } else if (layout == RightLayout::kLutBytes) {
           const __m512i idx = _mm512_or_si512(
               high_index_bias, _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
           _mm512_store_si512(base + 16 * v, idx);
@@ -74,12 +78,15 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   }
 }
 
-void pack_a_avx512(const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
+void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
                    const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special) {
   const __m512i zero = _mm512_setzero_si512(), exp_limit = _mm512_set1_epi32(254);
   // Interleave (row, scale) pairs into LeftRef order.
   const __m512i low_pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i high_pairs = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  const bool planes = layout != RightLayout::kGatherPairs;  // both table-in-register layouts
+  const __m512i zero_row = _mm512_set1_epi32(planes ? 1 << table.mantissa_bits : 0);
+  const __m512i exponent_bias = _mm512_set1_epi32(planes ? 0 : 1);
   alignas(64) float values[16];
   for (int64_t i = i0; i < i1; ++i) {
     __mmask16 any_special = 0;
@@ -101,9 +108,11 @@ void pack_a_avx512(const Table& table, const MatrixView& a, int64_t k, int64_t i
       any_special |= special;
       // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
       // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
-      __m512i row = _mm512_maskz_mov_epi32(__mmask16(~is_zero), r.fraction);
+      // kLut*: scale = sign | e << 23 (an integer added to entry << 8), zeros
+      // take the all-zero table row 2^M.
+      __m512i row = _mm512_mask_mov_epi32(r.fraction, is_zero, zero_row);
       row = _mm512_mask_mov_epi32(row, special, _mm512_set1_epi32(int(kSpecialRow)));
-      __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, _mm512_set1_epi32(1)), 23));
+      __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, exponent_bias), 23));
       scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
       scale = _mm512_mask_mov_epi32(scale, special, zero);
       int32_t* dst = reinterpret_cast<int32_t*>(out + i * k + kk);
@@ -124,7 +133,8 @@ namespace amsim {
 namespace cpu {
 void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, uint32_t*,
                    uint8_t*) {}
-void pack_a_avx512(const Table&, const MatrixView&, int64_t, int64_t, int64_t, const uint8_t*, LeftRef*, uint8_t*) {}
+void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, const uint8_t*, LeftRef*,
+                   uint8_t*) {}
 }  // namespace cpu
 }  // namespace amsim
 #endif
