@@ -32,7 +32,7 @@ void gather_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1
   for (int s = 0; s < Strips; ++s)
     for (int v = 0; v < kVectorsPerStrip; ++v)
       acc[s][v] = _mm512_maskz_loadu_ps(masks[s].lanes[v], c + s * kStripCols + 16 * v);
-  const LeftRef* pa = p.packed_a + i * p.k;
+  const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
   for (int64_t kk = k0; kk < k1; ++kk) {
     const LeftRef a = pa[kk];
     if (Specials && a.row == kSpecialRow) {
@@ -69,7 +69,7 @@ void gather_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1
 template <int Strips>
 void gather_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t k0, int64_t k1) {
   for (int64_t i = i0; i < i1; ++i) {
-    if (p.row_has_special[i])
+    if (p.row_has_special[i - p.a_row0])
       gather_row<Strips, true>(p, i, s0, k0, k1);
     else
       gather_row<Strips, false>(p, i, s0, k0, k1);

@@ -87,7 +87,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   tile.load(c, p.ldc, masks);
   const typename Lookup::Constants consts;
   const uint32_t* pb = p.packed_b + (strip * p.k + k0) * p.words_per_k;
-  const LeftRef* pa = p.packed_a + i * p.k;
+  const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
   for (int64_t kk = k0; kk < k1; ++kk, pb += p.words_per_k) {
     const typename Lookup::Columns cols(pb);
     const float* scale_b = reinterpret_cast<const float*>(pb + Lookup::kScaleOffset);
@@ -111,7 +111,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
 template <typename Lookup, int Rows>
 void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   bool specials = false;
-  for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i + r] != 0;
+  for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
   if (specials)
     lut_tile<Lookup, Rows, true>(p, i, strip, k0, k1);
   else

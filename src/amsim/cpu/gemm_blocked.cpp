@@ -63,16 +63,11 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   const int64_t strips = ceil_div(n, kStripCols), words = words_per_k(path.layout);
 
   AlignedBuffer<uint32_t> packed_b(strips * k * words);
-  AlignedBuffer<LeftRef> packed_a(m * k);
-  AlignedBuffer<uint8_t> row_has_special(m);
   const bool lut = path.layout != RightLayout::kGatherPairs;
   AlignedBuffer<uint8_t> lut_rows(lut ? 256 * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
   AlignedBuffer<uint8_t> b_rounds_to_inf(k);
   parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
     pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
-  });
-  parallel(m, k * 2, [&](int64_t i0, int64_t i1) {
-    pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
   });
   if (lut) split_rows(table, lut_rows.data());
 
@@ -83,8 +78,6 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.m = m;
   plan.n = n;
   plan.k = k;
-  plan.packed_a = packed_a.data();
-  plan.row_has_special = row_has_special.data();
   plan.packed_b = packed_b.data();
   plan.words_per_k = words;
   plan.lut_rows = lut_rows.data();
@@ -100,18 +93,30 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   while (block_rows > 4 && ceil_div(m, block_rows) * groups < kMinTasks) block_rows /= 2;
   const int64_t row_blocks = ceil_div(m, block_rows);
 
+  // Each run of tasks packs the A rows of its row block when it reaches a new
+  // one (consecutive tasks share a row block), so packed A stays small.
   parallel(row_blocks * groups, block_rows * strips_per_task * kStripCols * k / 4, [&](int64_t t0, int64_t t1) {
     FlushToZeroScope ftz;
+    AlignedBuffer<LeftRef> packed_a(block_rows * k);
+    AlignedBuffer<uint8_t> row_has_special(block_rows);
+    GemmPlan task_plan = plan;
+    task_plan.packed_a = packed_a.data();
+    task_plan.row_has_special = row_has_special.data();
+    task_plan.a_row0 = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = (t / groups) * block_rows, i1 = std::min(m, i0 + block_rows);
       const int64_t s0 = (t % groups) * strips_per_task, s1 = std::min(strips, s0 + strips_per_task);
+      if (task_plan.a_row0 != i0) {
+        pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
+        task_plan.a_row0 = i0;
+      }
       if (!accumulate) {
         const int64_t j0 = s0 * kStripCols, j1 = std::min(n, s1 * kStripCols);
         for (int64_t i = i0; i < i1; ++i) std::fill(c + i * ldc + j0, c + i * ldc + j1, 0.0f);
       }
       for (int64_t k0 = 0; k0 < k; k0 += path.block_k) {
         const int64_t k1 = std::min(k, k0 + path.block_k);
-        path.kernel(plan, i0, i1, s0, s1, k0, k1);
+        path.kernel(task_plan, i0, i1, s0, s1, k0, k1);
       }
     }
   });

@@ -53,8 +53,9 @@ struct GemmPlan {
   const MatrixView* a = nullptr;
   const MatrixView* b = nullptr;
   int64_t m = 0, n = 0, k = 0;
-  const LeftRef* packed_a = nullptr;         // [m][k]
-  const uint8_t* row_has_special = nullptr;  // [m]: any A[i, k] special
+  const LeftRef* packed_a = nullptr;         // [rows][k], row 0 = row a_row0 of A
+  const uint8_t* row_has_special = nullptr;  // [rows]: any A[i, k] special
+  int64_t a_row0 = 0;                        // A is packed one row block at a time
   const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
   int64_t words_per_k = 0;
   const uint8_t* lut_rows = nullptr;         // kLut*: [2^M (+1)][256] low/high bytes of each row
@@ -85,8 +86,9 @@ void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, in
 
 // AVX-512 packing (pack_avx512.cpp), the rules of packed_operands.h 16 at a
 // time.  B rows [k0, k1) into the strips of `layout`, flagging the rows with
-// a finite value that rounds to infinity; A rows [i0, i1) into LeftRefs,
-// where a zero against such a row of B is special too.
+// a finite value that rounds to infinity; A rows [i0, i1) into LeftRefs
+// (out[(i - i0) * k + kk]), where a zero against such a row of B is special
+// too.
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
                    int64_t k1, uint32_t* out, uint8_t* rounds_to_inf);
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,

@@ -115,12 +115,12 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
       __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, exponent_bias), 23));
       scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
       scale = _mm512_mask_mov_epi32(scale, special, zero);
-      int32_t* dst = reinterpret_cast<int32_t*>(out + i * k + kk);
+      int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
       const int64_t left = k - kk;
       _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
       if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
     }
-    row_has_special[i] = any_special != 0;
+    row_has_special[i - i0] = any_special != 0;
   }
 }
 
