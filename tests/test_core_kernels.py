@@ -44,7 +44,7 @@ def ref_matmul(a, b, mult):
 
 def available_paths():
     paths = ["auto", "generic"]
-    if _core.gemm_cpu_path(10) == "avx512-gather":
+    if _core.gemm_cpu_path(10).startswith("avx512"):  # AVX-512 machines also have the gather path
         paths.append("avx512-gather")
     return paths
 
@@ -58,9 +58,12 @@ def gemm_path(request, monkeypatch):
 
 
 def test_path_names_and_override(monkeypatch):
-    names = {"avx512vbmi", "avx512-gather", "generic"}
+    names = {"avx512vbmi", "avx512vbmi-chunks", "avx512-gather", "generic"}
     for m in range(1, 12):
         assert _core.gemm_cpu_path(m) in names
+    if "avx512-gather" in available_paths():
+        monkeypatch.setenv(PATH_ENV, "avx512-gather")
+        assert all(_core.gemm_cpu_path(m) == "avx512-gather" for m in range(1, 12))
     monkeypatch.setenv(PATH_ENV, "generic")
     assert all(_core.gemm_cpu_path(m) == "generic" for m in range(1, 12))
 

@@ -19,6 +19,8 @@ namespace {
 constexpr cpu::BlockedPath kLutPath{cpu::lut_block_avx512vbmi, cpu::RightLayout::kLutBytes, 64, 256};
 // M = 7: byte planes looked up for 64 columns at once, then assembled.
 constexpr cpu::BlockedPath kLutPlanesPath{cpu::lut_planes_block_avx512vbmi, cpu::RightLayout::kLutPlanes, 64, 256};
+// M = 8..11: the same with the row's byte planes in 128-entry chunks.
+constexpr cpu::BlockedPath kLutChunksPath{cpu::lut_chunks_block_avx512vbmi, cpu::RightLayout::kLutChunks, 64, 256};
 // Gather kernel: any M; the path for tables too large for registers.
 constexpr cpu::BlockedPath kGatherPath{cpu::gather_block_avx512, cpu::RightLayout::kGatherPairs, 32, 256};
 
@@ -35,6 +37,7 @@ const cpu::BlockedPath* blocked_path(int mantissa_bits) {
   if (forced && std::strcmp(forced, "avx512-gather") == 0) return avx512 ? &kGatherPath : nullptr;
   if (vbmi && mantissa_bits == kMaxLutMantissaBits) return &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
+  if (vbmi) return &kLutChunksPath;
   if (avx512) return &kGatherPath;
   return nullptr;
 }
@@ -44,6 +47,7 @@ const cpu::BlockedPath* blocked_path(int mantissa_bits) {
 const char* gemm_cpu_path(int mantissa_bits) {
   const cpu::BlockedPath* path = blocked_path(mantissa_bits);
   if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
+  if (path == &kLutChunksPath) return "avx512vbmi-chunks";
   if (path == &kGatherPath) return "avx512-gather";
   return "generic";
 }

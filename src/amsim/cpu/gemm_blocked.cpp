@@ -1,7 +1,6 @@
 #include "amsim/cpu/gemm_blocked.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "amsim/cpu/aligned_buffer.h"
 #include "amsim/amsim.h"
@@ -22,29 +21,14 @@ int64_t words_per_k(RightLayout layout) {
   switch (layout) {
     case RightLayout::kLutBytes: return kLutWordsPerK;
     case RightLayout::kLutPlanes: return kLutPlanesWordsPerK;
+    case RightLayout::kLutChunks: return kLutChunksWordsPerK;
     default: return kGatherWordsPerK;
   }
 }
 
-// Row ia of the table as the byte-permute kernels load it (256 bytes a row):
-// M = 7: the entries' low bytes (0..127), then their high bytes (128..255);
-// M <= 6: low bytes (0..63), then high bytes (64..127), so one two-register
-// permute reads both (see kLutNarrowHighIndex).  Row 2^M is all zeros: the
-// row of zero left operands.
-void split_rows(const Table& table, uint8_t* out) {
-  const int64_t side = int64_t{1} << table.mantissa_bits;
-  const int64_t high = table.mantissa_bits == 7 ? 128 : kLutNarrowHighIndex;
-  std::memset(out, 0, static_cast<size_t>((side + 1) * 256));
-  for (int64_t ia = 0; ia < side; ++ia) {
-    for (int64_t ib = 0; ib < side; ++ib) {
-      const uint16_t e = table.entries[ia * side + ib];
-      out[ia * 256 + ib] = uint8_t(e & 0xffu);
-      out[ia * 256 + high + ib] = uint8_t(e >> 8);
-    }
-  }
-}
-
 }  // namespace
+
+int64_t lut_row_bytes(int mantissa_bits) { return std::max<int64_t>(256, int64_t{2} << mantissa_bits); }
 
 void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out) {
   const float av = plan.a->at(i, k);
@@ -64,12 +48,13 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
 
   AlignedBuffer<uint32_t> packed_b(strips * k * words);
   const bool lut = path.layout != RightLayout::kGatherPairs;
-  AlignedBuffer<uint8_t> lut_rows(lut ? 256 * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
+  const int64_t row_bytes = lut_row_bytes(table.mantissa_bits);
+  AlignedBuffer<uint8_t> lut_rows(lut ? row_bytes * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
   AlignedBuffer<uint8_t> b_rounds_to_inf(k);
   parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
     pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
   });
-  if (lut) split_rows(table, lut_rows.data());
+  if (lut) split_rows_avx512(table, lut_rows.data());
 
   GemmPlan plan;
   plan.table = &table;
@@ -81,6 +66,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.packed_b = packed_b.data();
   plan.words_per_k = words;
   plan.lut_rows = lut_rows.data();
+  plan.lut_row_bytes = row_bytes;
   plan.c = c;
   plan.ldc = ldc;
 

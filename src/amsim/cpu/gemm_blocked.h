@@ -38,9 +38,12 @@ struct LeftRef {
 // shuffle controls.  kLutBytes (M <= 6) index dwords are [0, ib, ib + 64, 0]
 // (bytes low to high).
 // kLutPlanes (M = 7): kStripCols index bytes ib, then kStripCols scales.
-enum class RightLayout { kLutBytes, kLutPlanes, kGatherPairs };
+// kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
+// ib >> 7 (the 128-entry chunk of the row), then kStripCols scales.
+enum class RightLayout { kLutBytes, kLutPlanes, kLutChunks, kGatherPairs };
 constexpr int64_t kLutWordsPerK = 2 * kStripCols;
 constexpr int64_t kLutPlanesWordsPerK = kStripCols / 4 + kStripCols;
+constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
@@ -58,7 +61,8 @@ struct GemmPlan {
   int64_t a_row0 = 0;                        // A is packed one row block at a time
   const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
   int64_t words_per_k = 0;
-  const uint8_t* lut_rows = nullptr;         // kLut*: [2^M (+1)][256] low/high bytes of each row
+  const uint8_t* lut_rows = nullptr;         // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
+  int64_t lut_row_bytes = 0;
   float* c = nullptr;
   int64_t ldc = 0;
 };
@@ -94,10 +98,20 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
                    const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
 
+// The table rows as the byte-permute kernels load them: row ia (and an
+// all-zero row 2^M, for zero left operands) holds the low bytes of its
+// entries at [0, 2^M) and the high bytes at [high, high + 2^M), where
+// high = max(64, 2^M) (kLutBytes: one permute over [low | high] for M <= 6);
+// rows are max(256, 2^(M+1)) bytes apart.
+int64_t lut_row_bytes(int mantissa_bits);
+void split_rows_avx512(const Table& table, uint8_t* out);
+
 // The SIMD block kernels (defined in ISA-specific translation units).
 void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                           int64_t k1);
 void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                                 int64_t k1);
+void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1);
 void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                          int64_t k1);

@@ -19,8 +19,11 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
                    int64_t k1, uint32_t* out, uint8_t* rounds_to_inf) {
   const int64_t words = layout == RightLayout::kLutBytes    ? kLutWordsPerK
                         : layout == RightLayout::kLutPlanes ? kLutPlanesWordsPerK
+                        : layout == RightLayout::kLutChunks ? kLutChunksWordsPerK
                                                             : kGatherWordsPerK;
-  const int64_t scale_at = layout == RightLayout::kLutPlanes ? kStripCols / 4 : kStripCols;
+  const int64_t scale_at = layout == RightLayout::kLutPlanes   ? kStripCols / 4
+                           : layout == RightLayout::kLutChunks ? kStripCols / 2
+                                                               : kStripCols;
   const int64_t strips = (n + kStripCols - 1) / kStripCols;
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
@@ -57,8 +60,10 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
         scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
         const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
         _mm512_store_si512(base + scale_at + 16 * v, scale);
-        if (layout == RightLayout::kLutPlanes) {
+        if (layout == RightLayout::kLutPlanes || layout == RightLayout::kLutChunks) {
           _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
+          if (layout == RightLayout::kLutChunks)
+            _mm_store_si128(reinterpret_cast<__m128i*>(base) + 4 + v, _mm512_cvtepi32_epi8(_mm512_srli_epi32(fraction, 7)));
         } else if (layout == RightLayout::kLutBytes) {
           const __m512i idx = _mm512_or_si512(
               high_index_bias, _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
@@ -75,6 +80,24 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
       }
     }
     rounds_to_inf[kk] = any_to_inf != 0;
+  }
+}
+
+void split_rows_avx512(const Table& table, uint8_t* out) {
+  const int64_t side = int64_t{1} << table.mantissa_bits, row_bytes = lut_row_bytes(table.mantissa_bits);
+  const int64_t high = side > 64 ? side : 64;
+  for (int64_t ia = 0; ia <= side; ++ia) {  // row `side`: the zero row
+    uint8_t* row = out + ia * row_bytes;
+    for (int64_t at = 0; at < row_bytes; at += 64) _mm512_storeu_si512(row + at, _mm512_setzero_si512());
+    if (ia == side) break;
+    const uint16_t* entries = table.entries + ia * side;
+    for (int64_t ib = 0; ib < side; ib += 32) {
+      const __mmask32 lanes = side - ib >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (side - ib)) - 1u);
+      const __m512i e = _mm512_maskz_loadu_epi16(lanes, entries + ib);
+      _mm512_mask_storeu_epi8(row + ib, lanes, _mm512_castsi256_si512(_mm512_cvtepi16_epi8(e)));
+      _mm512_mask_storeu_epi8(row + high + ib, lanes,
+                              _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8))));
+    }
   }
 }
 
@@ -135,6 +158,7 @@ void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_
                    uint8_t*) {}
 void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, const uint8_t*, LeftRef*,
                    uint8_t*) {}
+void split_rows_avx512(const Table&, uint8_t*) {}
 }  // namespace cpu
 }  // namespace amsim
 #endif
