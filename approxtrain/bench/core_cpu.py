@@ -81,7 +81,7 @@ def _row(mult, n, repeats):
 
 
 def _print(row):
-    print(f"  {row['m']:>5}  {row['multiplier']:<14} {row['path']:<14} {row['am_ms']:>9.2f} {row['numpy_ms']:>9.2f} "
+    print(f"  {row['m']:>5}  {row['multiplier']:<14} {row['path']:<17} {row['am_ms']:>9.2f} {row['numpy_ms']:>9.2f} "
           f"{row['am_gmacs']:>8.2f} {row['numpy_gmacs']:>8.2f} {row['ratio']:>7.2f}", flush=True)
 
 
@@ -95,7 +95,7 @@ def run(args):
     m7 = _multiplier("mbm7", 7, "truncate")
     print(f"[core_cpu] square matmul, _core ({core.num_threads()} threads) vs numpy float32, "
           f"median of {repeats}")
-    print(f"  {'size':>5}  {'multiplier':<14} {'path':<14} {'am ms':>9} {'numpy ms':>9} {'am GMAC/s':>8} "
+    print(f"  {'size':>5}  {'multiplier':<14} {'path':<17} {'am ms':>9} {'numpy ms':>9} {'am GMAC/s':>8} "
           f"{'np GMAC/s':>8} {'ratio':>7}")
     rows = []
     for n in sizes:
