@@ -183,6 +183,14 @@ def test_matmul_same_bits_with_one_or_two_threads():
             two = core.matmul(a, b, mult)
             assert_same_bits(two, one)
         assert_same_bits(one, ref_matmul(a, b, mult))
+        # many small products: threads split the batch
+        a = ref.random_floats(rng, (8, 33, 40), normal_fraction=0.95)
+        b = ref.random_floats(rng, (8, 40, 50), normal_fraction=0.95)
+        core.set_num_threads(1)
+        one = core.matmul(a, b, mult)
+        core.set_num_threads(2)
+        assert_same_bits(core.matmul(a, b, mult), one)
+        assert_same_bits(one[5], ref_matmul(a[5], b[5], mult))
     finally:
         core.set_num_threads(saved)
 

@@ -24,6 +24,9 @@ constexpr cpu::BlockedPath kLutChunksPath{cpu::lut_chunks_block_avx512vbmi, cpu:
 // Gather kernel: any M; the path for tables too large for registers.
 constexpr cpu::BlockedPath kGatherPath{cpu::gather_block_avx512, cpu::RightLayout::kGatherPairs, 32, 256};
 
+// Below this many multiply-adds a GEMM of a batch runs on one thread.
+constexpr int64_t kSmallGemmMacs = int64_t{1} << 20;
+
 constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
 // APPROXTRAIN_CPU_GEMM_PATH=generic or =avx512-gather narrows the choice (to
@@ -70,12 +73,21 @@ void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
     gemm_cpu(table, GemmShape{shape.m * batch, shape.n, shape.k}, a, b, c, shape.n, parallel);
     return;
   }
-  for (int64_t bi = 0; bi < batch; ++bi) {
-    MatrixView ab = a, bb = b;
-    ab.data += bi * batch_stride_a;
-    bb.data += bi * batch_stride_b;
-    gemm_cpu(table, shape, ab, bb, c + bi * shape.m * shape.n, shape.n, parallel);
+  const auto run = [&](int64_t b0, int64_t b1, const ParallelFor& inner) {
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      MatrixView ab = a, bb = b;
+      ab.data += bi * batch_stride_a;
+      bb.data += bi * batch_stride_b;
+      gemm_cpu(table, shape, ab, bb, c + bi * shape.m * shape.n, shape.n, inner);
+    }
+  };
+  // Many small products (attention heads): threads take whole batch entries.
+  const int64_t macs = shape.m * shape.n * shape.k;
+  if (batch > 1 && macs < kSmallGemmMacs) {
+    parallel(batch, macs / 4 + 1000, [&](int64_t b0, int64_t b1) { run(b0, b1, serial_for); });
+    return;
   }
+  run(0, batch, parallel);
 }
 
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
