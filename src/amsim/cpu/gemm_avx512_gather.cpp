@@ -48,7 +48,7 @@ void gather_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1
     const __m512 scale_a = _mm512_castsi512_ps(_mm512_set1_epi32(int(a.scale)));
     for (int s = 0; s < Strips; ++s) {
       const uint32_t* pb = p.packed_b + ((s0 + s) * p.k + kk) * p.words_per_k;
-      const float* scale_b = reinterpret_cast<const float*>(pb + kStripCols);
+      const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
       const uint32_t* ctrl = pb + 2 * kStripCols;
       for (int v = 0; v < kVectorsPerStrip; ++v) {
         const __m512i pair = _mm512_add_epi32(row, _mm512_load_si512(pb + 16 * v));

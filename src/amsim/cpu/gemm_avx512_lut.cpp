@@ -31,7 +31,6 @@ constexpr int kTileRows = 4;
 
 // M <= 6: the strip's index dwords are the permute indices.
 struct NarrowLookup {
-  static constexpr int64_t kScaleOffset = kStripCols;  // words before the scales
   struct Constants {};
   struct Columns {
     __m512i idx[kVectorsPerStrip];
@@ -55,7 +54,6 @@ struct NarrowLookup {
 // (merged by a mask computed once per k from the chunk bytes ib >> 7).
 template <int Chunks>
 struct ByteChunksLookup {
-  static constexpr int64_t kScaleOffset = Chunks == 1 ? kStripCols / 4 : kStripCols / 2;
   static constexpr int64_t kHigh = 128 * Chunks;  // offset of the high bytes in a row
   // Dword d of vector v takes L[16v + d] into byte 1 and H[16v + d] (index
   // 64 + 16v + d: the second source) into byte 2.
@@ -110,7 +108,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
   for (int64_t kk = k0; kk < k1; ++kk, pb += p.words_per_k) {
     const typename Lookup::Columns cols(pb);
-    const float* scale_b = reinterpret_cast<const float*>(pb + Lookup::kScaleOffset);
+    const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
     for (int r = 0; r < Rows; ++r) {
       const LeftRef a = pa[r * p.k + kk];
       if (Specials && a.row == kSpecialRow) {
@@ -180,7 +178,7 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       const uint32_t* pb = p.packed_b + ((s0 + s) * p.k + kk) * p.words_per_k;
       const typename Lookup::Columns cols(pb);
       const typename Lookup::Row row(row_bytes, cols);
-      const float* scale_b = reinterpret_cast<const float*>(pb + Lookup::kScaleOffset);
+      const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
       for (int v = 0; v < kVectorsPerStrip; ++v) {
         const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
         tile.acc[s][v] = _mm512_add_ps(tile.acc[s][v], _mm512_mul_ps(t_scaled, _mm512_load_ps(scale_b + 16 * v)));

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "amsim/cpu/aligned_buffer.h"
 #include "amsim/amsim.h"
+#include "amsim/cpu/aligned_buffer.h"
 #include "amsim/cpu/fp_env.h"
 
 namespace amsim {
@@ -17,6 +17,8 @@ constexpr int64_t kMinTasks = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+}  // namespace
+
 int64_t words_per_k(RightLayout layout) {
   switch (layout) {
     case RightLayout::kLutBytes: return kLutWordsPerK;
@@ -26,7 +28,13 @@ int64_t words_per_k(RightLayout layout) {
   }
 }
 
-}  // namespace
+int64_t scales_offset(RightLayout layout) {
+  switch (layout) {
+    case RightLayout::kLutPlanes: return kStripCols / 4;
+    case RightLayout::kLutChunks: return kStripCols / 2;
+    default: return kStripCols;
+  }
+}
 
 int64_t lut_row_bytes(int mantissa_bits) { return std::max<int64_t>(256, int64_t{2} << mantissa_bits); }
 
@@ -65,6 +73,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.k = k;
   plan.packed_b = packed_b.data();
   plan.words_per_k = words;
+  plan.scales_offset = scales_offset(path.layout);
   plan.lut_rows = lut_rows.data();
   plan.lut_row_bytes = row_bytes;
   plan.c = c;

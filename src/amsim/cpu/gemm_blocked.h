@@ -1,6 +1,7 @@
-// The blocked CPU GEMM shared by the SIMD paths: operands packed once per
-// GEMM, C cut into tasks (row blocks x column groups) for the ParallelFor,
-// and a per-ISA block kernel that does the arithmetic.
+// The blocked CPU GEMM shared by the SIMD paths: B packed once per GEMM into
+// strips of 64 columns, A packed one row block at a time, C cut into tasks
+// (row blocks x groups of strips) for the ParallelFor, and a per-ISA block
+// kernel that does the arithmetic.
 //
 // The driver (gemm_blocked.cpp) is baseline x86-64 code; the block kernels
 // live in translation units compiled for newer ISAs.  Those units exchange
@@ -33,13 +34,15 @@ struct LeftRef {
   uint32_t scale;
 };
 
-// How a path lays out the right operand of one (strip, k): kStripCols index
-// dwords, kStripCols scale floats, and for the gather path kStripCols byte
-// shuffle controls.  kLutBytes (M <= 6) index dwords are [0, ib, ib + 64, 0]
-// (bytes low to high).
-// kLutPlanes (M = 7): kStripCols index bytes ib, then kStripCols scales.
-// kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
-// ib >> 7 (the 128-entry chunk of the row), then kStripCols scales.
+// How a path lays out the right operand of one (strip, k), each ending with
+// the kStripCols scale floats of packed_operands.h:
+//   kLutBytes (M <= 6):    kStripCols index dwords [0, ib, ib + 64, 0] (bytes
+//                          low to high), then the scales;
+//   kLutPlanes (M = 7):    kStripCols index bytes ib, then the scales;
+//   kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
+//                          ib >> 7 (the row's 128-entry chunk), the scales;
+//   kGatherPairs (any M):  kStripCols dwords ib & ~1, the scales, kStripCols
+//                          byte-shuffle controls.
 enum class RightLayout { kLutBytes, kLutPlanes, kLutChunks, kGatherPairs };
 constexpr int64_t kLutWordsPerK = 2 * kStripCols;
 constexpr int64_t kLutPlanesWordsPerK = kStripCols / 4 + kStripCols;
@@ -48,6 +51,8 @@ constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
+int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
+int64_t scales_offset(RightLayout layout);  // where the scales start in them
 
 // Everything a block kernel reads; built by the driver, read-only while the
 // kernels run (except c).
@@ -61,6 +66,7 @@ struct GemmPlan {
   int64_t a_row0 = 0;                        // A is packed one row block at a time
   const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
   int64_t words_per_k = 0;
+  int64_t scales_offset = 0;                 // of the scale floats within a (strip, k)
   const uint8_t* lut_rows = nullptr;         // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
   int64_t lut_row_bytes = 0;
   float* c = nullptr;

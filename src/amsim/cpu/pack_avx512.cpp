@@ -17,13 +17,7 @@ namespace {
 
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
                    int64_t k1, uint32_t* out, uint8_t* rounds_to_inf) {
-  const int64_t words = layout == RightLayout::kLutBytes    ? kLutWordsPerK
-                        : layout == RightLayout::kLutPlanes ? kLutPlanesWordsPerK
-                        : layout == RightLayout::kLutChunks ? kLutChunksWordsPerK
-                                                            : kGatherWordsPerK;
-  const int64_t scale_at = layout == RightLayout::kLutPlanes   ? kStripCols / 4
-                           : layout == RightLayout::kLutChunks ? kStripCols / 2
-                                                               : kStripCols;
+  const int64_t words = words_per_k(layout), scale_at = scales_offset(layout);
   const int64_t strips = (n + kStripCols - 1) / kStripCols;
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
