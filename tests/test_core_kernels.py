@@ -1,8 +1,8 @@
 """The CPU kernels of the native core, every path, bit for bit against tests/amsim_reference.py.
 
-The GEMM path is chosen at run time (gemm_cpu_path); APPROXTRAIN_CPU_GEMM_PATH narrows
-the choice so the generic and gather paths are checked on a machine that would pick a
-faster one.
+The CPU paths are chosen at run time (gemm_cpu_path); APPROXTRAIN_CPU_PATH narrows the
+choice so the generic (no SIMD) and gather paths are checked on a machine that would
+pick a faster one.
 """
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from approxtrain import _core, core
 from approxtrain.multipliers._multiplier import Multiplier
 
 ROUNDINGS = ("truncate", "nearest")
-PATH_ENV = "APPROXTRAIN_CPU_GEMM_PATH"
+PATH_ENV = "APPROXTRAIN_CPU_PATH"
 
 
 def random_table(rng, m):
@@ -50,8 +50,8 @@ def available_paths():
 
 
 @pytest.fixture(params=available_paths())
-def gemm_path(request, monkeypatch):
-    """Runs a test once per GEMM path this CPU has ("auto" = the default choice)."""
+def cpu_path(request, monkeypatch):
+    """Runs a test once per CPU path this machine has ("auto" = the default choice)."""
     if request.param != "auto":
         monkeypatch.setenv(PATH_ENV, request.param)
     return request.param
@@ -75,7 +75,7 @@ SHAPES = [(1, 1, 1), (1, 7, 1), (2, 3, 5), (37, 29, 45), (4, 16, 64), (5, 33, 65
 
 
 @pytest.mark.parametrize("m_bits", [7, 4, 10])
-def test_matmul_shapes(gemm_path, m_bits):
+def test_matmul_shapes(cpu_path, m_bits):
     rng = np.random.default_rng(m_bits)
     for table in ("exact", "random"):
         mult = multiplier(m_bits, "nearest" if table == "random" else "truncate", table)
@@ -99,7 +99,7 @@ def test_matmul_every_column_count():
 
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("m_bits", range(1, 12))
-def test_matmul_every_mantissa_width(gemm_path, m_bits, rounding):
+def test_matmul_every_mantissa_width(cpu_path, m_bits, rounding):
     rng = np.random.default_rng(100 + m_bits)
     for table in ("exact", "random"):
         mult = multiplier(m_bits, rounding, table)
@@ -117,7 +117,7 @@ def test_matmul_large():
 
 
 @pytest.mark.parametrize("m_bits", [7, 10])
-def test_matmul_specials(gemm_path, m_bits):
+def test_matmul_specials(cpu_path, m_bits):
     """Rows and columns of zeros, subnormals, inf, NaN, 2^127, FLT_MAX, over/underflowing products."""
     rng = np.random.default_rng(3)
     s = ref.SPECIALS
@@ -150,7 +150,7 @@ def test_matmul_overflow_and_underflow_in_sums():
     assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
-def test_matmul_transposes_and_batches(gemm_path):
+def test_matmul_transposes_and_batches(cpu_path):
     rng = np.random.default_rng(4)
     mult = multiplier(6, "nearest", "random")
     a = ref.random_floats(rng, (3, 9, 21))
@@ -205,7 +205,7 @@ def test_matmul_zero_sized():
 # --- multiply -------------------------------------------------------------
 
 @pytest.mark.parametrize("m_bits", [1, 7, 10, 11])
-def test_multiply(m_bits):
+def test_multiply(cpu_path, m_bits):
     rng = np.random.default_rng(6)
     for rounding in ROUNDINGS:
         mult = multiplier(m_bits, rounding, "random")
@@ -239,7 +239,7 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_forward_and_grads(case):
+def test_conv_forward_and_grads(cpu_path, case):
     n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
     rng = np.random.default_rng(7)
     mult = multiplier(7, "nearest", "random")
@@ -256,7 +256,7 @@ def test_conv_forward_and_grads(case):
                      ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
 
 
-def test_depthwise_specials():
+def test_depthwise_specials(cpu_path):
     """Padding zeros against infinite weights give NaN (against weights that only round to
     infinity, zeros); specials in x, w and dy."""
     rng = np.random.default_rng(8)

@@ -2,8 +2,6 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/gemm_blocked.h"
@@ -29,15 +27,13 @@ constexpr int64_t kSmallGemmMacs = int64_t{1} << 20;
 
 constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
-// APPROXTRAIN_CPU_GEMM_PATH=generic or =avx512-gather narrows the choice (to
-// test and compare the paths on one machine); it never enables a path the CPU
-// lacks.
+// The SIMD path for M mantissa bits on this CPU, nullptr for the generic one
+// (narrowed by APPROXTRAIN_CPU_PATH, cpu_features.h).
 const cpu::BlockedPath* blocked_path(int mantissa_bits) {
   static const bool vbmi = cpu::has_avx512_vbmi();
   static const bool avx512 = cpu::has_avx512_bw();
-  const char* forced = std::getenv("APPROXTRAIN_CPU_GEMM_PATH");
-  if (forced && std::strcmp(forced, "generic") == 0) return nullptr;
-  if (forced && std::strcmp(forced, "avx512-gather") == 0) return avx512 ? &kGatherPath : nullptr;
+  if (cpu::forced_path_is("generic")) return nullptr;
+  if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
   if (vbmi && mantissa_bits == kMaxLutMantissaBits) return &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (vbmi) return &kLutChunksPath;
@@ -93,7 +89,7 @@ void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
                   const ParallelFor& parallel) {
   static const bool avx512 = cpu::has_avx512_bw();
-  if (avx512) {
+  if (avx512 && !cpu::forced_path_is("generic")) {
     parallel(n, 2, [&](int64_t begin, int64_t end) { cpu::multiply_avx512(table, a + begin, b + begin, c + begin, end - begin); });
     return;
   }

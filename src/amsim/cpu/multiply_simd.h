@@ -1,4 +1,5 @@
-// SIMD forms of multiply_cpu's elementwise loop (gemm.cpp picks one at run time).
+// SIMD forms of elementwise AMSim products (multiply_cpu, depthwise conv);
+// callers pick them at run time (cpu_features.h).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,9 @@ namespace cpu {
 
 // c[i] = am_multiply(a[i], b[i]) for i < n; needs AVX-512 F and BW.
 void multiply_avx512(const Table& table, const float* a, const float* b, float* c, int64_t n);
+// sum[i] += am_multiply(a[i], b[i]) for i < n, one float32 add each (the
+// caller has flush-to-zero on); needs AVX-512 F and BW.
+void multiply_add_avx512(const Table& table, const float* a, const float* b, float* sum, int64_t n);
 
 }  // namespace cpu
 }  // namespace amsim
