@@ -1,8 +1,8 @@
 """Benchmark section `core_cpu`: _core's CPU GEMM against NumPy's float32 matmul.
 
-Both run in the same process on the same cores, interleaved repeat by repeat,
-so machine load hits both alike.  Rows report median times, GMAC/s (multiply-
-accumulates per second) and the time ratio AM / NumPy.
+Both run in the same process on the same cores, one after the other for each
+size.  Rows report median times, GMAC/s (multiply-accumulates per second)
+and the time ratio AM / NumPy.
 """
 import time
 
@@ -45,24 +45,27 @@ def _multiplier(name, mantissa_bits, rounding):
                           f"exact-product stand-in for {name}")
 
 
-# NumPy's OpenBLAS threads keep spinning for a while after a call and would
-# steal the cores from the next timed run; measured here: +50% on an AM matmul
-# started right after one.  Each timed run therefore starts after this pause.
-SETTLE_SECONDS = 0.25
+# NumPy's OpenBLAS threads keep spinning for a while after a call and steal
+# the cores from whatever runs next (measured here: an AM matmul right after
+# np.matmul took up to 2x as long, still 1.6x after a 0.25 s pause).  So each
+# side is timed in its own block of back-to-back runs, after a pause and an
+# untimed warm-up run, as a training loop would run it.
+SETTLE_SECONDS = 0.5
 
 
 def _median_times(fns, repeats):
-    """Runs each fn once to warm up, then `repeats` rounds of all fns; median seconds per fn."""
+    """Median seconds of each fn over `repeats` back-to-back runs (after a pause and a warm-up run)."""
+    medians = []
     for fn in fns:
+        time.sleep(SETTLE_SECONDS)
         fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            time.sleep(SETTLE_SECONDS)
+        times = []
+        for _ in range(repeats):
             start = time.perf_counter()
             fn()
-            t.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
+            times.append(time.perf_counter() - start)
+        medians.append(float(np.median(times)))
+    return medians
 
 
 def _row(mult, n, repeats):
