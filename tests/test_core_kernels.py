@@ -116,7 +116,7 @@ def test_matmul_large():
     assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
-@pytest.mark.parametrize("m_bits", [7, 10])
+@pytest.mark.parametrize("m_bits", [5, 7, 8, 10, 11])
 def test_matmul_specials(cpu_path, m_bits):
     """Rows and columns of zeros, subnormals, inf, NaN, 2^127, FLT_MAX, over/underflowing products."""
     rng = np.random.default_rng(3)
