@@ -46,7 +46,8 @@ void multiply_cpu(const Table& table, const float* a, const float* b, float* c, 
                   const ParallelFor& parallel = serial_for);
 
 // Which CPU GEMM path this machine takes for M mantissa bits ("avx512vbmi",
-// "avx512", "generic", ...) -- reported by build_info() and the benchmark.
+// "avx512vbmi-chunks", "avx512-gather", "generic") -- reported by
+// build_info() and the benchmark.
 const char* gemm_cpu_path(int mantissa_bits);
 
 }  // namespace amsim

@@ -1,11 +1,13 @@
 // Conv2D on the CPU as GEMMs over im2col-style patch matrices, built in
-// row chunks so memory stays bounded.  The K order of each patch matrix is
+// row chunks so memory stays bounded (depthwise convolutions take direct
+// loops instead, conv_depthwise.cpp).  The K order of each patch matrix is
 // the canonical summation order documented in conv.h.
 #include "amsim/conv.h"
 
 #include <algorithm>
 #include <vector>
 
+#include "amsim/cpu/conv_depthwise.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/gemm.h"
 
@@ -85,6 +87,7 @@ const char* conv2d_finalize(Conv2DShape& s) {
 
 void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* w,
                         float* y, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_forward(table, s, x, w, y, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
   if (kcols == 0) {
@@ -107,6 +110,7 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
 
 void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float* dy, const float* w,
                            float* dx, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_input_grad(table, s, dy, w, dx, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t taps = s.filter_h * s.filter_w;
   const int64_t kcols = taps * og, rows = s.batch * s.in_h * s.in_w;
@@ -134,6 +138,7 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
 
 void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* dy,
                             float* dw, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_filter_grad(table, s, x, dy, dw, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
   std::fill(dw, dw + kcols * s.out_c, 0.0f);

@@ -1,14 +1,36 @@
 // Run-time CPU feature checks (the build targets baseline x86-64; faster
-// paths are compiled for newer ISAs and chosen here, per machine).
+// paths are compiled for newer ISAs and chosen here, per machine).  The build
+// defines AMSIM_NO_AVX512_KERNELS where it cannot compile the AVX-512 kernels.
 #pragma once
+
+#include <cstdlib>
+#include <cstring>
 
 namespace amsim {
 namespace cpu {
 
+// APPROXTRAIN_CPU_PATH narrows the run-time choice, to test and compare the
+// paths on one machine (it never enables what the CPU lacks): "generic" turns
+// every SIMD kernel off (GEMM, multiply, depthwise conv), "avx512-gather"
+// makes the GEMM use its gather kernel for every M.  Read at each call.
+inline const char* forced_cpu_path() { return std::getenv("APPROXTRAIN_CPU_PATH"); }
+inline bool forced_path_is(const char* name) {
+  const char* forced = forced_cpu_path();
+  return forced != nullptr && std::strcmp(forced, name) == 0;
+}
+
 inline bool has_avx512_vbmi() {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(AMSIM_NO_AVX512_KERNELS)
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vbmi");
+#else
+  return false;
+#endif
+}
+
+inline bool has_avx512_bw() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(AMSIM_NO_AVX512_KERNELS)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #else
   return false;
 #endif

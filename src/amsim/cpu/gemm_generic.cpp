@@ -33,10 +33,16 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
   if (m == 0 || n == 0 || k == 0) return;
 
   std::vector<PackedRight> packed_b(static_cast<size_t>(k * n));
+  std::vector<uint8_t> rounds_to_inf(static_cast<size_t>(k));  // row k has a b that rounds to inf
   parallel(k, n * 8, [&](int64_t k0, int64_t k1) {
-    for (int64_t kk = k0; kk < k1; ++kk)
-      for (int64_t j = 0; j < n; ++j)
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      bool any = false;
+      for (int64_t j = 0; j < n; ++j) {
         packed_b[kk * n + j] = pack_right(b.at(kk, j), mbits, table.rounding);
+        any |= rounds_to_infinity(b.at(kk, j), mbits, table.rounding);
+      }
+      rounds_to_inf[kk] = any;
+    }
   });
 
   const int64_t row_tasks = (m + kRowsPerTask - 1) / kRowsPerTask;
@@ -52,7 +58,7 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
           for (int64_t kk = kb; kk < ke; ++kk) {
             const float av = a.at(i, kk);
             const PackedLeft pa = pack_left(av, mbits, table.rounding);
-            if (pa.special) {
+            if (pa.special || (rounds_to_inf[kk] && is_zero_operand(av))) {
               accumulate_special_left(table, av, b, kk, jb, je, c_row);
               continue;
             }

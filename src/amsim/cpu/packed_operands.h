@@ -12,7 +12,10 @@
 // underflow (-> signed zero).  A zero or subnormal left operand gets scale
 // +-0, which gives signed zeros and NaN against inf/NaN like am_multiply().
 // A left operand with ea >= 254 (|a| >= 2^127, inf, NaN) is "special" and its
-// products are taken from am_multiply() directly.
+// products are taken from am_multiply() directly.  So is a zero left operand
+// against a finite b that nearest-even rounding makes infinite (see
+// rounds_to_infinity): the contract wants a signed zero there, while
+// 0 * inf would give NaN.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +44,18 @@ AMSIM_HD PackedRight pack_right(float b, int mantissa_bits, Rounding rounding) {
   if (r.exponent == 0xffu) return {0u, bits_float(sign | kInfBits)};
   return {r.fraction, bits_float(sign | (r.exponent << 23))};
 }
+
+// True when b is finite but its reduced operand is infinite (nearest-even
+// rounding past FLT_MAX): its scale is +-inf, which is wrong against a zero
+// left operand.
+AMSIM_HD bool rounds_to_infinity(float b, int mantissa_bits, Rounding rounding) {
+  const uint32_t ub = float_bits(b);
+  const uint32_t eb = (ub >> 23) & 0xffu;
+  return eb != 0 && eb != 0xffu && reduce_operand(ub, mantissa_bits, rounding).exponent == 0xffu;
+}
+
+// Zero and subnormal operands count as zero.
+AMSIM_HD bool is_zero_operand(float x) { return ((float_bits(x) >> 23) & 0xffu) == 0; }
 
 // Left operand: offset of its table row and its scale; special = true when
 // the product must come from am_multiply().

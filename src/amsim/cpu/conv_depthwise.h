@@ -1,0 +1,21 @@
+// Depthwise convolution (groups == C: one input channel per group) on the
+// CPU, without im2col: per-group GEMMs of one column would be mostly
+// overhead.  Same canonical orders and bits as conv.h documents.
+#pragma once
+
+#include "amsim/conv.h"
+
+namespace amsim {
+namespace cpu {
+
+inline bool is_depthwise(const Conv2DShape& s) { return s.groups > 1 && s.groups == s.in_c; }
+
+void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
+                       const ParallelFor& parallel);
+void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
+                          const ParallelFor& parallel);
+void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                           const ParallelFor& parallel);
+
+}  // namespace cpu
+}  // namespace amsim

@@ -1,0 +1,121 @@
+#include "amsim/cpu/gemm_blocked.h"
+
+#include <algorithm>
+
+#include "amsim/amsim.h"
+#include "amsim/cpu/aligned_buffer.h"
+#include "amsim/cpu/fp_env.h"
+
+namespace amsim {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kMaxStripsPerTask = 4;
+// Enough tasks for the pool to balance (it runs them in a few chunks per thread).
+constexpr int64_t kMinTasks = 8;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+int64_t words_per_k(RightLayout layout) {
+  switch (layout) {
+    case RightLayout::kLutBytes: return kLutWordsPerK;
+    case RightLayout::kLutPlanes: return kLutPlanesWordsPerK;
+    case RightLayout::kLutChunks: return kLutChunksWordsPerK;
+    default: return kGatherWordsPerK;
+  }
+}
+
+int64_t scales_offset(RightLayout layout) {
+  switch (layout) {
+    case RightLayout::kLutPlanes: return kStripCols / 4;
+    case RightLayout::kLutChunks: return kStripCols / 2;
+    default: return kStripCols;
+  }
+}
+
+int64_t lut_row_bytes(int mantissa_bits) { return std::max<int64_t>(256, int64_t{2} << mantissa_bits); }
+
+void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out) {
+  const float av = plan.a->at(i, k);
+  for (int64_t j = 0; j < ncols; ++j) out[j] = am_multiply(av, plan.b->at(k, j0 + j), *plan.table);
+}
+
+void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape, const MatrixView& a,
+                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+  const int64_t m = shape.m, n = shape.n, k = shape.k;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  const int64_t strips = ceil_div(n, kStripCols), words = words_per_k(path.layout);
+
+  AlignedBuffer<uint32_t> packed_b(strips * k * words);
+  const bool lut = path.layout != RightLayout::kGatherPairs;
+  const int64_t row_bytes = lut_row_bytes(table.mantissa_bits);
+  AlignedBuffer<uint8_t> lut_rows(lut ? row_bytes * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
+  AlignedBuffer<uint8_t> b_rounds_to_inf(k);
+  parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
+    pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
+  });
+  if (lut) split_rows_avx512(table, lut_rows.data());
+
+  GemmPlan plan;
+  plan.table = &table;
+  plan.a = &a;
+  plan.b = &b;
+  plan.m = m;
+  plan.n = n;
+  plan.k = k;
+  plan.packed_b = packed_b.data();
+  plan.words_per_k = words;
+  plan.scales_offset = scales_offset(path.layout);
+  plan.lut_rows = lut_rows.data();
+  plan.lut_row_bytes = row_bytes;
+  plan.c = c;
+  plan.ldc = ldc;
+
+  // Tasks: row blocks x groups of strips, smaller when C is small so both
+  // cores get work.
+  int64_t strips_per_task = std::clamp<int64_t>(ceil_div(strips * ceil_div(m, path.block_rows), kMinTasks), 1,
+                                                kMaxStripsPerTask);
+  const int64_t groups = ceil_div(strips, strips_per_task);
+  int64_t block_rows = path.block_rows;
+  while (block_rows > 4 && ceil_div(m, block_rows) * groups < kMinTasks) block_rows /= 2;
+  const int64_t row_blocks = ceil_div(m, block_rows);
+
+  // Each run of tasks packs the A rows of its row block when it reaches a new
+  // one (consecutive tasks share a row block), so packed A stays small.
+  parallel(row_blocks * groups, block_rows * strips_per_task * kStripCols * k / 4, [&](int64_t t0, int64_t t1) {
+    FlushToZeroScope ftz;
+    AlignedBuffer<LeftRef> packed_a(block_rows * k);
+    AlignedBuffer<uint8_t> row_has_special(block_rows);
+    GemmPlan task_plan = plan;
+    task_plan.packed_a = packed_a.data();
+    task_plan.row_has_special = row_has_special.data();
+    task_plan.a_row0 = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i0 = (t / groups) * block_rows, i1 = std::min(m, i0 + block_rows);
+      const int64_t s0 = (t % groups) * strips_per_task, s1 = std::min(strips, s0 + strips_per_task);
+      if (task_plan.a_row0 != i0) {
+        pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
+        task_plan.a_row0 = i0;
+      }
+      if (!accumulate) {
+        const int64_t j0 = s0 * kStripCols, j1 = std::min(n, s1 * kStripCols);
+        for (int64_t i = i0; i < i1; ++i) std::fill(c + i * ldc + j0, c + i * ldc + j1, 0.0f);
+      }
+      for (int64_t k0 = 0; k0 < k; k0 += path.block_k) {
+        const int64_t k1 = std::min(k, k0 + path.block_k);
+        path.kernel(task_plan, i0, i1, s0, s1, k0, k1);
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace amsim

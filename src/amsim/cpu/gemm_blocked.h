@@ -1,0 +1,126 @@
+// The blocked CPU GEMM shared by the SIMD paths: B packed once per GEMM into
+// strips of 64 columns, A packed one row block at a time, C cut into tasks
+// (row blocks x groups of strips) for the ParallelFor, and a per-ISA block
+// kernel that does the arithmetic.
+//
+// The driver (gemm_blocked.cpp) is baseline x86-64 code; the block kernels
+// live in translation units compiled for newer ISAs.  Those units exchange
+// only plain structs and raw pointers with the driver, so no inline function
+// or template compiled with wider instructions can leak into baseline code
+// through the linker's choice among identical inline definitions.
+#pragma once
+
+#include <cstdint>
+
+#include "amsim/gemm.h"
+
+namespace amsim {
+namespace cpu {
+
+// Columns of C one kernel tile covers: 4 zmm registers of 16 floats.
+constexpr int64_t kStripCols = 64;
+// A packed left operand whose products must come from am_multiply(): a
+// special one (packed_operands.h), or a zero against a row of B with a value
+// that rounds to infinity.
+constexpr uint32_t kSpecialRow = 0xffffffffu;
+
+// Left operand A[i, k] as the kernels use it: its table row (the reduced
+// fraction ia) and its scale.  Gather layout: the float bits of
+// sign(a) * 2^(ea - 126) (see packed_operands.h).  Table-in-register layouts
+// (kLut*): sign(a) | ea << 23, added as an integer to the entry bits
+// (entry << 8); a zero a has the all-zero table row 2^M and scale sign(a).
+struct LeftRef {
+  uint32_t row;
+  uint32_t scale;
+};
+
+// How a path lays out the right operand of one (strip, k), each ending with
+// the kStripCols scale floats of packed_operands.h:
+//   kLutBytes (M <= 6):    kStripCols index dwords [0, ib, ib + 64, 0] (bytes
+//                          low to high), then the scales;
+//   kLutPlanes (M = 7):    kStripCols index bytes ib, then the scales;
+//   kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
+//                          ib >> 7 (the row's 128-entry chunk), the scales;
+//   kGatherPairs (any M):  kStripCols dwords ib & ~1, the scales, kStripCols
+//                          byte-shuffle controls.
+enum class RightLayout { kLutBytes, kLutPlanes, kLutChunks, kGatherPairs };
+constexpr int64_t kLutWordsPerK = 2 * kStripCols;
+constexpr int64_t kLutPlanesWordsPerK = kStripCols / 4 + kStripCols;
+constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
+// kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
+// the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
+constexpr uint32_t kLutNarrowHighIndex = 64;
+constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
+int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
+int64_t scales_offset(RightLayout layout);  // where the scales start in them
+
+// Everything a block kernel reads; built by the driver, read-only while the
+// kernels run (except c).
+struct GemmPlan {
+  const Table* table = nullptr;
+  const MatrixView* a = nullptr;
+  const MatrixView* b = nullptr;
+  int64_t m = 0, n = 0, k = 0;
+  const LeftRef* packed_a = nullptr;         // [rows][k], row 0 = row a_row0 of A
+  const uint8_t* row_has_special = nullptr;  // [rows]: any A[i, k] special
+  int64_t a_row0 = 0;                        // A is packed one row block at a time
+  const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
+  int64_t words_per_k = 0;
+  int64_t scales_offset = 0;                 // of the scale floats within a (strip, k)
+  const uint8_t* lut_rows = nullptr;         // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
+  int64_t lut_row_bytes = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+};
+
+// Adds to C rows [i0, i1) x strips [s0, s1) the products of k in [k0, k1),
+// k ascending per element.  Runs with flush-to-zero on.
+using BlockKernel = void (*)(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                             int64_t k1);
+
+struct BlockedPath {
+  BlockKernel kernel;
+  RightLayout layout;
+  int64_t block_rows;  // rows per task, a multiple of the kernel's register tile
+  int64_t block_k;     // K per packed B panel (sized for L2)
+};
+
+// The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
+void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape,
+                  const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
+                  const ParallelFor& parallel, bool accumulate);
+
+// out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
+// called by the kernels for special left operands).
+void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out);
+
+// AVX-512 packing (pack_avx512.cpp), the rules of packed_operands.h 16 at a
+// time.  B rows [k0, k1) into the strips of `layout`, flagging the rows with
+// a finite value that rounds to infinity; A rows [i0, i1) into LeftRefs
+// (out[(i - i0) * k + kk]), where a zero against such a row of B is special
+// too.
+void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
+                   int64_t k1, uint32_t* out, uint8_t* rounds_to_inf);
+void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
+                   const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
+
+// The table rows as the byte-permute kernels load them: row ia (and an
+// all-zero row 2^M, for zero left operands) holds the low bytes of its
+// entries at [0, 2^M) and the high bytes at [high, high + 2^M), where
+// high = max(64, 2^M) (kLutBytes: one permute over [low | high] for M <= 6);
+// rows are max(256, 2^(M+1)) bytes apart.
+int64_t lut_row_bytes(int mantissa_bits);
+void split_rows_avx512(const Table& table, uint8_t* out);
+
+// The SIMD block kernels (defined in ISA-specific translation units).
+void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                          int64_t k1);
+void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                                 int64_t k1);
+void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                                 int64_t k1);
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                         int64_t k1);
+
+}  // namespace cpu
+}  // namespace amsim

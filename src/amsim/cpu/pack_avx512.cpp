@@ -1,0 +1,158 @@
+// AVX-512 packing of the GEMM operands for the blocked paths: the rules of
+// packed_operands.h (pack_left, pack_right, rounds_to_infinity), 16 values
+// at a time.  Compiled with -mavx512f -mavx512bw; called only after a
+// run-time check.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+
+#include "amsim/cpu/avx512_reduce.h"
+#include "amsim/cpu/gemm_blocked.h"
+
+namespace amsim {
+namespace cpu {
+
+namespace {
+
+}  // namespace
+
+void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
+                   int64_t k1, uint32_t* out, uint8_t* rounds_to_inf) {
+  const int64_t words = words_per_k(layout), scale_at = scales_offset(layout);
+  const int64_t strips = (n + kStripCols - 1) / kStripCols;
+  const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
+  // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
+  const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+  const __m512i high_index_bias = _mm512_set1_epi32(int(kLutNarrowHighIndex << 16));
+  alignas(64) float column[kStripCols];
+  for (int64_t kk = k0; kk < k1; ++kk) {
+    __mmask16 any_to_inf = 0;
+    for (int64_t s = 0; s < strips; ++s) {
+      const int64_t j0 = s * kStripCols, count = n - j0 < kStripCols ? n - j0 : kStripCols;
+      const float* src = b.data + kk * b.row_stride + j0 * b.col_stride;
+      if (b.col_stride != 1) {
+        for (int64_t j = 0; j < count; ++j) column[j] = src[j * b.col_stride];
+        src = column;
+      }
+      uint32_t* base = out + (s * k + kk) * words;
+      for (int v = 0; v < int(kStripCols / 16); ++v) {
+        const int64_t left = count - 16 * v;
+        const __mmask16 lanes = left <= 0 ? __mmask16(0) : tail_mask(left);
+        const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src + 16 * v));  // past n: +0
+        const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
+        const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
+        const __mmask16 is_inf_nan = _mm512_cmpeq_epi32_mask(r.raw_exponent, exp_max);
+        const __mmask16 is_normal = __mmask16(~(is_zero | is_inf_nan));
+        const __mmask16 to_inf = _mm512_mask_cmpeq_epi32_mask(is_normal, r.exponent, exp_max);
+        any_to_inf |= to_inf;
+        // scale: sign | e << 23 (e = 255 gives the signed inf), +-0 for zeros,
+        // the value itself for inf, the quiet NaN for NaN.
+        __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(r.exponent, 23));
+        scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
+        scale = _mm512_mask_mov_epi32(scale, is_inf_nan, u);
+        const __mmask16 is_nan = _mm512_mask_cmpgt_epu32_mask(
+            is_inf_nan, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+        scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
+        const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
+        _mm512_store_si512(base + scale_at + 16 * v, scale);
+        if (layout == RightLayout::kLutPlanes || layout == RightLayout::kLutChunks) {
+          _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
+          if (layout == RightLayout::kLutChunks)
+            _mm_store_si128(reinterpret_cast<__m128i*>(base) + 4 + v, _mm512_cvtepi32_epi8(_mm512_srli_epi32(fraction, 7)));
+        } else if (layout == RightLayout::kLutBytes) {
+          const __m512i idx = _mm512_or_si512(
+              high_index_bias, _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
+          _mm512_store_si512(base + 16 * v, idx);
+        } else {
+          const __m512i one = _mm512_set1_epi32(1);
+          _mm512_store_si512(base + 16 * v, _mm512_andnot_si512(one, fraction));
+          const __m512i first = _mm512_add_epi32(lane_bytes, _mm512_slli_epi32(_mm512_and_si512(fraction, one), 1));
+          const __m512i ctrl = _mm512_or_si512(
+              _mm512_set1_epi32(int(0x80000080u)),
+              _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(first, one), 16), _mm512_slli_epi32(first, 8)));
+          _mm512_store_si512(base + 2 * kStripCols + 16 * v, ctrl);
+        }
+      }
+    }
+    rounds_to_inf[kk] = any_to_inf != 0;
+  }
+}
+
+void split_rows_avx512(const Table& table, uint8_t* out) {
+  const int64_t side = int64_t{1} << table.mantissa_bits, row_bytes = lut_row_bytes(table.mantissa_bits);
+  const int64_t high = side > 64 ? side : 64;
+  for (int64_t ia = 0; ia <= side; ++ia) {  // row `side`: the zero row
+    uint8_t* row = out + ia * row_bytes;
+    for (int64_t at = 0; at < row_bytes; at += 64) _mm512_storeu_si512(row + at, _mm512_setzero_si512());
+    if (ia == side) break;
+    const uint16_t* entries = table.entries + ia * side;
+    for (int64_t ib = 0; ib < side; ib += 32) {
+      const __mmask32 lanes = side - ib >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (side - ib)) - 1u);
+      const __m512i e = _mm512_maskz_loadu_epi16(lanes, entries + ib);
+      _mm512_mask_storeu_epi8(row + ib, lanes, _mm512_castsi256_si512(_mm512_cvtepi16_epi8(e)));
+      _mm512_mask_storeu_epi8(row + high + ib, lanes,
+                              _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8))));
+    }
+  }
+}
+
+void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
+                   const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special) {
+  const __m512i zero = _mm512_setzero_si512(), exp_limit = _mm512_set1_epi32(254);
+  // Interleave (row, scale) pairs into LeftRef order.
+  const __m512i low_pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i high_pairs = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  const bool planes = layout != RightLayout::kGatherPairs;  // both table-in-register layouts
+  const __m512i zero_row = _mm512_set1_epi32(planes ? 1 << table.mantissa_bits : 0);
+  const __m512i exponent_bias = _mm512_set1_epi32(planes ? 0 : 1);
+  alignas(64) float values[16];
+  for (int64_t i = i0; i < i1; ++i) {
+    __mmask16 any_special = 0;
+    for (int64_t kk = 0; kk < k; kk += 16) {
+      const __mmask16 lanes = tail_mask(k - kk);
+      const float* src = a.data + i * a.row_stride + kk * a.col_stride;
+      if (a.col_stride != 1) {
+        for (int64_t j = 0; j < k - kk && j < 16; ++j) values[j] = src[j * a.col_stride];
+        src = values;
+      }
+      const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src));
+      const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
+      const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
+      const __m512i flags = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(__mmask64(lanes), b_rounds_to_inf + kk)));
+      const __mmask16 zero_vs_inf = _mm512_mask_test_epi32_mask(is_zero, flags, flags);
+      const __mmask16 special = __mmask16(
+          lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
+                   _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
+      any_special |= special;
+      // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
+      // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
+      // kLut*: scale = sign | e << 23 (an integer added to entry << 8), zeros
+      // take the all-zero table row 2^M.
+      __m512i row = _mm512_mask_mov_epi32(r.fraction, is_zero, zero_row);
+      row = _mm512_mask_mov_epi32(row, special, _mm512_set1_epi32(int(kSpecialRow)));
+      __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, exponent_bias), 23));
+      scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
+      scale = _mm512_mask_mov_epi32(scale, special, zero);
+      int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
+      const int64_t left = k - kk;
+      _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
+      if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
+    }
+    row_has_special[i - i0] = any_special != 0;
+  }
+}
+
+}  // namespace cpu
+}  // namespace amsim
+#else  // built without AVX-512 flags: never selected (cpu_features.h), kept for the linker
+#include "amsim/cpu/gemm_blocked.h"
+
+namespace amsim {
+namespace cpu {
+void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, uint32_t*,
+                   uint8_t*) {}
+void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, const uint8_t*, LeftRef*,
+                   uint8_t*) {}
+void split_rows_avx512(const Table&, uint8_t*) {}
+}  // namespace cpu
+}  // namespace amsim
+#endif

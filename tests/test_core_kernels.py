@@ -1,0 +1,319 @@
+"""The CPU kernels of the native core, every path, bit for bit against tests/amsim_reference.py.
+
+The CPU paths are chosen at run time (gemm_cpu_path); APPROXTRAIN_CPU_PATH narrows the
+choice so the generic (no SIMD) and gather paths are checked on a machine that would
+pick a faster one.
+"""
+import numpy as np
+import pytest
+
+import amsim_reference as ref
+from approxtrain import _core, core
+from approxtrain.multipliers._multiplier import Multiplier
+
+ROUNDINGS = ("truncate", "nearest")
+PATH_ENV = "APPROXTRAIN_CPU_PATH"
+
+
+def random_table(rng, m):
+    """Arbitrary 16-bit entries: the kernels must not assume anything about them."""
+    return rng.integers(0, 1 << 16, size=1 << (2 * m), dtype=np.uint16)
+
+
+def multiplier(m, rounding="truncate", table="exact", seed=0):
+    lut = ref.exact_table(m) if table == "exact" else random_table(np.random.default_rng(seed + m), m)
+    return Multiplier(f"{table}{m}", m, rounding, lut)
+
+
+def assert_same_bits(actual, expected):
+    """Equal bit patterns (signed zeros included); any NaN matches any NaN."""
+    actual = np.asarray(actual, np.float32)
+    expected = np.asarray(expected, np.float32)
+    assert actual.shape == expected.shape
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    bad = (nan_a != nan_e) | (~nan_e & (actual.view(np.uint32) != expected.view(np.uint32)))
+    if bad.any():
+        where = tuple(int(t) for t in np.argwhere(bad)[0])
+        raise AssertionError(f"{int(bad.sum())} of {bad.size} elements differ; first at {where}: "
+                             f"got {actual[where]!r}, expected {expected[where]!r}")
+
+
+def ref_matmul(a, b, mult):
+    return ref.matmul(a, b, mult.lut, mult.mantissa_bits, mult.operand_rounding)
+
+
+def available_paths():
+    paths = ["auto", "generic"]
+    if _core.gemm_cpu_path(10).startswith("avx512"):  # AVX-512 machines also have the gather path
+        paths.append("avx512-gather")
+    return paths
+
+
+@pytest.fixture(params=available_paths())
+def cpu_path(request, monkeypatch):
+    """Runs a test once per CPU path this machine has ("auto" = the default choice)."""
+    if request.param != "auto":
+        monkeypatch.setenv(PATH_ENV, request.param)
+    return request.param
+
+
+def test_path_names_and_override(monkeypatch):
+    names = {"avx512vbmi", "avx512vbmi-chunks", "avx512-gather", "generic"}
+    for m in range(1, 12):
+        assert _core.gemm_cpu_path(m) in names
+    if "avx512-gather" in available_paths():
+        monkeypatch.setenv(PATH_ENV, "avx512-gather")
+        assert all(_core.gemm_cpu_path(m) == "avx512-gather" for m in range(1, 12))
+    monkeypatch.setenv(PATH_ENV, "generic")
+    assert all(_core.gemm_cpu_path(m) == "generic" for m in range(1, 12))
+
+
+# --- matmul ---------------------------------------------------------------
+
+SHAPES = [(1, 1, 1), (1, 7, 1), (2, 3, 5), (37, 29, 45), (4, 16, 64), (5, 33, 65), (9, 300, 17), (3, 1, 130),
+          (66, 5, 127), (1, 257, 63)]
+
+
+@pytest.mark.parametrize("m_bits", [7, 4, 10])
+def test_matmul_shapes(cpu_path, m_bits):
+    rng = np.random.default_rng(m_bits)
+    for table in ("exact", "random"):
+        mult = multiplier(m_bits, "nearest" if table == "random" else "truncate", table)
+        for shape in SHAPES:
+            m, k, n = shape
+            a = ref.random_floats(rng, (m, k))
+            b = ref.random_floats(rng, (k, n))
+            assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+def test_matmul_every_column_count():
+    """1..130 columns: every tail of the 64-column strips, with a row tail too."""
+    rng = np.random.default_rng(1)
+    mult = multiplier(7, "truncate", "random")
+    a = ref.random_floats(rng, (6, 11))
+    b_all = ref.random_floats(rng, (11, 130))
+    for n in range(1, 131):
+        b = np.ascontiguousarray(b_all[:, :n])
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("m_bits", range(1, 12))
+def test_matmul_every_mantissa_width(cpu_path, m_bits, rounding):
+    rng = np.random.default_rng(100 + m_bits)
+    for table in ("exact", "random"):
+        mult = multiplier(m_bits, rounding, table)
+        a = ref.random_floats(rng, (13, 40))
+        b = ref.random_floats(rng, (40, 70))
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+def test_matmul_large():
+    rng = np.random.default_rng(2)
+    mult = multiplier(7, "nearest", "random")
+    a = ref.random_floats(rng, (200, 300), normal_fraction=0.9)
+    b = ref.random_floats(rng, (300, 150), normal_fraction=0.9)
+    assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+@pytest.mark.parametrize("m_bits", [5, 7, 8, 10, 11])
+def test_matmul_specials(cpu_path, m_bits):
+    """Rows and columns of zeros, subnormals, inf, NaN, 2^127, FLT_MAX, over/underflowing products."""
+    rng = np.random.default_rng(3)
+    s = ref.SPECIALS
+    for rounding in ROUNDINGS:
+        mult = multiplier(m_bits, rounding, "random")
+        # every special against every special, k = 1 and summed over k
+        a = s[:, None]
+        assert_same_bits(core.matmul(a, s[None, :], mult), ref_matmul(a, s[None, :], mult))
+        k = len(s)
+        a = np.tile(s, (9, 1))
+        a[1::2] = ref.random_floats(rng, (4, k))
+        a[3] = 0.0
+        b = np.tile(s[:, None], (1, 70))
+        b[:, ::3] = ref.random_floats(rng, (k, 24))
+        b[:, 5] = np.inf
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+        # a special left operand in the middle of an otherwise ordinary tile
+        a = rng.standard_normal((8, 30)).astype(np.float32)
+        b = rng.standard_normal((30, 80)).astype(np.float32)
+        a[2, 7], a[5, 0], a[6, 29] = np.inf, np.float32(2.0 ** 127), np.nan
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+def test_matmul_overflow_and_underflow_in_sums():
+    """Products that overflow to inf, sums that cancel to NaN, partial sums that underflow."""
+    mult = multiplier(7, "truncate")
+    big, tiny = np.float32(1e30), np.float32(1e-25)
+    a = np.array([[big, big, 1.0], [tiny, -tiny, tiny], [1e20, 1e20, -1e20]], np.float32)
+    b = np.array([[big, 1.0, -tiny], [-big, -1.0, tiny], [3.0, 2.0 ** -60, 1e19]], np.float32)
+    assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+def test_matmul_transposes_and_batches(cpu_path):
+    rng = np.random.default_rng(4)
+    mult = multiplier(6, "nearest", "random")
+    a = ref.random_floats(rng, (3, 9, 21))
+    b = ref.random_floats(rng, (3, 21, 70))
+    expected = np.stack([ref_matmul(a[i], b[i], mult) for i in range(3)])
+    assert_same_bits(core.matmul(a, b, mult), expected)
+    at, bt = np.swapaxes(a, -1, -2).copy(), np.swapaxes(b, -1, -2).copy()
+    assert_same_bits(core.matmul(at, b, mult, transpose_a=True), expected)
+    assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), expected)
+    assert_same_bits(core.matmul(at, bt, mult, transpose_a=True, transpose_b=True), expected)
+    # broadcasting: one B for every batch, and a [2, 1] batch against [3]
+    expected_b0 = np.stack([ref_matmul(a[i], b[0], mult) for i in range(3)])
+    assert_same_bits(core.matmul(a, b[0], mult), expected_b0)
+    a4 = ref.random_floats(rng, (2, 1, 5, 21))
+    expected4 = np.stack([np.stack([ref_matmul(a4[i, 0], b[j], mult) for j in range(3)]) for i in range(2)])
+    assert_same_bits(core.matmul(a4, b, mult), expected4)
+
+
+def test_matmul_same_bits_with_one_or_two_threads():
+    rng = np.random.default_rng(5)
+    saved = core.num_threads()
+    try:
+        for m_bits, shape in [(7, (150, 200, 300)), (10, (40, 90, 130)), (7, (3, 500, 700))]:
+            mult = multiplier(m_bits, "nearest", "random")
+            a = ref.random_floats(rng, shape[:2], normal_fraction=0.95)
+            b = ref.random_floats(rng, shape[1:], normal_fraction=0.95)
+            core.set_num_threads(1)
+            one = core.matmul(a, b, mult)
+            core.set_num_threads(2)
+            two = core.matmul(a, b, mult)
+            assert_same_bits(two, one)
+        assert_same_bits(one, ref_matmul(a, b, mult))
+        # many small products: threads split the batch
+        a = ref.random_floats(rng, (8, 33, 40), normal_fraction=0.95)
+        b = ref.random_floats(rng, (8, 40, 50), normal_fraction=0.95)
+        core.set_num_threads(1)
+        one = core.matmul(a, b, mult)
+        core.set_num_threads(2)
+        assert_same_bits(core.matmul(a, b, mult), one)
+        assert_same_bits(one[5], ref_matmul(a[5], b[5], mult))
+    finally:
+        core.set_num_threads(saved)
+
+
+def test_matmul_zero_sized():
+    mult = multiplier(7)
+    assert core.matmul(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32), mult).shape == (0, 4)
+    out = core.matmul(np.ones((2, 0), np.float32), np.ones((0, 4), np.float32), mult)
+    assert_same_bits(out, np.zeros((2, 4), np.float32))
+
+
+# --- multiply -------------------------------------------------------------
+
+@pytest.mark.parametrize("m_bits", [1, 7, 10, 11])
+def test_multiply(cpu_path, m_bits):
+    rng = np.random.default_rng(6)
+    for rounding in ROUNDINGS:
+        mult = multiplier(m_bits, rounding, "random")
+        a = ref.random_floats(rng, 5000)
+        b = ref.random_floats(rng, 5000)
+        expected = ref.multiply(a, b, mult.lut, m_bits, rounding)
+        assert_same_bits(core.multiply(a, b, mult), expected)
+        s = ref.SPECIALS
+        assert_same_bits(core.multiply(s[:, None], s[None, :], mult),
+                         ref.multiply(s[:, None], s[None, :], mult.lut, m_bits, rounding))
+
+
+# --- conv -----------------------------------------------------------------
+
+def conv_case(rng, n, h, w, c, kh, kw, o, groups, strides, dilations, padding):
+    x = ref.random_floats(rng, (n, h, w, c), normal_fraction=0.95)
+    wt = ref.random_floats(rng, (kh, kw, c // groups, o), normal_fraction=0.95)
+    pads = core.conv_paddings(padding, (h, w), (kh, kw), strides, dilations)
+    return x, wt, pads
+
+
+CONV_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 7, 6, 5, 3, 3, 5, 5, (1, 1), (1, 1), "SAME"),       # depthwise, multiplier 1
+    (1, 9, 8, 3, 3, 2, 6, 3, (2, 1), (1, 2), "SAME"),       # depthwise, multiplier 2, strides, dilations
+    (2, 6, 7, 4, 2, 3, 12, 4, (1, 2), (1, 1), "VALID"),     # depthwise, multiplier 3
+    (1, 5, 5, 17, 3, 3, 17, 17, (2, 2), (1, 1), [[2, 0], [1, 3]]),  # depthwise, explicit padding
+    (1, 6, 6, 6, 3, 3, 4, 2, (1, 1), (1, 1), "SAME"),       # grouped
+    (2, 5, 4, 3, 2, 2, 4, 1, (1, 1), (2, 1), "VALID"),      # ordinary
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_forward_and_grads(cpu_path, case):
+    n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
+    rng = np.random.default_rng(7)
+    mult = multiplier(7, "nearest", "random")
+    args = mult.lut, 7, "nearest"
+    x, wt, pads = conv_case(rng, *case)
+    kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
+    rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
+    y = core.conv2d(x, wt, mult, **kwargs)
+    assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
+    dy = ref.random_floats(rng, y.shape, normal_fraction=0.95)
+    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
+                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
+    assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
+                     ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+
+
+def test_depthwise_specials(cpu_path):
+    """Padding zeros against infinite weights give NaN (against weights that only round to
+    infinity, zeros); specials in x, w and dy."""
+    rng = np.random.default_rng(8)
+    mult = multiplier(7, "nearest", "random")
+    args = mult.lut, 7, "nearest"
+    x = rng.standard_normal((1, 5, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 8)).astype(np.float32)
+    x[0, 1, 2, 1], x[0, 3, 3, 2], x[0, 0, 0, 3] = np.inf, np.nan, np.float32(2.0 ** 127)
+    w[0, 0, 0, 5], w[1, 2, 0, 0] = np.inf, 0.0
+    w[2, 2, 0, 2] = np.float32(3.4028235e38)  # rounds to inf: against padding zeros still a zero product
+    kw = dict(strides=1, padding="SAME", groups=4)
+    rkw = dict(pads=core.conv_paddings("SAME", (5, 5), (3, 3), (1, 1), (1, 1)), groups=4)
+    y = core.conv2d(x, w, mult, **kw)
+    assert_same_bits(y, ref.conv2d(x, w, *args, **rkw))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy[0, 2, 2, 3] = -np.inf
+    dy[0, 4, 4, 6] = np.float32(-3.4028235e38)
+    assert_same_bits(core.conv2d_input_grad(x.shape, w, dy, mult, **kw), ref.conv2d_input_grad(x.shape, w, dy, *args, **rkw))
+    assert_same_bits(core.conv2d_filter_grad(x, w.shape, dy, mult, **kw), ref.conv2d_filter_grad(x, w.shape, dy, *args, **rkw))
+
+
+def test_depthwise_same_bits_with_one_or_two_threads():
+    rng = np.random.default_rng(9)
+    mult = multiplier(7, "nearest", "random")
+    x = ref.random_floats(rng, (2, 20, 20, 32), normal_fraction=0.95)
+    w = ref.random_floats(rng, (3, 3, 1, 64), normal_fraction=0.95)
+    dy = ref.random_floats(rng, (2, 10, 10, 64), normal_fraction=0.95)
+    kw = dict(strides=2, padding="SAME", groups=32)
+    saved = core.num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            core.set_num_threads(threads)
+            results.append((core.conv2d(x, w, mult, **kw), core.conv2d_input_grad(x.shape, w, dy, mult, **kw),
+                            core.conv2d_filter_grad(x, w.shape, dy, mult, **kw)))
+        for one, two in zip(*results):
+            assert_same_bits(two, one)
+    finally:
+        core.set_num_threads(saved)
+    pads = core.conv_paddings("SAME", (20, 20), (3, 3), (2, 2), (1, 1))
+    assert_same_bits(results[0][2], ref.conv2d_filter_grad(x, w.shape, dy, mult.lut, 7, "nearest", strides=(2, 2),
+                                                           pads=pads, groups=32))
+
+
+# --- benchmark section ----------------------------------------------------
+
+def test_bench_section_rows(monkeypatch):
+    import argparse
+
+    from approxtrain.bench import core_cpu
+
+    assert all(np.array_equal(core_cpu._exact_table(m), ref.exact_table(m)) for m in range(1, 12))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    core_cpu.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--sizes", "32,65", "--repeats", "1"])
+    monkeypatch.setattr(core_cpu, "SETTLE_SECONDS", 0.0)
+    rows = core_cpu.run(args)
+    assert [r["m"] for r in rows] == [32, 65]
+    assert all(r["path"] == _core.gemm_cpu_path(7) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)
