@@ -35,6 +35,12 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc,
               const ParallelFor& parallel = serial_for, bool accumulate = false);
 
+// True when gemm_cpu() runs this shape fastest with A stored column-major
+// (row_stride 1): a narrow C is then computed as its transpose, which reads A
+// down its columns.  For callers that lay out A themselves (conv patches); the
+// bits do not depend on the layout.
+bool gemm_cpu_prefers_column_major_a(const Table& table, const GemmShape& shape);
+
 // Batched form: batch b uses A at a.data + b * batch_stride_a (0 broadcasts),
 // likewise B, and C at c + b * m * n (dense).
 void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,

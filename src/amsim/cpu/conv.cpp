@@ -19,6 +19,17 @@ constexpr int64_t kMaxPatchFloats = int64_t{1} << 23;
 
 int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len)); }
 
+// Patch runs are often a handful of floats (one channel per group in LeNet's
+// first layer): a library call per run would cost more than the copy.
+inline void copy_run(const float* src, int64_t n, float* dst) {
+  if (n == 1) *dst = *src;
+  else std::copy(src, src + n, dst);
+}
+inline void zero_run(int64_t n, float* dst) {
+  if (n == 1) *dst = 0.0f;
+  else std::fill(dst, dst + n, 0.0f);
+}
+
 // Forward patch: row r = (n, oh, ow), columns (kh, kw, c) for c in group g.
 void forward_patches(const Conv2DShape& s, const float* x, int64_t g, int64_t r0, int64_t r1,
                      float* patches) {
@@ -26,16 +37,27 @@ void forward_patches(const Conv2DShape& s, const float* x, int64_t g, int64_t r0
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / (s.out_h * s.out_w), oh = (r / s.out_w) % s.out_h, ow = r % s.out_w;
     float* dst = patches + (r - r0) * kcols;
+    const int64_t iw0 = ow * s.stride_w - s.pad_left;
+    // One group, no dilation, the whole filter row inside the image: the
+    // filter row's KW * C inputs are contiguous in NHWC.
+    const bool contiguous_row = cg == s.in_c && s.dilation_w == 1 && iw0 >= 0 && iw0 + s.filter_w <= s.in_w;
     for (int64_t kh = 0; kh < s.filter_h; ++kh) {
       const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
+      if (ih < 0 || ih >= s.in_h) {
+        zero_run(s.filter_w * cg, dst);
+        dst += s.filter_w * cg;
+        continue;
+      }
+      const float* x_row = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cg;
+      if (contiguous_row) {
+        copy_run(x_row + iw0 * s.in_c, s.filter_w * cg, dst);
+        dst += s.filter_w * cg;
+        continue;
+      }
       for (int64_t kw = 0; kw < s.filter_w; ++kw, dst += cg) {
-        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dilation_w;
-        if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
-          std::fill(dst, dst + cg, 0.0f);
-        } else {
-          const float* src = x + ((n * s.in_h + ih) * s.in_w + iw) * s.in_c + g * cg;
-          std::copy(src, src + cg, dst);
-        }
+        const int64_t iw = iw0 + kw * s.dilation_w;
+        if (iw < 0 || iw >= s.in_w) zero_run(cg, dst);
+        else copy_run(x_row + iw * s.in_c, cg, dst);
       }
     }
   }
@@ -56,14 +78,45 @@ void input_grad_patches(const Conv2DShape& s, const float* dy, int64_t g, int64_
         const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
         const int64_t ow = tw / s.stride_w;
         if (!row_ok || tw < 0 || tw % s.stride_w != 0 || ow >= s.out_w) {
-          std::fill(dst, dst + og, 0.0f);
+          zero_run(og, dst);
         } else {
           const float* src = dy + ((n * s.out_h + oh) * s.out_w + ow) * s.out_c + g * og;
-          std::copy(src, src + og, dst);
+          copy_run(src, og, dst);
         }
       }
     }
   }
+}
+
+// Rows are built this many at a time before a column-major layout transposes them.
+constexpr int64_t kTransposeRows = 16;
+
+// Fills rows [r0, r1) of a patch matrix with kcols columns through
+// build_rows(begin, end, dst) (row-major rows into dst), either row-major
+// (out[(r - r0) * kcols + k]) or column-major (out[k * (r1 - r0) + r - r0]).
+template <class BuildRows>
+void build_patches(bool column_major, int64_t r0, int64_t r1, int64_t kcols, float* out,
+                   const ParallelFor& parallel, const BuildRows& build_rows) {
+  const int64_t rows = r1 - r0;
+  if (!column_major) {
+    parallel(rows, kcols, [&](int64_t b, int64_t e) { build_rows(r0 + b, r0 + e, out + b * kcols); });
+    return;
+  }
+  const int64_t blocks = (rows + kTransposeRows - 1) / kTransposeRows;
+  parallel(blocks, kTransposeRows * kcols * 2, [&](int64_t b0, int64_t b1) {
+    std::vector<float> block(static_cast<size_t>(kTransposeRows * kcols));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t rb = blk * kTransposeRows, re = std::min(rows, rb + kTransposeRows);
+      build_rows(r0 + rb, r0 + re, block.data());
+      for (int64_t k = 0; k < kcols; ++k)
+        for (int64_t r = rb; r < re; ++r) out[k * rows + r] = block[(r - rb) * kcols + k];
+    }
+  });
+}
+
+// The patch matrix as GEMM operand A (rows x kcols) in the layout build_patches used.
+MatrixView patch_view(const float* patches, bool column_major, int64_t rows, int64_t kcols) {
+  return column_major ? MatrixView{patches, 1, rows} : MatrixView{patches, kcols, 1};
 }
 
 }  // namespace
@@ -101,9 +154,12 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
     const MatrixView wb{w + g * og, s.out_c, 1};
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { forward_patches(s, x, g, r0 + b, r0 + e, patches.data() + b * kcols); });
-      const MatrixView pa{patches.data(), kcols, 1};
-      gemm_cpu(table, GemmShape{r1 - r0, og, kcols}, pa, wb, y + r0 * s.out_c + g * og, s.out_c, parallel);
+      const GemmShape shape{r1 - r0, og, kcols};
+      const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
+      build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
+                    [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
+      gemm_cpu(table, shape, patch_view(patches.data(), column_major, r1 - r0, kcols), wb,
+               y + r0 * s.out_c + g * og, s.out_c, parallel);
     }
   }
 }
@@ -129,9 +185,12 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
     const MatrixView wb{wt.data(), cg, 1};
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { input_grad_patches(s, dy, g, r0 + b, r0 + e, patches.data() + b * kcols); });
-      const MatrixView pa{patches.data(), kcols, 1};
-      gemm_cpu(table, GemmShape{r1 - r0, cg, kcols}, pa, wb, dx + r0 * s.in_c + g * cg, s.in_c, parallel);
+      const GemmShape shape{r1 - r0, cg, kcols};
+      const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
+      build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
+                    [&](int64_t b, int64_t e, float* dst) { input_grad_patches(s, dy, g, b, e, dst); });
+      gemm_cpu(table, shape, patch_view(patches.data(), column_major, r1 - r0, kcols), wb,
+               dx + r0 * s.in_c + g * cg, s.in_c, parallel);
     }
   }
 }
@@ -148,7 +207,8 @@ void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const floa
   for (int64_t g = 0; g < s.groups; ++g) {
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-      parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { forward_patches(s, x, g, r0 + b, r0 + e, patches.data() + b * kcols); });
+      build_patches(false, r0, r1, kcols, patches.data(), parallel,
+                    [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
       // A((kh, kw, c), r) = patches[r, (kh, kw, c)]: the transposed patch matrix.
       const MatrixView pa{patches.data(), 1, kcols};
       const MatrixView dyb{dy + r0 * s.out_c + g * og, s.out_c, 1};

@@ -2,6 +2,7 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/gemm_blocked.h"
@@ -41,7 +42,58 @@ const cpu::BlockedPath* blocked_path(int mantissa_bits) {
   return nullptr;
 }
 
+// Lanes of the SIMD kernels run over columns of C in strips of 64.
+constexpr int64_t kStripColumns = 64;
+// Transposing a table costs 4^M entries: only worth it for small tables.
+constexpr int kMaxTransposedTableBits = 8;
+
+// Fraction of SIMD lanes doing useful work when C has `columns` columns.
+double lane_use(int64_t columns) {
+  const int64_t strips = (columns + kStripColumns - 1) / kStripColumns;
+  return strips == 0 ? 1.0 : double(columns) / double(strips * kStripColumns);
+}
+
+// A narrow C (a conv with few output channels, a filter gradient) leaves most
+// lanes idle; its transpose C^T = B^T (x)' A^T, with the table transposed, has
+// the long side across the lanes.  The AMSim product is symmetric but for the
+// table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
+// still sums its products for k ascending: the same bits either way.
+// The transposed GEMM packs all of op(A)^T as its right operand before it
+// starts (about twice A's bytes): beyond a few MiB that memory traffic costs
+// more than the idle lanes it saves (measured: 18432 x 6 x 400 is 2x slower
+// transposed, 73728 x 6 x 25 2x faster).  Packing reads A down its columns,
+// cheap when A is stored column-major (a filter gradient's patch matrix) or
+// when its rows are short enough to stay in cache.
+constexpr int64_t kMaxTransposedPackFloats = int64_t{1} << 21;
+constexpr int64_t kMaxStridedPackK = 256;
+
+bool prefer_transposed(const Table& table, const GemmShape& shape, const MatrixView& a) {
+  return table.mantissa_bits <= kMaxTransposedTableBits && shape.n < kStripColumns &&
+         lane_use(shape.m) >= 2.0 * lane_use(shape.n) && shape.m * shape.k <= kMaxTransposedPackFloats &&
+         (a.row_stride == 1 || shape.k <= kMaxStridedPackK);
+}
+
+std::vector<uint16_t> transposed_entries(const Table& table) {
+  const int64_t side = int64_t{1} << table.mantissa_bits;
+  std::vector<uint16_t> t(static_cast<size_t>(side * side));
+  for (int64_t ia = 0; ia < side; ++ia)
+    for (int64_t ib = 0; ib < side; ++ib) t[ib * side + ia] = table.entries[ia * side + ib];
+  return t;
+}
+
+void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b,
+                   float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+  if (const cpu::BlockedPath* path = blocked_path(table.mantissa_bits))
+    cpu::gemm_blocked(*path, table, shape, a, b, c, ldc, parallel, accumulate);
+  else
+    cpu::gemm_generic(table, shape, a, b, c, ldc, parallel, accumulate);
+}
+
 }  // namespace
+
+bool gemm_cpu_prefers_column_major_a(const Table& table, const GemmShape& shape) {
+  return blocked_path(table.mantissa_bits) != nullptr && prefer_transposed(table, shape, MatrixView{nullptr, 1, shape.m});
+}
 
 const char* gemm_cpu_path(int mantissa_bits) {
   const cpu::BlockedPath* path = blocked_path(mantissa_bits);
@@ -54,10 +106,25 @@ const char* gemm_cpu_path(int mantissa_bits) {
 void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
-  if (const cpu::BlockedPath* path = blocked_path(table.mantissa_bits))
-    cpu::gemm_blocked(*path, table, shape, a, b, c, ldc, parallel, accumulate);
-  else
-    cpu::gemm_generic(table, shape, a, b, c, ldc, parallel, accumulate);
+  if (!prefer_transposed(table, shape, a) || blocked_path(table.mantissa_bits) == nullptr) {
+    gemm_dispatch(table, shape, a, b, c, ldc, parallel, accumulate);
+    return;
+  }
+  const std::vector<uint16_t> entries_t = transposed_entries(table);
+  const Table table_t{entries_t.data(), table.mantissa_bits, table.rounding};
+  const int64_t m = shape.m, n = shape.n;
+  // op(B)^T (n x k) and op(A)^T (k x m) are the same data with swapped strides.
+  const MatrixView bt{b.data, b.col_stride, b.row_stride};
+  const MatrixView at{a.data, a.col_stride, a.row_stride};
+  std::vector<float> ct(static_cast<size_t>(n * m));
+  if (accumulate)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) ct[j * m + i] = c[i * ldc + j];
+  gemm_dispatch(table_t, GemmShape{n, m, shape.k}, bt, at, ct.data(), m, parallel, accumulate);
+  parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
+  });
 }
 
 void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
