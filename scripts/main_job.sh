@@ -7,7 +7,8 @@
 # Sized to finish in about 15 minutes on 2 CPU cores: EPOCHS epochs on the first
 # SUBSET training images, evaluated on the full 10,000-image test set after every epoch.
 # Override with environment variables or extra arguments, e.g.
-#   EPOCHS=10 SUBSET=60000 OUT=runs/full scripts/main_job.sh
+#   EPOCHS=10 OUT=runs/long scripts/main_job.sh
+#   SUBSET=20000 scripts/main_job.sh          # a 5-minute version
 #   scripts/main_job.sh --multipliers fp32,bf16,mbm5,mitchell5
 set -euo pipefail
 
@@ -15,7 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 EPOCHS="${EPOCHS:-6}"
-SUBSET="${SUBSET:-20000}"
+SUBSET="${SUBSET:-60000}"
 OUT="${OUT:-runs/main}"
 MULTIPLIERS="${MULTIPLIERS:-fp32,bf16,mbm7,mitchell7}"
 PYTHON="${PYTHON:-python3}"

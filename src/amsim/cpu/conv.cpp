@@ -114,9 +114,22 @@ void build_patches(bool column_major, int64_t r0, int64_t r1, int64_t kcols, flo
   });
 }
 
-// The patch matrix as GEMM operand A (rows x kcols) in the layout build_patches used.
-MatrixView patch_view(const float* patches, bool column_major, int64_t rows, int64_t kcols) {
-  return column_major ? MatrixView{patches, 1, rows} : MatrixView{patches, kcols, 1};
+// out (rows x n, leading dimension ldc) = P . B for a patch matrix P with
+// kcols columns, built chunk by chunk through build_rows (see build_patches)
+// in the layout the GEMM prefers for this shape.  `patches` holds one chunk.
+template <class BuildRows>
+void patch_gemm(const Table& table, int64_t rows, int64_t n, int64_t kcols, const MatrixView& b, float* out,
+                int64_t ldc, std::vector<float>& patches, const ParallelFor& parallel, const BuildRows& build_rows) {
+  const int64_t chunk = rows_per_chunk(kcols);
+  patches.resize(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t r1 = std::min(rows, r0 + chunk);
+    const GemmShape shape{r1 - r0, n, kcols};
+    const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
+    build_patches(column_major, r0, r1, kcols, patches.data(), parallel, build_rows);
+    const MatrixView a = column_major ? MatrixView{patches.data(), 1, r1 - r0} : MatrixView{patches.data(), kcols, 1};
+    gemm_cpu(table, shape, a, b, out + r0 * ldc, ldc, parallel);
+  }
 }
 
 }  // namespace
@@ -147,20 +160,12 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
     std::fill(y, y + rows * s.out_c, 0.0f);
     return;
   }
-  const int64_t chunk = rows_per_chunk(kcols);
-  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  std::vector<float> patches;
   for (int64_t g = 0; g < s.groups; ++g) {
     // B(k, o) = w[k * O + g * og + o], k = (kh, kw, c).
     const MatrixView wb{w + g * og, s.out_c, 1};
-    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-      const int64_t r1 = std::min(rows, r0 + chunk);
-      const GemmShape shape{r1 - r0, og, kcols};
-      const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
-      build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
-                    [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
-      gemm_cpu(table, shape, patch_view(patches.data(), column_major, r1 - r0, kcols), wb,
-               y + r0 * s.out_c + g * og, s.out_c, parallel);
-    }
+    patch_gemm(table, rows, og, kcols, wb, y + g * og, s.out_c, patches, parallel,
+               [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
   }
 }
 
@@ -174,8 +179,7 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
     std::fill(dx, dx + rows * s.in_c, 0.0f);
     return;
   }
-  const int64_t chunk = rows_per_chunk(kcols);
-  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  std::vector<float> patches;
   std::vector<float> wt(static_cast<size_t>(kcols * cg));
   for (int64_t g = 0; g < s.groups; ++g) {
     // B((kh, kw, o), c) = w[kh, kw, c, g * og + o].
@@ -183,15 +187,8 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
       for (int64_t o = 0; o < og; ++o)
         for (int64_t c = 0; c < cg; ++c) wt[(t * og + o) * cg + c] = w[(t * cg + c) * s.out_c + g * og + o];
     const MatrixView wb{wt.data(), cg, 1};
-    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-      const int64_t r1 = std::min(rows, r0 + chunk);
-      const GemmShape shape{r1 - r0, cg, kcols};
-      const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
-      build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
-                    [&](int64_t b, int64_t e, float* dst) { input_grad_patches(s, dy, g, b, e, dst); });
-      gemm_cpu(table, shape, patch_view(patches.data(), column_major, r1 - r0, kcols), wb,
-               dx + r0 * s.in_c + g * cg, s.in_c, parallel);
-    }
+    patch_gemm(table, rows, cg, kcols, wb, dx + g * cg, s.in_c, patches, parallel,
+               [&](int64_t b, int64_t e, float* dst) { input_grad_patches(s, dy, g, b, e, dst); });
   }
 }
 
