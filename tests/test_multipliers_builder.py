@@ -128,3 +128,34 @@ def test_entries_from_products():
                  np.float32)
     np.testing.assert_array_equal(builder.entries_from_products(r),
                                   [0, 1 << 14, 1 << 15, (1 << 15) | (1 << 14), 0xFFFF, 1, 0])
+
+
+def test_register_survives_a_model_that_crashes(tmp_path, monkeypatch):
+    # register() builds user tables in a child process: a segfaulting model is an error, not a crash.
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    from approxtrain import multipliers
+
+    c = model(tmp_path, "float boom(float a, float b) { volatile int* p = 0; *p = 1; return a * b; }\n")
+    with pytest.raises(ModelError, match="crashed with SIGSEGV"):
+        multipliers.register("boom", c, mantissa_bits=3)
+    assert "boom" not in multipliers.names()
+    assert not any((tmp_path / "home").rglob("boom*"))
+
+
+def test_register_reports_model_errors_from_the_child(tmp_path, monkeypatch):
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    from approxtrain import multipliers
+
+    c = model(tmp_path, "float nanny(float a, float b) { return NAN; }\n")
+    with pytest.raises(ModelError, match=r"finite and in \[1, 4\)"):
+        multipliers.register("nanny", c, mantissa_bits=3)
+
+
+def test_register_times_out_on_a_model_that_hangs(tmp_path, monkeypatch):
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    from approxtrain import multipliers
+
+    monkeypatch.setattr(builder, "BUILD_TIMEOUT_S", 3)
+    c = model(tmp_path, "float spin(float a, float b) { for (;;) {} return a * b; }\n")
+    with pytest.raises(ModelError, match="did not finish"):
+        multipliers.register("spin", c, mantissa_bits=2)

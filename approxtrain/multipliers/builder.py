@@ -255,3 +255,61 @@ def build_table(c_file, symbol, mantissa_bits, operand_rounding="truncate", labe
     check_mantissa_bits(mantissa_bits)
     check_rounding(operand_rounding)
     return make_table(CompiledModel(c_file), symbol, mantissa_bits, operand_rounding, label)
+
+
+# --- building in a child process -------------------------------------------------------------
+# A user's model runs inside whatever process calls it: a crash (a stray pointer, a
+# division by zero trap) or an endless loop would take the caller with it.  register()
+# therefore builds user tables in a child Python process and turns its death into an error.
+_CHILD_MODEL_ERROR = 3
+BUILD_TIMEOUT_S = 600
+
+
+def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None):
+    """build_table() in a child process: same result and errors, and a model that crashes
+    or hangs is a ModelError instead of the end of the caller."""
+    import json
+    import signal
+    import sys
+
+    check_mantissa_bits(mantissa_bits)
+    check_rounding(operand_rounding)
+    timeout = BUILD_TIMEOUT_S if timeout is None else timeout
+    with tempfile.TemporaryDirectory(prefix="approxtrain-build-") as tmp:
+        out = Path(tmp) / "table.npy"
+        request = json.dumps([str(Path(c_file).resolve()), symbol, int(mantissa_bits), operand_rounding,
+                              label, str(out)])
+        try:
+            result = subprocess.run([sys.executable, "-m", "approxtrain.multipliers.builder", request],
+                                    capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ModelError(f"building the table of {label or symbol} ({c_file}) did not finish within "
+                             f"{timeout} s: does the model loop forever for some pair?") from None
+        if result.returncode == 0:
+            return np.load(out)
+        message = result.stderr.strip().splitlines()
+        if result.returncode == _CHILD_MODEL_ERROR:
+            raise ModelError("\n".join(message))
+        if result.returncode < 0:
+            name = signal.Signals(-result.returncode).name
+            raise ModelError(f"the C model {c_file} ({symbol}) crashed with {name} while the table was built")
+        raise RuntimeError(f"the table builder failed (exit {result.returncode}):\n" + "\n".join(message[-20:]))
+
+
+def _child_main(request):
+    import json
+    import sys
+
+    c_file, symbol, m, rounding, label, out = json.loads(request)
+    try:
+        entries = build_table(c_file, symbol, m, rounding, label)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(_CHILD_MODEL_ERROR)
+    np.save(out, entries)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child_main(sys.argv[1])

@@ -221,7 +221,7 @@ def register(name, c_file, *, mantissa_bits, operand_rounding="truncate", symbol
         raise ValueError(f"multiplier {name!r} is already registered ({table_path}); "
                          "unregister it first or pass overwrite=True")
     source = c_file.read_bytes()
-    entries = builder.build_table(c_file, symbol, mantissa_bits, operand_rounding, name)
+    entries = builder.build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding, name)
     header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, symbol, description,
                                     builder.source_digest(c_file))
     data = table_file.encode(header, entries)

@@ -24,18 +24,10 @@ def resolve(multiplier):
     if isinstance(multiplier, str):
         if multiplier == FP32:
             return None
-        get = getattr(multipliers, "get", None)
-        names = getattr(multipliers, "names", None)
-        known = [FP32] + (list(names()) if names is not None else [])
-        if get is None:
-            raise ValueError(
-                f"unknown multiplier {multiplier!r}: no multiplier registry is available; "
-                f"pass a Multiplier or one of {known}"
-            )
         try:
-            return get(multiplier)
-        except (KeyError, ValueError, LookupError) as e:
-            raise ValueError(f"unknown multiplier {multiplier!r}; known: {', '.join(known)}") from e
+            return multipliers.get(multiplier)
+        except ValueError as e:
+            raise ValueError(f"unknown multiplier {multiplier!r}; known: {', '.join([FP32] + multipliers.names())}") from e
     raise TypeError(f"multiplier must be a name, 'fp32' or a Multiplier, got {type(multiplier).__name__}")
 
 
