@@ -48,3 +48,14 @@ def random_multiplier():
     rng = np.random.default_rng(1234)
     lut = rng.integers(0, 1 << 16, size=1 << 14, dtype=np.uint16)
     return Multiplier("test_random7", 7, "truncate", lut)
+
+
+@pytest.fixture
+def registered_bf16():
+    """The name "bf16" resolves to the exact-product table the layer tests call BF16, so tests that
+    save and load multiplier *names* compare like with like."""
+    from approxtrain import multipliers
+
+    m = multipliers.get("bf16")
+    assert (m.mantissa_bits, m.operand_rounding) == (7, "nearest")
+    np.testing.assert_array_equal(m.lut, ref.exact_table(7))

@@ -11,7 +11,7 @@ import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
 from approxtrain.multipliers import Multiplier  # noqa: E402
-from tests import amsim_reference as ref  # noqa: E402
+import amsim_reference as ref  # noqa: E402
 
 BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
 

@@ -7,29 +7,9 @@ import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
 from approxtrain.multipliers import Multiplier  # noqa: E402
-from tests import amsim_reference as ref  # noqa: E402
+import amsim_reference as ref  # noqa: E402
+from _compare import BF16  # noqa: E402
 
-# The bf16 multiplier (MULTIPLIERS.md): round operands to 7 bits, exact product. On operands that are
-# already bf16 values every product is exact, so an AM layer equals its Keras twin up to summation order.
-BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
-
-
-@pytest.fixture
-def registered_bf16(monkeypatch):
-    """Makes the name "bf16" resolve to BF16 whatever this checkout's registry holds: the
-    tests using it check that layers save and load multiplier *names*, not the registry."""
-    from approxtrain import multipliers
-
-    registry_get = getattr(multipliers, "get", None)
-
-    def get(name):
-        if name == "bf16":
-            return BF16
-        if registry_get is None:
-            raise KeyError(name)
-        return registry_get(name)
-
-    monkeypatch.setattr(multipliers, "get", get, raising=False)
 
 
 def bf16_values(rng, shape, scale=1.0):
