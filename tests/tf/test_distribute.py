@@ -10,10 +10,8 @@ from approxtrain.train.strategy import mirrored_strategy  # noqa: E402  (one per
 import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
-import amsim_reference as ref  # noqa: E402
+from _compare import BF16  # noqa: E402
 
-BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
 
 
 @pytest.fixture(scope="module")
