@@ -27,9 +27,13 @@ class OpLibraryError(ImportError):
 
 
 def _error(problem):
+    if os.path.exists(os.path.join(_REPO_DIR, "setup.py")):
+        where = f"in the repository ({_REPO_DIR})"
+    else:  # an installed wheel: the library has to be built from a source checkout
+        where = "in a source checkout of approxtrain, with the TensorFlow you run installed"
     return OpLibraryError(
         f"approxtrain's TensorFlow op library cannot be used: {problem}. "
-        f"Rebuild it by running `{REBUILD_COMMAND}` in the repository ({_REPO_DIR})."
+        f"Rebuild it by running `{REBUILD_COMMAND}` {where}."
     )
 
 
