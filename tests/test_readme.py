@@ -26,3 +26,16 @@ def test_readme_c_example_registers_and_multiplies(tmp_path, monkeypatch):
         assert core.multiply(-a, b * 4, m) == -4 * want
     finally:
         multipliers.unregister("mine")
+
+
+def test_readme_python_api_example_runs():
+    # The README's Python block is the front door of the API: it must run as written.
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks, "README has no Python example"
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["am_model"].get_layer("predictions").__class__.__name__ == "Dense"
+    assert sum(type(layer).__name__ == "AMConv2D" for layer in namespace["am_model"].layers) == 1
