@@ -3,7 +3,7 @@
 # TensorFlow + build tools, then the package itself (CMake builds _core, the
 # CUDA kernels when nvcc is found, and the TF op library against the
 # TensorFlow installed here -- hence --no-build-isolation).
-# Idempotent: a second run only rebuilds what changed.
+# Idempotent: a second run reinstalls (the build takes 2-3 minutes, mostly CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
