@@ -76,28 +76,28 @@ struct Operands {
   const Packed* packed_at(int64_t i) const { return packed.empty() ? nullptr : packed.data() + i; }
 };
 
-Operands<PackedLeft> pack_lefts(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
-  Operands<PackedLeft> out;
+// Packs every value with pack(value) (products.left or products.right) when the
+// products use packed operands; otherwise the values are used as they are.
+template <class Packed, class Pack>
+Operands<Packed> pack_operands(const Products& products, const float* values, int64_t n,
+                               const ParallelFor& parallel, const Pack& pack) {
+  Operands<Packed> out;
   out.values = values;
   if (products.packs()) {
     out.packed.resize(static_cast<size_t>(n));
     parallel(n, 20, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out.packed[i] = products.left(values[i]);
+      for (int64_t i = b; i < e; ++i) out.packed[i] = pack(values[i]);
     });
   }
   return out;
 }
 
+Operands<PackedLeft> pack_lefts(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
+  return pack_operands<PackedLeft>(products, values, n, parallel, [&](float v) { return products.left(v); });
+}
+
 Operands<Right> pack_rights(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
-  Operands<Right> out;
-  out.values = values;
-  if (products.packs()) {
-    out.packed.resize(static_cast<size_t>(n));
-    parallel(n, 20, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out.packed[i] = products.right(values[i]);
-    });
-  }
-  return out;
+  return pack_operands<Right>(products, values, n, parallel, [&](float v) { return products.right(v); });
 }
 
 // Left operands per output channel o: x[c = o / og] (og > 1 repeats each
