@@ -256,6 +256,50 @@ def test_conv_forward_and_grads(cpu_path, case):
                      ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
 
 
+# Wide convolutions (C per group >= 64 for the input gradient, O per group >= 64 for the
+# forward pass) take the gathered GEMM, which decodes each input pixel once instead of
+# building patches; a special value sends it back to the patch path.
+WIDE_CONV_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (1, 5, 4, 64, 3, 3, 64, 1, (1, 1), (1, 1), "SAME"),
+    (2, 6, 5, 3, 3, 2, 70, 1, (2, 1), (1, 2), [[1, 2], [0, 1]]),
+    (1, 7, 6, 130, 2, 3, 132, 2, (1, 2), (2, 1), "VALID"),
+]
+
+
+@pytest.mark.parametrize("case", WIDE_CONV_CASES)
+@pytest.mark.parametrize("m_bits", [5, 7, 9])
+@pytest.mark.parametrize("specials", ["none", "in_x_and_dy", "w_rounds_to_inf"])
+def test_wide_conv_gathered_path(cpu_path, case, m_bits, specials):
+    n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
+    rng = np.random.default_rng(11 + m_bits)
+    mult = multiplier(m_bits, "nearest", "random")
+    args = mult.lut, m_bits, "nearest"
+    x, wt, pads = conv_case(rng, *case)
+    x = ref.random_floats(rng, x.shape, normal_fraction=1.0)
+    x.flat[::7] = 0.0            # zeros (and a negative zero) like padding, against every weight sign
+    x.flat[3] = -0.0
+    x.flat[5] = 1e-40            # subnormal: a zero operand
+    wt = ref.random_floats(rng, wt.shape, normal_fraction=1.0)
+    if specials == "w_rounds_to_inf":
+        wt.flat[2] = np.float32(3.4028235e38)
+    kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
+    rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
+    y_shape = ref.conv2d(x[:, :, :, :], wt, *args, **rkw).shape if specials == "in_x_and_dy" else None
+    dy = None
+    if specials == "in_x_and_dy":
+        x.flat[1], x.flat[9] = np.inf, np.nan
+        dy = ref.random_floats(rng, y_shape, normal_fraction=1.0)
+        dy.flat[4] = -np.inf
+    y = core.conv2d(x, wt, mult, **kwargs)
+    assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
+    if dy is None:
+        dy = ref.random_floats(rng, y.shape, normal_fraction=1.0)
+        dy.flat[::5] = 0.0
+    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
+                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
+
+
 def test_depthwise_specials(cpu_path):
     """Padding zeros against infinite weights give NaN (against weights that only round to
     infinity, zeros); specials in x, w and dy."""

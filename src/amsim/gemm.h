@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "amsim/amsim.h"
 #include "amsim/parallel.h"
@@ -40,6 +41,28 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
 // down its columns.  For callers that lay out A themselves (conv patches); the
 // bits do not depend on the layout.
 bool gemm_cpu_prefers_column_major_a(const Table& table, const GemmShape& shape);
+
+// A left operand gathered from runs of a source matrix (an implicit im2col
+// patch matrix): row i of A is `runs` runs of `run_len` values, run t being
+// row run_rows(i)[t] of `source` (source_rows x run_len), or run_len zeros
+// (+0) where that index is negative.
+struct GatheredLeft {
+  MatrixView source;
+  int64_t source_rows = 0;
+  int64_t run_len = 0;
+  int64_t runs = 0;
+  std::function<void(int64_t i, int64_t* rows)> run_rows;  // fills rows[0..runs)
+};
+
+// C = A . B for a gathered A (shape.k == runs * run_len) with the bits of
+// gemm_cpu on the materialized A, which it never builds: each source value
+// is decoded once, not once per patch that holds it.  Returns false, having
+// done nothing, where this machine or these operands have no such path (no
+// AVX-512 table kernel, a narrow C that runs transposed, a special value in
+// the source or a B value that rounds to infinity); the caller then
+// materializes A.
+bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
+                       float* c, int64_t ldc, const ParallelFor& parallel = serial_for);
 
 // Batched form: batch b uses A at a.data + b * batch_stride_a (0 broadcasts),
 // likewise B, and C at c + b * m * n (dense).

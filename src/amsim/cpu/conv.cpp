@@ -30,60 +30,52 @@ inline void zero_run(int64_t n, float* dst) {
   else std::fill(dst, dst + n, 0.0f);
 }
 
-// Forward patch: row r = (n, oh, ow), columns (kh, kw, c) for c in group g.
-void forward_patches(const Conv2DShape& s, const float* x, int64_t g, int64_t r0, int64_t r1,
-                     float* patches) {
-  const int64_t cg = s.in_c_per_group(), kcols = s.filter_h * s.filter_w * cg;
-  for (int64_t r = r0; r < r1; ++r) {
+// The patch matrices as runs of one pixel's channels (GatheredLeft): the
+// source pixel of each (kh, kw) run of a patch row, -1 for a padded one.
+//
+// Forward: row r = (n, oh, ow); run (kh, kw) is input pixel (n, ih, iw).
+struct ForwardRuns {
+  const Conv2DShape& s;
+  void operator()(int64_t r, int64_t* pixels) const {
     const int64_t n = r / (s.out_h * s.out_w), oh = (r / s.out_w) % s.out_h, ow = r % s.out_w;
-    float* dst = patches + (r - r0) * kcols;
-    const int64_t iw0 = ow * s.stride_w - s.pad_left;
-    // One group, no dilation, the whole filter row inside the image: the
-    // filter row's KW * C inputs are contiguous in NHWC.
-    const bool contiguous_row = cg == s.in_c && s.dilation_w == 1 && iw0 >= 0 && iw0 + s.filter_w <= s.in_w;
     for (int64_t kh = 0; kh < s.filter_h; ++kh) {
       const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
-      if (ih < 0 || ih >= s.in_h) {
-        zero_run(s.filter_w * cg, dst);
-        dst += s.filter_w * cg;
-        continue;
-      }
-      const float* x_row = x + (n * s.in_h + ih) * s.in_w * s.in_c + g * cg;
-      if (contiguous_row) {
-        copy_run(x_row + iw0 * s.in_c, s.filter_w * cg, dst);
-        dst += s.filter_w * cg;
-        continue;
-      }
-      for (int64_t kw = 0; kw < s.filter_w; ++kw, dst += cg) {
-        const int64_t iw = iw0 + kw * s.dilation_w;
-        if (iw < 0 || iw >= s.in_w) zero_run(cg, dst);
-        else copy_run(x_row + iw * s.in_c, cg, dst);
+      const bool row_ok = ih >= 0 && ih < s.in_h;
+      for (int64_t kw = 0; kw < s.filter_w; ++kw) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dilation_w;
+        *pixels++ = row_ok && iw >= 0 && iw < s.in_w ? (n * s.in_h + ih) * s.in_w + iw : -1;
       }
     }
   }
-}
+};
 
-// Input-gradient patch: row r = (n, ih, iw), columns (kh, kw, o) for o in group g.
-void input_grad_patches(const Conv2DShape& s, const float* dy, int64_t g, int64_t r0, int64_t r1,
-                        float* patches) {
-  const int64_t og = s.out_c_per_group(), kcols = s.filter_h * s.filter_w * og;
-  for (int64_t r = r0; r < r1; ++r) {
+// Input gradient: row r = (n, ih, iw); run (kh, kw) is output pixel
+// (n, oh, ow) where the stride divides exactly (conv.h).
+struct InputGradRuns {
+  const Conv2DShape& s;
+  void operator()(int64_t r, int64_t* pixels) const {
     const int64_t n = r / (s.in_h * s.in_w), ih = (r / s.in_w) % s.in_h, iw = r % s.in_w;
-    float* dst = patches + (r - r0) * kcols;
     for (int64_t kh = 0; kh < s.filter_h; ++kh) {
       const int64_t th = ih + s.pad_top - kh * s.dilation_h;
       const int64_t oh = th / s.stride_h;
       const bool row_ok = th >= 0 && th % s.stride_h == 0 && oh < s.out_h;
-      for (int64_t kw = 0; kw < s.filter_w; ++kw, dst += og) {
+      for (int64_t kw = 0; kw < s.filter_w; ++kw) {
         const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
         const int64_t ow = tw / s.stride_w;
-        if (!row_ok || tw < 0 || tw % s.stride_w != 0 || ow >= s.out_w) {
-          zero_run(og, dst);
-        } else {
-          const float* src = dy + ((n * s.out_h + oh) * s.out_w + ow) * s.out_c + g * og;
-          copy_run(src, og, dst);
-        }
+        *pixels++ = row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w ? (n * s.out_h + oh) * s.out_w + ow : -1;
       }
+    }
+  }
+};
+
+// Rows [r0, r1) of a gathered patch matrix, materialized row-major.
+void gather_rows(const GatheredLeft& left, int64_t r0, int64_t r1, float* dst) {
+  std::vector<int64_t> pixels(static_cast<size_t>(left.runs));
+  for (int64_t r = r0; r < r1; ++r) {
+    left.run_rows(r, pixels.data());
+    for (int64_t t = 0; t < left.runs; ++t, dst += left.run_len) {
+      if (pixels[t] < 0) zero_run(left.run_len, dst);
+      else copy_run(left.source.data + pixels[t] * left.source.row_stride, left.run_len, dst);
     }
   }
 }
@@ -114,22 +106,31 @@ void build_patches(bool column_major, int64_t r0, int64_t r1, int64_t kcols, flo
   });
 }
 
-// out (rows x n, leading dimension ldc) = P . B for a patch matrix P with
-// kcols columns, built chunk by chunk through build_rows (see build_patches)
-// in the layout the GEMM prefers for this shape.  `patches` holds one chunk.
-template <class BuildRows>
-void patch_gemm(const Table& table, int64_t rows, int64_t n, int64_t kcols, const MatrixView& b, float* out,
-                int64_t ldc, std::vector<float>& patches, const ParallelFor& parallel, const BuildRows& build_rows) {
+// out (rows x n, leading dimension ldc) = P . B for the gathered patch matrix
+// P: straight from the source where the GEMM can (gemm_cpu_gathered), else
+// materialized chunk by chunk in the layout the GEMM prefers for this shape.
+void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int64_t n, const MatrixView& b,
+                float* out, int64_t ldc, const ParallelFor& parallel) {
+  const int64_t kcols = left.runs * left.run_len;
+  if (gemm_cpu_gathered(table, GemmShape{rows, n, kcols}, left, b, out, ldc, parallel)) return;
   const int64_t chunk = rows_per_chunk(kcols);
-  patches.resize(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t r1 = std::min(rows, r0 + chunk);
     const GemmShape shape{r1 - r0, n, kcols};
     const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
-    build_patches(column_major, r0, r1, kcols, patches.data(), parallel, build_rows);
+    build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
+                  [&](int64_t b0, int64_t e0, float* dst) { gather_rows(left, b0, e0, dst); });
     const MatrixView a = column_major ? MatrixView{patches.data(), 1, r1 - r0} : MatrixView{patches.data(), kcols, 1};
     gemm_cpu(table, shape, a, b, out + r0 * ldc, ldc, parallel);
   }
+}
+
+// The forward patch matrix of group g: runs of Cg channels of x.
+GatheredLeft forward_left(const Conv2DShape& s, const float* x, int64_t g) {
+  const int64_t cg = s.in_c_per_group();
+  return GatheredLeft{MatrixView{x + g * cg, s.in_c, 1}, s.batch * s.in_h * s.in_w, cg, s.filter_h * s.filter_w,
+                      ForwardRuns{s}};
 }
 
 }  // namespace
@@ -160,12 +161,10 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
     std::fill(y, y + rows * s.out_c, 0.0f);
     return;
   }
-  std::vector<float> patches;
   for (int64_t g = 0; g < s.groups; ++g) {
     // B(k, o) = w[k * O + g * og + o], k = (kh, kw, c).
     const MatrixView wb{w + g * og, s.out_c, 1};
-    patch_gemm(table, rows, og, kcols, wb, y + g * og, s.out_c, patches, parallel,
-               [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
+    patch_gemm(table, forward_left(s, x, g), rows, og, wb, y + g * og, s.out_c, parallel);
   }
 }
 
@@ -179,7 +178,6 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
     std::fill(dx, dx + rows * s.in_c, 0.0f);
     return;
   }
-  std::vector<float> patches;
   std::vector<float> wt(static_cast<size_t>(kcols * cg));
   for (int64_t g = 0; g < s.groups; ++g) {
     // B((kh, kw, o), c) = w[kh, kw, c, g * og + o].
@@ -187,8 +185,9 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
       for (int64_t o = 0; o < og; ++o)
         for (int64_t c = 0; c < cg; ++c) wt[(t * og + o) * cg + c] = w[(t * cg + c) * s.out_c + g * og + o];
     const MatrixView wb{wt.data(), cg, 1};
-    patch_gemm(table, rows, cg, kcols, wb, dx + g * cg, s.in_c, patches, parallel,
-               [&](int64_t b, int64_t e, float* dst) { input_grad_patches(s, dy, g, b, e, dst); });
+    const GatheredLeft left{MatrixView{dy + g * og, s.out_c, 1}, s.batch * s.out_h * s.out_w, og, taps,
+                            InputGradRuns{s}};
+    patch_gemm(table, left, rows, cg, wb, dx + g * cg, s.in_c, parallel);
   }
 }
 
@@ -204,8 +203,9 @@ void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const floa
   for (int64_t g = 0; g < s.groups; ++g) {
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
+      const GatheredLeft left = forward_left(s, x, g);
       build_patches(false, r0, r1, kcols, patches.data(), parallel,
-                    [&](int64_t b, int64_t e, float* dst) { forward_patches(s, x, g, b, e, dst); });
+                    [&](int64_t b, int64_t e, float* dst) { gather_rows(left, b, e, dst); });
       // A((kh, kw, c), r) = patches[r, (kh, kw, c)]: the transposed patch matrix.
       const MatrixView pa{patches.data(), 1, kcols};
       const MatrixView dyb{dy + r0 * s.out_c + g * og, s.out_c, 1};

@@ -2,8 +2,12 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <vector>
 
+#include "amsim/cpu/aligned_buffer.h"
+#include "amsim/cpu/packed_operands.h"
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_generic.h"
@@ -125,6 +129,49 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
     for (int64_t i = i0; i < i1; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
   });
+}
+
+bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
+                       float* c, int64_t ldc, const ParallelFor& parallel) {
+  const cpu::BlockedPath* path = blocked_path(table.mantissa_bits);
+  if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
+  if (gemm_cpu_prefers_column_major_a(table, shape)) return false;
+  for (int64_t kk = 0; kk < shape.k; ++kk)
+    for (int64_t j = 0; j < shape.n; ++j)
+      if (rounds_to_infinity(b.at(kk, j), table.mantissa_bits, table.rounding)) return false;
+
+  // Every source value decoded once; a special one sends the caller back to
+  // the materialized path, whose kernels take such products from am_multiply().
+  const int64_t len = a.run_len;
+  cpu::AlignedBuffer<cpu::LeftRef> packed(a.source_rows * len);
+  cpu::AlignedBuffer<uint8_t> source_special(a.source_rows);
+  const std::vector<uint8_t> no_infinite_b(static_cast<size_t>(len), 0);
+  std::atomic<bool> any_special{false};
+  parallel(a.source_rows, len * 4, [&](int64_t r0, int64_t r1) {
+    cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, no_infinite_b.data(), packed.data() + r0 * len,
+                       source_special.data() + r0);
+    for (int64_t r = r0; r < r1; ++r)
+      if (source_special.data()[r]) any_special = true;
+  });
+  if (any_special) return false;
+  const float zero = 0.0f;
+  const uint8_t no_inf = 0;
+  cpu::LeftRef zero_ref;
+  uint8_t zero_special;
+  cpu::pack_a_avx512(path->layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, &no_inf, &zero_ref, &zero_special);
+
+  const cpu::LeftRowPacker rows = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
+    std::vector<int64_t> run_rows(static_cast<size_t>(a.runs));
+    for (int64_t i = i0; i < i1; ++i) {
+      a.run_rows(i, run_rows.data());
+      for (int64_t t = 0; t < a.runs; ++t, out += len) {
+        if (run_rows[t] < 0) std::fill(out, out + len, zero_ref);
+        else std::memcpy(out, packed.data() + run_rows[t] * len, sizeof(cpu::LeftRef) * len);
+      }
+    }
+  };
+  cpu::gemm_blocked(*path, table, shape, MatrixView{}, b, c, ldc, parallel, /*accumulate=*/false, &rows);
+  return true;
 }
 
 void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,

@@ -44,7 +44,8 @@ void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, in
 }
 
 void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape, const MatrixView& a,
-                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate,
+                  const LeftRowPacker* left_rows) {
   const int64_t m = shape.m, n = shape.n, k = shape.k;
   if (m == 0 || n == 0) return;
   if (k == 0) {
@@ -102,7 +103,13 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
       const int64_t i0 = (t / groups) * block_rows, i1 = std::min(m, i0 + block_rows);
       const int64_t s0 = (t % groups) * strips_per_task, s1 = std::min(strips, s0 + strips_per_task);
       if (task_plan.a_row0 != i0) {
-        pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(), row_has_special.data());
+        if (left_rows != nullptr) {
+          (*left_rows)(i0, i1, packed_a.data());
+          std::fill(row_has_special.data(), row_has_special.data() + (i1 - i0), uint8_t{0});
+        } else {
+          pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(),
+                        row_has_special.data());
+        }
         task_plan.a_row0 = i0;
       }
       if (!accumulate) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "amsim/gemm.h"
 
@@ -85,10 +86,17 @@ struct BlockedPath {
   int64_t block_k;     // K per packed B panel (sized for L2)
 };
 
+// A left operand that arrives packed: fills out[(i - i0) * k + kk] for rows
+// [i0, i1) with LeftRefs of `layout`, none of them special (a conv copies
+// them from its input, packed once per pixel instead of once per patch).
+using LeftRowPacker = std::function<void(int64_t i0, int64_t i1, LeftRef* out)>;
+
 // The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
+// With left_rows, A's rows come from it (a is not read) and no row of B may
+// round to infinity (a zero left operand would be special against it).
 void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape,
                   const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
-                  const ParallelFor& parallel, bool accumulate);
+                  const ParallelFor& parallel, bool accumulate, const LeftRowPacker* left_rows = nullptr);
 
 // out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
 // called by the kernels for special left operands).
