@@ -141,6 +141,24 @@ def test_matmul_specials(cpu_path, m_bits):
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
+@pytest.mark.parametrize("m_bits", [5, 7, 9])
+def test_matmul_short_a_streams_b(cpu_path, m_bits):
+    """A with at most one row block (and a narrow C, which runs transposed) packs B per task
+    and per K block: several K blocks and strips, a B row that rounds to infinity in one
+    strip of one K block against zeros of A, specials in later K blocks."""
+    rng = np.random.default_rng(30 + m_bits)
+    mult = multiplier(m_bits, "nearest", "random")
+    for m, k, n in [(5, 600, 300), (64, 530, 130), (3, 700, 64), (2000, 520, 6), (40, 300, 1)]:
+        a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
+        b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
+        a[:, 400 % k] = 0.0
+        a[0, -1] = -0.0
+        b[400 % k, n - 1] = np.float32(3.4028235e38)  # rounds to inf (nearest): zeros against it stay zeros
+        b[k - 3, 0] = np.inf
+        a[m - 1, k - 2] = np.nan
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
 def test_matmul_overflow_and_underflow_in_sums():
     """Products that overflow to inf, sums that cancel to NaN, partial sums that underflow."""
     mult = multiplier(7, "truncate")

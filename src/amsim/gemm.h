@@ -36,11 +36,9 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc,
               const ParallelFor& parallel = serial_for, bool accumulate = false);
 
-// True when gemm_cpu() runs this shape fastest with A stored column-major
-// (row_stride 1): a narrow C is then computed as its transpose, which reads A
-// down its columns.  For callers that lay out A themselves (conv patches); the
-// bits do not depend on the layout.
-bool gemm_cpu_prefers_column_major_a(const Table& table, const GemmShape& shape);
+// True when gemm_cpu() computes this shape as its transpose: a narrow C (few
+// columns) leaves most SIMD lanes idle, C^T has the long side across them.
+bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape);
 
 // A left operand gathered from runs of a source matrix (an implicit im2col
 // patch matrix): row i of A is `runs` runs of `run_len` values, run t being

@@ -14,8 +14,10 @@
 namespace amsim {
 
 namespace {
-// Patch-matrix chunks hold at most this many floats (32 MiB).
-constexpr int64_t kMaxPatchFloats = int64_t{1} << 23;
+// Patch-matrix chunks hold at most this many floats (4 MiB): a chunk stays in
+// cache while the GEMM packs it (32 MiB chunks made LeNet-5's input gradients
+// 3-4x slower).
+constexpr int64_t kMaxPatchFloats = int64_t{1} << 20;
 
 int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len)); }
 
@@ -80,35 +82,16 @@ void gather_rows(const GatheredLeft& left, int64_t r0, int64_t r1, float* dst) {
   }
 }
 
-// Rows are built this many at a time before a column-major layout transposes them.
-constexpr int64_t kTransposeRows = 16;
-
-// Fills rows [r0, r1) of a patch matrix with kcols columns through
-// build_rows(begin, end, dst) (row-major rows into dst), either row-major
-// (out[(r - r0) * kcols + k]) or column-major (out[k * (r1 - r0) + r - r0]).
-template <class BuildRows>
-void build_patches(bool column_major, int64_t r0, int64_t r1, int64_t kcols, float* out,
-                   const ParallelFor& parallel, const BuildRows& build_rows) {
-  const int64_t rows = r1 - r0;
-  if (!column_major) {
-    parallel(rows, kcols, [&](int64_t b, int64_t e) { build_rows(r0 + b, r0 + e, out + b * kcols); });
-    return;
-  }
-  const int64_t blocks = (rows + kTransposeRows - 1) / kTransposeRows;
-  parallel(blocks, kTransposeRows * kcols * 2, [&](int64_t b0, int64_t b1) {
-    std::vector<float> block(static_cast<size_t>(kTransposeRows * kcols));
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t rb = blk * kTransposeRows, re = std::min(rows, rb + kTransposeRows);
-      build_rows(r0 + rb, r0 + re, block.data());
-      for (int64_t k = 0; k < kcols; ++k)
-        for (int64_t r = rb; r < re; ++r) out[k * rows + r] = block[(r - rb) * kcols + k];
-    }
-  });
+// Rows [r0, r1) of a gathered patch matrix into out (row-major), in parallel.
+void build_patches(const GatheredLeft& left, int64_t r0, int64_t r1, float* out, const ParallelFor& parallel) {
+  const int64_t kcols = left.runs * left.run_len;
+  parallel(r1 - r0, kcols, [&](int64_t b, int64_t e) { gather_rows(left, r0 + b, r0 + e, out + b * kcols); });
 }
 
 // out (rows x n, leading dimension ldc) = P . B for the gathered patch matrix
 // P: straight from the source where the GEMM can (gemm_cpu_gathered), else
-// materialized chunk by chunk in the layout the GEMM prefers for this shape.
+// materialized in chunks small enough to stay in cache while the GEMM reads
+// them (a narrow C reads its chunk down the columns, gemm_cpu's transposed form).
 void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int64_t n, const MatrixView& b,
                 float* out, int64_t ldc, const ParallelFor& parallel) {
   const int64_t kcols = left.runs * left.run_len;
@@ -117,12 +100,9 @@ void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int6
   std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t r1 = std::min(rows, r0 + chunk);
-    const GemmShape shape{r1 - r0, n, kcols};
-    const bool column_major = gemm_cpu_prefers_column_major_a(table, shape);
-    build_patches(column_major, r0, r1, kcols, patches.data(), parallel,
-                  [&](int64_t b0, int64_t e0, float* dst) { gather_rows(left, b0, e0, dst); });
-    const MatrixView a = column_major ? MatrixView{patches.data(), 1, r1 - r0} : MatrixView{patches.data(), kcols, 1};
-    gemm_cpu(table, shape, a, b, out + r0 * ldc, ldc, parallel);
+    build_patches(left, r0, r1, patches.data(), parallel);
+    gemm_cpu(table, GemmShape{r1 - r0, n, kcols}, MatrixView{patches.data(), kcols, 1}, b, out + r0 * ldc, ldc,
+             parallel);
   }
 }
 
@@ -203,9 +183,7 @@ void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const floa
   for (int64_t g = 0; g < s.groups; ++g) {
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-      const GatheredLeft left = forward_left(s, x, g);
-      build_patches(false, r0, r1, kcols, patches.data(), parallel,
-                    [&](int64_t b, int64_t e, float* dst) { gather_rows(left, b, e, dst); });
+      build_patches(forward_left(s, x, g), r0, r1, patches.data(), parallel);
       // A((kh, kw, c), r) = patches[r, (kh, kw, c)]: the transposed patch matrix.
       const MatrixView pa{patches.data(), 1, kcols};
       const MatrixView dyb{dy + r0 * s.out_c + g * og, s.out_c, 1};

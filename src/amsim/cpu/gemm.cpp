@@ -62,19 +62,11 @@ double lane_use(int64_t columns) {
 // the long side across the lanes.  The AMSim product is symmetric but for the
 // table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
 // still sums its products for k ascending: the same bits either way.
-// The transposed GEMM packs all of op(A)^T as its right operand before it
-// starts (about twice A's bytes): beyond a few MiB that memory traffic costs
-// more than the idle lanes it saves (measured: 18432 x 6 x 400 is 2x slower
-// transposed, 73728 x 6 x 25 2x faster).  Packing reads A down its columns,
-// cheap when A is stored column-major (a filter gradient's patch matrix) or
-// when its rows are short enough to stay in cache.
-constexpr int64_t kMaxTransposedPackFloats = int64_t{1} << 21;
-constexpr int64_t kMaxStridedPackK = 256;
-
-bool prefer_transposed(const Table& table, const GemmShape& shape, const MatrixView& a) {
+// The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
+// operand) strip by strip inside its tasks (gemm_blocked's streamed B).
+bool prefer_transposed(const Table& table, const GemmShape& shape) {
   return table.mantissa_bits <= kMaxTransposedTableBits && shape.n < kStripColumns &&
-         lane_use(shape.m) >= 2.0 * lane_use(shape.n) && shape.m * shape.k <= kMaxTransposedPackFloats &&
-         (a.row_stride == 1 || shape.k <= kMaxStridedPackK);
+         lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
 std::vector<uint16_t> transposed_entries(const Table& table) {
@@ -95,8 +87,8 @@ void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView&
 
 }  // namespace
 
-bool gemm_cpu_prefers_column_major_a(const Table& table, const GemmShape& shape) {
-  return blocked_path(table.mantissa_bits) != nullptr && prefer_transposed(table, shape, MatrixView{nullptr, 1, shape.m});
+bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
+  return blocked_path(table.mantissa_bits) != nullptr && prefer_transposed(table, shape);
 }
 
 const char* gemm_cpu_path(int mantissa_bits) {
@@ -110,7 +102,7 @@ const char* gemm_cpu_path(int mantissa_bits) {
 void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
-  if (!prefer_transposed(table, shape, a) || blocked_path(table.mantissa_bits) == nullptr) {
+  if (!gemm_cpu_runs_transposed(table, shape)) {
     gemm_dispatch(table, shape, a, b, c, ldc, parallel, accumulate);
     return;
   }
@@ -135,7 +127,7 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
                        float* c, int64_t ldc, const ParallelFor& parallel) {
   const cpu::BlockedPath* path = blocked_path(table.mantissa_bits);
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
-  if (gemm_cpu_prefers_column_major_a(table, shape)) return false;
+  if (gemm_cpu_runs_transposed(table, shape)) return false;
   for (int64_t kk = 0; kk < shape.k; ++kk)
     for (int64_t j = 0; j < shape.n; ++j)
       if (rounds_to_infinity(b.at(kk, j), table.mantissa_bits, table.rounding)) return false;
@@ -148,7 +140,7 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
   const std::vector<uint8_t> no_infinite_b(static_cast<size_t>(len), 0);
   std::atomic<bool> any_special{false};
   parallel(a.source_rows, len * 4, [&](int64_t r0, int64_t r1) {
-    cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, no_infinite_b.data(), packed.data() + r0 * len,
+    cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, 0, len, no_infinite_b.data(), packed.data() + r0 * len,
                        source_special.data() + r0);
     for (int64_t r = r0; r < r1; ++r)
       if (source_special.data()[r]) any_special = true;
@@ -158,7 +150,7 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
   const uint8_t no_inf = 0;
   cpu::LeftRef zero_ref;
   uint8_t zero_special;
-  cpu::pack_a_avx512(path->layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, &no_inf, &zero_ref, &zero_special);
+  cpu::pack_a_avx512(path->layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, 0, 1, &no_inf, &zero_ref, &zero_special);
 
   const cpu::LeftRowPacker rows = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
     std::vector<int64_t> run_rows(static_cast<size_t>(a.runs));

@@ -47,7 +47,7 @@ void gather_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1
     const __m512i row = _mm512_set1_epi32(int(a.row << mbits));
     const __m512 scale_a = _mm512_castsi512_ps(_mm512_set1_epi32(int(a.scale)));
     for (int s = 0; s < Strips; ++s) {
-      const uint32_t* pb = p.packed_b + ((s0 + s) * p.k + kk) * p.words_per_k;
+      const uint32_t* pb = packed_b_at(p, s0 + s, kk);
       const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
       const uint32_t* ctrl = pb + 2 * kStripCols;
       for (int v = 0; v < kVectorsPerStrip; ++v) {

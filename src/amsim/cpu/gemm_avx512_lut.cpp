@@ -104,7 +104,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   Tile<Rows> tile;
   tile.load(c, p.ldc, masks);
   const typename Lookup::Constants consts;
-  const uint32_t* pb = p.packed_b + (strip * p.k + k0) * p.words_per_k;
+  const uint32_t* pb = packed_b_at(p, strip, k0);
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
   for (int64_t kk = k0; kk < k1; ++kk, pb += p.words_per_k) {
     const typename Lookup::Columns cols(pb);
@@ -175,7 +175,7 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
     const uint8_t* row_bytes = p.lut_rows + int64_t{a.row} * p.lut_row_bytes;
     const __m512i scale_a = _mm512_set1_epi32(int(a.scale));
     for (int s = 0; s < Strips; ++s) {
-      const uint32_t* pb = p.packed_b + ((s0 + s) * p.k + kk) * p.words_per_k;
+      const uint32_t* pb = packed_b_at(p, s0 + s, kk);
       const typename Lookup::Columns cols(pb);
       const typename Lookup::Row row(row_bytes, cols);
       const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);

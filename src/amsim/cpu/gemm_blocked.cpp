@@ -14,6 +14,8 @@ namespace {
 constexpr int64_t kMaxStripsPerTask = 4;
 // Enough tasks for the pool to balance (it runs them in a few chunks per thread).
 constexpr int64_t kMinTasks = 8;
+// A streamed B with this few rows of A is not worth packing twice.
+constexpr int64_t kStreamedMinRows = 4;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -54,16 +56,23 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
     return;
   }
   const int64_t strips = ceil_div(n, kStripCols), words = words_per_k(path.layout);
+  // A short A (m <= one row block: a transposed narrow GEMM, a small batch)
+  // reads each packed strip of B once: each task then packs its own strips,
+  // one K block at a time, into a buffer that stays in cache, instead of
+  // all of B up front.
+  const bool stream_b = m <= path.block_rows;
 
-  AlignedBuffer<uint32_t> packed_b(strips * k * words);
   const bool lut = path.layout != RightLayout::kGatherPairs;
   const int64_t row_bytes = lut_row_bytes(table.mantissa_bits);
   AlignedBuffer<uint8_t> lut_rows(lut ? row_bytes * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
-  AlignedBuffer<uint8_t> b_rounds_to_inf(k);
-  parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
-    pack_b_avx512(path.layout, table, b, k, n, k0, k1, packed_b.data(), b_rounds_to_inf.data());
-  });
   if (lut) split_rows_avx512(table, lut_rows.data());
+  AlignedBuffer<uint32_t> packed_b(stream_b ? 0 : strips * k * words);
+  AlignedBuffer<uint8_t> b_rounds_to_inf(stream_b ? 0 : k);
+  if (!stream_b) {
+    parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
+      pack_b_avx512(path.layout, table, b, n, k0, k1, 0, strips, packed_b.data(), 0, k, b_rounds_to_inf.data());
+    });
+  }
 
   GemmPlan plan;
   plan.table = &table;
@@ -73,6 +82,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.n = n;
   plan.k = k;
   plan.packed_b = packed_b.data();
+  plan.b_k_count = k;
   plan.words_per_k = words;
   plan.scales_offset = scales_offset(path.layout);
   plan.lut_rows = lut_rows.data();
@@ -81,12 +91,16 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.ldc = ldc;
 
   // Tasks: row blocks x groups of strips, smaller when C is small so both
-  // cores get work.
+  // cores get work.  A streamed B is packed once per row block, so its rows
+  // are split (in two) only when there is a single group of strips.
   int64_t strips_per_task = std::clamp<int64_t>(ceil_div(strips * ceil_div(m, path.block_rows), kMinTasks), 1,
                                                 kMaxStripsPerTask);
   const int64_t groups = ceil_div(strips, strips_per_task);
   int64_t block_rows = path.block_rows;
-  while (block_rows > 4 && ceil_div(m, block_rows) * groups < kMinTasks) block_rows /= 2;
+  if (stream_b)
+    block_rows = groups > 1 || m <= kStreamedMinRows ? m : ceil_div(ceil_div(m, 2), 4) * 4;
+  else
+    while (block_rows > 4 && ceil_div(m, block_rows) * groups < kMinTasks) block_rows /= 2;
   const int64_t row_blocks = ceil_div(m, block_rows);
 
   // Each run of tasks packs the A rows of its row block when it reaches a new
@@ -95,29 +109,41 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
     FlushToZeroScope ftz;
     AlignedBuffer<LeftRef> packed_a(block_rows * k);
     AlignedBuffer<uint8_t> row_has_special(block_rows);
+    AlignedBuffer<uint32_t> task_b(stream_b ? strips_per_task * path.block_k * words : 0);
+    AlignedBuffer<uint8_t> task_b_rounds_to_inf(stream_b ? k : 0);
     GemmPlan task_plan = plan;
     task_plan.packed_a = packed_a.data();
     task_plan.row_has_special = row_has_special.data();
     task_plan.a_row0 = -1;
+    const auto pack_a_rows = [&](int64_t i0, int64_t i1, int64_t k0, int64_t k1, const uint8_t* rounds_to_inf) {
+      if (left_rows != nullptr) {
+        if (k0 == 0) (*left_rows)(i0, i1, packed_a.data());
+        std::fill(row_has_special.data(), row_has_special.data() + (i1 - i0), uint8_t{0});
+      } else {
+        pack_a_avx512(path.layout, table, a, k, i0, i1, k0, k1, rounds_to_inf, packed_a.data(), row_has_special.data());
+      }
+      task_plan.a_row0 = i0;
+    };
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = (t / groups) * block_rows, i1 = std::min(m, i0 + block_rows);
       const int64_t s0 = (t % groups) * strips_per_task, s1 = std::min(strips, s0 + strips_per_task);
-      if (task_plan.a_row0 != i0) {
-        if (left_rows != nullptr) {
-          (*left_rows)(i0, i1, packed_a.data());
-          std::fill(row_has_special.data(), row_has_special.data() + (i1 - i0), uint8_t{0});
-        } else {
-          pack_a_avx512(path.layout, table, a, k, i0, i1, b_rounds_to_inf.data(), packed_a.data(),
-                        row_has_special.data());
-        }
-        task_plan.a_row0 = i0;
-      }
       if (!accumulate) {
         const int64_t j0 = s0 * kStripCols, j1 = std::min(n, s1 * kStripCols);
         for (int64_t i = i0; i < i1; ++i) std::fill(c + i * ldc + j0, c + i * ldc + j1, 0.0f);
       }
+      if (!stream_b && task_plan.a_row0 != i0) pack_a_rows(i0, i1, 0, k, b_rounds_to_inf.data());
       for (int64_t k0 = 0; k0 < k; k0 += path.block_k) {
         const int64_t k1 = std::min(k, k0 + path.block_k);
+        if (stream_b) {
+          // Which zeros of A are special depends on these columns of B only.
+          pack_b_avx512(path.layout, table, b, n, k0, k1, s0, s1, task_b.data(), k0, k1 - k0,
+                        task_b_rounds_to_inf.data());
+          task_plan.packed_b = task_b.data();
+          task_plan.b_strip0 = s0;
+          task_plan.b_k0 = k0;
+          task_plan.b_k_count = k1 - k0;
+          pack_a_rows(i0, i1, k0, k1, task_b_rounds_to_inf.data());
+        }
         path.kernel(task_plan, i0, i1, s0, s1, k0, k1);
       }
     }

@@ -65,7 +65,9 @@ struct GemmPlan {
   const LeftRef* packed_a = nullptr;         // [rows][k], row 0 = row a_row0 of A
   const uint8_t* row_has_special = nullptr;  // [rows]: any A[i, k] special
   int64_t a_row0 = 0;                        // A is packed one row block at a time
-  const uint32_t* packed_b = nullptr;        // [strip][k][words_per_k]
+  const uint32_t* packed_b = nullptr;        // [strip - b_strip0][kk - b_k0][words_per_k]
+  int64_t b_strip0 = 0, b_k0 = 0;            // the part of B packed (all of it, or one
+  int64_t b_k_count = 0;                     //   task's strips of one K block)
   int64_t words_per_k = 0;
   int64_t scales_offset = 0;                 // of the scale floats within a (strip, k)
   const uint8_t* lut_rows = nullptr;         // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
@@ -73,6 +75,12 @@ struct GemmPlan {
   float* c = nullptr;
   int64_t ldc = 0;
 };
+
+// The packed right operand of (strip, kk).  `static`: each ISA's translation
+// unit keeps its own copy (see the top of this file).
+static inline const uint32_t* packed_b_at(const GemmPlan& p, int64_t strip, int64_t kk) {
+  return p.packed_b + ((strip - p.b_strip0) * p.b_k_count + (kk - p.b_k0)) * p.words_per_k;
+}
 
 // Adds to C rows [i0, i1) x strips [s0, s1) the products of k in [k0, k1),
 // k ascending per element.  Runs with flush-to-zero on.
@@ -103,14 +111,16 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
 void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out);
 
 // AVX-512 packing (pack_avx512.cpp), the rules of packed_operands.h 16 at a
-// time.  B rows [k0, k1) into the strips of `layout`, flagging the rows with
-// a finite value that rounds to infinity; A rows [i0, i1) into LeftRefs
+// time.  B rows [k0, k1) of strips [s0, s1) into the layout of `layout` at
+// out[((s - s0) * out_k_count + kk - out_k0) * words], setting
+// rounds_to_inf[kk] when those columns of row kk hold a finite value that
+// rounds to infinity.  A rows [i0, i1), columns [k0, k1) into LeftRefs
 // (out[(i - i0) * k + kk]), where a zero against such a row of B is special
-// too.
-void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
-                   int64_t k1, uint32_t* out, uint8_t* rounds_to_inf);
+// too; row_has_special[i - i0] tells whether any of those is.
+void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t n, int64_t k0, int64_t k1,
+                   int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf);
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
-                   const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
+                   int64_t k0, int64_t k1, const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
 
 // The table rows as the byte-permute kernels load them: row ia (and an
 // all-zero row 2^M, for zero left operands) holds the low bytes of its

@@ -15,10 +15,9 @@ namespace {
 
 }  // namespace
 
-void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t k, int64_t n, int64_t k0,
-                   int64_t k1, uint32_t* out, uint8_t* rounds_to_inf) {
+void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t n, int64_t k0, int64_t k1,
+                   int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf) {
   const int64_t words = words_per_k(layout), scale_at = scales_offset(layout);
-  const int64_t strips = (n + kStripCols - 1) / kStripCols;
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
   const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
@@ -26,14 +25,14 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   alignas(64) float column[kStripCols];
   for (int64_t kk = k0; kk < k1; ++kk) {
     __mmask16 any_to_inf = 0;
-    for (int64_t s = 0; s < strips; ++s) {
+    for (int64_t s = s0; s < s1; ++s) {
       const int64_t j0 = s * kStripCols, count = n - j0 < kStripCols ? n - j0 : kStripCols;
       const float* src = b.data + kk * b.row_stride + j0 * b.col_stride;
       if (b.col_stride != 1) {
         for (int64_t j = 0; j < count; ++j) column[j] = src[j * b.col_stride];
         src = column;
       }
-      uint32_t* base = out + (s * k + kk) * words;
+      uint32_t* base = out + ((s - s0) * out_k_count + kk - out_k0) * words;
       for (int v = 0; v < int(kStripCols / 16); ++v) {
         const int64_t left = count - 16 * v;
         const __mmask16 lanes = left <= 0 ? __mmask16(0) : tail_mask(left);
@@ -96,7 +95,7 @@ void split_rows_avx512(const Table& table, uint8_t* out) {
 }
 
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
-                   const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special) {
+                   int64_t k0, int64_t k1, const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special) {
   const __m512i zero = _mm512_setzero_si512(), exp_limit = _mm512_set1_epi32(254);
   // Interleave (row, scale) pairs into LeftRef order.
   const __m512i low_pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -107,11 +106,11 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
   alignas(64) float values[16];
   for (int64_t i = i0; i < i1; ++i) {
     __mmask16 any_special = 0;
-    for (int64_t kk = 0; kk < k; kk += 16) {
-      const __mmask16 lanes = tail_mask(k - kk);
+    for (int64_t kk = k0; kk < k1; kk += 16) {
+      const __mmask16 lanes = tail_mask(k1 - kk);
       const float* src = a.data + i * a.row_stride + kk * a.col_stride;
       if (a.col_stride != 1) {
-        for (int64_t j = 0; j < k - kk && j < 16; ++j) values[j] = src[j * a.col_stride];
+        for (int64_t j = 0; j < k1 - kk && j < 16; ++j) values[j] = src[j * a.col_stride];
         src = values;
       }
       const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src));
@@ -133,7 +132,7 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
       scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
       scale = _mm512_mask_mov_epi32(scale, special, zero);
       int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
-      const int64_t left = k - kk;
+      const int64_t left = k1 - kk;
       _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
       if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
     }
@@ -148,10 +147,10 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
 
 namespace amsim {
 namespace cpu {
-void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, uint32_t*,
-                   uint8_t*) {}
-void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, const uint8_t*, LeftRef*,
-                   uint8_t*) {}
+void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t*,
+                   int64_t, int64_t, uint8_t*) {}
+void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, int64_t,
+                   const uint8_t*, LeftRef*, uint8_t*) {}
 void split_rows_avx512(const Table&, uint8_t*) {}
 }  // namespace cpu
 }  // namespace amsim
