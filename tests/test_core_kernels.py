@@ -159,6 +159,33 @@ def test_matmul_short_a_streams_b(cpu_path, m_bits):
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
+@pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
+def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits):
+    """The kernels fuse multiply and add only when every product is a normal float. Just past
+    either edge of that range a fused kernel would give other bits: a product that overflows
+    to inf after a huge sum of the other sign, a product that flushes to zero after a tiny sum."""
+    mult = multiplier(m_bits, "truncate", "exact")
+    two = np.float32(2.0)
+    cases = [
+        # (a0, a1), (b0, b1), expected sum: a0*b0 + a1*b1, the second product out of range
+        ((-1.5 * two ** 126, 1.75 * two ** 126), (1.5, 3.5), np.inf),      # ea + eb = 381
+        ((two ** -62, two ** -63), (two ** -63, two ** -64), two ** -125),  # ea + eb = 127
+    ]
+    for (a0, a1), (b0, b1), expected in cases:
+        a = np.array([[a0, a1]] * 3, np.float32)
+        b = np.tile(np.array([[b0], [b1]], np.float32), (1, 70))
+        c = core.matmul(a, b, mult)
+        assert_same_bits(c, ref_matmul(a, b, mult))
+        assert np.all(c == np.float32(expected))
+    # exponent sums on the edges of the fused range (128 and 380), random fractions
+    rng = np.random.default_rng(40 + m_bits)
+    for ea, eb in [(64, 64), (253, 127), (190, 190), (100, 28)]:
+        a = (rng.uniform(1, 2, (9, 300)) * np.exp2(ea - 127.0)).astype(np.float32)
+        b = (rng.uniform(1, 2, (300, 80)) * np.exp2(eb - 127.0)).astype(np.float32)
+        a[::2] *= -1
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
 def test_matmul_overflow_and_underflow_in_sums():
     """Products that overflow to inf, sums that cancel to NaN, partial sums that underflow."""
     mult = multiplier(7, "truncate")

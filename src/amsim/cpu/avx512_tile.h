@@ -19,6 +19,13 @@ namespace {
 
 constexpr int kVectorsPerStrip = int(kStripCols / 16);
 
+// acc + x * scale_b: two roundings, or one fused multiply-add where the plan
+// allows it (products_stay_normal: the same bits).
+template <bool Fused>
+__m512 accumulate(__m512 acc, __m512 x, __m512 scale_b) {
+  return Fused ? _mm512_fmadd_ps(x, scale_b, acc) : _mm512_add_ps(acc, _mm512_mul_ps(x, scale_b));
+}
+
 // Masks of the columns of the strip that exist in C (the last strip may be short).
 struct StripMasks {
   __mmask16 lanes[kVectorsPerStrip];

@@ -2,7 +2,7 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
-#include <atomic>
+#include <mutex>
 #include <cstring>
 #include <vector>
 
@@ -138,21 +138,28 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
   cpu::AlignedBuffer<cpu::LeftRef> packed(a.source_rows * len);
   cpu::AlignedBuffer<uint8_t> source_special(a.source_rows);
   const std::vector<uint8_t> no_infinite_b(static_cast<size_t>(len), 0);
-  std::atomic<bool> any_special{false};
+  bool any_special = false;
+  cpu::LeftRowPacker rows;
+  std::mutex merge;
   parallel(a.source_rows, len * 4, [&](int64_t r0, int64_t r1) {
+    cpu::ExponentRange range;
     cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, 0, len, no_infinite_b.data(), packed.data() + r0 * len,
-                       source_special.data() + r0);
-    for (int64_t r = r0; r < r1; ++r)
-      if (source_special.data()[r]) any_special = true;
+                       source_special.data() + r0, &range);
+    const bool special = std::any_of(source_special.data() + r0, source_special.data() + r1, [](uint8_t s) { return s != 0; });
+    const std::lock_guard<std::mutex> lock(merge);
+    any_special |= special;
+    rows.range.merge(range);
   });
   if (any_special) return false;
   const float zero = 0.0f;
   const uint8_t no_inf = 0;
   cpu::LeftRef zero_ref;
   uint8_t zero_special;
-  cpu::pack_a_avx512(path->layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, 0, 1, &no_inf, &zero_ref, &zero_special);
+  cpu::ExponentRange zero_range;
+  cpu::pack_a_avx512(path->layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, 0, 1, &no_inf, &zero_ref, &zero_special,
+                     &zero_range);
 
-  const cpu::LeftRowPacker rows = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
+  rows.pack = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
     std::vector<int64_t> run_rows(static_cast<size_t>(a.runs));
     for (int64_t i = i0; i < i1; ++i) {
       a.run_rows(i, run_rows.data());

@@ -6,7 +6,9 @@
 //   x   = entry << 8                 (the entry's bytes in bytes 1 and 2)
 //   x  += sign(a) | ea << 23         (integer add: x is now the float t * scale_a
 //                                     of packed_operands.h, exactly)
-//   acc += x * scale_b               (flush-to-zero on)
+//   acc += x * scale_b               (flush-to-zero on; one fused multiply-add
+//                                     when the operands' exponents keep every
+//                                     product normal: products_stay_normal)
 // A zero a uses an all-zero table row and adds only its sign (x = +-0).
 // Two ways to get x, by table width:
 //   M <= 6 (kLutBytes): row = [low bytes | high bytes] in two zmm; index
@@ -96,7 +98,7 @@ struct ByteChunksLookup {
 };
 using PlanesLookup = ByteChunksLookup<1>;
 
-template <typename Lookup, int Rows, bool Specials>
+template <typename Lookup, int Rows, bool Specials, bool Fused>
 void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   const int64_t j0 = strip * kStripCols;
   const StripMasks masks(p.n, j0);
@@ -119,7 +121,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
       const __m512i scale_a = _mm512_set1_epi32(int(a.scale));
       for (int v = 0; v < kVectorsPerStrip; ++v) {
         const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-        tile.acc[r][v] = _mm512_add_ps(tile.acc[r][v], _mm512_mul_ps(t_scaled, _mm512_load_ps(scale_b + 16 * v)));
+        tile.acc[r][v] = accumulate<Fused>(tile.acc[r][v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
       }
     }
   }
@@ -131,9 +133,11 @@ void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int6
   bool specials = false;
   for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
   if (specials)
-    lut_tile<Lookup, Rows, true>(p, i, strip, k0, k1);
+    lut_tile<Lookup, Rows, true, false>(p, i, strip, k0, k1);
+  else if (p.fused_multiply_add)
+    lut_tile<Lookup, Rows, false, true>(p, i, strip, k0, k1);
   else
-    lut_tile<Lookup, Rows, false>(p, i, strip, k0, k1);
+    lut_tile<Lookup, Rows, false, false>(p, i, strip, k0, k1);
 }
 
 template <typename Lookup>
@@ -155,7 +159,7 @@ void lut_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t s1
 // columns instead of 64.
 constexpr int kMaxStrips = 4;
 
-template <typename Lookup, int Strips, bool Specials>
+template <typename Lookup, int Strips, bool Specials, bool Fused>
 void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t k1) {
   const StripMasks masks[kMaxStrips] = {StripMasks(p.n, (s0 + 0) * kStripCols), StripMasks(p.n, (s0 + 1) * kStripCols),
                                         StripMasks(p.n, (s0 + 2) * kStripCols), StripMasks(p.n, (s0 + 3) * kStripCols)};
@@ -181,7 +185,7 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
       for (int v = 0; v < kVectorsPerStrip; ++v) {
         const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-        tile.acc[s][v] = _mm512_add_ps(tile.acc[s][v], _mm512_mul_ps(t_scaled, _mm512_load_ps(scale_b + 16 * v)));
+        tile.acc[s][v] = accumulate<Fused>(tile.acc[s][v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
       }
     }
   }
@@ -194,9 +198,11 @@ template <typename Lookup, int Strips>
 void lut_wide_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t k0, int64_t k1) {
   for (int64_t i = i0; i < i1; ++i) {
     if (p.row_has_special[i - p.a_row0])
-      lut_wide_row<Lookup, Strips, true>(p, i, s0, k0, k1);
+      lut_wide_row<Lookup, Strips, true, false>(p, i, s0, k0, k1);
+    else if (p.fused_multiply_add)
+      lut_wide_row<Lookup, Strips, false, true>(p, i, s0, k0, k1);
     else
-      lut_wide_row<Lookup, Strips, false>(p, i, s0, k0, k1);
+      lut_wide_row<Lookup, Strips, false, false>(p, i, s0, k0, k1);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "amsim/cpu/gemm_blocked.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include "amsim/amsim.h"
 #include "amsim/cpu/aligned_buffer.h"
@@ -68,9 +69,14 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   if (lut) split_rows_avx512(table, lut_rows.data());
   AlignedBuffer<uint32_t> packed_b(stream_b ? 0 : strips * k * words);
   AlignedBuffer<uint8_t> b_rounds_to_inf(stream_b ? 0 : k);
+  ExponentRange b_range;
   if (!stream_b) {
+    std::mutex merge;
     parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
-      pack_b_avx512(path.layout, table, b, n, k0, k1, 0, strips, packed_b.data(), 0, k, b_rounds_to_inf.data());
+      ExponentRange range;
+      pack_b_avx512(path.layout, table, b, n, k0, k1, 0, strips, packed_b.data(), 0, k, b_rounds_to_inf.data(), &range);
+      const std::lock_guard<std::mutex> lock(merge);
+      b_range.merge(range);
     });
   }
 
@@ -115,14 +121,21 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
     task_plan.packed_a = packed_a.data();
     task_plan.row_has_special = row_has_special.data();
     task_plan.a_row0 = -1;
-    const auto pack_a_rows = [&](int64_t i0, int64_t i1, int64_t k0, int64_t k1, const uint8_t* rounds_to_inf) {
+    // Packs A rows [i0, i1), columns [k0, k1); the products of the task's
+    // operands (B's range given) decide whether the kernel may fuse.
+    const auto pack_a_rows = [&](int64_t i0, int64_t i1, int64_t k0, int64_t k1, const uint8_t* rounds_to_inf,
+                                 const ExponentRange& task_b_range) {
+      ExponentRange a_range;
       if (left_rows != nullptr) {
-        if (k0 == 0) (*left_rows)(i0, i1, packed_a.data());
+        if (k0 == 0) left_rows->pack(i0, i1, packed_a.data());
         std::fill(row_has_special.data(), row_has_special.data() + (i1 - i0), uint8_t{0});
+        a_range = left_rows->range;
       } else {
-        pack_a_avx512(path.layout, table, a, k, i0, i1, k0, k1, rounds_to_inf, packed_a.data(), row_has_special.data());
+        pack_a_avx512(path.layout, table, a, k, i0, i1, k0, k1, rounds_to_inf, packed_a.data(), row_has_special.data(),
+                      &a_range);
       }
       task_plan.a_row0 = i0;
+      task_plan.fused_multiply_add = products_stay_normal(a_range, task_b_range);
     };
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = (t / groups) * block_rows, i1 = std::min(m, i0 + block_rows);
@@ -131,18 +144,19 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
         const int64_t j0 = s0 * kStripCols, j1 = std::min(n, s1 * kStripCols);
         for (int64_t i = i0; i < i1; ++i) std::fill(c + i * ldc + j0, c + i * ldc + j1, 0.0f);
       }
-      if (!stream_b && task_plan.a_row0 != i0) pack_a_rows(i0, i1, 0, k, b_rounds_to_inf.data());
+      if (!stream_b && task_plan.a_row0 != i0) pack_a_rows(i0, i1, 0, k, b_rounds_to_inf.data(), b_range);
       for (int64_t k0 = 0; k0 < k; k0 += path.block_k) {
         const int64_t k1 = std::min(k, k0 + path.block_k);
         if (stream_b) {
           // Which zeros of A are special depends on these columns of B only.
+          ExponentRange task_b_range;
           pack_b_avx512(path.layout, table, b, n, k0, k1, s0, s1, task_b.data(), k0, k1 - k0,
-                        task_b_rounds_to_inf.data());
+                        task_b_rounds_to_inf.data(), &task_b_range);
           task_plan.packed_b = task_b.data();
           task_plan.b_strip0 = s0;
           task_plan.b_k0 = k0;
           task_plan.b_k_count = k1 - k0;
-          pack_a_rows(i0, i1, k0, k1, task_b_rounds_to_inf.data());
+          pack_a_rows(i0, i1, k0, k1, task_b_rounds_to_inf.data(), task_b_range);
         }
         path.kernel(task_plan, i0, i1, s0, s1, k0, k1);
       }

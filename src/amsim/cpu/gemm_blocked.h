@@ -35,6 +35,27 @@ struct LeftRef {
   uint32_t scale;
 };
 
+// The reduced exponents of a packed operand's ordinary values (finite,
+// nonzero, neither special nor rounded to infinity): [min, max], empty while
+// min > max.
+struct ExponentRange {
+  uint32_t min = 255, max = 0;
+  void merge(const ExponentRange& other) {
+    if (other.min < min) min = other.min;
+    if (other.max > max) max = other.max;
+  }
+};
+
+// True when every product of ordinary values from these ranges is a normal
+// float (biased exponent ea + eb - 127 + carry within [1, 254]): then the
+// product is exact, and fma(x, scale_b, acc) == acc + x * scale_b bit for
+// bit, so the kernels may fuse the multiply and the add.  `static`: see the
+// top of this file.
+static inline bool products_stay_normal(const ExponentRange& a, const ExponentRange& b) {
+  if (a.min > a.max || b.min > b.max) return true;
+  return a.min + b.min >= 128 && a.max + b.max <= 380;
+}
+
 // How a path lays out the right operand of one (strip, k), each ending with
 // the kStripCols scale floats of packed_operands.h:
 //   kLutBytes (M <= 6):    kStripCols index dwords [0, ib, ib + 64, 0] (bytes
@@ -74,6 +95,7 @@ struct GemmPlan {
   int64_t lut_row_bytes = 0;
   float* c = nullptr;
   int64_t ldc = 0;
+  bool fused_multiply_add = false;           // products_stay_normal() for this task's operands
 };
 
 // The packed right operand of (strip, kk).  `static`: each ISA's translation
@@ -94,10 +116,14 @@ struct BlockedPath {
   int64_t block_k;     // K per packed B panel (sized for L2)
 };
 
-// A left operand that arrives packed: fills out[(i - i0) * k + kk] for rows
-// [i0, i1) with LeftRefs of `layout`, none of them special (a conv copies
-// them from its input, packed once per pixel instead of once per patch).
-using LeftRowPacker = std::function<void(int64_t i0, int64_t i1, LeftRef* out)>;
+// A left operand that arrives packed: pack fills out[(i - i0) * k + kk] for
+// rows [i0, i1) with LeftRefs of `layout`, none of them special (a conv
+// copies them from its input, packed once per pixel instead of once per
+// patch); range covers all of them.
+struct LeftRowPacker {
+  std::function<void(int64_t i0, int64_t i1, LeftRef* out)> pack;
+  ExponentRange range;
+};
 
 // The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
 // With left_rows, A's rows come from it (a is not read) and no row of B may
@@ -117,10 +143,13 @@ void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, in
 // rounds to infinity.  A rows [i0, i1), columns [k0, k1) into LeftRefs
 // (out[(i - i0) * k + kk]), where a zero against such a row of B is special
 // too; row_has_special[i - i0] tells whether any of those is.
+// Both widen *range by the exponents of the ordinary values they pack.
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t n, int64_t k0, int64_t k1,
-                   int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf);
+                   int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf,
+                   ExponentRange* range);
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
-                   int64_t k0, int64_t k1, const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special);
+                   int64_t k0, int64_t k1, const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special,
+                   ExponentRange* range);
 
 // The table rows as the byte-permute kernels load them: row ia (and an
 // all-zero row 2^M, for zero left operands) holds the low bytes of its
