@@ -13,6 +13,10 @@ namespace amsim {
 using RangeBody = std::function<void(int64_t begin, int64_t end)>;
 using ParallelFor = std::function<void(int64_t total, int64_t cost_per_unit, const RangeBody& body)>;
 
+// Below this many (items x cost per item) a range is not worth handing to
+// threads: the pools run it inline.
+constexpr int64_t kMinParallelCost = 20000;
+
 // Runs everything on the calling thread.
 inline void serial_for(int64_t total, int64_t /*cost_per_unit*/, const RangeBody& body) {
   if (total > 0) body(0, total);

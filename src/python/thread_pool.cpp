@@ -8,8 +8,6 @@ namespace approxtrain {
 
 namespace {
 thread_local bool tls_inside_pool = false;
-// Below this many estimated cycles a range runs on the caller alone.
-constexpr int64_t kMinParallelCost = 20000;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -62,7 +60,7 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(int64_t total, int64_t cost_per_unit, const amsim::RangeBody& body) {
   if (total <= 0) return;
-  if (workers_.empty() || tls_inside_pool || total == 1 || total * std::max<int64_t>(1, cost_per_unit) < kMinParallelCost) {
+  if (workers_.empty() || tls_inside_pool || total == 1 || total * std::max<int64_t>(1, cost_per_unit) < amsim::kMinParallelCost) {
     body(0, total);
     return;
   }
