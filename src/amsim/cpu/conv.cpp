@@ -70,14 +70,28 @@ struct InputGradRuns {
   }
 };
 
-// Rows [r0, r1) of a gathered patch matrix, materialized row-major.
+// Rows [r0, r1) of a gathered patch matrix, materialized row-major.  Runs
+// of neighbouring pixels (a filter row inside the image, with all channels
+// in one group) are copied in one go, as are runs of padding.
 void gather_rows(const GatheredLeft& left, int64_t r0, int64_t r1, float* dst) {
+  const int64_t len = left.run_len;
+  const bool dense_source = left.source.row_stride == len;
   std::vector<int64_t> pixels(static_cast<size_t>(left.runs));
   for (int64_t r = r0; r < r1; ++r) {
     left.run_rows(r, pixels.data());
-    for (int64_t t = 0; t < left.runs; ++t, dst += left.run_len) {
-      if (pixels[t] < 0) zero_run(left.run_len, dst);
-      else copy_run(left.source.data + pixels[t] * left.source.row_stride, left.run_len, dst);
+    for (int64_t t = 0; t < left.runs;) {
+      const int64_t first = pixels[t];
+      int64_t count = 1;
+      if (first < 0) {
+        while (t + count < left.runs && pixels[t + count] < 0) ++count;
+        zero_run(count * len, dst);
+      } else {
+        if (dense_source)
+          while (t + count < left.runs && pixels[t + count] == first + count) ++count;
+        copy_run(left.source.data + first * left.source.row_stride, count * len, dst);
+      }
+      t += count;
+      dst += count * len;
     }
   }
 }
