@@ -42,14 +42,15 @@ bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape);
 
 // A left operand gathered from runs of a source matrix (an implicit im2col
 // patch matrix): row i of A is `runs` runs of `run_len` values, run t being
-// row run_rows(i)[t] of `source` (source_rows x run_len), or run_len zeros
-// (+0) where that index is negative.
+// row rows[(i - i0) * runs + t] of `source` (source_rows x run_len) as
+// run_rows(i0, i1, rows) fills them for rows [i0, i1), or run_len zeros (+0)
+// where that index is negative.
 struct GatheredLeft {
   MatrixView source;
   int64_t source_rows = 0;
   int64_t run_len = 0;
   int64_t runs = 0;
-  std::function<void(int64_t i, int64_t* rows)> run_rows;  // fills rows[0..runs)
+  std::function<void(int64_t i0, int64_t i1, int64_t* rows)> run_rows;
 };
 
 // C = A . B for a gathered A (shape.k == runs * run_len) with the bits of

@@ -34,18 +34,29 @@ inline void zero_run(int64_t n, float* dst) {
 
 // The patch matrices as runs of one pixel's channels (GatheredLeft): the
 // source pixel of each (kh, kw) run of a patch row, -1 for a padded one.
+// Rows are walked in order, so the output position advances without a
+// division per row.
 //
 // Forward: row r = (n, oh, ow); run (kh, kw) is input pixel (n, ih, iw).
 struct ForwardRuns {
   const Conv2DShape& s;
-  void operator()(int64_t r, int64_t* pixels) const {
-    const int64_t n = r / (s.out_h * s.out_w), oh = (r / s.out_w) % s.out_h, ow = r % s.out_w;
-    for (int64_t kh = 0; kh < s.filter_h; ++kh) {
-      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
-      const bool row_ok = ih >= 0 && ih < s.in_h;
-      for (int64_t kw = 0; kw < s.filter_w; ++kw) {
-        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dilation_w;
-        *pixels++ = row_ok && iw >= 0 && iw < s.in_w ? (n * s.in_h + ih) * s.in_w + iw : -1;
+  void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
+    const int64_t q = r0 / s.out_w;
+    int64_t ow = r0 - q * s.out_w, oh = q % s.out_h, n = q / s.out_h;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+      for (int64_t kh = 0; kh < s.filter_h; ++kh) {
+        const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
+        const bool row_ok = ih >= 0 && ih < s.in_h;
+        const int64_t row_pixel = (n * s.in_h + ih) * s.in_w;
+        for (int64_t kw = 0; kw < s.filter_w; ++kw) {
+          const int64_t iw = iw0 + kw * s.dilation_w;
+          *pixels++ = row_ok && iw >= 0 && iw < s.in_w ? row_pixel + iw : -1;
+        }
+      }
+      if (++ow == s.out_w) {
+        ow = 0;
+        if (++oh == s.out_h) oh = 0, ++n;
       }
     }
   }
@@ -55,43 +66,57 @@ struct ForwardRuns {
 // (n, oh, ow) where the stride divides exactly (conv.h).
 struct InputGradRuns {
   const Conv2DShape& s;
-  void operator()(int64_t r, int64_t* pixels) const {
-    const int64_t n = r / (s.in_h * s.in_w), ih = (r / s.in_w) % s.in_h, iw = r % s.in_w;
-    for (int64_t kh = 0; kh < s.filter_h; ++kh) {
-      const int64_t th = ih + s.pad_top - kh * s.dilation_h;
-      const int64_t oh = th / s.stride_h;
-      const bool row_ok = th >= 0 && th % s.stride_h == 0 && oh < s.out_h;
-      for (int64_t kw = 0; kw < s.filter_w; ++kw) {
-        const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
-        const int64_t ow = tw / s.stride_w;
-        *pixels++ = row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w ? (n * s.out_h + oh) * s.out_w + ow : -1;
+  void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
+    const int64_t q = r0 / s.in_w;
+    int64_t iw = r0 - q * s.in_w, ih = q % s.in_h, n = q / s.in_h;
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t kh = 0; kh < s.filter_h; ++kh) {
+        const int64_t th = ih + s.pad_top - kh * s.dilation_h;
+        const int64_t oh = th / s.stride_h;
+        const bool row_ok = th >= 0 && th % s.stride_h == 0 && oh < s.out_h;
+        const int64_t row_pixel = (n * s.out_h + oh) * s.out_w;
+        for (int64_t kw = 0; kw < s.filter_w; ++kw) {
+          const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
+          const int64_t ow = tw / s.stride_w;
+          *pixels++ = row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w ? row_pixel + ow : -1;
+        }
+      }
+      if (++iw == s.in_w) {
+        iw = 0;
+        if (++ih == s.in_h) ih = 0, ++n;
       }
     }
   }
 };
 
+// Patch rows are described this many at a time.
+constexpr int64_t kRunRowsBlock = 64;
+
 // Rows [r0, r1) of a gathered patch matrix, materialized row-major.  Runs
 // of neighbouring pixels (a filter row inside the image, with all channels
 // in one group) are copied in one go, as are runs of padding.
 void gather_rows(const GatheredLeft& left, int64_t r0, int64_t r1, float* dst) {
-  const int64_t len = left.run_len;
+  const int64_t len = left.run_len, runs = left.runs;
   const bool dense_source = left.source.row_stride == len;
-  std::vector<int64_t> pixels(static_cast<size_t>(left.runs));
-  for (int64_t r = r0; r < r1; ++r) {
-    left.run_rows(r, pixels.data());
-    for (int64_t t = 0; t < left.runs;) {
-      const int64_t first = pixels[t];
-      int64_t count = 1;
-      if (first < 0) {
-        while (t + count < left.runs && pixels[t + count] < 0) ++count;
-        zero_run(count * len, dst);
-      } else {
-        if (dense_source)
-          while (t + count < left.runs && pixels[t + count] == first + count) ++count;
-        copy_run(left.source.data + first * left.source.row_stride, count * len, dst);
+  std::vector<int64_t> block(static_cast<size_t>(kRunRowsBlock * runs));
+  for (int64_t b0 = r0; b0 < r1; b0 += kRunRowsBlock) {
+    const int64_t b1 = std::min(r1, b0 + kRunRowsBlock);
+    left.run_rows(b0, b1, block.data());
+    for (const int64_t* pixels = block.data(); pixels < block.data() + (b1 - b0) * runs; pixels += runs) {
+      for (int64_t t = 0; t < runs;) {
+        const int64_t first = pixels[t];
+        int64_t count = 1;
+        if (first < 0) {
+          while (t + count < runs && pixels[t + count] < 0) ++count;
+          zero_run(count * len, dst);
+        } else {
+          if (dense_source)
+            while (t + count < runs && pixels[t + count] == first + count) ++count;
+          copy_run(left.source.data + first * left.source.row_stride, count * len, dst);
+        }
+        t += count;
+        dst += count * len;
       }
-      t += count;
-      dst += count * len;
     }
   }
 }

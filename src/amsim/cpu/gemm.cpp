@@ -160,13 +160,12 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
                      &zero_range);
 
   rows.pack = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
-    std::vector<int64_t> run_rows(static_cast<size_t>(a.runs));
-    for (int64_t i = i0; i < i1; ++i) {
-      a.run_rows(i, run_rows.data());
-      for (int64_t t = 0; t < a.runs; ++t, out += len) {
-        if (run_rows[t] < 0) std::fill(out, out + len, zero_ref);
-        else std::memcpy(out, packed.data() + run_rows[t] * len, sizeof(cpu::LeftRef) * len);
-      }
+    std::vector<int64_t> run_rows(static_cast<size_t>((i1 - i0) * a.runs));
+    a.run_rows(i0, i1, run_rows.data());
+    for (const int64_t row : run_rows) {
+      if (row < 0) std::fill(out, out + len, zero_ref);
+      else std::memcpy(out, packed.data() + row * len, sizeof(cpu::LeftRef) * len);
+      out += len;
     }
   };
   cpu::gemm_blocked(*path, table, shape, MatrixView{}, b, c, ldc, parallel, /*accumulate=*/false, &rows);
