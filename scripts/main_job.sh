@@ -4,7 +4,7 @@
 # runs/main/comparison.md and runs/main/summary.json (one run per multiplier in
 # runs/main/<multiplier>/). Re-running continues: finished runs are skipped.
 #
-# Sized to finish in about 15 minutes on 2 CPU cores: EPOCHS epochs on the first
+# About 7 minutes on 2 CPU cores (after setup): EPOCHS epochs on the first
 # SUBSET training images, evaluated on the full 10,000-image test set after every epoch.
 # Override with environment variables or extra arguments, e.g.
 #   EPOCHS=10 OUT=runs/long scripts/main_job.sh

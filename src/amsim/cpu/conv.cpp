@@ -34,17 +34,27 @@ inline void zero_run(int64_t n, float* dst) {
 
 // The patch matrices as runs of one pixel's channels (GatheredLeft): the
 // source pixel of each (kh, kw) run of a patch row, -1 for a padded one.
-// Rows are walked in order, so the output position advances without a
-// division per row.
-//
+// Rows are walked in order (PixelWalk), without divisions per row.
+
+// The pixel (n, y, x) of row r of an image batch of height h and width w.
+struct PixelWalk {
+  int64_t h, w, n, y, x;
+  PixelWalk(int64_t r, int64_t height, int64_t width)
+      : h(height), w(width), n(r / (height * width)), y((r / width) % height), x(r % width) {}
+  void next() {
+    if (++x == w) {
+      x = 0;
+      if (++y == h) y = 0, ++n;
+    }
+  }
+};
+
 // Forward: row r = (n, oh, ow); run (kh, kw) is input pixel (n, ih, iw).
 struct ForwardRuns {
   const Conv2DShape& s;
   void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
-    const int64_t q = r0 / s.out_w;
-    int64_t ow = r0 - q * s.out_w, oh = q % s.out_h, n = q / s.out_h;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+    for (PixelWalk out(r0, s.out_h, s.out_w); r0 < r1; ++r0, out.next()) {
+      const int64_t n = out.n, oh = out.y, iw0 = out.x * s.stride_w - s.pad_left;
       for (int64_t kh = 0; kh < s.filter_h; ++kh) {
         const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
         const bool row_ok = ih >= 0 && ih < s.in_h;
@@ -53,10 +63,6 @@ struct ForwardRuns {
           const int64_t iw = iw0 + kw * s.dilation_w;
           *pixels++ = row_ok && iw >= 0 && iw < s.in_w ? row_pixel + iw : -1;
         }
-      }
-      if (++ow == s.out_w) {
-        ow = 0;
-        if (++oh == s.out_h) oh = 0, ++n;
       }
     }
   }
@@ -67,9 +73,8 @@ struct ForwardRuns {
 struct InputGradRuns {
   const Conv2DShape& s;
   void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
-    const int64_t q = r0 / s.in_w;
-    int64_t iw = r0 - q * s.in_w, ih = q % s.in_h, n = q / s.in_h;
-    for (int64_t r = r0; r < r1; ++r) {
+    for (PixelWalk in(r0, s.in_h, s.in_w); r0 < r1; ++r0, in.next()) {
+      const int64_t n = in.n, ih = in.y, iw = in.x;
       for (int64_t kh = 0; kh < s.filter_h; ++kh) {
         const int64_t th = ih + s.pad_top - kh * s.dilation_h;
         const int64_t oh = th / s.stride_h;
@@ -80,10 +85,6 @@ struct InputGradRuns {
           const int64_t ow = tw / s.stride_w;
           *pixels++ = row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w ? row_pixel + ow : -1;
         }
-      }
-      if (++iw == s.in_w) {
-        iw = 0;
-        if (++ih == s.in_h) ih = 0, ++n;
       }
     }
   }

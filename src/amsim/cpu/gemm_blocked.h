@@ -1,13 +1,14 @@
-// The blocked CPU GEMM shared by the SIMD paths: B packed once per GEMM into
-// strips of 64 columns, A packed one row block at a time, C cut into tasks
-// (row blocks x groups of strips) for the ParallelFor, and a per-ISA block
-// kernel that does the arithmetic.
+// The blocked CPU GEMM shared by the SIMD paths: B packed into strips of 64
+// columns (once per GEMM, or per task and K block when A is short), A packed
+// one row block at a time, C cut into tasks (row blocks x groups of strips)
+// for the ParallelFor, and a per-ISA block kernel that does the arithmetic.
 //
 // The driver (gemm_blocked.cpp) is baseline x86-64 code; the block kernels
 // live in translation units compiled for newer ISAs.  Those units exchange
 // only plain structs and raw pointers with the driver, so no inline function
 // or template compiled with wider instructions can leak into baseline code
-// through the linker's choice among identical inline definitions.
+// through the linker's choice among identical inline definitions (the few
+// helpers defined here are `static`).
 #pragma once
 
 #include <cstdint>
