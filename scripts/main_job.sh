@@ -8,7 +8,7 @@
 # SUBSET training images, evaluated on the full 10,000-image test set after every epoch.
 # Override with environment variables or extra arguments, e.g.
 #   EPOCHS=10 OUT=runs/long scripts/main_job.sh
-#   SUBSET=20000 scripts/main_job.sh          # a 5-minute version
+#   SUBSET=20000 scripts/main_job.sh          # a shorter version
 #   scripts/main_job.sh --multipliers fp32,bf16,mbm5,mitchell5
 set -euo pipefail
 
