@@ -13,9 +13,19 @@ namespace amsim {
 using RangeBody = std::function<void(int64_t begin, int64_t end)>;
 using ParallelFor = std::function<void(int64_t total, int64_t cost_per_unit, const RangeBody& body)>;
 
+// How the pools (_core's and the TF kernels' adapter) split a range.
 // Below this many (items x cost per item) a range is not worth handing to
-// threads: the pools run it inline.
+// threads: it runs inline.
 constexpr int64_t kMinParallelCost = 20000;
+inline bool worth_threads(int64_t total, int64_t cost_per_unit) {
+  return total > 1 && total * (cost_per_unit > 1 ? cost_per_unit : 1) >= kMinParallelCost;
+}
+// Otherwise it runs in contiguous blocks, about 4 per thread: enough to
+// balance, and consecutive GEMM tasks (which share a packed row block of A)
+// stay on one thread.
+inline int64_t parallel_block_size(int64_t total, int64_t threads) {
+  return (total + 4 * threads - 1) / (4 * threads);
+}
 
 // Runs everything on the calling thread.
 inline void serial_for(int64_t total, int64_t /*cost_per_unit*/, const RangeBody& body) {

@@ -60,17 +60,16 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(int64_t total, int64_t cost_per_unit, const amsim::RangeBody& body) {
   if (total <= 0) return;
-  if (workers_.empty() || tls_inside_pool || total == 1 || total * std::max<int64_t>(1, cost_per_unit) < amsim::kMinParallelCost) {
+  if (workers_.empty() || tls_inside_pool || !amsim::worth_threads(total, cost_per_unit)) {
     body(0, total);
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mutex_);
-  const int64_t chunks = std::min<int64_t>(total, 4 * size());
   {
     std::lock_guard<std::mutex> lock(mutex_);
     body_ = &body;
     total_ = total;
-    chunk_ = (total + chunks - 1) / chunks;
+    chunk_ = amsim::parallel_block_size(total, size());
     next_ = 0;
     remaining_chunks_ = (total + chunk_ - 1) / chunk_;
     ++generation_;

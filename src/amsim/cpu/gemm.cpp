@@ -57,18 +57,6 @@ double lane_use(int64_t columns) {
   return strips == 0 ? 1.0 : double(columns) / double(strips * kStripColumns);
 }
 
-// A narrow C (a conv with few output channels, a filter gradient) leaves most
-// lanes idle; its transpose C^T = B^T (x)' A^T, with the table transposed, has
-// the long side across the lanes.  The AMSim product is symmetric but for the
-// table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
-// still sums its products for k ascending: the same bits either way.
-// The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
-// operand) strip by strip inside its tasks (gemm_blocked's streamed B).
-bool prefer_transposed(const Table& table, const GemmShape& shape) {
-  return table.mantissa_bits <= kMaxTransposedTableBits && shape.n < kStripColumns &&
-         lane_use(shape.m) >= 2.0 * lane_use(shape.n);
-}
-
 std::vector<uint16_t> transposed_entries(const Table& table) {
   const int64_t side = int64_t{1} << table.mantissa_bits;
   std::vector<uint16_t> t(static_cast<size_t>(side * side));
@@ -87,8 +75,16 @@ void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView&
 
 }  // namespace
 
+// A narrow C (a conv with few output channels, a filter gradient) leaves most
+// lanes idle; its transpose C^T = B^T (x)' A^T, with the table transposed, has
+// the long side across the lanes.  The AMSim product is symmetric but for the
+// table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
+// still sums its products for k ascending: the same bits either way.
+// The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
+// operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return blocked_path(table.mantissa_bits) != nullptr && prefer_transposed(table, shape);
+  return blocked_path(table.mantissa_bits) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
+         shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
 const char* gemm_cpu_path(int mantissa_bits) {

@@ -22,6 +22,8 @@
 // Compiled with -mavx512f -mavx512bw -mavx512vbmi; called only after a
 // run-time check (cpu_features.h).
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#include <type_traits>
+
 #include "amsim/cpu/avx512_tile.h"
 
 namespace amsim {
@@ -98,6 +100,30 @@ struct ByteChunksLookup {
 };
 using PlanesLookup = ByteChunksLookup<1>;
 
+// acc[v] += the 64 products of one left operand (its table row and scale)
+// and one (strip, k) of B (index columns and scales).
+template <typename Lookup, bool Fused>
+void add_strip_products(__m512 (&acc)[kVectorsPerStrip], const typename Lookup::Row& row,
+                        const typename Lookup::Columns& cols, const typename Lookup::Constants& consts,
+                        __m512i scale_a, const float* scale_b) {
+  for (int v = 0; v < kVectorsPerStrip; ++v) {
+    const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
+    acc[v] = accumulate<Fused>(acc[v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
+  }
+}
+
+// Calls run(specials, fused) with the flags as compile-time constants:
+// tiles with a special left operand never fuse (their kernel is the general one).
+template <typename Run>
+void with_kernel_variant(bool specials, bool fused, const Run& run) {
+  if (specials)
+    run(std::true_type{}, std::false_type{});
+  else if (fused)
+    run(std::false_type{}, std::true_type{});
+  else
+    run(std::false_type{}, std::false_type{});
+}
+
 template <typename Lookup, int Rows, bool Specials, bool Fused>
 void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   const int64_t j0 = strip * kStripCols;
@@ -118,11 +144,7 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
         continue;
       }
       const typename Lookup::Row row(p.lut_rows + int64_t{a.row} * p.lut_row_bytes, cols);
-      const __m512i scale_a = _mm512_set1_epi32(int(a.scale));
-      for (int v = 0; v < kVectorsPerStrip; ++v) {
-        const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-        tile.acc[r][v] = accumulate<Fused>(tile.acc[r][v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
-      }
+      add_strip_products<Lookup, Fused>(tile.acc[r], row, cols, consts, _mm512_set1_epi32(int(a.scale)), scale_b);
     }
   }
   tile.store(c, p.ldc, masks);
@@ -132,12 +154,9 @@ template <typename Lookup, int Rows>
 void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   bool specials = false;
   for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
-  if (specials)
-    lut_tile<Lookup, Rows, true, false>(p, i, strip, k0, k1);
-  else if (p.fused_multiply_add)
-    lut_tile<Lookup, Rows, false, true>(p, i, strip, k0, k1);
-  else
-    lut_tile<Lookup, Rows, false, false>(p, i, strip, k0, k1);
+  with_kernel_variant(specials, p.fused_multiply_add, [&](auto with_specials, auto fused) {
+    lut_tile<Lookup, Rows, decltype(with_specials)::value, decltype(fused)::value>(p, i, strip, k0, k1);
+  });
 }
 
 template <typename Lookup>
@@ -182,11 +201,8 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       const uint32_t* pb = packed_b_at(p, s0 + s, kk);
       const typename Lookup::Columns cols(pb);
       const typename Lookup::Row row(row_bytes, cols);
-      const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
-      for (int v = 0; v < kVectorsPerStrip; ++v) {
-        const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-        tile.acc[s][v] = accumulate<Fused>(tile.acc[s][v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
-      }
+      add_strip_products<Lookup, Fused>(tile.acc[s], row, cols, consts, scale_a,
+                                        reinterpret_cast<const float*>(pb + p.scales_offset));
     }
   }
   for (int s = 0; s < Strips; ++s)
@@ -197,12 +213,9 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
 template <typename Lookup, int Strips>
 void lut_wide_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t k0, int64_t k1) {
   for (int64_t i = i0; i < i1; ++i) {
-    if (p.row_has_special[i - p.a_row0])
-      lut_wide_row<Lookup, Strips, true, false>(p, i, s0, k0, k1);
-    else if (p.fused_multiply_add)
-      lut_wide_row<Lookup, Strips, false, true>(p, i, s0, k0, k1);
-    else
-      lut_wide_row<Lookup, Strips, false, false>(p, i, s0, k0, k1);
+    with_kernel_variant(p.row_has_special[i - p.a_row0] != 0, p.fused_multiply_add, [&](auto with_specials, auto fused) {
+      lut_wide_row<Lookup, Strips, decltype(with_specials)::value, decltype(fused)::value>(p, i, s0, k0, k1);
+    });
   }
 }
 

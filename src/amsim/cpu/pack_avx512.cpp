@@ -13,14 +13,29 @@ namespace cpu {
 
 namespace {
 
-// Widens *range by the lanes of exp_min / exp_max (plain loop: GCC 12's
-// _mm512_reduce_min_epu32 warns about its own undefined vector).
-void merge_lanes(__m512i exp_min, __m512i exp_max, ExponentRange* range) {
-  alignas(64) uint32_t lo[16], hi[16];
-  _mm512_store_si512(lo, exp_min);
-  _mm512_store_si512(hi, exp_max);
-  for (int i = 0; i < 16; ++i) range->merge(ExponentRange{lo[i], hi[i]});
-}
+// The exponent range of the values packed, kept per lane while packing and
+// merged into an ExponentRange at the end.
+class ExponentTracker {
+ public:
+  explicit ExponentTracker(ExponentRange* range)
+      : range_(range), min_(_mm512_set1_epi32(int(range->min))), max_(_mm512_set1_epi32(int(range->max))) {}
+  // The lanes of `ordinary` hold ordinary values with these reduced exponents.
+  void add(__mmask16 ordinary, __m512i exponents) {
+    min_ = _mm512_mask_min_epu32(min_, ordinary, min_, exponents);
+    max_ = _mm512_mask_max_epu32(max_, ordinary, max_, exponents);
+  }
+  // Plain loop: GCC 12's _mm512_reduce_min_epu32 warns about its own undefined vector.
+  ~ExponentTracker() {
+    alignas(64) uint32_t lo[16], hi[16];
+    _mm512_store_si512(lo, min_);
+    _mm512_store_si512(hi, max_);
+    for (int i = 0; i < 16; ++i) range_->merge(ExponentRange{lo[i], hi[i]});
+  }
+
+ private:
+  ExponentRange* range_;
+  __m512i min_, max_;
+};
 
 }  // namespace
 
@@ -28,7 +43,7 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
                    int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf,
                    ExponentRange* range) {
   const int64_t words = words_per_k(layout), scale_at = scales_offset(layout);
-  __m512i exp_min = _mm512_set1_epi32(int(range->min)), exp_max_seen = _mm512_set1_epi32(int(range->max));
+  ExponentTracker exponents(range);
   const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
   // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
   const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
@@ -54,9 +69,7 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
         const __mmask16 is_normal = __mmask16(~(is_zero | is_inf_nan));
         const __mmask16 to_inf = _mm512_mask_cmpeq_epi32_mask(is_normal, r.exponent, exp_max);
         any_to_inf |= to_inf;
-        const __mmask16 ordinary = __mmask16(is_normal & ~to_inf);
-        exp_min = _mm512_mask_min_epu32(exp_min, ordinary, exp_min, r.exponent);
-        exp_max_seen = _mm512_mask_max_epu32(exp_max_seen, ordinary, exp_max_seen, r.exponent);
+        exponents.add(__mmask16(is_normal & ~to_inf), r.exponent);
         // scale: sign | e << 23 (e = 255 gives the signed inf), +-0 for zeros,
         // the value itself for inf, the quiet NaN for NaN.
         __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(r.exponent, 23));
@@ -88,7 +101,6 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
     }
     rounds_to_inf[kk] = any_to_inf != 0;
   }
-  merge_lanes(exp_min, exp_max_seen, range);
 }
 
 void split_rows_avx512(const Table& table, uint8_t* out) {
@@ -112,7 +124,7 @@ void split_rows_avx512(const Table& table, uint8_t* out) {
 void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, int64_t k, int64_t i0, int64_t i1,
                    int64_t k0, int64_t k1, const uint8_t* b_rounds_to_inf, LeftRef* out, uint8_t* row_has_special,
                    ExponentRange* range) {
-  __m512i exp_min = _mm512_set1_epi32(int(range->min)), exp_max_seen = _mm512_set1_epi32(int(range->max));
+  ExponentTracker exponents(range);
   const __m512i zero = _mm512_setzero_si512(), exp_limit = _mm512_set1_epi32(254);
   // Interleave (row, scale) pairs into LeftRef order.
   const __m512i low_pairs = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -139,9 +151,7 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
           lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
                    _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
       any_special |= special;
-      const __mmask16 ordinary = __mmask16(lanes & ~is_zero & ~special);
-      exp_min = _mm512_mask_min_epu32(exp_min, ordinary, exp_min, r.exponent);
-      exp_max_seen = _mm512_mask_max_epu32(exp_max_seen, ordinary, exp_max_seen, r.exponent);
+      exponents.add(__mmask16(lanes & ~is_zero & ~special), r.exponent);
       // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
       // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
       // kLut*: scale = sign | e << 23 (an integer added to entry << 8), zeros
@@ -158,7 +168,6 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
     }
     row_has_special[i - i0] = any_special != 0;
   }
-  merge_lanes(exp_min, exp_max_seen, range);
 }
 
 }  // namespace cpu
