@@ -134,7 +134,10 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   const typename Lookup::Constants consts;
   const uint32_t* pb = packed_b_at(p, strip, k0);
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
-  for (int64_t kk = k0; kk < k1; ++kk, pb += p.words_per_k) {
+  // do-while, not for: with a zero-trip path GCC 12 keeps the accumulators'
+  // stack copies up to date in every iteration (16 extra stores per k).
+  int64_t kk = k0;
+  do {
     const typename Lookup::Columns cols(pb);
     const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
     for (int r = 0; r < Rows; ++r) {
@@ -146,7 +149,8 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
       const typename Lookup::Row row(p.lut_rows + int64_t{a.row} * p.lut_row_bytes, cols);
       add_strip_products<Lookup, Fused>(tile.acc[r], row, cols, consts, _mm512_set1_epi32(int(a.scale)), scale_b);
     }
-  }
+    pb += p.words_per_k;
+  } while (++kk < k1);
   tile.store(c, p.ldc, masks);
 }
 
@@ -161,6 +165,7 @@ void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int6
 
 template <typename Lookup>
 void lut_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
+  if (k0 >= k1) return;  // the tiles' k loops run at least once
   for (int64_t strip = s0; strip < s1; ++strip) {
     int64_t i = i0;
     for (; i + kTileRows <= i1; i += kTileRows) lut_tile_rows<Lookup, kTileRows>(p, i, strip, k0, k1);
@@ -189,7 +194,8 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       tile.acc[s][v] = _mm512_maskz_loadu_ps(masks[s].lanes[v], c + s * kStripCols + 16 * v);
   const typename Lookup::Constants consts;
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
-  for (int64_t kk = k0; kk < k1; ++kk) {
+  int64_t kk = k0;
+  do {  // see lut_tile
     const LeftRef a = pa[kk];
     if (Specials && a.row == kSpecialRow) {
       for (int s = 0; s < Strips; ++s) tile.add_special(s, p, i, kk, (s0 + s) * kStripCols, masks[s]);
@@ -204,7 +210,7 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       add_strip_products<Lookup, Fused>(tile.acc[s], row, cols, consts, scale_a,
                                         reinterpret_cast<const float*>(pb + p.scales_offset));
     }
-  }
+  } while (++kk < k1);
   for (int s = 0; s < Strips; ++s)
     for (int v = 0; v < kVectorsPerStrip; ++v)
       _mm512_mask_storeu_ps(c + s * kStripCols + 16 * v, masks[s].lanes[v], tile.acc[s][v]);
@@ -221,6 +227,7 @@ void lut_wide_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_
 
 template <typename Lookup>
 void lut_wide_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
+  if (k0 >= k1) return;  // the rows' k loops run at least once
   for (int64_t s = s0; s < s1; s += kMaxStrips) {
     switch (s1 - s < kMaxStrips ? s1 - s : kMaxStrips) {
       case 1: lut_wide_rows<Lookup, 1>(p, i0, i1, s, k0, k1); break;
