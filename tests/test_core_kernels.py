@@ -160,6 +160,25 @@ def test_matmul_short_a_streams_b(cpu_path, m_bits):
 
 
 @pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
+def test_matmul_transposed_b_packed_in_blocks(cpu_path, m_bits):
+    """A transposed B (B[k, j] at k + j * K, as transpose_b and the narrow convs give it) is
+    packed 16 k x 16 j at a time: K and N tails, a B value that rounds to infinity against
+    zeros of A in a K tail and in a full block, inf and NaN."""
+    rng = np.random.default_rng(50 + m_bits)
+    mult = multiplier(m_bits, "nearest", "random")
+    for m, k, n in [(7, 37, 5), (70, 300, 100), (3, 16, 16), (130, 45, 1), (9, 700, 33)]:
+        a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
+        b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
+        for col in {k - 1, k // 2}:
+            a[:, col] = 0.0
+            b[col, n // 2] = np.float32(-3.4028235e38)  # rounds to inf (nearest): zeros against it stay zeros
+        b[k // 3, n - 1] = np.inf
+        b[k - 2, 0] = np.nan
+        bt = np.ascontiguousarray(b.T)
+        assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), ref_matmul(a, b, mult))
+
+
+@pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
 def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits):
     """The kernels fuse multiply and add only when every product is a normal float. Just past
     either edge of that range a fused kernel would give other bits: a product that overflows

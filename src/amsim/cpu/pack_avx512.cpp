@@ -37,17 +37,118 @@ class ExponentTracker {
   __m512i min_, max_;
 };
 
+// Dword 16x16 transpose in registers: rows[t] lane q  ->  rows[q] lane t.
+void transpose16x16(__m512i (&rows)[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(rows[i], rows[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(rows[i], rows[i + 1]);
+  }
+  // u[4g + c], 128-bit lane L: column 4L + c of rows 4g .. 4g + 3.
+  for (int g = 0; g < 4; ++g) {
+    const __m512i* tg = t + 4 * g;
+    u[4 * g + 0] = _mm512_unpacklo_epi64(tg[0], tg[2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i low01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), high01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+    const __m512i low23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44),
+                  high23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+    rows[c] = _mm512_shuffle_i32x4(low01, low23, 0x88);
+    rows[4 + c] = _mm512_shuffle_i32x4(low01, low23, 0xDD);
+    rows[8 + c] = _mm512_shuffle_i32x4(high01, high23, 0x88);
+    rows[12 + c] = _mm512_shuffle_i32x4(high01, high23, 0xDD);
+  }
+}
+
+// Writes the packed form of 16 right operands (bits u; +0 past the matrix)
+// as vector v of one (strip, k) of the layout at base; returns the lanes
+// that round to infinity.
+class RightEncoder {
+ public:
+  RightEncoder(RightLayout layout, const Table& table, ExponentRange* range)
+      : layout_(layout), table_(table), exponents_(range), scale_at_(scales_offset(layout)) {}
+
+  __mmask16 encode(__m512i u, uint32_t* base, int v) {
+    const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
+    const Reduced16 r = reduce16(u, table_.mantissa_bits, table_.rounding);
+    const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
+    const __mmask16 is_inf_nan = _mm512_cmpeq_epi32_mask(r.raw_exponent, exp_max);
+    const __mmask16 is_normal = __mmask16(~(is_zero | is_inf_nan));
+    const __mmask16 to_inf = _mm512_mask_cmpeq_epi32_mask(is_normal, r.exponent, exp_max);
+    exponents_.add(__mmask16(is_normal & ~to_inf), r.exponent);
+    // scale: sign | e << 23 (e = 255 gives the signed inf), +-0 for zeros,
+    // the value itself for inf, the quiet NaN for NaN.
+    __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(r.exponent, 23));
+    scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
+    scale = _mm512_mask_mov_epi32(scale, is_inf_nan, u);
+    const __mmask16 is_nan = _mm512_mask_cmpgt_epu32_mask(
+        is_inf_nan, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
+    const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
+    _mm512_store_si512(base + scale_at_ + 16 * v, scale);
+    if (layout_ == RightLayout::kLutPlanes || layout_ == RightLayout::kLutChunks) {
+      _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
+      if (layout_ == RightLayout::kLutChunks)
+        _mm_store_si128(reinterpret_cast<__m128i*>(base) + 4 + v, _mm512_cvtepi32_epi8(_mm512_srli_epi32(fraction, 7)));
+    } else if (layout_ == RightLayout::kLutBytes) {
+      const __m512i idx = _mm512_or_si512(_mm512_set1_epi32(int(kLutNarrowHighIndex << 16)),
+                                          _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
+      _mm512_store_si512(base + 16 * v, idx);
+    } else {
+      // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
+      const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+      const __m512i one = _mm512_set1_epi32(1);
+      _mm512_store_si512(base + 16 * v, _mm512_andnot_si512(one, fraction));
+      const __m512i first = _mm512_add_epi32(lane_bytes, _mm512_slli_epi32(_mm512_and_si512(fraction, one), 1));
+      const __m512i ctrl = _mm512_or_si512(
+          _mm512_set1_epi32(int(0x80000080u)),
+          _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(first, one), 16), _mm512_slli_epi32(first, 8)));
+      _mm512_store_si512(base + 2 * kStripCols + 16 * v, ctrl);
+    }
+    return to_inf;
+  }
+
+ private:
+  RightLayout layout_;
+  const Table& table_;
+  ExponentTracker exponents_;
+  int64_t scale_at_;
+};
+
 }  // namespace
 
 void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, int64_t n, int64_t k0, int64_t k1,
                    int64_t s0, int64_t s1, uint32_t* out, int64_t out_k0, int64_t out_k_count, uint8_t* rounds_to_inf,
                    ExponentRange* range) {
-  const int64_t words = words_per_k(layout), scale_at = scales_offset(layout);
-  ExponentTracker exponents(range);
-  const __m512i zero = _mm512_setzero_si512(), exp_max = _mm512_set1_epi32(255);
-  // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
-  const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
-  const __m512i high_index_bias = _mm512_set1_epi32(int(kLutNarrowHighIndex << 16));
+  const int64_t words = words_per_k(layout);
+  RightEncoder encoder(layout, table, range);
+  auto packed_at = [&](int64_t s, int64_t kk) { return out + ((s - s0) * out_k_count + kk - out_k0) * words; };
+  constexpr int kVectors = int(kStripCols / 16);
+  if (b.row_stride == 1 && b.col_stride != 1) {
+    // B stored transposed (B[k, j] at k + j * ld: a transposed matmul or
+    // conv operand): 16 k x 16 j blocks, one load per j and a transpose.
+    for (int64_t kb = k0; kb < k1; kb += 16) {
+      const int64_t kn = k1 - kb < 16 ? k1 - kb : 16;
+      const __mmask16 k_lanes = tail_mask(kn);
+      __mmask16 to_inf[16] = {};
+      for (int64_t s = s0; s < s1; ++s) {
+        for (int v = 0; v < kVectors; ++v) {
+          const int64_t j = s * kStripCols + 16 * v;
+          __m512i block[16];
+          for (int t = 0; t < 16; ++t)
+            block[t] = j + t < n ? _mm512_castps_si512(_mm512_maskz_loadu_ps(k_lanes, b.data + kb + (j + t) * b.col_stride))
+                                 : _mm512_setzero_si512();
+          transpose16x16(block);
+          for (int q = 0; q < kn; ++q) to_inf[q] |= encoder.encode(block[q], packed_at(s, kb + q), v);
+        }
+      }
+      for (int q = 0; q < kn; ++q) rounds_to_inf[kb + q] = to_inf[q] != 0;
+    }
+    return;
+  }
   alignas(64) float column[kStripCols];
   for (int64_t kk = k0; kk < k1; ++kk) {
     __mmask16 any_to_inf = 0;
@@ -58,45 +159,11 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
         for (int64_t j = 0; j < count; ++j) column[j] = src[j * b.col_stride];
         src = column;
       }
-      uint32_t* base = out + ((s - s0) * out_k_count + kk - out_k0) * words;
-      for (int v = 0; v < int(kStripCols / 16); ++v) {
+      for (int v = 0; v < kVectors; ++v) {
         const int64_t left = count - 16 * v;
         const __mmask16 lanes = left <= 0 ? __mmask16(0) : tail_mask(left);
         const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src + 16 * v));  // past n: +0
-        const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
-        const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
-        const __mmask16 is_inf_nan = _mm512_cmpeq_epi32_mask(r.raw_exponent, exp_max);
-        const __mmask16 is_normal = __mmask16(~(is_zero | is_inf_nan));
-        const __mmask16 to_inf = _mm512_mask_cmpeq_epi32_mask(is_normal, r.exponent, exp_max);
-        any_to_inf |= to_inf;
-        exponents.add(__mmask16(is_normal & ~to_inf), r.exponent);
-        // scale: sign | e << 23 (e = 255 gives the signed inf), +-0 for zeros,
-        // the value itself for inf, the quiet NaN for NaN.
-        __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(r.exponent, 23));
-        scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
-        scale = _mm512_mask_mov_epi32(scale, is_inf_nan, u);
-        const __mmask16 is_nan = _mm512_mask_cmpgt_epu32_mask(
-            is_inf_nan, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-        scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
-        const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
-        _mm512_store_si512(base + scale_at + 16 * v, scale);
-        if (layout == RightLayout::kLutPlanes || layout == RightLayout::kLutChunks) {
-          _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
-          if (layout == RightLayout::kLutChunks)
-            _mm_store_si128(reinterpret_cast<__m128i*>(base) + 4 + v, _mm512_cvtepi32_epi8(_mm512_srli_epi32(fraction, 7)));
-        } else if (layout == RightLayout::kLutBytes) {
-          const __m512i idx = _mm512_or_si512(
-              high_index_bias, _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
-          _mm512_store_si512(base + 16 * v, idx);
-        } else {
-          const __m512i one = _mm512_set1_epi32(1);
-          _mm512_store_si512(base + 16 * v, _mm512_andnot_si512(one, fraction));
-          const __m512i first = _mm512_add_epi32(lane_bytes, _mm512_slli_epi32(_mm512_and_si512(fraction, one), 1));
-          const __m512i ctrl = _mm512_or_si512(
-              _mm512_set1_epi32(int(0x80000080u)),
-              _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(first, one), 16), _mm512_slli_epi32(first, 8)));
-          _mm512_store_si512(base + 2 * kStripCols + 16 * v, ctrl);
-        }
+        any_to_inf |= encoder.encode(u, packed_at(s, kk), v);
       }
     }
     rounds_to_inf[kk] = any_to_inf != 0;
