@@ -5,6 +5,8 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "amsim/cpu/avx512_reduce.h"
 #include "amsim/cpu/gemm_blocked.h"
 
@@ -129,23 +131,24 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   constexpr int kVectors = int(kStripCols / 16);
   if (b.row_stride == 1 && b.col_stride != 1) {
     // B stored transposed (B[k, j] at k + j * ld: a transposed matmul or
-    // conv operand): 16 k x 16 j blocks, one load per j and a transpose.
-    for (int64_t kb = k0; kb < k1; kb += 16) {
-      const int64_t kn = k1 - kb < 16 ? k1 - kb : 16;
-      const __mmask16 k_lanes = tail_mask(kn);
-      __mmask16 to_inf[16] = {};
-      for (int64_t s = s0; s < s1; ++s) {
-        for (int v = 0; v < kVectors; ++v) {
-          const int64_t j = s * kStripCols + 16 * v;
+    // conv operand): blocks of 16 j x 16 k, one load per j and a transpose,
+    // walking each j's k in order.
+    std::fill(rounds_to_inf + k0, rounds_to_inf + k1, uint8_t{0});
+    for (int64_t s = s0; s < s1; ++s) {
+      for (int v = 0; v < kVectors; ++v) {
+        const int64_t j = s * kStripCols + 16 * v;
+        for (int64_t kb = k0; kb < k1; kb += 16) {
+          const int64_t kn = k1 - kb < 16 ? k1 - kb : 16;
+          const __mmask16 k_lanes = tail_mask(kn);
           __m512i block[16];
           for (int t = 0; t < 16; ++t)
             block[t] = j + t < n ? _mm512_castps_si512(_mm512_maskz_loadu_ps(k_lanes, b.data + kb + (j + t) * b.col_stride))
                                  : _mm512_setzero_si512();
           transpose16x16(block);
-          for (int q = 0; q < kn; ++q) to_inf[q] |= encoder.encode(block[q], packed_at(s, kb + q), v);
+          for (int q = 0; q < kn; ++q)
+            if (encoder.encode(block[q], packed_at(s, kb + q), v)) rounds_to_inf[kb + q] = 1;
         }
       }
-      for (int q = 0; q < kn; ++q) rounds_to_inf[kb + q] = to_inf[q] != 0;
     }
     return;
   }
