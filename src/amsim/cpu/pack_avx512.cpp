@@ -89,7 +89,15 @@ class RightEncoder {
     const __mmask16 is_nan = _mm512_mask_cmpgt_epu32_mask(
         is_inf_nan, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
     scale = _mm512_mask_mov_epi32(scale, is_nan, _mm512_set1_epi32(int(kQuietNaNBits)));
-    const __m512i fraction = _mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction);
+    store(_mm512_maskz_mov_epi32(__mmask16(is_normal & ~to_inf), r.fraction), scale, base, v);
+    return to_inf;
+  }
+
+  // Vector v past the matrix's last column: the encoding of +0, never read into C.
+  void encode_zeros(uint32_t* base, int v) { store(_mm512_setzero_si512(), _mm512_setzero_si512(), base, v); }
+
+ private:
+  void store(__m512i fraction, __m512i scale, uint32_t* base, int v) {
     _mm512_store_si512(base + scale_at_ + 16 * v, scale);
     if (layout_ == RightLayout::kLutPlanes || layout_ == RightLayout::kLutChunks) {
       _mm_store_si128(reinterpret_cast<__m128i*>(base) + v, _mm512_cvtepi32_epi8(fraction));
@@ -110,10 +118,8 @@ class RightEncoder {
           _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(first, one), 16), _mm512_slli_epi32(first, 8)));
       _mm512_store_si512(base + 2 * kStripCols + 16 * v, ctrl);
     }
-    return to_inf;
   }
 
- private:
   RightLayout layout_;
   const Table& table_;
   ExponentTracker exponents_;
@@ -137,6 +143,10 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
     for (int64_t s = s0; s < s1; ++s) {
       for (int v = 0; v < kVectors; ++v) {
         const int64_t j = s * kStripCols + 16 * v;
+        if (j >= n) {
+          for (int64_t kk = k0; kk < k1; ++kk) encoder.encode_zeros(packed_at(s, kk), v);
+          continue;
+        }
         for (int64_t kb = k0; kb < k1; kb += 16) {
           const int64_t kn = k1 - kb < 16 ? k1 - kb : 16;
           const __mmask16 k_lanes = tail_mask(kn);
@@ -164,8 +174,11 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
       }
       for (int v = 0; v < kVectors; ++v) {
         const int64_t left = count - 16 * v;
-        const __mmask16 lanes = left <= 0 ? __mmask16(0) : tail_mask(left);
-        const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src + 16 * v));  // past n: +0
+        if (left <= 0) {
+          encoder.encode_zeros(packed_at(s, kk), v);
+          continue;
+        }
+        const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(left), src + 16 * v));  // past n: +0
         any_to_inf |= encoder.encode(u, packed_at(s, kk), v);
       }
     }
