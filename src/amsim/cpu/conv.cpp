@@ -49,14 +49,42 @@ struct PixelWalk {
   }
 };
 
+// A window that lies wholly inside the source image has its runs at fixed
+// offsets from its first pixel: such rows are written without a test per run
+// (most rows of a padded conv).
+constexpr int64_t kMaxWindowTaps = 64;
+
+struct WindowOffsets {
+  int64_t taps;
+  bool usable;  // taps <= kMaxWindowTaps (and the caller's geometry allows it)
+  int64_t at[kMaxWindowTaps];
+  // Tap (kh, kw) at sign * (kh * row_step + kw * col_step) from the first pixel.
+  WindowOffsets(const Conv2DShape& s, bool geometry_ok, int64_t row_step, int64_t col_step, int64_t sign)
+      : taps(s.filter_h * s.filter_w), usable(geometry_ok && taps <= kMaxWindowTaps) {
+    if (!usable) return;
+    for (int64_t kh = 0; kh < s.filter_h; ++kh)
+      for (int64_t kw = 0; kw < s.filter_w; ++kw) at[kh * s.filter_w + kw] = sign * (kh * row_step + kw * col_step);
+  }
+  void write(int64_t first, int64_t* pixels) const {
+    for (int64_t t = 0; t < taps; ++t) pixels[t] = first + at[t];
+  }
+};
+
 // Forward: row r = (n, oh, ow); run (kh, kw) is input pixel (n, ih, iw).
 struct ForwardRuns {
   const Conv2DShape& s;
   void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
+    const WindowOffsets inside(s, true, s.dilation_h * s.in_w, s.dilation_w, 1);
+    const int64_t last_h = (s.filter_h - 1) * s.dilation_h, last_w = (s.filter_w - 1) * s.dilation_w;
     for (PixelWalk out(r0, s.out_h, s.out_w); r0 < r1; ++r0, out.next()) {
-      const int64_t n = out.n, oh = out.y, iw0 = out.x * s.stride_w - s.pad_left;
+      const int64_t n = out.n, ih0 = out.y * s.stride_h - s.pad_top, iw0 = out.x * s.stride_w - s.pad_left;
+      if (inside.usable && ih0 >= 0 && ih0 + last_h < s.in_h && iw0 >= 0 && iw0 + last_w < s.in_w) {
+        inside.write((n * s.in_h + ih0) * s.in_w + iw0, pixels);
+        pixels += inside.taps;
+        continue;
+      }
       for (int64_t kh = 0; kh < s.filter_h; ++kh) {
-        const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
+        const int64_t ih = ih0 + kh * s.dilation_h;
         const bool row_ok = ih >= 0 && ih < s.in_h;
         const int64_t row_pixel = (n * s.in_h + ih) * s.in_w;
         for (int64_t kw = 0; kw < s.filter_w; ++kw) {
@@ -73,15 +101,24 @@ struct ForwardRuns {
 struct InputGradRuns {
   const Conv2DShape& s;
   void operator()(int64_t r0, int64_t r1, int64_t* pixels) const {
+    // With unit strides every tap divides: tap (kh, kw) of a window inside
+    // the output is at -(kh * dh * out_w + kw * dw) from (th0, tw0).
+    const WindowOffsets inside(s, s.stride_h == 1 && s.stride_w == 1, s.dilation_h * s.out_w, s.dilation_w, -1);
+    const int64_t last_h = (s.filter_h - 1) * s.dilation_h, last_w = (s.filter_w - 1) * s.dilation_w;
     for (PixelWalk in(r0, s.in_h, s.in_w); r0 < r1; ++r0, in.next()) {
-      const int64_t n = in.n, ih = in.y, iw = in.x;
+      const int64_t n = in.n, th0 = in.y + s.pad_top, tw0 = in.x + s.pad_left;
+      if (inside.usable && th0 - last_h >= 0 && th0 < s.out_h && tw0 - last_w >= 0 && tw0 < s.out_w) {
+        inside.write((n * s.out_h + th0) * s.out_w + tw0, pixels);
+        pixels += inside.taps;
+        continue;
+      }
       for (int64_t kh = 0; kh < s.filter_h; ++kh) {
-        const int64_t th = ih + s.pad_top - kh * s.dilation_h;
+        const int64_t th = th0 - kh * s.dilation_h;
         const int64_t oh = th / s.stride_h;
         const bool row_ok = th >= 0 && th % s.stride_h == 0 && oh < s.out_h;
         const int64_t row_pixel = (n * s.out_h + oh) * s.out_w;
         for (int64_t kw = 0; kw < s.filter_w; ++kw) {
-          const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
+          const int64_t tw = tw0 - kw * s.dilation_w;
           const int64_t ow = tw / s.stride_w;
           *pixels++ = row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w ? row_pixel + ow : -1;
         }
