@@ -160,13 +160,14 @@ def test_matmul_short_a_streams_b(cpu_path, m_bits):
 
 
 @pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
-def test_matmul_transposed_b_packed_in_blocks(cpu_path, m_bits):
-    """A transposed B (B[k, j] at k + j * K, as transpose_b and the narrow convs give it) is
-    packed 16 k x 16 j at a time: K and N tails, a B value that rounds to infinity against
-    zeros of A in a K tail and in a full block, inf and NaN."""
+def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits):
+    """A transposed operand (B[k, j] at k + j * K, A[i, k] at i + k * M, as transpose_a/b and
+    the narrow convs and filter gradients give them) is packed 16 x 16 at a time: M, K and N
+    tails, a B value that rounds to infinity against zeros of A in a K tail and in a full
+    block, inf and NaN in both operands, special left operands."""
     rng = np.random.default_rng(50 + m_bits)
     mult = multiplier(m_bits, "nearest", "random")
-    for m, k, n in [(7, 37, 5), (70, 300, 100), (3, 16, 16), (130, 45, 1), (9, 700, 33)]:
+    for m, k, n in [(7, 37, 5), (70, 300, 100), (3, 16, 16), (130, 45, 1), (9, 700, 33), (40, 20, 200)]:
         a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
         b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
         for col in {k - 1, k // 2}:
@@ -174,8 +175,12 @@ def test_matmul_transposed_b_packed_in_blocks(cpu_path, m_bits):
             b[col, n // 2] = np.float32(-3.4028235e38)  # rounds to inf (nearest): zeros against it stay zeros
         b[k // 3, n - 1] = np.inf
         b[k - 2, 0] = np.nan
-        bt = np.ascontiguousarray(b.T)
-        assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), ref_matmul(a, b, mult))
+        a[m - 1, k // 4], a[m // 2, 1] = np.inf, np.float32(2.0 ** 127)
+        expected = ref_matmul(a, b, mult)
+        at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+        assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), expected)
+        assert_same_bits(core.matmul(at, b, mult, transpose_a=True), expected)
+        assert_same_bits(core.matmul(at, bt, mult, transpose_a=True, transpose_b=True), expected)
 
 
 @pytest.mark.parametrize("m_bits", [5, 7, 9, 10])

@@ -215,39 +215,61 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
   const bool planes = layout != RightLayout::kGatherPairs;  // both table-in-register layouts
   const __m512i zero_row = _mm512_set1_epi32(planes ? 1 << table.mantissa_bits : 0);
   const __m512i exponent_bias = _mm512_set1_epi32(planes ? 0 : 1);
+  // A[i, kk .. kk + 15] (bits u, +0 past k1) -> packed; returns the special lanes.
+  auto encode = [&](int64_t i, int64_t kk, __m512i u) -> __mmask16 {
+    const __mmask16 lanes = tail_mask(k1 - kk);
+    const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
+    const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
+    const __m512i flags = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(__mmask64(lanes), b_rounds_to_inf + kk)));
+    const __mmask16 zero_vs_inf = _mm512_mask_test_epi32_mask(is_zero, flags, flags);
+    const __mmask16 special = __mmask16(
+        lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
+                 _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
+    exponents.add(__mmask16(lanes & ~is_zero & ~special), r.exponent);
+    // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
+    // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
+    // kLut*: scale = sign | e << 23 (an integer added to entry << 8), zeros
+    // take the all-zero table row 2^M.
+    __m512i row = _mm512_mask_mov_epi32(r.fraction, is_zero, zero_row);
+    row = _mm512_mask_mov_epi32(row, special, _mm512_set1_epi32(int(kSpecialRow)));
+    __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, exponent_bias), 23));
+    scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
+    scale = _mm512_mask_mov_epi32(scale, special, zero);
+    int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
+    const int64_t left = k1 - kk;
+    _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
+    if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
+    return special;
+  };
+  if (a.col_stride != 1 && a.row_stride == 1) {
+    // A stored transposed (A[i, k] at i + k * ld: transpose_a, conv filter
+    // gradients): blocks of 16 k x 16 i, one load per k and a transpose.
+    for (int64_t ib = i0; ib < i1; ib += 16) {
+      const int64_t in = i1 - ib < 16 ? i1 - ib : 16;
+      const __mmask16 i_lanes = tail_mask(in);
+      __mmask16 any_special[16] = {};
+      for (int64_t kk = k0; kk < k1; kk += 16) {
+        __m512i block[16];
+        for (int t = 0; t < 16; ++t)
+          block[t] = kk + t < k1 ? _mm512_castps_si512(_mm512_maskz_loadu_ps(i_lanes, a.data + ib + (kk + t) * a.col_stride))
+                                 : _mm512_setzero_si512();
+        transpose16x16(block);
+        for (int q = 0; q < in; ++q) any_special[q] |= encode(ib + q, kk, block[q]);
+      }
+      for (int q = 0; q < in; ++q) row_has_special[ib + q - i0] = any_special[q] != 0;
+    }
+    return;
+  }
   alignas(64) float values[16];
   for (int64_t i = i0; i < i1; ++i) {
     __mmask16 any_special = 0;
     for (int64_t kk = k0; kk < k1; kk += 16) {
-      const __mmask16 lanes = tail_mask(k1 - kk);
       const float* src = a.data + i * a.row_stride + kk * a.col_stride;
       if (a.col_stride != 1) {
         for (int64_t j = 0; j < k1 - kk && j < 16; ++j) values[j] = src[j * a.col_stride];
         src = values;
       }
-      const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, src));
-      const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
-      const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
-      const __m512i flags = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(__mmask64(lanes), b_rounds_to_inf + kk)));
-      const __mmask16 zero_vs_inf = _mm512_mask_test_epi32_mask(is_zero, flags, flags);
-      const __mmask16 special = __mmask16(
-          lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
-                   _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
-      any_special |= special;
-      exponents.add(__mmask16(lanes & ~is_zero & ~special), r.exponent);
-      // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
-      // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
-      // kLut*: scale = sign | e << 23 (an integer added to entry << 8), zeros
-      // take the all-zero table row 2^M.
-      __m512i row = _mm512_mask_mov_epi32(r.fraction, is_zero, zero_row);
-      row = _mm512_mask_mov_epi32(row, special, _mm512_set1_epi32(int(kSpecialRow)));
-      __m512i scale = _mm512_or_si512(r.sign, _mm512_slli_epi32(_mm512_add_epi32(r.exponent, exponent_bias), 23));
-      scale = _mm512_mask_mov_epi32(scale, is_zero, r.sign);
-      scale = _mm512_mask_mov_epi32(scale, special, zero);
-      int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
-      const int64_t left = k1 - kk;
-      _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
-      if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
+      any_special |= encode(i, kk, _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(k1 - kk), src)));
     }
     row_has_special[i - i0] = any_special != 0;
   }
