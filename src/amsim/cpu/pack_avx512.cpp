@@ -65,6 +65,15 @@ void transpose16x16(__m512i (&rows)[16]) {
   }
 }
 
+// The 16 x 16 block of a matrix stored the other way round: lines t < lines
+// of 16 floats (lanes, +0 elsewhere) at first + t * stride, transposed, so
+// block[q] holds element q of every line.
+void load_transposed(const float* first, int64_t stride, int64_t lines, __mmask16 lanes, __m512i (&block)[16]) {
+  for (int t = 0; t < 16; ++t)
+    block[t] = t < lines ? _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, first + t * stride)) : _mm512_setzero_si512();
+  transpose16x16(block);
+}
+
 // Writes the packed form of 16 right operands (bits u; +0 past the matrix)
 // as vector v of one (strip, k) of the layout at base; returns the lanes
 // that round to infinity.
@@ -151,10 +160,7 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
           const int64_t kn = k1 - kb < 16 ? k1 - kb : 16;
           const __mmask16 k_lanes = tail_mask(kn);
           __m512i block[16];
-          for (int t = 0; t < 16; ++t)
-            block[t] = j + t < n ? _mm512_castps_si512(_mm512_maskz_loadu_ps(k_lanes, b.data + kb + (j + t) * b.col_stride))
-                                 : _mm512_setzero_si512();
-          transpose16x16(block);
+          load_transposed(b.data + kb + j * b.col_stride, b.col_stride, n - j, k_lanes, block);
           for (int q = 0; q < kn; ++q)
             if (encoder.encode(block[q], packed_at(s, kb + q), v)) rounds_to_inf[kb + q] = 1;
         }
@@ -250,10 +256,7 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
       __mmask16 any_special[16] = {};
       for (int64_t kk = k0; kk < k1; kk += 16) {
         __m512i block[16];
-        for (int t = 0; t < 16; ++t)
-          block[t] = kk + t < k1 ? _mm512_castps_si512(_mm512_maskz_loadu_ps(i_lanes, a.data + ib + (kk + t) * a.col_stride))
-                                 : _mm512_setzero_si512();
-        transpose16x16(block);
+        load_transposed(a.data + ib + kk * a.col_stride, a.col_stride, k1 - kk, i_lanes, block);
         for (int q = 0; q < in; ++q) any_special[q] |= encode(ib + q, kk, block[q]);
       }
       for (int q = 0; q < in; ++q) row_has_special[ib + q - i0] = any_special[q] != 0;
