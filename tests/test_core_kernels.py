@@ -370,6 +370,50 @@ def test_wide_conv_gathered_path(cpu_path, case, m_bits, specials):
                      ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
 
 
+# Narrow convolutions whose patch rows are short runs (a window row of under 16 floats; an
+# input gradient with O per group < 16) build their patch matrices K-major, one line per
+# (kh, kw, c) from channel planes, chunk by chunk.
+LINE_CONV_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 112, 96, 2, 5, 5, 3, 1, (1, 1), (1, 1), "SAME"),     # forward and filter grad over two chunks
+    (2, 30, 30, 5, 7, 7, 15, 1, (1, 1), (1, 1), "SAME"),     # input grad over two chunks
+    (1, 11, 13, 2, 3, 3, 4, 1, (2, 2), (2, 1), [[2, 1], [0, 3]]),  # strides that do not divide
+    (2, 10, 17, 1, 2, 3, 5, 1, (1, 3), (1, 2), "VALID"),     # column stride 3, dilation 2
+    (1, 9, 8, 6, 3, 2, 6, 3, (1, 2), (1, 1), "SAME"),        # groups: planes of the group's channels
+]
+
+
+@pytest.mark.parametrize("case", LINE_CONV_CASES)
+@pytest.mark.parametrize("m_bits", [5, 7, 9])
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_narrow_conv_patch_lines(cpu_path, case, m_bits, specials):
+    n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
+    rng = np.random.default_rng(23 + m_bits)
+    mult = multiplier(m_bits, "nearest", "random")
+    args = mult.lut, m_bits, "nearest"
+    x, wt, pads = conv_case(rng, *case)
+    x = ref.random_floats(rng, x.shape, normal_fraction=1.0)
+    x.flat[::11] = 0.0
+    x.flat[4] = -0.0
+    wt = ref.random_floats(rng, wt.shape, normal_fraction=1.0)
+    if specials == "inf_nan":
+        x.flat[1], x.flat[x.size // 2] = np.inf, np.nan
+    if specials == "w_rounds_to_inf":  # against padding zeros: a zero product, not NaN
+        wt.flat[0] = wt.flat[-1] = np.float32(3.4028235e38)
+    kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
+    rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
+    y = core.conv2d(x, wt, mult, **kwargs)
+    assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
+    dy = ref.random_floats(rng, y.shape, normal_fraction=1.0)
+    dy.flat[::7] = 0.0
+    if specials == "inf_nan":
+        dy.flat[3] = -np.inf
+    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
+                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
+    assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
+                     ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+
+
 def test_depthwise_specials(cpu_path):
     """Padding zeros against infinite weights give NaN (against weights that only round to
     infinity, zeros); specials in x, w and dy."""

@@ -3,3 +3,22 @@
 Each section module provides ``run(args) -> list[dict]`` rows and
 ``add_arguments(parser)``; `approxtrain bench` runs the sections available.
 """
+
+import time
+
+import numpy as np
+
+
+def interleaved_medians(fns, repeats, warmup=1):
+    """`warmup` untimed calls of each fn, then `repeats` rounds calling each fn once in turn;
+    the median seconds per fn.  Interleaving lets changes in machine load hit every fn alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for t, fn in zip(times, fns):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]

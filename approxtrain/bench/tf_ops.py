@@ -6,9 +6,10 @@ TF's intra-op thread pool, interleaved repeat by repeat so machine load hits
 both alike; rows report median times and the ratio AM / native.
 """
 import os
-import time
 
 import numpy as np
+
+from approxtrain.bench import interleaved_medians
 
 # (op, operand shapes) -- the sizes the section measures; --quick shrinks them.
 MATMUL = (1024, 1024, 1024)
@@ -32,19 +33,6 @@ def bench_multiplier():
         except (KeyError, ValueError, LookupError):
             pass
     return multipliers.Multiplier("m7_placeholder", 7, "nearest", np.full(1 << 14, 1 << 14, np.uint16))
-
-
-def _median_times(fns, repeats):
-    """Warm-up call of each fn, then `repeats` interleaved rounds; median seconds per fn."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
 
 
 def _threads():
@@ -76,14 +64,14 @@ def run(args):
     m, k, n = QUICK_MATMUL if quick else MATMUL
     a = tf.constant(rng.standard_normal((m, k)).astype(np.float32))
     b = tf.constant(rng.standard_normal((k, n)).astype(np.float32))
-    am, native = _median_times([lambda: ops.matmul(a, b, mult).numpy(), lambda: tf.linalg.matmul(a, b).numpy()],
+    am, native = interleaved_medians([lambda: ops.matmul(a, b, mult).numpy(), lambda: tf.linalg.matmul(a, b).numpy()],
                                repeats)
     rows.append(_row("matmul", f"{m}x{k} . {k}x{n}", float(m) * k * n, mult, am, native))
 
     x_shape, w_shape = QUICK_CONV if quick else CONV
     x = tf.constant(rng.standard_normal(x_shape).astype(np.float32))
     w = tf.constant(rng.standard_normal(w_shape).astype(np.float32))
-    am, native = _median_times([lambda: ops.conv2d(x, w, mult, padding="SAME").numpy(),
+    am, native = interleaved_medians([lambda: ops.conv2d(x, w, mult, padding="SAME").numpy(),
                                 lambda: tf.nn.conv2d(x, w, 1, "SAME").numpy()], repeats)
     macs = float(np.prod(x_shape[:3])) * np.prod(w_shape)  # SAME, stride 1: one output pixel per input pixel
     rows.append(_row("conv2d", f"x {'x'.join(map(str, x_shape))}, w {'x'.join(map(str, w_shape))}, SAME",

@@ -2,11 +2,12 @@
 
 The AM model is `approxtrain.substitute(native, mbm7)`, so both run the same graph
 apart from the products. Time per step is the median over repeats after warm-up
-(the first calls trace the tf.function and fill caches).
+(the first calls trace the tf.function and fill caches); the two models take turns,
+step by step, so changes in machine load hit both alike.
 """
-import time
-
 import numpy as np
+
+from approxtrain.bench import interleaved_medians
 
 BATCH = 128
 
@@ -45,7 +46,8 @@ def bench_multiplier():
     return multipliers.Multiplier("m7_placeholder", 7, "truncate", lut), "M=7 placeholder (no registry)"
 
 
-def step_seconds(model, x, y, warmup, repeats):
+def train_step(model, x, y):
+    """One SGD step of `model` on (x, y) as a callable (a tf.function, traced on first call)."""
     import keras
     import tensorflow as tf
 
@@ -59,14 +61,7 @@ def step_seconds(model, x, y, warmup, repeats):
         optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
         return loss
 
-    for _ in range(warmup):
-        step(x, y).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(x, y).numpy()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return lambda: step(x, y).numpy()
 
 
 def run(args):
@@ -81,8 +76,7 @@ def run(args):
     native = lenet5()
     multiplier, label = bench_multiplier()
     am = approxtrain.substitute(native, multiplier)
-    native_s = step_seconds(native, x, y, warmup, repeats)
-    am_s = step_seconds(am, x, y, warmup, repeats)
+    native_s, am_s = interleaved_medians([train_step(native, x, y), train_step(am, x, y)], repeats, warmup)
     row = {
         "section": "tf_train",
         "case": f"lenet5 train step, batch {BATCH}, 28x28x1",

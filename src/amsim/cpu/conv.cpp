@@ -5,6 +5,9 @@
 #include "amsim/conv.h"
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "amsim/cpu/conv_depthwise.h"
@@ -183,6 +186,189 @@ void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int6
   }
 }
 
+// --- K-major patch lines, for the narrow conv GEMMs ---
+// A conv GEMM with few output channels (or a filter gradient) runs as its
+// transpose (gemm_cpu_runs_transposed), which packs the patch matrix along
+// its patch rows.  Where a patch row is made of short runs (LeNet-5's first
+// layer: a window row of 5 floats, one copy each), the patch matrix is built
+// K-major instead: one line per (kh, kw, c) over the chunk's patch rows,
+// assembled from whole image rows of one channel plane and read by the GEMM
+// with contiguous loads.  Runs of a vector or more (its second layer: 30
+// floats) copy as fast, and the row-major patches are kept.
+constexpr int64_t kShortRun = 16;
+
+// A forward patch row's runs: a window row when the taps are neighbouring
+// pixels of a source whose channels all belong to one group (gather_rows
+// merges those), else one pixel's channels of the group.
+bool forward_runs_are_short(const Conv2DShape& s) {
+  const int64_t cg = s.in_c_per_group();
+  return (s.groups == 1 && s.dilation_w == 1 ? s.filter_w * cg : cg) < kShortRun;
+}
+
+// Copies of a few floats without a library call (line segments are an image
+// row or less): overlapping fixed-size moves.
+inline void copy_short(const float* src, int64_t n, float* dst) {
+  if (n > 16) {
+    std::copy(src, src + n, dst);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8 * sizeof(float));
+    std::memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4 * sizeof(float));
+    std::memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+inline void zero_short(int64_t n, float* dst) {
+  static constexpr float kZeros[16] = {};
+  if (n > 16) std::fill(dst, dst + n, 0.0f);
+  else copy_short(kZeros, n, dst);
+}
+
+// One spatial axis of a tap: destination coordinate u (an output pixel of
+// the forward pass, an input pixel of the input gradient) reads source
+// coordinate (u * mul + offset) / div when that divides exactly and lies in
+// [0, size); anything else is a zero operand (padding, or a stride that
+// does not divide).
+struct TapAxis {
+  int64_t mul, offset, div, size;
+  int64_t source(int64_t u) const {
+    const int64_t v = u * mul + offset;
+    if (v < 0 || v % div != 0 || v / div >= size) return -1;
+    return v / div;
+  }
+  // With div == 1: the u in [first, last) that read a source, within [0, extent).
+  void valid_range(int64_t extent, int64_t* first, int64_t* last) const {
+    const int64_t lo = offset >= 0 ? 0 : (-offset + mul - 1) / mul;
+    const int64_t hi = size - 1 - offset < 0 ? 0 : (size - 1 - offset) / mul + 1;
+    *first = std::min(lo, extent);
+    *last = std::max(*first, std::min(hi, extent));
+  }
+};
+
+// The source of K-major patch lines: channel planes (plane c: channel c of
+// every source pixel, batch x src_h x src_w), the destination image the
+// patch rows walk, and each tap's two axes.
+struct PatchLines {
+  const float* planes;
+  int64_t plane_size, channels;  // line (kh, kw, c) for c < channels
+  int64_t src_h, src_w, dst_h, dst_w, filter_w;
+  std::function<TapAxis(int64_t kh)> rows_axis;
+  std::function<TapAxis(int64_t kw)> cols_axis;
+
+  // Line `kline` = (kh, kw, c) over patch rows [r0, r1) into dst.  The source
+  // of each image row and column is found once per line; the patch rows go
+  // by in segments of a destination image row.
+  void build(int64_t kline, int64_t r0, int64_t r1, float* dst) const {
+    const int64_t c = kline % channels, tap = kline / channels;
+    const TapAxis ya = rows_axis(tap / filter_w), xa = cols_axis(tap % filter_w);
+    const float* plane = planes + c * plane_size;
+    std::vector<int64_t> row_source(static_cast<size_t>(dst_h)), col_source;
+    for (int64_t y = 0; y < dst_h; ++y) row_source[y] = ya.source(y);
+    int64_t first = 0, last = 0;
+    if (xa.div == 1) {
+      xa.valid_range(dst_w, &first, &last);
+    } else {
+      col_source.resize(static_cast<size_t>(dst_w));
+      for (int64_t x = 0; x < dst_w; ++x) col_source[x] = xa.source(x);
+    }
+    int64_t n = r0 / (dst_h * dst_w), y = (r0 / dst_w) % dst_h, x0 = r0 % dst_w;
+    for (int64_t r = r0; r < r1;) {
+      const int64_t x1 = std::min(dst_w, x0 + (r1 - r));  // this segment: (n, y, [x0, x1))
+      const int64_t sy = row_source[y];
+      if (sy < 0) {
+        zero_short(x1 - x0, dst);
+      } else {
+        const float* line = plane + (n * src_h + sy) * src_w;
+        if (xa.div == 1) {
+          const int64_t lo = std::clamp(first, x0, x1), hi = std::clamp(last, lo, x1);
+          zero_short(lo - x0, dst);
+          const float* src = line + lo * xa.mul + xa.offset;
+          if (xa.mul == 1) copy_short(src, hi - lo, dst + (lo - x0));
+          else
+            for (int64_t u = lo; u < hi; ++u) dst[u - x0] = src[(u - lo) * xa.mul];
+          zero_short(x1 - hi, dst + (hi - x0));
+        } else {
+          for (int64_t u = x0; u < x1; ++u) dst[u - x0] = col_source[u] < 0 ? 0.0f : line[col_source[u]];
+        }
+      }
+      dst += x1 - x0;
+      r += x1 - x0;
+      x0 = 0;
+      if (++y == dst_h) y = 0, ++n;
+    }
+  }
+};
+
+// Channels [c0, c0 + count) of a [pixels, stride] matrix as planes.
+std::vector<float> channel_planes(const float* src, int64_t pixels, int64_t stride, int64_t c0, int64_t count,
+                                  const ParallelFor& parallel) {
+  std::vector<float> planes(static_cast<size_t>(pixels * count));
+  parallel(pixels, count * 2, [&](int64_t p0, int64_t p1) {
+    for (int64_t c = 0; c < count; ++c)
+      for (int64_t p = p0; p < p1; ++p) planes[c * pixels + p] = src[p * stride + c0 + c];
+  });
+  return planes;
+}
+
+// Channels [c0, c0 + count) of a dense NHWC tensor with `channels` channels
+// as planes: the tensor itself when that is one plane.
+struct ChannelPlanes {
+  std::vector<float> storage;
+  const float* data;
+  ChannelPlanes(const float* src, int64_t pixels, int64_t channels, int64_t c0, int64_t count,
+                const ParallelFor& parallel)
+      : data(src) {
+    if (channels == 1) return;
+    storage = channel_planes(src, pixels, channels, c0, count, parallel);
+    data = storage.data();
+  }
+};
+
+// The forward (and filter-gradient) lines of a group: (kh, kw, c) over output pixels.
+PatchLines forward_lines(const Conv2DShape& s, const float* planes) {
+  return PatchLines{planes, s.batch * s.in_h * s.in_w, s.in_c_per_group(), s.in_h, s.in_w, s.out_h, s.out_w,
+                    s.filter_w,
+                    [&s](int64_t kh) { return TapAxis{s.stride_h, kh * s.dilation_h - s.pad_top, 1, s.in_h}; },
+                    [&s](int64_t kw) { return TapAxis{s.stride_w, kw * s.dilation_w - s.pad_left, 1, s.in_w}; }};
+}
+
+// The input-gradient lines of a group: (kh, kw, o) over input pixels, from dy's planes.
+PatchLines input_grad_lines(const Conv2DShape& s, const float* planes) {
+  return PatchLines{planes, s.batch * s.out_h * s.out_w, s.out_c_per_group(), s.out_h, s.out_w, s.in_h, s.in_w,
+                    s.filter_w,
+                    [&s](int64_t kh) { return TapAxis{1, s.pad_top - kh * s.dilation_h, s.stride_h, s.out_h}; },
+                    [&s](int64_t kw) { return TapAxis{1, s.pad_left - kw * s.dilation_w, s.stride_w, s.out_w}; }};
+}
+
+// Chunks of lines: a whole number of 64-column strips of the GEMM's right operand.
+int64_t line_chunk_rows(int64_t kcols) { return std::max<int64_t>(64, rows_per_chunk(kcols) / 64 * 64); }
+
+// Patch rows [r0, r1) of every line into out (K-major, leading dimension r1 - r0), in parallel.
+void build_lines(const PatchLines& lines, int64_t kcols, int64_t r0, int64_t r1, float* out,
+                 const ParallelFor& parallel) {
+  const int64_t ld = r1 - r0;
+  parallel(kcols, ld, [&](int64_t k0, int64_t k1) {
+    for (int64_t kl = k0; kl < k1; ++kl) lines.build(kl, r0, r1, out + kl * ld);
+  });
+}
+
+// out (rows x n, leading dimension ldc) = P . B for the patch matrix P of
+// `lines`, built K-major chunk by chunk.
+void lines_gemm(const Table& table, const PatchLines& lines, int64_t kcols, int64_t rows, int64_t n,
+                const MatrixView& b, float* out, int64_t ldc, const ParallelFor& parallel) {
+  const int64_t chunk = line_chunk_rows(kcols);
+  std::vector<float> buf(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t r1 = std::min(rows, r0 + chunk);
+    build_lines(lines, kcols, r0, r1, buf.data(), parallel);
+    // A(r, k) = buf[k * (r1 - r0) + r].
+    gemm_cpu(table, GemmShape{r1 - r0, n, kcols}, MatrixView{buf.data(), 1, r1 - r0}, b, out + r0 * ldc, ldc,
+             parallel);
+  }
+}
+
 // The forward patch matrix of group g: runs of Cg channels of x.
 GatheredLeft forward_left(const Conv2DShape& s, const float* x, int64_t g) {
   const int64_t cg = s.in_c_per_group();
@@ -221,7 +407,12 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
   for (int64_t g = 0; g < s.groups; ++g) {
     // B(k, o) = w[k * O + g * og + o], k = (kh, kw, c).
     const MatrixView wb{w + g * og, s.out_c, 1};
-    patch_gemm(table, forward_left(s, x, g), rows, og, wb, y + g * og, s.out_c, parallel);
+    if (gemm_cpu_runs_transposed(table, GemmShape{rows, og, kcols}) && forward_runs_are_short(s)) {
+      const ChannelPlanes planes(x, s.batch * s.in_h * s.in_w, s.in_c, g * cg, cg, parallel);
+      lines_gemm(table, forward_lines(s, planes.data), kcols, rows, og, wb, y + g * og, s.out_c, parallel);
+    } else {
+      patch_gemm(table, forward_left(s, x, g), rows, og, wb, y + g * og, s.out_c, parallel);
+    }
   }
 }
 
@@ -242,9 +433,15 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
       for (int64_t o = 0; o < og; ++o)
         for (int64_t c = 0; c < cg; ++c) wt[(t * og + o) * cg + c] = w[(t * cg + c) * s.out_c + g * og + o];
     const MatrixView wb{wt.data(), cg, 1};
-    const GatheredLeft left{MatrixView{dy + g * og, s.out_c, 1}, s.batch * s.out_h * s.out_w, og, taps,
-                            InputGradRuns{s}};
-    patch_gemm(table, left, rows, cg, wb, dx + g * cg, s.in_c, parallel);
+    // An input-gradient patch row's runs are og values (its taps walk dy backwards).
+    if (gemm_cpu_runs_transposed(table, GemmShape{rows, cg, kcols}) && og < kShortRun) {
+      const ChannelPlanes planes(dy, s.batch * s.out_h * s.out_w, s.out_c, g * og, og, parallel);
+      lines_gemm(table, input_grad_lines(s, planes.data), kcols, rows, cg, wb, dx + g * cg, s.in_c, parallel);
+    } else {
+      const GatheredLeft left{MatrixView{dy + g * og, s.out_c, 1}, s.batch * s.out_h * s.out_w, og, taps,
+                              InputGradRuns{s}};
+      patch_gemm(table, left, rows, cg, wb, dx + g * cg, s.in_c, parallel);
+    }
   }
 }
 
@@ -255,14 +452,22 @@ void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const floa
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
   std::fill(dw, dw + kcols * s.out_c, 0.0f);
   if (kcols == 0 || rows == 0) return;
-  const int64_t chunk = rows_per_chunk(kcols);
+  const bool short_runs = forward_runs_are_short(s);
+  const int64_t chunk = short_runs ? line_chunk_rows(kcols) : rows_per_chunk(kcols);
   std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
   for (int64_t g = 0; g < s.groups; ++g) {
+    std::optional<ChannelPlanes> planes;
+    if (short_runs) planes.emplace(x, s.batch * s.in_h * s.in_w, s.in_c, g * cg, cg, parallel);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-      build_patches(forward_left(s, x, g), r0, r1, patches.data(), parallel);
-      // A((kh, kw, c), r) = patches[r, (kh, kw, c)]: the transposed patch matrix.
-      const MatrixView pa{patches.data(), 1, kcols};
+      // A((kh, kw, c), r): the patch lines (K-major), or the transposed row-major patches.
+      MatrixView pa{patches.data(), r1 - r0, 1};
+      if (short_runs) {
+        build_lines(forward_lines(s, planes->data), kcols, r0, r1, patches.data(), parallel);
+      } else {
+        build_patches(forward_left(s, x, g), r0, r1, patches.data(), parallel);
+        pa = MatrixView{patches.data(), 1, kcols};
+      }
       const MatrixView dyb{dy + r0 * s.out_c + g * og, s.out_c, 1};
       gemm_cpu(table, GemmShape{kcols, og, r1 - r0}, pa, dyb, dw + g * og, s.out_c, parallel,
                /*accumulate=*/true);
