@@ -337,37 +337,45 @@ WIDE_CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", WIDE_CONV_CASES)
-@pytest.mark.parametrize("m_bits", [5, 7, 9])
-@pytest.mark.parametrize("specials", ["none", "in_x_and_dy", "w_rounds_to_inf"])
-def test_wide_conv_gathered_path(cpu_path, case, m_bits, specials):
+def check_conv_bits(case, m_bits, seed, specials, filter_grad=True):
+    """conv2d and its input (and filter) gradient bit for bit against the reference, on
+    ordinary operands with zeros, a negative zero and a subnormal (a zero operand), plus
+    `specials`: "none", "inf_nan" (inf and NaN in x, -inf in dy) or "w_rounds_to_inf"
+    (weights that round to infinity: against zeros, padding included, a zero product)."""
     n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
-    rng = np.random.default_rng(11 + m_bits)
+    rng = np.random.default_rng(seed)
     mult = multiplier(m_bits, "nearest", "random")
     args = mult.lut, m_bits, "nearest"
     x, wt, pads = conv_case(rng, *case)
     x = ref.random_floats(rng, x.shape, normal_fraction=1.0)
-    x.flat[::7] = 0.0            # zeros (and a negative zero) like padding, against every weight sign
+    x.flat[::7] = 0.0
     x.flat[3] = -0.0
-    x.flat[5] = 1e-40            # subnormal: a zero operand
+    x.flat[5] = 1e-40
     wt = ref.random_floats(rng, wt.shape, normal_fraction=1.0)
+    if specials == "inf_nan":
+        x.flat[1], x.flat[x.size // 2] = np.inf, np.nan
     if specials == "w_rounds_to_inf":
-        wt.flat[2] = np.float32(3.4028235e38)
+        wt.flat[2] = wt.flat[-1] = np.float32(3.4028235e38)
     kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
     rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
-    y_shape = ref.conv2d(x[:, :, :, :], wt, *args, **rkw).shape if specials == "in_x_and_dy" else None
-    dy = None
-    if specials == "in_x_and_dy":
-        x.flat[1], x.flat[9] = np.inf, np.nan
-        dy = ref.random_floats(rng, y_shape, normal_fraction=1.0)
-        dy.flat[4] = -np.inf
     y = core.conv2d(x, wt, mult, **kwargs)
     assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
-    if dy is None:
-        dy = ref.random_floats(rng, y.shape, normal_fraction=1.0)
-        dy.flat[::5] = 0.0
+    dy = ref.random_floats(rng, y.shape, normal_fraction=1.0)
+    dy.flat[::5] = 0.0
+    if specials == "inf_nan":
+        dy.flat[4] = -np.inf
     assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
                      ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
+    if filter_grad:
+        assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
+                         ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+
+
+@pytest.mark.parametrize("case", WIDE_CONV_CASES)
+@pytest.mark.parametrize("m_bits", [5, 7, 9])
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_wide_conv_gathered_path(cpu_path, case, m_bits, specials):
+    check_conv_bits(case, m_bits, 11 + m_bits, specials, filter_grad=False)
 
 
 # Narrow convolutions whose patch rows are short runs (a window row of under 16 floats; an
@@ -387,31 +395,7 @@ LINE_CONV_CASES = [
 @pytest.mark.parametrize("m_bits", [5, 7, 9])
 @pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
 def test_narrow_conv_patch_lines(cpu_path, case, m_bits, specials):
-    n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
-    rng = np.random.default_rng(23 + m_bits)
-    mult = multiplier(m_bits, "nearest", "random")
-    args = mult.lut, m_bits, "nearest"
-    x, wt, pads = conv_case(rng, *case)
-    x = ref.random_floats(rng, x.shape, normal_fraction=1.0)
-    x.flat[::11] = 0.0
-    x.flat[4] = -0.0
-    wt = ref.random_floats(rng, wt.shape, normal_fraction=1.0)
-    if specials == "inf_nan":
-        x.flat[1], x.flat[x.size // 2] = np.inf, np.nan
-    if specials == "w_rounds_to_inf":  # against padding zeros: a zero product, not NaN
-        wt.flat[0] = wt.flat[-1] = np.float32(3.4028235e38)
-    kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
-    rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
-    y = core.conv2d(x, wt, mult, **kwargs)
-    assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
-    dy = ref.random_floats(rng, y.shape, normal_fraction=1.0)
-    dy.flat[::7] = 0.0
-    if specials == "inf_nan":
-        dy.flat[3] = -np.inf
-    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
-                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
-    assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
-                     ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+    check_conv_bits(case, m_bits, 23 + m_bits, specials)
 
 
 def test_depthwise_specials(cpu_path):

@@ -24,15 +24,28 @@ constexpr int64_t kMaxPatchFloats = int64_t{1} << 20;
 
 int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len)); }
 
-// Patch runs are often a handful of floats (one channel per group in LeNet's
-// first layer): a library call per run would cost more than the copy.
-inline void copy_run(const float* src, int64_t n, float* dst) {
-  if (n == 1) *dst = *src;
-  else std::copy(src, src + n, dst);
+// Patch runs and line segments are often a handful of floats (one channel
+// per group in LeNet's first layer): they are copied without a library call,
+// by overlapping fixed-size moves.
+inline void copy_short(const float* src, int64_t n, float* dst) {
+  if (n > 16) {
+    std::copy(src, src + n, dst);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8 * sizeof(float));
+    std::memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4 * sizeof(float));
+    std::memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
+  } else {  // spelled out: GCC turns a loop back into a memcpy call
+    if (n > 0) dst[0] = src[0];
+    if (n > 1) dst[1] = src[1];
+    if (n > 2) dst[2] = src[2];
+  }
 }
-inline void zero_run(int64_t n, float* dst) {
-  if (n == 1) *dst = 0.0f;
-  else std::fill(dst, dst + n, 0.0f);
+inline void zero_short(int64_t n, float* dst) {
+  static constexpr float kZeros[16] = {};
+  if (n > 16) std::fill(dst, dst + n, 0.0f);
+  else copy_short(kZeros, n, dst);
 }
 
 // The patch matrices as runs of one pixel's channels (GatheredLeft): the
@@ -149,11 +162,11 @@ void gather_rows(const GatheredLeft& left, int64_t r0, int64_t r1, float* dst) {
         int64_t count = 1;
         if (first < 0) {
           while (t + count < runs && pixels[t + count] < 0) ++count;
-          zero_run(count * len, dst);
+          zero_short(count * len, dst);
         } else {
           if (dense_source)
             while (t + count < runs && pixels[t + count] == first + count) ++count;
-          copy_run(left.source.data + first * left.source.row_stride, count * len, dst);
+          copy_short(left.source.data + first * left.source.row_stride, count * len, dst);
         }
         t += count;
         dst += count * len;
@@ -203,27 +216,6 @@ constexpr int64_t kShortRun = 16;
 bool forward_runs_are_short(const Conv2DShape& s) {
   const int64_t cg = s.in_c_per_group();
   return (s.groups == 1 && s.dilation_w == 1 ? s.filter_w * cg : cg) < kShortRun;
-}
-
-// Copies of a few floats without a library call (line segments are an image
-// row or less): overlapping fixed-size moves.
-inline void copy_short(const float* src, int64_t n, float* dst) {
-  if (n > 16) {
-    std::copy(src, src + n, dst);
-  } else if (n >= 8) {
-    std::memcpy(dst, src, 8 * sizeof(float));
-    std::memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4 * sizeof(float));
-    std::memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
-inline void zero_short(int64_t n, float* dst) {
-  static constexpr float kZeros[16] = {};
-  if (n > 16) std::fill(dst, dst + n, 0.0f);
-  else copy_short(kZeros, n, dst);
 }
 
 // One spatial axis of a tap: destination coordinate u (an output pixel of
