@@ -64,15 +64,15 @@ def run(args):
     m, k, n = QUICK_MATMUL if quick else MATMUL
     a = tf.constant(rng.standard_normal((m, k)).astype(np.float32))
     b = tf.constant(rng.standard_normal((k, n)).astype(np.float32))
-    am, native = interleaved_medians([lambda: ops.matmul(a, b, mult).numpy(), lambda: tf.linalg.matmul(a, b).numpy()],
-                               repeats)
+    am, native = interleaved_medians(
+        [lambda: ops.matmul(a, b, mult).numpy(), lambda: tf.linalg.matmul(a, b).numpy()], repeats)
     rows.append(_row("matmul", f"{m}x{k} . {k}x{n}", float(m) * k * n, mult, am, native))
 
     x_shape, w_shape = QUICK_CONV if quick else CONV
     x = tf.constant(rng.standard_normal(x_shape).astype(np.float32))
     w = tf.constant(rng.standard_normal(w_shape).astype(np.float32))
     am, native = interleaved_medians([lambda: ops.conv2d(x, w, mult, padding="SAME").numpy(),
-                                lambda: tf.nn.conv2d(x, w, 1, "SAME").numpy()], repeats)
+                                      lambda: tf.nn.conv2d(x, w, 1, "SAME").numpy()], repeats)
     macs = float(np.prod(x_shape[:3])) * np.prod(w_shape)  # SAME, stride 1: one output pixel per input pixel
     rows.append(_row("conv2d", f"x {'x'.join(map(str, x_shape))}, w {'x'.join(map(str, w_shape))}, SAME",
                      macs, mult, am, native))

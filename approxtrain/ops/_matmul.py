@@ -86,17 +86,23 @@ def _swap_last(x):
 
 # --- gradients ---------------------------------------------------------------------------------
 
+def _gradient_layout(dc, mask):
+    """For an operand broadcast along dC's batch axes where `mask` is True: the batch rank
+    nb, the kept and broadcast batch axes, their sizes p and r, and dC's m and n."""
+    nb = dc.shape.rank - 2
+    kept, bcast = _split_axes(mask)
+    out_shape = tf.shape(dc)
+    return (nb, kept, bcast, _size(out_shape[:-2], kept), _size(out_shape[:-2], bcast),
+            out_shape[-2], out_shape[-1])
+
+
 def grad_a(dc, a, b, table_spec, transpose_a, transpose_b):
     """dL/da for c = matmul(a, b): dC . op(B)^T, dC the left operand."""
     mask = _broadcast_mask(a, dc)
     if isinstance(mask, list) and not any(mask):
         da = gemm(dc, b, table_spec, transpose_b=not transpose_b)
     else:
-        nb = dc.shape.rank - 2
-        kept, bcast = _split_axes(mask)
-        out_shape = tf.shape(dc)
-        p, r = _size(out_shape[:-2], kept), _size(out_shape[:-2], bcast)
-        m, n = out_shape[-2], out_shape[-1]
+        nb, kept, bcast, p, r, m, n = _gradient_layout(dc, mask)
         k = tf.shape(b)[-1] if transpose_b else tf.shape(b)[-2]
         # X[p, i, (r, j)] = dC[p, r, i, j];  Y[p, (r, j), kk] = op(B)[p, r, kk, j]
         x = tf.reshape(_permute(dc, _cat(kept, [nb], bcast, [nb + 1])), tf.stack([p, m, r * n]))
@@ -114,11 +120,7 @@ def grad_b(dc, a, b, table_spec, transpose_a, transpose_b):
     if isinstance(mask, list) and not any(mask):
         db = gemm(a, dc, table_spec, transpose_a=not transpose_a)
     else:
-        nb = dc.shape.rank - 2
-        kept, bcast = _split_axes(mask)
-        out_shape = tf.shape(dc)
-        p, r = _size(out_shape[:-2], kept), _size(out_shape[:-2], bcast)
-        m, n = out_shape[-2], out_shape[-1]
+        nb, kept, bcast, p, r, m, n = _gradient_layout(dc, mask)
         k = tf.shape(a)[-2] if transpose_a else tf.shape(a)[-1]
         # X[p, (r, i), kk] = op(A)[p, r, i, kk] (used transposed);  Y[p, (r, i), j] = dC[p, r, i, j]
         x_perm = _cat(kept, bcast, [nb + 1, nb] if transpose_a else [nb, nb + 1])

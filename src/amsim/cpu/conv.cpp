@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <optional>
 #include <vector>
 
@@ -225,6 +224,8 @@ bool forward_runs_are_short(const Conv2DShape& s) {
 // does not divide).
 struct TapAxis {
   int64_t mul, offset, div, size;
+  // The same axis for the tap `taps` filter positions further on.
+  TapAxis shifted(int64_t taps, int64_t offset_step) const { return {mul, offset + taps * offset_step, div, size}; }
   int64_t source(int64_t u) const {
     const int64_t v = u * mul + offset;
     if (v < 0 || v % div != 0 || v / div >= size) return -1;
@@ -241,20 +242,21 @@ struct TapAxis {
 
 // The source of K-major patch lines: channel planes (plane c: channel c of
 // every source pixel, batch x src_h x src_w), the destination image the
-// patch rows walk, and each tap's two axes.
+// patch rows walk, and the two axes of tap (0, 0) with the offset each
+// further filter row / column adds.
 struct PatchLines {
   const float* planes;
   int64_t plane_size, channels;  // line (kh, kw, c) for c < channels
   int64_t src_h, src_w, dst_h, dst_w, filter_w;
-  std::function<TapAxis(int64_t kh)> rows_axis;
-  std::function<TapAxis(int64_t kw)> cols_axis;
+  TapAxis rows, cols;
+  int64_t row_step, col_step;
 
   // Line `kline` = (kh, kw, c) over patch rows [r0, r1) into dst.  The source
   // of each image row and column is found once per line; the patch rows go
   // by in segments of a destination image row.
   void build(int64_t kline, int64_t r0, int64_t r1, float* dst) const {
     const int64_t c = kline % channels, tap = kline / channels;
-    const TapAxis ya = rows_axis(tap / filter_w), xa = cols_axis(tap % filter_w);
+    const TapAxis ya = rows.shifted(tap / filter_w, row_step), xa = cols.shifted(tap % filter_w, col_step);
     const float* plane = planes + c * plane_size;
     std::vector<int64_t> row_source(static_cast<size_t>(dst_h)), col_source;
     for (int64_t y = 0; y < dst_h; ++y) row_source[y] = ya.source(y);
@@ -293,17 +295,6 @@ struct PatchLines {
   }
 };
 
-// Channels [c0, c0 + count) of a [pixels, stride] matrix as planes.
-std::vector<float> channel_planes(const float* src, int64_t pixels, int64_t stride, int64_t c0, int64_t count,
-                                  const ParallelFor& parallel) {
-  std::vector<float> planes(static_cast<size_t>(pixels * count));
-  parallel(pixels, count * 2, [&](int64_t p0, int64_t p1) {
-    for (int64_t c = 0; c < count; ++c)
-      for (int64_t p = p0; p < p1; ++p) planes[c * pixels + p] = src[p * stride + c0 + c];
-  });
-  return planes;
-}
-
 // Channels [c0, c0 + count) of a dense NHWC tensor with `channels` channels
 // as planes: the tensor itself when that is one plane.
 struct ChannelPlanes {
@@ -313,7 +304,11 @@ struct ChannelPlanes {
                 const ParallelFor& parallel)
       : data(src) {
     if (channels == 1) return;
-    storage = channel_planes(src, pixels, channels, c0, count, parallel);
+    storage.resize(static_cast<size_t>(pixels * count));
+    parallel(pixels, count * 2, [&](int64_t p0, int64_t p1) {
+      for (int64_t c = 0; c < count; ++c)
+        for (int64_t p = p0; p < p1; ++p) storage[c * pixels + p] = src[p * channels + c0 + c];
+    });
     data = storage.data();
   }
 };
@@ -321,17 +316,15 @@ struct ChannelPlanes {
 // The forward (and filter-gradient) lines of a group: (kh, kw, c) over output pixels.
 PatchLines forward_lines(const Conv2DShape& s, const float* planes) {
   return PatchLines{planes, s.batch * s.in_h * s.in_w, s.in_c_per_group(), s.in_h, s.in_w, s.out_h, s.out_w,
-                    s.filter_w,
-                    [&s](int64_t kh) { return TapAxis{s.stride_h, kh * s.dilation_h - s.pad_top, 1, s.in_h}; },
-                    [&s](int64_t kw) { return TapAxis{s.stride_w, kw * s.dilation_w - s.pad_left, 1, s.in_w}; }};
+                    s.filter_w, TapAxis{s.stride_h, -s.pad_top, 1, s.in_h}, TapAxis{s.stride_w, -s.pad_left, 1, s.in_w},
+                    s.dilation_h, s.dilation_w};
 }
 
 // The input-gradient lines of a group: (kh, kw, o) over input pixels, from dy's planes.
 PatchLines input_grad_lines(const Conv2DShape& s, const float* planes) {
   return PatchLines{planes, s.batch * s.out_h * s.out_w, s.out_c_per_group(), s.out_h, s.out_w, s.in_h, s.in_w,
-                    s.filter_w,
-                    [&s](int64_t kh) { return TapAxis{1, s.pad_top - kh * s.dilation_h, s.stride_h, s.out_h}; },
-                    [&s](int64_t kw) { return TapAxis{1, s.pad_left - kw * s.dilation_w, s.stride_w, s.out_w}; }};
+                    s.filter_w, TapAxis{1, s.pad_top, s.stride_h, s.out_h}, TapAxis{1, s.pad_left, s.stride_w, s.out_w},
+                    -s.dilation_h, -s.dilation_w};
 }
 
 // Chunks of lines: a whole number of 64-column strips of the GEMM's right operand.
