@@ -20,9 +20,23 @@ def random_table(rng, m):
     return rng.integers(0, 1 << 16, size=1 << (2 * m), dtype=np.uint16)
 
 
+def high_byte_table(rng, m):
+    """Arbitrary entries with a zero low byte (results with at most 7 fraction bits, as mbm7,
+    mitchell7 and bf16_trunc give): at M = 7 the kernels look up only the high bytes."""
+    return random_table(rng, m) & np.uint16(0xff00)
+
+
+TABLES = {"exact": lambda rng, m: ref.exact_table(m), "random": random_table, "high": high_byte_table}
+
+
 def multiplier(m, rounding="truncate", table="exact", seed=0):
-    lut = ref.exact_table(m) if table == "exact" else random_table(np.random.default_rng(seed + m), m)
+    lut = TABLES[table](np.random.default_rng(seed + m), m)
     return Multiplier(f"{table}{m}", m, rounding, lut)
+
+
+def with_high_table(widths):
+    """(M, table) pairs: each width with a random table, and M = 7 with a high-byte table."""
+    return [(m, "random") for m in widths] + [(7, "high")]
 
 
 def assert_same_bits(actual, expected):
@@ -58,14 +72,27 @@ def cpu_path(request, monkeypatch):
 
 
 def test_path_names_and_override(monkeypatch):
-    names = {"avx512vbmi", "avx512vbmi-chunks", "avx512-gather", "generic"}
+    names = {"avx512vbmi", "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "generic"}
     for m in range(1, 12):
         assert _core.gemm_cpu_path(m) in names
+    rng = np.random.default_rng(0)
+    high, exact = high_byte_table(rng, 7), ref.exact_table(7)
+    if _core.gemm_cpu_path(7) == "avx512vbmi":
+        assert _core.gemm_cpu_path(7, high) == "avx512vbmi-high"
+        assert _core.gemm_cpu_path(7, exact) == "avx512vbmi"
+        assert _core.gemm_cpu_path(6, high_byte_table(rng, 6)) == "avx512vbmi"  # only M = 7 has the high path
+        one_low_byte = high.copy()
+        one_low_byte[-1] |= 1
+        assert _core.gemm_cpu_path(7, one_low_byte) == "avx512vbmi"
+    with pytest.raises(ValueError, match="16384"):
+        _core.gemm_cpu_path(7, high[:100])
     if "avx512-gather" in available_paths():
         monkeypatch.setenv(PATH_ENV, "avx512-gather")
         assert all(_core.gemm_cpu_path(m) == "avx512-gather" for m in range(1, 12))
+        assert _core.gemm_cpu_path(7, high) == "avx512-gather"
     monkeypatch.setenv(PATH_ENV, "generic")
     assert all(_core.gemm_cpu_path(m) == "generic" for m in range(1, 12))
+    assert _core.gemm_cpu_path(7, high) == "generic"
 
 
 # --- matmul ---------------------------------------------------------------
@@ -77,8 +104,8 @@ SHAPES = [(1, 1, 1), (1, 7, 1), (2, 3, 5), (37, 29, 45), (4, 16, 64), (5, 33, 65
 @pytest.mark.parametrize("m_bits", [7, 4, 10])
 def test_matmul_shapes(cpu_path, m_bits):
     rng = np.random.default_rng(m_bits)
-    for table in ("exact", "random"):
-        mult = multiplier(m_bits, "nearest" if table == "random" else "truncate", table)
+    for table in ("exact", "random", "high"):
+        mult = multiplier(m_bits, "truncate" if table == "exact" else "nearest", table)
         for shape in SHAPES:
             m, k, n = shape
             a = ref.random_floats(rng, (m, k))
@@ -101,7 +128,7 @@ def test_matmul_every_column_count():
 @pytest.mark.parametrize("m_bits", range(1, 12))
 def test_matmul_every_mantissa_width(cpu_path, m_bits, rounding):
     rng = np.random.default_rng(100 + m_bits)
-    for table in ("exact", "random"):
+    for table in ("exact", "random", "high"):
         mult = multiplier(m_bits, rounding, table)
         a = ref.random_floats(rng, (13, 40))
         b = ref.random_floats(rng, (40, 70))
@@ -116,13 +143,13 @@ def test_matmul_large():
     assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
-@pytest.mark.parametrize("m_bits", [5, 7, 8, 10, 11])
-def test_matmul_specials(cpu_path, m_bits):
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 8, 10, 11]))
+def test_matmul_specials(cpu_path, m_bits, table):
     """Rows and columns of zeros, subnormals, inf, NaN, 2^127, FLT_MAX, over/underflowing products."""
     rng = np.random.default_rng(3)
     s = ref.SPECIALS
     for rounding in ROUNDINGS:
-        mult = multiplier(m_bits, rounding, "random")
+        mult = multiplier(m_bits, rounding, table)
         # every special against every special, k = 1 and summed over k
         a = s[:, None]
         assert_same_bits(core.matmul(a, s[None, :], mult), ref_matmul(a, s[None, :], mult))
@@ -141,13 +168,13 @@ def test_matmul_specials(cpu_path, m_bits):
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
-@pytest.mark.parametrize("m_bits", [5, 7, 9])
-def test_matmul_short_a_streams_b(cpu_path, m_bits):
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
+def test_matmul_short_a_streams_b(cpu_path, m_bits, table):
     """A with at most one row block (and a narrow C, which runs transposed) packs B per task
     and per K block: several K blocks and strips, a B row that rounds to infinity in one
     strip of one K block against zeros of A, specials in later K blocks."""
     rng = np.random.default_rng(30 + m_bits)
-    mult = multiplier(m_bits, "nearest", "random")
+    mult = multiplier(m_bits, "nearest", table)
     for m, k, n in [(5, 600, 300), (64, 530, 130), (3, 700, 64), (2000, 520, 6), (40, 300, 1)]:
         a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
         b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
@@ -159,14 +186,14 @@ def test_matmul_short_a_streams_b(cpu_path, m_bits):
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
-@pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
-def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits):
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9, 10]))
+def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits, table):
     """A transposed operand (B[k, j] at k + j * K, A[i, k] at i + k * M, as transpose_a/b and
     the narrow convs and filter gradients give them) is packed 16 x 16 at a time: M, K and N
     tails, a B value that rounds to infinity against zeros of A in a K tail and in a full
     block, inf and NaN in both operands, special left operands."""
     rng = np.random.default_rng(50 + m_bits)
-    mult = multiplier(m_bits, "nearest", "random")
+    mult = multiplier(m_bits, "nearest", table)
     for m, k, n in [(7, 37, 5), (70, 300, 100), (3, 16, 16), (130, 45, 1), (9, 700, 33), (40, 20, 200)]:
         a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
         b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
@@ -183,12 +210,12 @@ def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits):
         assert_same_bits(core.matmul(at, bt, mult, transpose_a=True, transpose_b=True), expected)
 
 
-@pytest.mark.parametrize("m_bits", [5, 7, 9, 10])
-def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits):
+@pytest.mark.parametrize("m_bits, table", [(5, "exact"), (7, "exact"), (9, "exact"), (10, "exact"), (7, "high")])
+def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits, table):
     """The kernels fuse multiply and add only when every product is a normal float. Just past
     either edge of that range a fused kernel would give other bits: a product that overflows
     to inf after a huge sum of the other sign, a product that flushes to zero after a tiny sum."""
-    mult = multiplier(m_bits, "truncate", "exact")
+    mult = multiplier(m_bits, "truncate", table)
     two = np.float32(2.0)
     cases = [
         # (a0, a1), (b0, b1), expected sum: a0*b0 + a1*b1, the second product out of range
@@ -200,7 +227,8 @@ def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits):
         b = np.tile(np.array([[b0], [b1]], np.float32), (1, 70))
         c = core.matmul(a, b, mult)
         assert_same_bits(c, ref_matmul(a, b, mult))
-        assert np.all(c == np.float32(expected))
+        if table == "exact":
+            assert np.all(c == np.float32(expected))
     # exponent sums on the edges of the fused range (128 and 380), random fractions
     rng = np.random.default_rng(40 + m_bits)
     for ea, eb in [(64, 64), (253, 127), (190, 190), (100, 28)]:
@@ -337,14 +365,14 @@ WIDE_CONV_CASES = [
 ]
 
 
-def check_conv_bits(case, m_bits, seed, specials, filter_grad=True):
+def check_conv_bits(case, m_bits, table, seed, specials, filter_grad=True):
     """conv2d and its input (and filter) gradient bit for bit against the reference, on
     ordinary operands with zeros, a negative zero and a subnormal (a zero operand), plus
     `specials`: "none", "inf_nan" (inf and NaN in x, -inf in dy) or "w_rounds_to_inf"
     (weights that round to infinity: against zeros, padding included, a zero product)."""
     groups, strides, dilations, padding = case[-4:]
     rng = np.random.default_rng(seed)
-    mult = multiplier(m_bits, "nearest", "random")
+    mult = multiplier(m_bits, "nearest", table)
     args = mult.lut, m_bits, "nearest"
     x, wt, pads = conv_case(rng, *case)
     x = ref.random_floats(rng, x.shape, normal_fraction=1.0)
@@ -372,10 +400,10 @@ def check_conv_bits(case, m_bits, seed, specials, filter_grad=True):
 
 
 @pytest.mark.parametrize("case", WIDE_CONV_CASES)
-@pytest.mark.parametrize("m_bits", [5, 7, 9])
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
 @pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
-def test_wide_conv_gathered_path(cpu_path, case, m_bits, specials):
-    check_conv_bits(case, m_bits, 11 + m_bits, specials, filter_grad=False)
+def test_wide_conv_gathered_path(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 11 + m_bits, specials, filter_grad=False)
 
 
 # Narrow convolutions whose patch rows are short runs (a window row of under 16 floats; an
@@ -392,10 +420,10 @@ LINE_CONV_CASES = [
 
 
 @pytest.mark.parametrize("case", LINE_CONV_CASES)
-@pytest.mark.parametrize("m_bits", [5, 7, 9])
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
 @pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
-def test_narrow_conv_patch_lines(cpu_path, case, m_bits, specials):
-    check_conv_bits(case, m_bits, 23 + m_bits, specials)
+def test_narrow_conv_patch_lines(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 23 + m_bits, specials)
 
 
 def test_depthwise_specials(cpu_path):
@@ -458,4 +486,5 @@ def test_bench_section_rows(monkeypatch):
     monkeypatch.setattr(core_cpu, "SETTLE_SECONDS", 0.0)
     rows = core_cpu.run(args)
     assert [r["m"] for r in rows] == [32, 65]
-    assert all(r["path"] == _core.gemm_cpu_path(7) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)
+    m7 = core_cpu._multiplier("mbm7", 7, "truncate")
+    assert all(r["path"] == _core.gemm_cpu_path(7, m7.lut) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)

@@ -19,7 +19,7 @@ QUICK_CONV = ((8, 16, 16, 32), (3, 3, 32, 32))
 
 
 def add_arguments(parser):
-    parser.add_argument("--tf-repeats", type=int, help="timed repeats per op (median reported; default 5, 2 with --quick)")
+    parser.add_argument("--tf-repeats", type=int, help="timed repeats per op (median reported; default 15, 2 with --quick)")
 
 
 def bench_multiplier():
@@ -56,7 +56,7 @@ def run(args):
     from approxtrain import ops
 
     quick = bool(getattr(args, "quick", False))
-    repeats = getattr(args, "tf_repeats", None) or (2 if quick else 5)
+    repeats = getattr(args, "tf_repeats", None) or (2 if quick else 15)
     mult = bench_multiplier()
     rng = np.random.default_rng(0)
     rows = []

@@ -68,7 +68,7 @@ def run(args):
     import approxtrain
 
     quick = getattr(args, "quick", False)
-    warmup, repeats = (1, 2) if quick else (3, 10)
+    warmup, repeats = (1, 2) if quick else (3, 20)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (BATCH, 28, 28, 1)).astype(np.float32)
     y = rng.integers(0, 10, BATCH).astype(np.int32)

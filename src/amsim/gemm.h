@@ -73,9 +73,10 @@ void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
                   const ParallelFor& parallel = serial_for);
 
-// Which CPU GEMM path this machine takes for M mantissa bits ("avx512vbmi",
-// "avx512vbmi-chunks", "avx512-gather", "generic") -- reported by
+// Which CPU GEMM path this machine takes for the table ("avx512vbmi",
+// "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "generic"); a
+// table without entries stands for any table of its width -- reported by
 // build_info() and the benchmark.
-const char* gemm_cpu_path(int mantissa_bits);
+const char* gemm_cpu_path(const Table& table);
 
 }  // namespace amsim

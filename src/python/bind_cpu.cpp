@@ -1,5 +1,7 @@
 // _core functions on the CPU.  Shapes are already broadcast by the Python
 // wrapper (approxtrain/core.py); here they are checked and computed.
+#include <optional>
+
 #include <pybind11/stl.h>
 
 #include "amsim/conv.h"
@@ -105,7 +107,14 @@ void bind_cpu(py::module_& m) {
   m.def("conv2d_filter_grad", &conv2d_filter_grad, "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(),
         "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
         "groups"_a = 1, "Gradient of conv2d with respect to its filter (left operand x).");
-  m.def("gemm_cpu_path", &amsim::gemm_cpu_path, "mantissa_bits"_a, "Which CPU GEMM path runs for M mantissa bits.");
+  m.def(
+      "gemm_cpu_path",
+      [](int mbits, const std::optional<TableArray>& lut) {
+        if (!lut) return std::string(amsim::gemm_cpu_path(amsim::Table{nullptr, mbits, amsim::Rounding::kTruncate}));
+        return std::string(amsim::gemm_cpu_path(table_view(*lut, mbits, "truncate")));
+      },
+      "mantissa_bits"_a, "lut"_a.noconvert() = py::none(),
+      "Which CPU GEMM path runs for M mantissa bits (for this table, when given).");
   m.def("num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
   m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");
 }

@@ -20,6 +20,8 @@ namespace {
 // Register-table kernels: the whole table row of a left operand in zmm
 // registers.  M <= 6: one permute per 16 products.
 constexpr cpu::BlockedPath kLutPath{cpu::lut_block_avx512vbmi, cpu::RightLayout::kLutBytes, 64, 256};
+// M = 7 whose entries fit their high byte: the same, over the 128 high bytes.
+constexpr cpu::BlockedPath kLutHighPath{cpu::lut_high_block_avx512vbmi, cpu::RightLayout::kLutHighBytes, 64, 256};
 // M = 7: byte planes looked up for 64 columns at once, then assembled.
 constexpr cpu::BlockedPath kLutPlanesPath{cpu::lut_planes_block_avx512vbmi, cpu::RightLayout::kLutPlanes, 64, 256};
 // M = 8..11: the same with the row's byte planes in 128-entry chunks.
@@ -32,14 +34,17 @@ constexpr int64_t kSmallGemmMacs = int64_t{1} << 20;
 
 constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
-// The SIMD path for M mantissa bits on this CPU, nullptr for the generic one
-// (narrowed by APPROXTRAIN_CPU_PATH, cpu_features.h).
-const cpu::BlockedPath* blocked_path(int mantissa_bits) {
+// The SIMD path for this table on this CPU, nullptr for the generic one
+// (narrowed by APPROXTRAIN_CPU_PATH, cpu_features.h).  A table without
+// entries stands for any table of its width.
+const cpu::BlockedPath* blocked_path(const Table& table) {
+  const int mantissa_bits = table.mantissa_bits;
   static const bool vbmi = cpu::has_avx512_vbmi();
   static const bool avx512 = cpu::has_avx512_bw();
   if (cpu::forced_path_is("generic")) return nullptr;
   if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
-  if (vbmi && mantissa_bits == kMaxLutMantissaBits) return &kLutPlanesPath;
+  if (vbmi && mantissa_bits == kMaxLutMantissaBits)
+    return cpu::entries_fit_high_byte(table) ? &kLutHighPath : &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (vbmi) return &kLutChunksPath;
   if (avx512) return &kGatherPath;
@@ -67,7 +72,7 @@ std::vector<uint16_t> transposed_entries(const Table& table) {
 
 void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b,
                    float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
-  if (const cpu::BlockedPath* path = blocked_path(table.mantissa_bits))
+  if (const cpu::BlockedPath* path = blocked_path(table))
     cpu::gemm_blocked(*path, table, shape, a, b, c, ldc, parallel, accumulate);
   else
     cpu::gemm_generic(table, shape, a, b, c, ldc, parallel, accumulate);
@@ -83,13 +88,14 @@ void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView&
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return blocked_path(table.mantissa_bits) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
+  return blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
          shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
-const char* gemm_cpu_path(int mantissa_bits) {
-  const cpu::BlockedPath* path = blocked_path(mantissa_bits);
+const char* gemm_cpu_path(const Table& table) {
+  const cpu::BlockedPath* path = blocked_path(table);
   if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
+  if (path == &kLutHighPath) return "avx512vbmi-high";
   if (path == &kLutChunksPath) return "avx512vbmi-chunks";
   if (path == &kGatherPath) return "avx512-gather";
   return "generic";
@@ -121,7 +127,7 @@ void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
 
 bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
                        float* c, int64_t ldc, const ParallelFor& parallel) {
-  const cpu::BlockedPath* path = blocked_path(table.mantissa_bits);
+  const cpu::BlockedPath* path = blocked_path(table);
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
   if (gemm_cpu_runs_transposed(table, shape)) return false;
   for (int64_t kk = 0; kk < shape.k; ++kk)

@@ -13,6 +13,8 @@
 // Two ways to get x, by table width:
 //   M <= 6 (kLutBytes): row = [low bytes | high bytes] in two zmm; index
 //     dwords [0, ib, ib + 64, 0]; one merge-masked permute per 16 products.
+//     So for M = 7 when every entry's low byte is zero (kLutHighBytes): the
+//     row's 128 high bytes, index dwords [0, 0, ib, 0].
 //   M = 7 (kLutPlanes): low and high bytes in two zmm each; per (row, k) two
 //     permutes look up L and H for all 64 columns (index bytes ib), then one
 //     zero-masked permute per 16 columns assembles [0, L, H, 0]: 1.5 permutes
@@ -33,8 +35,13 @@ namespace {
 
 constexpr int kTileRows = 4;
 
-// M <= 6: the strip's index dwords are the permute indices.
-struct NarrowLookup {
+// The whole table row in two zmm, the strip's index dwords as permute
+// indices: one merge-masked permute per 16 products.  The index's bytes
+// outside EntryBytes are zero, so they zero those of the entry.
+//   M <= 6: row [low bytes | high bytes], index [0, ib, ib + 64, 0];
+//   M = 7 with zero low bytes: the row's 128 high bytes, index [0, 0, ib, 0].
+template <__mmask64 EntryBytes>
+struct RegisterRowLookup {
   struct Constants {};
   struct Columns {
     __m512i idx[kVectorsPerStrip];
@@ -43,14 +50,16 @@ struct NarrowLookup {
     }
   };
   struct Row {
-    __m512i low_high0, low_high1;
+    __m512i bytes0, bytes1;
     Row(const uint8_t* row, const Columns&)
-        : low_high0(_mm512_loadu_si512(row)), low_high1(_mm512_loadu_si512(row + 64)) {}
+        : bytes0(_mm512_loadu_si512(row)), bytes1(_mm512_loadu_si512(row + 64)) {}
     __m512i entry(int v, const Columns& cols, const Constants&) const {
-      return _mm512_mask2_permutex2var_epi8(low_high0, cols.idx[v], kEntryLowBytes | kEntryHighBytes, low_high1);
+      return _mm512_mask2_permutex2var_epi8(bytes0, cols.idx[v], EntryBytes, bytes1);
     }
   };
 };
+using NarrowLookup = RegisterRowLookup<kEntryLowBytes | kEntryHighBytes>;
+using HighByteLookup = RegisterRowLookup<kEntryHighBytes>;
 
 // M >= 7: byte planes for all 64 columns, then assembly per 16.  The row's
 // 2^M low bytes (and high bytes) are Chunks tables of 128 bytes; a column
@@ -245,6 +254,11 @@ void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t 
   lut_block<NarrowLookup>(plan, i0, i1, s0, s1, k0, k1);
 }
 
+void lut_high_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                               int64_t k1) {
+  lut_block<HighByteLookup>(plan, i0, i1, s0, s1, k0, k1);
+}
+
 void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1) {
   lut_block<PlanesLookup>(plan, i0, i1, s0, s1, k0, k1);
@@ -268,6 +282,12 @@ void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, i
 namespace amsim {
 namespace cpu {
 void lut_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+void lut_high_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+void lut_high_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                               int64_t k1) {
+  lut_block<HighByteLookup>(plan, i0, i1, s0, s1, k0, k1);
+}
+
 void lut_planes_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 void lut_chunks_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 }  // namespace cpu

@@ -24,7 +24,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int64_t words_per_k(RightLayout layout) {
   switch (layout) {
-    case RightLayout::kLutBytes: return kLutWordsPerK;
+    case RightLayout::kLutBytes:
+    case RightLayout::kLutHighBytes: return kLutWordsPerK;
     case RightLayout::kLutPlanes: return kLutPlanesWordsPerK;
     case RightLayout::kLutChunks: return kLutChunksWordsPerK;
     default: return kGatherWordsPerK;
@@ -39,7 +40,22 @@ int64_t scales_offset(RightLayout layout) {
   }
 }
 
-int64_t lut_row_bytes(int mantissa_bits) { return std::max<int64_t>(256, int64_t{2} << mantissa_bits); }
+bool entries_fit_high_byte(const Table& table) {
+  if (table.entries == nullptr) return false;
+  // In chunks, so a table with low bytes (most) answers after a few entries.
+  constexpr int64_t kChunk = 256;
+  for (int64_t e0 = 0; e0 < table.size(); e0 += kChunk) {
+    uint16_t low_bits = 0;
+    for (int64_t e = e0; e < std::min(e0 + kChunk, table.size()); ++e) low_bits |= table.entries[e];
+    if (low_bits & 0xffu) return false;
+  }
+  return true;
+}
+
+int64_t lut_row_bytes(RightLayout layout, int mantissa_bits) {
+  if (layout == RightLayout::kLutHighBytes) return int64_t{1} << mantissa_bits;
+  return std::max<int64_t>(128, int64_t{2} << mantissa_bits);
+}
 
 void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, int64_t ncols, float* out) {
   const float av = plan.a->at(i, k);
@@ -64,9 +80,9 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   const bool stream_b = m <= path.block_rows;
 
   const bool lut = path.layout != RightLayout::kGatherPairs;
-  const int64_t row_bytes = lut_row_bytes(table.mantissa_bits);
+  const int64_t row_bytes = lut_row_bytes(path.layout, table.mantissa_bits);
   AlignedBuffer<uint8_t> lut_rows(lut ? row_bytes * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
-  if (lut) split_rows_avx512(table, lut_rows.data());
+  if (lut) split_rows_avx512(path.layout, table, lut_rows.data());
   AlignedBuffer<uint32_t> packed_b(stream_b ? 0 : strips * k * words);
   AlignedBuffer<uint8_t> b_rounds_to_inf(stream_b ? 0 : k);
   ExponentRange b_range;

@@ -61,18 +61,24 @@ static inline bool products_stay_normal(const ExponentRange& a, const ExponentRa
 // the kStripCols scale floats of packed_operands.h:
 //   kLutBytes (M <= 6):    kStripCols index dwords [0, ib, ib + 64, 0] (bytes
 //                          low to high), then the scales;
+//   kLutHighBytes (M = 7, entries with a zero low byte): kStripCols index
+//                          dwords [0, 0, ib, 0], then the scales;
 //   kLutPlanes (M = 7):    kStripCols index bytes ib, then the scales;
 //   kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
 //                          ib >> 7 (the row's 128-entry chunk), the scales;
 //   kGatherPairs (any M):  kStripCols dwords ib & ~1, the scales, kStripCols
 //                          byte-shuffle controls.
-enum class RightLayout { kLutBytes, kLutPlanes, kLutChunks, kGatherPairs };
+enum class RightLayout { kLutBytes, kLutHighBytes, kLutPlanes, kLutChunks, kGatherPairs };
 constexpr int64_t kLutWordsPerK = 2 * kStripCols;
 constexpr int64_t kLutPlanesWordsPerK = kStripCols / 4 + kStripCols;
 constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
+// kLutHighBytes: a table whose entries all have a zero low byte (results with
+// at most 7 fraction bits: mbm7, mitchell7, bf16_trunc) needs only its 2^7
+// high bytes, two registers, so M = 7 also takes one permute per 16 products.
+bool entries_fit_high_byte(const Table& table);
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
 int64_t scales_offset(RightLayout layout);  // where the scales start in them
@@ -156,13 +162,17 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
 // all-zero row 2^M, for zero left operands) holds the low bytes of its
 // entries at [0, 2^M) and the high bytes at [high, high + 2^M), where
 // high = max(64, 2^M) (kLutBytes: one permute over [low | high] for M <= 6);
-// rows are max(256, 2^(M+1)) bytes apart.
-int64_t lut_row_bytes(int mantissa_bits);
-void split_rows_avx512(const Table& table, uint8_t* out);
+// rows are max(128, 2^(M+1)) bytes apart (no gaps: the rows a kernel
+// touches share L1).  kLutHighBytes: only the high
+// bytes, rows 2^M bytes apart.
+int64_t lut_row_bytes(RightLayout layout, int mantissa_bits);
+void split_rows_avx512(RightLayout layout, const Table& table, uint8_t* out);
 
 // The SIMD block kernels (defined in ISA-specific translation units).
 void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                           int64_t k1);
+void lut_high_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
+                               int64_t k1);
 void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1);
 void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,

@@ -116,6 +116,8 @@ class RightEncoder {
       const __m512i idx = _mm512_or_si512(_mm512_set1_epi32(int(kLutNarrowHighIndex << 16)),
                                           _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
       _mm512_store_si512(base + 16 * v, idx);
+    } else if (layout_ == RightLayout::kLutHighBytes) {
+      _mm512_store_si512(base + 16 * v, _mm512_slli_epi32(fraction, 16));
     } else {
       // Byte offset of each lane's dword within its 128-bit lane (the gather layout's shuffle control).
       const __m512i lane_bytes = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
@@ -192,9 +194,10 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   }
 }
 
-void split_rows_avx512(const Table& table, uint8_t* out) {
-  const int64_t side = int64_t{1} << table.mantissa_bits, row_bytes = lut_row_bytes(table.mantissa_bits);
-  const int64_t high = side > 64 ? side : 64;
+void split_rows_avx512(RightLayout layout, const Table& table, uint8_t* out) {
+  const int64_t side = int64_t{1} << table.mantissa_bits, row_bytes = lut_row_bytes(layout, table.mantissa_bits);
+  const bool high_only = layout == RightLayout::kLutHighBytes;
+  const int64_t high = high_only ? 0 : side > 64 ? side : 64;
   for (int64_t ia = 0; ia <= side; ++ia) {  // row `side`: the zero row
     uint8_t* row = out + ia * row_bytes;
     for (int64_t at = 0; at < row_bytes; at += 64) _mm512_storeu_si512(row + at, _mm512_setzero_si512());
@@ -203,7 +206,7 @@ void split_rows_avx512(const Table& table, uint8_t* out) {
     for (int64_t ib = 0; ib < side; ib += 32) {
       const __mmask32 lanes = side - ib >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << (side - ib)) - 1u);
       const __m512i e = _mm512_maskz_loadu_epi16(lanes, entries + ib);
-      _mm512_mask_storeu_epi8(row + ib, lanes, _mm512_castsi256_si512(_mm512_cvtepi16_epi8(e)));
+      if (!high_only) _mm512_mask_storeu_epi8(row + ib, lanes, _mm512_castsi256_si512(_mm512_cvtepi16_epi8(e)));
       _mm512_mask_storeu_epi8(row + high + ib, lanes,
                               _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8))));
     }
@@ -289,7 +292,7 @@ void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_
                    int64_t, int64_t, uint8_t*, ExponentRange*) {}
 void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, int64_t,
                    const uint8_t*, LeftRef*, uint8_t*, ExponentRange*) {}
-void split_rows_avx512(const Table&, uint8_t*) {}
+void split_rows_avx512(RightLayout, const Table&, uint8_t*) {}
 }  // namespace cpu
 }  // namespace amsim
 #endif
