@@ -25,11 +25,16 @@ constexpr uint32_t kQuietNaNBits = 0x7fc00000u;
 
 enum class Rounding : int { kTruncate = 0, kNearestEven = 1 };
 
+// What the CPU GEMM may assume about the entries' two bytes; kUnknown: it
+// looks (with_entry_bytes() in gemm.h settles it once per table).
+enum class EntryBytes : uint8_t { kUnknown, kBoth, kHighOnly };
+
 // A multiplier's table as the kernels see it: a borrowed view, no ownership.
 struct Table {
   const uint16_t* entries = nullptr;  // 2^(2M) entries, index ia * 2^M + ib
   int mantissa_bits = 0;              // M
   Rounding rounding = Rounding::kTruncate;
+  EntryBytes entry_bytes = EntryBytes::kUnknown;
 
   AMSIM_HD int64_t size() const { return int64_t{1} << (2 * mantissa_bits); }
 };

@@ -73,6 +73,13 @@ void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,
                   const ParallelFor& parallel = serial_for);
 
+// The table with entry_bytes settled: kHighOnly when every entry's low byte
+// is zero (results with at most 7 fraction bits: mbm7, mitchell7,
+// bf16_trunc), whose M = 7 GEMMs look up only the high bytes.  One scan of
+// the entries unless already known; the CPU entry points settle it once per
+// call, so their per-batch and per-chunk GEMMs do not scan again.
+Table with_entry_bytes(const Table& table);
+
 // Which CPU GEMM path this machine takes for the table ("avx512vbmi",
 // "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "generic"); a
 // table without entries stands for any table of its width -- reported by

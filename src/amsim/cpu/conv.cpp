@@ -380,8 +380,9 @@ const char* conv2d_finalize(Conv2DShape& s) {
   return nullptr;
 }
 
-void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* w,
+void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* w,
                         float* y, const ParallelFor& parallel) {
+  const Table table = with_entry_bytes(given);
   if (cpu::is_depthwise(s)) return cpu::depthwise_forward(table, s, x, w, y, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
@@ -401,8 +402,9 @@ void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x
   }
 }
 
-void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float* dy, const float* w,
+void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float* dy, const float* w,
                            float* dx, const ParallelFor& parallel) {
+  const Table table = with_entry_bytes(given);
   if (cpu::is_depthwise(s)) return cpu::depthwise_input_grad(table, s, dy, w, dx, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t taps = s.filter_h * s.filter_w;
@@ -430,8 +432,9 @@ void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float
   }
 }
 
-void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* dy,
+void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* dy,
                             float* dw, const ParallelFor& parallel) {
+  const Table table = with_entry_bytes(given);
   if (cpu::is_depthwise(s)) return cpu::depthwise_filter_grad(table, s, x, dy, dw, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;

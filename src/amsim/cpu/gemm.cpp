@@ -34,6 +34,19 @@ constexpr int64_t kSmallGemmMacs = int64_t{1} << 20;
 
 constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
+bool high_byte_entries(const Table& table) {
+  if (table.entry_bytes != EntryBytes::kUnknown) return table.entry_bytes == EntryBytes::kHighOnly;
+  if (table.entries == nullptr) return false;
+  // In chunks, so a table with low bytes (most) answers after a few entries.
+  constexpr int64_t kChunk = 256;
+  for (int64_t e0 = 0; e0 < table.size(); e0 += kChunk) {
+    uint16_t low_bits = 0;
+    for (int64_t e = e0; e < std::min(e0 + kChunk, table.size()); ++e) low_bits |= table.entries[e];
+    if (low_bits & 0xffu) return false;
+  }
+  return true;
+}
+
 // The SIMD path for this table on this CPU, nullptr for the generic one
 // (narrowed by APPROXTRAIN_CPU_PATH, cpu_features.h).  A table without
 // entries stands for any table of its width.
@@ -44,7 +57,7 @@ const cpu::BlockedPath* blocked_path(const Table& table) {
   if (cpu::forced_path_is("generic")) return nullptr;
   if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
   if (vbmi && mantissa_bits == kMaxLutMantissaBits)
-    return cpu::entries_fit_high_byte(table) ? &kLutHighPath : &kLutPlanesPath;
+    return high_byte_entries(table) ? &kLutHighPath : &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (vbmi) return &kLutChunksPath;
   if (avx512) return &kGatherPath;
@@ -87,6 +100,13 @@ void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView&
 // still sums its products for k ascending: the same bits either way.
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
+Table with_entry_bytes(const Table& table) {
+  Table settled = table;
+  if (table.entries != nullptr)
+    settled.entry_bytes = high_byte_entries(table) ? EntryBytes::kHighOnly : EntryBytes::kBoth;
+  return settled;
+}
+
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
   return blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
          shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
@@ -101,15 +121,16 @@ const char* gemm_cpu_path(const Table& table) {
   return "generic";
 }
 
-void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
+void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
+  const Table table = with_entry_bytes(given);
   if (!gemm_cpu_runs_transposed(table, shape)) {
     gemm_dispatch(table, shape, a, b, c, ldc, parallel, accumulate);
     return;
   }
   const std::vector<uint16_t> entries_t = transposed_entries(table);
-  const Table table_t{entries_t.data(), table.mantissa_bits, table.rounding};
+  const Table table_t{entries_t.data(), table.mantissa_bits, table.rounding, table.entry_bytes};  // same bytes
   const int64_t m = shape.m, n = shape.n;
   // op(B)^T (n x k) and op(A)^T (k x m) are the same data with swapped strides.
   const MatrixView bt{b.data, b.col_stride, b.row_stride};
@@ -174,9 +195,10 @@ bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const Gathere
   return true;
 }
 
-void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
+void batched_gemm_cpu(const Table& given, const GemmShape& shape, int64_t batch,
                       const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
                       int64_t batch_stride_b, float* c, const ParallelFor& parallel) {
+  const Table table = with_entry_bytes(given);
   // One B for every batch and A's batches stacked row after row (a Dense layer
   // on a sequence): one tall GEMM packs B once and gives the same bits.
   if (batch > 1 && batch_stride_b == 0 && batch_stride_a == shape.m * a.row_stride) {

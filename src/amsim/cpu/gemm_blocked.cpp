@@ -40,18 +40,6 @@ int64_t scales_offset(RightLayout layout) {
   }
 }
 
-bool entries_fit_high_byte(const Table& table) {
-  if (table.entries == nullptr) return false;
-  // In chunks, so a table with low bytes (most) answers after a few entries.
-  constexpr int64_t kChunk = 256;
-  for (int64_t e0 = 0; e0 < table.size(); e0 += kChunk) {
-    uint16_t low_bits = 0;
-    for (int64_t e = e0; e < std::min(e0 + kChunk, table.size()); ++e) low_bits |= table.entries[e];
-    if (low_bits & 0xffu) return false;
-  }
-  return true;
-}
-
 int64_t lut_row_bytes(RightLayout layout, int mantissa_bits) {
   if (layout == RightLayout::kLutHighBytes) return int64_t{1} << mantissa_bits;
   return std::max<int64_t>(128, int64_t{2} << mantissa_bits);

@@ -75,10 +75,9 @@ constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
-// kLutHighBytes: a table whose entries all have a zero low byte (results with
-// at most 7 fraction bits: mbm7, mitchell7, bf16_trunc) needs only its 2^7
-// high bytes, two registers, so M = 7 also takes one permute per 16 products.
-bool entries_fit_high_byte(const Table& table);
+// kLutHighBytes: a table whose entries all have a zero low byte
+// (EntryBytes::kHighOnly) needs only its 2^7 high bytes, two registers, so
+// M = 7 also takes one permute per 16 products.
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
 int64_t scales_offset(RightLayout layout);  // where the scales start in them
