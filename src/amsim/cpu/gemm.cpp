@@ -93,13 +93,6 @@ void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView&
 
 }  // namespace
 
-// A narrow C (a conv with few output channels, a filter gradient) leaves most
-// lanes idle; its transpose C^T = B^T (x)' A^T, with the table transposed, has
-// the long side across the lanes.  The AMSim product is symmetric but for the
-// table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
-// still sums its products for k ascending: the same bits either way.
-// The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
-// operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 Table with_entry_bytes(const Table& table) {
   Table settled = table;
   if (table.entries != nullptr)
@@ -107,6 +100,13 @@ Table with_entry_bytes(const Table& table) {
   return settled;
 }
 
+// A narrow C (a conv with few output channels, a filter gradient) leaves most
+// lanes idle; its transpose C^T = B^T (x)' A^T, with the table transposed, has
+// the long side across the lanes.  The AMSim product is symmetric but for the
+// table index, am_T(a, b) == am_{T^T}(b, a) bit for bit, and every C^T element
+// still sums its products for k ascending: the same bits either way.
+// The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
+// operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
   return blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
          shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);

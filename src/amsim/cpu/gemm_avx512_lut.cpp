@@ -283,11 +283,6 @@ namespace amsim {
 namespace cpu {
 void lut_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 void lut_high_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
-void lut_high_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
-                               int64_t k1) {
-  lut_block<HighByteLookup>(plan, i0, i1, s0, s1, k0, k1);
-}
-
 void lut_planes_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 void lut_chunks_block_avx512vbmi(const GemmPlan&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
 }  // namespace cpu
