@@ -382,8 +382,8 @@ const char* conv2d_finalize(Conv2DShape& s) {
 
 void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* w,
                         float* y, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_forward(given, s, x, w, y, parallel);
   const Table table = with_entry_bytes(given);
-  if (cpu::is_depthwise(s)) return cpu::depthwise_forward(table, s, x, w, y, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
   if (kcols == 0) {
@@ -404,8 +404,8 @@ void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x
 
 void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float* dy, const float* w,
                            float* dx, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_input_grad(given, s, dy, w, dx, parallel);
   const Table table = with_entry_bytes(given);
-  if (cpu::is_depthwise(s)) return cpu::depthwise_input_grad(table, s, dy, w, dx, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t taps = s.filter_h * s.filter_w;
   const int64_t kcols = taps * og, rows = s.batch * s.in_h * s.in_w;
@@ -434,8 +434,8 @@ void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float
 
 void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* dy,
                             float* dw, const ParallelFor& parallel) {
+  if (cpu::is_depthwise(s)) return cpu::depthwise_filter_grad(given, s, x, dy, dw, parallel);
   const Table table = with_entry_bytes(given);
-  if (cpu::is_depthwise(s)) return cpu::depthwise_filter_grad(table, s, x, dy, dw, parallel);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
   std::fill(dw, dw + kcols * s.out_c, 0.0f);

@@ -146,8 +146,9 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
   });
 }
 
-bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
+bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
                        float* c, int64_t ldc, const ParallelFor& parallel) {
+  const Table table = with_entry_bytes(given);
   const cpu::BlockedPath* path = blocked_path(table);
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
   if (gemm_cpu_runs_transposed(table, shape)) return false;

@@ -61,8 +61,9 @@ static inline bool products_stay_normal(const ExponentRange& a, const ExponentRa
 // the kStripCols scale floats of packed_operands.h:
 //   kLutBytes (M <= 6):    kStripCols index dwords [0, ib, ib + 64, 0] (bytes
 //                          low to high), then the scales;
-//   kLutHighBytes (M = 7, entries with a zero low byte): kStripCols index
-//                          dwords [0, 0, ib, 0], then the scales;
+//   kLutHighBytes (M = 7, EntryBytes::kHighOnly): kStripCols index dwords
+//                          [0, 0, ib, 0], then the scales (the row's 2^7 high
+//                          bytes fill two registers: one permute per 16);
 //   kLutPlanes (M = 7):    kStripCols index bytes ib, then the scales;
 //   kLutChunks (M = 8..11): kStripCols bytes ib & 0xff, kStripCols bytes
 //                          ib >> 7 (the row's 128-entry chunk), the scales;
@@ -75,9 +76,6 @@ constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // kLutBytes for M <= 6: the high-byte index is ib + 64, so one permute over
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
-// kLutHighBytes: a table whose entries all have a zero low byte
-// (EntryBytes::kHighOnly) needs only its 2^7 high bytes, two registers, so
-// M = 7 also takes one permute per 16 products.
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
 int64_t scales_offset(RightLayout layout);  // where the scales start in them
@@ -162,8 +160,7 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
 // entries at [0, 2^M) and the high bytes at [high, high + 2^M), where
 // high = max(64, 2^M) (kLutBytes: one permute over [low | high] for M <= 6);
 // rows are max(128, 2^(M+1)) bytes apart (no gaps: the rows a kernel
-// touches share L1).  kLutHighBytes: only the high
-// bytes, rows 2^M bytes apart.
+// touches share L1).  kLutHighBytes: only the high bytes, rows 2^M apart.
 int64_t lut_row_bytes(RightLayout layout, int mantissa_bits);
 void split_rows_avx512(RightLayout layout, const Table& table, uint8_t* out);
 
