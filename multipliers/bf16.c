@@ -4,7 +4,7 @@
  * approxtrain: name=bf16_trunc symbol=bf16_trunc mantissa_bits=7 rounding=truncate description="reference bfloat16: operands and product truncated to 7 fraction bits"
  *
  * Special values, exponent overflow and subnormals are handled by approxtrain
- * itself (DESIGN.md section 2); these models only need to be right for normal
+ * itself (docs/design.md, "Number semantics"); these models only need to be right for normal
  * operands whose product is normal.
  */
 #include <stdint.h>

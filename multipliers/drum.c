@@ -10,7 +10,7 @@
  * unbiased) and multiplies the two k-bit numbers exactly.  In a float the
  * leading one is the hidden bit, so k bits are the hidden one and k - 1
  * fraction bits, the last of them forced to 1.  Special values and exponent
- * overflow are approxtrain's job (DESIGN.md section 2).
+ * overflow are approxtrain's job (docs/design.md, "Number semantics").
  */
 #include <stdint.h>
 #include <string.h>

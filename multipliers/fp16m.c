@@ -6,7 +6,7 @@
  * increments the exponent); the 22-bit product of the two 11-bit
  * significands is exact in float32 and is then truncated to the 15 fraction
  * bits a table entry holds.  Special values and exponent overflow are
- * approxtrain's job (DESIGN.md section 2).
+ * approxtrain's job (docs/design.md, "Number semantics").
  */
 #include <stdint.h>
 #include <string.h>

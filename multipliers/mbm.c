@@ -15,7 +15,7 @@
  *   mbm3 and mbm1 add nothing.  If adding it would overflow a carried sum,
  *   it is skipped.
  * The result fraction has m bits (truncated).  Special values and exponent
- * overflow are approxtrain's job (DESIGN.md section 2).
+ * overflow are approxtrain's job (docs/design.md, "Number semantics").
  */
 #include <stdint.h>
 #include <string.h>

@@ -11,8 +11,8 @@
  * exponent and leaves x + y - 1, which is Mitchell's antilogarithm:
  *   x + y < 1:  2^(Ea+Eb)   (1 + x + y)
  *   x + y >= 1: 2^(Ea+Eb+1) (x + y)
- * Special values and exponent overflow are approxtrain's job (DESIGN.md
- * section 2); the model only needs to be right for normal operands.
+ * Special values and exponent overflow are approxtrain's job (docs/design.md,
+ * "Number semantics"); the model only needs to be right for normal operands.
  */
 #include <stdint.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-// The one definition of the AMSim product (DESIGN.md section 2).
+// The one definition of the AMSim product (docs/design.md, "Number semantics").
 //
 // Every kernel of approxtrain -- CPU scalar, CPU SIMD, CUDA -- reproduces
 // am_multiply() bit for bit; the SIMD paths are derived from it and tested

@@ -1,6 +1,6 @@
 // AM GEMM on the CPU: C = op(A) . op(B), every product through the table.
 //
-// Canonical order (DESIGN.md section 2): for each C[i, j] the sum starts at
+// Canonical order (docs/design.md, "Canonical summation orders"): for each C[i, j] the sum starts at
 // +0 and adds A[i, k] (x) B[k, j] for k = 0, 1, ..., K-1, one float32 add
 // per product, flush-to-zero.  Any blocking that keeps k ascending per output
 // element gives the same bits.
