@@ -8,7 +8,7 @@ ROUNDINGS = ("truncate", "nearest")
 
 @dataclass(frozen=True, eq=False)
 class Multiplier:
-    """An approximate multiplier as a table (DESIGN.md section 2).
+    """An approximate multiplier as a table (docs/design.md, "Number semantics").
 
     Args:
         name: registry name, e.g. ``"mbm7"``.

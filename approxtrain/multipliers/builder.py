@@ -1,4 +1,4 @@
-"""Turns a C multiplier model into a table (DESIGN.md section 3).
+"""Turns a C multiplier model into a table (docs/design.md, "Multipliers and tables").
 
 A model is ``float NAME(float a, float b)`` in a C file.  The builder
 compiles it with the system C compiler ($CC, default ``cc``) into a shared
@@ -236,7 +236,7 @@ def entries_from_products(r):
 
 
 def make_table(model, symbol, mantissa_bits, operand_rounding, label=None):
-    """The uint16 table of ``symbol`` in a CompiledModel, after every check of DESIGN.md section 3."""
+    """The uint16 table of ``symbol`` in a CompiledModel, after every check of docs/design.md ("Multipliers and tables")."""
     m = check_mantissa_bits(mantissa_bits)
     check_rounding(operand_rounding)
     label = f"multiplier {label or symbol} ({model.source}:{symbol})"

@@ -1,4 +1,4 @@
-"""Error metrics of a multiplier (MULTIPLIERS.md, "Error metrics").
+"""Error metrics of a multiplier (docs/multipliers.md, "Error metrics").
 
 Two views:
 - table pairs: every entry against the exact product of its operands
