@@ -3,7 +3,7 @@
 Every function takes float32 arrays (C-contiguous or not; other float dtypes
 are rejected rather than silently rounded) and a multiplier (a name from
 :mod:`approxtrain.multipliers` or a :class:`Multiplier`), and returns float32
-arrays bit-identical to the contract of DESIGN.md section 2 on every device.
+arrays bit-identical to the contract of docs/design.md ("Number semantics") on every device.
 """
 import numpy as np
 

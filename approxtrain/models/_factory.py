@@ -21,7 +21,7 @@ class LayerFactory:
         self.multiplier = multiplier
         self.grad_input_multiplier = grad_input_multiplier
         self.grad_weight_multiplier = grad_weight_multiplier
-        # None means "same as multiplier" (DESIGN.md section 4).
+        # None means "same as multiplier" (docs/design.md, "Ops, layers and gradients").
         effective = {multiplier, grad_input_multiplier or multiplier, grad_weight_multiplier or multiplier}
         self.native = effective == {NATIVE}
         self._am = None if self.native else _am_layers()

@@ -7,7 +7,7 @@
 
 A multiplier is a registry name, a :class:`~approxtrain.multipliers.Multiplier`
 or ``"fp32"`` (the native TensorFlow op).  Gradients are AM ops too
-(DESIGN.md section 4): the input gradient uses ``grad_input_multiplier``, the
+(docs/design.md, "Ops, layers and gradients"): the input gradient uses ``grad_input_multiplier``, the
 weight gradient ``grad_weight_multiplier`` (None: same as ``multiplier``).
 They are attached with tf.custom_gradient, so they work eagerly, in
 tf.function, under tf.distribute strategies and in Keras ``fit``; the bare

@@ -1,4 +1,4 @@
-"""AM convolutions: the ops, their gradients (DESIGN.md section 4) and the wrappers.
+"""AM convolutions: the ops, their gradients (docs/design.md, "Ops, layers and gradients") and the wrappers.
 
 conv2d: x [N, H, W, C] (the table row) by w [KH, KW, C/groups, O], NHWC.
 Gradients: dx = AMConv2DBackpropInput (dy the table row, grad_input_multiplier),

@@ -1,4 +1,4 @@
-"""AM matrix product: the op, its gradients (DESIGN.md section 4) and ``matmul``.
+"""AM matrix product: the op, its gradients (docs/design.md, "Ops, layers and gradients") and ``matmul``.
 
 Gradients of C = op(A) . op(B) are AM products themselves, with the contract's
 operand order (the table row comes from the left operand):
