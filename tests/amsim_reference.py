@@ -1,4 +1,4 @@
-"""An independent NumPy implementation of DESIGN.md section 2, for the tests.
+"""An independent NumPy implementation of docs/design.md, "Number semantics", for the tests.
 
 It shares no code with the package: the core must agree with it bit for bit.
 """

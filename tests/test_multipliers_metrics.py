@@ -1,4 +1,4 @@
-"""Error metrics of the shipped multipliers against the published figures (MULTIPLIERS.md).
+"""Error metrics of the shipped multipliers against the published figures (docs/multipliers.md).
 
 The published figures are for 16-bit integer operands; ours are float32
 significands cut to M bits, measured on 10^6 random float32 pairs

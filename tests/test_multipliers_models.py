@@ -1,8 +1,8 @@
-"""The shipped multipliers: tables vs their C models and vs MULTIPLIERS.md written in NumPy.
+"""The shipped multipliers: tables vs their C models and vs docs/multipliers.md written in NumPy.
 
 Three independent routes must agree for every shipped multiplier:
 the registry's table, the C model compiled and called here one pair at a
-time through ctypes, and a NumPy transcription of the MULTIPLIERS.md
+time through ctypes, and a NumPy transcription of the docs/multipliers.md
 definition.  The C models must also agree with approxtrain.core.multiply on
 arbitrary float32 inputs (the full float path, operand reduction included).
 """
@@ -26,7 +26,7 @@ def private_home(tmp_path_factory):
         mp.setenv("APPROXTRAIN_HOME", str(tmp_path_factory.mktemp("home")))
         yield
 
-# name: (C file, M, operand rounding), as MULTIPLIERS.md defines them.
+# name: (C file, M, operand rounding), as docs/multipliers.md defines them.
 SHIPPED = {
     "bf16": ("bf16.c", 7, "nearest"),
     "bf16_trunc": ("bf16.c", 7, "truncate"),
@@ -45,7 +45,7 @@ SHIPPED = {
 }
 
 
-# --- NumPy transcription of MULTIPLIERS.md (significand products as exact float64 dyadics) ---
+# --- NumPy transcription of docs/multipliers.md (significand products as exact float64 dyadics) ---
 
 def _fractions(m):
     x = np.arange(1 << m, dtype=np.float64) / 2**m
@@ -73,7 +73,7 @@ def _mitchell(m):
     return np.where(s < 1, 1 + s, 2 * s)
 
 
-# MBM corrections of MULTIPLIERS.md: (Corr if c = 0, Corr if c = 1).
+# MBM corrections of docs/multipliers.md: (Corr if c = 0, Corr if c = 1).
 _MBM_CORRECTION = {7: (2**-4 + 2**-6, (2**-4 + 2**-6) / 2), 5: (2**-4, 2**-5), 3: (0.0, 0.0), 1: (0.0, 0.0)}
 
 

@@ -4,7 +4,7 @@ import numpy as np
 from approxtrain.multipliers import Multiplier
 import amsim_reference as ref
 
-# The bf16 multiplier (MULTIPLIERS.md): round operands to 7 bits, exact product. On operands that are
+# The bf16 multiplier (docs/multipliers.md): round operands to 7 bits, exact product. On operands that are
 # already bf16 values every product is exact, so an AM layer equals its Keras twin up to summation order.
 BF16 = Multiplier("bf16", 7, "nearest", ref.exact_table(7))
 
