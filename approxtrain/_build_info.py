@@ -17,8 +17,9 @@ def build_info():
     ``tf_gpu_kernels`` (bool: the op library has GPU kernels; built when the
     CUDA kernels are and the TensorFlow is a CUDA build with CUDA headers).
     """
-    from approxtrain import _core
+    from approxtrain._native import core
 
+    _core = core()
     info = dict(_core.build_info)
     archs = info.get("cuda_archs") or ""
     info["cuda_archs"] = [int(a) for a in str(archs).replace(";", ",").split(",") if a.strip()]

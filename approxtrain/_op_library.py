@@ -11,12 +11,10 @@ never the working directory.
 import os
 import threading
 
-REBUILD_COMMAND = "pip install --no-build-isolation -e ."
+from approxtrain._native import PACKAGE_DIR, REBUILD_COMMAND, rebuild_hint
+
 LIBRARY_FILE = "_approxtrain_ops.so"
 STAMP_FILE = "_approxtrain_ops.tf_version"
-
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_REPO_DIR = os.path.dirname(PACKAGE_DIR)
 
 _lock = threading.Lock()
 _loaded = None
@@ -27,14 +25,7 @@ class OpLibraryError(ImportError):
 
 
 def _error(problem):
-    if os.path.exists(os.path.join(_REPO_DIR, "setup.py")):
-        where = f"in the repository ({_REPO_DIR})"
-    else:  # an installed wheel: the library has to be built from a source checkout
-        where = "in a source checkout of approxtrain, with the TensorFlow you run installed"
-    return OpLibraryError(
-        f"approxtrain's TensorFlow op library cannot be used: {problem}. "
-        f"Rebuild it by running `{REBUILD_COMMAND}` {where}."
-    )
+    return OpLibraryError(f"approxtrain's TensorFlow op library cannot be used: {problem}. {rebuild_hint()}")
 
 
 def read_stamp(directory):

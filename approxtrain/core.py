@@ -7,8 +7,10 @@ arrays bit-identical to the contract of docs/design.md ("Number semantics") on e
 """
 import numpy as np
 
-from approxtrain import _core
+from approxtrain._native import LazyCore
 from approxtrain.multipliers._multiplier import Multiplier
+
+_core = LazyCore()  # imported on first use: `import approxtrain` works without the compiled core
 
 DEVICES = ("cpu", "cuda")
 

@@ -14,18 +14,17 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 EPOCHS="${EPOCHS:-6}"
 SUBSET="${SUBSET:-60000}"
 OUT="${OUT:-runs/main}"
 MULTIPLIERS="${MULTIPLIERS:-fp32,bf16,mbm7,mitchell7}"
-PYTHON="${PYTHON:-python3}"
-
 # Set up on a fresh machine (dataset, TensorFlow, build); quick when already done.
 # SKIP_SETUP=1 skips it (the package must then be built already).
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
     bash scripts/setup.sh
 fi
+# shellcheck source=scripts/python_env.sh
+source scripts/python_env.sh  # the environment setup.sh installed into
 
 exec "$PYTHON" -m approxtrain compare \
     --model lenet5 --dataset fashion_mnist \

@@ -8,8 +8,11 @@ import time
 
 import numpy as np
 
-from approxtrain import _core, core
+from approxtrain import core
+from approxtrain._native import LazyCore
 from approxtrain.multipliers._multiplier import Multiplier
+
+_core = LazyCore()
 
 SIZES = (256, 512, 1024, 2048)
 QUICK_SIZES = (256, 512)
