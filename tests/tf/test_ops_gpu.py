@@ -65,9 +65,16 @@ def test_library_keeps_its_cuda_runtime_private():
 
 # --- GPU against CPU ---------------------------------------------------------------------------
 
-needs_gpu = pytest.mark.skipif(
+_no_gpu = pytest.mark.skipif(
     not (at.build_info()["tf_gpu_kernels"] and tf.config.list_physical_devices("GPU")),
     reason="needs a GPU and an op library with GPU kernels")
+
+
+def needs_gpu(test):
+    """Marked cuda (GPU-only: the skip CI allows) and skipped where no GPU is usable."""
+    return pytest.mark.cuda(_no_gpu(test))
+
+
 GPU, CPU = "/GPU:0", "/CPU:0"
 
 
