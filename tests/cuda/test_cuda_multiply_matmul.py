@@ -1,6 +1,7 @@
 """multiply and matmul on device="cuda": bit-identical to the CPU core and to
 the NumPy reference, for every M, both roundings, specials, odd sizes, long
-K, transposes and batch broadcasting.  Skipped where no GPU is usable."""
+K, transposes and batch broadcasting.  Skipped where no GPU is usable
+(a failure under APPROXTRAIN_REQUIRE_CUDA=1, see conftest.py)."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ import amsim_reference as ref
 from approxtrain import _core, core
 from cuda_helpers import ROUNDINGS, assert_same_bits, floats, multiplier, ordinary
 
-pytestmark = pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")]
 
 ALL_M = range(1, 12)
 
