@@ -3,7 +3,7 @@
 Each layer gets three different random (asymmetric) tables, one each for `multiplier`,
 `grad_input_multiplier` and `grad_weight_multiplier`.  Every AM product of the forward
 pass, of dX and of dW must equal tests/amsim_reference.py's result with the operands in
-their documented table positions (DESIGN.md section 4: forward A = activations, dX = dY.W^T
+their documented table positions (docs/design.md, "Ops, layers and gradients": forward A = activations, dX = dY.W^T
 with A = dY, dW = X^T.dY with A = X) and the phase's own table.  Each check also proves it
 could fail: the reference with the operands swapped (the transposed table: T'[ia, ib] =
 T[ib, ia], so multiply(a, b, T') = multiply(b, a, T)) and the references with the other
