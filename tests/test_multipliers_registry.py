@@ -105,7 +105,7 @@ def test_register_refuses_to_overwrite_unless_asked(home, tmp_path):
 
 BAD_MODELS = {
     "does not compile": ("float mine(float a, float b) { return a * ; }\n", {}),
-    "no function 'mine'": ("float theirs(float a, float b) { return a * b; }\n", {}),
+    "no function 'mine'": ("float theirs(float a, float b) { return a * b; }\n", {"symbol": "mine"}),
     "= nan": ("float mine(float a, float b) { return NAN; }\n", {}),
     r"finite and in \[1, 4\)": ("float mine(float a, float b) { return 8 * a * b; }\n", {}),
     "depends on the exponent": ("float mine(float a, float b) { return a * b + 0x1p-10f; }\n", {}),

@@ -1,7 +1,8 @@
-"""`approxtrain multipliers list | add | remove | report`: the multiplier registry from the shell."""
+"""`approxtrain multipliers list | add | export | remove | report`: the multiplier registry from the shell."""
 from pathlib import Path
 
-from approxtrain.multipliers import ROUNDINGS
+from approxtrain.multipliers import LANGUAGES, ROUNDINGS, TABLE_FORMATS
+from approxtrain.multipliers.builder import BUILD_TIMEOUT_S
 from approxtrain.multipliers.metrics import DEFAULT_SAMPLES
 
 # The most cells per heatmap side: larger tables (M > 8) are shown on a strided subgrid.
@@ -9,22 +10,41 @@ HEATMAP_SIDE = 256
 
 
 def add_parser(sub):
-    p = sub.add_parser("multipliers", help="list, add, remove and report approximate multipliers")
+    p = sub.add_parser("multipliers", help="list, add, export, remove and report approximate multipliers")
     cmds = p.add_subparsers(dest="multipliers_command", required=True, metavar="SUBCOMMAND")
 
     ls = cmds.add_parser("list", help="list shipped and user multipliers")
     ls.set_defaults(func=run_list)
 
-    add = cmds.add_parser("add", help="build a C model's table and register it (no rebuild needed)")
+    add = cmds.add_parser(
+        "add", help="register a C, C++ or imported table model (no rebuild needed)",
+        description="Build the table of a C or C++ model file, or import a table file, and register it.")
     add.add_argument("name", help="registry name (lowercase letters, digits, '_')")
-    add.add_argument("c_file", metavar="FILE.c", help="C file with 'float SYMBOL(float a, float b)'")
+    add.add_argument("model", metavar="FILE", nargs="?",
+                     help="C or C++ file with 'float f(float a, float b)' (.c .h .inl .cc .cpp .cxx .hpp)")
     add.add_argument("--mantissa-bits", "-m", type=int, required=True, metavar="M",
                      help="fraction bits each operand is reduced to (1..11)")
     add.add_argument("--rounding", choices=ROUNDINGS, default="truncate", help="operand rounding (default: truncate)")
-    add.add_argument("--symbol", help="C function name (default: NAME)")
+    add.add_argument("--symbol", help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only "
+                                      "float f(float, float) function, or the one called NAME)")
+    add.add_argument("--language", choices=LANGUAGES,
+                     help="compile FILE as this language (default: by suffix; .h, .inl: C, then C++)")
+    add.add_argument("--timeout", type=float, metavar="S",
+                     help=f"give up building the table after S seconds (default: {BUILD_TIMEOUT_S})")
+    add.add_argument("--from-table", metavar="TABLE", help="import this table file instead of building one")
+    add.add_argument("--table-format", choices=TABLE_FORMATS,
+                     help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); "
+                          "default: by suffix")
     add.add_argument("--description", default="", help="one line for listings")
     add.add_argument("--force", action="store_true", help="replace a user multiplier of the same name")
     add.set_defaults(func=run_add)
+
+    export = cmds.add_parser("export", help="write a multiplier's table in ApproxTrain's .bin or .npy format")
+    export.add_argument("name")
+    export.add_argument("path", metavar="FILE")
+    export.add_argument("--format", choices=TABLE_FORMATS,
+                        help="approxtrain (uint8 .bin, M <= 7) or npy (uint16 entries); default: by suffix")
+    export.set_defaults(func=run_export)
 
     rm = cmds.add_parser("remove", help="unregister a user multiplier")
     rm.add_argument("name")
@@ -56,11 +76,32 @@ def run_list(args):
 def run_add(args):
     from approxtrain import multipliers
 
-    m = multipliers.register(args.name, args.c_file, mantissa_bits=args.mantissa_bits,
-                             operand_rounding=args.rounding, symbol=args.symbol, description=args.description,
-                             overwrite=args.force)
+    if (args.model is None) == (args.from_table is None):
+        raise ValueError("give either a model FILE or --from-table TABLE")
+    if args.from_table is not None:
+        given = [f for f, v in (("--symbol", args.symbol), ("--language", args.language),
+                                ("--timeout", args.timeout)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to a model FILE, not to --from-table")
+        m = multipliers.register_table(args.name, args.from_table, mantissa_bits=args.mantissa_bits,
+                                       format=args.table_format, operand_rounding=args.rounding,
+                                       description=args.description, overwrite=args.force)
+    else:
+        if args.table_format is not None:
+            raise ValueError("--table-format applies to --from-table only")
+        m = multipliers.register(args.name, args.model, mantissa_bits=args.mantissa_bits,
+                                 operand_rounding=args.rounding, symbol=args.symbol, language=args.language,
+                                 description=args.description, overwrite=args.force, timeout=args.timeout)
     print(f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
           f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}")
+    return 0
+
+
+def run_export(args):
+    from approxtrain import multipliers
+
+    path = multipliers.export_table(args.name, args.path, format=args.format)
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,51 +1,33 @@
-"""Turns a C multiplier model into a table (docs/design.md, "Multipliers and tables").
+"""Turns a multiplier model into a table (DESIGN.md section 3).
 
-A model is ``float NAME(float a, float b)`` in a C file.  The builder
-compiles it with the system C compiler ($CC, default ``cc``) into a shared
-library, calls it for every pair a = 1.ia, b = 1.ib (exponent 0, ia and ib on
-the top M fraction bits) through a small compiled driver (one call fills the
-whole table), checks the results, and converts them to entries:
-bit 15 = carry (r >= 2), bits 14..0 = the top 15 fraction bits of r.
+A model is ``float NAME(float a, float b)`` in a C or C++ file (compiled by
+compiler.py), or a Python callable on float32 arrays (python_model.py).  The
+builder calls it for every pair a = 1.ia, b = 1.ib (exponent 0, ia and ib on
+the top M fraction bits; one call fills the whole table), checks the results,
+and converts them to entries: bit 15 = carry (r >= 2), bits 14..0 = the top 15
+fraction bits of r.
 
 A C file may describe its multipliers in comment lines the builder reads::
 
     approxtrain: name=mbm7 symbol=mbm7 mantissa_bits=7 rounding=truncate description="..."
 """
-import ctypes
 import hashlib
 import os
 import re
 import shlex
-import shutil
-import subprocess
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ._multiplier import ROUNDINGS
+from .compiler import COMPILE_FLAGS, CompiledModel, ModelError, check_language, check_symbol  # noqa: F401
 
-COMPILE_FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SPEC_LINE = re.compile(r"approxtrain:\s*(.*?)\s*(\*/)?\s*$")
 _SPEC_KEYS = {"name", "symbol", "mantissa_bits", "rounding", "description"}
 # (p, q) exponent shifts under which a model must satisfy f(2^p a, 2^q b) = 2^(p+q) f(a, b).
 EXPONENT_SHIFTS = ((1, 0), (0, 1), (-1, 3), (5, -7), (-20, 17), (40, 30), (-45, -30))
 _EXPONENT_SAMPLE = 256
-
-_DRIVER_SOURCE = r"""
-#include <stdint.h>
-typedef float (*approxtrain_model)(float, float);
-void approxtrain_evaluate(approxtrain_model f, const float* a, const float* b, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
-}
-"""
-
-
-class ModelError(ValueError):
-    """A C model that cannot be turned into a table (does not compile, wrong results, ...)."""
 
 
 @dataclass(frozen=True)
@@ -107,79 +89,6 @@ def source_digest(c_file):
     return hashlib.sha256(Path(c_file).read_bytes()).digest()
 
 
-def _compiler():
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise RuntimeError(f"no C compiler found (tried {cc!r}); install one or point $CC at it "
-                           "to build multiplier tables")
-    return cc
-
-
-def _compile(sources, out_dir, what):
-    """Compiles C sources into a uniquely named shared library in out_dir and loads it."""
-    lib_path = Path(out_dir) / f"lib{uuid.uuid4().hex}.so"
-    cmd = [_compiler(), *COMPILE_FLAGS, "-o", str(lib_path), *map(str, sources), "-lm"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ModelError(f"{what} does not compile ({' '.join(cmd)}):\n{result.stderr.strip()}")
-    return ctypes.CDLL(str(lib_path))
-
-
-_driver = None
-
-
-def _evaluate_all():
-    """The compiled driver's approxtrain_evaluate (compiled once per process)."""
-    global _driver
-    if _driver is None:
-        with tempfile.TemporaryDirectory(prefix="approxtrain-driver-") as tmp:
-            src = Path(tmp) / "driver.c"
-            src.write_text(_DRIVER_SOURCE)
-            lib = _compile([src], tmp, "the table builder's driver")
-        fn = lib.approxtrain_evaluate
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64]
-        _driver = (lib, fn)
-    return _driver[1]
-
-
-class CompiledModel:
-    """A C model file compiled and loaded; evaluates its functions on numpy arrays."""
-
-    def __init__(self, c_file):
-        self.source = Path(c_file)
-        if not self.source.is_file():
-            raise FileNotFoundError(f"C model file not found: {self.source}")
-        # The library stays mapped after its temporary directory is removed.
-        with tempfile.TemporaryDirectory(prefix="approxtrain-model-") as tmp:
-            self._lib = _compile([self.source.resolve()], tmp, f"C model {self.source}")
-
-    def function(self, symbol):
-        """The address of ``float symbol(float, float)``; ModelError if the file has no such function."""
-        if not isinstance(symbol, str) or not _IDENTIFIER.match(symbol):
-            raise ValueError(f"symbol must be a C identifier, got {symbol!r}")
-        try:
-            fn = getattr(self._lib, symbol)
-        except AttributeError:
-            found = re.findall(r"\bfloat\s+([A-Za-z_]\w*)\s*\(\s*float\b",
-                               self.source.read_text(encoding="utf-8", errors="replace"))
-            hint = f"; functions taking floats in the file: {', '.join(found)}" if found else ""
-            raise ModelError(f"C model {self.source} has no function {symbol!r} (expected a non-static "
-                             f"'float {symbol}(float a, float b)'){hint}") from None
-        return ctypes.cast(fn, ctypes.c_void_p).value
-
-    def evaluate(self, symbol, a, b):
-        """symbol(a[i], b[i]) for float32 arrays of equal shape, as float32."""
-        address = self.function(symbol)
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        b = np.ascontiguousarray(b, dtype=np.float32)
-        if a.shape != b.shape:
-            raise ValueError(f"evaluate: shapes differ: {a.shape} vs {b.shape}")
-        out = np.empty_like(a)
-        _evaluate_all()(address, a.ctypes.data, b.ctypes.data, out.ctypes.data, a.size)
-        return out
-
-
 def table_operands(mantissa_bits):
     """The 2^M values 1.i (exponent 0, i on the top M fraction bits), as float32."""
     i = np.arange(1 << mantissa_bits, dtype=np.uint32)
@@ -200,7 +109,7 @@ def _check_range(label, a, b, r, m):
                          f"finite and in [1, 4) ({int(bad.sum())} of {r.size} pairs are not)")
 
 
-def _check_exponent_and_sign(label, model, symbol, a, b, r, m):
+def _check_exponent_and_sign(label, evaluate, a, b, r, m):
     """f(2^p a, 2^q b) == 2^(p+q) f(a, b) and f(-a, b) == -f(a, b) on a sample of pairs."""
     n = a.size
     corners = [0, n - 1, (1 << m) - 1, n - (1 << m)]
@@ -208,7 +117,7 @@ def _check_exponent_and_sign(label, model, symbol, a, b, r, m):
     pick = np.unique(np.concatenate([corners, rng.integers(0, n, min(n, _EXPONENT_SAMPLE))]))
     a, b, r = a[pick], b[pick], r[pick]
     for p, q in EXPONENT_SHIFTS:
-        got = model.evaluate(symbol, np.ldexp(a, p), np.ldexp(b, q))
+        got = evaluate(np.ldexp(a, p), np.ldexp(b, q))
         want = np.ldexp(r, p + q).astype(np.float32)
         bad = got.view(np.uint32) != want.view(np.uint32)
         if bad.any():
@@ -218,7 +127,7 @@ def _check_exponent_and_sign(label, model, symbol, a, b, r, m):
                 f"f(2^{p} a, 2^{q} b) = {float(got[k])!r} but 2^{p + q} f(a, b) = {float(want[k])!r}; "
                 "a table can only hold a function of the two fractions (sign and exponent must be exact)")
     for sa, sb in ((-1, 1), (1, -1), (-1, -1)):
-        got = model.evaluate(symbol, sa * a, sb * b)
+        got = evaluate((sa * a).astype(np.float32), (sb * b).astype(np.float32))
         want = (sa * sb * r).astype(np.float32)
         bad = got.view(np.uint32) != want.view(np.uint32)
         if bad.any():
@@ -235,81 +144,113 @@ def entries_from_products(r):
     return ((carry << np.uint32(15)) | ((bits & np.uint32(0x7FFFFF)) >> np.uint32(8))).astype(np.uint16)
 
 
-def make_table(model, symbol, mantissa_bits, operand_rounding, label=None):
-    """The uint16 table of ``symbol`` in a CompiledModel, after every check of docs/design.md ("Multipliers and tables")."""
+def table_of(evaluate, mantissa_bits, label):
+    """The uint16 table of a model given as evaluate(a, b) -> float32 array, after every check of
+    DESIGN.md section 3 (finite and in [1, 4), exponent-independent, signs)."""
     m = check_mantissa_bits(mantissa_bits)
-    check_rounding(operand_rounding)
-    label = f"multiplier {label or symbol} ({model.source}:{symbol})"
-    model.function(symbol)
     ops = table_operands(m)
     a = np.repeat(ops, ops.size)  # ia = index >> M: the table row is the left operand
     b = np.tile(ops, ops.size)
-    r = model.evaluate(symbol, a, b)
+    r = evaluate(a, b)
     _check_range(label, a, b, r, m)
-    _check_exponent_and_sign(label, model, symbol, a, b, r, m)
+    _check_exponent_and_sign(label, evaluate, a, b, r, m)
     return entries_from_products(r)
 
 
-def build_table(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None):
-    """Compiles c_file and returns the table of its function ``symbol``."""
+def make_table(model, symbol, mantissa_bits, operand_rounding, label=None):
+    """The uint16 table of ``symbol`` in a CompiledModel (None: its only float(float, float) function)."""
+    m = check_mantissa_bits(mantissa_bits)
+    check_rounding(operand_rounding)
+    symbol = model.default_symbol(label) if symbol is None else check_symbol(symbol)
+    model.function(symbol)
+    label = f"multiplier {label or symbol} ({model.source}:{symbol})"
+    return table_of(lambda a, b: model.evaluate(symbol, a, b), m, label)
+
+
+def build_table(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, language=None):
+    """Compiles a C or C++ model file and returns the table of its function ``symbol``
+    (None: the file's only ``float f(float, float)`` function)."""
     check_mantissa_bits(mantissa_bits)
     check_rounding(operand_rounding)
-    return make_table(CompiledModel(c_file), symbol, mantissa_bits, operand_rounding, label)
+    check_language(language)
+    if symbol is not None:
+        check_symbol(symbol)
+    return make_table(CompiledModel(c_file, language), symbol, mantissa_bits, operand_rounding, label)
 
 
 # --- building in a child process -------------------------------------------------------------
 # A user's model runs inside whatever process calls it: a crash (a stray pointer, a
 # division by zero trap) or an endless loop would take the caller with it.  register()
-# therefore builds user tables in a child Python process and turns its death into an error.
-_CHILD_MODEL_ERROR = 3
+# therefore builds user tables in a child Python process (_build_child.py) and turns its
+# death into an error.  The child reports through files, never through its stderr, so
+# nothing the interpreter prints there (warnings) can reach the user's error message.
+CHILD_MODEL_ERROR = 3
 BUILD_TIMEOUT_S = 600
 
 
-def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None):
-    """build_table() in a child process: same result and errors, and a model that crashes
-    or hangs is a ModelError instead of the end of the caller."""
+@dataclass(frozen=True)
+class BuiltTable:
+    entries: np.ndarray
+    symbol: str  # the function the table came from (qualified C++ name)
+    language: str  # "c" or "c++"
+
+
+def _kill_group(process):
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the child and any compiler it started
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None,
+                         language=None):
+    """build_table() in a child process, returning a BuiltTable: same checks and errors, and a model
+    that crashes or hangs (past ``timeout`` seconds, default BUILD_TIMEOUT_S) is a ModelError
+    instead of the end of the caller."""
     import json
     import signal
+    import subprocess
     import sys
+    import tempfile
 
     check_mantissa_bits(mantissa_bits)
     check_rounding(operand_rounding)
+    check_language(language)
+    if symbol is not None:
+        check_symbol(symbol)
     timeout = BUILD_TIMEOUT_S if timeout is None else timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    c_file = Path(c_file)
+    what = f"{label or symbol or c_file.name} ({c_file})"
     with tempfile.TemporaryDirectory(prefix="approxtrain-build-") as tmp:
-        out = Path(tmp) / "table.npy"
-        request = json.dumps([str(Path(c_file).resolve()), symbol, int(mantissa_bits), operand_rounding,
-                              label, str(out)])
+        out = Path(tmp)
+        request = json.dumps({"path": str(c_file.resolve()), "symbol": symbol, "mantissa_bits": int(mantissa_bits),
+                              "rounding": operand_rounding, "label": label, "language": language, "out": str(out)})
+        process = subprocess.Popen([sys.executable, "-m", "approxtrain.multipliers._build_child", request],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
         try:
-            result = subprocess.run([sys.executable, "-m", "approxtrain.multipliers.builder", request],
-                                    capture_output=True, text=True, timeout=timeout)
+            _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ModelError(f"building the table of {label or symbol} ({c_file}) did not finish within "
-                             f"{timeout} s: does the model loop forever for some pair?") from None
-        if result.returncode == 0:
-            return np.load(out)
-        message = result.stderr.strip().splitlines()
-        if result.returncode == _CHILD_MODEL_ERROR:
-            raise ModelError("\n".join(message))
-        if result.returncode < 0:
-            name = signal.Signals(-result.returncode).name
-            raise ModelError(f"the C model {c_file} ({symbol}) crashed with {name} while the table was built")
-        raise RuntimeError(f"the table builder failed (exit {result.returncode}):\n" + "\n".join(message[-20:]))
-
-
-def _child_main(request):
-    import json
-    import sys
-
-    c_file, symbol, m, rounding, label, out = json.loads(request)
-    try:
-        entries = build_table(c_file, symbol, m, rounding, label)
-    except (ModelError, ValueError, FileNotFoundError) as e:
-        print(str(e), file=sys.stderr)
-        sys.exit(_CHILD_MODEL_ERROR)
-    np.save(out, entries)
-
-
-if __name__ == "__main__":
-    import sys
-
-    _child_main(sys.argv[1])
+            _kill_group(process)
+            raise ModelError(f"building the table of {what} did not finish within {timeout:g} s: does the model "
+                             "loop forever for some pair? Nothing was registered") from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        code = process.returncode
+        if code == 0:
+            result = json.loads((out / "result.json").read_text())
+            return BuiltTable(np.load(out / "table.npy"), result["symbol"], result["language"])
+        if code == CHILD_MODEL_ERROR:
+            raise ModelError((out / "error.txt").read_text(encoding="utf-8"))
+        if code < 0:
+            name = signal.Signals(-code).name
+            raise ModelError(f"the model {what} crashed with {name} while its table was built; "
+                             "nothing was registered")
+        tail = "\n".join(stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"the table builder failed (exit {code}):\n{tail}")

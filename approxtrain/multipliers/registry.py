@@ -7,8 +7,9 @@ into approxtrain/tables/; when a table is missing or older than its C source
 $APPROXTRAIN_HOME/cache/tables/.
 
 User multipliers live in $APPROXTRAIN_HOME/multipliers/ (default
-~/.approxtrain): NAME.amlut is the registration, NAME.c a copy of its model.
-Registering needs no rebuild of anything: a table is data.
+~/.approxtrain): NAME.amlut is the registration, NAME.c (NAME.cpp, NAME.inl,
+...) a copy of its model file; Python models and imported tables have no
+copy.  Registering needs no rebuild of anything: a table is data.
 """
 import os
 import re
@@ -16,12 +17,14 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from . import builder, table_file
+from . import builder, python_model, table_file, table_formats
 from ._multiplier import Multiplier
+from .compiler import MODEL_SUFFIXES
 
 PACKAGE_TABLES = Path(__file__).resolve().parent.parent / "tables"
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "multipliers"  # present in a source checkout
 NATIVE = "fp32"
+SOURCE_SUFFIXES = MODEL_SUFFIXES  # a user model's copy keeps its file's suffix
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 
 _cache = {}  # (table path, mtime_ns, size) -> Multiplier
@@ -200,50 +203,131 @@ def _check_new_name(name):
         raise ValueError(f"{name!r} is a shipped multiplier and cannot be replaced; choose another name")
 
 
-def register(name, c_file, *, mantissa_bits, operand_rounding="truncate", symbol=None, description="",
-             overwrite=False):
-    """Builds the table of ``float symbol(float, float)`` in c_file and registers it as name.
-
-    symbol defaults to name.  The table and a copy of the C file go to
-    $APPROXTRAIN_HOME/multipliers/; on any error nothing is left there.
-    """
-    _check_new_name(name)
-    builder.check_mantissa_bits(mantissa_bits)
-    builder.check_rounding(operand_rounding)
-    symbol = name if symbol is None else symbol
-    c_file = Path(c_file)
-    if not c_file.is_file():
-        raise FileNotFoundError(f"C model file not found: {c_file}")
+def _source_copies(name):
+    """The copies of a user multiplier's model file (NAME.c, NAME.cpp, ...) present in user_dir()."""
     d = user_dir()
-    table_path, source_path = d / (name + table_file.SUFFIX), d / (name + ".c")
-    _resolved.pop((str(home()), name), None)
-    if table_path.exists() and not overwrite:
-        raise ValueError(f"multiplier {name!r} is already registered ({table_path}); "
-                         "unregister it first or pass overwrite=True")
-    source = c_file.read_bytes()
-    entries = builder.build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding, name)
-    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, symbol, description,
-                                    builder.source_digest(c_file))
-    data = table_file.encode(header, entries)
+    return [d / (name + suffix) for suffix in SOURCE_SUFFIXES if (d / (name + suffix)).is_file()]
 
-    # The .amlut file is the registration: write the source copy first, the
-    # table last, and undo the source copy if the table cannot be written.
+
+def _install(name, header, entries, source=None):
+    """Writes a registration: the model's copy (source = (suffix, bytes)) first, the table last.
+
+    The .amlut file is the registration: if it cannot be written, the copy is undone, so a
+    failure leaves what was there before.  Copies of an earlier model of the name in another
+    language go once the table is written.
+    """
+    d = user_dir()
+    data = table_file.encode(header, entries)
     d.mkdir(parents=True, exist_ok=True)
-    old_source = source_path.read_bytes() if source_path.exists() else None
-    table_file.atomic_write_bytes(source_path, source)
+    table_path = d / (name + table_file.SUFFIX)
+    source_path = d / (name + source[0]) if source else None
+    old_source = source_path.read_bytes() if source_path and source_path.exists() else None
+    if source_path:
+        table_file.atomic_write_bytes(source_path, source[1])
     try:
         table_file.atomic_write_bytes(table_path, data)
     except BaseException:
-        if old_source is None:
+        if source_path and old_source is None:
             source_path.unlink(missing_ok=True)
-        else:
+        elif source_path:
             table_file.atomic_write_bytes(source_path, old_source)
         raise
+    for stale in _source_copies(name):
+        if stale != source_path:
+            stale.unlink(missing_ok=True)
     return get(name)
 
 
+def _prepare(name, mantissa_bits, operand_rounding, overwrite):
+    _check_new_name(name)
+    builder.check_mantissa_bits(mantissa_bits)
+    builder.check_rounding(operand_rounding)
+    _resolved.pop((str(home()), name), None)
+    table_path = user_dir() / (name + table_file.SUFFIX)
+    if table_path.exists() and not overwrite:
+        raise ValueError(f"multiplier {name!r} is already registered ({table_path}); "
+                         "unregister it first or pass overwrite=True")
+
+
+def _is_python_model(model):
+    return callable(model) and not isinstance(model, (str, bytes, os.PathLike))
+
+
+def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=None, language=None,
+             description="", overwrite=False, timeout=None):
+    """Builds the table of a multiplier model and registers it as name.
+
+    model is either
+    - a C or C++ file (.c .h .inl .cc .cpp .cxx .hpp) with a function ``float f(float a, float b)``:
+      symbol names it (a C identifier or a qualified C++ name, ``ns::mbm<7>``); without symbol, the
+      file's only such function, or the one called name.  language (``"c"``, ``"c++"``) overrides
+      the choice by suffix (.c is C, .cc .cpp .cxx .hpp are C++, others are tried as C, then C++).
+      The table is built in a child process: a model that crashes, or runs longer than timeout
+      seconds (default builder.BUILD_TIMEOUT_S), is a ModelError;
+    - a Python callable ``fn(a, b)`` on float32 arrays returning float32 products (python_model.py).
+
+    The table (and a copy of a model file) go to $APPROXTRAIN_HOME/multipliers/; on any error
+    nothing is left there.
+    """
+    _prepare(name, mantissa_bits, operand_rounding, overwrite)
+    if _is_python_model(model):
+        if symbol is not None or language is not None or timeout is not None:
+            raise ValueError("symbol, language and timeout apply to C and C++ model files, not to a Python model")
+        entries = python_model.table_from_function(model, mantissa_bits, name)
+        header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding,
+                                        python_model.model_name(model), description)
+        return _install(name, header, entries)
+    builder.check_language(language)
+    if symbol is not None:
+        builder.check_symbol(symbol)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    source = path.read_bytes()
+    built = builder.build_table_isolated(path, symbol, mantissa_bits, operand_rounding, name, timeout=timeout,
+                                         language=language)
+    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, built.symbol, description,
+                                    builder.source_digest(path))
+    suffix = path.suffix if path.suffix in SOURCE_SUFFIXES else (".c" if built.language == "c" else ".cpp")
+    return _install(name, header, built.entries, (suffix, source))
+
+
+def register_table(name, path, *, mantissa_bits, format=None, operand_rounding="truncate", description="",
+                   overwrite=False):
+    """Imports a table file and registers it as name (table_formats.py describes the formats).
+
+    format is ``"approxtrain"`` (ApproxTrain's .bin tables, uint8 or uint32 entries) or ``"npy"``
+    (approxtrain's uint16 entries); None tells them by suffix (.bin, .npy).  operand_rounding is how
+    approxtrain reduces operands before the lookup (ApproxTrain truncates).
+    """
+    _prepare(name, mantissa_bits, operand_rounding, overwrite)
+    path = Path(path)
+    format = table_formats.table_format(path, format)
+    entries = table_formats.read_entries(path, format, int(mantissa_bits))
+    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, f"{format}:{path.name}",
+                                    description or f"imported from {path.name} ({format} format)",
+                                    builder.source_digest(path))
+    return _install(name, header, entries)
+
+
+def export_table(name, path, format=None):
+    """Writes the table of multiplier name to path in another format (atomically); returns the path.
+
+    format: ``"approxtrain"`` (ApproxTrain's uint8 .bin: only tables of M <= 7 whose products have
+    M fraction bits fit it) or ``"npy"``; None tells them by the path's suffix (.bin, .npy).
+    """
+    path = Path(path)
+    format = table_formats.table_format(path, format)
+    m = get(name)
+    data = table_formats.export_bytes(m.lut, m.mantissa_bits, format, m.name)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+    table_file.atomic_write_bytes(path, data)
+    return path
+
+
 def unregister(name):
-    """Removes a user multiplier (its table and C copy)."""
+    """Removes a user multiplier (its table and the copy of its model file)."""
     if name in shipped_names():
         raise ValueError(f"{name!r} is a shipped multiplier; only user multipliers can be unregistered")
     table_path = user_dir() / (name + table_file.SUFFIX) if isinstance(name, str) else None
@@ -251,7 +335,8 @@ def unregister(name):
         raise ValueError(f"no user multiplier {name!r}; user multipliers: {', '.join(user_names()) or 'none'}")
     _resolved.pop((str(home()), name), None)
     table_path.unlink()
-    (user_dir() / (name + ".c")).unlink(missing_ok=True)
+    for source in _source_copies(name):
+        source.unlink(missing_ok=True)
 
 
 def describe(name):
@@ -269,8 +354,8 @@ def describe(name):
         path, kind, source = PACKAGE_TABLES / (name + table_file.SUFFIX), "shipped", None
     elif name in user_names():
         path, kind = user_dir() / (name + table_file.SUFFIX), "user"
-        source = user_dir() / (name + ".c")
-        source = str(source) if source.is_file() else None
+        sources = _source_copies(name)
+        source = str(sources[0]) if sources else None
     else:
         raise _unknown(name)
     header = table_file.read_header(path)

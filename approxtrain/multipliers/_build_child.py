@@ -1,0 +1,37 @@
+"""The child process of builder.build_table_isolated: builds one table and exits.
+
+Run as ``python -m approxtrain.multipliers._build_child REQUEST``.  It lives
+in its own module, one the package never imports, so that runpy runs it
+without warning that the module was imported before it was executed.  It
+answers through files in the request's ``out`` directory: table.npy and
+result.json on success, error.txt (exit status CHILD_MODEL_ERROR) when the
+model is at fault.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from approxtrain.multipliers import builder
+
+
+def main(request):
+    request = json.loads(request)
+    out = Path(request["out"])
+    try:
+        model = builder.CompiledModel(request["path"], request["language"])
+        symbol = request["symbol"]
+        if symbol is None:
+            symbol = model.default_symbol(request["label"])
+        entries = builder.make_table(model, symbol, request["mantissa_bits"], request["rounding"], request["label"])
+    except (builder.ModelError, ValueError, FileNotFoundError, RuntimeError) as e:
+        (out / "error.txt").write_text(str(e), encoding="utf-8")
+        return builder.CHILD_MODEL_ERROR
+    np.save(out / "table.npy", entries)
+    (out / "result.json").write_text(json.dumps({"symbol": symbol, "language": model.language}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
