@@ -1,4 +1,4 @@
-"""Tables of multipliers computed in NumPy from their definitions in MULTIPLIERS.md.
+"""Tables of multipliers computed in NumPy from their definitions in docs/multipliers.md.
 
 Independent of the package and of the C/C++ models in tests/fixtures: integer
 arithmetic on the operands' M-bit fractions ia, ib (units of 2^-M), index
@@ -15,7 +15,7 @@ def operand_grid(m):
 
 
 def mbm(m):
-    """MULTIPLIERS.md, mbm{1,3,5,7}: the result fraction has M bits."""
+    """docs/multipliers.md, mbm{1,3,5,7}: the result fraction has M bits."""
     ia, ib = operand_grid(m)
     one = 1 << m
     s = (ia | 1) + (ib | 1)  # x' + y', the lowest kept bit forced to 1
@@ -32,7 +32,7 @@ def mbm(m):
 
 
 def mitchell(m):
-    """MULTIPLIERS.md, mitchell{1,3,5,7}: s = x + y; 1 + s, or 2s once s >= 1."""
+    """docs/multipliers.md, mitchell{1,3,5,7}: s = x + y; 1 + s, or 2s once s >= 1."""
     ia, ib = operand_grid(m)
     s = ia + ib
     carry = (s >= (1 << m)).astype(np.int64)
@@ -40,7 +40,7 @@ def mitchell(m):
 
 
 def drum(k):
-    """MULTIPLIERS.md, drum{4,5,6}: M = k - 1; each significand keeps its leading one and k-2 fraction
+    """docs/multipliers.md, drum{4,5,6}: M = k - 1; each significand keeps its leading one and k-2 fraction
     bits and sets bit k-1; the shortened significands multiply exactly."""
     m = k - 1
     ia, ib = operand_grid(m)

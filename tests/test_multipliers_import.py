@@ -116,7 +116,7 @@ def test_python_model_takes_no_compiler_options(home):
 # --- importing tables ---------------------------------------------------------------------------
 
 def test_approxtrain_mbm7_uint8_table_equals_the_shipped_mbm7(home, tmp_path):
-    # MBM_7.bin as ApproxTrain's generator lays it out, built here from MULTIPLIERS.md's mbm7.
+    # MBM_7.bin as ApproxTrain's generator lays it out, built here from docs/multipliers.md's mbm7.
     carry, fraction, m = defs.mbm(7)
     data = defs.approxtrain_uint8(carry, fraction, m)
     assert len(data) == 1 << 14

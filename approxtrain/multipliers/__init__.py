@@ -1,4 +1,4 @@
-"""Approximate multipliers by name (DESIGN.md section 3).
+"""Approximate multipliers by name (docs/design.md, "Multipliers and tables").
 
     approxtrain.multipliers.names()                 # ['bf16', 'bf16_trunc', 'drum4', ...]
     m = approxtrain.multipliers.get("mbm7")         # Multiplier: .name .mantissa_bits .operand_rounding .lut

@@ -1,4 +1,4 @@
-"""Turns a multiplier model into a table (DESIGN.md section 3).
+"""Turns a multiplier model into a table (docs/design.md, "Multipliers and tables").
 
 A model is ``float NAME(float a, float b)`` in a C or C++ file (compiled by
 compiler.py), or a Python callable on float32 arrays (python_model.py).  The
@@ -146,7 +146,7 @@ def entries_from_products(r):
 
 def table_of(evaluate, mantissa_bits, label):
     """The uint16 table of a model given as evaluate(a, b) -> float32 array, after every check of
-    DESIGN.md section 3 (finite and in [1, 4), exponent-independent, signs)."""
+    docs/design.md, "Multipliers and tables" (finite and in [1, 4), exponent-independent, signs)."""
     m = check_mantissa_bits(mantissa_bits)
     ops = table_operands(m)
     a = np.repeat(ops, ops.size)  # ia = index >> M: the table row is the left operand

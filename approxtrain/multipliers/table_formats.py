@@ -1,6 +1,6 @@
 """Tables in other layouts: import them as approxtrain entries, export entries to them.
 
-approxtrain's own entry (DESIGN.md section 2): uint16, bit 15 = carry,
+approxtrain's own entry (docs/design.md, "Number semantics"): uint16, bit 15 = carry,
 bits 14..0 = the top 15 fraction bits of the product; index ia * 2^M + ib,
 ia from the left operand.
 
