@@ -1,0 +1,301 @@
+// The bucket GEMM driver (gemm_bucket.h): operand packing, the float table,
+// blocking, threads and the exact rows.  Baseline code; the expansion and the
+// panel of adds are the ISA kernels' (gemm_bucket_avx2.cpp, _portable.cpp).
+#include "amsim/cpu/gemm_bucket.h"
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "amsim/amsim.h"
+#include "amsim/cpu/aligned_buffer.h"
+#include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_blocked.h"
+
+namespace amsim {
+namespace cpu {
+
+namespace {
+
+constexpr uint32_t kSignExponentMask = 0xff800000u;
+// T of one K block sized for L2 (with the C rows and packed A beside it).
+constexpr int64_t kTBlockBytes = int64_t{256} << 10;
+constexpr int64_t kMaxBlockK = 64;
+// Tasks per GEMM the driver aims at: each task expands its own T, so more
+// row parts than threads need cost expansions for nothing.
+constexpr int64_t kTargetTasks = 4;
+constexpr int64_t kMinRowsPerPart = 96;
+
+// Cost model (cycles, one core; measured on AVX2/AVX-512 x86, rough).
+constexpr double kAddCycles = 0.12;     // per padded column x row x k (the panel)
+constexpr double kExpandCycles = 0.25;  // per T element
+constexpr double kTableCycles = 1.0;    // per table entry (the float table)
+constexpr double kPackCycles = 4.0;     // per operand element packed
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// An operand after step 2 of the contract, as the bucket method uses it.
+enum class Kind : uint8_t { kZero, kOrdinary, kInfNaN, kRoundsToInf };
+struct Packed {
+  uint32_t index;  // reduced fraction
+  float scale;     // sign * 2^(e - 127), +-0, or the value itself (inf/NaN)
+  uint32_t exponent;
+  Kind kind;
+};
+
+inline uint32_t rounding_bias(uint32_t u, int shift, Rounding rounding) {
+  return rounding == Rounding::kNearestEven ? ((1u << (shift - 1)) - 1u) + ((u >> shift) & 1u) : 0u;
+}
+
+// The float table entry (1 + fraction / 2^15) * 2^carry.
+inline float entry_value(uint16_t entry) {
+  return bits_float(((127u + (entry >> 15)) << 23) | (uint32_t(entry & 0x7fffu) << 8));
+}
+
+// Nearest-even rounding as one integer add (a carry out of the fraction
+// lands in the exponent, as reduce_operand() carries it).
+inline Packed pack_value(float x, int mantissa_bits, Rounding rounding) {
+  const uint32_t u = float_bits(x);
+  const uint32_t e0 = (u >> 23) & 0xffu;
+  if (e0 == 0) return {0u, bits_float(u & kSignMask), 0u, Kind::kZero};
+  if (e0 == 0xffu) return {0u, (u & 0x7fffffu) ? bits_float(kQuietNaNBits) : x, 0xffu, Kind::kInfNaN};
+  const int shift = 23 - mantissa_bits;
+  const uint32_t r = u + rounding_bias(u, shift, rounding);
+  const uint32_t e = (r >> 23) & 0xffu;
+  if (e == 0xffu) return {0u, bits_float((u & kSignMask) | kInfBits), e, Kind::kRoundsToInf};
+  return {(r >> shift) & ((1u << mantissa_bits) - 1u), bits_float(r & kSignExponentMask), e, Kind::kOrdinary};
+}
+
+// The selecting operand of an ordinary row, for the panel: its T row offset
+// and its scale (a row holds no inf, NaN or value that rounds to infinity).
+inline void pack_left(float x, int mantissa_bits, Rounding rounding, int64_t ldt, uint32_t* offset, float* scale) {
+  const uint32_t u = float_bits(x);
+  const int shift = 23 - mantissa_bits;
+  const uint32_t r = u + rounding_bias(u, shift, rounding);
+  const bool zero = ((u >> 23) & 0xffu) == 0;
+  *offset = zero ? 0u : ((r >> shift) & ((1u << mantissa_bits) - 1u)) * uint32_t(ldt);
+  *scale = bits_float(zero ? (u & kSignMask) : (r & kSignExponentMask));
+}
+
+double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits) {
+  const double side = double(int64_t{1} << mantissa_bits);
+  const double padded = double(ceil_div(cols, kBucketTileCols) * kBucketTileCols);
+  return double(k) * (padded * double(rows) * kAddCycles + double(cols) * side * kExpandCycles) +
+         side * side * kTableCycles + double(rows + cols) * double(k) * kPackCycles;
+}
+
+// One orientation of the method: C (rows x cols, ldc) = L . R, where L's
+// fraction selects the T row and R is expanded; table_t[x][s] is the product
+// entry of R-fraction x and L-fraction s; `product` is am_multiply with the
+// operands in the contract's order (for the special rows).
+struct Problem {
+  MatrixView left, right;
+  int64_t rows, cols, k;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  bool left_is_b;  // runs transposed: L = B^T, R = A^T
+};
+
+bool run_oriented(const BucketKernels& kernels, const Table& table, const Problem& p, const ParallelFor& parallel) {
+  const int mbits = table.mantissa_bits;
+  const Rounding rounding = table.rounding;
+  const int64_t side = int64_t{1} << mbits, rows = p.rows, cols = p.cols, k = p.k;
+
+  // The expanded operand, packed once: a reduced exponent >= 254 would
+  // overflow T, and a value that rounds to infinity would meet a zero
+  // left operand as inf * 0: the caller takes another path.
+  std::vector<uint16_t> r_index(static_cast<size_t>(k * cols));
+  std::vector<float> r_scale(static_cast<size_t>(k * cols));
+  ExponentRange r_range;
+  bool unsafe = false;
+  std::mutex merge;
+  const bool r_by_rows = p.right.col_stride == 1 || p.right.row_stride != 1;
+  parallel(k, cols * 8, [&](int64_t k0, int64_t k1) {
+    ExponentRange range;
+    bool bad = false;
+    const auto one = [&](int64_t kk, int64_t j) {
+      const Packed v = pack_value(p.right.at(kk, j), mbits, rounding);
+      r_index[kk * cols + j] = static_cast<uint16_t>(v.index);
+      r_scale[kk * cols + j] = v.scale;
+      if (v.kind == Kind::kOrdinary) {
+        bad |= v.exponent >= 254u;
+        range.min = std::min(range.min, v.exponent);
+        range.max = std::max(range.max, v.exponent);
+      }
+      bad |= v.kind == Kind::kRoundsToInf;
+    };
+    if (r_by_rows) {
+      for (int64_t kk = k0; kk < k1; ++kk)
+        for (int64_t j = 0; j < cols; ++j) one(kk, j);
+    } else {
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t kk = k0; kk < k1; ++kk) one(kk, j);
+    }
+    const std::lock_guard<std::mutex> lock(merge);
+    r_range.merge(range);
+    unsafe |= bad;
+  });
+  if (unsafe) return false;
+
+  // The selecting operand: its exponent range, and the rows with an inf, a
+  // NaN or a value that rounds to infinity (summed from am_multiply()).
+  std::vector<uint8_t> special(static_cast<size_t>(rows));
+  ExponentRange l_range;
+  parallel(rows, k * 4, [&](int64_t i0, int64_t i1) {
+    ExponentRange range;
+    for (int64_t i = i0; i < i1; ++i) {
+      bool row_special = false;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const Packed v = pack_value(p.left.at(i, kk), mbits, rounding);
+        if (v.kind == Kind::kOrdinary) {
+          range.min = std::min(range.min, v.exponent);
+          range.max = std::max(range.max, v.exponent);
+        }
+        row_special |= v.kind == Kind::kInfNaN || v.kind == Kind::kRoundsToInf;
+      }
+      special[i] = row_special;
+    }
+    const std::lock_guard<std::mutex> lock(merge);
+    l_range.merge(range);
+  });
+  const bool fused = products_stay_normal(l_range, r_range);
+
+  std::vector<int64_t> ordinary_rows, special_rows;
+  for (int64_t i = 0; i < rows; ++i) (special[i] ? special_rows : ordinary_rows).push_back(i);
+
+  // table_t[x][s]: contiguous over the selecting fraction s for one expanded x.
+  AlignedBuffer<float> table_t(side * side);
+  parallel(side, side * 2, [&](int64_t x0, int64_t x1) {
+    for (int64_t x = x0; x < x1; ++x)
+      for (int64_t s = 0; s < side; ++s) {
+        const int64_t ia = p.left_is_b ? x : s, ib = p.left_is_b ? s : x;
+        table_t.data()[x * side + s] = entry_value(table.entries[ia * side + ib]);
+      }
+  });
+
+  const int64_t block_cols = side * 64 * 4 > kTBlockBytes ? 32 : 64;
+  const int64_t col_blocks = ceil_div(cols, block_cols);
+  const int64_t ldt_max = ceil_div(std::min(cols, block_cols), kBucketTileCols) * kBucketTileCols;
+  const int64_t block_k = std::clamp<int64_t>(kTBlockBytes / (side * ldt_max * 4), 1, kMaxBlockK);
+  const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
+  const int64_t row_parts = n_ord == 0 ? 0 :
+      std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1, std::max<int64_t>(1, n_ord / kMinRowsPerPart));
+  const int64_t rows_per_part = row_parts == 0 ? 0 : ceil_div(n_ord, row_parts);
+
+  parallel(row_parts * col_blocks, rows_per_part * block_cols * k / 8 + 1, [&](int64_t t0, int64_t t1) {
+    FlushToZeroScope ftz;
+    AlignedBuffer<float> t(block_k * side * ldt_max);
+    AlignedBuffer<uint32_t> a_offset(rows_per_part * block_k);
+    AlignedBuffer<float> a_scale(rows_per_part * block_k);
+    std::vector<float*> c_rows(static_cast<size_t>(rows_per_part));
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t part = task / col_blocks, cb = task % col_blocks;
+      const int64_t r0 = part * rows_per_part, r1 = std::min(n_ord, r0 + rows_per_part);
+      const int64_t j0 = cb * block_cols, j1 = std::min(cols, j0 + block_cols);
+      const int64_t ldt = ceil_div(j1 - j0, kBucketTileCols) * kBucketTileCols;
+      const int64_t nr = r1 - r0;
+      if (nr <= 0) continue;
+      for (int64_t r = 0; r < nr; ++r) {
+        c_rows[r] = p.c + ordinary_rows[r0 + r] * p.ldc + j0;
+        if (!p.accumulate) std::fill(c_rows[r], c_rows[r] + (j1 - j0), 0.0f);
+      }
+      const bool left_by_rows = p.left.col_stride == 1 || p.left.row_stride != 1;
+      for (int64_t k0 = 0; k0 < k; k0 += block_k) {
+        const int64_t kc = std::min(block_k, k - k0);
+        BucketExpansion e;
+        e.table_t = table_t.data();
+        e.mantissa_bits = mbits;
+        e.index = r_index.data() + k0 * cols + j0;
+        e.scale = r_scale.data() + k0 * cols + j0;
+        e.ld_in = cols;
+        e.kc = kc;
+        e.ncols = j1 - j0;
+        e.ldt = ldt;
+        e.out = t.data();
+        kernels.expand(e);
+        if (left_by_rows) {
+          for (int64_t r = 0; r < nr; ++r)
+            for (int64_t kk = 0; kk < kc; ++kk)
+              pack_left(p.left.at(ordinary_rows[r0 + r], k0 + kk), mbits, rounding, ldt, a_offset.data() + r * kc + kk,
+                        a_scale.data() + r * kc + kk);
+        } else {
+          for (int64_t kk = 0; kk < kc; ++kk)
+            for (int64_t r = 0; r < nr; ++r)
+              pack_left(p.left.at(ordinary_rows[r0 + r], k0 + kk), mbits, rounding, ldt, a_offset.data() + r * kc + kk,
+                        a_scale.data() + r * kc + kk);
+        }
+        BucketPanel panel;
+        panel.t = t.data();
+        panel.kc = kc;
+        panel.t_k_stride = side * ldt;
+        panel.ldt = ldt;
+        panel.ncols = j1 - j0;
+        panel.a_offset = a_offset.data();
+        panel.a_scale = a_scale.data();
+        panel.c_rows = c_rows.data();
+        panel.rows = nr;
+        panel.fused = fused;
+        kernels.panel(panel);
+      }
+    }
+  });
+
+  // The special rows, element by element from am_multiply() (k ascending).
+  parallel(static_cast<int64_t>(special_rows.size()), cols * k * 20, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t i = special_rows[s];
+      float* c_row = p.c + i * p.ldc;
+      for (int64_t j = 0; j < cols; ++j) {
+        float sum = p.accumulate ? c_row[j] : 0.0f;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          const float l = p.left.at(i, kk), r = p.right.at(kk, j);
+          sum = add_ftz(sum, p.left_is_b ? am_multiply(r, l, table) : am_multiply(l, r, table));
+        }
+        c_row[j] = sum;
+      }
+    }
+  });
+  return true;
+}
+
+}  // namespace
+
+double bucket_cost(const GemmShape& shape, int mantissa_bits) {
+  return std::min(oriented_cost(shape.m, shape.n, shape.k, mantissa_bits),
+                  oriented_cost(shape.n, shape.m, shape.k, mantissa_bits));
+}
+
+bool bucket_runs_transposed(const GemmShape& shape, int mantissa_bits) {
+  return oriented_cost(shape.n, shape.m, shape.k, mantissa_bits) <
+         oriented_cost(shape.m, shape.n, shape.k, mantissa_bits);
+}
+
+bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
+                 const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+  const int64_t m = shape.m, n = shape.n, k = shape.k;
+  if (m == 0 || n == 0) return true;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return true;
+  }
+  if (!bucket_runs_transposed(shape, table.mantissa_bits))
+    return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false}, parallel);
+  // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.
+  std::vector<float> ct(static_cast<size_t>(n * m));
+  if (accumulate)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) ct[j * m + i] = c[i * ldc + j];
+  const Problem p{MatrixView{b.data, b.col_stride, b.row_stride}, MatrixView{a.data, a.col_stride, a.row_stride},
+                  n, m, k, ct.data(), m, accumulate, true};
+  if (!run_oriented(kernels, table, p, parallel)) return false;
+  parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
+  });
+  return true;
+}
+
+}  // namespace cpu
+}  // namespace amsim

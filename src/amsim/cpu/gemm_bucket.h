@@ -1,0 +1,92 @@
+// The bucket GEMM: every AM product is an exact float, so the right
+// operand's row k is expanded once into T_k[s][j] = b(k, j)'s sign and scale
+// times the table entry P[s][ib(k, j)] (for all 2^M left fractions s), and
+// the GEMM becomes row-selected scaled adds C[i, :] += scale_a(i, k) *
+// T_k[ia(i, k), :]: plain vector loads on any ISA, no gather, no shuffle.
+//
+// Why the bits are the canonical ones:
+//   P[s][ib]  = (1 + fraction / 2^15) * 2^carry   (the entry as a float, exact),
+//   scale_b   = sign(b) * 2^(eb - 127),  scale_a = sign(a) * 2^(ea - 127)
+//               (reduced exponents; +-0 for a zero or subnormal operand),
+//   T         = scale_b * P  exact for eb <= 253 (an operand whose reduced
+//               exponent is >= 254 would overflow T: such a right operand
+//               sends the GEMM to another path),
+//   scale_a * T = the AMSim product: exact while its exponent is in range,
+//               +-inf past it, and (flush-to-zero) a signed zero below it.
+// So multiply then add, from +0 with k ascending, gives the canonical sum;
+// a fused multiply-add gives the same bits while every product stays normal
+// (products_stay_normal, gemm_blocked.h), which the driver checks on both
+// operands' exponent ranges before it lets the kernels fuse.  inf/NaN in the
+// right operand make T inf/NaN, which gives NaN against a zero left operand
+// and +-inf/NaN otherwise, as the contract wants; a left operand that is
+// inf/NaN or rounds to infinity makes its row "special": that row is summed
+// from am_multiply() instead.
+//
+// Cost: expanding is 2^M x N x K, the adds M_rows x N x K: the method wins
+// when rows >> 2^M.  For a short, wide C the driver expands along the other
+// side: C^T = B^T . A^T with the table transposed (operand order kept).
+#pragma once
+
+#include <cstdint>
+
+#include "amsim/gemm.h"
+
+namespace amsim {
+namespace cpu {
+
+// Columns of C one kernel tile covers (and the padding of a T row).
+constexpr int64_t kBucketTileCols = 32;
+
+// One K block of one column block, as the panel kernel reads it.
+struct BucketPanel {
+  const float* t = nullptr;        // [kc][2^M][ldt]: T for k0 .. k0 + kc
+  int64_t kc = 0;
+  int64_t t_k_stride = 0;          // 2^M * ldt
+  int64_t ldt = 0;                 // a multiple of kBucketTileCols
+  int64_t ncols = 0;               // valid columns (<= ldt)
+  const uint32_t* a_offset = nullptr;  // [rows][kc]: s * ldt of A(i, k)
+  const float* a_scale = nullptr;      // [rows][kc]
+  float* const* c_rows = nullptr;      // [rows]: C row i at the block's first column
+  int64_t rows = 0;
+  bool fused = false;              // multiply-add may fuse (every product normal)
+};
+
+// T for one K block of one column block: out[kk][s][j] = scale[kk][j] *
+// table_t[index[kk][j]][s] for j < ncols, +0 for ncols <= j < ldt.
+struct BucketExpansion {
+  const float* table_t = nullptr;  // [2^M][2^M]: row x = the expanded operand's fraction
+  int mantissa_bits = 0;
+  const uint16_t* index = nullptr; // [kc][ld_in]
+  const float* scale = nullptr;    // [kc][ld_in]
+  int64_t ld_in = 0;
+  int64_t kc = 0, ncols = 0, ldt = 0;
+  float* out = nullptr;
+};
+
+// The ISA-specific part: expansion and the panel of row-selected adds.
+struct BucketKernels {
+  void (*expand)(const BucketExpansion& e);
+  void (*panel)(const BucketPanel& p);
+};
+
+// AVX2 + FMA (gemm_bucket_avx2.cpp; nullptr where the build has none) and
+// plain C++ that the compiler vectorizes for any target (gemm_bucket_portable.cpp).
+const BucketKernels* bucket_kernels_avx2();
+const BucketKernels* bucket_kernels_portable();
+
+// C = op(A) . op(B) by the bucket method (same contract as gemm_cpu).
+// Returns false, having done nothing, when an operand holds a value the
+// method cannot take exactly (a right-side operand -- B, or A when it runs
+// transposed -- whose reduced exponent is >= 254, NaN/inf excepted); the
+// caller then takes another path.
+bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
+                 const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate);
+
+// The cost model of the dispatch (cycles, one thread, rough): the bucket
+// method on this shape (either orientation, whichever is cheaper), and the
+// other paths per multiply-add.
+double bucket_cost(const GemmShape& shape, int mantissa_bits);
+bool bucket_runs_transposed(const GemmShape& shape, int mantissa_bits);
+
+}  // namespace cpu
+}  // namespace amsim

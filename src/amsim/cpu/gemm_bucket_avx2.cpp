@@ -1,0 +1,189 @@
+// The bucket GEMM's AVX2 + FMA kernels (gemm_bucket.h); this file alone is
+// compiled with -mavx2 -mfma and runs only after has_avx2_fma().  It shares
+// no inline code with baseline translation units (gemm_blocked.h, top).
+//
+// Expansion: 8 columns' table rows (contiguous over the selecting fraction)
+// are loaded, scaled and transposed 8 x 8 into 8 T rows.  Panel: a register
+// tile of 3 rows x 32 columns (12 accumulators); per row and k one offset,
+// one broadcast scale and 4 multiply-adds with the T row as memory operand.
+#include "amsim/cpu/gemm_bucket.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include <algorithm>
+
+namespace amsim {
+namespace cpu {
+
+namespace {
+
+inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6,
+                       __m256& r7) {
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+void expand_avx2(const BucketExpansion& e) {
+  const int64_t side = int64_t{1} << e.mantissa_bits;
+  for (int64_t kk = 0; kk < e.kc; ++kk) {
+    const uint16_t* index = e.index + kk * e.ld_in;
+    const float* scale = e.scale + kk * e.ld_in;
+    float* out = e.out + kk * side * e.ldt;
+    int64_t j0 = 0;
+    if (side >= 8) {
+      for (; j0 < e.ncols; j0 += 8) {
+        // Padding columns take row 0 with scale 0: +0 in T.
+        const float* src[8];
+        float sc[8];
+        for (int q = 0; q < 8; ++q) {
+          const bool valid = j0 + q < e.ncols;
+          src[q] = e.table_t + (valid ? index[j0 + q] : 0) * side;
+          sc[q] = valid ? scale[j0 + q] : 0.0f;
+        }
+        const __m256 s0 = _mm256_set1_ps(sc[0]), s1 = _mm256_set1_ps(sc[1]), s2 = _mm256_set1_ps(sc[2]),
+                     s3 = _mm256_set1_ps(sc[3]), s4 = _mm256_set1_ps(sc[4]), s5 = _mm256_set1_ps(sc[5]),
+                     s6 = _mm256_set1_ps(sc[6]), s7 = _mm256_set1_ps(sc[7]);
+        for (int64_t s = 0; s < side; s += 8) {
+          __m256 r0 = _mm256_mul_ps(s0, _mm256_loadu_ps(src[0] + s));
+          __m256 r1 = _mm256_mul_ps(s1, _mm256_loadu_ps(src[1] + s));
+          __m256 r2 = _mm256_mul_ps(s2, _mm256_loadu_ps(src[2] + s));
+          __m256 r3 = _mm256_mul_ps(s3, _mm256_loadu_ps(src[3] + s));
+          __m256 r4 = _mm256_mul_ps(s4, _mm256_loadu_ps(src[4] + s));
+          __m256 r5 = _mm256_mul_ps(s5, _mm256_loadu_ps(src[5] + s));
+          __m256 r6 = _mm256_mul_ps(s6, _mm256_loadu_ps(src[6] + s));
+          __m256 r7 = _mm256_mul_ps(s7, _mm256_loadu_ps(src[7] + s));
+          transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
+          float* o = out + s * e.ldt + j0;
+          _mm256_store_ps(o, r0);
+          _mm256_store_ps(o + e.ldt, r1);
+          _mm256_store_ps(o + 2 * e.ldt, r2);
+          _mm256_store_ps(o + 3 * e.ldt, r3);
+          _mm256_store_ps(o + 4 * e.ldt, r4);
+          _mm256_store_ps(o + 5 * e.ldt, r5);
+          _mm256_store_ps(o + 6 * e.ldt, r6);
+          _mm256_store_ps(o + 7 * e.ldt, r7);
+        }
+      }
+    } else {
+      for (int64_t s = 0; s < side; ++s) {
+        float* row = out + s * e.ldt;
+        for (int64_t j = 0; j < e.ncols; ++j) row[j] = scale[j] * e.table_t[index[j] * side + s];
+      }
+      j0 = e.ncols;
+    }
+    for (int64_t s = 0; s < side; ++s) std::fill(out + s * e.ldt + j0, out + (s + 1) * e.ldt, 0.0f);
+  }
+}
+
+constexpr int kTileRows = 3;
+constexpr int kTileVectors = int(kBucketTileCols / 8);
+
+// Rows [r0, r0 + R) x columns [c0, c0 + 32) over the K block.  C comes from
+// `c` (row pointers at column c0), or a padded copy for a column tail.
+template <int R, bool kFused>
+inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
+  __m256 acc[R][kTileVectors];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < kTileVectors; ++q) acc[r][q] = _mm256_loadu_ps(c[r] + 8 * q);
+  const uint32_t* offset[R];
+  const float* scale[R];
+  for (int r = 0; r < R; ++r) {
+    offset[r] = p.a_offset + (r0 + r) * p.kc;
+    scale[r] = p.a_scale + (r0 + r) * p.kc;
+  }
+  const float* t = p.t;
+  for (int64_t kk = 0; kk < p.kc; ++kk, t += p.t_k_stride) {
+    for (int r = 0; r < R; ++r) {
+      const __m256 sa = _mm256_broadcast_ss(scale[r] + kk);
+      const float* row = t + offset[r][kk];
+      for (int q = 0; q < kTileVectors; ++q) {
+        const __m256 tv = _mm256_load_ps(row + 8 * q);
+        if (kFused) acc[r][q] = _mm256_fmadd_ps(sa, tv, acc[r][q]);
+        else acc[r][q] = _mm256_add_ps(acc[r][q], _mm256_mul_ps(sa, tv));
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < kTileVectors; ++q) _mm256_storeu_ps(c[r] + 8 * q, acc[r][q]);
+}
+
+template <int R, bool kFused>
+void tile_at(const BucketPanel& p, int64_t r0, int64_t c0) {
+  const int64_t width = std::min(kBucketTileCols, p.ncols - c0);
+  // The tile reads T from column c0 on.
+  BucketPanel shifted = p;
+  shifted.t = p.t + c0;
+  if (width == kBucketTileCols) {
+    float* c[R];
+    for (int r = 0; r < R; ++r) c[r] = p.c_rows[r0 + r] + c0;
+    tile<R, kFused>(shifted, r0, c);
+    return;
+  }
+  alignas(32) float line[R][kBucketTileCols] = {};
+  float* c[R];
+  for (int r = 0; r < R; ++r) {
+    std::copy(p.c_rows[r0 + r] + c0, p.c_rows[r0 + r] + c0 + width, line[r]);
+    c[r] = line[r];
+  }
+  tile<R, kFused>(shifted, r0, c);
+  for (int r = 0; r < R; ++r) std::copy(line[r], line[r] + width, p.c_rows[r0 + r] + c0);
+}
+
+template <bool kFused>
+void panel_with(const BucketPanel& p) {
+  BucketPanel at = p;
+  for (int64_t c0 = 0; c0 < p.ncols; c0 += kBucketTileCols) {
+    at.t = p.t + c0;
+    const int64_t width = std::min(kBucketTileCols, p.ncols - c0);
+    int64_t r0 = 0;
+    if (width == kBucketTileCols) {
+      for (; r0 + kTileRows <= p.rows; r0 += kTileRows) {
+        float* c[kTileRows];
+        for (int r = 0; r < kTileRows; ++r) c[r] = p.c_rows[r0 + r] + c0;
+        tile<kTileRows, kFused>(at, r0, c);
+      }
+    } else {
+      for (; r0 + kTileRows <= p.rows; r0 += kTileRows) tile_at<kTileRows, kFused>(p, r0, c0);
+    }
+    for (; r0 < p.rows; ++r0) tile_at<1, kFused>(p, r0, c0);
+  }
+}
+
+void panel_avx2(const BucketPanel& p) {
+  if (p.fused) panel_with<true>(p);
+  else panel_with<false>(p);
+}
+
+constexpr BucketKernels kAvx2{expand_avx2, panel_avx2};
+
+}  // namespace
+
+const BucketKernels* bucket_kernels_avx2() { return &kAvx2; }
+
+}  // namespace cpu
+}  // namespace amsim
+
+#else  // built without AVX2 + FMA: no such kernels
+
+namespace amsim {
+namespace cpu {
+const BucketKernels* bucket_kernels_avx2() { return nullptr; }
+}  // namespace cpu
+}  // namespace amsim
+
+#endif
