@@ -5,13 +5,17 @@ Gradients: dx = AMConv2DBackpropInput (dy the table row, grad_input_multiplier),
 dw = AMConv2DBackpropFilter (x the table row, grad_weight_multiplier); their
 canonical summation orders are documented in src/amsim/conv.h.
 depthwise_conv2d and conv1d are conv2d with groups = C and with H = 1.
+An "fp32" product is TF's native op; the native gradients of dilated and grouped convs come
+from _native_conv_grads (TF's own kernels for them are missing on CPUs without oneDNN).
 """
+import numbers
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from approxtrain._op_library import library
 from approxtrain.core import conv_paddings
+from approxtrain.ops import _native_conv_grads as native_grads
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._spec import spec, spec_of_op
 from approxtrain.ops._tables import resolve_three
@@ -64,43 +68,32 @@ def conv_attrs(strides, padding, dilations):
 
 def forward(x, w, table_spec, attrs):
     if table_spec is None:
-        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())
+        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())  # dilated and grouped too, on every backend
     return library().am_conv2d(x, w, table_spec.tensor, operand_rounding=table_spec.rounding, **attrs.kwargs())
 
 
-def input_grad(input_sizes, w, dy, table_spec, attrs):
+def input_grad(input_sizes, w, dy, table_spec, attrs, groups):
+    """``groups``: an int, or None when the channel counts are known only at run time."""
     if table_spec is None:
-        if attrs.padding == "EXPLICIT":
-            return _native_input_grad_explicit(input_sizes, w, dy, attrs)
-        return tf.raw_ops.Conv2DBackpropInput(input_sizes=input_sizes, filter=w, out_backprop=dy, **attrs.kwargs())
+        return native_grads.input_grad(input_sizes, w, dy, attrs, groups)
     return library().am_conv2d_backprop_input(input_sizes, w, dy, table_spec.tensor,
                                               operand_rounding=table_spec.rounding, **attrs.kwargs())
 
 
-def _native_input_grad_explicit(input_sizes, w, dy, attrs):
-    """Native input gradient with explicit padding: TF's CPU kernel rejects it for grouped
-    filters, so take the gradient of the padded input (VALID) and crop the padding off."""
-    _, _, top, bottom, left, right, _, _ = attrs.explicit_paddings
-    input_sizes = tf.cast(input_sizes, tf.int32)
-    padded = input_sizes + tf.constant([0, top + bottom, left + right, 0], tf.int32)
-    valid = ConvAttrs(attrs.strides, "VALID", (), attrs.dilations)
-    dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=padded, filter=w, out_backprop=dy, **valid.kwargs())
-    return tf.slice(dx, [0, top, left, 0], input_sizes)
-
-
-def filter_grad(x, filter_sizes, dy, table_spec, attrs):
+def filter_grad(x, filter_sizes, dy, table_spec, attrs, groups):
+    """``groups``: an int, or None when the channel counts are known only at run time."""
     if table_spec is None:
-        return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=filter_sizes, out_backprop=dy, **attrs.kwargs())
+        return native_grads.filter_grad(x, filter_sizes, dy, attrs, groups)
     return library().am_conv2d_backprop_filter(x, filter_sizes, dy, table_spec.tensor,
                                                operand_rounding=table_spec.rounding, **attrs.kwargs())
 
 
-def _conv_with_gradients(x, w, specs, attrs):
+def _conv_with_gradients(x, w, specs, attrs, groups):
     @tf.custom_gradient
     def conv(x, w):
         def grad(dy):
-            return (input_grad(tf.shape(x), w, dy, specs[1], attrs),
-                    filter_grad(x, tf.shape(w), dy, specs[2], attrs))
+            return (input_grad(tf.shape(x), w, dy, specs[1], attrs, groups),
+                    filter_grad(x, tf.shape(w), dy, specs[2], attrs, groups))
 
         return forward(x, w, specs[0], attrs), grad
 
@@ -109,34 +102,61 @@ def _conv_with_gradients(x, w, specs, attrs):
 
 # --- public wrappers ---------------------------------------------------------------------------
 
-def _check_groups(x, w, groups):
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    channels, filter_in = x.shape[-1], w.shape[2]
-    if channels is not None and filter_in is not None and channels != groups * filter_in:
+def _static_groups(x, w):
+    """groups = input channels / filter input channels when both are known statically, else None."""
+    channels, filter_in = x.shape[-1], w.shape[-2]
+    return None if channels is None or filter_in is None or filter_in == 0 else channels // filter_in
+
+
+def resolve_groups(x, w, groups, what):
+    """The conv's groups (an int, or None when only run time knows the channel counts) and x.
+
+    ``groups`` None: inferred as input channels / filter input channels, as tf.nn.conv* do;
+    an int is checked against the shapes. x [..., C] and w [..., C/groups, O] are the
+    caller's tensors, so errors name the shapes the caller passed. When the channel
+    counts are unknown, an explicit ``groups`` is checked when the graph runs (x gets
+    the check as a control dependency)."""
+    if groups is not None:
+        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(
+                f"{what}: groups must be a positive int or None (inferred from the shapes), got {groups!r}")
+        groups = int(groups)
+    channels, filter_in, out_channels = x.shape[-1], w.shape[-2], w.shape[-1]
+    shapes = f"(input shape {tuple(x.shape)}, filter shape {tuple(w.shape)})"
+    inferred = groups is None
+    if channels is not None and filter_in is not None:
+        if groups is None:
+            if filter_in == 0 or channels % filter_in:
+                raise ValueError(
+                    f"{what}: input channels {channels} are not a multiple of the filter's input channels "
+                    f"{filter_in}, so they do not split into groups {shapes}")
+            groups = channels // filter_in
+        elif channels != groups * filter_in:
+            raise ValueError(
+                f"{what}: groups={groups} does not match the shapes: input channels {channels} must equal "
+                f"groups * filter input channels ({groups} * {filter_in}) {shapes}")
+    if groups is not None and out_channels is not None and out_channels % groups:
+        source = f" ({channels} input channels / {filter_in} filter input channels)" if inferred else ""
         raise ValueError(
-            f"groups={groups} does not match the shapes: input channels {channels} must equal "
-            f"groups * filter input channels ({groups} * {filter_in}) (input {x.shape}, filter {w.shape})"
-        )
-    out_channels = w.shape[3]
-    if out_channels is not None and out_channels % groups:
-        raise ValueError(f"filter output channels {out_channels} must be divisible by groups={groups}")
-    if channels is None or filter_in is None:
+            f"{what}: filter output channels {out_channels} are not a multiple of groups={groups}{source} {shapes}")
+    if groups is not None and (channels is None or filter_in is None):
         # The op infers groups from the shapes; make sure they say what the caller meant.
-        check = tf.debugging.assert_equal(tf.shape(x)[-1], groups * tf.shape(w)[2], message=(
-            f"conv2d: groups={groups} does not match the shapes: input channels must equal "
+        check = tf.debugging.assert_equal(tf.shape(x)[-1], groups * tf.shape(w)[-2], message=(
+            f"{what}: groups={groups} does not match the shapes: input channels must equal "
             "groups * filter input channels"))
         with tf.control_dependencies([check]):
             x = tf.identity(x)
-    return x
+    return groups, x
 
 
-def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, grad_input_multiplier=None,
+def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=None, grad_input_multiplier=None,
            grad_weight_multiplier=None):
     """AM 2-D convolution, NHWC: x [N, H, W, C] by w [KH, KW, C/groups, O] -> [N, OH, OW, O].
 
     ``padding``: "SAME" (TensorFlow's rule), "VALID" or [[top, bottom], [left, right]];
-    ``strides``/``dilations``: an int or (h, w); ``groups`` must equal C / w.shape[2].
+    ``strides``/``dilations``: an int or (h, w); ``groups``: None (default) infers it as
+    C / w.shape[2], as tf.nn.conv2d does (a ValueError when C is not a multiple of
+    w.shape[2]); an int is checked against the shapes.
     Products go through ``multiplier``'s table with x as the table row; the
     input gradient uses ``grad_input_multiplier`` (dy the row), the filter
     gradient ``grad_weight_multiplier`` (x the row); None = ``multiplier``,
@@ -147,11 +167,11 @@ def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, 
     w = float32_tensor(w, "conv2d filter w")
     require_rank(x, (4,), "conv2d input x [N, H, W, C]")
     require_rank(w, (4,), "conv2d filter w [KH, KW, C/groups, O]")
-    x = _check_groups(x, w, groups)
+    groups, x = resolve_groups(x, w, groups, "conv2d")
     attrs = conv_attrs(strides, padding, dilations)
-    if all(m is None for m in specs_m):
-        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())
-    return _conv_with_gradients(x, w, [spec(m) for m in specs_m], attrs)
+    if all(m is None for m in specs_m) and native_grads.is_plain(attrs, groups):
+        return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())  # TF's own gradients work everywhere
+    return _conv_with_gradients(x, w, [spec(m) for m in specs_m], attrs, groups)
 
 
 def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None,
@@ -160,7 +180,8 @@ def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, 
 
     Computed as conv2d with groups = C: the filter's memory layout
     [KH, KW, C, mult] is the grouped filter [KH, KW, 1, C * mult].
-    ``"fp32"`` everywhere means tf.nn.depthwise_conv2d.
+    ``"fp32"`` everywhere means tf.nn.depthwise_conv2d (the native grouped conv2d
+    when strides and dilations both exceed 1, which tf.nn.depthwise_conv2d gets wrong).
     """
     forward_m, grad_in, grad_w = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "depthwise_conv2d input x")
@@ -173,7 +194,9 @@ def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, 
     if w.shape[2] is not None and w.shape[2] != channels:
         raise ValueError(f"depthwise_conv2d filter {w.shape} must have {channels} input channels (input {x.shape})")
     attrs = conv_attrs(strides, padding, dilations)
-    if forward_m is None and grad_in is None and grad_w is None:
+    # tf.nn.depthwise_conv2d computes wrong values (and only warns) when strides and dilations both exceed 1.
+    strided_and_dilated = attrs.strides != (1, 1, 1, 1) and attrs.dilations != (1, 1, 1, 1)
+    if forward_m is None and grad_in is None and grad_w is None and not strided_and_dilated:
         pads = attrs.padding if attrs.padding != "EXPLICIT" else [list(attrs.explicit_paddings[i:i + 2]) for i in range(0, 8, 2)]
         return tf.nn.depthwise_conv2d(x, w, list(attrs.strides), pads, dilations=list(attrs.dilations[1:3]))
     kh, kw = tf.shape(w)[0], tf.shape(w)[1]
@@ -182,17 +205,18 @@ def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, 
                   grad_input_multiplier=grad_in or "fp32", grad_weight_multiplier=grad_w or "fp32")
 
 
-def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, grad_input_multiplier=None,
+def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=None, grad_input_multiplier=None,
            grad_weight_multiplier=None):
     """AM 1-D convolution: x [N, W, C] by w [K, C/groups, O] -> [N, OW, O], as conv2d with H = 1.
 
     ``padding``: "VALID", "SAME", "CAUSAL" (left padding (K-1)*dilation, as
-    Keras) or [left, right].
+    Keras) or [left, right]; ``groups`` as in :func:`conv2d` (None: C / w.shape[1]).
     """
     x = float32_tensor(x, "conv1d input x")
     w = float32_tensor(w, "conv1d filter w")
     require_rank(x, (3,), "conv1d input x [N, W, C]")
     require_rank(w, (3,), "conv1d filter w [K, C/groups, O]")
+    groups, x = resolve_groups(x, w, groups, "conv1d")
     if not isinstance(strides, int) or not isinstance(dilations, int):
         raise ValueError(f"conv1d strides and dilations must be ints, got {strides!r} and {dilations!r}")
     if isinstance(padding, str) and padding.upper() == "CAUSAL":
@@ -216,20 +240,22 @@ def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, 
 
 def _am_conv2d_gradient(op, dy):
     x, w = op.inputs[0], op.inputs[1]
-    table_spec, attrs = spec_of_op(op, 2), ConvAttrs.of_op(op)
-    return (input_grad(tf.shape(x), w, dy, table_spec, attrs),
-            filter_grad(x, tf.shape(w), dy, table_spec, attrs), None)
+    table_spec, attrs, groups = spec_of_op(op, 2), ConvAttrs.of_op(op), _static_groups(x, w)
+    return (input_grad(tf.shape(x), w, dy, table_spec, attrs, groups),
+            filter_grad(x, tf.shape(w), dy, table_spec, attrs, groups), None)
 
 
 def _am_conv2d_backprop_input_gradient(op, ddx):
     # dx = conv^T(dy, w): linear in dy (-> forward conv of ddx) and in w (-> filter grad of ddx by dy).
     w, dy = op.inputs[1], op.inputs[2]
-    table_spec, attrs = spec_of_op(op, 3), ConvAttrs.of_op(op)
-    return (None, filter_grad(ddx, tf.shape(w), dy, table_spec, attrs), forward(ddx, w, table_spec, attrs), None)
+    table_spec, attrs, groups = spec_of_op(op, 3), ConvAttrs.of_op(op), _static_groups(ddx, w)
+    return (None, filter_grad(ddx, tf.shape(w), dy, table_spec, attrs, groups), forward(ddx, w, table_spec, attrs),
+            None)
 
 
 def _am_conv2d_backprop_filter_gradient(op, ddw):
     # dw = corr(x, dy): linear in x (-> input grad of dy by ddw) and in dy (-> forward conv of x by ddw).
     x, dy = op.inputs[0], op.inputs[2]
-    table_spec, attrs = spec_of_op(op, 3), ConvAttrs.of_op(op)
-    return (input_grad(tf.shape(x), ddw, dy, table_spec, attrs), None, forward(x, ddw, table_spec, attrs), None)
+    table_spec, attrs, groups = spec_of_op(op, 3), ConvAttrs.of_op(op), _static_groups(x, ddw)
+    return (input_grad(tf.shape(x), ddw, dy, table_spec, attrs, groups), None, forward(x, ddw, table_spec, attrs),
+            None)
