@@ -7,8 +7,8 @@ arrays bit-identical to the contract of docs/design.md ("Number semantics") on e
 """
 import numpy as np
 
+from approxtrain import multipliers
 from approxtrain._native import LazyCore
-from approxtrain.multipliers._multiplier import Multiplier
 
 _core = LazyCore()  # imported on first use: `import approxtrain` works without the compiled core
 
@@ -21,15 +21,10 @@ def cuda_available():
 
 
 def _multiplier(multiplier):
-    if isinstance(multiplier, Multiplier):
-        return multiplier
-    if isinstance(multiplier, str):
-        if multiplier == "fp32":
-            raise ValueError("'fp32' is not a table: it means the native op; the core computes AM products only")
-        from approxtrain import multipliers
-
-        return multipliers.get(multiplier)
-    raise TypeError(f"multiplier must be a name or a Multiplier, got {type(multiplier).__name__}")
+    m = multipliers.resolve(multiplier)
+    if m is None:
+        raise ValueError(f"{multiplier!r} is not a table: it means the native op; the core computes AM products only")
+    return m
 
 
 def _float32(x, what):

@@ -1,7 +1,9 @@
 """Comparison outputs: convergence plot (PNG), markdown table, summary rows."""
 import math
 
-BASELINE = "fp32"
+from approxtrain.multipliers import NATIVE
+
+BASELINE = NATIVE  # the run every other is compared with
 
 
 def fmt(value, spec=".4f", missing="n/a"):

@@ -199,6 +199,24 @@ def test_stale_package_table_is_rebuilt_from_the_changed_source(home, tmp_path, 
     assert multipliers.describe("mbm3")["source"] == str(mbm)
 
 
+def test_resolve_reads_every_multiplier_argument(home):
+    # The one reading of a multiplier argument (core, ops, layers, models): NATIVE is the native op.
+    assert multipliers.NATIVE == "fp32" and multipliers.resolve("fp32") is None
+    assert multipliers.resolve("mbm7") is multipliers.get("mbm7")
+    m = Multiplier("x", 1, "nearest", np.zeros(4, np.uint16))
+    assert multipliers.resolve(m) is m
+    with pytest.raises(ValueError, match=r"unknown multiplier 'mbm8'; available: bf16, .* \(and 'fp32' for the native"):
+        multipliers.resolve("mbm8")
+    with pytest.raises(TypeError, match="multiplier must be a name, 'fp32' or a Multiplier, got int"):
+        multipliers.resolve(7)
+    # The core computes tables only: NATIVE is refused there, by name.
+    x = np.float32([1.5])
+    with pytest.raises(ValueError, match="'fp32' is not a table: it means the native op"):
+        core.multiply(x, x, "fp32")
+    with pytest.raises(TypeError, match="got NoneType"):
+        core.matmul(x.reshape(1, 1), x.reshape(1, 1), None)
+
+
 def test_describe_shipped(home):
     d = multipliers.describe("drum5")
     assert (d["name"], d["mantissa_bits"], d["operand_rounding"], d["kind"]) == ("drum5", 4, "truncate", "shipped")

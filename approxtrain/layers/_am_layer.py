@@ -9,17 +9,17 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from approxtrain import ops
+from approxtrain import multipliers
 from approxtrain.multipliers import Multiplier
 
 
 def check_multiplier(value, argument, optional=False):
-    """Validate one multiplier argument early (the op's own resolution), so a typo fails at
-    construction, naming the argument; the value itself is kept (names stay names)."""
+    """Validate one multiplier argument early (multipliers.resolve, as the ops do), so a typo fails
+    at construction, naming the argument; the value itself is kept (names stay names)."""
     if value is None and optional:
         return None
     try:
-        ops.resolve(value)
+        multipliers.resolve(value)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{argument}: {e}") from None
     return value

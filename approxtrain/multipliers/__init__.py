@@ -2,6 +2,7 @@
 
     approxtrain.multipliers.names()                 # ['bf16', 'bf16_trunc', 'drum4', ...]
     m = approxtrain.multipliers.get("mbm7")         # Multiplier: .name .mantissa_bits .operand_rounding .lut
+    approxtrain.multipliers.resolve("fp32")         # None: NATIVE, the native op (any multiplier argument)
     approxtrain.multipliers.register("mine", "mine.c", mantissa_bits=7)      # C or C++ (.cc .cpp .inl ...)
     approxtrain.multipliers.register("mine", fn, mantissa_bits=7)            # Python fn(a, b) on float32 arrays
     approxtrain.multipliers.register_table("mbm7at", "MBM_7.bin", mantissa_bits=7)  # ApproxTrain .bin, .npy
@@ -15,12 +16,12 @@ from .builder import ModelError, build_table
 from .compiler import LANGUAGES
 from .metrics import error_metrics
 from .registry import (NATIVE, build_shipped_tables, describe, export_table, get, home, names, register,
-                       register_table, shipped_names, unregister, user_dir, user_names)
+                       register_table, resolve, shipped_names, unregister, user_dir, user_names)
 from .table_file import TableFileError, read_table, write_table
 from .table_formats import FORMATS as TABLE_FORMATS
 from .table_formats import TableImportError
 
-__all__ = ["Multiplier", "ROUNDINGS", "LANGUAGES", "TABLE_FORMATS", "NATIVE", "names", "get", "register",
+__all__ = ["Multiplier", "ROUNDINGS", "LANGUAGES", "TABLE_FORMATS", "NATIVE", "names", "get", "resolve", "register",
            "register_table", "export_table", "unregister", "describe", "shipped_names", "user_names", "home",
            "user_dir", "error_metrics", "build_table", "build_shipped_tables", "read_table", "write_table",
            "ModelError", "TableFileError", "TableImportError"]

@@ -193,6 +193,20 @@ def get(name):
     return multiplier
 
 
+def resolve(multiplier):
+    """The Multiplier a ``multiplier`` argument stands for, or None for NATIVE (the native float32 op).
+
+    The one reading of every multiplier argument in approxtrain (core, ops, layers, models):
+    a registry name, NATIVE or a Multiplier.  An unknown name is get()'s ValueError, which
+    names the choices; any other type is a TypeError.
+    """
+    if isinstance(multiplier, Multiplier):
+        return multiplier
+    if not isinstance(multiplier, str):
+        raise TypeError(f"multiplier must be a name, {NATIVE!r} or a Multiplier, got {type(multiplier).__name__}")
+    return None if multiplier == NATIVE else get(multiplier)
+
+
 def _check_new_name(name):
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"invalid multiplier name {name!r}: use 1-64 characters, a lowercase letter first, "
