@@ -76,6 +76,9 @@ def run(args):
     results = train(config_from_args(args, args.multiplier, out), resume=args.resume)
     from approxtrain.report import fmt
 
+    if results.get("chief") is False:  # a multi-worker run's other workers: the chief writes --out
+        print(f"this worker's part of the run is done; the chief worker writes {out}")
+        return 0
     final = results["final"]
     print(f"{out}: test accuracy {fmt(final['test_accuracy'])}, test loss {fmt(final['test_loss'])} after "
           f"{results['epochs_completed']} epoch(s), {fmt(results['timing']['mean_epoch_time_s'], '.1f')} s/epoch; "

@@ -1,36 +1,158 @@
-"""Per-epoch checkpoints: model and optimizer variables (.weights.h5) and an epoch counter.
+"""Per-epoch checkpoints: model and optimizer variables, committed by state.json.
+
+Saving epoch N writes checkpoint/epoch-000N.weights.h5 (temporary name, fsync, rename),
+then replaces state.json, which names that file and its SHA-256, then removes the files
+state.json no longer names. The newest checkpoint and the one before it are kept: a
+resume verifies the newest against its hash and falls back to the one before when the
+newest is damaged. A crash between the two writes leaves state.json naming the previous
+epoch, and the new weights file unnamed: it is ignored and removed on resume.
 
 The optimizer is rebuilt from the current settings and only its variables (iteration
 count, momenta) are restored, so a run resumed with more --epochs gets schedules sized
 for the new total while continuing from the saved step.
 """
+import hashlib
 import os
+import sys
+from typing import NamedTuple
 
-from approxtrain.train.files import CHECKPOINT_DIR, read_json, write_json
+from approxtrain.train import testing_hooks
+from approxtrain.train.files import (CHECKPOINT_DIR, FORMAT_VERSION, DamagedRunFiles, check_format, commit,
+                                     read_json, write_json)
 
-WEIGHTS = "model.weights.h5"  # Keras saves the compiled optimizer's variables in it too
 STATE = "state.json"
+KEEP = 2                                    # the newest checkpoint and a fallback
+LEGACY_WEIGHTS = "model.weights.h5"         # format 1: one file, overwritten every epoch
 
 
-def last_epoch(run_dir):
-    """Number of the last epoch whose checkpoint is complete; 0 when there is none."""
-    path = os.path.join(run_dir, CHECKPOINT_DIR, STATE)
-    return int(read_json(path)["epoch"]) if os.path.exists(path) else 0
+class Checkpoint(NamedTuple):
+    epoch: int
+    weights: str           # file name inside checkpoint/
+    sha256: str | None     # None for format 1 checkpoints, which recorded no hash
+
+    def to_dict(self):
+        return {"epoch": self.epoch, "weights": self.weights, "sha256": self.sha256}
+
+
+def directory(run_dir):
+    return os.path.join(run_dir, CHECKPOINT_DIR)
+
+
+def weights_name(epoch):
+    return f"epoch-{epoch:04d}.weights.h5"
+
+
+def listed(run_dir):
+    """The checkpoints state.json names, oldest first; [] when there is no state.json."""
+    path = os.path.join(directory(run_dir), STATE)
+    if not os.path.exists(path):
+        return []
+    state = read_json(path, run_dir)
+    version = check_format(run_dir, path, state.get("format"))
+    try:
+        if version == 1:
+            epoch = state["epoch"]
+            entries = [Checkpoint(epoch, LEGACY_WEIGHTS, None)]
+        else:
+            entries = [Checkpoint(e["epoch"], e["weights"], e["sha256"]) for e in state["checkpoints"]]
+        for entry in entries:
+            if isinstance(entry.epoch, bool) or not isinstance(entry.epoch, int) or entry.epoch < 1:
+                raise ValueError(f"epoch {entry.epoch!r} is not a positive integer")
+            if not isinstance(entry.weights, str) or os.path.basename(entry.weights) != entry.weights:
+                raise ValueError(f"weights {entry.weights!r} is not a file name")
+        if not entries or [e.epoch for e in entries] != sorted({e.epoch for e in entries}):
+            raise ValueError("the checkpoints are not listed in increasing epochs")
+    except (KeyError, TypeError, ValueError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        raise DamagedRunFiles(run_dir, [(path, f"not a checkpoint state ({what})")]) from None
+    return entries
+
+
+def choose(run_dir):
+    """The newest listed checkpoint whose weights file is intact, and the problems of newer ones.
+
+    Returns (Checkpoint or None, [(path, what is wrong)]); DamagedRunFiles when checkpoints are
+    listed but none is intact."""
+    entries = listed(run_dir)
+    problems = []
+    for entry in reversed(entries):
+        path = os.path.join(directory(run_dir), entry.weights)
+        problem = verify(path, entry.sha256)
+        if problem is None:
+            return entry, problems
+        problems.append((path, problem))
+    if problems:
+        raise DamagedRunFiles(run_dir, problems)
+    return None, []
+
+
+def verify(path, sha256):
+    """None when the file at `path` is intact, else what is wrong with it."""
+    if not os.path.exists(path):
+        return "missing"
+    if sha256 is not None:
+        actual = file_sha256(path)
+        return None if actual == sha256 else f"damaged (SHA-256 {actual[:12]}..., state.json recorded {sha256[:12]}...)"
+    import h5py  # format 1 recorded no hash: at least the HDF5 file must open
+
+    try:
+        with h5py.File(path, "r") as f:
+            list(f.keys())
+    except OSError as e:
+        return f"not a readable HDF5 file ({str(e).splitlines()[0][:120]})"
+    return None
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save(run_dir, model, epoch):
-    directory = os.path.join(run_dir, CHECKPOINT_DIR)
-    os.makedirs(directory, exist_ok=True)
-    weights = os.path.join(directory, WEIGHTS)
-    model.save_weights(weights + ".tmp.weights.h5")
-    os.replace(weights + ".tmp.weights.h5", weights)
-    # Written last: its presence means the weights file belongs to this epoch.
-    write_json(os.path.join(directory, STATE), {"epoch": epoch})
+    """Checkpoints `model` (weights and optimizer variables) as epoch `epoch`."""
+    folder = directory(run_dir)
+    os.makedirs(folder, exist_ok=True)
+    name = weights_name(epoch)
+    tmp = os.path.join(folder, f"epoch-{epoch:04d}.tmp.weights.h5")  # Keras wants the .weights.h5 ending
+    model.save_weights(tmp)
+    commit(tmp, os.path.join(folder, name))
+    testing_hooks.reached("checkpoint:weights-written")
+    entry = Checkpoint(epoch, name, file_sha256(os.path.join(folder, name)))
+    kept = [e for e in listed(run_dir) if e.epoch < epoch][-(KEEP - 1):] + [entry]
+    write_state(run_dir, kept)
 
 
-def restore(run_dir, model):
-    """Loads weights and optimizer variables into a compiled model; returns the epoch."""
+def write_state(run_dir, entries):
+    """Commits `entries` (oldest first) as the run's checkpoints, then removes every other file."""
+    write_json(os.path.join(directory(run_dir), STATE),
+               {"format": FORMAT_VERSION, "epoch": entries[-1].epoch, "checkpoints": [e.to_dict() for e in entries]})
+    remove_unlisted(run_dir, entries)
+
+
+def remove_unlisted(run_dir, entries):
+    """Deletes the checkpoint folder's files state.json does not name: older epochs, the weights
+    of an epoch whose commit a crash cut short, temporary files."""
+    keep = {STATE} | {e.weights for e in entries}
+    folder = directory(run_dir)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name not in keep and os.path.isfile(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
+def restore(run_dir, model, entry):
+    """Loads a checkpoint's weights and optimizer variables into a compiled model."""
     # The optimizer's variables exist only once it is built; unbuilt, Keras would skip them.
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(run_dir, CHECKPOINT_DIR, WEIGHTS))
-    return last_epoch(run_dir)
+    path = os.path.join(directory(run_dir), entry.weights)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as e:
+        first_line = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise DamagedRunFiles(run_dir, [(path, f"cannot be loaded into this model ({first_line})")]) from None
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -1,36 +1,106 @@
-"""One training run: data, model, fit with per-epoch test evaluation, checkpoints, results."""
+"""One training run: data, model, training with per-epoch test evaluation, checkpoints, results."""
 import json
 import math
 import os
 import sys
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from approxtrain.train import checkpoint, environment
 from approxtrain.train.config import TrainConfig, differences
-from approxtrain.train.files import (HISTORY, RESULTS, SETTINGS, read_history, read_json,
-                                     write_history, write_json)
+from approxtrain.train.files import (FORMAT_VERSION, HISTORY, RESULTS, SETTINGS, DamagedRunFiles,
+                                     check_format, read_history, read_json, write_history, write_json)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `epoch` is the last epoch whose checkpoint is on disk (0: none)."""
+
+    def __init__(self, out, epoch):
+        self.out, self.epoch = out, epoch
+        super().__init__(f"{out}: interrupted after epoch {epoch}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint stays."""
+
+
+class WorkerLost(RuntimeError):
+    """A worker of a multi-worker run stopped; the others stop too."""
+
+
+class RunFolder(NamedTuple):
+    """What a run folder holds, checked: the state of the run and where to resume from."""
+    state: str                      # "new" | "partial" | "finished"
+    epoch: int                      # the epoch to resume after (0: start afresh)
+    checkpoint: object              # checkpoint.Checkpoint to resume from, or None
+    checkpoints: list               # the intact checkpoints up to that one, oldest first
+    skipped: list                   # [(path, what is wrong)] of newer, damaged checkpoints
+    rows: list                      # history rows of epochs 1..epoch
+    settings: dict | None
+
+
+def inspect_run(config):
+    """Reads and checks config.out for a run with these settings; returns a RunFolder.
+
+    Raises DamagedRunFiles naming every file that cannot be read back, RunFormatError for a
+    folder of a newer format, ValueError when the folder holds a run with other settings."""
+    out = config.out
+    settings_path = os.path.join(out, SETTINGS)
+    state_path = os.path.join(checkpoint.directory(out), checkpoint.STATE)
+    if not os.path.exists(settings_path):
+        if os.path.exists(state_path):
+            raise DamagedRunFiles(out, [(settings_path, "missing, though the folder holds checkpoints")])
+        return RunFolder("new", 0, None, [], [], [], None)
+    problems, settings, chosen, skipped, entries, rows = [], None, None, [], [], []
+    try:
+        settings = read_json(settings_path, out)
+        check_format(out, settings_path, settings.get("format"))
+        if not isinstance(settings.get("identity"), dict):
+            raise DamagedRunFiles(out, [(settings_path, "has no \"identity\" object")])
+    except DamagedRunFiles as e:
+        problems += e.problems
+    try:
+        chosen, skipped = checkpoint.choose(out)
+        entries = [e for e in checkpoint.listed(out) if e.epoch <= chosen.epoch] if chosen else []
+    except DamagedRunFiles as e:
+        problems += e.problems
+    epoch = chosen.epoch if chosen else 0
+    history_path = os.path.join(out, HISTORY)
+    try:
+        rows = read_history(history_path, out)[:epoch]
+        if len(rows) < epoch:
+            what = f"holds {len(rows)} epoch row(s)" if os.path.exists(history_path) else "missing"
+            problems.append((history_path, f"{what}, though the checkpoint is of epoch {epoch}"))
+    except DamagedRunFiles as e:
+        problems += e.problems
+    results_path = os.path.join(out, RESULTS)
+    if os.path.exists(results_path):
+        try:
+            read_json(results_path, out)
+        except DamagedRunFiles as e:
+            problems += e.problems
+    if problems:
+        raise DamagedRunFiles(out, problems)
+    diff = differences(settings["identity"], _normalised(config.identity()))
+    if diff:
+        raise ValueError(f"{out} holds a run with other settings ({'; '.join(diff)}); "
+                         f"choose another output directory or delete it")
+    if epoch > config.epochs:
+        raise ValueError(f"{out} already holds {epoch} epochs, more than the {config.epochs} requested")
+    if epoch == config.epochs and os.path.exists(results_path):
+        state = "finished"
+    else:
+        state = "partial" if epoch else "new"
+    return RunFolder(state, epoch, chosen, entries, skipped, rows, settings)
 
 
 def run_state(config):
     """("new" | "partial" | "finished", last finished epoch) of config.out for these settings.
 
-    Raises ValueError when the directory holds a run with other settings."""
-    settings_path = os.path.join(config.out, SETTINGS)
-    if not os.path.exists(settings_path):
-        return "new", 0
-    saved = read_json(settings_path)
-    diff = differences(saved.get("identity", {}), _normalised(config.identity()))
-    if diff:
-        raise ValueError(f"{config.out} holds a run with other settings ({'; '.join(diff)}); "
-                         f"choose another output directory or delete it")
-    epoch = checkpoint.last_epoch(config.out)
-    if epoch > config.epochs:
-        raise ValueError(f"{config.out} already holds {epoch} epochs, more than the {config.epochs} requested")
-    results = os.path.join(config.out, RESULTS)
-    if epoch == config.epochs and os.path.exists(results):
-        return "finished", epoch
-    return ("partial" if epoch else "new"), epoch
+    Raises ValueError when the directory holds a run with other settings, or damaged files."""
+    folder = inspect_run(config)
+    return folder.state, folder.epoch
 
 
 def train(config: TrainConfig, resume=False):
@@ -38,28 +108,55 @@ def train(config: TrainConfig, resume=False):
 
     resume: continue from the last checkpoint in config.out (same settings; --epochs may
     grow). Without it, an output directory that already holds a run is an error.
+    Under MultiWorkerMirroredStrategy every worker calls this; only the chief reads and
+    writes config.out, and the others receive the chief's checkpoint through the cluster.
+    Ctrl-C raises Interrupted, a NaN/infinite loss TrainingDiverged, a stopped worker WorkerLost.
     """
+    _check_multipliers(config)
+    from approxtrain.train.strategy import is_chief, is_multiworker, make_strategy
+
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(config.strategy)
+    chief, multiworker = is_chief(strategy), is_multiworker(strategy)
+    folder = inspect_run(config) if chief else None
+    if chief and folder.state != "new" and not resume:
+        raise ValueError(f"{config.out} already holds {folder.epoch} trained epoch(s) of this run; "
+                         f"pass --resume to continue it, or choose another --out")
+    initial_epoch, finished = (folder.epoch, folder.state == "finished") if chief else (0, False)
+    if multiworker:  # every worker starts where the chief's run folder says
+        from approxtrain.train.loop import broadcast_int
+
+        initial_epoch, finished = broadcast_int(strategy, initial_epoch), bool(broadcast_int(strategy, finished))
+    if finished:
+        print(f"{config.out}: all {config.epochs} epochs already done")
+        if chief:
+            return read_json(os.path.join(config.out, RESULTS))
+        return {"status": "finished", "epochs_completed": initial_epoch, "final": {}, "chief": False}
+    try:
+        return _train(config, strategy, chief, multiworker, folder, initial_epoch)
+    except KeyboardInterrupt as e:
+        raise Interrupted(config.out, getattr(e, "epoch", initial_epoch)) from None
+
+
+def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     import keras
+    import tensorflow as tf
 
     from approxtrain import data as datasets
     from approxtrain import models
+    from approxtrain.train import loop
     from approxtrain.train.optim import make_optimizer
     from approxtrain.train.recorder import EpochRecorder
-    from approxtrain.train.strategy import is_chief, make_strategy
+    from approxtrain.train.strategy import lost_worker
 
-    _check_multipliers(config)
-    state, initial_epoch = run_state(config)
-    if state != "new" and not resume:
-        raise ValueError(f"{config.out} already holds {initial_epoch} trained epoch(s) of this run; "
-                         f"pass --resume to continue it, or choose another --out")
-    if state == "finished":
-        print(f"{config.out}: all {config.epochs} epochs already done")
-        return read_json(os.path.join(config.out, RESULTS))
     started = time.time()
-    # A resumed run reseeds per start epoch: data order differs from epoch 1's but stays reproducible.
-    keras.utils.set_random_seed(config.seed + initial_epoch)
-    strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)
+    if chief and folder.skipped:
+        for path, problem in folder.skipped:
+            checkpoint.warn(f"{path}: {problem}")
+        checkpoint.warn(f"resuming from the epoch {initial_epoch} checkpoint instead")
+    # The same seed whatever the start epoch: the data order of epoch e does not depend on
+    # where the run was resumed (loop.fit skips the earlier epochs' shuffles).
+    keras.utils.set_random_seed(config.seed)
     data = datasets.load(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
                          seed=config.seed, validation=config.validation, subset=config.subset,
                          test_subset=config.test_subset, augment=config.augment, image_size=config.image_size)
@@ -73,23 +170,59 @@ def train(config: TrainConfig, resume=False):
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         if initial_epoch:
-            checkpoint.restore(config.out, model)
-    history_path = os.path.join(config.out, HISTORY)
-    rows = [r for r in read_history(history_path) if r["epoch"] <= initial_epoch]
+            model.optimizer.build(model.trainable_variables)
+            if chief:
+                checkpoint.restore(config.out, model, folder.checkpoint)
+            if multiworker:
+                loop.broadcast_from_first_replica(strategy, model.variables + model.optimizer.variables)
+    rows = list(folder.rows) if chief else []
     if chief:
-        os.makedirs(config.out, exist_ok=True)
-        if state == "new":
-            write_json(os.path.join(config.out, SETTINGS),
-                       {"identity": _normalised(config.identity()), "config": config.to_dict()})
+        _prepare_folder(config, folder)
     if initial_epoch:
         print(f"{config.out}: resuming after epoch {initial_epoch} of {config.epochs}")
-    recorder = EpochRecorder(config.out, data, rows, chief)
-    model.fit(data.train, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder], shuffle=False,
-              verbose=_verbosity(config.verbose))
+    recorder = EpochRecorder(config.out, data, rows, chief, strategy, last_saved=initial_epoch)
+    try:
+        loop.fit(model, data.train, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder],
+                 verbose=_verbosity(config.verbose), strategy=strategy, steps_per_epoch=steps_per_epoch)
+    except KeyboardInterrupt:
+        raise Interrupted(config.out, recorder.last_saved) from None
+    except loop.NonFiniteLoss as e:
+        kept = (f"the last good checkpoint (epoch {recorder.last_saved}) is kept: --resume continues from it"
+                if recorder.last_saved else "no epoch had finished, so there is no checkpoint to resume")
+        raise TrainingDiverged(f"{config.out}: training stopped: {e}; {kept}") from None
+    except tf.errors.OpError as e:
+        why = lost_worker(e) if multiworker else None
+        if why is None:
+            raise
+        raise WorkerLost(f"{config.out}: training stopped: {why}. The run folder keeps the last finished epoch "
+                         f"({recorder.last_saved}); start every worker again with --resume to continue") from None
+    if not rows:  # a worker that is not the chief and trained no epoch in this invocation
+        return {"status": "finished", "epochs_completed": config.epochs, "final": {}, "chief": False}
     results = _results(config, model, data.info, rows, strategy, started)
     if chief:
         write_json(os.path.join(config.out, RESULTS), results)
     return results
+
+
+def _prepare_folder(config, folder):
+    """Makes the run folder hold one consistent version before training continues: settings in
+    the current format, history and checkpoints of the resumed epochs only (rows of an epoch
+    whose checkpoint never committed, and unlisted or damaged checkpoint files, go)."""
+    os.makedirs(config.out, exist_ok=True)
+    settings = {"format": FORMAT_VERSION, "identity": _normalised(config.identity()), "config": config.to_dict()}
+    if folder.state != "new":
+        settings = {**folder.settings, "format": FORMAT_VERSION}
+    if folder.settings != settings:
+        write_json(os.path.join(config.out, SETTINGS), settings)
+    history = os.path.join(config.out, HISTORY)
+    if folder.epoch:
+        if read_history(history, config.out) != folder.rows:
+            write_history(history, folder.rows)
+        checkpoint.write_state(config.out, folder.checkpoints)
+    else:
+        if os.path.exists(history):
+            os.remove(history)
+        checkpoint.remove_unlisted(config.out, [])
 
 
 def _results(config, model, info, rows, strategy, started):

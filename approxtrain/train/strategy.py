@@ -34,3 +34,24 @@ def is_chief(strategy):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def is_multiworker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def lost_worker(error):
+    """What a tf.errors.OpError says about a worker of the cluster that stopped, or None.
+
+    Under MultiWorkerMirroredStrategy TF's coordination service notices a worker that stops
+    sending heartbeats (seconds) and aborts every collective op with a long UnavailableError."""
+    import re
+
+    text = str(error)
+    if "unhealthy" in text:
+        tasks = re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text.split("unhealthy", 1)[1])
+        names = sorted({f"{job} {task}" for job, task in tasks})
+        return f"{', '.join(names) or 'a worker'} of the cluster stopped (no heartbeat)"
+    if "coordination service" in text.lower() and ("Failed to send RPC" in text or "UNAVAILABLE" in text):
+        return "the cluster's coordinator (the chief, or worker 0) cannot be reached: it stopped, or the network failed"
+    return None
