@@ -119,14 +119,17 @@ def save(run_dir, model, epoch):
     tmp = os.path.join(folder, f"epoch-{epoch:04d}.tmp.weights.h5")  # Keras wants the .weights.h5 ending
     model.save_weights(tmp)
     commit(tmp, os.path.join(folder, name))
-    testing_hooks.reached("checkpoint:weights-written")
+    testing_hooks.reached(f"checkpoint:weights-written:{epoch}")
     entry = Checkpoint(epoch, name, file_sha256(os.path.join(folder, name)))
     kept = [e for e in listed(run_dir) if e.epoch < epoch][-(KEEP - 1):] + [entry]
     write_state(run_dir, kept)
 
 
 def write_state(run_dir, entries):
-    """Commits `entries` (oldest first) as the run's checkpoints, then removes every other file."""
+    """Commits `entries` (oldest first) as the run's checkpoints, then removes every other file.
+    A format 1 checkpoint (no hash recorded) gets the hash of the file it has now."""
+    entries = [e if e.sha256 else e._replace(sha256=file_sha256(os.path.join(directory(run_dir), e.weights)))
+               for e in entries]
     write_json(os.path.join(directory(run_dir), STATE),
                {"format": FORMAT_VERSION, "epoch": entries[-1].epoch, "checkpoints": [e.to_dict() for e in entries]})
     remove_unlisted(run_dir, entries)

@@ -1,17 +1,25 @@
-"""Test hook: APPROXTRAIN_TEST_KILL_AT=POINT[,POINT...] kills this process with SIGKILL on reaching POINT.
+"""Test hooks, read here and nowhere else: stop a real process at an exact point of a run.
 
-Tests use it to stop a real process at an exact place (between two writes of a checkpoint,
-at the start of an epoch) that a signal sent from outside could hit only by chance.
-Points: "checkpoint:weights-written" (a new weights file in place, state.json not yet
-updated), "epoch-begin:N" (before epoch N's first batch).
+    APPROXTRAIN_TEST_KILL_AT=POINT[,POINT...]   SIGKILL this process on reaching POINT
+    APPROXTRAIN_TEST_PAUSE_AT=POINT[,POINT...]  print "approxtrain-test: paused at POINT" to
+                                                stderr and sleep (a test then sends a signal)
+
+Points: "checkpoint:weights-written:N" (epoch N's weights file in place, state.json not yet
+updated: the gap a crash could hit), "epoch-begin:N" (before epoch N's first batch).
+A signal sent from outside could hit these places only by chance.
 """
 import os
 import signal
+import sys
+import time
 
-ENV = "APPROXTRAIN_TEST_KILL_AT"
+KILL_AT, PAUSE_AT = "APPROXTRAIN_TEST_KILL_AT", "APPROXTRAIN_TEST_PAUSE_AT"
+PAUSE_S = 120
 
 
 def reached(point):
-    wanted = os.environ.get(ENV)
-    if wanted and point in wanted.split(","):
+    if point in os.environ.get(KILL_AT, "").split(","):
         os.kill(os.getpid(), signal.SIGKILL)
+    if point in os.environ.get(PAUSE_AT, "").split(","):
+        print(f"approxtrain-test: paused at {point}", file=sys.stderr, flush=True)
+        time.sleep(PAUSE_S)
