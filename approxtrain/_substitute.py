@@ -4,18 +4,11 @@ from keras.src.models.functional import Functional
 
 from approxtrain import layers as am
 
-# Keras layer -> AM twin. The AM layers map to themselves, so an AM model can be re-targeted
-# to another multiplier. Exact types only: a user's subclass of Dense may change `call`,
-# and replacing it would silently drop that change.
-TWINS = {
-    keras.layers.Dense: am.AMDense,
-    keras.layers.Conv1D: am.AMConv1D,
-    keras.layers.Conv2D: am.AMConv2D,
-    keras.layers.DepthwiseConv2D: am.AMDepthwiseConv2D,
-    keras.layers.SeparableConv2D: am.AMSeparableConv2D,
-    keras.layers.MultiHeadAttention: am.AMMultiHeadAttention,
-}
-TWINS.update({twin: twin for twin in list(TWINS.values())})
+# Keras layer -> AM twin, from each AM layer's `keras_twin`. The AM layers map to themselves,
+# so an AM model can be re-targeted to another multiplier. Exact types only: a user's subclass
+# of Dense may change `call`, and replacing it would silently drop that change.
+TWINS = {layer.keras_twin: layer for layer in am.AM_LAYERS}
+TWINS.update({layer: layer for layer in am.AM_LAYERS})
 
 
 def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, include=None, exclude=None):
@@ -24,7 +17,8 @@ def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multip
     Supported: Dense, Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, MultiHeadAttention
     (and the AM layers themselves, which get the new multipliers). Each twin is built from
     the original's `get_config()` plus the multiplier arguments, and gets the original's
-    weights. Every other layer is cloned with its weights. Nested Functional/Sequential
+    weights. Every other layer is cloned with its weights. Random-seed states are copied too,
+    so the copy's dropout draws the masks the original's would. Nested Functional/Sequential
     models are handled recursively; layer and input names are kept. `model` itself is
     left untouched.
 
@@ -38,7 +32,8 @@ def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multip
         exclude: layers (names and/or classes) that stay as they are.
 
     Returns:
-        A new model of the same kind (Functional or Sequential) with the weights copied;
+        A new model of the same kind (Functional or Sequential) with the weights (and seed
+        states) copied;
         compile it before training.
 
     Raises:
@@ -92,9 +87,23 @@ def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multip
 
     new_model = clone_model(model)
     for original, new in copied:
-        if original.weights:
-            new.set_weights(original.get_weights())
+        _copy_state(original, new)
     return new_model
+
+
+def _copy_state(original, new):
+    """The original's weights and its random-seed states into its copy, so that the copy's
+    dropout draws the masks the original's would (an AM twin has the same sublayers)."""
+    if original.weights:
+        new.set_weights(original.get_weights())
+    for source, target in zip(_seed_states(original), _seed_states(new), strict=True):
+        target.assign(source)
+
+
+def _seed_states(layer):
+    """The layer's variables that are not weights: the states of its (and its sublayers') SeedGenerators."""
+    weights = {id(w) for w in layer.weights}
+    return [v for v in layer.variables if id(v) not in weights]
 
 
 def _from_config(twin, config, name):

@@ -12,7 +12,11 @@ from approxtrain.layers.conv import AMConv1D, AMConv2D
 from approxtrain.layers.dense import AMDense
 from approxtrain.layers.depthwise_conv import AMDepthwiseConv2D, AMSeparableConv2D
 
+# Every AM layer class; each names its Keras twin in `keras_twin` (substitute() maps them).
+AM_LAYERS = (AMDense, AMConv1D, AMConv2D, AMDepthwiseConv2D, AMSeparableConv2D, AMMultiHeadAttention)
+
 __all__ = [
+    "AM_LAYERS",
     "AMLayer",
     "AMDense",
     "AMConv1D",

@@ -78,6 +78,15 @@ def from_float32(layer, y):
     return tf.cast(y, layer.compute_dtype)
 
 
+def add_bias_and_activate(layer, outputs):
+    """The tail every Keras twin applies after its product: bias (on the trailing axes), then activation."""
+    if layer.bias is not None:
+        outputs = keras.ops.add(outputs, layer.bias)
+    if layer.activation is not None:
+        outputs = layer.activation(outputs)
+    return outputs
+
+
 def check_rank(layer, inputs, rank):
     if inputs.shape.rank != rank:
         raise ValueError(
@@ -89,6 +98,9 @@ def check_rank(layer, inputs, rank):
 class AMLayer:
     """Mixin: `multiplier`, `grad_input_multiplier`, `grad_weight_multiplier` on a Keras layer.
 
+    Each AM layer class names the Keras layer it stands in for in ``keras_twin`` (one of its
+    bases); `approxtrain.substitute` derives its replacement map from these declarations.
+
     Args (in addition to the Keras twin's):
         multiplier: multiplier of the forward products: a registry name (e.g. ``"mbm7"``),
             an `approxtrain.multipliers.Multiplier`, or ``"fp32"`` (the native op).
@@ -97,6 +109,14 @@ class AMLayer:
         grad_weight_multiplier: multiplier of the products giving the gradient w.r.t. the
             weights (None: same as `multiplier`).
     """
+
+    keras_twin = None  # set by each AM layer class, e.g. keras.layers.Dense for AMDense
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        twin = cls.__dict__.get("keras_twin")
+        if twin is not None and not issubclass(cls, twin):
+            raise TypeError(f"{cls.__name__}.keras_twin must be one of its bases, got {twin.__name__}")
 
     def __init__(self, *args, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -133,11 +153,3 @@ class AMLayer:
                 f"{type(self).__name__} supports data_format='channels_last' only (the AM ops are NHWC), "
                 f"got data_format={self.data_format!r}"
             )
-
-    def _add_bias_and_activate(self, outputs):
-        """The tail every Keras twin applies after its product (channels_last: bias on the last axis)."""
-        if self.bias is not None:
-            outputs = keras.ops.add(outputs, self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs

@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, to_float32
+from approxtrain.layers.dense import dense_matmul
 
 
 class _AMProjection(keras.layers.EinsumDense):
@@ -19,20 +20,8 @@ class _AMProjection(keras.layers.EinsumDense):
     AMMultiHeadAttention.build, from Keras's own sublayer."""
 
     def call(self, inputs, training=None):
-        free, bound, out = _projection_parts(self.equation)
-        x, kernel = to_float32(self, inputs, self.kernel)
-        out_shape = kernel.shape[len(bound):]
-        flat = tf.reshape(x, [-1, x.shape[len(free):].num_elements()])
-        y = ops.matmul(
-            flat, tf.reshape(kernel, [flat.shape[-1], out_shape.num_elements()]), **self.am_multipliers.op_kwargs()
-        )
-        y = tf.reshape(y, tf.concat([tf.shape(x)[: len(free)], out_shape.as_list()], axis=0))
-        y = from_float32(self, y)
-        if self.bias is not None:
-            y = keras.ops.add(y, self.bias)
-        if self.activation is not None:
-            y = self.activation(y)
-        return y
+        _, bound, _ = _projection_parts(self.equation)
+        return add_bias_and_activate(self, dense_matmul(self, inputs, self.kernel, bound_rank=len(bound)))
 
 
 def _projection_parts(equation):
@@ -66,6 +55,8 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
         **kwargs: every other `keras.layers.MultiHeadAttention` argument (value_dim, dropout,
             use_bias, output_shape, attention_axes, ...); flash_attention must not be True.
     """
+
+    keras_twin = keras.layers.MultiHeadAttention
 
     def __init__(self, *args, flash_attention=None, **kwargs):
         if flash_attention:

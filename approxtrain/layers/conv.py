@@ -6,7 +6,7 @@ activation, so build, weights, LoRA and serialisation stay Keras's.
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, check_rank, from_float32, to_float32
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -23,6 +23,8 @@ class AMConv2D(AMLayer, keras.layers.Conv2D):
             dilation_rate, groups, activation, use_bias, initializers, ...). data_format must be
             "channels_last".
     """
+
+    keras_twin = keras.layers.Conv2D
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,6 +59,8 @@ class AMConv1D(AMLayer, keras.layers.Conv1D):
             "valid"/"same"/"causal", dilation_rate, groups, activation, ...). data_format must be
             "channels_last".
     """
+
+    keras_twin = keras.layers.Conv1D
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -3,7 +3,28 @@ import keras
 import tensorflow as tf
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, to_float32
+
+
+def dense_matmul(layer, inputs, kernel, bound_rank):
+    """inputs [*free, *bound] . kernel [*bound, *out] -> [*free, *out] as ONE 2-D AM matmul.
+
+    The free axes are flattened into rows and the `bound_rank` trailing axes into k, so each
+    output element sums its products k ascending (docs/design.md, "Canonical summation
+    orders"); the inputs are the table row. Computed in float32 with `layer.am_multipliers`,
+    returned in the layer's compute dtype. AMDense (bound_rank 1) and the projections of
+    AMMultiHeadAttention use it.
+    """
+    x, kernel = to_float32(layer, inputs, kernel)
+    free_rank = x.shape.rank - bound_rank
+    out_shape = kernel.shape[bound_rank:]
+    flat = tf.reshape(x, [-1, x.shape[free_rank:].num_elements()])
+    if (bound_rank, kernel.shape.rank) != (1, 2):
+        kernel = tf.reshape(kernel, [flat.shape[-1], out_shape.num_elements()])
+    y = ops.matmul(flat, kernel, **layer.am_multipliers.op_kwargs())
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:free_rank], out_shape.as_list()], axis=0))
+    y.set_shape(x.shape[:free_rank].concatenate(out_shape))
+    return from_float32(layer, y)
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -26,12 +47,7 @@ class AMDense(AMLayer, keras.layers.Dense):
         >>> layer = AMDense(64, activation="relu", multiplier="mbm7")
     """
 
+    keras_twin = keras.layers.Dense
+
     def call(self, inputs, training=None):
-        x, kernel = to_float32(self, inputs, self.kernel)
-        units = kernel.shape[-1]
-        # One 2-D GEMM over all leading axes: the canonical k-ascending sum per output element.
-        flat = tf.reshape(x, [-1, x.shape[-1]])
-        y = ops.matmul(flat, kernel, **self.am_multipliers.op_kwargs())
-        y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [units]], axis=0))
-        y.set_shape(x.shape[:-1].concatenate([units]))
-        return self._add_bias_and_activate(from_float32(self, y))
+        return add_bias_and_activate(self, dense_matmul(self, inputs, self.kernel, bound_rank=1))

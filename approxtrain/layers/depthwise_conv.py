@@ -6,7 +6,7 @@ so they override `call`; build, weights and serialisation stay Keras's.
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, check_rank, from_float32, to_float32
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -24,6 +24,8 @@ class AMDepthwiseConv2D(AMLayer, keras.layers.DepthwiseConv2D):
             "channels_last".
     """
 
+    keras_twin = keras.layers.DepthwiseConv2D
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require_channels_last()
@@ -39,7 +41,7 @@ class AMDepthwiseConv2D(AMLayer, keras.layers.DepthwiseConv2D):
             dilations=self.dilation_rate,
             **self.am_multipliers.op_kwargs(),
         )
-        return self._add_bias_and_activate(from_float32(self, y))
+        return add_bias_and_activate(self, from_float32(self, y))
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -60,6 +62,8 @@ class AMSeparableConv2D(AMLayer, keras.layers.SeparableConv2D):
             "channels_last".
     """
 
+    keras_twin = keras.layers.SeparableConv2D
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._require_channels_last()
@@ -77,4 +81,4 @@ class AMSeparableConv2D(AMLayer, keras.layers.SeparableConv2D):
             **multipliers,
         )
         y = ops.conv2d(y, pointwise, strides=1, padding="VALID", **multipliers)
-        return self._add_bias_and_activate(from_float32(self, y))
+        return add_bias_and_activate(self, from_float32(self, y))

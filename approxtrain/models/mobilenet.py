@@ -19,35 +19,35 @@ def _bn(x, relu6=True):
     return layers.ReLU(max_value=6.0)(x) if relu6 else x
 
 
-def inverted_residual(x, factory, expansion, filters, strides):
+def inverted_residual(x, expansion, filters, strides):
     in_channels = x.shape[-1]
     y = x
     if expansion != 1:
-        y = _bn(factory.conv2d(in_channels * expansion, 1, use_bias=False)(y))
-    y = _bn(factory.depthwise_conv2d(3, strides=strides, padding="same", use_bias=False)(y))
-    y = _bn(factory.conv2d(filters, 1, use_bias=False)(y), relu6=False)
+        y = _bn(layers.Conv2D(in_channels * expansion, 1, use_bias=False)(y))
+    y = _bn(layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(y))
+    y = _bn(layers.Conv2D(filters, 1, use_bias=False)(y), relu6=False)
     if strides == 1 and in_channels == filters:
         y = layers.Add()([x, y])
     return y
 
 
-def mobilenetv2(inputs, num_classes, factory, alpha=1.0, stem="auto", dropout=0.2):
+def mobilenetv2(inputs, num_classes, alpha=1.0, stem="auto", dropout=0.2):
     """alpha: width multiplier. stem 'cifar' keeps stride 1 in the stem and the first
     stride-2 stage (32x32 inputs end at 4x4 rather than 1x1); 'imagenet' is the paper's."""
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
         raise ValueError(f"alpha (width multiplier) must be a positive number, got {alpha!r}")
     stem = _resolve_stem(stem, inputs)
-    x = factory.conv2d(make_divisible(32 * alpha), 3, strides=2 if stem == "imagenet" else 1,
-                       padding="same", use_bias=False)(inputs)
+    x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=2 if stem == "imagenet" else 1,
+                      padding="same", use_bias=False)(inputs)
     x = _bn(x)
     for index, (t, c, n, s) in enumerate(BLOCKS):
         if stem == "cifar" and index == 1:
             s = 1
         for i in range(n):
-            x = inverted_residual(x, factory, t, make_divisible(c * alpha), s if i == 0 else 1)
+            x = inverted_residual(x, t, make_divisible(c * alpha), s if i == 0 else 1)
     last = make_divisible(1280 * max(alpha, 1.0))
-    x = _bn(factory.conv2d(last, 1, use_bias=False)(x))
+    x = _bn(layers.Conv2D(last, 1, use_bias=False)(x))
     x = layers.GlobalAveragePooling2D()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    return factory.dense(num_classes, name="logits")(x)
+    return layers.Dense(num_classes, name="logits")(x)

@@ -16,36 +16,36 @@ def _bn_relu(x, relu=True):
     return layers.ReLU()(x) if relu else x
 
 
-def _conv(factory, filters, kernel, strides=1):
-    return factory.conv2d(filters, kernel, strides=strides, padding="same", use_bias=False,
-                          kernel_initializer="he_normal")
+def _conv(filters, kernel, strides=1):
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                         kernel_initializer="he_normal")
 
 
-def _shortcut(x, factory, filters, strides):
+def _shortcut(x, filters, strides):
     if strides == 1 and x.shape[-1] == filters:
         return x
     # Projection shortcut (option B) whenever the shape changes.
-    return _bn_relu(_conv(factory, filters, 1, strides)(x), relu=False)
+    return _bn_relu(_conv(filters, 1, strides)(x), relu=False)
 
 
-def basic_block(x, factory, filters, strides):
-    shortcut = _shortcut(x, factory, filters, strides)
-    y = _bn_relu(_conv(factory, filters, 3, strides)(x))
-    y = _bn_relu(_conv(factory, filters, 3)(y), relu=False)
+def basic_block(x, filters, strides):
+    shortcut = _shortcut(x, filters, strides)
+    y = _bn_relu(_conv(filters, 3, strides)(x))
+    y = _bn_relu(_conv(filters, 3)(y), relu=False)
     return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
-def bottleneck_block(x, factory, filters, strides):
-    shortcut = _shortcut(x, factory, 4 * filters, strides)
-    y = _bn_relu(_conv(factory, filters, 1)(x))
-    y = _bn_relu(_conv(factory, filters, 3, strides)(y))
-    y = _bn_relu(_conv(factory, 4 * filters, 1)(y), relu=False)
+def bottleneck_block(x, filters, strides):
+    shortcut = _shortcut(x, 4 * filters, strides)
+    y = _bn_relu(_conv(filters, 1)(x))
+    y = _bn_relu(_conv(filters, 3, strides)(y))
+    y = _bn_relu(_conv(4 * filters, 1)(y), relu=False)
     return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
-def _head(x, factory, num_classes):
+def _head(x, num_classes):
     x = layers.GlobalAveragePooling2D()(x)
-    return factory.dense(num_classes, name="logits")(x)
+    return layers.Dense(num_classes, name="logits")(x)
 
 
 def cifar_resnet(depth):
@@ -53,13 +53,13 @@ def cifar_resnet(depth):
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     blocks = (depth - 2) // 6
 
-    def build(inputs, num_classes, factory, width=16):
+    def build(inputs, num_classes, width=16):
         width = _positive_int("width", width)
-        x = _bn_relu(_conv(factory, width, 3)(inputs))
+        x = _bn_relu(_conv(width, 3)(inputs))
         for stage, filters in enumerate((width, 2 * width, 4 * width)):
             for i in range(blocks):
-                x = basic_block(x, factory, filters, 2 if stage > 0 and i == 0 else 1)
-        return _head(x, factory, num_classes)
+                x = basic_block(x, filters, 2 if stage > 0 and i == 0 else 1)
+        return _head(x, num_classes)
 
     return build
 
@@ -68,18 +68,18 @@ def imagenet_resnet(name):
     stages, bottleneck = IMAGENET_DEPTHS[name]
     block = bottleneck_block if bottleneck else basic_block
 
-    def build(inputs, num_classes, factory, width=64, stem="auto"):
+    def build(inputs, num_classes, width=64, stem="auto"):
         width = _positive_int("width", width)
         stem = _resolve_stem(stem, inputs)
         if stem == "imagenet":  # 7x7/2 conv + 3x3/2 max pool: for 224x224-class inputs
-            x = _bn_relu(_conv(factory, width, 7, 2)(inputs))
+            x = _bn_relu(_conv(width, 7, 2)(inputs))
             x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         else:  # 3x3/1 conv, no pooling: keeps 32x32 inputs from vanishing
-            x = _bn_relu(_conv(factory, width, 3)(inputs))
+            x = _bn_relu(_conv(width, 3)(inputs))
         for stage, count in enumerate(stages):
             for i in range(count):
-                x = block(x, factory, width * 2 ** stage, 2 if stage > 0 and i == 0 else 1)
-        return _head(x, factory, num_classes)
+                x = block(x, width * 2 ** stage, 2 if stage > 0 and i == 0 else 1)
+        return _head(x, num_classes)
 
     return build
 

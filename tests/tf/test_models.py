@@ -91,6 +91,39 @@ def test_gradient_multipliers_alone_select_am_layers():
     assert dense[0].get_config()["grad_input_multiplier"] == "bf16"
 
 
+def test_am_model_is_the_plain_model_substituted():
+    from approxtrain import multipliers
+
+    bf16 = multipliers.get("bf16")  # a Multiplier is read as everywhere else, like its name
+    keras.utils.set_random_seed(2)
+    plain = models.build("lenet5", (12, 12, 1), 3)
+    keras.utils.set_random_seed(2)
+    model = models.build("lenet5", (12, 12, 1), 3, multiplier=bf16)
+    assert model.name == "lenet5_bf16"
+    am_layers = [l for l in model.layers if hasattr(l, "multiplier")]
+    assert [l.name for l in am_layers] == ["conv1", "conv2", "fc1", "fc2", "logits"]  # the plain model's names
+    assert all(l.multiplier is bf16 for l in am_layers)
+    for a, b in zip(plain.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="grad_weight_multiplier: unknown multiplier 'nope'"):
+        models.build("lenet5", (12, 12, 1), 3, grad_weight_multiplier="nope")
+    with pytest.raises(TypeError, match="multiplier: multiplier must be a name, 'fp32' or a Multiplier, got float"):
+        models.build("lenet5", (12, 12, 1), 3, multiplier=1.0)
+
+
+def test_am_model_draws_the_dropout_masks_of_the_plain_one():
+    # Forward products fp32 (only the gradients are AM): with the same seed, a training-mode
+    # pass differs from the plain model's only if a dropout mask does.
+    shape, options = TINY["transformer"]
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype("float32")
+    outputs = []
+    for kw in ({}, {"grad_input_multiplier": "bf16"}):
+        keras.utils.set_random_seed(4)
+        model = models.build("transformer", shape, 3, dropout=0.5, **kw)
+        outputs.append(model(x, training=True).numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-7)
+
+
 def test_lenet_shapes_follow_the_papers():
     assert models.build("lenet300100", (28, 28, 1), 10).count_params() == 266_610
     assert models.build("lenet5", (28, 28, 1), 10).count_params() == 61_706

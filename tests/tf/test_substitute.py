@@ -9,14 +9,18 @@ import approxtrain  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
 from _compare import BF16  # noqa: E402
 
-TWINS = {
-    keras.layers.Dense: am.AMDense,
-    keras.layers.Conv1D: am.AMConv1D,
-    keras.layers.Conv2D: am.AMConv2D,
-    keras.layers.DepthwiseConv2D: am.AMDepthwiseConv2D,
-    keras.layers.SeparableConv2D: am.AMSeparableConv2D,
-    keras.layers.MultiHeadAttention: am.AMMultiHeadAttention,
-}
+# The layers substitute() replaces (docs/design.md, "Ops, layers and gradients").
+SUPPORTED_KERAS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                   keras.layers.SeparableConv2D, keras.layers.MultiHeadAttention)
+
+
+def is_twin(new_type, old_type):
+    """From first principles, not from substitute's map: the twin of Keras's Foo is the AM layer
+    AMFoo, a subclass of Foo; an AM layer's twin is its own class (re-targeting)."""
+    if issubclass(old_type, am.AMLayer):
+        return new_type is old_type
+    return (issubclass(new_type, am.AMLayer) and issubclass(new_type, old_type)
+            and new_type.__name__ == "AM" + old_type.__name__)
 
 
 def all_layers(model):
@@ -41,7 +45,7 @@ def assert_replaced(original, new, replaced_names):
     for old, layer in pairs:
         assert layer is not old and layer.name == old.name
         if old.name in replaced_names:
-            assert type(layer) is TWINS[type(old)], old.name
+            assert is_twin(type(layer), type(old)), old.name
             assert layer.multiplier is BF16
         else:
             assert type(layer) is type(old), old.name
@@ -158,7 +162,7 @@ def test_mobilenet_v2_substituted_close_and_trains():
     originals = [layer for layer in model.layers if type(layer) in kinds]
     assert len(originals) == 53  # 35 Conv2D, 17 DepthwiseConv2D, 1 Dense
     for layer in originals:
-        assert type(new.get_layer(layer.name)) is TWINS[type(layer)]
+        assert is_twin(type(new.get_layer(layer.name)), type(layer))
 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     # Inference mode (BN moving statistics). bf16 rounds both operands of every product
@@ -171,6 +175,34 @@ def test_mobilenet_v2_substituted_close_and_trains():
     loss = new.train_on_batch(x, np.array([1, 7]))
     assert np.isfinite(loss)
     assert all(np.isfinite(w.numpy()).all() for w in new.trainable_weights)
+
+
+def test_twins_come_from_the_am_layers_declarations():
+    from approxtrain._substitute import TWINS
+
+    assert set(TWINS) == set(SUPPORTED_KERAS) | set(am.AM_LAYERS)
+    for keras_type, twin in TWINS.items():
+        assert is_twin(twin, keras_type), keras_type
+    assert {layer.keras_twin for layer in am.AM_LAYERS} == set(SUPPORTED_KERAS)
+    with pytest.raises(TypeError, match="AMWrong.keras_twin must be one of its bases, got Conv2D"):
+        class AMWrong(am.AMLayer, keras.layers.Dense):
+            keras_twin = keras.layers.Conv2D
+
+
+def test_copy_draws_the_dropout_masks_of_the_original():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 4))
+    y = keras.layers.Dropout(0.5, name="drop")(inputs)
+    y = keras.layers.MultiHeadAttention(2, 2, dropout=0.5, name="mha")(y, y)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(y)))
+    x = np.random.default_rng(0).standard_normal((2, 6, 4)).astype(np.float32)
+    model(x, training=True)  # the original's seeds have moved on: the copy continues from there
+    new = approxtrain.substitute(model, "fp32")  # AM layers computing the native products
+    want, got = model(x, training=True).numpy(), new(x, training=True).numpy()
+    # A different mask in either dropout would change whole units; fp32 AM layers may differ
+    # from Keras's in float rounding only.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model(x, training=True), want, rtol=1e-3)  # masks do change from call to call
 
 
 def test_bad_arguments_are_clear_errors():
