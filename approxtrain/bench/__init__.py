@@ -1,7 +1,8 @@
 """Benchmarks: AM kernels against the native op, measured in the same run.
 
 Each section module provides ``run(args) -> list[dict]`` rows and
-``add_arguments(parser)``; `approxtrain bench` runs the sections available.
+``add_arguments(parser)`` (its own options, added to `approxtrain bench`'s);
+`approxtrain bench` runs the sections available.
 """
 
 import time
@@ -22,3 +23,14 @@ def interleaved_medians(fns, repeats, warmup=1):
             fn()
             t.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
+
+
+def bench_multiplier():
+    """mbm7 from the registry; without one, an M=7 table of the same size (the kernels'
+    cost depends on M, not on the entries)."""
+    from approxtrain import multipliers
+
+    try:
+        return multipliers.get("mbm7")
+    except (ValueError, LookupError):  # not registered, or its table cannot be built here
+        return multipliers.Multiplier("m7_placeholder", 7, "nearest", np.full(1 << 14, 1 << 14, np.uint16))

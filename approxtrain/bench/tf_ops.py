@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from approxtrain.bench import interleaved_medians
+from approxtrain.bench import bench_multiplier, interleaved_medians
 
 # (op, operand shapes) -- the sizes the section measures; --quick shrinks them.
 MATMUL = (1024, 1024, 1024)
@@ -20,19 +20,6 @@ QUICK_CONV = ((8, 16, 16, 32), (3, 3, 32, 32))
 
 def add_arguments(parser):
     parser.add_argument("--tf-repeats", type=int, help="timed repeats per op (median reported; default 15, 2 with --quick)")
-
-
-def bench_multiplier():
-    """mbm7 from the registry; without one, an M=7 table of the same size (the kernels'
-    cost depends on M, not on the entries)."""
-    from approxtrain import multipliers
-
-    if hasattr(multipliers, "get"):
-        try:
-            return multipliers.get("mbm7")
-        except (KeyError, ValueError, LookupError):
-            pass
-    return multipliers.Multiplier("m7_placeholder", 7, "nearest", np.full(1 << 14, 1 << 14, np.uint16))
 
 
 def _threads():

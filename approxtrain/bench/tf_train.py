@@ -7,7 +7,7 @@ step by step, so changes in machine load hit both alike.
 """
 import numpy as np
 
-from approxtrain.bench import interleaved_medians
+from approxtrain.bench import bench_multiplier, interleaved_medians
 
 BATCH = 128
 
@@ -33,17 +33,6 @@ def lenet5():
         ],
         name="lenet5",
     )
-
-
-def bench_multiplier():
-    """mbm7 from the registry; without one, an M=7 table of the same size (the kernels'
-    cost depends on M, not on the entries)."""
-    from approxtrain import multipliers
-
-    if hasattr(multipliers, "get"):
-        return multipliers.get("mbm7"), "mbm7"
-    lut = np.full(1 << 14, 1 << 14, np.uint16)  # every product 1.5: a placeholder table
-    return multipliers.Multiplier("m7_placeholder", 7, "truncate", lut), "M=7 placeholder (no registry)"
 
 
 def train_step(model, x, y):
@@ -74,7 +63,8 @@ def run(args):
     y = rng.integers(0, 10, BATCH).astype(np.int32)
 
     native = lenet5()
-    multiplier, label = bench_multiplier()
+    multiplier = bench_multiplier()
+    label = multiplier.name
     am = approxtrain.substitute(native, multiplier)
     native_s, am_s = interleaved_medians([train_step(native, x, y), train_step(am, x, y)], repeats, warmup)
     row = {

@@ -5,26 +5,40 @@ from importlib import import_module
 SECTIONS = ("core_cpu", "tf_ops", "tf_train")
 
 
+def _section(name):
+    """The module of a section (``run(args)``, ``add_arguments(parser)``), or the error that it cannot load."""
+    try:
+        return import_module(f"approxtrain.bench.{name}")
+    except ModuleNotFoundError as e:
+        return e
+
+
 def add_parser(sub):
     p = sub.add_parser("bench", help="benchmark AM kernels against the native ops")
     p.add_argument("--section", action="append", choices=SECTIONS, help="run only these sections (repeatable)")
     p.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
     p.add_argument("--json", metavar="FILE", help="also write all rows as JSON")
+    for name in SECTIONS:  # each section's own options, e.g. --sizes 256,512 for core_cpu
+        section = _section(name)
+        if not isinstance(section, Exception):
+            section.add_arguments(p.add_argument_group(f"section {name}"))
     p.set_defaults(func=run)
 
 
 def run(args):
     import json
+    import os
 
     rows = []
     for name in args.section or SECTIONS:
-        try:
-            section = import_module(f"approxtrain.bench.{name}")
-        except ModuleNotFoundError as e:
-            print(f"[{name}] skipped: {e}")
+        section = _section(name)
+        if isinstance(section, Exception):
+            print(f"[{name}] skipped: {section}")
             continue
         rows += section.run(args)
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.json:  # whole or not at all: written beside, then moved into place
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w") as f:
             json.dump(rows, f, indent=2)
+        os.replace(tmp, args.json)
     return 0
