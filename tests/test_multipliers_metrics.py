@@ -108,3 +108,28 @@ def test_random_operands_are_normal_with_uniform_significands():
         significand = np.abs(x) / np.exp2(np.floor(np.log2(np.abs(x))))
         assert abs(significand.mean() - 1.5) < 0.01
         assert 0.45 < (x < 0).mean() < 0.55
+
+
+def test_random_errors_are_what_approxtrain_core_computes():
+    # metrics calls the compiled kernel itself (approxtrain.core reads multipliers through this
+    # package, so the package does not import it back): the products are core.multiply's, bit for bit.
+    from approxtrain import core
+
+    m = multipliers.get("drum5")
+    a, b = metrics.random_operands(4096, seed=7)
+    want = core.multiply(a, b, m).astype(np.float64) / (a.astype(np.float64) * b.astype(np.float64)) - 1.0
+    np.testing.assert_array_equal(metrics.random_relative_errors(m, 4096, seed=7), want)
+
+
+def test_the_multipliers_package_does_not_import_approxtrain_core():
+    import ast
+    from pathlib import Path
+
+    package = Path(multipliers.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "approxtrain":
+                assert "core" not in [a.name for a in node.names], path.name
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert "approxtrain.core" not in modules, path.name

@@ -10,7 +10,7 @@ import numpy as np
 
 from approxtrain import core
 from approxtrain._native import LazyCore
-from approxtrain.multipliers._multiplier import Multiplier
+from approxtrain.multipliers import Multiplier
 
 _core = LazyCore()
 
