@@ -5,9 +5,6 @@ from approxtrain.multipliers import LANGUAGES, ROUNDINGS, TABLE_FORMATS
 from approxtrain.multipliers.builder import BUILD_TIMEOUT_S
 from approxtrain.multipliers.metrics import DEFAULT_SAMPLES
 
-# The most cells per heatmap side: larger tables (M > 8) are shown on a strided subgrid.
-HEATMAP_SIDE = 256
-
 
 def add_parser(sub):
     p = sub.add_parser("multipliers", help="list, add, export, remove and report approximate multipliers")
@@ -118,7 +115,7 @@ def _percent(x):
 
 
 def run_report(args):
-    from approxtrain import multipliers
+    from approxtrain import multipliers, report
     from approxtrain.multipliers import metrics
 
     if args.samples < 1:
@@ -140,50 +137,7 @@ def run_report(args):
         print(f"  {label}: {what}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in (_heatmap(m, table_errors, out), _histogram(m, table_errors, random_errors, out)):
+    for path in (report.plot_error_heatmap(m, table_errors, out),
+                 report.plot_error_histogram(m, table_errors, random_errors, out)):
         print(f"wrote {path}")
     return 0
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _heatmap(m, table_errors, out):
-    plt = _pyplot()
-    n = table_errors.shape[0]
-    step = max(1, n // HEATMAP_SIDE)
-    grid = 100 * table_errors[::step, ::step]
-    limit = float(abs(grid).max()) or 1.0
-    fig, ax = plt.subplots(figsize=(6.4, 5.4))
-    image = ax.imshow(grid, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=(0, n, 0, n),
-                      interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="relative error (%)")
-    ax.set_xlabel("ib (right operand fraction)")
-    ax.set_ylabel("ia (left operand fraction)")
-    sub = f", every {step}th index" if step > 1 else ""
-    ax.set_title(f"{m.name}: relative error of the table (M={m.mantissa_bits}{sub})")
-    path = out / f"{m.name}_error_heatmap.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _histogram(m, table_errors, random_errors, out):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.hist(100 * random_errors, bins=200, density=True, alpha=0.7, label="random float32 inputs")
-    ax.hist(100 * table_errors.ravel(), bins=200, density=True, histtype="step", color="k", label="table pairs")
-    ax.set_xlabel("relative error (%)")
-    ax.set_ylabel("density")
-    ax.set_title(f"{m.name}: relative error distribution")
-    ax.legend()
-    path = out / f"{m.name}_error_hist.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
