@@ -11,6 +11,7 @@ Environment knobs:
   CMAKE_ARGS="..."              extra CMake arguments
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,18 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-VERSION = "0.1.0"
+
+
+def _version():
+    """__version__ from approxtrain/_version.py, read as text: the package cannot be imported before it is built."""
+    text = (ROOT / "approxtrain" / "_version.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    if match is None:
+        raise RuntimeError(f"no __version__ = \"...\" line in {ROOT / 'approxtrain' / '_version.py'}")
+    return match.group(1)
+
+
+VERSION = _version()
 
 
 class CMakeExtension(Extension):

@@ -13,8 +13,7 @@ from importlib import import_module
 
 from approxtrain import core, multipliers
 from approxtrain._build_info import build_info
-
-__version__ = "0.1.0"
+from approxtrain._version import __version__ as __version__  # re-exported
 
 _LAZY = {
     "ops": "approxtrain.ops",
