@@ -56,10 +56,9 @@ def markdown_table(rows, title=None):
               "| final train loss | time per epoch (s) | time vs fp32 |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        pct = (lambda v: None if v is None else 100.0 * v)
         lines.append(
-            f"| {r['multiplier']} | {r['epochs']} | {fmt(pct(r['final_test_accuracy']), '.2f')} "
-            f"| {fmt(r['delta_to_fp32_points'], '+.2f', '-')} | {fmt(pct(r['best_test_accuracy']), '.2f')} "
+            f"| {r['multiplier']} | {r['epochs']} | {fmt(_pct(r['final_test_accuracy']), '.2f')} "
+            f"| {fmt(r['delta_to_fp32_points'], '+.2f', '-')} | {fmt(_pct(r['best_test_accuracy']), '.2f')} "
             f"| {fmt(r['final_train_loss'], '.4f')} | {fmt(r['steady_epoch_time_s'], '.1f')} "
             f"| {fmt(r['time_vs_fp32'], '.1f', '-')}x |")
     lines += ["", "Time per epoch: training only (no evaluation), mean over epochs after the first "

@@ -22,7 +22,8 @@ WIDE_TABLE_SIZE = 1024  # the other paths (bf16: M = 7 with 15-bit results, fp16
 def add_arguments(parser):
     parser.add_argument("--sizes", type=lambda s: [int(t) for t in s.split(",")],
                         help=f"square matmul sizes, comma-separated (default {','.join(map(str, SIZES))})")
-    parser.add_argument("--repeats", type=int, help="timed repeats per size (median reported; default 5, 3 with --quick)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed repeats per size (median reported; default 5, 3 with --quick)")
     parser.add_argument("--threads", type=int, help="threads for _core (default: its pool size)")
 
 

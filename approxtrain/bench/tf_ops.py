@@ -19,7 +19,8 @@ QUICK_CONV = ((8, 16, 16, 32), (3, 3, 32, 32))
 
 
 def add_arguments(parser):
-    parser.add_argument("--tf-repeats", type=int, help="timed repeats per op (median reported; default 15, 2 with --quick)")
+    parser.add_argument("--tf-repeats", type=int,
+                        help="timed repeats per op (median reported; default 15, 2 with --quick)")
 
 
 def _threads():

@@ -6,7 +6,7 @@ activation, so build, weights, LoRA and serialisation stay Keras's.
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, to_float32
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
