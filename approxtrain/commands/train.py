@@ -77,7 +77,7 @@ def run(args):
     from approxtrain.report import fmt
 
     if results.get("chief") is False:  # a multi-worker run's other workers: the chief writes --out
-        print(f"this worker's part of the run is done; the chief worker writes {out}")
+        print("this worker's part of the run is done; the chief worker writes the run folder")
         return 0
     final = results["final"]
     print(f"{out}: test accuracy {fmt(final['test_accuracy'])}, test loss {fmt(final['test_loss'])} after "

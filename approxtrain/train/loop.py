@@ -44,6 +44,7 @@ def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, str
     strategy = strategy or model.distribute_strategy
     steps = _Steps(model, strategy)
     distributed = strategy.experimental_distribute_dataset(dataset)
+    train_step = steps.function("train", distributed.element_spec)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
         steps=steps_per_epoch, model=model)
@@ -58,7 +59,7 @@ def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, str
         totals = np.zeros(3)  # loss sum, correct predictions, examples
         for step, batch in enumerate(distributed):
             callback_list.on_train_batch_begin(step)
-            loss_sum, correct, count, nonfinite = steps.train(batch)
+            loss_sum, correct, count, nonfinite = train_step(batch)
             if not np.isfinite(loss_sum):
                 raise NonFiniteLoss(epoch + 1, step + 1, float(loss_sum), steps.layer_name(nonfinite))
             totals += (loss_sum, correct, count)
@@ -79,8 +80,10 @@ def evaluate(model, dataset, strategy=None):
     strategy = strategy or model.distribute_strategy
     steps = _Steps.of(model, strategy)
     totals = np.zeros(3)
-    for batch in strategy.experimental_distribute_dataset(dataset):
-        totals += steps.test(batch)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    test_step = steps.function("test", distributed.element_spec)
+    for batch in distributed:
+        totals += test_step(batch)
     count = max(totals[2], 1)
     return {"loss": float(totals[0] / count), "accuracy": float(totals[1] / count)}
 
@@ -141,9 +144,8 @@ class _Steps:
         self.layers, probe_outputs = _probed_layers(model)
         self.probe = keras.Model(model.inputs, [model.outputs[0], *probe_outputs]) if self.layers else None
         # XLA only where Keras' fit would use it (fp32 models on a GPU, no strategy).
-        jit = bool(getattr(model, "jit_compile", False)) and strategy.num_replicas_in_sync == 1
-        self.train = self._numpy(tf.function(self._train_step, jit_compile=jit, reduce_retracing=True))
-        self.test = self._numpy(tf.function(self._test_step, reduce_retracing=True))
+        self.jit = bool(getattr(model, "jit_compile", False)) and strategy.num_replicas_in_sync == 1
+        self.functions = {}
         model._approxtrain_steps = (strategy, self)
 
     @classmethod
@@ -151,9 +153,15 @@ class _Steps:
         cached = getattr(model, "_approxtrain_steps", None)
         return cached[1] if cached and cached[0] is strategy else cls(model, strategy)
 
-    @staticmethod
-    def _numpy(function):
-        return lambda batch: [t.numpy() for t in function(batch)]
+    def function(self, kind, spec):
+        """The compiled "train" or "test" step for batches of `spec` (a distributed dataset's
+        element_spec: one trace serves every batch size, the last partial batch included)."""
+        key = (kind, repr(spec))
+        if key not in self.functions:
+            step = self._train_step if kind == "train" else self._test_step
+            compiled = tf.function(step, input_signature=[spec], jit_compile=self.jit and kind == "train")
+            self.functions[key] = lambda batch: [t.numpy() for t in compiled(batch)]
+        return self.functions[key]
 
     def layer_name(self, nonfinite):
         flagged = np.flatnonzero(nonfinite)

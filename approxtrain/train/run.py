@@ -171,10 +171,13 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         if initial_epoch:
             model.optimizer.build(model.trainable_variables)
-            if chief:
-                checkpoint.restore(config.out, model, folder.checkpoint)
-            if multiworker:
-                loop.broadcast_from_first_replica(strategy, model.variables + model.optimizer.variables)
+    if initial_epoch:
+        # Outside the scope: Keras' weight loading makes a throwaway optimizer, whose variables
+        # would otherwise be created (a collective op) on the chief alone.
+        if chief:
+            checkpoint.restore(config.out, model, folder.checkpoint)
+        if multiworker:
+            loop.broadcast_from_first_replica(strategy, model.variables + model.optimizer.variables)
     rows = list(folder.rows) if chief else []
     if chief:
         _prepare_folder(config, folder)
@@ -199,8 +202,9 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     if not rows:  # a worker that is not the chief and trained no epoch in this invocation
         return {"status": "finished", "epochs_completed": config.epochs, "final": {}, "chief": False}
     results = _results(config, model, data.info, rows, strategy, started)
-    if chief:
-        write_json(os.path.join(config.out, RESULTS), results)
+    if not chief:  # its rows cover only the epochs it trained in this invocation
+        return {**results, "chief": False}
+    write_json(os.path.join(config.out, RESULTS), results)
     return results
 
 
