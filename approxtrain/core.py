@@ -8,11 +8,15 @@ arrays bit-identical to the contract of docs/design.md ("Number semantics") on e
 import numpy as np
 
 from approxtrain import multipliers
+from approxtrain._conv_padding import conv_paddings
 from approxtrain._native import LazyCore
 
 _core = LazyCore()  # imported on first use: `import approxtrain` works without the compiled core
 
 DEVICES = ("cpu", "cuda")
+
+__all__ = ["DEVICES", "cuda_available", "multiply", "matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad",
+           "conv_paddings", "num_threads", "set_num_threads"]
 
 
 def cuda_available():
@@ -99,34 +103,11 @@ def _pair(v, what):
     return v
 
 
-def conv_paddings(padding, input_hw, filter_hw, strides, dilations):
-    """Explicit (top, bottom, left, right) paddings for "SAME", "VALID" or explicit pairs.
-
-    ``padding`` is "SAME" / "VALID" (TensorFlow's rules) or
-    ``[[top, bottom], [left, right]]``.
-    """
-    if isinstance(padding, str):
-        p = padding.upper()
-        if p == "VALID":
-            return [0, 0, 0, 0]
-        if p != "SAME":
-            raise ValueError(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]], got {padding!r}")
-        out = []
-        for size, k, s, d in zip(input_hw, filter_hw, strides, dilations):
-            eff = (k - 1) * d + 1
-            total = max((-(-size // s) - 1) * s + eff - size, 0)
-            out += [total // 2, total - total // 2]
-        return out
-    pads = [int(t) for pair in padding for t in pair]
-    if len(pads) != 4 or min(pads) < 0:
-        raise ValueError(f"explicit padding must be [[top, bottom], [left, right]] of non-negative ints, got {padding!r}")
-    return pads
-
-
 def _conv_args(input_shape, filter_shape, strides, padding, dilations):
     strides, dilations = _pair(strides, "strides"), _pair(dilations, "dilations")
     if len(input_shape) != 4 or len(filter_shape) != 4:
-        raise ValueError(f"conv2d needs a 4-D NHWC input and a 4-D HWIO filter, got {tuple(input_shape)} and {tuple(filter_shape)}")
+        raise ValueError(f"conv2d needs a 4-D NHWC input and a 4-D HWIO filter, got {tuple(input_shape)} and "
+                         f"{tuple(filter_shape)}")
     pads = conv_paddings(padding, input_shape[1:3], filter_shape[0:2], strides, dilations)
     return strides, dilations, pads
 

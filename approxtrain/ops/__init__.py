@@ -6,7 +6,7 @@
     y = at.ops.conv2d(x, w, "bf16", grad_input_multiplier="fp32")
 
 A multiplier is a registry name, a :class:`~approxtrain.multipliers.Multiplier`
-or ``"fp32"`` (the native TensorFlow op).  Gradients are AM ops too
+or ``"fp32"`` (the native TensorFlow op), read by ``approxtrain.multipliers.resolve``.  Gradients are AM ops too
 (docs/design.md, "Ops, layers and gradients"): the input gradient uses ``grad_input_multiplier``, the
 weight gradient ``grad_weight_multiplier`` (None: same as ``multiplier``).
 They are attached with tf.custom_gradient, so they work eagerly, in
@@ -16,11 +16,12 @@ have registered gradients that reuse the op's own table.
 """
 import tensorflow as tf
 
-from approxtrain._op_library import REBUILD_COMMAND, OpLibraryError, library
+from approxtrain._op_library import OpLibraryError, library
+from approxtrain.multipliers import resolve  # noqa: F401  (kept here for existing callers; not in __all__)
 from approxtrain.ops import _conv, _matmul
 from approxtrain.ops._conv import conv1d, conv2d, depthwise_conv2d
 from approxtrain.ops._matmul import matmul
-from approxtrain.ops._tables import resolve, table
+from approxtrain.ops._tables import table
 
 
 def _register_gradients():
@@ -36,5 +37,5 @@ def _register_gradients():
 
 _register_gradients()
 
-__all__ = ["matmul", "conv2d", "depthwise_conv2d", "conv1d", "table", "resolve", "library", "OpLibraryError",
-           "REBUILD_COMMAND"]
+# The public API: the ops, a multiplier's table tensor, and the raw op library (its AM ops by name).
+__all__ = ["matmul", "conv2d", "depthwise_conv2d", "conv1d", "table", "library", "OpLibraryError"]

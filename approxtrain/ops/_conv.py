@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from approxtrain._op_library import library
-from approxtrain.core import conv_paddings
+from approxtrain._conv_padding import explicit_paddings, padding_mode
 from approxtrain.ops import _native_conv_grads as native_grads
 from approxtrain.ops._checks import float32_tensor, require_rank
-from approxtrain.ops._spec import spec, spec_of_op
+from approxtrain.ops._op_table import op_table_for, op_table_of
 from approxtrain.ops._tables import resolve_three
 
 
@@ -54,48 +54,46 @@ def conv_attrs(strides, padding, dilations):
     """ConvAttrs from wrapper arguments: padding "SAME" | "VALID" | [[top, bottom], [left, right]]."""
     sh, sw = _pair(strides, "strides")
     dh, dw = _pair(dilations, "dilations")
-    if isinstance(padding, str):
-        if padding.upper() not in ("SAME", "VALID"):
-            raise ValueError(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]], got {padding!r}")
-        mode, explicit = padding.upper(), ()
-    else:
-        top, bottom, left, right = conv_paddings(padding, None, None, None, None)  # validates the pairs
-        mode, explicit = "EXPLICIT", (0, 0, top, bottom, left, right, 0, 0)
+    mode, explicit = padding_mode(padding), ()
+    if mode == "EXPLICIT":
+        top, bottom, left, right = explicit_paddings(padding)
+        explicit = (0, 0, top, bottom, left, right, 0, 0)
     return ConvAttrs((1, sh, sw, 1), mode, explicit, (1, dh, dw, 1))
 
 
 # --- the three products, AM or native ----------------------------------------------------------
 
-def forward(x, w, table_spec, attrs):
-    if table_spec is None:
+def forward(x, w, op_table, attrs):
+    if op_table is None:
         return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())  # dilated and grouped too, on every backend
-    return library().am_conv2d(x, w, table_spec.tensor, operand_rounding=table_spec.rounding, **attrs.kwargs())
+    return library().am_conv2d(x, w, op_table.tensor, operand_rounding=op_table.operand_rounding,
+                               **attrs.kwargs())
 
 
-def input_grad(input_sizes, w, dy, table_spec, attrs, groups):
+def input_grad(input_sizes, w, dy, op_table, attrs, groups):
     """``groups``: an int, or None when the channel counts are known only at run time."""
-    if table_spec is None:
+    if op_table is None:
         return native_grads.input_grad(input_sizes, w, dy, attrs, groups)
-    return library().am_conv2d_backprop_input(input_sizes, w, dy, table_spec.tensor,
-                                              operand_rounding=table_spec.rounding, **attrs.kwargs())
+    return library().am_conv2d_backprop_input(input_sizes, w, dy, op_table.tensor,
+                                              operand_rounding=op_table.operand_rounding, **attrs.kwargs())
 
 
-def filter_grad(x, filter_sizes, dy, table_spec, attrs, groups):
+def filter_grad(x, filter_sizes, dy, op_table, attrs, groups):
     """``groups``: an int, or None when the channel counts are known only at run time."""
-    if table_spec is None:
+    if op_table is None:
         return native_grads.filter_grad(x, filter_sizes, dy, attrs, groups)
-    return library().am_conv2d_backprop_filter(x, filter_sizes, dy, table_spec.tensor,
-                                               operand_rounding=table_spec.rounding, **attrs.kwargs())
+    return library().am_conv2d_backprop_filter(x, filter_sizes, dy, op_table.tensor,
+                                               operand_rounding=op_table.operand_rounding, **attrs.kwargs())
 
 
-def _conv_with_gradients(x, w, specs, attrs, groups):
+def _conv_with_gradients(x, w, op_tables, attrs, groups):
     @tf.custom_gradient
     def conv(x, w):
         def grad(dy):
-            return (input_grad(tf.shape(x), w, dy, specs[1], attrs, groups),
-                    filter_grad(x, tf.shape(w), dy, specs[2], attrs, groups))
+            return (input_grad(tf.shape(x), w, dy, op_tables[1], attrs, groups),
+                    filter_grad(x, tf.shape(w), dy, op_tables[2], attrs, groups))
 
-        return forward(x, w, specs[0], attrs), grad
+        return forward(x, w, op_tables[0], attrs), grad
 
     return conv(x, w)
 
@@ -162,16 +160,16 @@ def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=Non
     gradient ``grad_weight_multiplier`` (x the row); None = ``multiplier``,
     ``"fp32"`` = the native op.
     """
-    specs_m = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv2d input x")
     w = float32_tensor(w, "conv2d filter w")
     require_rank(x, (4,), "conv2d input x [N, H, W, C]")
     require_rank(w, (4,), "conv2d filter w [KH, KW, C/groups, O]")
     groups, x = resolve_groups(x, w, groups, "conv2d")
     attrs = conv_attrs(strides, padding, dilations)
-    if all(m is None for m in specs_m) and native_grads.is_plain(attrs, groups):
+    if all(m is None for m in resolved) and native_grads.is_plain(attrs, groups):
         return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())  # TF's own gradients work everywhere
-    return _conv_with_gradients(x, w, [spec(m) for m in specs_m], attrs, groups)
+    return _conv_with_gradients(x, w, [op_table_for(m) for m in resolved], attrs, groups)
 
 
 def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None,
@@ -240,22 +238,22 @@ def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=Non
 
 def _am_conv2d_gradient(op, dy):
     x, w = op.inputs[0], op.inputs[1]
-    table_spec, attrs, groups = spec_of_op(op, 2), ConvAttrs.of_op(op), _static_groups(x, w)
-    return (input_grad(tf.shape(x), w, dy, table_spec, attrs, groups),
-            filter_grad(x, tf.shape(w), dy, table_spec, attrs, groups), None)
+    op_table, attrs, groups = op_table_of(op, 2), ConvAttrs.of_op(op), _static_groups(x, w)
+    return (input_grad(tf.shape(x), w, dy, op_table, attrs, groups),
+            filter_grad(x, tf.shape(w), dy, op_table, attrs, groups), None)
 
 
 def _am_conv2d_backprop_input_gradient(op, ddx):
     # dx = conv^T(dy, w): linear in dy (-> forward conv of ddx) and in w (-> filter grad of ddx by dy).
     w, dy = op.inputs[1], op.inputs[2]
-    table_spec, attrs, groups = spec_of_op(op, 3), ConvAttrs.of_op(op), _static_groups(ddx, w)
-    return (None, filter_grad(ddx, tf.shape(w), dy, table_spec, attrs, groups), forward(ddx, w, table_spec, attrs),
+    op_table, attrs, groups = op_table_of(op, 3), ConvAttrs.of_op(op), _static_groups(ddx, w)
+    return (None, filter_grad(ddx, tf.shape(w), dy, op_table, attrs, groups), forward(ddx, w, op_table, attrs),
             None)
 
 
 def _am_conv2d_backprop_filter_gradient(op, ddw):
     # dw = corr(x, dy): linear in x (-> input grad of dy by ddw) and in dy (-> forward conv of x by ddw).
     x, dy = op.inputs[0], op.inputs[2]
-    table_spec, attrs, groups = spec_of_op(op, 3), ConvAttrs.of_op(op), _static_groups(x, ddw)
-    return (input_grad(tf.shape(x), ddw, dy, table_spec, attrs, groups), None, forward(x, ddw, table_spec, attrs),
+    op_table, attrs, groups = op_table_of(op, 3), ConvAttrs.of_op(op), _static_groups(x, ddw)
+    return (input_grad(tf.shape(x), ddw, dy, op_table, attrs, groups), None, forward(x, ddw, op_table, attrs),
             None)

@@ -20,16 +20,16 @@ import tensorflow as tf
 
 from approxtrain._op_library import library
 from approxtrain.ops._checks import float32_tensor
-from approxtrain.ops._spec import spec, spec_of_op
+from approxtrain.ops._op_table import op_table_for, op_table_of
 from approxtrain.ops._tables import resolve_three
 
 
-def gemm(a, b, table_spec, transpose_a=False, transpose_b=False):
-    """One batched, broadcasting product: AMMatMul, or tf.linalg.matmul when table_spec is None (fp32)."""
-    if table_spec is None:
+def gemm(a, b, op_table, transpose_a=False, transpose_b=False):
+    """One batched, broadcasting product: AMMatMul, or tf.linalg.matmul when op_table is None (fp32)."""
+    if op_table is None:
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-    return library().am_mat_mul(a, b, table_spec.tensor, transpose_a=transpose_a, transpose_b=transpose_b,
-                                operand_rounding=table_spec.rounding)
+    return library().am_mat_mul(a, b, op_table.tensor, transpose_a=transpose_a, transpose_b=transpose_b,
+                                operand_rounding=op_table.operand_rounding)
 
 
 # --- batch-axis bookkeeping for broadcast operands --------------------------------------------
@@ -96,11 +96,11 @@ def _gradient_layout(dc, mask):
             out_shape[-2], out_shape[-1])
 
 
-def grad_a(dc, a, b, table_spec, transpose_a, transpose_b):
+def grad_a(dc, a, b, op_table, transpose_a, transpose_b):
     """dL/da for c = matmul(a, b): dC . op(B)^T, dC the left operand."""
     mask = _broadcast_mask(a, dc)
     if isinstance(mask, list) and not any(mask):
-        da = gemm(dc, b, table_spec, transpose_b=not transpose_b)
+        da = gemm(dc, b, op_table, transpose_b=not transpose_b)
     else:
         nb, kept, bcast, p, r, m, n = _gradient_layout(dc, mask)
         k = tf.shape(b)[-1] if transpose_b else tf.shape(b)[-2]
@@ -108,17 +108,17 @@ def grad_a(dc, a, b, table_spec, transpose_a, transpose_b):
         x = tf.reshape(_permute(dc, _cat(kept, [nb], bcast, [nb + 1])), tf.stack([p, m, r * n]))
         y_perm = _cat(kept, bcast, [nb, nb + 1] if transpose_b else [nb + 1, nb])
         y = tf.reshape(_permute(_full_batch(b, dc), y_perm), tf.stack([p, r * n, k]))
-        da = gemm(x, y, table_spec)
+        da = gemm(x, y, op_table)
     if transpose_a:
         da = _swap_last(da)
     return tf.reshape(da, tf.shape(a))
 
 
-def grad_b(dc, a, b, table_spec, transpose_a, transpose_b):
+def grad_b(dc, a, b, op_table, transpose_a, transpose_b):
     """dL/db for c = matmul(a, b): op(A)^T . dC, op(A)^T the left operand."""
     mask = _broadcast_mask(b, dc)
     if isinstance(mask, list) and not any(mask):
-        db = gemm(a, dc, table_spec, transpose_a=not transpose_a)
+        db = gemm(a, dc, op_table, transpose_a=not transpose_a)
     else:
         nb, kept, bcast, p, r, m, n = _gradient_layout(dc, mask)
         k = tf.shape(a)[-2] if transpose_a else tf.shape(a)[-1]
@@ -126,7 +126,7 @@ def grad_b(dc, a, b, table_spec, transpose_a, transpose_b):
         x_perm = _cat(kept, bcast, [nb + 1, nb] if transpose_a else [nb, nb + 1])
         x = tf.reshape(_permute(_full_batch(a, dc), x_perm), tf.stack([p, r * m, k]))
         y = tf.reshape(_permute(dc, _cat(kept, bcast, [nb, nb + 1])), tf.stack([p, r * m, n]))
-        db = gemm(x, y, table_spec, transpose_a=True)
+        db = gemm(x, y, op_table, transpose_a=True)
     if transpose_b:
         db = _swap_last(db)
     return tf.reshape(db, tf.shape(b))
@@ -153,22 +153,22 @@ def matmul(a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_mu
     transpose_a, transpose_b = bool(transpose_a), bool(transpose_b)
     if forward is None and grad_in is None and grad_w is None:
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-    specs = spec(forward), spec(grad_in), spec(grad_w)
+    op_tables = op_table_for(forward), op_table_for(grad_in), op_table_for(grad_w)
 
     @tf.custom_gradient
     def product(a, b):
         def grad(dc):
-            return (grad_a(dc, a, b, specs[1], transpose_a, transpose_b),
-                    grad_b(dc, a, b, specs[2], transpose_a, transpose_b))
+            return (grad_a(dc, a, b, op_tables[1], transpose_a, transpose_b),
+                    grad_b(dc, a, b, op_tables[2], transpose_a, transpose_b))
 
-        return gemm(a, b, specs[0], transpose_a, transpose_b), grad
+        return gemm(a, b, op_tables[0], transpose_a, transpose_b), grad
 
     return product(a, b)
 
 
 def _am_matmul_gradient(op, dc):
     """Gradient of a bare AMMatMul op: both backward products use the op's own table."""
-    table_spec = spec_of_op(op, 2)
+    op_table = op_table_of(op, 2)
     a, b = op.inputs[0], op.inputs[1]
     ta, tb = op.get_attr("transpose_a"), op.get_attr("transpose_b")
-    return grad_a(dc, a, b, table_spec, ta, tb), grad_b(dc, a, b, table_spec, ta, tb), None
+    return grad_a(dc, a, b, op_table, ta, tb), grad_b(dc, a, b, op_table, ta, tb), None
