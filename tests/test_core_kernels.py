@@ -56,10 +56,29 @@ def ref_matmul(a, b, mult):
     return ref.matmul(a, b, mult.lut, mult.mantissa_bits, mult.operand_rounding)
 
 
+def forced_path_name(forced, m_bits=7, shape=None):
+    """The GEMM path _core reports with APPROXTRAIN_CPU_PATH=forced."""
+    import os
+
+    saved = os.environ.get(PATH_ENV)
+    os.environ[PATH_ENV] = forced
+    try:
+        return _core.gemm_cpu_path(m_bits, None, shape)
+    finally:
+        if saved is None:
+            del os.environ[PATH_ENV]
+        else:
+            os.environ[PATH_ENV] = saved
+
+
 def available_paths():
-    paths = ["auto", "generic"]
+    # "bucket-portable": the bucket GEMM's plain C++ kernels, built everywhere;
+    # "avx2": its AVX2 + FMA kernels (gemm_bucket.h), forced for every shape.
+    paths = ["auto", "generic", "bucket-portable"]
     if _core.gemm_cpu_path(10).startswith("avx512"):  # AVX-512 machines also have the gather path
         paths.append("avx512-gather")
+    if forced_path_name("avx2") == "avx2":
+        paths.append("avx2")
     return paths
 
 
@@ -72,7 +91,8 @@ def cpu_path(request, monkeypatch):
 
 
 def test_path_names_and_override(monkeypatch):
-    names = {"avx512vbmi", "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "generic"}
+    names = {"avx512vbmi", "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "avx2", "bucket-portable",
+             "generic"}
     for m in range(1, 12):
         assert _core.gemm_cpu_path(m) in names
     rng = np.random.default_rng(0)
@@ -93,6 +113,30 @@ def test_path_names_and_override(monkeypatch):
     monkeypatch.setenv(PATH_ENV, "generic")
     assert all(_core.gemm_cpu_path(m) == "generic" for m in range(1, 12))
     assert _core.gemm_cpu_path(7, high) == "generic"
+    assert _core.gemm_cpu_path(7, high, (8192, 64, 576)) == "generic"
+    monkeypatch.setenv(PATH_ENV, "bucket-portable")
+    assert all(_core.gemm_cpu_path(m, None, (1, 1, 1)) == "bucket-portable" for m in range(1, 12))
+    if "avx2" in available_paths():
+        monkeypatch.setenv(PATH_ENV, "avx2")
+        assert all(_core.gemm_cpu_path(m, None, shape) == "avx2" for m in range(1, 12)
+                   for shape in [(1, 1, 1), (8192, 64, 576)])
+    with pytest.raises(ValueError, match=r"must be >= 0, got \(2, -1, 3\)"):
+        _core.gemm_cpu_path(7, None, (2, -1, 3))
+
+
+def test_path_chosen_per_shape_by_cost():
+    """Without AVX-512 (as on AMD before Zen 4 and most Intel client chips) the bucket GEMM
+    serves tall GEMMs (conv forward and input gradients: rows = batch x pixels), the generic
+    path tiny ones whose 2^M x 2^M float table would cost more than the products."""
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    bucket = "avx2" if "avx2" in available_paths() else ("generic" if x86 else "bucket-portable")
+    assert forced_path_name("no-avx512", 7, (8192, 64, 576)) == bucket
+    assert forced_path_name("no-avx512", 10, (8192, 64, 576)) == bucket
+    assert forced_path_name("no-avx512", 7, (64, 8192, 576)) == bucket  # runs transposed
+    assert forced_path_name("no-avx512", 10, (4, 4, 4)) == "generic"
+    assert forced_path_name("no-avx512", 10) == bucket  # reported at 1024^3
 
 
 # --- matmul ---------------------------------------------------------------

@@ -1,6 +1,8 @@
 // _core functions on the CPU.  Shapes are already broadcast by the Python
 // wrapper (approxtrain/core.py); here they are checked and computed.
+#include <array>
 #include <optional>
+#include <string>
 
 #include <pybind11/stl.h>
 
@@ -109,12 +111,19 @@ void bind_cpu(py::module_& m) {
         "groups"_a = 1, "Gradient of conv2d with respect to its filter (left operand x).");
   m.def(
       "gemm_cpu_path",
-      [](int mbits, const std::optional<TableArray>& lut) {
-        if (!lut) return std::string(amsim::gemm_cpu_path(amsim::Table{nullptr, mbits, amsim::Rounding::kTruncate}));
-        return std::string(amsim::gemm_cpu_path(table_view(*lut, mbits, "truncate")));
+      [](int mbits, const std::optional<TableArray>& lut, const std::optional<std::array<int64_t, 3>>& shape) {
+        const amsim::Table table =
+            lut ? table_view(*lut, mbits, "truncate") : amsim::Table{nullptr, mbits, amsim::Rounding::kTruncate};
+        if (!shape) return std::string(amsim::gemm_cpu_path(table));
+        const auto [m, n, k] = *shape;
+        if (m < 0 || n < 0 || k < 0)
+          throw py::value_error("gemm_cpu_path: shape (m, n, k) must be >= 0, got (" + std::to_string(m) + ", " +
+                                std::to_string(n) + ", " + std::to_string(k) + ")");
+        return std::string(amsim::gemm_cpu_path(table, amsim::GemmShape{m, n, k}));
       },
-      "mantissa_bits"_a, "lut"_a.noconvert() = py::none(),
-      "Which CPU GEMM path runs for M mantissa bits (for this table, when given).");
+      "mantissa_bits"_a, "lut"_a.noconvert() = py::none(), "shape"_a = py::none(),
+      "Which CPU GEMM path runs for M mantissa bits (for this table, when given) and GEMM shape (m, n, k), "
+      "by default 1024^3.");
   m.def("num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
   m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");
 }

@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "amsim/cpu/aligned_buffer.h"
-#include "amsim/cpu/packed_operands.h"
+#include "amsim/packed_operands.h"
 #include "amsim/cpu/cpu_features.h"
+#include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/gemm_blocked.h"
+#include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/gemm_generic.h"
 #include "amsim/cpu/multiply_simd.h"
 
@@ -56,6 +58,8 @@ const cpu::BlockedPath* blocked_path(const Table& table) {
   static const bool avx512 = cpu::has_avx512_bw();
   if (cpu::forced_path_is("generic")) return nullptr;
   if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
+  if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable") || cpu::forced_path_is("no-avx512"))
+    return nullptr;  // as on a CPU without AVX-512
   if (vbmi && mantissa_bits == kMaxLutMantissaBits)
     return high_byte_entries(table) ? &kLutHighPath : &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
@@ -83,6 +87,50 @@ std::vector<uint16_t> transposed_entries(const Table& table) {
   return t;
 }
 
+// --- the bucket method (gemm_bucket.h) and the per-shape choice ---
+
+// Its kernels on this CPU, nullptr where it has none: AVX2 + FMA on x86, the
+// portable kernels elsewhere (NEON through the compiler), or as forced.
+const cpu::BucketKernels* bucket_kernels() {
+  static const bool avx2 = cpu::has_avx2_fma();
+  if (cpu::forced_path_is("generic") || cpu::forced_path_is("avx512-gather") || cpu::forced_path_is("avx512"))
+    return nullptr;
+  if (cpu::forced_path_is("bucket-portable")) return AMSIM_HAVE_FTZ_MODE ? cpu::bucket_kernels_portable() : nullptr;
+  if (avx2) return cpu::bucket_kernels_avx2();
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || !AMSIM_HAVE_FTZ_MODE
+  return nullptr;  // x86 without AVX2, or no flush-to-zero mode: the generic path
+#else
+  return cpu::bucket_kernels_portable();  // AArch64: NEON through the compiler
+#endif
+}
+
+const char* bucket_name(const cpu::BucketKernels* kernels) {
+  return kernels == cpu::bucket_kernels_portable() ? "bucket-portable" : "avx2";
+}
+
+// ns per multiply-add, one core (measured on Zen 4 at 1024^3 and
+// 8192 x 64 x 576): the cost rule weighs these against cpu::bucket_cost().
+double blocked_ns_per_mac(const cpu::BlockedPath* path) {
+  if (path == &kLutPath || path == &kLutHighPath) return 0.06;
+  if (path == &kLutPlanesPath) return 0.08;
+  if (path == &kLutChunksPath || path == &kGatherPath) return 0.4;
+  return 0.85;  // generic
+}
+
+// The bucket kernels when they are the cheapest path for this shape (always
+// when forced by APPROXTRAIN_CPU_PATH=avx2 or bucket-portable), else nullptr.
+const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape) {
+  const cpu::BucketKernels* kernels = bucket_kernels();
+  if (kernels == nullptr) return nullptr;
+  if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable")) return kernels;
+  const double macs = double(shape.m) * double(shape.n) * double(shape.k);
+  return cpu::bucket_cost(shape, table.mantissa_bits) < macs * blocked_ns_per_mac(blocked_path(table)) ? kernels
+                                                                                                            : nullptr;
+}
+
+// The shape gemm_cpu_path() reports for when asked without one.
+constexpr GemmShape kReportShape{1024, 1024, 1024};
+
 void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b,
                    float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   if (const cpu::BlockedPath* path = blocked_path(table))
@@ -108,11 +156,14 @@ Table with_entry_bytes(const Table& table) {
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
+  return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
          shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
-const char* gemm_cpu_path(const Table& table) {
+const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kReportShape); }
+
+const char* gemm_cpu_path(const Table& table, const GemmShape& shape) {
+  if (const cpu::BucketKernels* kernels = bucket_for(table, shape)) return bucket_name(kernels);
   const cpu::BlockedPath* path = blocked_path(table);
   if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
   if (path == &kLutHighPath) return "avx512vbmi-high";
@@ -125,6 +176,10 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
   const Table table = with_entry_bytes(given);
+  // The bucket method declines operands it cannot take exactly (a right
+  // operand >= 2^127 in magnitude): those go on to the other paths.
+  if (const cpu::BucketKernels* kernels = bucket_for(table, shape))
+    if (cpu::gemm_bucket(*kernels, table, shape, a, b, c, ldc, parallel, accumulate)) return;
   if (!gemm_cpu_runs_transposed(table, shape)) {
     gemm_dispatch(table, shape, a, b, c, ldc, parallel, accumulate);
     return;
@@ -150,6 +205,7 @@ bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const Gathere
                        float* c, int64_t ldc, const ParallelFor& parallel) {
   const Table table = with_entry_bytes(given);
   const cpu::BlockedPath* path = blocked_path(table);
+  if (bucket_for(table, shape) != nullptr) return false;  // the bucket method takes the materialized patches
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
   if (gemm_cpu_runs_transposed(table, shape)) return false;
   for (int64_t kk = 0; kk < shape.k; ++kk)

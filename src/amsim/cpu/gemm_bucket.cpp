@@ -18,19 +18,26 @@ namespace cpu {
 namespace {
 
 constexpr uint32_t kSignExponentMask = 0xff800000u;
-// T of one K block sized for L2 (with the C rows and packed A beside it).
-constexpr int64_t kTBlockBytes = int64_t{256} << 10;
+// T of one K block sized for L2 (with the C rows and packed A beside it);
+// measured at 1024^3 and 8192 x 64 x 576 on Zen 4 (1 MiB L2).
+constexpr int64_t kTBlockBytes = int64_t{512} << 10;
+constexpr int kWideTableBits = 9;
+constexpr int64_t kWideTBlockBytes = int64_t{1} << 20;
 constexpr int64_t kMaxBlockK = 64;
 // Tasks per GEMM the driver aims at: each task expands its own T, so more
 // row parts than threads need cost expansions for nothing.
 constexpr int64_t kTargetTasks = 4;
+// ... and a part has at least this many rows, and 4 x 2^M (expansion <= 1/4 of the adds).
 constexpr int64_t kMinRowsPerPart = 96;
 
-// Cost model (cycles, one core; measured on AVX2/AVX-512 x86, rough).
-constexpr double kAddCycles = 0.12;     // per padded column x row x k (the panel)
-constexpr double kExpandCycles = 0.25;  // per T element
-constexpr double kTableCycles = 1.0;    // per table entry (the float table)
-constexpr double kPackCycles = 4.0;     // per operand element packed
+// Cost model (ns on one Zen 4 core at 1024^3, 8192 x 64 x 576 and 64^3;
+// gemm.cpp weighs it against the other paths' ns per multiply-add).
+constexpr double kAddNs = 0.09;         // per padded column x row x k (the panel)
+constexpr double kWideAddNs = 0.15;     // the same for M >= kWideTableBits (T rows miss L1 more)
+constexpr double kExpandNs = 0.25;      // per T element
+constexpr double kTableNs = 3.5;        // per table entry (the float table, allocated per GEMM)
+constexpr double kPackLeftNs = 0.3;     // per selecting operand packed
+constexpr double kPackRightNs = 2.0;    // per expanded operand packed
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -66,22 +73,12 @@ inline Packed pack_value(float x, int mantissa_bits, Rounding rounding) {
   return {(r >> shift) & ((1u << mantissa_bits) - 1u), bits_float(r & kSignExponentMask), e, Kind::kOrdinary};
 }
 
-// The selecting operand of an ordinary row, for the panel: its T row offset
-// and its scale (a row holds no inf, NaN or value that rounds to infinity).
-inline void pack_left(float x, int mantissa_bits, Rounding rounding, int64_t ldt, uint32_t* offset, float* scale) {
-  const uint32_t u = float_bits(x);
-  const int shift = 23 - mantissa_bits;
-  const uint32_t r = u + rounding_bias(u, shift, rounding);
-  const bool zero = ((u >> 23) & 0xffu) == 0;
-  *offset = zero ? 0u : ((r >> shift) & ((1u << mantissa_bits) - 1u)) * uint32_t(ldt);
-  *scale = bits_float(zero ? (u & kSignMask) : (r & kSignExponentMask));
-}
-
 double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits) {
   const double side = double(int64_t{1} << mantissa_bits);
   const double padded = double(ceil_div(cols, kBucketTileCols) * kBucketTileCols);
-  return double(k) * (padded * double(rows) * kAddCycles + double(cols) * side * kExpandCycles) +
-         side * side * kTableCycles + double(rows + cols) * double(k) * kPackCycles;
+  const double add = mantissa_bits >= kWideTableBits ? kWideAddNs : kAddNs;
+  return double(k) * (padded * double(rows) * add + double(cols) * side * kExpandNs) + side * side * kTableNs +
+         double(k) * (double(rows) * kPackLeftNs + double(cols) * kPackRightNs);
 }
 
 // One orientation of the method: C (rows x cols, ldc) = L . R, where L's
@@ -138,21 +135,33 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   });
   if (unsafe) return false;
 
-  // The selecting operand: its exponent range, and the rows with an inf, a
-  // NaN or a value that rounds to infinity (summed from am_multiply()).
+  // Wide tables: T rows of 32 columns, and a larger T block, so a K block
+  // still holds several k (each k costs a load and store of the C tile).
+  const bool wide = mbits >= kWideTableBits;
+  const int64_t block_cols = wide ? 32 : 64;
+  const int64_t t_block_bytes = wide ? kWideTBlockBytes : kTBlockBytes;
+  const int64_t col_blocks = ceil_div(cols, block_cols);
+  // Every column block's T rows are ldt apart (a narrower last block pads).
+  const int64_t ldt = ceil_div(std::min(cols, block_cols), kBucketTileCols) * kBucketTileCols;
+  const int64_t block_k = std::clamp<int64_t>(t_block_bytes / (side * ldt * 4), 1, kMaxBlockK);
+
+  // The selecting operand, packed once, K block by K block (each block's
+  // rows one after the other, as the panels read them): its exponent range,
+  // and the rows with an inf, a NaN or a value that rounds to infinity.
+  const int64_t k_blocks = ceil_div(k, block_k);
+  AlignedBuffer<BucketLeft> packed_left(k_blocks * rows * block_k);
+  const auto left_at = [&](int64_t kb, int64_t i) { return packed_left.data() + (kb * rows + i) * block_k; };
   std::vector<uint8_t> special(static_cast<size_t>(rows));
   ExponentRange l_range;
-  parallel(rows, k * 4, [&](int64_t i0, int64_t i1) {
+  parallel(rows, k * 2, [&](int64_t i0, int64_t i1) {
     ExponentRange range;
     for (int64_t i = i0; i < i1; ++i) {
       bool row_special = false;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const Packed v = pack_value(p.left.at(i, kk), mbits, rounding);
-        if (v.kind == Kind::kOrdinary) {
-          range.min = std::min(range.min, v.exponent);
-          range.max = std::max(range.max, v.exponent);
-        }
-        row_special |= v.kind == Kind::kInfNaN || v.kind == Kind::kRoundsToInf;
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const int64_t k0 = kb * block_k;
+        row_special |= kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride,
+                                         p.left.col_stride, std::min(block_k, k - k0), mbits, rounding,
+                                         left_at(kb, i), &range.min, &range.max);
       }
       special[i] = row_special;
     }
@@ -166,41 +175,39 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
 
   // table_t[x][s]: contiguous over the selecting fraction s for one expanded x.
   AlignedBuffer<float> table_t(side * side);
-  parallel(side, side * 2, [&](int64_t x0, int64_t x1) {
-    for (int64_t x = x0; x < x1; ++x)
-      for (int64_t s = 0; s < side; ++s) {
-        const int64_t ia = p.left_is_b ? x : s, ib = p.left_is_b ? s : x;
-        table_t.data()[x * side + s] = entry_value(table.entries[ia * side + ib]);
-      }
+  // In 32 x 32 tiles: one of the two sides is read or written across rows.
+  constexpr int64_t kTile = 32;
+  parallel(ceil_div(side, kTile), side * kTile * 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t x0 = b0 * kTile; x0 < std::min(side, b1 * kTile); x0 += kTile)
+      for (int64_t s0 = 0; s0 < side; s0 += kTile)
+        for (int64_t x = x0; x < std::min(side, x0 + kTile); ++x)
+          for (int64_t s = s0; s < std::min(side, s0 + kTile); ++s) {
+            const int64_t ia = p.left_is_b ? x : s, ib = p.left_is_b ? s : x;
+            table_t.data()[x * side + s] = entry_value(table.entries[ia * side + ib]);
+          }
   });
 
-  const int64_t block_cols = side * 64 * 4 > kTBlockBytes ? 32 : 64;
-  const int64_t col_blocks = ceil_div(cols, block_cols);
-  const int64_t ldt_max = ceil_div(std::min(cols, block_cols), kBucketTileCols) * kBucketTileCols;
-  const int64_t block_k = std::clamp<int64_t>(kTBlockBytes / (side * ldt_max * 4), 1, kMaxBlockK);
   const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
   const int64_t row_parts = n_ord == 0 ? 0 :
-      std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1, std::max<int64_t>(1, n_ord / kMinRowsPerPart));
+      std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
+                          std::max<int64_t>(1, n_ord / std::max(kMinRowsPerPart, 4 * side)));
   const int64_t rows_per_part = row_parts == 0 ? 0 : ceil_div(n_ord, row_parts);
 
   parallel(row_parts * col_blocks, rows_per_part * block_cols * k / 8 + 1, [&](int64_t t0, int64_t t1) {
     FlushToZeroScope ftz;
-    AlignedBuffer<float> t(block_k * side * ldt_max);
-    AlignedBuffer<uint32_t> a_offset(rows_per_part * block_k);
-    AlignedBuffer<float> a_scale(rows_per_part * block_k);
+    AlignedBuffer<float> t(block_k * side * ldt);
+    std::vector<const BucketLeft*> a_rows(static_cast<size_t>(rows_per_part));
     std::vector<float*> c_rows(static_cast<size_t>(rows_per_part));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t part = task / col_blocks, cb = task % col_blocks;
       const int64_t r0 = part * rows_per_part, r1 = std::min(n_ord, r0 + rows_per_part);
       const int64_t j0 = cb * block_cols, j1 = std::min(cols, j0 + block_cols);
-      const int64_t ldt = ceil_div(j1 - j0, kBucketTileCols) * kBucketTileCols;
       const int64_t nr = r1 - r0;
       if (nr <= 0) continue;
       for (int64_t r = 0; r < nr; ++r) {
         c_rows[r] = p.c + ordinary_rows[r0 + r] * p.ldc + j0;
         if (!p.accumulate) std::fill(c_rows[r], c_rows[r] + (j1 - j0), 0.0f);
       }
-      const bool left_by_rows = p.left.col_stride == 1 || p.left.row_stride != 1;
       for (int64_t k0 = 0; k0 < k; k0 += block_k) {
         const int64_t kc = std::min(block_k, k - k0);
         BucketExpansion e;
@@ -214,25 +221,14 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         e.ldt = ldt;
         e.out = t.data();
         kernels.expand(e);
-        if (left_by_rows) {
-          for (int64_t r = 0; r < nr; ++r)
-            for (int64_t kk = 0; kk < kc; ++kk)
-              pack_left(p.left.at(ordinary_rows[r0 + r], k0 + kk), mbits, rounding, ldt, a_offset.data() + r * kc + kk,
-                        a_scale.data() + r * kc + kk);
-        } else {
-          for (int64_t kk = 0; kk < kc; ++kk)
-            for (int64_t r = 0; r < nr; ++r)
-              pack_left(p.left.at(ordinary_rows[r0 + r], k0 + kk), mbits, rounding, ldt, a_offset.data() + r * kc + kk,
-                        a_scale.data() + r * kc + kk);
-        }
+        for (int64_t r = 0; r < nr; ++r) a_rows[r] = left_at(k0 / block_k, ordinary_rows[r0 + r]);
         BucketPanel panel;
         panel.t = t.data();
         panel.kc = kc;
         panel.t_k_stride = side * ldt;
         panel.ldt = ldt;
         panel.ncols = j1 - j0;
-        panel.a_offset = a_offset.data();
-        panel.a_scale = a_scale.data();
+        panel.a_rows = a_rows.data();
         panel.c_rows = c_rows.data();
         panel.rows = nr;
         panel.fused = fused;

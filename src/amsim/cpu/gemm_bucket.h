@@ -37,6 +37,11 @@ namespace cpu {
 // Columns of C one kernel tile covers (and the padding of a T row).
 constexpr int64_t kBucketTileCols = 32;
 
+// A selecting (left) operand as the panel reads it, in 32 bits: its scale
+// sign * 2^(e - 127) (+-0 for a zero) has a zero fraction, so the top 16
+// bits hold it and the low 16 bits its reduced fraction s (its T row).
+using BucketLeft = uint32_t;
+
 // One K block of one column block, as the panel kernel reads it.
 struct BucketPanel {
   const float* t = nullptr;        // [kc][2^M][ldt]: T for k0 .. k0 + kc
@@ -44,9 +49,8 @@ struct BucketPanel {
   int64_t t_k_stride = 0;          // 2^M * ldt
   int64_t ldt = 0;                 // a multiple of kBucketTileCols
   int64_t ncols = 0;               // valid columns (<= ldt)
-  const uint32_t* a_offset = nullptr;  // [rows][kc]: s * ldt of A(i, k)
-  const float* a_scale = nullptr;      // [rows][kc]
-  float* const* c_rows = nullptr;      // [rows]: C row i at the block's first column
+  const BucketLeft* const* a_rows = nullptr;  // [rows]: packed A row i at k0
+  float* const* c_rows = nullptr;             // [rows]: C row i at the block's first column
   int64_t rows = 0;
   bool fused = false;              // multiply-add may fuse (every product normal)
 };
@@ -63,8 +67,14 @@ struct BucketExpansion {
   float* out = nullptr;
 };
 
-// The ISA-specific part: expansion and the panel of row-selected adds.
+// The ISA-specific part: packing the selecting operand, expansion and the
+// panel of row-selected adds.  pack_left packs n values `stride` apart,
+// returns whether one is inf, NaN or rounds to infinity (that row's products
+// then come from am_multiply()), and widens [*lo, *hi] by the reduced
+// exponents of the others that are nonzero.
 struct BucketKernels {
+  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
+                    BucketLeft* out, uint32_t* lo, uint32_t* hi);
   void (*expand)(const BucketExpansion& e);
   void (*panel)(const BucketPanel& p);
 };

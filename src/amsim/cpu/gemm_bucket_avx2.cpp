@@ -7,6 +7,7 @@
 // tile of 3 rows x 32 columns (12 accumulators); per row and k one offset,
 // one broadcast scale and 4 multiply-adds with the T row as memory operand.
 #include "amsim/cpu/gemm_bucket.h"
+#include "amsim/cpu/gemm_bucket_pack.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -17,6 +18,51 @@ namespace amsim {
 namespace cpu {
 
 namespace {
+
+// BucketLeftPacker::pack, 8 contiguous values at a time.
+bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
+                    BucketLeft* out, uint32_t* lo, uint32_t* hi) {
+  BucketLeftPacker packer(mantissa_bits, rounding);
+  int64_t kk = 0;
+  if (stride == 1 && n >= 8) {
+    const __m128i shift = _mm_cvtsi32_si128(packer.shift);
+    const __m256i fraction_mask = _mm256_set1_epi32(int(packer.mask));
+    const __m256i bias = _mm256_set1_epi32(packer.nearest ? int(packer.bias) : 0);
+    const __m256i lsb = _mm256_set1_epi32(packer.nearest ? 1 : 0);
+    const __m256i ff = _mm256_set1_epi32(0xff), none = _mm256_setzero_si256();
+    const __m256i sign = _mm256_set1_epi32(int(kSignMask)), sign_exponent = _mm256_set1_epi32(int(0xff800000u));
+    __m256i vlo = ff, vhi = none, vbad = none;
+    for (; kk + 8 <= n; kk += 8) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kk));
+      const __m256i e0 = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
+      const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srl_epi32(u, shift), lsb)));
+      const __m256i e = _mm256_and_si256(_mm256_srli_epi32(r, 23), ff);
+      const __m256i zero = _mm256_cmpeq_epi32(e0, none);
+      const __m256i bad = _mm256_or_si256(_mm256_cmpeq_epi32(e0, ff), _mm256_cmpeq_epi32(e, ff));
+      const __m256i skip = _mm256_or_si256(zero, bad);
+      vbad = _mm256_or_si256(vbad, bad);
+      vlo = _mm256_min_epu32(vlo, _mm256_blendv_epi8(e, ff, skip));
+      vhi = _mm256_max_epu32(vhi, _mm256_blendv_epi8(e, none, skip));
+      const __m256i packed = _mm256_or_si256(_mm256_and_si256(r, sign_exponent),
+                                             _mm256_and_si256(_mm256_srl_epi32(r, shift), fraction_mask));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kk),
+                          _mm256_blendv_epi8(packed, _mm256_and_si256(u, sign), zero));
+    }
+    alignas(32) uint32_t l[8], h[8], b[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), vlo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h), vhi);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(b), vbad);
+    for (int q = 0; q < 8; ++q) {
+      packer.lo = std::min(packer.lo, l[q]);
+      packer.hi = std::max(packer.hi, h[q]);
+      packer.special |= b[q];
+    }
+  }
+  for (; kk < n; ++kk) out[kk] = packer.pack(float_bits(x[kk * stride]));
+  *lo = std::min(*lo, packer.lo);
+  *hi = std::max(*hi, packer.hi);
+  return packer.special != 0;
+}
 
 inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6,
                        __m256& r7) {
@@ -100,17 +146,16 @@ inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
   __m256 acc[R][kTileVectors];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < kTileVectors; ++q) acc[r][q] = _mm256_loadu_ps(c[r] + 8 * q);
-  const uint32_t* offset[R];
-  const float* scale[R];
-  for (int r = 0; r < R; ++r) {
-    offset[r] = p.a_offset + (r0 + r) * p.kc;
-    scale[r] = p.a_scale + (r0 + r) * p.kc;
-  }
+  const BucketLeft* left[R];
+  for (int r = 0; r < R; ++r) left[r] = p.a_rows[r0 + r];
+  const __m256 scale_mask = _mm256_castsi256_ps(_mm256_set1_epi32(int(kBucketScaleMask)));
+  const int64_t ldt = p.ldt;
   const float* t = p.t;
   for (int64_t kk = 0; kk < p.kc; ++kk, t += p.t_k_stride) {
     for (int r = 0; r < R; ++r) {
-      const __m256 sa = _mm256_broadcast_ss(scale[r] + kk);
-      const float* row = t + offset[r][kk];
+      const uint32_t packed = left[r][kk];
+      const __m256 sa = _mm256_and_ps(_mm256_castsi256_ps(_mm256_set1_epi32(int(packed))), scale_mask);
+      const float* row = t + int64_t(packed & 0xffffu) * ldt;
       for (int q = 0; q < kTileVectors; ++q) {
         const __m256 tv = _mm256_load_ps(row + 8 * q);
         if (kFused) acc[r][q] = _mm256_fmadd_ps(sa, tv, acc[r][q]);
@@ -169,7 +214,7 @@ void panel_avx2(const BucketPanel& p) {
   else panel_with<false>(p);
 }
 
-constexpr BucketKernels kAvx2{expand_avx2, panel_avx2};
+constexpr BucketKernels kAvx2{pack_left_avx2, expand_avx2, panel_avx2};
 
 }  // namespace
 

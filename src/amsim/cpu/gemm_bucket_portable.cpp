@@ -5,11 +5,21 @@
 #include <algorithm>
 
 #include "amsim/cpu/gemm_bucket.h"
+#include "amsim/cpu/gemm_bucket_pack.h"
 
 namespace amsim {
 namespace cpu {
 
 namespace {
+
+bool pack_left_portable(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
+                        BucketLeft* out, uint32_t* lo, uint32_t* hi) {
+  BucketLeftPacker packer(mantissa_bits, rounding);
+  for (int64_t kk = 0; kk < n; ++kk) out[kk] = packer.pack(float_bits(x[kk * stride]));
+  *lo = std::min(*lo, packer.lo);
+  *hi = std::max(*hi, packer.hi);
+  return packer.special != 0;
+}
 
 void expand_portable(const BucketExpansion& e) {
   const int64_t side = int64_t{1} << e.mantissa_bits;
@@ -35,11 +45,10 @@ void panel_portable(const BucketPanel& p) {
       float* c = p.c_rows[r] + c0;
       std::copy(c, c + width, acc);
       std::fill(acc + width, acc + kLine, 0.0f);
-      const uint32_t* offset = p.a_offset + r * p.kc;
-      const float* scale = p.a_scale + r * p.kc;
+      const BucketLeft* left = p.a_rows[r];
       for (int64_t kk = 0; kk < p.kc; ++kk) {
-        const float* t = p.t + kk * p.t_k_stride + offset[kk] + c0;
-        const float sa = scale[kk];
+        const float* t = p.t + kk * p.t_k_stride + (left[kk] & 0xffffu) * p.ldt + c0;
+        const float sa = bits_float(left[kk] & kBucketScaleMask);
         if (width == kLine) {
           for (int64_t j = 0; j < kLine; ++j) acc[j] += sa * t[j];
         } else {
@@ -51,7 +60,7 @@ void panel_portable(const BucketPanel& p) {
   }
 }
 
-constexpr BucketKernels kPortable{expand_portable, panel_portable};
+constexpr BucketKernels kPortable{pack_left_portable, expand_portable, panel_portable};
 
 }  // namespace
 

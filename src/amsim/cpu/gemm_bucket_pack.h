@@ -1,0 +1,48 @@
+// Packing the bucket GEMM's selecting operand (gemm_bucket.h), one value at
+// a time: included by each kernel translation unit, which vectorizes around
+// it.  `static`, so no copy compiled for a wider ISA can stand in for the
+// baseline one (gemm_blocked.h, top).
+#pragma once
+
+#include <cstdint>
+
+#include "amsim/amsim.h"
+#include "amsim/cpu/gemm_bucket.h"
+
+namespace amsim {
+namespace cpu {
+
+// The top 16 bits of a float whose fraction is zero: sign and exponent.
+constexpr uint32_t kBucketScaleMask = 0xffff0000u;
+
+struct BucketLeftPacker {
+  int shift;       // 23 - M
+  uint32_t mask;   // 2^M - 1
+  uint32_t bias;   // nearest-even: half - 1 (plus the kept lsb, added per value)
+  bool nearest;
+  uint32_t special = 0, lo = 255, hi = 0;
+
+  BucketLeftPacker(int mantissa_bits, Rounding rounding)
+      : shift(23 - mantissa_bits),
+        mask((1u << mantissa_bits) - 1u),
+        bias((1u << (22 - mantissa_bits)) - 1u),
+        nearest(rounding == Rounding::kNearestEven) {}
+
+  // Nearest-even rounding as one integer add (a carry out of the fraction
+  // lands in the exponent, as reduce_operand() carries it).
+  uint32_t pack(uint32_t u) {
+    const uint32_t e0 = (u >> 23) & 0xffu;
+    const uint32_t r = u + (nearest ? bias + ((u >> shift) & 1u) : 0u);
+    const uint32_t e = (r >> 23) & 0xffu;
+    const bool zero = e0 == 0;
+    const bool bad = e0 == 0xffu || e == 0xffu;
+    special |= bad;
+    const bool counts = !zero && !bad;
+    lo = counts && e < lo ? e : lo;
+    hi = counts && e > hi ? e : hi;
+    return zero ? (u & kSignMask) : ((r & 0xff800000u) | ((r >> shift) & mask));
+  }
+};
+
+}  // namespace cpu
+}  // namespace amsim
