@@ -517,7 +517,7 @@ def test_depthwise_same_bits_with_one_or_two_threads():
 
 # --- benchmark section ----------------------------------------------------
 
-def test_bench_section_rows(monkeypatch):
+def test_bench_section_rows(monkeypatch, capsys):
     import argparse
 
     from approxtrain.bench import core_cpu
@@ -531,4 +531,17 @@ def test_bench_section_rows(monkeypatch):
     rows = core_cpu.run(args)
     assert [r["m"] for r in rows] == [32, 65]
     m7 = core_cpu._multiplier("mbm7", 7, "truncate")
-    assert all(r["path"] == _core.gemm_cpu_path(7, m7.lut) and r["mantissa_bits"] == 7 and r["ratio"] > 0 for r in rows)
+    assert all(r["path"] == _core.gemm_cpu_path(7, m7.lut, (r["m"], r["n"], r["k"])) and r["mantissa_bits"] == 7
+               and r["ratio"] > 0 for r in rows)
+    # forced paths side by side, on a shape that is not square
+    args = parser.parse_args(["--quick", "--shapes", "40x3x70", "--cpu-paths", "generic,avx2", "--repeats", "1"])
+    rows = core_cpu.run(args)
+    assert [(r["m"], r["n"], r["k"], r["cpu_path"]) for r in rows] == [(40, 3, 70, "generic"), (40, 3, 70, "avx2")]
+    assert rows[0]["path"] == "generic"
+    assert rows[1]["path"] == ("avx2" if "avx2" in available_paths() else "generic")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--shapes", "8192x64"])
+    assert "argument --shapes: '8192x64' is not MxNxK with positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--cpu-paths", "auto,avx3"])
+    assert "argument --cpu-paths: unknown path 'avx3'; choose from auto, generic, avx2" in capsys.readouterr().err
