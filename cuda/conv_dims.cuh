@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "amsim/conv.h"
+#include "amsim/shapes.h"
 
 namespace amsim {
 namespace cuda {
@@ -20,9 +20,8 @@ struct ConvDims {
   int pad_top, pad_left;
 
   // Rows of the patch matrices and output positions, as 64-bit counts.
-  __host__ __device__ int64_t out_positions() const { return int64_t{n} * oh * ow; }
-  __host__ __device__ int64_t in_positions() const { return int64_t{n} * h * w; }
-  __host__ __device__ bool depthwise() const { return cg == 1; }
+  AMSIM_HD int64_t out_positions() const { return int64_t{n} * oh * ow; }
+  AMSIM_HD int64_t in_positions() const { return int64_t{n} * h * w; }
 };
 
 // Fills *d from a finalised shape; false when a size or a patch-matrix

@@ -5,6 +5,7 @@
 // (n, oh, ow) ascending of conv.h.  K is long and the output small, and the
 // order forbids splitting K, so small outputs get small tiles (gemm_launch.cuh).
 // Depthwise shapes go to depthwise_filter_grad.
+#include "amsim/conv.h"
 #include "cuda/conv_dims.cuh"
 #include "cuda/conv_problems.cuh"
 #include "cuda/depthwise.cuh"
@@ -18,7 +19,7 @@ cudaError_t conv2d_filter_grad(const Table& table, const Conv2DShape& s, const f
                                cudaStream_t stream) {
   ConvDims d;
   if (!conv_dims(s, &d)) return cudaErrorInvalidValue;
-  if (d.depthwise()) {
+  if (is_depthwise(s)) {
     const cudaError_t err = depthwise_filter_grad(table, d, x, dy, dw, stream);
     if (err != cudaErrorNotSupported) return err;
   }

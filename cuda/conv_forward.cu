@@ -3,6 +3,7 @@
 //   B[k, j] = w[kh, kw, c, g*Og + j],   C[r, j] = y[n, oh, ow, g*Og + j]
 // with r = (n, oh, ow) and k = (kh, kw, c): the K order is the canonical
 // (kh, kw, c) ascending of conv.h.  Depthwise shapes go to depthwise_forward.
+#include "amsim/conv.h"
 #include "cuda/conv_dims.cuh"
 #include "cuda/conv_problems.cuh"
 #include "cuda/depthwise.cuh"
@@ -22,7 +23,7 @@ cudaError_t conv2d_forward(const Table& table, const Conv2DShape& s, const float
                            cudaStream_t stream) {
   ConvDims d;
   if (!conv_dims(s, &d)) return cudaErrorInvalidValue;
-  if (d.depthwise()) {
+  if (is_depthwise(s)) {
     const cudaError_t err = depthwise_forward(table, d, x, w, y, stream);
     if (err != cudaErrorNotSupported) return err;  // else: filter too large for its shared memory
   }

@@ -4,6 +4,7 @@
 //   B[k, j] = w[kh, kw, j, g*Og + o],   C[r, j] = dx[n, ih, iw, g*Cg + j]
 // with r = (n, ih, iw) and k = (kh, kw, o): the canonical (kh, kw, o) order of
 // conv.h, zeros included.  Depthwise shapes go to depthwise_input_grad.
+#include "amsim/conv.h"
 #include "cuda/conv_dims.cuh"
 #include "cuda/conv_problems.cuh"
 #include "cuda/depthwise.cuh"
@@ -17,7 +18,7 @@ cudaError_t conv2d_input_grad(const Table& table, const Conv2DShape& s, const fl
                               cudaStream_t stream) {
   ConvDims d;
   if (!conv_dims(s, &d)) return cudaErrorInvalidValue;
-  if (d.depthwise()) {
+  if (is_depthwise(s)) {
     const cudaError_t err = depthwise_input_grad(table, d, dy, w, dx, stream);
     if (err != cudaErrorNotSupported) return err;
   }

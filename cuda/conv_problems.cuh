@@ -30,31 +30,31 @@ struct ConvForwardProblem {
   struct BCol { int64_t o; bool ok; };
   struct BK { int64_t offset; bool ok; };
 
-  AMSIM_CUDA_HD ARow a_row(int64_t g, int64_t r) const {
+  AMSIM_HD ARow a_row(int64_t g, int64_t r) const {
     const bool ok = r < m;
     const int rr = ok ? static_cast<int>(r) : 0;
     const int ni = rr / (d.oh * d.ow), rem = rr - ni * d.oh * d.ow;
     const int ohi = rem / d.ow, owi = rem - ohi * d.ow;
     return {int64_t{ni} * d.h * d.w * d.c + g * d.cg, ohi * d.sh - d.pad_top, owi * d.sw - d.pad_left, ok};
   }
-  AMSIM_CUDA_HD AK a_k(int64_t, int64_t kk) const {
+  AMSIM_HD AK a_k(int64_t, int64_t kk) const {
     const bool ok = kk < k;
     const int q = ok ? static_cast<int>(kk) : 0;
     const int c = q % d.cg, tap = q / d.cg;
     const int kwi = tap % d.kw, khi = tap / d.kw;
     return {khi * d.dh, kwi * d.dw, c, ok};
   }
-  AMSIM_CUDA_HD float a_at(const ARow& r, const AK& q) const {
+  AMSIM_HD float a_at(const ARow& r, const AK& q) const {
     const int ih = r.ih0 + q.kdh, iw = r.iw0 + q.kdw;
     if (!(r.ok && q.ok && static_cast<unsigned>(ih) < static_cast<unsigned>(d.h) &&
           static_cast<unsigned>(iw) < static_cast<unsigned>(d.w)))
       return 0.0f;
     return load_readonly(x + r.base + (int64_t{ih} * d.w + iw) * d.c + q.c);
   }
-  AMSIM_CUDA_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
-  AMSIM_CUDA_HD BK b_k(int64_t, int64_t kk) const { return {kk * d.o, kk < k}; }
-  AMSIM_CUDA_HD float b_at(const BK& q, const BCol& c_) const { return q.ok && c_.ok ? load_readonly(w + q.offset + c_.o) : 0.0f; }
-  AMSIM_CUDA_HD float* c_row(int64_t g, int64_t r) const { return y + r * d.o + g * d.og; }
+  AMSIM_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
+  AMSIM_HD BK b_k(int64_t, int64_t kk) const { return {kk * d.o, kk < k}; }
+  AMSIM_HD float b_at(const BK& q, const BCol& c_) const { return q.ok && c_.ok ? load_readonly(w + q.offset + c_.o) : 0.0f; }
+  AMSIM_HD float* c_row(int64_t g, int64_t r) const { return y + r * d.o + g * d.og; }
 };
 
 // Conv2D input gradient as an implicit GEMM (groups as the batch):
@@ -76,38 +76,38 @@ struct ConvInputGradProblem {
   struct BCol { int64_t c; bool ok; };
   struct BK { int64_t offset; bool ok; };
 
-  AMSIM_CUDA_HD ARow a_row(int64_t g, int64_t r) const {
+  AMSIM_HD ARow a_row(int64_t g, int64_t r) const {
     const bool ok = r < m;
     const int rr = ok ? static_cast<int>(r) : 0;
     const int ni = rr / (d.h * d.w), rem = rr - ni * d.h * d.w;
     const int ihi = rem / d.w, iwi = rem - ihi * d.w;
     return {int64_t{ni} * d.oh * d.ow * d.o + g * d.og, ihi + d.pad_top, iwi + d.pad_left, ok};
   }
-  AMSIM_CUDA_HD AK a_k(int64_t, int64_t kk) const {
+  AMSIM_HD AK a_k(int64_t, int64_t kk) const {
     const bool ok = kk < k;
     const int q = ok ? static_cast<int>(kk) : 0;
     const int o = q % d.og, tap = q / d.og;
     const int kwi = tap % d.kw, khi = tap / d.kw;
     return {khi * d.dh, kwi * d.dw, o, ok};
   }
-  AMSIM_CUDA_HD float a_at(const ARow& r, const AK& q) const {
+  AMSIM_HD float a_at(const ARow& r, const AK& q) const {
     const int th = r.th0 - q.kdh, tw = r.tw0 - q.kdw;
     if (!(r.ok && q.ok) || th < 0 || tw < 0) return 0.0f;
     const int ohi = th / d.sh, owi = tw / d.sw;
     if (ohi * d.sh != th || owi * d.sw != tw || ohi >= d.oh || owi >= d.ow) return 0.0f;
     return load_readonly(dy + r.base + (int64_t{ohi} * d.ow + owi) * d.o + q.o);
   }
-  AMSIM_CUDA_HD BCol b_col(int64_t, int64_t j) const { return {j, j < n}; }
-  AMSIM_CUDA_HD BK b_k(int64_t g, int64_t kk) const {
+  AMSIM_HD BCol b_col(int64_t, int64_t j) const { return {j, j < n}; }
+  AMSIM_HD BK b_k(int64_t g, int64_t kk) const {
     const bool ok = kk < k;
     const int q = ok ? static_cast<int>(kk) : 0;
     const int o = q % d.og, tap = q / d.og;
     return {int64_t{tap} * d.cg * d.o + g * d.og + o, ok};
   }
-  AMSIM_CUDA_HD float b_at(const BK& q, const BCol& c_) const {
+  AMSIM_HD float b_at(const BK& q, const BCol& c_) const {
     return q.ok && c_.ok ? load_readonly(w + q.offset + c_.c * d.o) : 0.0f;
   }
-  AMSIM_CUDA_HD float* c_row(int64_t g, int64_t r) const { return dx + r * d.c + g * d.cg; }
+  AMSIM_HD float* c_row(int64_t g, int64_t r) const { return dx + r * d.c + g * d.cg; }
 };
 
 // Conv2D filter gradient as an implicit GEMM (groups as the batch):
@@ -130,31 +130,31 @@ struct ConvFilterGradProblem {
   struct BCol { int64_t o; bool ok; };
   struct BK { int64_t offset; bool ok; };
 
-  AMSIM_CUDA_HD ARow a_row(int64_t g, int64_t i) const {
+  AMSIM_HD ARow a_row(int64_t g, int64_t i) const {
     const bool ok = i < m;
     const int q = ok ? static_cast<int>(i) : 0;
     const int c = q % d.cg, tap = q / d.cg;
     const int kwi = tap % d.kw, khi = tap / d.kw;
     return {g * d.cg + c, khi * d.dh, kwi * d.dw, ok};
   }
-  AMSIM_CUDA_HD AK a_k(int64_t, int64_t r) const {
+  AMSIM_HD AK a_k(int64_t, int64_t r) const {
     const bool ok = r < k;
     const int rr = ok ? static_cast<int>(r) : 0;
     const int ni = rr / (d.oh * d.ow), rem = rr - ni * d.oh * d.ow;
     const int ohi = rem / d.ow, owi = rem - ohi * d.ow;
     return {int64_t{ni} * d.h * d.w * d.c, ohi * d.sh - d.pad_top, owi * d.sw - d.pad_left, ok};
   }
-  AMSIM_CUDA_HD float a_at(const ARow& i, const AK& r) const {
+  AMSIM_HD float a_at(const ARow& i, const AK& r) const {
     const int ih = r.ih0 + i.kdh, iw = r.iw0 + i.kdw;
     if (!(i.ok && r.ok && static_cast<unsigned>(ih) < static_cast<unsigned>(d.h) &&
           static_cast<unsigned>(iw) < static_cast<unsigned>(d.w)))
       return 0.0f;
     return load_readonly(x + r.base + (int64_t{ih} * d.w + iw) * d.c + i.c);
   }
-  AMSIM_CUDA_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
-  AMSIM_CUDA_HD BK b_k(int64_t, int64_t r) const { return {r * d.o, r < k}; }
-  AMSIM_CUDA_HD float b_at(const BK& r, const BCol& c_) const { return r.ok && c_.ok ? load_readonly(dy + r.offset + c_.o) : 0.0f; }
-  AMSIM_CUDA_HD float* c_row(int64_t g, int64_t i) const { return dw + i * d.o + g * d.og; }
+  AMSIM_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
+  AMSIM_HD BK b_k(int64_t, int64_t r) const { return {r * d.o, r < k}; }
+  AMSIM_HD float b_at(const BK& r, const BCol& c_) const { return r.ok && c_.ok ? load_readonly(dy + r.offset + c_.o) : 0.0f; }
+  AMSIM_HD float* c_row(int64_t g, int64_t i) const { return dw + i * d.o + g * d.og; }
 };
 
 }  // namespace cuda

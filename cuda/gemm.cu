@@ -20,7 +20,7 @@ cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t bat
 const char* gemm_variant(int mantissa_bits, const GemmShape& shape, int64_t batch) {
   DeviceLimits limits;
   if (current_device_limits(&limits) != cudaSuccess) return "unavailable";
-  return gemm_plan_name(plan_gemm(mantissa_bits, shape.m, shape.n, batch, limits));
+  return tile_choice_name(choose_tile(mantissa_bits, shape.m, shape.n, batch, limits));
 }
 
 }  // namespace cuda

@@ -8,10 +8,11 @@
 namespace amsim {
 namespace cuda {
 
-enum class TileChoice { kBig, kNarrow, kSmall };
+enum class TileKind { kBig, kNarrow, kSmall };
 
-struct GemmPlan {
-  TileChoice tile;
+// The kernel variant a GEMM runs: its tile shape and where the table sits.
+struct TileChoice {
+  TileKind tile;
   bool shared_table;
 };
 
@@ -24,35 +25,35 @@ int64_t tile_count(int64_t m, int64_t n, int64_t batch) {
 // alone give every SM a block; otherwise 16 x 32 tiles so that small outputs
 // (filter gradients, late conv layers) still spread over the device.  The
 // tile shape never changes the order of a sum.
-inline GemmPlan plan_gemm(int mantissa_bits, int64_t m, int64_t n, int64_t batch, const DeviceLimits& limits) {
-  GemmPlan plan;
+inline TileChoice choose_tile(int mantissa_bits, int64_t m, int64_t n, int64_t batch, const DeviceLimits& limits) {
+  TileChoice choice;
   size_t staging;
   if (n <= NarrowTile::kBN && tile_count<NarrowTile>(m, n, batch) >= limits.sm_count) {
-    plan.tile = TileChoice::kNarrow;
+    choice.tile = TileKind::kNarrow;
     staging = NarrowTile::kStagingBytes;
   } else if (tile_count<BigTile>(m, n, batch) >= limits.sm_count) {
-    plan.tile = TileChoice::kBig;
+    choice.tile = TileKind::kBig;
     staging = BigTile::kStagingBytes;
   } else {
-    plan.tile = TileChoice::kSmall;
+    choice.tile = TileKind::kSmall;
     staging = SmallTile::kStagingBytes;
   }
-  plan.shared_table = table_fits_shared(mantissa_bits, staging, limits);
-  return plan;
+  choice.shared_table = table_fits_shared(mantissa_bits, staging, limits);
+  return choice;
 }
 
-inline const char* gemm_plan_name(const GemmPlan& plan) {
-  switch (plan.tile) {
-    case TileChoice::kBig: return plan.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
-    case TileChoice::kNarrow: return plan.shared_table ? "tile128x64/shared-table" : "tile128x64/global-table";
-    default: return plan.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
+inline const char* tile_choice_name(const TileChoice& choice) {
+  switch (choice.tile) {
+    case TileKind::kBig: return choice.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
+    case TileKind::kNarrow: return choice.shared_table ? "tile128x64/shared-table" : "tile128x64/global-table";
+    default: return choice.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
   }
 }
 
 template <class Tile, class Problem, bool kSharedTable>
 cudaError_t launch_gemm_kernel(const Problem& p, const Table& table, const DeviceLimits& limits,
                                cudaStream_t stream) {
-  const int64_t tiles = ceil_div(p.m, Tile::kBM) * ceil_div(p.n, Tile::kBN) * p.batch;
+  const int64_t tiles = tile_count<Tile>(p.m, p.n, p.batch);
   const size_t shared_bytes = Tile::kStagingBytes + (kSharedTable ? shared_table_bytes(table.mantissa_bits) : 0);
   auto kernel = am_gemm_kernel<Tile, Problem, kSharedTable>;
   int64_t blocks = 0;
@@ -71,17 +72,17 @@ cudaError_t launch_gemm(const Problem& p, const Table& table, cudaStream_t strea
   DeviceLimits limits;
   cudaError_t err = current_device_limits(&limits);
   if (err != cudaSuccess) return err;
-  const GemmPlan plan = plan_gemm(table.mantissa_bits, p.m, p.n, p.batch, limits);
-  switch (plan.tile) {
-    case TileChoice::kBig:
-      return plan.shared_table ? launch_gemm_kernel<BigTile, Problem, true>(p, table, limits, stream)
-                               : launch_gemm_kernel<BigTile, Problem, false>(p, table, limits, stream);
-    case TileChoice::kNarrow:
-      return plan.shared_table ? launch_gemm_kernel<NarrowTile, Problem, true>(p, table, limits, stream)
-                               : launch_gemm_kernel<NarrowTile, Problem, false>(p, table, limits, stream);
+  const TileChoice choice = choose_tile(table.mantissa_bits, p.m, p.n, p.batch, limits);
+  switch (choice.tile) {
+    case TileKind::kBig:
+      return choice.shared_table ? launch_gemm_kernel<BigTile, Problem, true>(p, table, limits, stream)
+                                 : launch_gemm_kernel<BigTile, Problem, false>(p, table, limits, stream);
+    case TileKind::kNarrow:
+      return choice.shared_table ? launch_gemm_kernel<NarrowTile, Problem, true>(p, table, limits, stream)
+                                 : launch_gemm_kernel<NarrowTile, Problem, false>(p, table, limits, stream);
     default:
-      return plan.shared_table ? launch_gemm_kernel<SmallTile, Problem, true>(p, table, limits, stream)
-                               : launch_gemm_kernel<SmallTile, Problem, false>(p, table, limits, stream);
+      return choice.shared_table ? launch_gemm_kernel<SmallTile, Problem, true>(p, table, limits, stream)
+                                 : launch_gemm_kernel<SmallTile, Problem, false>(p, table, limits, stream);
   }
 }
 

@@ -179,7 +179,7 @@ struct GemmTileBlock {
 #pragma unroll
       for (int c = 0; c < TN; ++c) acc[r][c] = 0.0f;
 
-    const int64_t k_tiles = (p.k + BK - 1) / BK;
+    const int64_t k_tiles = ceil_div(p.k, BK);
     if (k_tiles > 0) {
       load(0);
       bool special = __syncthreads_or(store(0));
@@ -240,8 +240,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks) am_gemm_kern
   const GemmTileBlock<Tile, Problem, kSharedTable> block{
       p, entries, zero_row_bytes(table.mantissa_bits), table.mantissa_bits, table.rounding, staging,
       static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x / 32), static_cast<int>(threadIdx.x % 32)};
-  const int64_t tiles_m = (p.m + Tile::kBM - 1) / Tile::kBM;
-  const int64_t tiles_n = (p.n + Tile::kBN - 1) / Tile::kBN;
+  const int64_t tiles_m = ceil_div(p.m, Tile::kBM);
+  const int64_t tiles_n = ceil_div(p.n, Tile::kBN);
   const int64_t tiles = tiles_m * tiles_n * p.batch;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     __syncthreads();  // the table is loaded; the previous tile no longer reads the staging buffers

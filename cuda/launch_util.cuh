@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "amsim/host_device.h"
 #include "cuda/shared_table.cuh"
 
 namespace amsim {
@@ -42,8 +43,6 @@ cudaError_t persistent_blocks(Kernel kernel, int threads, size_t shared_bytes, i
   *blocks = std::max<int64_t>(1, std::min<int64_t>(work_items, int64_t{per_sm} * limits.sm_count));
   return cudaSuccess;
 }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace cuda
 }  // namespace amsim

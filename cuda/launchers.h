@@ -20,8 +20,7 @@
 #include <cstdint>
 
 #include "amsim/amsim.h"
-#include "amsim/conv.h"
-#include "amsim/gemm.h"
+#include "amsim/shapes.h"
 
 namespace amsim {
 namespace cuda {
@@ -38,8 +37,8 @@ cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t bat
                          int64_t batch_stride_b, float* c, cudaStream_t stream);
 
 // Conv2D on dense NHWC / HWIO tensors; `s` must be finalised by
-// amsim::conv2d_finalize().  Depthwise shapes (groups == C) take dedicated
-// kernels, the others an implicit GEMM.
+// amsim::conv2d_finalize().  Depthwise shapes (amsim::is_depthwise) take
+// dedicated kernels, the others an implicit GEMM.
 cudaError_t conv2d_forward(const Table& table, const Conv2DShape& s, const float* x,
                            const float* w, float* y, cudaStream_t stream);
 cudaError_t conv2d_input_grad(const Table& table, const Conv2DShape& s, const float* dy,

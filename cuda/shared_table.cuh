@@ -8,22 +8,24 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "amsim/amsim.h"
+
 namespace amsim {
 namespace cuda {
 
-__host__ __device__ constexpr size_t shared_table_bytes(int mantissa_bits) {
-  return ((size_t{2} << (2 * mantissa_bits)) + (size_t{2} << mantissa_bits) + 15) & ~size_t{15};
+// Byte offset of the zero row: right after the entries.
+AMSIM_HD constexpr uint32_t zero_row_bytes(int mantissa_bits) {
+  return static_cast<uint32_t>(table_size(mantissa_bits) * sizeof(uint16_t));
 }
 
-// Byte offset of the zero row.
-__host__ __device__ constexpr uint32_t zero_row_bytes(int mantissa_bits) {
-  return uint32_t{2} << (2 * mantissa_bits);
+AMSIM_HD constexpr size_t shared_table_bytes(int mantissa_bits) {
+  return (zero_row_bytes(mantissa_bits) + (size_t{2} << mantissa_bits) + 15) & ~size_t{15};
 }
 
 // Whole block copies the table to dst (16-byte aligned) and zeroes the rest;
 // the caller syncs before use.
 __device__ inline void load_shared_table(const uint16_t* __restrict__ src, int mantissa_bits, uint16_t* dst) {
-  const uint32_t entries = uint32_t{1} << (2 * mantissa_bits);
+  const uint32_t entries = static_cast<uint32_t>(table_size(mantissa_bits));
   const uint32_t total = static_cast<uint32_t>(shared_table_bytes(mantissa_bits) / 2);
   uint32_t copied = 0;
   if ((reinterpret_cast<uintptr_t>(src) & 15u) == 0) {

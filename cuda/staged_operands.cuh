@@ -1,6 +1,6 @@
 // Operands as the CUDA kernels stage them, and the one product formula the
 // hot loops use.  Everything is built on amsim/amsim.h and
-// amsim/cpu/packed_operands.h (pack_left / pack_right): no second copy of the
+// amsim/packed_operands.h (pack_left / pack_right): no second copy of the
 // arithmetic, only a different way to apply pack_left's scale.
 //
 // packed_operands.h composes a product as (t(entry) * scale_a) * scale_b with
@@ -28,7 +28,7 @@
 #include <cstdint>
 
 #include "amsim/amsim.h"
-#include "amsim/cpu/packed_operands.h"
+#include "amsim/packed_operands.h"
 #include "cuda/hd.cuh"
 
 namespace amsim {
@@ -38,7 +38,7 @@ namespace cuda {
 // (ptxas does not fuse mul.rn/add.rn): the contract's separate add.  The host
 // versions (for tests/cuda/host_emulation.cu) model the instructions for the
 // operands the kernels feed them, which are never subnormal.
-AMSIM_CUDA_HD float mul_rn_ftz(float a, float b) {
+AMSIM_HD float mul_rn_ftz(float a, float b) {
 #if defined(__CUDA_ARCH__)
   float r;
   asm("mul.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
@@ -49,7 +49,7 @@ AMSIM_CUDA_HD float mul_rn_ftz(float a, float b) {
   return static_cast<float>(exact);
 #endif
 }
-AMSIM_CUDA_HD float add_rn_ftz(float a, float b) {
+AMSIM_HD float add_rn_ftz(float a, float b) {
 #if defined(__CUDA_ARCH__)
   float r;
   asm("add.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
@@ -69,8 +69,7 @@ constexpr uint32_t kSpecialCol = 0xffffffffu;
 // Global table: x is an entry offset, y = bits of pack_left's scale_a
 // (inf and NaN are special there).  Special: x = kSpecialRow, y = bits of a.
 template <bool kSharedTable>
-AMSIM_CUDA_HD uint2 stage_left(float a, int mantissa_bits, Rounding rounding,
-                                            uint32_t zero_row_bytes) {
+AMSIM_HD uint2 stage_left(float a, int mantissa_bits, Rounding rounding, uint32_t zero_row_bytes) {
   const PackedLeft p = pack_left(a, mantissa_bits, rounding);
   const uint32_t ua = float_bits(a);
   if (p.special) {
@@ -93,7 +92,7 @@ struct StagedRight {
 };
 
 template <bool kSharedTable>
-AMSIM_CUDA_HD StagedRight stage_right(float b, int mantissa_bits, Rounding rounding) {
+AMSIM_HD StagedRight stage_right(float b, int mantissa_bits, Rounding rounding) {
   const PackedRight p = pack_right(b, mantissa_bits, rounding);
   const uint32_t ub = float_bits(b);
   if ((float_bits(p.scale) & ~kSignMask) == kInfBits && (ub & kInfBits) != kInfBits) return {kSpecialCol, b};
@@ -102,7 +101,7 @@ AMSIM_CUDA_HD StagedRight stage_right(float b, int mantissa_bits, Rounding round
 
 // The product of a non-special staged left operand and a staged right one.
 template <bool kSharedTable>
-AMSIM_CUDA_HD float staged_product(const uint16_t* table, uint2 a, uint32_t col, float scale_b) {
+AMSIM_HD float staged_product(const uint16_t* table, uint2 a, uint32_t col, float scale_b) {
   if constexpr (kSharedTable) {
     const uint32_t entry = *reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(table) + (a.x + col));
     return mul_rn_ftz(bits_float((entry << 8) + a.y), scale_b);
@@ -116,7 +115,7 @@ AMSIM_CUDA_HD float staged_product(const uint16_t* table, uint2 a, uint32_t col,
 // and fraction (the bits below the reduced fraction are 0, so neither rounding
 // moves them); zero / inf / NaN come back as themselves, specials as stored.
 template <bool kSharedTable>
-AMSIM_CUDA_HD float unstage_left(uint2 a, int mantissa_bits) {
+AMSIM_HD float unstage_left(uint2 a, int mantissa_bits) {
   if (a.x == kSpecialRow) return bits_float(a.y);
   if (kSharedTable) {
     if ((a.y & kInfBits) == 0 || (a.y & kInfBits) == kInfBits) return bits_float(a.y);  // zero row
@@ -127,7 +126,7 @@ AMSIM_CUDA_HD float unstage_left(uint2 a, int mantissa_bits) {
 }
 
 template <bool kSharedTable>
-AMSIM_CUDA_HD float unstage_right(uint32_t col, float scale_b, int mantissa_bits) {
+AMSIM_HD float unstage_right(uint32_t col, float scale_b, int mantissa_bits) {
   if (col == kSpecialCol) return scale_b;
   const uint32_t index = kSharedTable ? col >> 1 : col;
   return bits_float(float_bits(scale_b) | (index << (23 - mantissa_bits)));
@@ -135,8 +134,8 @@ AMSIM_CUDA_HD float unstage_right(uint32_t col, float scale_b, int mantissa_bits
 
 // Any product, specials included: the loops that may meet special operands.
 template <bool kSharedTable>
-AMSIM_CUDA_HD float any_product(const uint16_t* table, uint2 a, uint32_t col, float scale_b, int mantissa_bits,
-                                Rounding rounding) {
+AMSIM_HD float any_product(const uint16_t* table, uint2 a, uint32_t col, float scale_b, int mantissa_bits,
+                           Rounding rounding) {
   if (a.x == kSpecialRow || col == kSpecialCol)
     return am_multiply(unstage_left<kSharedTable>(a, mantissa_bits),
                        unstage_right<kSharedTable>(col, scale_b, mantissa_bits), table, mantissa_bits, rounding);

@@ -9,11 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define AMSIM_HD __host__ __device__ __forceinline__
-#else
-#define AMSIM_HD inline
-#endif
+#include "amsim/host_device.h"
 
 namespace amsim {
 
@@ -24,6 +20,9 @@ constexpr uint32_t kInfBits = 0x7f800000u;
 constexpr uint32_t kQuietNaNBits = 0x7fc00000u;
 
 enum class Rounding : int { kTruncate = 0, kNearestEven = 1 };
+
+// Number of table entries a multiplier with M mantissa bits needs: 2^(2M).
+AMSIM_HD constexpr int64_t table_size(int mantissa_bits) { return int64_t{1} << (2 * mantissa_bits); }
 
 // What the CPU GEMM may assume about the entries' two bytes; kUnknown: it
 // looks (with_entry_bytes() in gemm.h settles it once per table).
@@ -36,11 +35,8 @@ struct Table {
   Rounding rounding = Rounding::kTruncate;
   EntryBytes entry_bytes = EntryBytes::kUnknown;
 
-  AMSIM_HD int64_t size() const { return int64_t{1} << (2 * mantissa_bits); }
+  AMSIM_HD int64_t size() const { return table_size(mantissa_bits); }
 };
-
-// Number of table entries a multiplier with M mantissa bits needs.
-AMSIM_HD int64_t table_size(int mantissa_bits) { return int64_t{1} << (2 * mantissa_bits); }
 
 AMSIM_HD uint32_t float_bits(float x) {
 #if defined(__CUDA_ARCH__)

@@ -1,5 +1,6 @@
-// AM 2-D convolution (NHWC activations, HWIO filters, groups) -- the shapes
-// and the canonical summation orders shared by the CPU and CUDA kernels.
+// AM 2-D convolution (NHWC activations, HWIO filters, groups) -- the CPU entry
+// points, and the canonical summation orders that the CPU and CUDA kernels
+// share (the shape itself, Conv2DShape, is in shapes.h).
 //
 // Let G = groups, Cg = C / G input channels and Og = O / G output channels
 // per group; output channel o belongs to group o / Og.  Depthwise convolution
@@ -28,29 +29,17 @@
 
 #include "amsim/amsim.h"
 #include "amsim/parallel.h"
+#include "amsim/shapes.h"
 
 namespace amsim {
 
-struct Conv2DShape {
-  int64_t batch = 0;                       // N
-  int64_t in_h = 0, in_w = 0, in_c = 0;    // H, W, C
-  int64_t filter_h = 0, filter_w = 0;      // KH, KW
-  int64_t out_c = 0;                       // O
-  int64_t groups = 1;                      // G: C % G == 0, O % G == 0
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
-  int64_t out_h = 0, out_w = 0;            // filled by finalize()
-
-  AMSIM_HD int64_t in_c_per_group() const { return in_c / groups; }
-  AMSIM_HD int64_t out_c_per_group() const { return out_c / groups; }
-  AMSIM_HD int64_t effective_filter_h() const { return (filter_h - 1) * dilation_h + 1; }
-  AMSIM_HD int64_t effective_filter_w() const { return (filter_w - 1) * dilation_w + 1; }
-};
-
-// Computes out_h/out_w from the explicit paddings; returns nullptr when the
-// shape is valid, else a message naming what is wrong.
-const char* conv2d_finalize(Conv2DShape& s);
+// Depthwise: one input channel per group (groups == C) and more than one
+// group.  Both backends route these shapes to their dedicated depthwise
+// kernels and the others to an im2col / implicit GEMM; the two compute the
+// same canonical orders above, so the routing never changes a bit.  (An
+// ungrouped 1-channel conv, such as LeNet-5's first layer, has Cg == 1 too,
+// but it is an ordinary GEMM of KH*KW taps.)
+inline bool is_depthwise(const Conv2DShape& s) { return s.groups > 1 && s.groups == s.in_c; }
 
 // x: [N, H, W, C], w: [KH, KW, C/G, O], y: [N, OH, OW, O] (all dense, float32).
 void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x,

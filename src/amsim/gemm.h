@@ -11,21 +11,9 @@
 
 #include "amsim/amsim.h"
 #include "amsim/parallel.h"
+#include "amsim/shapes.h"
 
 namespace amsim {
-
-// One matrix operand: element (r, c) of op(X) lives at
-// data[r * row_stride + c * col_stride].  A transpose is just swapped strides.
-struct MatrixView {
-  const float* data = nullptr;
-  int64_t row_stride = 0;
-  int64_t col_stride = 1;
-  AMSIM_HD float at(int64_t r, int64_t c) const { return data[r * row_stride + c * col_stride]; }
-};
-
-struct GemmShape {
-  int64_t m = 0, n = 0, k = 0;
-};
 
 // C (m x n, row-major with leading dimension ldc) = A (m x k) . B (k x n).
 // C is overwritten, or with accumulate = true the sums continue from the

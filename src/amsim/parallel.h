@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "amsim/host_device.h"
+
 namespace amsim {
 
 // Runs body(begin, end) over disjoint sub-ranges covering [0, total).
@@ -24,7 +26,7 @@ inline bool worth_threads(int64_t total, int64_t cost_per_unit) {
 // balance, and consecutive GEMM tasks (which share a packed row block of A)
 // stay on one thread.
 inline int64_t parallel_block_size(int64_t total, int64_t threads) {
-  return (total + 4 * threads - 1) / (4 * threads);
+  return ceil_div(total, 4 * threads);
 }
 
 // Runs everything on the calling thread.

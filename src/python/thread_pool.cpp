@@ -71,7 +71,7 @@ void ThreadPool::parallel_for(int64_t total, int64_t cost_per_unit, const amsim:
     total_ = total;
     chunk_ = amsim::parallel_block_size(total, size());
     next_ = 0;
-    remaining_chunks_ = (total + chunk_ - 1) / chunk_;
+    remaining_chunks_ = amsim::ceil_div(total, chunk_);
     ++generation_;
   }
   work_ready_.notify_all();

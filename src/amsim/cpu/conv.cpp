@@ -233,7 +233,7 @@ struct TapAxis {
   }
   // With div == 1: the u in [first, last) that read a source, within [0, extent).
   void valid_range(int64_t extent, int64_t* first, int64_t* last) const {
-    const int64_t lo = offset >= 0 ? 0 : (-offset + mul - 1) / mul;
+    const int64_t lo = offset >= 0 ? 0 : ceil_div(-offset, mul);
     const int64_t hi = size - 1 - offset < 0 ? 0 : (size - 1 - offset) / mul + 1;
     *first = std::min(lo, extent);
     *last = std::max(*first, std::min(hi, extent));
@@ -382,7 +382,7 @@ const char* conv2d_finalize(Conv2DShape& s) {
 
 void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* w,
                         float* y, const ParallelFor& parallel) {
-  if (cpu::is_depthwise(s)) return cpu::depthwise_forward(given, s, x, w, y, parallel);
+  if (is_depthwise(s)) return cpu::depthwise_forward(given, s, x, w, y, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;
@@ -404,7 +404,7 @@ void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x
 
 void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float* dy, const float* w,
                            float* dx, const ParallelFor& parallel) {
-  if (cpu::is_depthwise(s)) return cpu::depthwise_input_grad(given, s, dy, w, dx, parallel);
+  if (is_depthwise(s)) return cpu::depthwise_input_grad(given, s, dy, w, dx, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t taps = s.filter_h * s.filter_w;
@@ -434,7 +434,7 @@ void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float
 
 void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* dy,
                             float* dw, const ParallelFor& parallel) {
-  if (cpu::is_depthwise(s)) return cpu::depthwise_filter_grad(given, s, x, dy, dw, parallel);
+  if (is_depthwise(s)) return cpu::depthwise_filter_grad(given, s, x, dy, dw, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t kcols = s.filter_h * s.filter_w * cg, rows = s.batch * s.out_h * s.out_w;

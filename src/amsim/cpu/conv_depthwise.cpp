@@ -12,7 +12,7 @@
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/multiply_simd.h"
-#include "amsim/cpu/packed_operands.h"
+#include "amsim/packed_operands.h"
 
 namespace amsim {
 namespace cpu {
@@ -233,7 +233,7 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
   const int64_t x_image = s.in_h * s.in_w * c_in, dy_image = s.out_h * s.out_w * o_all;
   std::fill(dw, dw + taps * o_all, 0.0f);
   constexpr int64_t kChannelsPerTask = 16;
-  const int64_t tasks = (o_all + kChannelsPerTask - 1) / kChannelsPerTask;
+  const int64_t tasks = ceil_div(o_all, kChannelsPerTask);
   for (int64_t n = 0; n < s.batch; ++n) {
     const Operands<PackedLeft> xl = pack_lefts(products, x + n * x_image, x_image, parallel);
     const Operands<Right> dyr = pack_rights(products, dy + n * dy_image, dy_image, parallel);

@@ -1,4 +1,4 @@
-// Depthwise convolution (groups == C: one input channel per group) on the
+// Depthwise convolution (is_depthwise() of conv.h: groups == C > 1) on the
 // CPU, without im2col: per-group GEMMs of one column would be mostly
 // overhead.  Same canonical orders and bits as conv.h documents.
 #pragma once
@@ -7,8 +7,6 @@
 
 namespace amsim {
 namespace cpu {
-
-inline bool is_depthwise(const Conv2DShape& s) { return s.groups > 1 && s.groups == s.in_c; }
 
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
                        const ParallelFor& parallel);

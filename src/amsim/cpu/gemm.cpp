@@ -68,15 +68,14 @@ const cpu::BlockedPath* blocked_path(const Table& table) {
   return nullptr;
 }
 
-// Lanes of the SIMD kernels run over columns of C in strips of 64.
-constexpr int64_t kStripColumns = 64;
 // Transposing a table costs 4^M entries: only worth it for small tables.
 constexpr int kMaxTransposedTableBits = 8;
 
 // Fraction of SIMD lanes doing useful work when C has `columns` columns.
 double lane_use(int64_t columns) {
-  const int64_t strips = (columns + kStripColumns - 1) / kStripColumns;
-  return strips == 0 ? 1.0 : double(columns) / double(strips * kStripColumns);
+  // Lanes of the SIMD kernels run over columns of C in strips of cpu::kStripCols.
+  const int64_t strips = ceil_div(columns, cpu::kStripCols);
+  return strips == 0 ? 1.0 : double(columns) / double(strips * cpu::kStripCols);
 }
 
 std::vector<uint16_t> transposed_entries(const Table& table) {
@@ -157,7 +156,7 @@ Table with_entry_bytes(const Table& table) {
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
   return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
-         shape.n < kStripColumns && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
+         shape.n < cpu::kStripCols && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
 const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kReportShape); }

@@ -18,8 +18,6 @@ constexpr int64_t kMinTasks = 8;
 // A streamed B with this few rows of A is not worth packing twice.
 constexpr int64_t kStreamedMinRows = 4;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 }  // namespace
 
 int64_t words_per_k(RightLayout layout) {

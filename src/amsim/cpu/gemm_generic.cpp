@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "amsim/cpu/fp_env.h"
-#include "amsim/cpu/packed_operands.h"
+#include "amsim/packed_operands.h"
 
 namespace amsim {
 namespace cpu {
@@ -45,7 +45,7 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
     }
   });
 
-  const int64_t row_tasks = (m + kRowsPerTask - 1) / kRowsPerTask;
+  const int64_t row_tasks = ceil_div(m, kRowsPerTask);
   parallel(row_tasks, kRowsPerTask * n * k * 4, [&](int64_t t0, int64_t t1) {
     FlushToZeroScope ftz;
     const int64_t i0 = t0 * kRowsPerTask, i1 = std::min(m, t1 * kRowsPerTask);

@@ -76,7 +76,7 @@ absl::Status ConvGroups(int64_t in_channels, int64_t filter_in_channels, int64_t
   return absl::OkStatus();
 }
 
-absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvDims& dims, amsim::Conv2DShape* s) {
+absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvTensorDims& dims, amsim::Conv2DShape* s) {
   const int64_t* in = dims.input;
   const int64_t* f = dims.filter;
   *s = amsim::Conv2DShape{};

@@ -31,7 +31,7 @@ struct ConvAttrs {
 };
 
 // NHWC input [N, H, W, C] and HWIO filter [KH, KW, C/groups, O].
-struct ConvDims {
+struct ConvTensorDims {
   int64_t input[4] = {0, 0, 0, 0};
   int64_t filter[4] = {0, 0, 0, 0};
 };
@@ -63,7 +63,7 @@ absl::Status ConvGroups(int64_t in_channels, int64_t filter_in_channels, int64_t
                         int64_t* groups);
 
 // The complete, validated core shape (output size filled in).
-absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvDims& dims, amsim::Conv2DShape* shape);
+absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvTensorDims& dims, amsim::Conv2DShape* shape);
 
 }  // namespace tf
 }  // namespace approxtrain

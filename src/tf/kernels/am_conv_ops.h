@@ -56,7 +56,7 @@ class AMConvOpBase : public tensorflow::OpKernel {
                          amsim::Conv2DShape* s) const {
     TF_RETURN_IF_ERROR(Rank4(input, "input"));
     TF_RETURN_IF_ERROR(Rank4(filter, "filter"));
-    ConvDims dims;
+    ConvTensorDims dims;
     for (int i = 0; i < 4; ++i) {
       dims.input[i] = input.dim_size(i);
       dims.filter[i] = filter.dim_size(i);
