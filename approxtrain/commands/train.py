@@ -38,7 +38,9 @@ def add_run_arguments(p):
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="disable the dataset's standard augmentation")
     p.add_argument("--image-size", type=int, help="image side for class-folder datasets (default 224)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy: mirrored (this machine's GPUs), multiworker (one process per "
+                        "worker, cluster from TF_CONFIG; see the README, 'On several machines')")
     p.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
                    help="Keras progress output: 1 bar, 2 one line per epoch (auto: bar on a terminal)")
 

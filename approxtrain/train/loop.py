@@ -24,10 +24,8 @@ from approxtrain.train import testing_hooks
 class NonFiniteLoss(RuntimeError):
     """The loss of a training step was NaN or infinite."""
 
-    def __init__(self, epoch, step, loss, layer):
-        self.epoch, self.step, self.loss, self.layer = epoch, step, loss, layer
-        where = (f"first non-finite output: layer {layer}" if layer
-                 else "every layer's output was finite on this worker; the loss itself was not")
+    def __init__(self, epoch, step, loss, layer, where):
+        self.epoch, self.step, self.loss, self.layer = epoch, step, loss, layer  # layer: "'name' (Class)" or None
         super().__init__(f"the loss became {loss} at epoch {epoch}, step {step} ({where})")
 
 
@@ -61,7 +59,7 @@ def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, str
             callback_list.on_train_batch_begin(step)
             loss_sum, correct, count, nonfinite = train_step(batch)
             if not np.isfinite(loss_sum):
-                raise NonFiniteLoss(epoch + 1, step + 1, float(loss_sum), steps.layer_name(nonfinite))
+                raise NonFiniteLoss(epoch + 1, step + 1, float(loss_sum), *steps.first_nonfinite(nonfinite))
             totals += (loss_sum, correct, count)
             logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
             callback_list.on_train_batch_end(step, logs)
@@ -163,12 +161,16 @@ class _Steps:
             self.functions[key] = lambda batch: [t.numpy() for t in compiled(batch)]
         return self.functions[key]
 
-    def layer_name(self, nonfinite):
+    def first_nonfinite(self, nonfinite):
+        """(layer or None, where): the first layer flagged in a step's `nonfinite` output."""
+        if not self.layers:
+            return None, "the layer is unknown: only functional models show their layers' outputs"
         flagged = np.flatnonzero(nonfinite)
         if not flagged.size:
-            return None
+            return None, "every layer's output was finite on this worker; the loss itself was not"
         layer = self.layers[flagged[0]]
-        return f"{layer.name!r} ({type(layer).__name__})"
+        name = f"{layer.name!r} ({type(layer).__name__})"
+        return name, f"first non-finite output: layer {name}"
 
     def _forward(self, x, training):
         if self.probe is None:

@@ -124,9 +124,18 @@ def train(config: TrainConfig, resume=False):
                          f"pass --resume to continue it, or choose another --out")
     initial_epoch, finished = (folder.epoch, folder.state == "finished") if chief else (0, False)
     if multiworker:  # every worker starts where the chief's run folder says
-        from approxtrain.train.loop import broadcast_int
+        import tensorflow as tf
 
-        initial_epoch, finished = broadcast_int(strategy, initial_epoch), bool(broadcast_int(strategy, finished))
+        from approxtrain.train.loop import broadcast_int
+        from approxtrain.train.strategy import lost_worker
+
+        try:
+            initial_epoch, finished = broadcast_int(strategy, initial_epoch), bool(broadcast_int(strategy, finished))
+        except tf.errors.OpError as e:  # typically the chief refused the run folder and stopped
+            why = lost_worker(e)
+            if why is None:
+                raise
+            raise WorkerLost(f"{config.out}: training could not start: {why}; see the chief's output") from None
     if finished:
         print(f"{config.out}: all {config.epochs} epochs already done")
         if chief:

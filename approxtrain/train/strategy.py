@@ -21,8 +21,28 @@ def make_strategy(name):
     if name == "mirrored":
         return mirrored_strategy()
     if name == "multiworker":  # cluster from the TF_CONFIG environment variable
+        check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; use default, mirrored or multiworker")
+
+
+def check_tf_config():
+    """TF_CONFIG must name a cluster and this process's place in it; without one TensorFlow
+    would quietly train on this machine alone."""
+    import json
+    import os
+
+    text = os.environ.get("TF_CONFIG", "")
+    how = "set TF_CONFIG on every worker (see the README, 'On several machines')"
+    if not text.strip():
+        raise ValueError(f"--strategy multiworker needs TF_CONFIG, the cluster and this worker's index: {how}")
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        cluster[task["type"]][task["index"]]  # noqa: B018 - KeyError/IndexError: this worker is not listed
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"TF_CONFIG is not a cluster with this worker in it ({type(e).__name__}: {e}): {how}; "
+                         f"got {text[:200]!r}") from None
 
 
 def is_chief(strategy):
@@ -44,7 +64,8 @@ def lost_worker(error):
     """What a tf.errors.OpError says about a worker of the cluster that stopped, or None.
 
     Under MultiWorkerMirroredStrategy TF's coordination service notices a worker that stops
-    sending heartbeats (seconds) and aborts every collective op with a long UnavailableError."""
+    sending heartbeats (seconds) and aborts every collective op with a long UnavailableError;
+    a collective op whose peer is gone fails with the peer's closed connection."""
     import re
 
     text = str(error)
@@ -54,4 +75,8 @@ def lost_worker(error):
         return f"{', '.join(names) or 'a worker'} of the cluster stopped (no heartbeat)"
     if "coordination service" in text.lower() and ("Failed to send RPC" in text or "UNAVAILABLE" in text):
         return "the cluster's coordinator (the chief, or worker 0) cannot be reached: it stopped, or the network failed"
+    gone = ("Socket closed", "Connection refused", "Connection reset", "failed to connect to all addresses")
+    peer = re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", text)
+    if peer and any(sign in text for sign in gone):
+        return f"{peer.group(1)} {peer.group(2)} of the cluster stopped (its connection closed)"
     return None

@@ -118,3 +118,13 @@ def test_a_killed_worker_stops_the_other_clearly_and_the_run_resumes(tmp_path):
     assert_same_weights(ckpt(chief_out, 2), ckpt(single, 2), atol=ATOL, rtol=RTOL)
     assert_one_consistent_version(chief_out, 2)
     assert not os.path.exists(worker_out)
+
+
+def test_multiworker_without_tf_config_says_what_to_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *LENET5, "--strategy", "multiworker", "--out", out]) == 2
+    assert capsys.readouterr().err == (
+        "approxtrain train: error: --strategy multiworker needs TF_CONFIG, the cluster and this worker's index: "
+        "set TF_CONFIG on every worker (see the README, 'On several machines')\n")
+    assert not os.path.exists(out)

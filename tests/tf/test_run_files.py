@@ -215,3 +215,13 @@ def test_printed_errors_are_cut_to_a_readable_length():
     assert lines[-2] == "TypeError: PerReplica ... unsupported type"
     assert lines[-1] == "x" * 300 + " ... (4700 characters cut)"
     assert cli.shorten("one line") == "one line"
+
+
+def test_interrupted_compare_says_how_to_continue():
+    from approxtrain.train.run import Interrupted
+
+    assert cli.interrupted_message("compare", Interrupted("runs/cmp/mbm7", 3)) == (
+        "interrupted after epoch 3 of runs/cmp/mbm7; run the same command again to continue")
+    assert cli.interrupted_message("train", Interrupted("runs/x", 0)) == (
+        "interrupted before the first epoch finished; nothing to resume, start it again")
+    assert cli.interrupted_message("train", KeyboardInterrupt()) == "interrupted"
