@@ -275,14 +275,13 @@ def _check_multipliers(config):
     """Unknown multiplier names fail before the (slow) data loading."""
     from approxtrain import multipliers
 
-    known = getattr(multipliers, "names", None)
-    if known is None:
-        return
-    available = set(known()) | {"fp32"}
     for what in ("multiplier", "grad_input_multiplier", "grad_weight_multiplier"):
         name = getattr(config, what)
-        if name is not None and name not in available:
-            raise ValueError(f"unknown {what} {name!r}; known: fp32, {', '.join(sorted(known()))}")
+        if name is None:
+            continue
+        if name != multipliers.NATIVE and name not in multipliers.names():
+            raise ValueError(f"unknown {what} {name!r}; known: {multipliers.NATIVE}, {', '.join(multipliers.names())}")
+        multipliers.resolve(name)  # loads the table now, so a damaged one also fails before the data
 
 
 def _verbosity(verbose):
