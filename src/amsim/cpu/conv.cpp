@@ -188,7 +188,8 @@ void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int6
                 float* out, int64_t ldc, const ParallelFor& parallel) {
   const int64_t kcols = left.runs * left.run_len;
   if (gemm_cpu_gathered(table, GemmShape{rows, n, kcols}, left, b, out, ldc, parallel)) return;
-  const int64_t chunk = rows_per_chunk(kcols);
+  // The bucket GEMM pays per call for its table and T: it takes longer chunks.
+  const int64_t chunk = std::max(rows_per_chunk(kcols), gemm_cpu_min_rows(table, GemmShape{rows, n, kcols}));
   std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t r1 = std::min(rows, r0 + chunk);

@@ -171,6 +171,10 @@ const char* gemm_cpu_path(const Table& table, const GemmShape& shape) {
   return "generic";
 }
 
+int64_t gemm_cpu_min_rows(const Table& table, const GemmShape& shape) {
+  return bucket_for(table, shape) != nullptr ? int64_t{8} << table.mantissa_bits : 0;
+}
+
 void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
               const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
               bool accumulate) {
