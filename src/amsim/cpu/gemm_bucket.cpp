@@ -39,8 +39,6 @@ constexpr double kTableNs = 3.5;        // per table entry (the float table, all
 constexpr double kPackLeftNs = 0.3;     // per selecting operand packed
 constexpr double kPackRightNs = 2.0;    // per expanded operand packed
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // An operand after step 2 of the contract, as the bucket method uses it.
 enum class Kind : uint8_t { kZero, kOrdinary, kInfNaN, kRoundsToInf };
 struct Packed {
