@@ -9,11 +9,17 @@ Each layer is its Keras twin plus `multiplier`, `grad_input_multiplier` and
 from approxtrain.layers._am_layer import AMLayer
 from approxtrain.layers.attention import AMMultiHeadAttention
 from approxtrain.layers.conv import AMConv1D, AMConv2D
+from approxtrain.layers.conv3d import AMConv3D
+from approxtrain.layers.conv_transpose import AMConv1DTranspose, AMConv2DTranspose, AMConv3DTranspose
 from approxtrain.layers.dense import AMDense
 from approxtrain.layers.depthwise_conv import AMDepthwiseConv2D, AMSeparableConv2D
+from approxtrain.layers.einsum_dense import AMEinsumDense
+from approxtrain.layers.recurrent import AMGRU, AMLSTM, AMSimpleRNN
 
 # Every AM layer class; each names its Keras twin in `keras_twin` (substitute() maps them).
-AM_LAYERS = (AMDense, AMConv1D, AMConv2D, AMDepthwiseConv2D, AMSeparableConv2D, AMMultiHeadAttention)
+AM_LAYERS = (AMDense, AMConv1D, AMConv2D, AMDepthwiseConv2D, AMSeparableConv2D, AMMultiHeadAttention,
+             AMSimpleRNN, AMGRU, AMLSTM,
+             AMEinsumDense, AMConv3D, AMConv1DTranspose, AMConv2DTranspose, AMConv3DTranspose)
 
 __all__ = [
     "AM_LAYERS",
@@ -24,4 +30,12 @@ __all__ = [
     "AMDepthwiseConv2D",
     "AMSeparableConv2D",
     "AMMultiHeadAttention",
+    "AMEinsumDense",
+    "AMConv3D",
+    "AMConv1DTranspose",
+    "AMConv2DTranspose",
+    "AMConv3DTranspose",
+    "AMSimpleRNN",
+    "AMGRU",
+    "AMLSTM",
 ]

@@ -11,7 +11,8 @@ from _compare import BF16  # noqa: E402
 
 # The layers substitute() replaces (docs/design.md, "Ops, layers and gradients").
 SUPPORTED_KERAS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-                   keras.layers.SeparableConv2D, keras.layers.MultiHeadAttention)
+                   keras.layers.SeparableConv2D, keras.layers.MultiHeadAttention,
+                   keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM)
 
 
 def is_twin(new_type, old_type):

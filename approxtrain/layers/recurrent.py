@@ -1,0 +1,287 @@
+"""AMSimpleRNN, AMGRU, AMLSTM: Keras recurrent layers whose matrix products use approximate multipliers.
+
+Which products are approximated (docs/design.md, "Recurrent layers"): every product
+Keras computes with a matmul --
+
+- the input products ``x_t . kernel`` (all gates), and
+- the recurrent products ``h_{t-1} . recurrent_kernel`` (all gates; for a GRU with
+  ``reset_after=False`` also ``(r_t * h_{t-1}) . recurrent_kernel[:, 2u:]``),
+
+forward and backward, through `approxtrain.ops.matmul` with the layer's three multipliers
+(the activations are the table row: x_t or h_{t-1} forward, dY for dX / dh, X or h for dW).
+The elementwise gate math -- bias adds, sigmoid / tanh, the gate products ``f * c``,
+``z * h``, dropout masks -- is native float32, as in Keras.
+
+The input products do not depend on the recurrence, so they are hoisted out of the time
+loop: ONE AM matmul of the whole sequence, rows (batch, time), each output element summing
+over the input features ascending -- the same products in the same order as one product per
+step, hence the same bits. Its kernel gradient is then one AM GEMM summing over
+(batch, time) ascending. The recurrent products stay one AM matmul per step; their kernel
+gradient is TensorFlow's sum over the steps of the loop.
+
+The layers never take Keras's fused cuDNN / backend paths (which would multiply natively):
+``use_cudnn`` is always False, and ``use_cudnn=True`` is an error.
+"""
+import keras
+from keras.src import backend as keras_backend
+
+from approxtrain.layers._am_layer import AMLayer
+from approxtrain.layers.dense import dense_matmul
+
+ops = keras.ops
+
+
+# --- products --------------------------------------------------------------------------------
+
+def _masked(x, mask):
+    """x * mask, a [batch, features] dropout mask broadcast over the time axis of a sequence."""
+    if len(x.shape) == 3:
+        mask = ops.expand_dims(mask, 1)
+    return x * mask
+
+
+def gate_products(cell, x, weight, masks, gates):
+    """x . weight through the cell's AM multipliers (x the table row), x of shape [batch, k] or
+    [batch, time, k]. masks: None, one dropout mask, or one mask per gate (Keras's
+    implementation=1), in which case each gate's column block multiplies its own masked x."""
+    if masks is None:
+        return dense_matmul(cell, x, weight, bound_rank=1)
+    if not isinstance(masks, (list, tuple)):
+        return dense_matmul(cell, _masked(x, masks), weight, bound_rank=1)
+    blocks = ops.split(weight, gates, axis=1)
+    return ops.concatenate(
+        [dense_matmul(cell, _masked(x, m), w, bound_rank=1) for m, w in zip(masks[:gates], blocks)], axis=-1)
+
+
+class _AMCell(AMLayer):
+    """An RNN cell split in two: `input_products` (x . kernel, no state) and `step` (the rest).
+
+    `call` is the two in a row, so the cell also works alone, e.g. in `keras.layers.RNN`.
+    """
+
+    gates = None  # column blocks of kernel / recurrent_kernel
+
+    def _input_masks(self, inputs, training):
+        if not training or not 0.0 < self.dropout < 1.0:
+            return None
+        return self.get_dropout_mask(inputs[:, 0, :] if len(inputs.shape) == 3 else inputs)
+
+    def _recurrent_masks(self, h_tm1, training):
+        if not training or not 0.0 < self.recurrent_dropout < 1.0:
+            return None
+        return self.get_recurrent_dropout_mask(h_tm1)
+
+    def input_products(self, inputs, training=False):
+        """inputs . kernel (dropout applied), for one step [batch, k] or a whole sequence [batch, time, k]."""
+        return gate_products(self, inputs, self.kernel, self._input_masks(inputs, training), self.gates)
+
+    def call(self, inputs, states, training=False):
+        return self.step(self.input_products(inputs, training), states, training)
+
+
+def _first_state(states):
+    return states[0] if isinstance(states, (list, tuple)) else states
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMSimpleRNNCell(_AMCell, keras.layers.SimpleRNNCell):
+    """`keras.layers.SimpleRNNCell` with AM products: ``act((x . W + b) + h . U)``."""
+
+    keras_twin = keras.layers.SimpleRNNCell
+    gates = 1
+
+    def step(self, x_kernel, states, training=False):
+        h_tm1 = _first_state(states)
+        z = x_kernel if self.bias is None else ops.add(x_kernel, self.bias)
+        z = z + gate_products(self, h_tm1, self.recurrent_kernel, self._recurrent_masks(h_tm1, training), 1)
+        if self.activation is not None:
+            z = self.activation(z)
+        return z, ([z] if isinstance(states, (list, tuple)) else z)
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMLSTMCell(_AMCell, keras.layers.LSTMCell):
+    """`keras.layers.LSTMCell` with AM products.
+
+    z = x . W + h . U + b (bias added first under implementation=1, last otherwise, as Keras
+    does), gates i, f, c~, o = z split in four; c = f * c_prev + i * act(c~); h = o * act(c).
+    """
+
+    keras_twin = keras.layers.LSTMCell
+    gates = 4
+
+    def step(self, x_kernel, states, training=False):
+        h_tm1, c_tm1 = states[0], states[1]
+        h_kernel = gate_products(self, h_tm1, self.recurrent_kernel, self._recurrent_masks(h_tm1, training), 4)
+        if self.use_bias and self.implementation == 1:
+            z = (x_kernel + self.bias) + h_kernel
+        else:
+            z = x_kernel + h_kernel
+            if self.use_bias:
+                z = z + self.bias
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        c = f * c_tm1 + i * self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMGRUCell(_AMCell, keras.layers.GRUCell):
+    """`keras.layers.GRUCell` with AM products, both `reset_after` conventions.
+
+    x = x . W + b_in split into (x_z, x_r, x_h). reset_after=True: m = h . U + b_rec split into
+    (m_z, m_r, m_h), r = sig(x_r + m_r), candidate act(x_h + r * m_h). reset_after=False:
+    (m_z, m_r) = h . U[:, :2u], candidate act(x_h + (r * h) . U[:, 2u:]) -- an AM product too.
+    z = sig(x_z + m_z); h_new = z * h + (1 - z) * candidate.
+    """
+
+    keras_twin = keras.layers.GRUCell
+    gates = 3
+
+    def _biases(self):
+        if not self.use_bias:
+            return None, None
+        if not self.reset_after:
+            return self.bias, None
+        return self.bias[0], self.bias[1]
+
+    def step(self, x_kernel, states, training=False):
+        h_tm1 = _first_state(states)
+        input_bias, recurrent_bias = self._biases()
+        x = x_kernel if input_bias is None else x_kernel + input_bias
+        x_z, x_r, x_h = ops.split(x, 3, axis=-1)
+        masks = self._recurrent_masks(h_tm1, training)
+        u = self.units
+        if self.reset_after:
+            inner = gate_products(self, h_tm1, self.recurrent_kernel, masks, 3)
+            if recurrent_bias is not None:
+                inner = inner + recurrent_bias
+            m_z, m_r, m_h = ops.split(inner, 3, axis=-1)
+        else:
+            inner = gate_products(self, h_tm1, self.recurrent_kernel[:, :2 * u], masks, 2)
+            m_z, m_r = ops.split(inner, 2, axis=-1)
+        z = self.recurrent_activation(x_z + m_z)
+        r = self.recurrent_activation(x_r + m_r)
+        if self.reset_after:
+            m_h = r * m_h
+        else:
+            h_h = h_tm1 if masks is None else _masked(h_tm1, masks[2] if isinstance(masks, (list, tuple)) else masks)
+            m_h = dense_matmul(self, r * h_h, self.recurrent_kernel[:, 2 * u:], bound_rank=1)
+        candidate = self.activation(x_h + m_h)
+        h = z * h_tm1 + (1 - z) * candidate
+        return h, ([h] if isinstance(states, (list, tuple)) else h)
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+class _AMRecurrent(AMLayer):
+    """What AMSimpleRNN, AMGRU and AMLSTM share: the AM cell and the hoisted loop."""
+
+    cell_class = None
+
+    def __init__(self, *args, **kwargs):
+        if "use_cudnn" in kwargs:
+            self._check_use_cudnn(kwargs.pop("use_cudnn"), kwargs.get("name"))
+            if self.keras_twin is not keras.layers.SimpleRNN:
+                kwargs["use_cudnn"] = False
+        super().__init__(*args, **kwargs)
+        # The twin's __init__ made a native cell; make the same cell an AM one (same config).
+        native = self.cell
+        config = native.get_config()
+        if hasattr(native, "implementation"):  # not in the cell's config, but it changes dropout
+            config["implementation"] = native.implementation
+        config.update(self.am_multipliers.op_kwargs())
+        self._tracker.untrack(native)
+        self.cell = self.cell_class.from_config(config)
+
+    def _check_use_cudnn(self, value, name):
+        if value is True:
+            raise ValueError(
+                f"{type(self).__name__} {name or ''!r}: use_cudnn=True asks for the fused cuDNN kernel, which "
+                "multiplies natively; an AM recurrent layer always runs its own loop (use_cudnn='auto' or False)"
+            )
+        if value not in ("auto", False):
+            raise ValueError(f"use_cudnn must be 'auto', True or False, got {value!r}")
+
+    # Keras's LSTM / GRU take the fused cuDNN path while use_cudnn is "auto" or True, and
+    # Bidirectional copies the wrapped layer's value onto its two copies: for an AM layer it
+    # is always False.
+    @property
+    def use_cudnn(self):
+        return False
+
+    @use_cudnn.setter
+    def use_cudnn(self, value):
+        self._check_use_cudnn(value, getattr(self, "name", None))
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        projected = self.cell.input_products(sequences, training)
+        return self.recurrence(projected, initial_state, mask, training)
+
+    def recurrence(self, projected, initial_state, mask=None, training=False):
+        """The time loop on the input products ``x . kernel`` of the whole sequence: Keras's
+        backend loop (go_backwards, masking, unroll) over the cell's `step`."""
+        def step(x_kernel, states):
+            output, new_states = self.cell.step(x_kernel, states, training)
+            return output, (new_states if keras.tree.is_nested(new_states) else [new_states])
+
+        if not keras.tree.is_nested(initial_state):
+            initial_state = [initial_state]
+        return keras_backend.rnn(
+            step,
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=projected.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+
+
+_ARGS_DOC = """
+    Same arguments, weights and behaviour as `{twin}` (return_sequences, return_state,
+    go_backwards, masking, stateful, unroll, dropout, recurrent_dropout, ...), plus:
+
+    Args:
+        multiplier: forward multiplier (registry name, `Multiplier`, or ``"fp32"``).
+        grad_input_multiplier: multiplier for the gradients w.r.t. the inputs and the hidden
+            state (None: `multiplier`).
+        grad_weight_multiplier: multiplier for the gradients w.r.t. kernel and
+            recurrent_kernel (None: `multiplier`).
+
+    `use_cudnn` is always False (the fused kernels multiply natively); True is an error.
+    See the module docstring for which products are approximated and in which order.
+"""
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMSimpleRNN(_AMRecurrent, keras.layers.SimpleRNN):
+    __doc__ = "Fully-connected RNN, ``h_t = act(x_t . W + b + h_{t-1} . U)``, with AM products.\n" + \
+        _ARGS_DOC.format(twin="keras.layers.SimpleRNN")
+
+    keras_twin = keras.layers.SimpleRNN
+    cell_class = AMSimpleRNNCell
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMGRU(_AMRecurrent, keras.layers.GRU):
+    __doc__ = "Gated Recurrent Unit (both `reset_after` conventions) with AM products.\n" + \
+        _ARGS_DOC.format(twin="keras.layers.GRU")
+
+    keras_twin = keras.layers.GRU
+    cell_class = AMGRUCell
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class AMLSTM(_AMRecurrent, keras.layers.LSTM):
+    __doc__ = "Long Short-Term Memory layer with AM products.\n" + _ARGS_DOC.format(twin="keras.layers.LSTM")
+
+    keras_twin = keras.layers.LSTM
+    cell_class = AMLSTMCell
