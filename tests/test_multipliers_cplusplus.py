@@ -26,8 +26,9 @@ def home(tmp_path, monkeypatch):
 
 
 def registry_files(home):
+    """The store's files, less its lock file (registry._store_lock)."""
     d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def write(tmp_path, name, text):
@@ -209,7 +210,8 @@ def test_looping_cxx_model_times_out_and_nothing_is_registered(home, tmp_path):
     with pytest.raises(ModelError) as e:
         multipliers.register("spin", cpp, mantissa_bits=2, timeout=4)
     assert str(e.value) == (f"building the table of spin ({cpp}) did not finish within 4 s: does the model loop "
-                            "forever for some pair? Nothing was registered")
+                            "forever for some pair? Nothing was registered (a slow model needs a longer time "
+                            "limit: timeout=, --timeout on the command line)")
     assert registry_files(home) == []
 
 
@@ -244,5 +246,6 @@ def test_cli_timeout(home, tmp_path, capsys):
     assert main(["multipliers", "add", "spin", str(c), "-m", "2", "--timeout", "3"]) == 2
     assert capsys.readouterr().err == (f"approxtrain multipliers: error: building the table of spin ({c}) did not "
                                        "finish within 3 s: does the model loop forever for some pair? Nothing was "
-                                       "registered\n")
+                                       "registered (a slow model needs a longer time limit: timeout=, "
+                                       "--timeout on the command line)\n")
     assert registry_files(home) == []

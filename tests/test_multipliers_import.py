@@ -20,8 +20,9 @@ def home(tmp_path, monkeypatch):
 
 
 def registry_files(home):
+    """The store's files, less its lock file (registry._store_lock)."""
     d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def write_bytes(tmp_path, name, data):

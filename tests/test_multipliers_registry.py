@@ -27,8 +27,9 @@ def c_file(tmp_path, body=EXACT, name="mine.c"):
 
 
 def registry_files(home):
+    """The store's files, less its lock file (registry._store_lock)."""
     d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def test_names_sorted_and_shipped(home):
@@ -134,6 +135,7 @@ def test_failure_writing_the_table_undoes_the_source_copy(home, tmp_path, monkey
         real(path, data)
 
     monkeypatch.setattr(table_file, "atomic_write_bytes", failing)
+    monkeypatch.setattr(table_file, "publish_new_bytes", failing)  # how a new name's table is written
     with pytest.raises(OSError, match="disk full"):
         multipliers.register("mine", c_file(tmp_path), mantissa_bits=7)
     assert registry_files(home) == []

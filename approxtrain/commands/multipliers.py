@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from approxtrain.multipliers import LANGUAGES, ROUNDINGS, TABLE_FORMATS
-from approxtrain.multipliers.builder import BUILD_TIMEOUT_S
+from approxtrain.multipliers.builder import BUILD_TIMEOUT_TEXT
 from approxtrain.multipliers.metrics import DEFAULT_SAMPLES
 
 
@@ -27,7 +27,7 @@ def add_parser(sub):
     add.add_argument("--language", choices=LANGUAGES,
                      help="compile FILE as this language (default: by suffix; .h, .inl: C, then C++)")
     add.add_argument("--timeout", type=float, metavar="S",
-                     help=f"give up building the table after S seconds (default: {BUILD_TIMEOUT_S})")
+                     help=f"give up building the table after S seconds (default: {BUILD_TIMEOUT_TEXT})")
     add.add_argument("--from-table", metavar="TABLE", help="import this table file instead of building one")
     add.add_argument("--table-format", choices=TABLE_FORMATS,
                      help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); "
@@ -56,13 +56,22 @@ def add_parser(sub):
     rep.set_defaults(func=run_report)
 
 
+def _list_row(name):
+    """One listing row; a damaged table is a DAMAGED row saying why, not the end of the listing."""
+    from approxtrain import multipliers
+
+    try:
+        r = multipliers.describe(name)
+    except multipliers.DamagedTableError as e:
+        return (name, "?", "?", "DAMAGED", f"{e.path}: {e.reason}")
+    return (r["name"], str(r["mantissa_bits"]), r["operand_rounding"], r["kind"], r["description"])
+
+
 def run_list(args):
     from approxtrain import multipliers
 
-    rows = [multipliers.describe(name) for name in multipliers.names()]
     header = ("NAME", "M", "ROUNDING", "KIND", "DESCRIPTION")
-    table = [header] + [(r["name"], str(r["mantissa_bits"]), r["operand_rounding"], r["kind"], r["description"])
-                        for r in rows]
+    table = [header] + [_list_row(name) for name in multipliers.names()]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -80,15 +89,20 @@ def run_add(args):
                                 ("--timeout", args.timeout)) if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} apply to a model FILE, not to --from-table")
-        m = multipliers.register_table(args.name, args.from_table, mantissa_bits=args.mantissa_bits,
-                                       format=args.table_format, operand_rounding=args.rounding,
-                                       description=args.description, overwrite=args.force)
-    else:
-        if args.table_format is not None:
-            raise ValueError("--table-format applies to --from-table only")
-        m = multipliers.register(args.name, args.model, mantissa_bits=args.mantissa_bits,
-                                 operand_rounding=args.rounding, symbol=args.symbol, language=args.language,
-                                 description=args.description, overwrite=args.force, timeout=args.timeout)
+    elif args.table_format is not None:
+        raise ValueError("--table-format applies to --from-table only")
+    try:
+        if args.from_table is not None:
+            m = multipliers.register_table(args.name, args.from_table, mantissa_bits=args.mantissa_bits,
+                                           format=args.table_format, operand_rounding=args.rounding,
+                                           description=args.description, overwrite=args.force)
+        else:
+            m = multipliers.register(args.name, args.model, mantissa_bits=args.mantissa_bits,
+                                     operand_rounding=args.rounding, symbol=args.symbol, language=args.language,
+                                     description=args.description, overwrite=args.force, timeout=args.timeout)
+    except multipliers.AlreadyRegisteredError as e:  # in the shell's words, not register()'s keyword
+        raise ValueError(f"multiplier {e.name!r} is already registered ({e.path}); remove it first "
+                         f"('approxtrain multipliers remove {e.name}') or add --force to replace it") from None
     print(f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
           f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}")
     return 0

@@ -25,6 +25,14 @@ def check_multiplier(value, argument, optional=False):
     return value
 
 
+# The layout of an AM layer's config in .keras files: get_config writes it as "format_version",
+# AMLayer.from_config is the one place that reads it.  Version 1 is the layout of files saved
+# before the key existed, so a config without it is version 1.  A change of the layout gets a
+# new number here and a conversion of the older ones in from_config.
+CONFIG_FORMAT_VERSION = 1
+READABLE_CONFIG_VERSIONS = (1,)
+
+
 def multiplier_name(value):
     """What get_config stores: the registry name (the table itself is not serialised)."""
     return value.name if isinstance(value, Multiplier) else value
@@ -145,7 +153,25 @@ class AMLayer:
     def get_config(self):
         config = super().get_config()
         config.update(self.am_multipliers.config())
+        config["format_version"] = CONFIG_FORMAT_VERSION
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        """The twin's from_config, once the config's format_version (missing: 1, the layout of files
+        saved before the key existed) is one this approxtrain reads."""
+        config = dict(config)
+        version = config.pop("format_version", 1)
+        if version not in READABLE_CONFIG_VERSIONS or isinstance(version, bool):
+            readable = ", ".join(map(str, READABLE_CONFIG_VERSIONS))
+            if isinstance(version, int) and not isinstance(version, bool) and version > CONFIG_FORMAT_VERSION:
+                raise ValueError(
+                    f"{cls.__name__} {config.get('name')!r}: layer config format_version {version} was written by a "
+                    f"newer approxtrain (this one reads format_version {readable}); upgrade approxtrain to load it")
+            raise ValueError(f"{cls.__name__} {config.get('name')!r}: layer config format_version {version!r} is not "
+                             f"a known version (this approxtrain reads format_version {readable}); the saved model "
+                             "is damaged")
+        return super().from_config(config)
 
     def _require_channels_last(self):
         if self.data_format != "channels_last":

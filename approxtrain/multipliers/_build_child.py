@@ -5,7 +5,8 @@ in its own module, one the package never imports, so that runpy runs it
 without warning that the module was imported before it was executed.  It
 answers through files in the request's ``out`` directory: table.npy and
 result.json on success, error.txt (exit status CHILD_MODEL_ERROR) when the
-model is at fault.
+model is at fault, internal.txt (CHILD_INTERNAL_ERROR) on any other error.
+A process that ends with none of them was ended by the model (exit()).
 """
 import json
 import sys
@@ -33,5 +34,15 @@ def main(request):
     return 0
 
 
+def run(request):
+    try:
+        return main(request)
+    except BaseException:  # noqa: BLE001 - reported to the parent, which tells it from a model's exit()
+        import traceback
+
+        (Path(json.loads(request)["out"]) / "internal.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        return builder.CHILD_INTERNAL_ERROR
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(run(sys.argv[1]))

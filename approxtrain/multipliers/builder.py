@@ -185,7 +185,18 @@ def build_table(c_file, symbol, mantissa_bits, operand_rounding="truncate", labe
 # death into an error.  The child reports through files, never through its stderr, so
 # nothing the interpreter prints there (warnings) can reach the user's error message.
 CHILD_MODEL_ERROR = 3
-BUILD_TIMEOUT_S = 600
+CHILD_INTERNAL_ERROR = 4
+# The default time limit of a build grows with the table: 60 s, plus 120 s per million entries
+# (M = 7: about 62 s; M = 11, 4.2 million entries: about 563 s).
+BUILD_TIMEOUT_BASE_S = 60
+BUILD_TIMEOUT_PER_MILLION_S = 120
+BUILD_TIMEOUT_TEXT = f"{BUILD_TIMEOUT_BASE_S} s + {BUILD_TIMEOUT_PER_MILLION_S} s per million table entries"
+
+
+def default_build_timeout(mantissa_bits):
+    """Seconds a table build of 2^(2M) entries may take by default (BUILD_TIMEOUT_TEXT)."""
+    entries = 1 << (2 * check_mantissa_bits(mantissa_bits))
+    return BUILD_TIMEOUT_BASE_S + BUILD_TIMEOUT_PER_MILLION_S * entries / 1e6
 
 
 @dataclass(frozen=True)
@@ -208,8 +219,8 @@ def _kill_group(process):
 def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None,
                          language=None):
     """build_table() in a child process, returning a BuiltTable: same checks and errors, and a model
-    that crashes or hangs (past ``timeout`` seconds, default BUILD_TIMEOUT_S) is a ModelError
-    instead of the end of the caller."""
+    that crashes, ends the process or hangs (past ``timeout`` seconds, default
+    default_build_timeout(mantissa_bits)) is a ModelError instead of the end of the caller."""
     import json
     import signal
     import subprocess
@@ -221,7 +232,7 @@ def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="trunca
     check_language(language)
     if symbol is not None:
         check_symbol(symbol)
-    timeout = BUILD_TIMEOUT_S if timeout is None else timeout
+    timeout = default_build_timeout(mantissa_bits) if timeout is None else timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     c_file = Path(c_file)
@@ -238,19 +249,25 @@ def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="trunca
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise ModelError(f"building the table of {what} did not finish within {timeout:g} s: does the model "
-                             "loop forever for some pair? Nothing was registered") from None
+                             "loop forever for some pair? Nothing was registered (a slow model needs a longer time limit: "
+                             "timeout=, --timeout on the command line)") from None
         except BaseException:
             _kill_group(process)
             raise
         code = process.returncode
-        if code == 0:
+        # The child answers through exactly one of these files; none means the process ended
+        # before answering, which only the model (exit(), or a signal) can do.
+        if code == 0 and (out / "result.json").is_file():
             result = json.loads((out / "result.json").read_text())
             return BuiltTable(np.load(out / "table.npy"), result["symbol"], result["language"])
-        if code == CHILD_MODEL_ERROR:
+        if code == CHILD_MODEL_ERROR and (out / "error.txt").is_file():
             raise ModelError((out / "error.txt").read_text(encoding="utf-8"))
         if code < 0:
             name = signal.Signals(-code).name
             raise ModelError(f"the model {what} crashed with {name} while its table was built; "
                              "nothing was registered")
-        tail = "\n".join(stderr.strip().splitlines()[-20:])
+        if not (out / "internal.txt").is_file():
+            raise ModelError(f"the model {what} ended the build process (exit status {code}) while its table "
+                             "was built: a multiplier function must return, not exit; nothing was registered")
+        tail = "\n".join(((out / "internal.txt").read_text(encoding="utf-8") + stderr).strip().splitlines()[-20:])
         raise RuntimeError(f"the table builder failed (exit {code}):\n{tail}")

@@ -10,7 +10,16 @@ User multipliers live in $APPROXTRAIN_HOME/multipliers/ (default
 ~/.approxtrain): NAME.amlut is the registration, NAME.c (NAME.cpp, NAME.inl,
 ...) a copy of its model file; Python models and imported tables have no
 copy.  Registering needs no rebuild of anything: a table is data.
+
+The store is changed only under an exclusive lock on its file .lock
+(fcntl.flock), which covers the check "is the name taken?" and the writes of the
+table and its model's copy, so concurrent registrations (several processes)
+end with exactly one of them, whole: its table next to its own source (the
+table's header holds the source's SHA-256).  A new name is published with a
+call that fails if the name exists (table_file.publish_new_bytes).
 """
+import contextlib
+import fcntl
 import os
 import re
 import warnings
@@ -30,6 +39,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _cache = {}  # (table path, mtime_ns, size) -> Multiplier
 _resolved = {}  # (home, name) -> table path found by get()
 _in_memory = {}  # shipped name -> Multiplier whose table could not be cached on disk
+_rejected_packaged = set()  # shipped names whose packaged table is damaged (rebuilt into the cache)
 
 
 def home():
@@ -85,17 +95,62 @@ def _not_a_table(name):
                       "use it as a layer's multiplier, not with approxtrain.multipliers.get")
 
 
+class UnknownMultiplierError(ValueError):
+    """No multiplier of that name (a ValueError, as every caller of get() and resolve() expects).
+    A name whose table exists but cannot be read is a table_file.DamagedTableError instead."""
+
+
+class AlreadyRegisteredError(ValueError):
+    """register() without overwrite of a name that is taken (also when another process took it
+    while the table was being built)."""
+
+    def __init__(self, message, name=None, path=None):
+        super().__init__(message)
+        self.name = name
+        self.path = path
+
+
 def _unknown(name):
-    return ValueError(f"unknown multiplier {name!r}; available: {', '.join(names())} "
-                      f"(and {NATIVE!r} for the native op)")
+    return UnknownMultiplierError(f"unknown multiplier {name!r}; available: {', '.join(names())} "
+                                  f"(and {NATIVE!r} for the native op)")
+
+
+def _already_registered(name, path):
+    return AlreadyRegisteredError(f"multiplier {name!r} is already registered ({path}); "
+                                  "unregister it first or pass overwrite=True", name, path)
+
+
+@contextlib.contextmanager
+def _store_lock():
+    """Holds the user store's exclusive lock (blocking): every check-and-write of the store runs in it."""
+    d = user_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield d
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _check_file_name(path, header):
+    """A table file is named after the multiplier in it: a copy other.amlut of good.amlut is an error."""
+    stem = Path(path).stem
+    if header.name != stem:
+        raise table_file.damaged(
+            path, f"the file holds the table of multiplier {header.name!r}, not {stem!r} (a copied or renamed "
+                  f"table file?): rename it back to {header.name}{table_file.SUFFIX}, or register the model "
+                  f"again as {stem!r}")
 
 
 def _load(path):
-    """The Multiplier stored in a table file (cached while the file is unchanged)."""
+    """The Multiplier stored in a table file (cached while the file is unchanged); a
+    DamagedTableError naming the file and the reason if it cannot be used."""
     st = os.stat(path)
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _cache:
         header, entries = table_file.read_table(path)
+        _check_file_name(path, header)
         _cache[key] = Multiplier(header.name, header.mantissa_bits, header.operand_rounding, entries,
                                  header.description)
     return _cache[key]
@@ -138,10 +193,12 @@ def _shipped_table_path(name):
     """A fresh table file of a shipped multiplier, building it into the cache dir if needed."""
     spec, digest = shipped_specs().get(name, (None, None))
     packaged = PACKAGE_TABLES / (name + table_file.SUFFIX)
-    if _fresh(packaged, digest):
+    if name not in _rejected_packaged and _fresh(packaged, digest):
         return packaged, None
     cached = cache_dir() / (name + table_file.SUFFIX)
-    if spec is None:
+    if spec is None:  # an installed package: no source to rebuild from, so say what is wrong with the table
+        if packaged.is_file():
+            return packaged, None  # _load names the damage
         raise _unknown(name)
     if _fresh(cached, digest):
         return cached, None
@@ -176,11 +233,14 @@ def get(name):
         path, in_memory = _shipped_table_path(name)
         if path is None:
             return in_memory
-        if path.parent == cache_dir():
+        if path.parent == cache_dir() or (path.parent == PACKAGE_TABLES and name in shipped_specs()):
             try:
                 _load(path)
-            except table_file.TableFileError:  # a damaged cache entry: build it again
-                path.unlink()
+            except table_file.DamagedTableError:  # a damaged table with its source at hand: build it again
+                if path.parent == cache_dir():
+                    path.unlink()
+                else:
+                    _rejected_packaged.add(name)
                 path, in_memory = _shipped_table_path(name)
                 if path is None:
                     return in_memory
@@ -223,33 +283,43 @@ def _source_copies(name):
     return [d / (name + suffix) for suffix in SOURCE_SUFFIXES if (d / (name + suffix)).is_file()]
 
 
-def _install(name, header, entries, source=None):
-    """Writes a registration: the model's copy (source = (suffix, bytes)) first, the table last.
+def _install(name, header, entries, source=None, overwrite=False):
+    """Writes a registration under the store's lock: the model's copy (source = (suffix, bytes))
+    first, the table last.
 
     The .amlut file is the registration: if it cannot be written, the copy is undone, so a
-    failure leaves what was there before.  Copies of an earlier model of the name in another
-    language go once the table is written.
+    failure leaves what was there before.  Without overwrite, a name taken meanwhile (by
+    another process) is an AlreadyRegisteredError and nothing is written.  Copies of an earlier
+    model of the name in another language go once the table is written.
     """
-    d = user_dir()
     data = table_file.encode(header, entries)
-    d.mkdir(parents=True, exist_ok=True)
-    table_path = d / (name + table_file.SUFFIX)
-    source_path = d / (name + source[0]) if source else None
-    old_source = source_path.read_bytes() if source_path and source_path.exists() else None
-    if source_path:
-        table_file.atomic_write_bytes(source_path, source[1])
-    try:
-        table_file.atomic_write_bytes(table_path, data)
-    except BaseException:
-        if source_path and old_source is None:
-            source_path.unlink(missing_ok=True)
-        elif source_path:
-            table_file.atomic_write_bytes(source_path, old_source)
-        raise
-    for stale in _source_copies(name):
-        if stale != source_path:
-            stale.unlink(missing_ok=True)
-    return get(name)
+    with _store_lock() as d:
+        table_path = d / (name + table_file.SUFFIX)
+        if not overwrite and table_path.exists():
+            raise _already_registered(name, table_path)
+        source_path = d / (name + source[0]) if source else None
+        old_source = source_path.read_bytes() if source_path and source_path.exists() else None
+        if source_path:
+            table_file.atomic_write_bytes(source_path, source[1])
+        try:
+            if overwrite:
+                table_file.atomic_write_bytes(table_path, data)
+            else:
+                try:
+                    table_file.publish_new_bytes(table_path, data)
+                except FileExistsError:  # written by a process that ignores the lock
+                    raise _already_registered(name, table_path) from None
+        except BaseException:
+            if source_path and old_source is None:
+                source_path.unlink(missing_ok=True)
+            elif source_path:
+                table_file.atomic_write_bytes(source_path, old_source)
+            raise
+        for stale in _source_copies(name):
+            if stale != source_path:
+                stale.unlink(missing_ok=True)
+        _resolved.pop((str(home()), name), None)
+        return get(name)
 
 
 def _prepare(name, mantissa_bits, operand_rounding, overwrite):
@@ -258,9 +328,8 @@ def _prepare(name, mantissa_bits, operand_rounding, overwrite):
     builder.check_rounding(operand_rounding)
     _resolved.pop((str(home()), name), None)
     table_path = user_dir() / (name + table_file.SUFFIX)
-    if table_path.exists() and not overwrite:
-        raise ValueError(f"multiplier {name!r} is already registered ({table_path}); "
-                         "unregister it first or pass overwrite=True")
+    if table_path.exists() and not overwrite:  # early, before a build; _install checks again under the lock
+        raise _already_registered(name, table_path)
 
 
 def _is_python_model(model):
@@ -276,8 +345,9 @@ def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=
       symbol names it (a C identifier or a qualified C++ name, ``ns::mbm<7>``); without symbol, the
       file's only such function, or the one called name.  language (``"c"``, ``"c++"``) overrides
       the choice by suffix (.c is C, .cc .cpp .cxx .hpp are C++, others are tried as C, then C++).
-      The table is built in a child process: a model that crashes, or runs longer than timeout
-      seconds (default builder.BUILD_TIMEOUT_S), is a ModelError;
+      The table is built in a child process: a model that crashes, ends the process, or runs
+      longer than timeout seconds (default builder.default_build_timeout(mantissa_bits):
+      60 s + 120 s per million table entries), is a ModelError;
     - a Python callable ``fn(a, b)`` on float32 arrays returning float32 products (python_model.py).
 
     The table (and a copy of a model file) go to $APPROXTRAIN_HOME/multipliers/; on any error
@@ -290,7 +360,7 @@ def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=
         entries = python_model.table_from_function(model, mantissa_bits, name)
         header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding,
                                         python_model.model_name(model), description)
-        return _install(name, header, entries)
+        return _install(name, header, entries, overwrite=overwrite)
     builder.check_language(language)
     if symbol is not None:
         builder.check_symbol(symbol)
@@ -303,7 +373,7 @@ def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=
     header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, built.symbol, description,
                                     builder.source_digest(path))
     suffix = path.suffix if path.suffix in SOURCE_SUFFIXES else (".c" if built.language == "c" else ".cpp")
-    return _install(name, header, built.entries, (suffix, source))
+    return _install(name, header, built.entries, (suffix, source), overwrite=overwrite)
 
 
 def register_table(name, path, *, mantissa_bits, format=None, operand_rounding="truncate", description="",
@@ -321,7 +391,7 @@ def register_table(name, path, *, mantissa_bits, format=None, operand_rounding="
     header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, f"{format}:{path.name}",
                                     description or f"imported from {path.name} ({format} format)",
                                     builder.source_digest(path))
-    return _install(name, header, entries)
+    return _install(name, header, entries, overwrite=overwrite)
 
 
 def export_table(name, path, format=None):
@@ -347,14 +417,16 @@ def unregister(name):
     table_path = user_dir() / (name + table_file.SUFFIX) if isinstance(name, str) else None
     if table_path is None or not _NAME.match(name) or not table_path.is_file():
         raise ValueError(f"no user multiplier {name!r}; user multipliers: {', '.join(user_names()) or 'none'}")
-    _resolved.pop((str(home()), name), None)
-    table_path.unlink()
-    for source in _source_copies(name):
-        source.unlink(missing_ok=True)
+    with _store_lock():
+        _resolved.pop((str(home()), name), None)
+        table_path.unlink(missing_ok=True)
+        for source in _source_copies(name):
+            source.unlink(missing_ok=True)
 
 
 def describe(name):
-    """A dict describing a multiplier without building anything (for listings)."""
+    """A dict describing a multiplier without building anything (for listings); a damaged table
+    is its DamagedTableError (the whole table is checked: length, checksum, name)."""
     if name == NATIVE:
         raise _not_a_table(name)
     spec = shipped_specs().get(name)
@@ -372,6 +444,6 @@ def describe(name):
         source = str(sources[0]) if sources else None
     else:
         raise _unknown(name)
-    header = table_file.read_header(path)
+    header = _load(path)
     return {"name": name, "mantissa_bits": header.mantissa_bits, "operand_rounding": header.operand_rounding,
             "description": header.description, "kind": kind, "source": source, "table": str(path)}

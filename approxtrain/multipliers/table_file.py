@@ -15,6 +15,12 @@ Layout (little-endian)::
 
 Files are written atomically (temporary file in the same directory, then
 os.replace), so a reader sees the old file or the new one, never half of one.
+publish_new_bytes() instead links the temporary file to its name, which fails
+when the name exists: a new registration never replaces a file silently.
+
+This module owns the format's version: READABLE_VERSIONS lists the versions a
+reader accepts; a file of any other version is a DamagedTableError saying
+which version it is and what to do.
 """
 import hashlib
 import os
@@ -28,7 +34,8 @@ import numpy as np
 from ._multiplier import ROUNDINGS
 
 MAGIC = b"AMLUT\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the version written
+READABLE_VERSIONS = (1,)  # the versions read: keep every earlier one readable when the format changes
 SUFFIX = ".amlut"
 _FIXED = struct.Struct("<6sHBB")
 _LENGTH = struct.Struct("<H")
@@ -36,7 +43,23 @@ _DIGEST_BYTES = 32
 
 
 class TableFileError(ValueError):
-    """A table file that cannot be read: not a table, wrong version, truncated or corrupted."""
+    """A table file that cannot be read or used."""
+
+
+class DamagedTableError(TableFileError):
+    """A table file that cannot be read: bad magic, unsupported version, truncated, checksum mismatch,
+    or a file whose name is not the multiplier's name inside it.  The message names the file and
+    the reason; ``path`` and ``reason`` hold them apart (for listings)."""
+
+    def __init__(self, message, path=None, reason=None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason if reason is not None else message
+
+
+def damaged(path, reason):
+    """The DamagedTableError of file path, for reason."""
+    return DamagedTableError(f"{path}: {reason}", path, reason)
 
 
 @dataclass(frozen=True)
@@ -99,30 +122,60 @@ def atomic_write_bytes(path, data):
         raise
 
 
+def publish_new_bytes(path, data):
+    """Writes data to path, which must not exist: a temporary file in the same directory is linked
+    to path (os.link fails with FileExistsError when the name exists, even if another process
+    made it a moment ago), then the temporary name is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
 def write_table(path, header, entries):
     """Writes a table file atomically."""
     atomic_write_bytes(path, encode(header, entries))
+
+
+def check_version(path, version):
+    """A DamagedTableError unless this approxtrain reads table format version."""
+    if version in READABLE_VERSIONS:
+        return
+    readable = ", ".join(map(str, READABLE_VERSIONS))
+    if version > FORMAT_VERSION:
+        raise damaged(path, f"table format version {version} is not supported: the file was written by a newer "
+                            f"approxtrain (this one reads version {readable}); upgrade approxtrain, or rebuild "
+                            "the table with this one")
+    raise damaged(path, f"table format version {version} is not supported (this approxtrain reads version "
+                        f"{readable}); the file is damaged or not a table: rebuild the table")
 
 
 def _parse_header(data, path):
     """(TableHeader, offset of the entries) from the leading bytes of a file."""
     def need(offset, count, what):
         if len(data) < offset + count:
-            raise TableFileError(f"{path}: truncated table file (ends inside the header's {what})")
+            raise damaged(path, f"truncated table file (ends inside the header's {what})")
 
     need(0, len(MAGIC), "magic")
     if data[:len(MAGIC)] != MAGIC:
-        raise TableFileError(f"{path}: not an approxtrain table (bad magic {data[:len(MAGIC)]!r}, "
-                             f"expected {MAGIC!r})")
+        raise damaged(path, f"not an approxtrain table (bad magic {bytes(data[:len(MAGIC)])!r}, expected {MAGIC!r})")
     need(0, _FIXED.size, "fixed fields")
     _, version, m, rounding = _FIXED.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        raise TableFileError(f"{path}: table format version {version} is not supported "
-                             f"(this approxtrain reads version {FORMAT_VERSION}); rebuild the table")
+    check_version(path, version)
     if not 1 <= m <= 11:
-        raise TableFileError(f"{path}: mantissa_bits {m} out of range [1, 11] (corrupted header)")
+        raise damaged(path, f"mantissa_bits {m} out of range [1, 11] (corrupted header)")
     if rounding >= len(ROUNDINGS):
-        raise TableFileError(f"{path}: operand rounding code {rounding} unknown (corrupted header)")
+        raise damaged(path, f"operand rounding code {rounding} unknown (corrupted header)")
     offset = _FIXED.size
     texts = []
     for what in ("name", "symbol", "description"):
@@ -133,7 +186,7 @@ def _parse_header(data, path):
         try:
             texts.append(bytes(data[offset:offset + n]).decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise TableFileError(f"{path}: header {what} is not UTF-8 (corrupted header)") from e
+            raise damaged(path, f"header {what} is not UTF-8 (corrupted header)") from e
         offset += n
     need(offset, 2 * _DIGEST_BYTES, "checksums")
     source = bytes(data[offset:offset + _DIGEST_BYTES])
@@ -162,13 +215,13 @@ def read_table(path):
     expected = 2 * header.entry_count
     found = len(data) - offset
     if found < expected:
-        raise TableFileError(f"{path}: truncated table file: mantissa_bits={header.mantissa_bits} needs "
-                             f"{header.entry_count} entries ({expected} bytes), found {found} bytes")
+        raise damaged(path, f"truncated table file: mantissa_bits={header.mantissa_bits} needs "
+                            f"{header.entry_count} entries ({expected} bytes), found {found} bytes")
     if found > expected:
-        raise TableFileError(f"{path}: wrong table length: mantissa_bits={header.mantissa_bits} needs "
-                             f"{expected} bytes of entries, found {found} ({found - expected} extra)")
+        raise damaged(path, f"wrong table length: mantissa_bits={header.mantissa_bits} needs "
+                            f"{expected} bytes of entries, found {found} ({found - expected} extra)")
     body = data[offset:]
     if hashlib.sha256(body).digest() != header.entries_sha256:
-        raise TableFileError(f"{path}: checksum mismatch: the table entries are corrupted; rebuild or re-register it")
+        raise damaged(path, "checksum mismatch: the table entries are corrupted; rebuild or re-register it")
     entries = np.frombuffer(body, dtype="<u2").astype(np.uint16)
     return header, entries
