@@ -154,6 +154,11 @@ def matmul(a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_mu
     if forward is None and grad_in is None and grad_w is None:
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
     op_tables = op_table_for(forward), op_table_for(grad_in), op_table_for(grad_w)
+    if not tf.executing_eagerly():
+        # The gradient must not capture the eager table tensors: inside a tf.while_loop (the
+        # time loop of a recurrent layer) TF cannot route such a capture into the loop's
+        # gradient. An identity in the current graph is a loop invariant it can route.
+        op_tables = tuple(t if t is None else t._replace(tensor=tf.identity(t.tensor)) for t in op_tables)
 
     @tf.custom_gradient
     def product(a, b):
