@@ -20,6 +20,8 @@ from approxtrain._op_library import OpLibraryError, library
 from approxtrain.multipliers import resolve  # noqa: F401  (kept here for existing callers; not in __all__)
 from approxtrain.ops import _conv, _matmul
 from approxtrain.ops._conv import conv1d, conv2d, depthwise_conv2d
+from approxtrain.ops._conv3d import conv3d, conv3d_transpose
+from approxtrain.ops._conv_transpose import conv1d_transpose, conv2d_transpose
 from approxtrain.ops._matmul import matmul
 from approxtrain.ops._tables import table
 
@@ -38,4 +40,5 @@ def _register_gradients():
 _register_gradients()
 
 # The public API: the ops, a multiplier's table tensor, and the raw op library (its AM ops by name).
-__all__ = ["matmul", "conv2d", "depthwise_conv2d", "conv1d", "table", "library", "OpLibraryError"]
+__all__ = ["matmul", "conv2d", "depthwise_conv2d", "conv1d", "conv3d", "conv1d_transpose", "conv2d_transpose",
+           "conv3d_transpose", "table", "library", "OpLibraryError"]

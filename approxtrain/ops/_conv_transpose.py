@@ -1,0 +1,126 @@
+"""AM transposed convolutions (conv1d_transpose, conv2d_transpose), NHWC, as tf.nn.conv_transpose.
+
+A transposed convolution is the input gradient of a convolution, so it reuses the conv ops
+(docs/design.md, "Canonical summation orders", row "conv2d_transpose"):
+
+    forward  y  = AMConv2DBackpropInput(output_shape, w, x)   left operand x   (multiplier)
+    dX       dx = AMConv2D(dy, w)                             left operand dy  (grad_input_multiplier)
+    dW       dw = AMConv2DBackpropFilter(dy, w.shape, x)      left operand x   (grad_weight_multiplier)
+
+The filter-gradient kernel takes its table row from its first input, which is dy here; the
+contract wants the layer input x there (dW = X^T . dY), so that product runs with the
+operand-exchanged table (_transposed_table), which makes x the row without moving data.
+w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channels).
+"""
+import tensorflow as tf
+
+from approxtrain.ops import _conv
+from approxtrain.ops._checks import float32_tensor, require_rank
+from approxtrain.ops._op_table import op_table_for
+from approxtrain.ops._tables import resolve_three
+from approxtrain.ops._transposed_table import transposed_op_table
+
+
+class Conv2DKernels:
+    """The three conv products of conv2d with one group (see _conv)."""
+
+    @staticmethod
+    def forward(x, w, op_table, attrs):
+        return _conv.forward(x, w, op_table, attrs)
+
+    @staticmethod
+    def input_grad(input_sizes, w, dy, op_table, attrs):
+        return _conv.input_grad(input_sizes, w, dy, op_table, attrs, 1)
+
+    @staticmethod
+    def filter_grad(x, filter_sizes, dy, op_table, attrs):
+        return _conv.filter_grad(x, filter_sizes, dy, op_table, attrs, 1)
+
+
+def transpose_with_gradients(x, w, output_sizes, resolved, attrs, kernels):
+    """The transposed conv of x by w to `output_sizes` with its two AM gradients.
+
+    resolved: the (forward, grad-input, grad-weight) Multipliers (None: native); kernels:
+    Conv2DKernels or the 3-D ones (_conv3d.Conv3DKernels)."""
+    forward_t, grad_in_t = op_table_for(resolved[0]), op_table_for(resolved[1])
+    grad_w_t = transposed_op_table(resolved[2])  # x must be the row; the kernel's row is dy
+
+    @tf.custom_gradient
+    def conv_transpose(x, w):
+        def grad(dy):
+            return (kernels.forward(dy, w, grad_in_t, attrs),
+                    kernels.filter_grad(dy, tf.shape(w), x, grad_w_t, attrs))
+
+        return kernels.input_grad(output_sizes, w, x, forward_t, attrs), grad
+
+    return conv_transpose(x, w)
+
+
+def _output_sizes(x, w, output_shape, what):
+    sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
+    if sizes.shape.rank != 1 or sizes.shape[0] != x.shape.rank:
+        raise ValueError(f"{what}: output_shape must have {x.shape.rank} entries (N, spatial..., O), "
+                         f"got {output_shape!r}")
+    static = tf.get_static_value(sizes)
+    if static is not None and w.shape[-2] is not None and static[-1] != w.shape[-2]:
+        raise ValueError(f"{what}: output_shape's channels {static[-1]} must equal the filter's output channels "
+                         f"{w.shape[-2]} (filter shape {tuple(w.shape)})")
+    if x.shape[-1] is not None and w.shape[-1] is not None and x.shape[-1] != w.shape[-1]:
+        raise ValueError(f"{what}: input channels {x.shape[-1]} must equal the filter's last dimension "
+                         f"{w.shape[-1]} (input shape {tuple(x.shape)}, filter shape {tuple(w.shape)})")
+    return sizes
+
+
+def conv2d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID", dilations=1,
+                     grad_input_multiplier=None, grad_weight_multiplier=None):
+    """AM transposed 2-D convolution: x [N, H, W, C] by w [KH, KW, O, C] -> output_shape [N, OH, OW, O].
+
+    The same values as tf.nn.conv2d_transpose (padding "SAME" | "VALID" | explicit pairs as in
+    conv2d, of the convolution it transposes); x is the table row of the forward and of the
+    filter gradient, dy of the input gradient.
+    """
+    resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    x = float32_tensor(x, "conv2d_transpose input x")
+    w = float32_tensor(w, "conv2d_transpose filter w")
+    require_rank(x, (4,), "conv2d_transpose input x [N, H, W, C]")
+    require_rank(w, (4,), "conv2d_transpose filter w [KH, KW, O, C]")
+    sizes = _output_sizes(x, w, output_shape, "conv2d_transpose")
+    attrs = _conv.conv_attrs(strides, padding, dilations)
+    if all(m is None for m in resolved):
+        return tf.nn.conv2d_transpose(x, w, sizes, list(attrs.strides), _tf_padding(attrs),
+                                      dilations=list(attrs.dilations))
+    y = transpose_with_gradients(x, w, sizes, resolved, attrs, Conv2DKernels)
+    static = tf.get_static_value(sizes)
+    if static is not None:
+        y.set_shape(static)
+    return y
+
+
+def _tf_padding(attrs):
+    if attrs.padding != "EXPLICIT":
+        return attrs.padding
+    return [list(attrs.explicit_paddings[i:i + 2]) for i in range(0, 8, 2)]
+
+
+def conv1d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID", dilations=1,
+                     grad_input_multiplier=None, grad_weight_multiplier=None):
+    """AM transposed 1-D convolution: x [N, W, C] by w [K, O, C] -> output_shape [N, OW, O],
+    as conv2d_transpose with H = 1 (padding "SAME" | "VALID" | [left, right])."""
+    x = float32_tensor(x, "conv1d_transpose input x")
+    w = float32_tensor(w, "conv1d_transpose filter w")
+    require_rank(x, (3,), "conv1d_transpose input x [N, W, C]")
+    require_rank(w, (3,), "conv1d_transpose filter w [K, O, C]")
+    if not isinstance(strides, int) or not isinstance(dilations, int):
+        raise ValueError(f"conv1d_transpose strides and dilations must be ints, got {strides!r} and {dilations!r}")
+    padding2d = padding if isinstance(padding, str) else [[0, 0], list(padding)]
+    sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
+    if sizes.shape.rank != 1 or sizes.shape[0] != 3:
+        raise ValueError(f"conv1d_transpose: output_shape must have 3 entries (N, W, O), got {output_shape!r}")
+    sizes2d = tf.stack([sizes[0], 1, sizes[1], sizes[2]])
+    static = tf.get_static_value(sizes)
+    if static is not None:
+        sizes2d = [int(static[0]), 1, int(static[1]), int(static[2])]
+    y = conv2d_transpose(tf.expand_dims(x, 1), tf.expand_dims(w, 0), multiplier, sizes2d, strides=(1, strides),
+                         padding=padding2d, dilations=(1, dilations), grad_input_multiplier=grad_input_multiplier,
+                         grad_weight_multiplier=grad_weight_multiplier)
+    return tf.squeeze(y, 1)

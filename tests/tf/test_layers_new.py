@@ -1,0 +1,326 @@
+"""AMEinsumDense, AMConv3D and the transposed convolutions, bit for bit against tests/amsim_reference.py.
+
+Each layer runs with three different random (asymmetric) tables, one per phase; its output,
+dX and dW must equal an independent NumPy reference computed in the documented canonical
+order (docs/design.md, "Canonical summation orders") with the documented operand in the table
+row (forward and dW: the layer input; dX: dY).  Each check also proves it could fail: the
+reference with the operands exchanged (the transposed table) gives other bits.
+
+Finite differences are not checked: an AM forward pass reduces its operands to M bits and
+looks the product up, so it is a step function of its inputs whose derivative is zero almost
+everywhere; the gradient the layers define is the AM product of the exact gradient formula,
+checked bit for bit here, and equal to the native twin's with the exact bf16 table.
+"""
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+import approxtrain as at  # noqa: E402
+from approxtrain import layers as am  # noqa: E402
+from approxtrain.multipliers import Multiplier  # noqa: E402
+import amsim_reference as ref  # noqa: E402
+from _compare import BF16, assert_bits_equal, bf16_values  # noqa: E402
+
+
+def random_table(seed, rounding):
+    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14, dtype=np.uint16)
+    return Multiplier(f"new_layers_{seed}", 7, rounding, lut)
+
+
+def swapped(m):
+    n = 1 << m.mantissa_bits
+    return Multiplier(m.name + "_swapped", m.mantissa_bits, m.operand_rounding,
+                      np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1))
+
+
+FWD, GIN, GW = random_table(1801, "truncate"), random_table(1802, "nearest"), random_table(1803, "truncate")
+
+
+def check(what, got, compute, table):
+    """got == compute(table) bit for bit, and the operand-exchanged table gives other bits."""
+    assert_bits_equal(got, compute(table), what)
+    other = np.asarray(compute(swapped(table)), np.float32)
+    assert not np.array_equal(np.asarray(got, np.float32).view(np.uint32), other.view(np.uint32)), (
+        f"{what}: the exchanged-operand reference gives the same bits; the check cannot see a swap")
+
+
+def run_layer(layer, x, dy_seed=7):
+    """(y, dX, dW) of layer at x for a random upstream gradient dy (bf16 values; also returned)."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    dy = bf16_values(np.random.default_rng(dy_seed), y.shape)
+    dx, dw = tape.gradient(y, [x, layer.kernel], output_gradients=tf.constant(dy))
+    return y.numpy(), dx.numpy(), dw.numpy(), dy
+
+
+def three_tables():
+    return dict(multiplier=FWD, grad_input_multiplier=GIN, grad_weight_multiplier=GW)
+
+
+# --- EinsumDense ---------------------------------------------------------------------------------
+
+def contract(lspec, a, rspec, b, out, summed, table):
+    """out[...] = sum over the `summed` letters (row-major, in that order) of a (x) b, a the table row."""
+    sizes = dict(zip(lspec, a.shape))
+    sizes.update(zip(rspec, b.shape))
+    letters = out + summed
+
+    def expand(spec, t):
+        t = np.transpose(t, [spec.index(c) for c in letters if c in spec])
+        return t.reshape([sizes[c] if c in spec else 1 for c in letters])
+
+    left, right = np.broadcast_arrays(expand(lspec, a), expand(rspec, b))
+    products = ref.multiply(left, right, table.lut, table.mantissa_bits, table.operand_rounding)
+    return ref.accumulate(products.reshape([sizes[c] for c in out] + [-1]), axis=-1)
+
+
+# equation, output_shape, bias_axes, input shape, the equation with "..." written out
+EINSUM_CASES = {
+    "dense": ("ab,bc->ac", (5,), "c", (3, 4), None),
+    "sequence": ("abc,cd->abd", (None, 5), "d", (2, 3, 4), None),
+    "heads": ("abc,cde->abde", (None, 3, 5), "de", (2, 3, 4), None),
+    "two_contracted": ("abcd,cde->abe", (None, 5), None, (2, 3, 4, 6), None),
+    "shared_batch": ("abc,bcd->abd", (3, 5), "bd", (2, 3, 4), None),
+    "ellipsis": ("...b,bc->...c", (5,), "c", (2, 3, 4), "xyb,bc->xyc"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EINSUM_CASES))
+def test_einsum_dense_bit_exact_in_every_phase(case):
+    equation, output_shape, bias_axes, shape, written = EINSUM_CASES[case]
+    rng = np.random.default_rng(11)
+    layer = am.AMEinsumDense(equation, output_shape, bias_axes=bias_axes, bias_initializer="random_normal",
+                             **three_tables())
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, dx, dw, dy = run_layer(layer, x)
+    w = layer.kernel.numpy()
+    left, kernel, out = (written or equation).replace("->", ",").split(",")
+    contracted = "".join(c for c in left if c in kernel and c not in out)
+    free_input = "".join(c for c in left if c not in kernel)
+    free_kernel = "".join(c for c in kernel if c not in left)
+    bias = layer.bias.numpy() if layer.bias is not None else np.float32(0)
+    check("forward", y, lambda t: contract(left, x, kernel, w, out, contracted, t) + bias, FWD)
+    check("dX", dx, lambda t: contract(out, dy, kernel, w, left, free_kernel, t), GIN)
+    check("dW", dw, lambda t: contract(left, x, out, dy, kernel, free_input, t), GW)
+
+
+def test_einsum_dense_rejects_a_letter_of_one_operand_only():
+    layer = am.AMEinsumDense("abc,cd->ad", output_shape=(4,), multiplier=BF16)
+    with pytest.raises(ValueError, match=r"letters 'b' of abc,cd->ad appear in only one operand"):
+        layer(np.zeros((2, 3, 5), np.float32))
+
+
+# --- 3-D convolutions and the transposed ones, in 3-D form -----------------------------------
+
+def same_pads(size, k, s, d, out):
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def tap_slices(x, kd_count, out_depth, sd, dd, pads):
+    """Per depth tap kd: x_padded[:, od*sd + kd*dd] for every od, as [N * OD, H, W, C]."""
+    n, _, h, w, c = x.shape
+    xp = np.pad(x, [(0, 0), pads, (0, 0), (0, 0), (0, 0)])
+    return [xp[:, kd * dd: kd * dd + (out_depth - 1) * sd + 1: sd].reshape(n * out_depth, h, w, c)
+            for kd in range(kd_count)]
+
+
+def lut_args(t):
+    return t.lut, t.mantissa_bits, t.operand_rounding
+
+
+def conv3d_ref(x, w, t, strides, dil, pads, out_depth, groups=1):
+    """Sum over kd ascending of the canonical conv2d of tap kd."""
+    terms = [ref.conv2d(xs, w[kd], *lut_args(t), strides[1:], dil[1:], pads[1], groups)
+             for kd, xs in enumerate(tap_slices(x, w.shape[0], out_depth, strides[0], dil[0], pads[0]))]
+    y = ref.accumulate(np.stack(terms), axis=0)
+    return y.reshape((x.shape[0], out_depth) + y.shape[1:])
+
+
+def conv3d_input_grad_ref(x_shape, w, dy, t, strides, dil, pads, groups=1):
+    """Sum over kd ascending of tap kd's canonical conv2d input gradient at its depths (+0 elsewhere)."""
+    n, depth, h, wd, c = x_shape
+    od = dy.shape[1]
+    dy2 = dy.reshape((n * od,) + dy.shape[2:])
+    padded = np.zeros((w.shape[0], n, depth + sum(pads[0]), h, wd, c), np.float32)
+    for kd in range(w.shape[0]):
+        g = ref.conv2d_input_grad((n * od, h, wd, c), w[kd], dy2, *lut_args(t), strides[1:], dil[1:], pads[1], groups)
+        for o in range(od):
+            padded[kd, :, o * strides[0] + kd * dil[0]] = g.reshape(n, od, h, wd, c)[:, o]
+    return ref.accumulate(padded, axis=0)[:, pads[0][0]: pads[0][0] + depth]
+
+
+def conv3d_filter_grad_ref(x, w_shape, dy, t, strides, dil, pads, groups=1):
+    od = dy.shape[1]
+    dy2 = dy.reshape((-1,) + dy.shape[2:])
+    return np.stack([ref.conv2d_filter_grad(xs, w_shape[1:], dy2, *lut_args(t), strides[1:], dil[1:], pads[1], groups)
+                     for xs in tap_slices(x, w_shape[0], od, strides[0], dil[0], pads[0])])
+
+
+def transpose_filter_grad_ref(x, w_shape, dy, t, strides, dil, pads):
+    """dW[kd, kh, kw, o, c] of a transposed conv: sum over (n, d, h, w) of the layer input x (the table
+    row) times the dy value its tap reaches (dy zero-padded as the forward conv's input)."""
+    kd_, kh, kw, o, c = w_shape
+    n, din, hin, win, _ = x.shape
+    taps = tap_slices(dy, kd_, din, strides[0], dil[0], pads[0])
+    out = []
+    for kd in range(kd_):
+        patches = ref.conv2d_patches(taps[kd], kh, kw, strides[1:], dil[1:], pads[1])  # [N*Din, Hin, Win, KH, KW, O]
+        xs = x.reshape(n * din, hin, win, 1, 1, 1, c)
+        prods = ref.multiply(np.broadcast_to(xs, patches.shape + (c,)), patches[..., None], *lut_args(t))
+        out.append(ref.accumulate(prods.reshape((-1, kh, kw, o, c)), axis=0))
+    return np.stack(out)
+
+
+def as_3d(layer, x, kernel):
+    """The layer's x, kernel, strides, dilations in 3-D form (a 1-D or 2-D layer gets leading 1s)."""
+    lead = 3 - layer.rank
+    x3 = x.reshape(x.shape[:1] + (1,) * lead + x.shape[1:])
+    w3 = kernel.reshape((1,) * lead + kernel.shape)
+    return x3, w3, (1,) * lead + tuple(layer.strides), (1,) * lead + tuple(layer.dilation_rate)
+
+
+def window_pads(padding, sizes, kernel, strides, dil, outs):
+    """Per spatial axis (front, back) pads of the convolution from `sizes` to `outs`."""
+    pads = [same_pads(*a) if padding == "same" else (0, 0) for a in zip(sizes, kernel, strides, dil, outs)]
+    return pads[0], pads[1] + pads[2]
+
+
+CONV3D_CASES = {
+    "strided_same": (dict(filters=4, kernel_size=(2, 3, 2), strides=(2, 1, 2), padding="same"), (2, 3, 4, 5, 2)),
+    "dilated_grouped": (dict(filters=4, kernel_size=2, dilation_rate=(2, 1, 2), groups=2), (1, 4, 3, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV3D_CASES))
+def test_conv3d_bit_exact_in_every_phase(case):
+    kwargs, shape = CONV3D_CASES[case]
+    layer = am.AMConv3D(**kwargs, use_bias=False, **three_tables())
+    x = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    y, dx, dw, dy = run_layer(layer, x)
+    w = layer.kernel.numpy()
+    strides, dil, groups = tuple(layer.strides), tuple(layer.dilation_rate), layer.groups
+    pads = window_pads(layer.padding, shape[1:4], w.shape[:3], strides, dil, y.shape[1:4])
+    check("forward", y, lambda t: conv3d_ref(x, w, t, strides, dil, pads, y.shape[1], groups), FWD)
+    check("dX", dx, lambda t: conv3d_input_grad_ref(shape, w, dy, t, strides, dil, pads, groups), GIN)
+    check("dW", dw, lambda t: conv3d_filter_grad_ref(x, w.shape, dy, t, strides, dil, pads, groups), GW)
+
+
+TRANSPOSE_CASES = {
+    "1d_strided_same_output_padding": (am.AMConv1DTranspose, dict(
+        filters=3, kernel_size=3, strides=2, padding="same", output_padding=1), (2, 4, 2)),
+    "1d_dilated_valid": (am.AMConv1DTranspose, dict(filters=3, kernel_size=2, dilation_rate=2), (2, 4, 2)),
+    "2d_strided_valid_output_padding": (am.AMConv2DTranspose, dict(
+        filters=3, kernel_size=(2, 3), strides=(2, 1), output_padding=(1, 0)), (1, 3, 4, 2)),
+    "2d_dilated_same": (am.AMConv2DTranspose, dict(
+        filters=3, kernel_size=3, dilation_rate=2, padding="same"), (1, 3, 4, 2)),
+    "3d_strided_same": (am.AMConv3DTranspose, dict(
+        filters=3, kernel_size=2, strides=(2, 1, 2), padding="same"), (1, 2, 3, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPOSE_CASES))
+def test_conv_transpose_bit_exact_in_every_phase(case):
+    cls, kwargs, shape = TRANSPOSE_CASES[case]
+    layer = cls(**kwargs, use_bias=False, **three_tables())
+    x = np.random.default_rng(13).standard_normal(shape).astype(np.float32)
+    y, dx, dw, dy = run_layer(layer, x)
+    x3, w3, strides, dil = as_3d(layer, x, layer.kernel.numpy())
+    y3 = as_3d(layer, y, layer.kernel.numpy())[0]
+    dy3 = dy.reshape(y3.shape)
+    # The transposed conv's pads are those of the conv it transposes: from y's sizes to x's.
+    pads = window_pads(layer.padding, y3.shape[1:4], w3.shape[:3], strides, dil, x3.shape[1:4])
+    check("forward (x the row)", y.reshape(y3.shape),
+          lambda t: conv3d_input_grad_ref(y3.shape, w3, x3, t, strides, dil, pads), FWD)
+    check("dX (dY the row)", dx.reshape(x3.shape),
+          lambda t: conv3d_ref(dy3, w3, t, strides, dil, pads, x3.shape[1]), GIN)
+    check("dW (x the row)", dw.reshape(w3.shape),
+          lambda t: transpose_filter_grad_ref(x3, w3.shape, dy3, t, strides, dil, pads), GW)
+
+
+# --- against the native twins, config, saving, substitution ----------------------------------
+
+TWIN_CASES = {
+    **{f"einsum_{k}": (am.AMEinsumDense, dict(equation=v[0], output_shape=v[1], bias_axes=v[2]), v[3])
+       for k, v in EINSUM_CASES.items()},
+    **{f"conv3d_{k}": (am.AMConv3D, v[0], v[1]) for k, v in CONV3D_CASES.items()},
+    **{f"transpose_{k}": v for k, v in TRANSPOSE_CASES.items()},
+}
+
+
+def twin_pair(case, multiplier):
+    cls, kwargs, shape = TWIN_CASES[case]
+    rng = np.random.default_rng(14)
+    native = cls.keras_twin(**kwargs)
+    layer = cls(**kwargs, multiplier=multiplier)
+    native.build(shape)
+    layer.build(shape)
+    for v in native.weights:
+        v.assign(bf16_values(rng, v.shape))
+    layer.set_weights(native.get_weights())
+    return layer, native, bf16_values(rng, shape)
+
+
+@pytest.mark.parametrize("case", sorted(TWIN_CASES))
+def test_bf16_equals_native_twin_and_mbm7_moves_away(case):
+    layer, native, x = twin_pair(case, BF16)
+    y, dx, dw, dy = run_layer(layer, x)
+    ny, ndx, ndw, _ = run_layer(native, x)
+    for what, a, b in (("forward", y, ny), ("dX", dx, ndx), ("dW", dw, ndw)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max(), err_msg=what)
+    mbm7_layer = twin_pair(case, "mbm7")[0]
+    far = np.abs(mbm7_layer(x).numpy() - ny).max()
+    assert far > 1e-3 * np.abs(ny).max(), f"mbm7 output within {far} of native"
+
+
+@pytest.mark.parametrize("case", sorted(TWIN_CASES))
+def test_get_config_round_trip(case, registered_bf16):
+    cls, kwargs, _ = TWIN_CASES[case]
+    layer = cls(**kwargs, multiplier="bf16", grad_input_multiplier="fp32", name="layer_x")
+    config = layer.get_config()
+    assert [config[k] for k in ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")] == [
+        "bf16", "fp32", None]
+    clone = cls.from_config(config)
+    assert type(clone) is cls and clone.get_config() == config
+    assert keras.saving.get_registered_name(cls) == f"approxtrain>{cls.__name__}"
+
+
+NEW_LAYERS = [am.AMEinsumDense, am.AMConv3D, am.AMConv1DTranspose, am.AMConv2DTranspose, am.AMConv3DTranspose]
+
+
+def first_case(cls):
+    return next(v for v in TWIN_CASES.values() if v[0] is cls)
+
+
+@pytest.mark.parametrize("cls", NEW_LAYERS)
+def test_substitute_replaces_the_twin(cls, registered_bf16):
+    _, kwargs, shape = first_case(cls)
+    rng = np.random.default_rng(15)
+    x = bf16_values(rng, shape)
+    inputs = keras.Input(shape[1:])
+    native = keras.Model(inputs, cls.keras_twin(**kwargs, name="twin")(inputs))
+    for v in native.weights:
+        v.assign(bf16_values(rng, v.shape))  # so bf16's products are exact
+    model = at.substitute(native, multiplier="bf16", grad_weight_multiplier="fp32")
+    layer = model.get_layer("twin")
+    assert type(layer) is cls and (layer.multiplier, layer.grad_weight_multiplier) == ("bf16", "fp32")
+    assert type(native.get_layer("twin")) is cls.keras_twin
+    np.testing.assert_allclose(model(x).numpy(), native(x).numpy(), rtol=2e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", NEW_LAYERS)
+def test_keras_save_load_round_trip(cls, tmp_path, registered_bf16):
+    _, kwargs, shape = first_case(cls)
+    x = bf16_values(np.random.default_rng(16), shape)
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, cls(**kwargs, multiplier="bf16", grad_weight_multiplier="fp32", name="am")(inputs))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    layer = keras.saving.load_model(path).get_layer("am")
+    assert type(layer) is cls
+    assert (layer.multiplier, layer.grad_input_multiplier, layer.grad_weight_multiplier) == ("bf16", None, "fp32")
+    assert_bits_equal(layer(x).numpy(), model(x).numpy(), "loaded model")
