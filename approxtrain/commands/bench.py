@@ -2,7 +2,7 @@
 from importlib import import_module
 
 # Sections in the order they run; a section whose needs are missing is skipped with a note.
-SECTIONS = ("core_cpu", "tf_ops", "tf_train")
+SECTIONS = ("core_cpu", "tf_ops", "tf_train", "layers")
 
 
 def _section(name):
