@@ -339,3 +339,48 @@ def test_an_older_unknown_table_version_says_what_to_do(tmp_path):
         table_file.read_table(path)
     assert str(e.value) == (f"{path}: table format version 0 is not supported (this approxtrain reads version 1); "
                             "the file is damaged or not a table: rebuild the table")
+
+
+def _keras_file_with_version(saved, out, version):
+    """A copy of a saved .keras file whose AM layer's config has format_version `version` (None: no key,
+    as in files saved before the key existed)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(saved) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    layer = config["config"]["layers"][-1]["config"]
+    assert layer["format_version"] == 1
+    if version is None:
+        del layer["format_version"]
+    else:
+        layer["format_version"] = version
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(out, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    return out
+
+
+def test_keras_files_of_am_layers_carry_a_config_version(home, tmp_path):
+    import keras
+
+    from approxtrain.layers import AMDense
+
+    model = keras.Sequential([keras.Input((3,)), AMDense(2, multiplier="mbm7", name="am")])
+    saved = tmp_path / "model.keras"
+    model.save(saved)
+    x = np.float32([[1.5, -2.25, 3.0]])
+    # a file saved before format_version existed loads as version 1, computing the same
+    older = keras.saving.load_model(_keras_file_with_version(saved, tmp_path / "older.keras", None))
+    np.testing.assert_array_equal(older(x).numpy(), model(x).numpy())
+    assert older.layers[-1].get_config()["format_version"] == 1
+    with pytest.raises(ValueError) as e:
+        keras.saving.load_model(_keras_file_with_version(saved, tmp_path / "newer.keras", 2))
+    assert str(e.value) == ("AMDense 'am': layer config format_version 2 was written by a newer approxtrain (this one "
+                            "reads format_version 1); upgrade approxtrain to load it")
+    with pytest.raises(ValueError) as e:
+        AMDense.from_config(model.layers[-1].get_config() | {"format_version": "x"})
+    assert str(e.value) == ("AMDense 'am': layer config format_version 'x' is not a known version (this approxtrain "
+                            "reads format_version 1); the saved model is damaged")
