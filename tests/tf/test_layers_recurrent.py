@@ -40,15 +40,17 @@ def random_table(seed):
     return Multiplier(f"random7_{seed}", 7, "truncate", lut)
 
 
-def twin_pair(case, multiplier, seed=0, shape=(B, T, D), **extra):
+def twin_pair(case, multiplier, data_seed=0, shape=(B, T, D), **extra):
     """The Keras twin with bf16 weights, and the AM layer made from its config and weights
     (the way substitute() makes it)."""
     am_cls, keras_cls, kwargs = CASES[case]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(data_seed)
     twin = keras_cls(U, **kwargs, **extra)
     twin.build(shape)
     twin.set_weights([bf16_values(rng, w.shape, 0.5) for w in twin.get_weights()])
-    layer = am_cls.from_config(twin.get_config() | dict(multiplier=multiplier))
+    # (Keras's SimpleRNN.get_config omits `seed`, so it is passed on by hand.)
+    seed = {k: v for k, v in extra.items() if k == "seed"}
+    layer = am_cls.from_config(twin.get_config() | dict(multiplier=multiplier) | seed)
     layer.build(shape)
     layer.set_weights(twin.get_weights())
     return layer, twin, bf16_values(rng, shape)
@@ -119,11 +121,11 @@ def decomposed(layer, x, states, upstream):
 
 def three_table_layer(case, steps, seed):
     fwd, gin, gw = random_table(seed), random_table(seed + 1), random_table(seed + 2)
-    layer, _, _ = twin_pair(case, fwd, seed=seed, shape=(B, steps, D), return_sequences=True)
+    layer, _, _ = twin_pair(case, fwd, data_seed=seed, shape=(B, steps, D), return_sequences=True)
     layer = type(layer).from_config(layer.get_config() | dict(multiplier=fwd, grad_input_multiplier=gin,
                                                                grad_weight_multiplier=gw))
     layer.build((B, steps, D))
-    layer.set_weights(twin_pair(case, fwd, seed=seed, shape=(B, steps, D))[1].get_weights())
+    layer.set_weights(twin_pair(case, fwd, data_seed=seed, shape=(B, steps, D))[1].get_weights())
     rng = np.random.default_rng(seed + 10)
     x = rng.standard_normal((B, steps, D)).astype(np.float32)
     states = [rng.standard_normal((B, U)).astype(np.float32) * 0.5 for _ in range(state_count(case))]
@@ -264,6 +266,17 @@ def test_bf16_masking_matches_twin(case):
     assert max_rel_error(got, want) <= BF16_REL
     # A masked step keeps the previous output: sample 1 repeats its first output.
     np.testing.assert_array_equal(got[0][1, 1:], np.broadcast_to(got[0][1, :1], (3, U)))
+
+
+@pytest.mark.parametrize("dropout", [dict(dropout=0.3), dict(dropout=0.3, recurrent_dropout=0.4)])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bf16_training_dropout_matches_twin(case, dropout):
+    """Same seed, same masks: the hoisted input product applies the per-step dropout mask (one per
+    gate under recurrent dropout, Keras's implementation=1) the way the twin does."""
+    layer, twin, x = twin_pair(case, BF16, shape=(B, 4, D), return_sequences=True, seed=3, **dropout)
+    got, want = layer(x, training=True).numpy(), twin(x, training=True).numpy()
+    assert max_rel_error([got], [want]) <= BF16_REL
+    assert np.max(np.abs(got - layer(x).numpy())) > 1e-2  # the masks did act
 
 
 @pytest.mark.parametrize("case", ["gru", "lstm"])
