@@ -184,7 +184,5 @@ def conv3d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
         return tf.nn.conv3d_transpose(x, w, sizes, [1, *_triple(strides), 1], attrs.padding,
                                       dilations=[1, *_triple(dilations), 1])
     y = transpose_with_gradients(x, w, sizes, resolved, attrs, Conv3DKernels)
-    static = tf.get_static_value(sizes)
-    if static is not None:
-        y.set_shape(static)
+    y.set_shape(tensor_util.constant_value_as_shape(sizes))  # what is known statically (not the batch, in Keras)
     return y

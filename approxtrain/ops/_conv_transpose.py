@@ -13,6 +13,7 @@ operand-exchanged table (_transposed_table), which makes x the row without movin
 w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channels).
 """
 import tensorflow as tf
+from tensorflow.python.framework import tensor_util
 
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
@@ -90,9 +91,7 @@ def conv2d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
         return tf.nn.conv2d_transpose(x, w, sizes, list(attrs.strides), _tf_padding(attrs),
                                       dilations=list(attrs.dilations))
     y = transpose_with_gradients(x, w, sizes, resolved, attrs, Conv2DKernels)
-    static = tf.get_static_value(sizes)
-    if static is not None:
-        y.set_shape(static)
+    y.set_shape(tensor_util.constant_value_as_shape(sizes))  # what is known statically (not the batch, in Keras)
     return y
 
 

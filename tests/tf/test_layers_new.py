@@ -324,3 +324,33 @@ def test_keras_save_load_round_trip(cls, tmp_path, registered_bf16):
     assert type(layer) is cls
     assert (layer.multiplier, layer.grad_input_multiplier, layer.grad_weight_multiplier) == ("bf16", None, "fp32")
     assert_bits_equal(layer(x).numpy(), model(x).numpy(), "loaded model")
+
+
+@pytest.mark.parametrize("cls", NEW_LAYERS)
+def test_trains_in_keras_fit_with_an_unknown_batch(cls):
+    """fit traces the layer with batch None: the ops must keep the static shapes they need (depths)."""
+    _, kwargs, shape = first_case(cls)
+    inputs = keras.Input(shape[1:])
+    layer = cls(**kwargs, multiplier="mbm7")
+    outputs = keras.layers.Dense(1)(keras.layers.Flatten()(layer(inputs)))
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "mse", jit_compile="auto")
+    before = layer.kernel.numpy().copy()
+    rng = np.random.default_rng(17)
+    history = model.fit(rng.standard_normal((4,) + shape[1:]).astype(np.float32),
+                        rng.standard_normal((4, 1)).astype(np.float32), batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.array_equal(layer.kernel.numpy(), before)
+
+
+def test_bench_layers_section_rows(tmp_path):
+    from approxtrain import cli
+    import json
+
+    out = tmp_path / "rows.json"
+    argv = ["bench", "--section", "layers", "--quick", "--layers", "AMConv3D,AMEinsumDense", "--layer-repeats", "1",
+            "--json", str(out)]
+    assert cli.main(argv) == 0
+    rows = json.loads(out.read_text())
+    assert [r["layer"] for r in rows] == ["AMEinsumDense", "AMConv3D"]
+    assert all(r["ratio"] == pytest.approx(r["am_ms"] / r["native_ms"]) and r["native_ms"] > 0 for r in rows)
