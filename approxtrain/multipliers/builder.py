@@ -249,8 +249,8 @@ def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="trunca
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise ModelError(f"building the table of {what} did not finish within {timeout:g} s: does the model "
-                             "loop forever for some pair? Nothing was registered (a slow model needs a longer time limit: "
-                             "timeout=, --timeout on the command line)") from None
+                             "loop forever for some pair? Nothing was registered (a slow model needs a longer "
+                             "time limit: timeout=, --timeout on the command line)") from None
         except BaseException:
             _kill_group(process)
             raise
