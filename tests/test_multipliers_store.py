@@ -264,13 +264,21 @@ def packaged_copy(tmp_path, monkeypatch):
     return tables
 
 
-@pytest.mark.parametrize("case", ["truncated", "bit flip"])
+@pytest.mark.parametrize("case", ["truncated", "bit flip", "bad magic"])
 def test_a_damaged_packaged_table_is_rebuilt_in_a_source_checkout(home, packaged_copy, case):
     original = table_file.read_table(packaged_copy / "mbm7.amlut")[1]
     damage(packaged_copy / "mbm7.amlut", DAMAGES[case][0])
     m = multipliers.get("mbm7")
     np.testing.assert_array_equal(m.lut, original)
     np.testing.assert_array_equal(table_file.read_table(home / "cache" / "tables" / "mbm7.amlut")[1], original)
+
+
+def test_a_packaged_table_copied_over_another_is_rebuilt(home, packaged_copy):
+    original = table_file.read_table(packaged_copy / "mbm7.amlut")[1]
+    shutil.copy(packaged_copy / "mbm5.amlut", packaged_copy / "mbm7.amlut")  # same source file, mbm.c
+    m = multipliers.get("mbm7")
+    assert (m.name, m.mantissa_bits) == ("mbm7", 7)
+    np.testing.assert_array_equal(m.lut, original)
 
 
 def test_a_damaged_packaged_table_without_sources_says_so(home, packaged_copy, tmp_path, monkeypatch):
