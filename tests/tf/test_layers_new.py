@@ -354,3 +354,21 @@ def test_bench_layers_section_rows(tmp_path):
     rows = json.loads(out.read_text())
     assert [r["layer"] for r in rows] == ["AMEinsumDense", "AMConv3D"]
     assert all(r["ratio"] == pytest.approx(r["am_ms"] / r["native_ms"]) and r["native_ms"] > 0 for r in rows)
+
+
+def test_bad_shapes_are_clear_errors():
+    x = np.zeros((1, 3, 4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"output_shape's channels 5 must equal the filter's output channels 3"):
+        at.ops.conv2d_transpose(x, np.zeros((2, 2, 3, 2), np.float32), BF16, [1, 6, 8, 5], strides=2)
+    with pytest.raises(ValueError, match=r"input channels 2 must equal the filter's last dimension 4"):
+        at.ops.conv2d_transpose(x, np.zeros((2, 2, 3, 4), np.float32), BF16, [1, 6, 8, 3], strides=2)
+    with pytest.raises(ValueError, match=r"3-D convolutions take padding 'SAME' or 'VALID', got 'CAUSAL'"):
+        at.ops.conv3d(np.zeros((1, 3, 3, 3, 2), np.float32), np.zeros((2, 2, 2, 2, 3), np.float32), BF16,
+                      padding="CAUSAL")
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, 3, 3, 2], tf.float32)])
+    def unknown_depth(x):
+        return at.ops.conv3d(x, tf.zeros((2, 2, 2, 2, 3)), BF16)
+
+    with pytest.raises(ValueError, match=r"conv3d input depth must be known statically"):
+        unknown_depth.get_concrete_function()
