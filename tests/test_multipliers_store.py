@@ -273,6 +273,17 @@ def test_a_damaged_packaged_table_is_rebuilt_in_a_source_checkout(home, packaged
     np.testing.assert_array_equal(table_file.read_table(home / "cache" / "tables" / "mbm7.amlut")[1], original)
 
 
+def test_a_damaged_packaged_table_and_a_damaged_cache_entry_are_rebuilt_at_once(home, packaged_copy):
+    original = table_file.read_table(packaged_copy / "mbm7.amlut")[1]
+    cached = home / "cache" / "tables" / "mbm7.amlut"
+    cached.parent.mkdir(parents=True)
+    shutil.copy(packaged_copy / "mbm7.amlut", cached)
+    damage(packaged_copy / "mbm7.amlut", _flip_entry)
+    damage(cached, _truncate)
+    np.testing.assert_array_equal(multipliers.get("mbm7").lut, original)
+    np.testing.assert_array_equal(table_file.read_table(cached)[1], original)
+
+
 def test_a_packaged_table_copied_over_another_is_rebuilt(home, packaged_copy):
     original = table_file.read_table(packaged_copy / "mbm7.amlut")[1]
     shutil.copy(packaged_copy / "mbm5.amlut", packaged_copy / "mbm7.amlut")  # same source file, mbm.c

@@ -230,20 +230,20 @@ def get(name):
     if name in _in_memory:
         return _in_memory[name]
     if name in shipped_names():
-        path, in_memory = _shipped_table_path(name)
-        if path is None:
-            return in_memory
-        if path.parent == cache_dir() or (path.parent == PACKAGE_TABLES and name in shipped_specs()):
+        for _ in range(3):  # a damaged packaged table, then a damaged cache entry, then a fresh build
+            path, in_memory = _shipped_table_path(name)
+            if path is None:
+                return in_memory
+            if not (path.parent == cache_dir() or (path.parent == PACKAGE_TABLES and name in shipped_specs())):
+                break  # no source to rebuild from: _load below names the damage
             try:
                 _load(path)
+                break
             except table_file.DamagedTableError:  # a damaged table with its source at hand: build it again
                 if path.parent == cache_dir():
                     path.unlink()
                 else:
                     _rejected_packaged.add(name)
-                path, in_memory = _shipped_table_path(name)
-                if path is None:
-                    return in_memory
     else:
         path = user_dir() / (name + table_file.SUFFIX)
         if not (_NAME.match(name) and path.is_file()):
