@@ -22,7 +22,7 @@ from tensorflow.python.framework import tensor_util
 
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
-from approxtrain.ops._conv_transpose import transpose_with_gradients
+from approxtrain.ops._conv_transpose import input_grad as plane_input_grad, transpose_with_gradients
 from approxtrain.ops._op_table import op_table_for
 from approxtrain.ops._tables import resolve_three
 
@@ -109,7 +109,7 @@ class Conv3DKernels:
         span = (out_depth - 1) * attrs.sd + 1
         total = None
         for kd in range(kernel_depth):
-            dxs = _unflatten(_conv.input_grad(plane_sizes, w[kd], dy2, op_table, attrs.plane, attrs.groups),
+            dxs = _unflatten(plane_input_grad(plane_sizes, w[kd], dy2, op_table, attrs.plane, attrs.groups),
                              batch, out_depth)
             if attrs.sd > 1:  # zeros between the output depths: [N, OD, sd, ...] -> [N, OD * sd, ...]
                 dxs = tf.pad(tf.expand_dims(dxs, 2), [[0, 0], [0, 0], [0, attrs.sd - 1], [0, 0], [0, 0], [0, 0]])

@@ -22,6 +22,68 @@ from approxtrain.ops._tables import resolve_three
 from approxtrain.ops._transposed_table import transposed_op_table
 
 
+def _phase_axis(size, stride, pad_front, kernel, out, phase):
+    """Along one axis, output phase `phase` (positions phase + stride*i) of a strided conv's input
+    gradient: (its length, first tap r, taps J, front pad, back pad, length computed; the rest,
+    which no output reaches, is zeros).
+
+    Tap k reaches position phase + stride*i iff (phase + pad_front - k) % stride == 0, i.e.
+    k = r + stride*j, and then at output i + front - j: a stride-1 input gradient of the
+    sub-kernel w[r::stride] with front padding `front`, taps still in ascending order."""
+    length = max((size - phase + stride - 1) // stride, 0)
+    r, front = (phase + pad_front) % stride, (phase + pad_front) // stride
+    taps = len(range(r, kernel, stride))
+    back = out - 1 + taps - length - front
+    return length, r, taps, front, max(back, 0), length + min(back, 0)
+
+
+def _front_pads(attrs, sizes, kernel, out):
+    if attrs.padding == "VALID":
+        return 0, 0
+    if attrs.padding == "EXPLICIT":
+        return attrs.explicit_paddings[2], attrs.explicit_paddings[4]
+    s = attrs.strides[1:3]
+    return tuple(max((o - 1) * st + k - n, 0) // 2 for n, k, o, st in zip(sizes, kernel, out, s))
+
+
+def input_grad(input_sizes, w, dy, op_table, attrs, groups):
+    """conv2d's input gradient (AMConv2DBackpropInput's values), for strided AM convs computed per
+    output phase: one stride-1 op per (row phase, column phase) on the taps that reach it.
+
+    The canonical order sums (kh, kw, o) ascending and multiplies a +0 dy operand where a tap
+    reaches no output (docs/design.md); a phase sums the same taps in the same order and only
+    leaves out those +0 products, so for finite weights the bits are the same, at 1 / (sh*sw)
+    of the products.  (A +0 times an infinite weight is NaN: with infinite weights the phases
+    may give a number where the one-op form gives NaN.)"""
+    sizes = tensor_util.constant_value_as_shape(tf.convert_to_tensor(input_sizes)).as_list()
+    strides, kernel, out = attrs.strides[1:3], w.shape[:2].as_list(), dy.shape[1:3].as_list()
+    if (op_table is None or strides == (1, 1) or attrs.dilations != (1, 1, 1, 1)
+            or None in sizes[1:] + kernel + out):
+        return _conv.input_grad(input_sizes, w, dy, op_table, attrs, groups)
+    fronts = _front_pads(attrs, sizes[1:3], kernel, out)
+    axes = [[_phase_axis(sizes[1 + a], strides[a], fronts[a], kernel[a], out[a], p) for p in range(strides[a])]
+            for a in (0, 1)]
+    batch, channels = tf.cast(input_sizes, tf.int32)[0], sizes[3]
+    longest = [axes[0][0][0], axes[1][0][0]]
+    rows = []
+    for ph in axes[0]:
+        cols = []
+        for pw in axes[1]:
+            if min(ph[2], pw[2], ph[5], pw[5]) <= 0:
+                part = tf.zeros(tf.stack([batch, longest[0], longest[1], channels]))
+            else:
+                plane = _conv.ConvAttrs((1, 1, 1, 1), "EXPLICIT", (0, 0, ph[3], ph[4], pw[3], pw[4], 0, 0),
+                                        (1, 1, 1, 1))
+                part = _conv.input_grad(tf.stack([batch, ph[5], pw[5], channels]),
+                                        w[ph[1]::strides[0], pw[1]::strides[1]], dy, op_table, plane, groups)
+                part = tf.pad(part, [[0, 0], [0, longest[0] - ph[5]], [0, longest[1] - pw[5]], [0, 0]])
+            cols.append(part)
+        # [N, Hl, Wl, sw, C] -> [N, Hl, Wl * sw, C]: column phase q lands on columns q + sw*i
+        rows.append(tf.reshape(tf.stack(cols, 3), tf.stack([batch, longest[0], longest[1] * strides[1], channels])))
+    dx = tf.reshape(tf.stack(rows, 2), tf.stack([batch, longest[0] * strides[0], longest[1] * strides[1], channels]))
+    return dx[:, :sizes[1], :sizes[2]]
+
+
 class Conv2DKernels:
     """The three conv products of conv2d with one group (see _conv)."""
 
@@ -31,7 +93,7 @@ class Conv2DKernels:
 
     @staticmethod
     def input_grad(input_sizes, w, dy, op_table, attrs):
-        return _conv.input_grad(input_sizes, w, dy, op_table, attrs, 1)
+        return input_grad(input_sizes, w, dy, op_table, attrs, 1)
 
     @staticmethod
     def filter_grad(x, filter_sizes, dy, op_table, attrs):

@@ -372,3 +372,25 @@ def test_bad_shapes_are_clear_errors():
 
     with pytest.raises(ValueError, match=r"conv3d input depth must be known statically"):
         unknown_depth.get_concrete_function()
+
+
+@pytest.mark.parametrize("strides,kernel,padding,size", [
+    ((2, 2), (3, 3), "SAME", (7, 8)), ((3, 2), (2, 5), "SAME", (9, 5)), ((3, 3), (2, 2), "VALID", (8, 7)),
+    ((2, 3), (4, 3), "VALID", (9, 10)), ((4, 2), (3, 1), "SAME", (10, 6)), ((2, 2), (3, 2), [[2, 1], [0, 3]], (7, 8)),
+])
+def test_phased_input_gradient_equals_the_one_op_form(strides, kernel, padding, size):
+    """The per-phase input gradient (transposed-conv forward, conv3d dX) gives the bits of one
+    AMConv2DBackpropInput, whose canonical order multiplies +0 where a tap reaches no output."""
+    from approxtrain.ops import _conv, _conv_transpose
+    from approxtrain.ops._op_table import op_table_for
+
+    rng = np.random.default_rng(18)
+    attrs = _conv.conv_attrs(strides, padding, 1)
+    x_shape = (2,) + size + (3,)
+    w = tf.constant(rng.standard_normal(kernel + (3, 4)).astype(np.float32))
+    out = _conv.forward(tf.zeros(x_shape), w, None, attrs).shape
+    dy = tf.constant(rng.standard_normal(out).astype(np.float32))
+    table = op_table_for(FWD)
+    phased = _conv_transpose.input_grad(list(x_shape), w, dy, table, attrs, 1)
+    one_op = _conv.input_grad(list(x_shape), w, dy, table, attrs, 1)
+    assert_bits_equal(phased.numpy(), one_op.numpy(), "phased input gradient")
