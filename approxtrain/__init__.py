@@ -28,7 +28,9 @@ def __getattr__(name):
         return import_module(_LAZY[name])
     if name == "substitute":
         return import_module("approxtrain._substitute").substitute
+    if name == "coverage":
+        return import_module("approxtrain._coverage").coverage
     raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
 
 
-__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "substitute"]
+__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "substitute", "coverage"]

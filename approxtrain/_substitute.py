@@ -42,7 +42,7 @@ MULTIPLY_HEAVY = _keras_layers(
     "Dense", "EinsumDense",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
-    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "AdditiveAttention",
+    "MultiHeadAttention", "GroupQueryAttention", "Attention", "AdditiveAttention",
     "SimpleRNN", "GRU", "LSTM", "SimpleRNNCell", "GRUCell", "LSTMCell",
     "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
 )
@@ -208,6 +208,9 @@ class _Rewriter:
             new = self.map(operation, selected)
             if new is not operation:
                 _move_nodes(operation, new)
+        # Node keys are f"{id(operation)}_ib-{index}" (keras make_node_key): re-key the replaced ones.
+        renamed = {f"{old_id}_ib-": f"{id(new)}_ib-" for old_id, new in self.new.items()}
+        graph._nodes = {_rekey(key, renamed) for key in graph._nodes}
         graph._operations = [self.new.get(id(op), op) for op in graph._operations]
         graph._operations_by_depth = {
             depth: [self.new.get(id(op), op) for op in ops] for depth, ops in graph._operations_by_depth.items()
@@ -253,6 +256,12 @@ _NOT_LAYER_HOLDERS = frozenset({
 })
 
 
+def _rekey(key, renamed):
+    prefix, _, index = key.rpartition("_ib-")
+    new_prefix = renamed.get(prefix + "_ib-")
+    return key if new_prefix is None else new_prefix + index
+
+
 def _set_item(container, key, item):
     """container[key] = item, bypassing Keras's tracking wrappers (they would track `item` a second
     time; _retrack swaps the ids instead). TF's wrappers keep their own storage: plain assignment."""
@@ -284,7 +293,15 @@ def _make_twin(layer, twin, multipliers):
                              "does not say with which input shape (get_build_config() is empty)")
         new.build_from_config(build_config)
         _copy_state(layer, new)
+        _copy_paths(layer, new)
     return new
+
+
+def _copy_paths(original, copy):
+    """Give copy's variables the original's paths (e.g. "outer/block/proj/kernel"): a layer built
+    outside its parent's call gets a path without the parent's name scope otherwise."""
+    for source, target in zip(original.variables, copy.variables, strict=True):
+        target._path = source.path
 
 
 _COPY_ADVICE = ("; pass inplace=True to substitute the model itself (it is then modified), or give "
@@ -337,8 +354,10 @@ def _config_copy(layer):
     try:
         with keras.saving.custom_object_scope(objects):
             config = keras.saving.serialize_keras_object(layer)
+            config.pop("build_config", None)  # built by its caller: in the graph, or by _built
             copy = keras.saving.deserialize_keras_object(deepcopy(config))  # it consumes its argument
             round_trip = keras.saving.serialize_keras_object(copy)
+            round_trip.pop("build_config", None)
     except (TypeError, ValueError, NotImplementedError, AttributeError, KeyError) as e:
         raise ValueError(f"cannot copy {layer.name!r} ({type(layer).__name__}) through its config "
                          f"({type(e).__name__}: {e}){_COPY_ADVICE}") from e
@@ -364,6 +383,7 @@ def _copy_variables(original, copy):
                          f"its config has other variables{_COPY_ADVICE}")
     for s, t in zip(source, target):
         t.assign(s)
+    _copy_paths(original, copy)
 
 
 def _copy_state(original, new):

@@ -76,6 +76,7 @@ def run(args):
 
     out = args.out or f"runs/{args.model}_{args.dataset}_{args.multiplier}"
     results = train(config_from_args(args, args.multiplier, out), resume=args.resume)
+    from approxtrain._coverage import zoo_summary
     from approxtrain.report import fmt
 
     if results.get("chief") is False:  # a multi-worker run's other workers: the chief writes --out
@@ -85,4 +86,5 @@ def run(args):
     print(f"{out}: test accuracy {fmt(final['test_accuracy'])}, test loss {fmt(final['test_loss'])} after "
           f"{results['epochs_completed']} epoch(s), {fmt(results['timing']['mean_epoch_time_s'], '.1f')} s/epoch; "
           f"see {out}/history.csv and {out}/results.json")
+    print(zoo_summary(results, args.model, parse_model_options(args.model_option)))
     return 0
