@@ -382,6 +382,20 @@ def test_coverage_needs_known_shapes():
     assert counts["native_macs"] == 5 * 4 * 2
 
 
+def test_train_summary_line_for_a_zoo_model():
+    from approxtrain._coverage import zoo_summary
+
+    # lenet5 on 28x28x1: conv1 28*28*6 x 5*5, conv2 10*10*16 x 5*5*6, fc1 400x120, fc2 120x84, logits 84x10
+    total = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
+    results = {"settings": {"multiplier": "mbm7"}, "dataset": {"input_shape": [28, 28, 1], "num_classes": 10}}
+    assert zoo_summary(results, "lenet5", {}) == (
+        f"approximate multiplies: 100.0% of {total:,} MACs per sample in 5 multiply-heavy layer(s)")
+    results["settings"]["multiplier"] = "fp32"
+    assert zoo_summary(results, "lenet5", {}) == (
+        f"approximate multiplies: 0.0% of {total:,} MACs per sample in 5 multiply-heavy layer(s); "
+        "native: conv1 (Conv2D), conv2 (Conv2D), fc1 (Dense), fc2 (Dense), logits (Dense)")
+
+
 # ---------------------------------------------------------------- keras.applications
 
 
