@@ -1,0 +1,149 @@
+"""approxtrain.cost: counts against every product listed one by one, the RCP split by hand,
+zoo MACs against an independent count, the JSON schema and the CLI."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from approxtrain.cost import counts
+
+
+def sparse(rng, shape, density):
+    t = rng.standard_normal(shape).astype(np.float32)
+    return t * (rng.random(shape) < density)
+
+
+def brute_conv(x, w, dy, strides, dilations, pads, groups):
+    """Lists every product of the three phases of a grouped conv: (macs, nonzero, cartesian, valid)
+    per phase, each product written out (x padded with zeros)."""
+    n, h, wd, c = x.shape
+    kh, kw, cg, o = w.shape
+    og = o // groups
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    hp, wp = xp.shape[1:3]
+    oh = (hp - (kh - 1) * dilations[0] - 1) // strides[0] + 1
+    ow = (wp - (kw - 1) * dilations[1] - 1) // strides[1] + 1
+    assert dy.shape == (n, oh, ow, o)
+    fwd, gi, gw = [], [], []
+    for b, a_, bb, i, j, ci, oc in itertools.product(range(n), range(oh), range(ow), range(kh), range(kw),
+                                                     range(cg), range(o)):
+        g = oc // og
+        r, s = a_ * strides[0] + i * dilations[0], bb * strides[1] + j * dilations[1]
+        xv, wv, dv = xp[b, r, s, g * cg + ci], w[i, j, ci, oc], dy[b, a_, bb, oc]
+        fwd.append((xv, wv))
+        gw.append((xv, dv))
+        real = pads[0][0] <= r < pads[0][0] + h and pads[1][0] <= s < pads[1][0] + wd
+        if real:  # an input-gradient product onto padding has no output
+            gi.append((dv, wv))
+
+    def tally(products):
+        return len(products), sum(1 for p, q in products if p != 0 and q != 0)
+
+    # Cartesian products of the outer-product tiles, enumerated pair by pair.
+    fwd_cart = gw_cart = gi_cart = 0
+    for b in range(n):
+        for cch in range(c):
+            g, ci = divmod(cch, cg)
+            xs = [(r, s) for r in range(h) for s in range(wd) if x[b, r, s, cch] != 0]
+            ws = [(i, j, oc) for i in range(kh) for j in range(kw) for oc in range(g * og, (g + 1) * og)
+                  if w[i, j, ci, oc] != 0]
+            ds = [(a_, bb, oc) for a_ in range(oh) for bb in range(ow) for oc in range(g * og, (g + 1) * og)
+                  if dy[b, a_, bb, oc] != 0]
+            fwd_cart += len(xs) * len(ws)
+            gw_cart += len(xs) * len(ds)
+        for oc in range(o):
+            g = oc // og
+            ds = [1 for a_ in range(oh) for bb in range(ow) if dy[b, a_, bb, oc] != 0]
+            ws = [1 for i in range(kh) for j in range(kw) for ci in range(cg) if w[i, j, ci, oc] != 0]
+            gi_cart += len(ds) * len(ws)
+    return {"forward": (*tally(fwd), fwd_cart), "grad_input": (*tally(gi), gi_cart),
+            "grad_weight": (*tally(gw), gw_cart)}
+
+
+def check(result, expected):
+    for phase in counts.PHASES:
+        macs, nz, cart = expected[phase]
+        got = result[phase]
+        assert (got.macs, got.zero_operand, got.cartesian) == (macs, macs - nz, cart), phase
+        assert got.valid == got.macs - got.zero_operand
+        assert got.redundant == got.cartesian - got.valid >= 0
+
+
+@pytest.mark.parametrize("strides,dilations,padding,groups", [
+    ((1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+    ((2, 2), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 1), (2, 2), ((2, 1), (0, 3)), 1),
+    ((1, 2), (1, 2), ((1, 0), (2, 2)), 2),
+])
+def test_conv2d_counts_match_every_product(strides, dilations, padding, groups):
+    rng = np.random.default_rng(sum(strides) + 7 * groups)
+    x = sparse(rng, (2, 6, 7, 4), 0.6)
+    w = sparse(rng, (3, 2, 4 // groups, 4), 0.7)
+    h = 6 + sum(padding[0]); wd = 7 + sum(padding[1])
+    oh = (h - 2 * dilations[0] - 1) // strides[0] + 1
+    ow = (wd - 1 * dilations[1] - 1) // strides[1] + 1
+    dy = sparse(rng, (2, oh, ow, 4), 0.5)
+    result = counts.conv2d(x, w, dy, strides, dilations, padding, groups)
+    check(result, brute_conv(x, w, dy, strides, dilations, padding, groups))
+
+
+def test_same_padding_matches_keras_output_shape():
+    assert counts.conv_padding(7, 3, 2, 1, "same") == (1, 1)
+    assert counts.conv_padding(8, 3, 2, 1, "same") == (0, 1)
+    assert counts.conv_padding(5, 3, 1, 2, "causal") == (4, 0)
+
+
+def test_depthwise_counts_match_every_product():
+    rng = np.random.default_rng(3)
+    x = sparse(rng, (1, 5, 5, 3), 0.6)
+    w = sparse(rng, (3, 3, 3, 2), 0.8)
+    dy = sparse(rng, (1, 3, 3, 6), 0.7)
+    result = counts.depthwise_conv2d(x, w, dy, (2, 2), (1, 1), "same")
+    # Depthwise = groups C with filter [KH, KW, 1, C*m], channel c*m + j.
+    check(result, brute_conv(x, w.reshape(3, 3, 1, 6), dy, (2, 2), (1, 1), ((1, 1), (1, 1)), 3))
+
+
+def brute_matmul(a, b, dy):
+    """Every product of a batched matmul's three phases, listed."""
+    *batch, m, k = a.shape
+    nb = b.shape[-1]
+    fwd = gi = gw = 0
+    for idx in itertools.product(*[range(d) for d in batch]):
+        for i, kk, j in itertools.product(range(m), range(k), range(nb)):
+            fwd += a[idx + (i, kk)] != 0 and b[idx + (kk, j)] != 0
+            gi += dy[idx + (i, j)] != 0 and b[idx + (kk, j)] != 0
+            gw += a[idx + (i, kk)] != 0 and dy[idx + (i, j)] != 0
+    macs = int(np.prod(batch, dtype=int)) * m * k * nb
+    return {"forward": (macs, fwd, fwd), "grad_input": (macs, gi, gi), "grad_weight": (macs, gw, gw)}
+
+
+def test_dense_counts_match_every_product():
+    rng = np.random.default_rng(4)
+    x, w, dy = sparse(rng, (2, 3, 5), 0.5), sparse(rng, (5, 4), 0.6), sparse(rng, (2, 3, 4), 0.4)
+    check(counts.dense(x, w, dy), brute_matmul(x.reshape(6, 5), w, dy.reshape(6, 4)))
+
+
+def test_batched_matmul_counts_match_every_product():
+    rng = np.random.default_rng(5)
+    a, b, dy = sparse(rng, (2, 3, 4, 5), 0.5), sparse(rng, (2, 3, 5, 2), 0.5), sparse(rng, (2, 3, 4, 2), 0.5)
+    check(counts.matmul(a, b, dy), brute_matmul(a, b, dy))
+
+
+def test_rcp_split_of_a_tiny_conv_by_hand():
+    # 1x3x3x1 input of ones, 2x2 kernel of ones, VALID, stride 1: output 2x2, dy ones.
+    # Forward: each of the 9 x values meets all 4 taps: 36 cartesian products, 16 land (4 outputs
+    # x 4 taps), 20 are RCPs. Weight gradient: 9 x values x 4 dy values = 36, the same 16 land.
+    # Input gradient: 4 dy x 4 taps = 16, all land on one of the 9 inputs: no RCP.
+    x, w, dy = np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), np.ones((1, 2, 2, 1))
+    r = counts.conv2d(x, w, dy)
+    assert r["forward"] == counts.Counts(16, 0, 36, 16, 20)
+    assert r["grad_weight"] == counts.Counts(16, 0, 36, 16, 20)
+    assert r["grad_input"] == counts.Counts(16, 0, 16, 16, 0)
+    # Padding at the bottom and right (SAME): 3x3 output, 36 forward products; per axis 5 of the
+    # 6 (output, tap) pairs read a real input, so 25 read x and 11 read padding (zero-operand).
+    # The 9 x values x 4 taps are again 36 cartesian products: 25 land, 11 are RCPs. The input
+    # gradient: 9 dy x 4 taps = 36 cartesian, the 25 onto real inputs are its products.
+    r = counts.conv2d(x, w, np.ones((1, 3, 3, 1)), padding=((0, 1), (0, 1)))
+    assert r["forward"] == counts.Counts(36, 11, 36, 25, 11)
+    assert r["grad_input"] == counts.Counts(25, 0, 36, 25, 11)
