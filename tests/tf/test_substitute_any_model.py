@@ -285,6 +285,38 @@ def test_inplace_rewrites_a_functional_graph():
     assert 1e-6 < relative_l2(model(x), out) < 1e-2
 
 
+def test_inplace_sequential_saves_and_loads(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1"), keras.layers.Dense(2, name="d2")])
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    out = model(x).numpy()
+    assert approxtrain.substitute(model, BF16, inplace=True) is model
+    assert [type(layer) for layer in model.layers] == [am.AMDense, am.AMDense]
+    got = model(x).numpy()
+    assert 1e-6 < relative_l2(got, out) < 1e-2
+    model.save(tmp_path / "seq.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "seq.keras")(x).numpy(), got)
+
+
+def test_layers_inside_keras_wrappers_are_reached():
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((5, 3))
+    y = keras.layers.TimeDistributed(keras.layers.Dense(4, name="inner"), name="td")(inputs)
+    y = keras.layers.Bidirectional(keras.layers.LSTM(2, name="lstm"), name="bi")(y)
+    model = keras.Model(inputs, y)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 5, 3)).astype(np.float32)
+    new = substitute_quietly(model, BF16, strict=True)
+    assert left_native(new) == []
+    assert type(new.get_layer("td").layer) is am.AMDense
+    bi = new.get_layer("bi")
+    assert [type(bi.forward_layer).__name__, type(bi.backward_layer).__name__] == ["AMLSTM", "AMLSTM"]
+    assert 1e-6 < relative_l2(new(x), model(x)) < 1e-2
+    # 5 steps x 3 x 4 for the Dense; per LSTM direction 5 steps x 4 gates x (4 x 2 + 2 x 2)
+    counts = approxtrain.coverage(new)
+    assert [(row["name"], row["macs"]) for row in counts["layers"]] == [
+        ("inner", 60), ("forward_lstm", 240), ("backward_lstm", 240)]
+    assert counts["share"] == 1.0
+
+
 # ---------------------------------------------------------------- no silent fallbacks
 
 
