@@ -234,3 +234,16 @@ def test_channels_first_layer_names_the_layer():
     model = keras.Model(inputs, keras.layers.Conv2D(2, 3, data_format="channels_first", name="cf")(inputs))
     with pytest.raises(ValueError, match="'cf'.*channels_last"):
         approxtrain.substitute(model, BF16)
+
+
+def test_supported_model_substitutes_strictly_and_quietly():
+    import warnings
+
+    model = functional_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer with multiplies has a twin: no warning
+        new = approxtrain.substitute(model, BF16, strict=True)
+    assert_replaced(model, new, SUPPORTED)
+    counts = approxtrain.coverage(new)
+    assert counts["share"] == 1.0 and counts["native_macs"] == 0
+    assert [row["name"] for row in counts["layers"]] == ["conv", "dw", "sep", "conv1d", "mha", "head"]
