@@ -147,3 +147,56 @@ def test_rcp_split_of_a_tiny_conv_by_hand():
     r = counts.conv2d(x, w, np.ones((1, 3, 3, 1)), padding=((0, 1), (0, 1)))
     assert r["forward"] == counts.Counts(36, 11, 36, 25, 11)
     assert r["grad_input"] == counts.Counts(25, 0, 36, 25, 11)
+
+
+def _analytic_forward_macs(model, batch):
+    """Dense forward multiplies of a zoo model from layer configurations and Keras's own output
+    shapes: conv = output elements x kernel fan-in, dense = rows x units x inputs, attention =
+    its four projections plus Q.K^T and P.V."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            t, d = layer.input[0].shape[1], layer.input[0].shape[-1]  # query = value
+            h, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+            total += batch * t * (d * h * kd * 2 + d * h * vd + h * vd * d + 2 * h * t * kd)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            out = np.prod(layer.output.shape[1:])
+            total += batch * out * np.prod(layer.kernel_size)
+        elif isinstance(layer, keras.layers.Conv2D):
+            out = np.prod(layer.output.shape[1:])
+            total += batch * out * np.prod(layer.kernel_size) * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            rows = np.prod(layer.input.shape[1:-1], dtype=int)
+            total += batch * rows * layer.units * layer.input.shape[-1]
+    return int(total)
+
+
+ZOO_INPUTS = {"lenet300100": ((28, 28, 1), {}), "lenet5": ((28, 28, 1), {}), "transformer": ((8,), {"vocab_size": 20}),
+              "mobilenetv2": ((32, 32, 3), {"alpha": 0.35})}
+
+
+@pytest.mark.parametrize("name", __import__("approxtrain.models", fromlist=["names"]).names())
+def test_zoo_macs_equal_an_analytic_count(name):
+    import tensorflow as tf
+
+    import approxtrain.models as zoo
+    from approxtrain import cost
+
+    shape, kw = ZOO_INPUTS.get(name, ((32, 32, 3), {}))
+    model = zoo.build(name, shape, 3, **kw)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 20, (2, *shape)).astype("int32") if name == "transformer" else rng.random((2, *shape), "float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 2], "int32"))).batch(2)
+    report = cost.profile(model, ds, "fp32")
+    assert report["total"]["forward"]["macs"] == _analytic_forward_macs(model, 2)
+    assert report["not_counted"] == []
+    for row in report["layers"]:
+        for phase in cost.PHASES:
+            c = row[phase]
+            assert c["valid"] == c["macs"] - c["zero_operand"], (row["name"], phase)
+            assert c["cartesian"] == c["valid"] + c["redundant"]
+    first = report["layers"][0]
+    if name != "transformer":  # the first product reads the model input: no input gradient
+        assert first["grad_input"]["macs"] == 0 and "not computed" in first["grad_input"]["note"]

@@ -1,0 +1,69 @@
+"""Per-multiply energy of each multiplier, with its source (docs/multipliers.md, "Energy and area").
+
+A multiplier without a sourced figure has none: its energy is reported as null, never guessed.
+Every sum is a float32 addition whatever the multiplier (docs/design.md, "Accumulation"), so the
+accumulate energy is the fp32 add's for all of them.
+"""
+import json
+import math
+import os
+
+from approxtrain.multipliers import registry
+
+HOROWITZ = "M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm"
+ACCUMULATE_PJ = 0.9  # fp32 add, Horowitz ISSCC 2014, 45 nm
+
+# name: (pJ per multiply, estimate?, source)
+_BF16_PJ = round(1.1 * (8 / 11) ** 2, 3)  # fp16 multiply scaled by the significand widths squared
+FIGURES = {
+    "fp32": (3.7, False, f"fp32 multiply, {HOROWITZ}"),
+    "fp16m": (1.1, False, f"fp16 multiply (11-bit significands), {HOROWITZ}"),
+    "bf16": (_BF16_PJ, True, "estimate: fp16 multiply 1.1 pJ (Horowitz ISSCC 2014, 45 nm) x (8/11)^2, "
+                             "the ratio of the significand widths squared"),
+    "bf16_trunc": (_BF16_PJ, True, "estimate: as bf16 (an 8x8-bit significand product, truncated result)"),
+}
+SIDECAR_SUFFIX = ".energy.json"
+
+
+def sidecar_path(name):
+    """User multiplier `name`'s energy file, next to its registered table."""
+    return registry.user_dir() / f"{name}{SIDECAR_SUFFIX}"
+
+
+def set_user_energy(name, pj):
+    """Records `pj` picojoules per multiply for user multiplier `name` (written atomically)."""
+    if isinstance(pj, bool) or not isinstance(pj, (int, float)) or not math.isfinite(pj) or pj <= 0:
+        raise ValueError(f"--energy-pj must be a positive number of picojoules, got {pj!r}")
+    path = sidecar_path(name)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"name": name, "multiply_pj": float(pj), "source": "user (multipliers add --energy-pj)"}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_user_energy(name):
+    sidecar_path(name).unlink(missing_ok=True)
+
+
+def figure(name):
+    """{"multiply_pj", "accumulate_pj", "estimate", "source"} of multiplier `name`, or None."""
+    if name in FIGURES:
+        pj, estimate, source = FIGURES[name]
+        return {"multiply_pj": pj, "accumulate_pj": ACCUMULATE_PJ, "estimate": estimate, "source": source}
+    path = sidecar_path(name)
+    if name not in registry.shipped_names() and path.exists():
+        with open(path) as f:
+            data = json.load(f)
+        return {"multiply_pj": float(data["multiply_pj"]), "accumulate_pj": ACCUMULATE_PJ, "estimate": False,
+                "source": data.get("source", "user")}
+    return None
+
+
+def energy_pj(fig, macs, skipped):
+    """(dense, zero-skipping) energy of `macs` products of which `skipped` need not run; None without a figure."""
+    if fig is None:
+        return None
+    per = fig["multiply_pj"] + fig["accumulate_pj"]
+    return {"dense": macs * per, "zero_skipping": (macs - skipped) * per}
