@@ -159,12 +159,10 @@ def _macs(layer, args, kwargs, outputs):
         return _n(y) * _n(layer.kernel) // layer.filters
     if isinstance(layer, (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention)):
         query = _arg(args, kwargs, 0, "query")
-        value = _arg(args, kwargs, 1, "value")
-        key = kwargs.get("key") if kwargs.get("key") is not None else value
+        value = _arg(args, kwargs, 1, "value")  # the key, if given, has the value's length
         t_q, t_v = _n(query) // int(query.shape[-1]), _n(value) // int(value.shape[-1])
         projections = (t_q * _n(layer._query_dense.kernel) + t_v * _n(layer._key_dense.kernel)
                        + t_v * _n(layer._value_dense.kernel) + t_q * _n(layer._output_dense.kernel))
-        del key  # same length as value
         if isinstance(layer, keras.layers.MultiHeadAttention):
             products = t_q * t_v * layer._num_heads * (layer._key_dim + layer._value_dim)
         else:
