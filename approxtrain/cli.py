@@ -8,7 +8,7 @@ import sys
 from importlib import import_module
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("multipliers", "train", "compare", "bench")
+COMMANDS = ("multipliers", "train", "compare", "bench", "cost")
 
 
 def build_parser():

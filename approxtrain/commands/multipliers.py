@@ -34,6 +34,8 @@ def add_parser(sub):
                           "default: by suffix")
     add.add_argument("--description", default="", help="one line for listings")
     add.add_argument("--force", action="store_true", help="replace a user multiplier of the same name")
+    add.add_argument("--energy-pj", type=float, metavar="E",
+                     help="energy of one multiply in picojoules, used by `approxtrain cost` (default: none)")
     add.set_defaults(func=run_add)
 
     export = cmds.add_parser("export", help="write a multiplier's table in ApproxTrain's .bin or .npy format")
@@ -91,6 +93,10 @@ def run_add(args):
             raise ValueError(f"{', '.join(given)} apply to a model FILE, not to --from-table")
     elif args.table_format is not None:
         raise ValueError("--table-format applies to --from-table only")
+    from approxtrain.cost import energy
+
+    if args.energy_pj is not None:
+        energy.check_pj(args.energy_pj)
     try:
         if args.from_table is not None:
             m = multipliers.register_table(args.name, args.from_table, mantissa_bits=args.mantissa_bits,
@@ -103,8 +109,13 @@ def run_add(args):
     except multipliers.AlreadyRegisteredError as e:  # in the shell's words, not register()'s keyword
         raise ValueError(f"multiplier {e.name!r} is already registered ({e.path}); remove it first "
                          f"('approxtrain multipliers remove {e.name}') or add --force to replace it") from None
+    if args.energy_pj is None:
+        energy.remove_user_energy(m.name)  # a replaced multiplier's figure is not this one's
+    else:
+        energy.set_user_energy(m.name, args.energy_pj)
     print(f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
-          f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}")
+          f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}"
+          + ("" if args.energy_pj is None else f", {args.energy_pj:g} pJ per multiply"))
     return 0
 
 
@@ -119,7 +130,10 @@ def run_export(args):
 def run_remove(args):
     from approxtrain import multipliers
 
+    from approxtrain.cost import energy
+
     multipliers.unregister(args.name)
+    energy.remove_user_energy(args.name)
     print(f"removed {args.name}")
     return 0
 

@@ -30,10 +30,14 @@ def sidecar_path(name):
     return registry.user_dir() / f"{name}{SIDECAR_SUFFIX}"
 
 
-def set_user_energy(name, pj):
-    """Records `pj` picojoules per multiply for user multiplier `name` (written atomically)."""
+def check_pj(pj):
     if isinstance(pj, bool) or not isinstance(pj, (int, float)) or not math.isfinite(pj) or pj <= 0:
         raise ValueError(f"--energy-pj must be a positive number of picojoules, got {pj!r}")
+
+
+def set_user_energy(name, pj):
+    """Records `pj` picojoules per multiply for user multiplier `name` (written atomically)."""
+    check_pj(pj)
     path = sidecar_path(name)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:

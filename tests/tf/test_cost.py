@@ -200,3 +200,83 @@ def test_zoo_macs_equal_an_analytic_count(name):
     first = report["layers"][0]
     if name != "transformer":  # the first product reads the model input: no input gradient
         assert first["grad_input"]["macs"] == 0 and "not computed" in first["grad_input"]["note"]
+
+
+def _tiny_dense_model():
+    import keras
+
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    return keras.Model(inputs, out, name="tiny")
+
+
+def test_profile_counts_the_real_tensors_and_leaves_weights_alone(monkeypatch, tmp_path):
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path))
+    model = _tiny_dense_model()
+    rng = np.random.default_rng(1)
+    x = sparse(rng, (4, 6), 0.5)
+    kernel = sparse(rng, (6, 5), 0.5)
+    model.get_layer("hidden").kernel.assign(kernel)
+    before = [w.numpy().copy() for w in model.weights]
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 0], "int32"))).batch(4)
+    report = cost.profile(model, ds, "fp32,mbm7")
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, model.weights))
+    hidden = report["layers"][0]
+    assert hidden["name"] == "hidden" and hidden["type"] == "dense"
+    # Forward zero-operand count of x @ kernel, listed product by product.
+    zero = sum(1 for m in range(4) for k in range(6) for u in range(5) if x[m, k] == 0 or kernel[k, u] == 0)
+    assert hidden["forward"]["macs"] == 120 and hidden["forward"]["zero_operand"] == zero
+    assert hidden["grad_input"]["macs"] == 0 and "not computed" in hidden["grad_input"]["note"]
+    # The output layer's dy is the gradient of the pre-softmax logits: ReLU zeros of h are its x zeros.
+    h = np.maximum(x @ kernel + model.get_layer("hidden").bias.numpy(), 0)
+    w2 = model.get_layer("out").kernel.numpy()
+    zero2 = sum(1 for m in range(4) for k in range(5) for u in range(3) if h[m, k] == 0 or w2[k, u] == 0)
+    assert report["layers"][1]["forward"]["zero_operand"] == zero2
+    fwd = hidden["forward"]
+    assert fwd["energy_pj"]["fp32"] == pytest.approx({"dense": 120 * 4.6, "zero_skipping": (120 - zero) * 4.6})
+    assert fwd["energy_pj"]["mbm7"] is None  # no sourced figure: no number
+    from approxtrain.cost import output
+
+    output.check_schema(json.loads(json.dumps(report)))
+    with pytest.raises(ValueError, match="lacks 'total'"):
+        output.check_schema({k: v for k, v in report.items() if k != "total"})
+
+
+def test_cost_cli_writes_json_markdown_png(tmp_path, monkeypatch, capsys):
+    from approxtrain.cli import main
+    from approxtrain.cost import output
+
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    js, md, png = tmp_path / "c.json", tmp_path / "c.md", tmp_path / "c.png"
+    assert main(["cost", "--model", "lenet300100", "--dataset", "fashion_mnist", "--multiplier", "fp32,bf16,mbm7",
+                 "--batch-size", "8", "--batches", "2", "--json", str(js), "--md", str(md), "--png", str(png)]) == 0
+    report = json.loads(js.read_text())
+    output.check_schema(report)
+    assert report["batch_size"] == 8 and report["batches"] == 2 and report["multiplier"] == ["fp32", "bf16", "mbm7"]
+    assert report["total"]["forward"]["macs"] == 8 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert "| **total** | forward |" in md.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["cost", "--model", "lenet5"]) == 2
+    assert "--model and --dataset are needed without --run" in capsys.readouterr().err
+
+
+def test_energy_pj_of_a_user_multiplier(tmp_path, monkeypatch, capsys):
+    from approxtrain.cli import main
+    from approxtrain.cost import energy
+
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    c = tmp_path / "exact.c"
+    c.write_text("float exact(float a, float b) { return a * b; }\n")
+    assert main(["multipliers", "add", "ex4", str(c), "--mantissa-bits", "4", "--energy-pj", "0.25"]) == 0
+    assert "0.25 pJ per multiply" in capsys.readouterr().out
+    assert energy.figure("ex4")["multiply_pj"] == 0.25
+    assert main(["multipliers", "add", "ex5", str(c), "--mantissa-bits", "4", "--energy-pj", "-1"]) == 2
+    assert "--energy-pj must be a positive number of picojoules, got -1.0" in capsys.readouterr().err
+    assert main(["multipliers", "remove", "ex4"]) == 0
+    assert energy.figure("ex4") is None and energy.figure("mitchell7") is None
+    assert energy.figure("fp32")["multiply_pj"] == 3.7
