@@ -36,6 +36,14 @@ def isolated_approxtrain_home(monkeypatch):
         monkeypatch.setenv("APPROXTRAIN_HOME", _HOME)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty store of the test's own: APPROXTRAIN_HOME = tmp_path/home (created on first write)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
+    return home
+
+
 _skipped = []  # (nodeid, reason, allowed)
 
 

@@ -11,13 +11,6 @@ from approxtrain.multipliers import metrics
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
-    return home
-
-
 def test_list(home, capsys):
     assert main(["multipliers", "list"]) == 0
     out = capsys.readouterr().out

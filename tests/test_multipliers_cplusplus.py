@@ -11,24 +11,12 @@ import multiplier_definitions as defs
 from approxtrain import core, multipliers
 from approxtrain.cli import main
 from approxtrain.multipliers import ModelError, build_table, builder
+from store_helpers import registry_files
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "multipliers"
 MBM_INL = FIXTURES / "mbm16_approxtrain.inl"
 MITCHELL_INL = FIXTURES / "mitchell16_approxtrain.inl"
 DRUM_CPP = FIXTURES / "drum_templates.cpp"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
-    return home
-
-
-def registry_files(home):
-    """The store's files, less its lock file (registry._store_lock)."""
-    d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def write(tmp_path, name, text):

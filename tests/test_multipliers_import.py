@@ -10,19 +10,7 @@ import multiplier_definitions as defs
 from approxtrain import core, multipliers
 from approxtrain.cli import main
 from approxtrain.multipliers import ModelError, TableImportError, table_file
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
-    return home
-
-
-def registry_files(home):
-    """The store's files, less its lock file (registry._store_lock)."""
-    d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
+from store_helpers import registry_files
 
 
 def write_bytes(tmp_path, name, data):

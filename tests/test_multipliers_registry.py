@@ -8,28 +8,16 @@ import pytest
 import amsim_reference as ref
 from approxtrain import core, multipliers
 from approxtrain.multipliers import Multiplier, ModelError, registry, table_file
+from store_helpers import registry_files
 
 MODELS = Path(__file__).resolve().parents[1] / "multipliers"
 EXACT = "#include <math.h>\nfloat mine(float a, float b) { return a * b; }\n"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
-    return home
 
 
 def c_file(tmp_path, body=EXACT, name="mine.c"):
     path = tmp_path / name
     path.write_text(body)
     return path
-
-
-def registry_files(home):
-    """The store's files, less its lock file (registry._store_lock)."""
-    d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def test_names_sorted_and_shipped(home):

@@ -18,21 +18,9 @@ from approxtrain import multipliers
 from approxtrain.cli import main
 from approxtrain.multipliers import (AlreadyRegisteredError, DamagedTableError, ModelError, UnknownMultiplierError,
                                      builder, registry, table_file)
+from store_helpers import registry_files
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("APPROXTRAIN_HOME", str(home))
-    return home
-
-
-def store_files(home):
-    """The store's files, less its lock file."""
-    d = home / "multipliers"
-    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []
 
 
 def exact(a, b):
@@ -84,7 +72,7 @@ def _race(home, overwrite, writers=4):
 def assert_one_consistent_registration(home):
     """The store holds one table and the source it was built from (the header's source SHA-256)."""
     d = home / "multipliers"
-    assert store_files(home) == ["same.amlut", "same.c"]
+    assert registry_files(home) == ["same.amlut", "same.c"]
     header, entries = table_file.read_table(d / "same.amlut")
     source = (d / "same.c").read_bytes()
     assert header.source_sha256 == hashlib.sha256(source).digest()
@@ -311,7 +299,7 @@ def test_a_model_that_exits_gets_its_own_message(home, tmp_path, status):
         multipliers.register("quit", c, mantissa_bits=3)
     assert str(e.value) == (f"the model quit ({c}) ended the build process (exit status {status}) while its table "
                             "was built: a multiplier function must return, not exit; nothing was registered")
-    assert store_files(home) == []
+    assert registry_files(home) == []
 
 
 def test_the_default_time_limit_grows_with_the_table(home, tmp_path, monkeypatch):
@@ -325,7 +313,7 @@ def test_the_default_time_limit_grows_with_the_table(home, tmp_path, monkeypatch
     assert str(e.value) == (f"building the table of spin ({c}) did not finish within 2.00192 s: does the model "
                             "loop forever for some pair? Nothing was registered (a slow model needs a longer time "
                             "limit: timeout=, --timeout on the command line)")
-    assert store_files(home) == []
+    assert registry_files(home) == []
 
 
 # --- format versions --------------------------------------------------------------------------------
