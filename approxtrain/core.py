@@ -76,22 +76,11 @@ def matmul(a, b, multiplier, device="cpu", transpose_a=False, transpose_b=False)
     if ka != kb:
         raise ValueError(f"matmul: inner dimensions differ: {a.shape} x {b.shape} (k = {ka} vs {kb})")
     try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError as e:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from e
-    a3 = _as_batch3(a, batch)
-    b3 = _as_batch3(b, batch)
-    c = _backend(device, "matmul")(a3, b3, *m.core_args, transpose_a, transpose_b)
-    return c.reshape(batch + c.shape[-2:])
-
-
-def _as_batch3(x, batch):
-    """[*batch, r, c] as a contiguous [B, r, c], or [1, r, c] when x has no batch of its own."""
-    if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
-        return np.ascontiguousarray(x.reshape((1,) + x.shape[-2:]))
-    if x.shape[:-2] != batch:
-        x = np.broadcast_to(x, batch + x.shape[-2:])
-    return np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])
+    # The core plans the batch broadcast itself (amsim/batch_plan.h): broadcast operands are read in place.
+    return _backend(device, "matmul")(a, b, *m.core_args, transpose_a, transpose_b)
 
 
 def _pair(v, what):

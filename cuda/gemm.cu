@@ -17,6 +17,20 @@ cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t bat
   return launch_gemm(p, table, stream);
 }
 
+cudaError_t batched_gemm(const Table& table, const BatchPlan& plan, const float* a, const float* b, float* c,
+                         cudaStream_t stream) {
+  const GemmShape& s = plan.shape;
+  for (const BatchRun& r : plan.runs) {
+    MatrixView va = plan.a, vb = plan.b;
+    va.data = a + r.a_offset;
+    vb.data = b + r.b_offset;
+    const cudaError_t err =
+        batched_gemm(table, s, r.count, va, r.a_stride, vb, r.b_stride, c + r.begin * s.m * s.n, stream);
+    if (err != cudaSuccess) return err;
+  }
+  return cudaSuccess;
+}
+
 const char* gemm_variant(int mantissa_bits, const GemmShape& shape, int64_t batch) {
   DeviceLimits limits;
   if (current_device_limits(&limits) != cudaSuccess) return "unavailable";

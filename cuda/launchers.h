@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "amsim/amsim.h"
+#include "amsim/batch_plan.h"
 #include "amsim/shapes.h"
 
 namespace amsim {
@@ -35,6 +36,10 @@ cudaError_t multiply(const Table& table, const float* a, const float* b, float* 
 cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t batch,
                          const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
                          int64_t batch_stride_b, float* c, cudaStream_t stream);
+// The GEMMs of `plan` (amsim/batch_plan.h) on the whole operands a and b, C
+// dense [plan.batch, m, n]: one strided launch per run of the plan.
+cudaError_t batched_gemm(const Table& table, const BatchPlan& plan, const float* a, const float* b, float* c,
+                         cudaStream_t stream);
 
 // Conv2D on dense NHWC / HWIO tensors; `s` must be finalised by
 // amsim::conv2d_finalize().  Depthwise shapes (amsim::is_depthwise) take

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "amsim/amsim.h"
+#include "amsim/batch_plan.h"
 #include "amsim/parallel.h"
 #include "amsim/shapes.h"
 
@@ -51,11 +52,12 @@ struct GatheredLeft {
 bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
                        float* c, int64_t ldc, const ParallelFor& parallel = serial_for);
 
-// Batched form: batch b uses A at a.data + b * batch_stride_a (0 broadcasts),
-// likewise B, and C at c + b * m * n (dense).
-void batched_gemm_cpu(const Table& table, const GemmShape& shape, int64_t batch,
-                      const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
-                      int64_t batch_stride_b, float* c, const ParallelFor& parallel = serial_for);
+// Batched form: the GEMMs of `plan` (batch_plan.h) on the whole operands a
+// and b, C dense [plan.batch, m, n].  `threads` is how many threads
+// `parallel` runs on; with it the one scheduling rule of every caller picks
+// whether whole GEMMs or the parts of each GEMM are the parallel work.
+void batched_gemm_cpu(const Table& table, const BatchPlan& plan, const float* a, const float* b, float* c,
+                      const ParallelFor& parallel = serial_for, int64_t threads = 1);
 
 // Elementwise c[i] = a[i] (x) b[i] for i < n.
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,

@@ -50,24 +50,36 @@ FloatArray empty_float(const std::vector<int64_t>& shape) {
   return FloatArray(dims);
 }
 
-MatmulArgs matmul_args(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b) {
-  require_ndim(a, 3, "matmul operand a (batched by the wrapper)");
-  require_ndim(b, 3, "matmul operand b (batched by the wrapper)");
-  const int64_t ba = a.shape(0), bb = b.shape(0);
-  const int64_t m = transpose_a ? a.shape(2) : a.shape(1), ka = transpose_a ? a.shape(1) : a.shape(2);
-  const int64_t kb = transpose_b ? b.shape(2) : b.shape(1), n = transpose_b ? b.shape(1) : b.shape(2);
-  if (ka != kb)
-    throw py::value_error("matmul: inner dimensions differ: " + std::to_string(ka) + " vs " + std::to_string(kb));
-  if (ba != bb && ba != 1 && bb != 1)
-    throw py::value_error("matmul: batch sizes " + std::to_string(ba) + " and " + std::to_string(bb) + " do not broadcast");
-  MatmulArgs r;
-  r.shape = amsim::GemmShape{m, n, ka};
-  r.batch = std::max(ba, bb);
-  r.a = amsim::MatrixView{a.data(), transpose_a ? 1 : ka, transpose_a ? m : 1};
-  r.b = amsim::MatrixView{b.data(), transpose_b ? 1 : n, transpose_b ? kb : 1};
-  r.batch_stride_a = ba == 1 ? 0 : m * ka;
-  r.batch_stride_b = bb == 1 ? 0 : ka * n;
-  return r;
+namespace {
+
+std::vector<int64_t> dims_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+  std::string text = "(";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + (dims.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+amsim::BatchPlan matmul_plan(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b) {
+  const std::vector<int64_t> a_dims = dims_of(a), b_dims = dims_of(b);
+  amsim::BatchPlan plan;
+  const amsim::BatchPlanError error = amsim::plan_batched_gemm(a_dims, b_dims, transpose_a, transpose_b, &plan);
+  switch (error.kind) {
+    case amsim::BatchPlanError::kNone: break;
+    case amsim::BatchPlanError::kRank:
+      throw py::value_error("matmul operands must have rank >= 2, got shapes " + dims_text(a_dims) + " and " +
+                            dims_text(b_dims));
+    case amsim::BatchPlanError::kInnerDims:
+      throw py::value_error("matmul: inner dimensions differ: " + std::to_string(error.left) + " vs " +
+                            std::to_string(error.right));
+    case amsim::BatchPlanError::kBatchDims:
+      throw py::value_error("matmul: batch dimensions of " + dims_text(a_dims) + " and " + dims_text(b_dims) +
+                            " do not broadcast (" + std::to_string(error.left) + " vs " +
+                            std::to_string(error.right) + ")");
+  }
+  return plan;
 }
 
 void require_same_size(const FloatArray& a, const FloatArray& b, const char* op) {

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "amsim/amsim.h"
+#include "amsim/batch_plan.h"
 #include "amsim/conv.h"
-#include "amsim/gemm.h"
 
 namespace approxtrain {
 
@@ -36,15 +36,9 @@ amsim::Conv2DShape conv_shape(const std::vector<int64_t>& input_shape,
 
 FloatArray empty_float(const std::vector<int64_t>& shape);
 
-// A checked batched matmul of 3-D operands (the Python wrapper batches them):
-// sizes, and the operand views with their batch strides (0 broadcasts).
-struct MatmulArgs {
-  amsim::GemmShape shape;
-  int64_t batch;
-  amsim::MatrixView a, b;  // data = the arrays' host pointers
-  int64_t batch_stride_a, batch_stride_b;
-};
-MatmulArgs matmul_args(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b);
+// The core's plan (amsim/batch_plan.h) of op(a) . op(b) for arrays of rank
+// >= 2 whose batch dimensions broadcast as in numpy; ValueError otherwise.
+amsim::BatchPlan matmul_plan(const FloatArray& a, const FloatArray& b, bool transpose_a, bool transpose_b);
 
 // Raises ValueError unless a and b have the same number of elements.
 void require_same_size(const FloatArray& a, const FloatArray& b, const char* op);

@@ -1,5 +1,6 @@
-// _core functions on the CPU.  Shapes are already broadcast by the Python
-// wrapper (approxtrain/core.py); here they are checked and computed.
+// _core functions on the CPU.  The Python wrapper (approxtrain/core.py)
+// converts and broadcasts elementwise operands; here shapes are checked (and
+// matmul's batch broadcast planned) and computed.
 #include <array>
 #include <optional>
 #include <string>
@@ -32,16 +33,17 @@ FloatArray multiply(const FloatArray& a, const FloatArray& b, const TableArray& 
   return c;
 }
 
-// a: [Ba, m, k] (or [Ba, k, m] with transpose_a), b likewise; Ba, Bb in {1, B}.
+// a: [..., m, k] (or [..., k, m] with transpose_a), b likewise; the batch
+// dimensions broadcast, read in place.
 FloatArray matmul(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
                   const std::string& rounding, bool transpose_a, bool transpose_b) {
   const amsim::Table t = table_view(lut, mbits, rounding);
-  const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
-  FloatArray c = empty_float({args.batch, args.shape.m, args.shape.n});
+  const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
+  FloatArray c = empty_float(plan.output_dims());
+  const float *pa = a.data(), *pb = b.data();
   float* pc = c.mutable_data();
   py::gil_scoped_release nogil;
-  amsim::batched_gemm_cpu(t, args.shape, args.batch, args.a, args.batch_stride_a, args.b, args.batch_stride_b, pc,
-                          pool());
+  amsim::batched_gemm_cpu(t, plan, pa, pb, pc, pool(), default_pool().size());
   return c;
 }
 
@@ -99,7 +101,7 @@ void bind_cpu(py::module_& m) {
         "rounding"_a, "Elementwise AMSim product of equal-size float32 arrays.");
   m.def("matmul", &matmul, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
         "rounding"_a, "transpose_a"_a = false, "transpose_b"_a = false,
-        "Batched AM GEMM on 3-D float32 arrays (batch 1 broadcasts).");
+        "Batched AM GEMM on float32 arrays of rank >= 2 (batch dimensions broadcast as in numpy).");
   m.def("conv2d", &conv2d, "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
         "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
         "AM conv2d, NHWC x HWIO, explicit paddings (top, bottom, left, right).");

@@ -208,14 +208,13 @@ double multiply_cuda_bench(const FloatArray& a, const FloatArray& b, const Table
   return bench(call.prepare(), repeats);
 }
 
-DeviceOp prepare_matmul(const MatmulArgs& args, const amsim::Table& table, const std::vector<HostBytes>& inputs) {
-  DeviceOp op = make_op("matmul_cuda", table, inputs, static_cast<size_t>(args.batch * args.shape.m * args.shape.n));
-  amsim::MatrixView va = args.a, vb = args.b;
-  va.data = device_input(op, 0);
-  vb.data = device_input(op, 1);
-  op.launch = [t = op.table, args, va, vb, pc = op.output->as<float>()](cudaStream_t s) {
-    return amsim::cuda::batched_gemm(t, args.shape, args.batch, va, args.batch_stride_a, vb, args.batch_stride_b,
-                                     pc, s);
+DeviceOp prepare_matmul(const amsim::BatchPlan& plan, const amsim::Table& table,
+                        const std::vector<HostBytes>& inputs) {
+  const amsim::GemmShape& s = plan.shape;
+  DeviceOp op = make_op("matmul_cuda", table, inputs, static_cast<size_t>(plan.batch * s.m * s.n));
+  op.launch = [t = op.table, plan, pa = device_input(op, 0), pb = device_input(op, 1),
+               pc = op.output->as<float>()](cudaStream_t stream) {
+    return amsim::cuda::batched_gemm(t, plan, pa, pb, pc, stream);
   };
   return op;
 }
@@ -223,13 +222,13 @@ DeviceOp prepare_matmul(const MatmulArgs& args, const amsim::Table& table, const
 FloatArray matmul_cuda(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
                        const std::string& rounding, bool transpose_a, bool transpose_b) {
   const amsim::Table t = table_view(lut, mbits, rounding);
-  const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
-  FloatArray c = empty_float({args.batch, args.shape.m, args.shape.n});
+  const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
+  FloatArray c = empty_float(plan.output_dims());
   float* out = c.mutable_data();
   const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
   {
     py::gil_scoped_release nogil;
-    run(prepare_matmul(args, t, inputs), out);
+    run(prepare_matmul(plan, t, inputs), out);
   }
   return c;
 }
@@ -238,10 +237,10 @@ double matmul_cuda_bench(const FloatArray& a, const FloatArray& b, const TableAr
                          const std::string& rounding, bool transpose_a, bool transpose_b, int repeats) {
   require_repeats(repeats);
   const amsim::Table t = table_view(lut, mbits, rounding);
-  const MatmulArgs args = matmul_args(a, b, transpose_a, transpose_b);
+  const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
   const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
   py::gil_scoped_release nogil;
-  return bench(prepare_matmul(args, t, inputs), repeats);
+  return bench(prepare_matmul(plan, t, inputs), repeats);
 }
 
 // The three conv ops share everything but the launcher and which shape is the output's.

@@ -33,6 +33,8 @@ constexpr cpu::BlockedPath kGatherPath{cpu::gather_block_avx512, cpu::RightLayou
 
 // Below this many multiply-adds a GEMM of a batch runs on one thread.
 constexpr int64_t kSmallGemmMacs = int64_t{1} << 20;
+// With at least this many GEMMs per thread, threads take whole GEMMs whatever their size.
+constexpr int64_t kGemmsPerThread = 4;
 
 constexpr int kMaxLutMantissaBits = 7;  // 2^7 entries per row: two zmm per byte plane (kLutPlanesPath)
 
@@ -255,31 +257,47 @@ bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const Gathere
   return true;
 }
 
-void batched_gemm_cpu(const Table& given, const GemmShape& shape, int64_t batch,
-                      const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
-                      int64_t batch_stride_b, float* c, const ParallelFor& parallel) {
+void batched_gemm_cpu(const Table& given, const BatchPlan& plan, const float* a, const float* b, float* c,
+                      const ParallelFor& parallel, int64_t threads) {
   const Table table = with_entry_bytes(given);
-  // One B for every batch and A's batches stacked row after row (a Dense layer
-  // on a sequence): one tall GEMM packs B once and gives the same bits.
-  if (batch > 1 && batch_stride_b == 0 && batch_stride_a == shape.m * a.row_stride) {
-    gemm_cpu(table, GemmShape{shape.m * batch, shape.n, shape.k}, a, b, c, shape.n, parallel);
-    return;
-  }
-  const auto run = [&](int64_t b0, int64_t b1, const ParallelFor& inner) {
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      MatrixView ab = a, bb = b;
-      ab.data += bi * batch_stride_a;
-      bb.data += bi * batch_stride_b;
-      gemm_cpu(table, shape, ab, bb, c + bi * shape.m * shape.n, shape.n, inner);
-    }
+  const GemmShape& s = plan.shape;
+  const auto view = [](MatrixView v, const float* data, int64_t offset) {
+    v.data = data + offset;
+    return v;
   };
-  // Many small products (attention heads): threads take whole batch entries.
-  const int64_t macs = shape.m * shape.n * shape.k;
-  if (batch > 1 && macs < kSmallGemmMacs) {
-    parallel(batch, macs / 4 + 1000, [&](int64_t b0, int64_t b1) { run(b0, b1, serial_for); });
+  // One B for a run's batches and A's batches stacked row after row (a Dense
+  // layer on a sequence): one tall GEMM packs B once and gives the same bits.
+  const auto stacks_rows = [&](const BatchRun& r) {
+    return r.count > 1 && r.b_stride == 0 && r.a_stride == s.m * plan.a.row_stride;
+  };
+  if (!plan.runs.empty() && std::all_of(plan.runs.begin(), plan.runs.end(), stacks_rows)) {
+    for (const BatchRun& r : plan.runs)
+      gemm_cpu(table, GemmShape{s.m * r.count, s.n, s.k}, view(plan.a, a, r.a_offset), view(plan.b, b, r.b_offset),
+               c + r.begin * s.m * s.n, s.n, parallel);
     return;
   }
-  run(0, batch, parallel);
+  const auto one_gemm = [&](const BatchRun& r, int64_t i, const ParallelFor& inner) {
+    const int64_t j = i - r.begin;
+    gemm_cpu(table, s, view(plan.a, a, r.a_offset + j * r.a_stride), view(plan.b, b, r.b_offset + j * r.b_stride),
+             c + i * s.m * s.n, s.n, inner);
+  };
+  // Many small GEMMs (attention heads), or many more GEMMs than threads:
+  // threads take whole GEMMs.
+  const int64_t macs = s.m * s.n * s.k;
+  if (plan.batch > 1 && (macs < kSmallGemmMacs || plan.batch >= kGemmsPerThread * threads)) {
+    parallel(plan.batch, macs / 4 + 1000, [&](int64_t b0, int64_t b1) {
+      // The run holding b0 (runs are in order), then onwards.
+      auto r = std::upper_bound(plan.runs.begin(), plan.runs.end(), b0,
+                                [](int64_t i, const BatchRun& run) { return i < run.begin; }) - 1;
+      for (int64_t i = b0; i < b1; ++i) {
+        if (i >= r->begin + r->count) ++r;
+        one_gemm(*r, i, serial_for);
+      }
+    });
+    return;
+  }
+  for (const BatchRun& r : plan.runs)
+    for (int64_t i = r.begin; i < r.begin + r.count; ++i) one_gemm(r, i, parallel);
 }
 
 void multiply_cpu(const Table& table, const float* a, const float* b, float* c, int64_t n,

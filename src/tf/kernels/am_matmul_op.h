@@ -1,101 +1,49 @@
-// AMMatMul OpKernel, templated on the device: it validates, broadcasts the
-// batch dimensions and allocates the output; AMMatMulFunctor<Device> runs the
-// GEMMs (CPU: am_matmul_cpu.cc; a GPU specialization plugs in the same way).
+// AMMatMul OpKernel, templated on the device: it validates, plans the batch
+// broadcast with the core's planner and allocates the output;
+// AMMatMulFunctor<Device> runs the plan (am_matmul_cpu.cc, am_matmul_gpu.cc).
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "amsim/gemm.h"
+#include "amsim/batch_plan.h"
 #include "kernels/table_input.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace approxtrain {
 namespace tf {
 
-// batch GEMMs C_i = op(A)_i . op(B)_i.  Operand views carry the transposes;
-// their data pointers are offsets (in floats) to add per batch; C is dense.
-struct MatMulPlan {
-  amsim::GemmShape shape;
-  amsim::MatrixView a, b;         // data == nullptr: offsets below are added
-  int64_t batch = 1;
-  std::vector<int64_t> a_offset;  // per output batch index
-  std::vector<int64_t> b_offset;
-  // True when offset[i] == i * stride for both operands (stride 0: shared),
-  // i.e. the batch fits amsim::batched_gemm_cpu.
-  bool uniform = false;
-  int64_t a_stride = 0, b_stride = 0;
-};
-
-// Output shape and plan for a [.., *, *] x b [.., *, *] with numpy batch broadcasting.
-inline absl::Status MakeMatMulPlan(const tensorflow::TensorShape& a, const tensorflow::TensorShape& b,
-                                   bool transpose_a, bool transpose_b, tensorflow::TensorShape* out,
-                                   MatMulPlan* plan) {
-  
-  if (a.dims() < 2 || b.dims() < 2) {
-    return InvalidArgument("AMMatMul operands must have rank >= 2, got shapes ", a.DebugString(), " and ",
-                           b.DebugString());
-  }
-  const int ra = a.dims(), rb = b.dims();
-  const int64_t a_rows = a.dim_size(ra - 2), a_cols = a.dim_size(ra - 1);
-  const int64_t b_rows = b.dim_size(rb - 2), b_cols = b.dim_size(rb - 1);
-  const int64_t m = transpose_a ? a_cols : a_rows, k = transpose_a ? a_rows : a_cols;
-  const int64_t kb = transpose_b ? b_cols : b_rows, n = transpose_b ? b_rows : b_cols;
-  if (k != kb) {
-    return InvalidArgument("AMMatMul: inner dimensions differ: ", a.DebugString(), " x ", b.DebugString(),
-                           " (k = ", k, " vs ", kb, ", transpose_a=", BoolName(transpose_a), ", transpose_b=", BoolName(transpose_b), ")");
-  }
-  // Batch dimensions, right-aligned; size-1 dimensions broadcast (stride 0).
-  const int rank = std::max(ra, rb) - 2;
-  std::vector<int64_t> batch_dims(rank), a_stride(rank, 0), b_stride(rank, 0);
-  int64_t sa = a_rows * a_cols, sb = b_rows * b_cols;
-  for (int i = rank - 1; i >= 0; --i) {
-    const int ia = i - (rank - (ra - 2)), ib = i - (rank - (rb - 2));
-    const int64_t da = ia >= 0 ? a.dim_size(ia) : 1, db = ib >= 0 ? b.dim_size(ib) : 1;
-    if (da != db && da != 1 && db != 1) {
+// Output shape and the core's batch plan (amsim/batch_plan.h) for
+// op(a) [.., *, *] x op(b) [.., *, *] with numpy batch broadcasting.
+inline absl::Status PlanMatMul(const tensorflow::TensorShape& a, const tensorflow::TensorShape& b, bool transpose_a,
+                               bool transpose_b, tensorflow::TensorShape* out, amsim::BatchPlan* plan) {
+  const auto dims = [](const tensorflow::TensorShape& s) {
+    const auto sizes = s.dim_sizes();
+    return std::vector<int64_t>(sizes.begin(), sizes.end());
+  };
+  const amsim::BatchPlanError error = amsim::plan_batched_gemm(dims(a), dims(b), transpose_a, transpose_b, plan);
+  switch (error.kind) {
+    case amsim::BatchPlanError::kNone: break;
+    case amsim::BatchPlanError::kRank:
+      return InvalidArgument("AMMatMul operands must have rank >= 2, got shapes ", a.DebugString(), " and ",
+                             b.DebugString());
+    case amsim::BatchPlanError::kInnerDims:
+      return InvalidArgument("AMMatMul: inner dimensions differ: ", a.DebugString(), " x ", b.DebugString(),
+                             " (k = ", error.left, " vs ", error.right, ", transpose_a=", BoolName(transpose_a),
+                             ", transpose_b=", BoolName(transpose_b), ")");
+    case amsim::BatchPlanError::kBatchDims:
       return InvalidArgument("AMMatMul: batch dimensions of ", a.DebugString(), " and ", b.DebugString(),
-                             " do not broadcast (", da, " vs ", db, ")");
-    }
-    batch_dims[i] = da == 1 ? db : da;  // numpy: 1 broadcasts, also against 0
-    if (da != 1) a_stride[i] = sa;
-    if (db != 1) b_stride[i] = sb;
-    sa *= da;
-    sb *= db;
+                             " do not broadcast (", error.left, " vs ", error.right, ")");
   }
   *out = tensorflow::TensorShape();
-  for (int64_t d : batch_dims) TF_RETURN_IF_ERROR(out->AddDimWithStatus(d));
-  TF_RETURN_IF_ERROR(out->AddDimWithStatus(m));
-  TF_RETURN_IF_ERROR(out->AddDimWithStatus(n));
-
-  plan->shape = amsim::GemmShape{m, n, k};
-  plan->a = amsim::MatrixView{nullptr, transpose_a ? 1 : a_cols, transpose_a ? a_cols : 1};
-  plan->b = amsim::MatrixView{nullptr, transpose_b ? 1 : b_cols, transpose_b ? b_cols : 1};
-  plan->batch = 1;
-  for (int64_t d : batch_dims) plan->batch *= d;
-  plan->a_offset.assign(plan->batch, 0);
-  plan->b_offset.assign(plan->batch, 0);
-  for (int64_t i = 0; i < plan->batch; ++i) {
-    int64_t rest = i;
-    for (int d = rank - 1; d >= 0; --d) {
-      const int64_t idx = rest % batch_dims[d];
-      rest /= batch_dims[d];
-      plan->a_offset[i] += idx * a_stride[d];
-      plan->b_offset[i] += idx * b_stride[d];
-    }
-  }
-  plan->a_stride = plan->batch > 1 ? plan->a_offset[1] : 0;
-  plan->b_stride = plan->batch > 1 ? plan->b_offset[1] : 0;
-  plan->uniform = true;
-  for (int64_t i = 0; i < plan->batch; ++i) {
-    plan->uniform = plan->uniform && plan->a_offset[i] == i * plan->a_stride && plan->b_offset[i] == i * plan->b_stride;
-  }
+  for (int64_t d : plan->output_dims()) TF_RETURN_IF_ERROR(out->AddDimWithStatus(d));
   return absl::OkStatus();
 }
 
 template <typename Device>
 struct AMMatMulFunctor {
-  // c: dense [plan.batch, m, n].
-  void operator()(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const MatMulPlan& plan,
+  // a, b: the whole operands; c: dense [plan.batch, m, n].
+  void operator()(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const amsim::BatchPlan& plan,
                   const float* a, const float* b, float* c);
 };
 
@@ -116,8 +64,8 @@ class AMMatMulOp : public tensorflow::OpKernel {
     amsim::Table table;
     OP_REQUIRES_OK(ctx, TableFromTensor(ctx->input(2), rounding_, &table));
     tensorflow::TensorShape out_shape;
-    MatMulPlan plan;
-    OP_REQUIRES_OK(ctx, MakeMatMulPlan(a.shape(), b.shape(), transpose_a_, transpose_b_, &out_shape, &plan));
+    amsim::BatchPlan plan;
+    OP_REQUIRES_OK(ctx, PlanMatMul(a.shape(), b.shape(), transpose_a_, transpose_b_, &out_shape, &plan));
     tensorflow::Tensor* c = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, out_shape, &c));
     if (c->NumElements() == 0) return;
