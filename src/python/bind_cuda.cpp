@@ -2,8 +2,9 @@
 // Python signatures as bind_cpu.cpp with "_cuda" appended.  Each call copies
 // its numpy inputs and the table to the device, launches the kernels of
 // cuda/launchers.h on the legacy default stream, and copies the result back.
-// The *_cuda_bench variants copy once, then time `repeats` launches with
-// CUDA events and return the median kernel time in milliseconds.
+// The *_cuda_bench variants (same arguments plus `repeats`, defined by the
+// same def_run_and_bench) copy once, then time `repeats` launches with CUDA
+// events and return the median kernel time in milliseconds.
 //
 // The CUDA runtime is linked statically and reaches the driver at run time:
 // without a driver or a GPU, cuda_available() is False and every *_cuda
@@ -98,30 +99,42 @@ struct HostBytes {
 
 HostBytes host_bytes(const py::array& a) { return {a.data(), static_cast<size_t>(a.nbytes())}; }
 
-// One op ready on the device: inputs and table uploaded, output allocated.
+// One op with its arguments checked (with the GIL): the table, the inputs'
+// host bytes, the output's shape, and how to launch it on device pointers.
+struct CudaCall {
+  std::string name;
+  amsim::Table table;  // host entries, checked by table_view
+  HostBytes in0, in1;
+  std::vector<int64_t> out_shape;
+  std::function<cudaError_t(const amsim::Table& table, const float* in0, const float* in1, float* out,
+                            cudaStream_t stream)>
+      launch;
+};
+
+// One call ready on the device: table and inputs uploaded, output allocated.
 struct DeviceOp {
   std::string name;
-  std::vector<Buffer> inputs;
+  std::vector<Buffer> buffers;  // table, in0, in1
   Buffer output;
-  amsim::Table table;  // entries on the device
   std::function<cudaError_t(cudaStream_t)> launch;
 };
 
-// Uploads the table (checked by table_view) and the inputs.  Call without the GIL.
-DeviceOp make_op(const char* name, const amsim::Table& host_table, const std::vector<HostBytes>& inputs,
-                 size_t output_floats) {
+// Uploads the table and the inputs.  Call without the GIL.
+DeviceOp prepare(const CudaCall& call) {
   require_device();
   DeviceOp op;
-  op.name = name;
-  const size_t table_bytes = static_cast<size_t>(host_table.size()) * sizeof(uint16_t);
-  op.inputs.push_back(std::make_unique<DeviceBuffer>(host_table.entries, table_bytes));
-  op.table = amsim::Table{op.inputs.back()->as<uint16_t>(), host_table.mantissa_bits, host_table.rounding};
-  for (const HostBytes& in : inputs) op.inputs.push_back(std::make_unique<DeviceBuffer>(in.data, in.bytes));
-  op.output = std::make_unique<DeviceBuffer>(output_floats * sizeof(float));
+  op.name = call.name;
+  const size_t table_bytes = static_cast<size_t>(call.table.size()) * sizeof(uint16_t);
+  op.buffers.push_back(std::make_unique<DeviceBuffer>(call.table.entries, table_bytes));
+  for (const HostBytes& in : {call.in0, call.in1}) op.buffers.push_back(std::make_unique<DeviceBuffer>(in.data, in.bytes));
+  int64_t out_floats = 1;
+  for (int64_t d : call.out_shape) out_floats *= d;
+  op.output = std::make_unique<DeviceBuffer>(static_cast<size_t>(out_floats) * sizeof(float));
+  const amsim::Table table{op.buffers[0]->as<uint16_t>(), call.table.mantissa_bits, call.table.rounding};
+  op.launch = [launch = call.launch, table, in0 = op.buffers[1]->as<float>(), in1 = op.buffers[2]->as<float>(),
+               out = op.output->as<float>()](cudaStream_t stream) { return launch(table, in0, in1, out, stream); };
   return op;
 }
-
-const float* device_input(const DeviceOp& op, size_t i) { return op.inputs[i + 1]->as<float>(); }
 
 // Launches, waits, and copies the result into `out`.  Call without the GIL.
 void run(const DeviceOp& op, float* out) {
@@ -162,152 +175,109 @@ double bench(const DeviceOp& op, int repeats) {
   return n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
 }
 
-void require_repeats(int repeats) {
-  if (repeats < 1) throw py::value_error("repeats must be >= 1, got " + std::to_string(repeats));
+FloatArray run_call(const CudaCall& call) {
+  FloatArray out = empty_float(call.out_shape);
+  float* host = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    run(prepare(call), host);
+  }
+  return out;
 }
 
-// ---- the ops: checks with the GIL, device work without ----
+double bench_call(const CudaCall& call, int repeats) {
+  if (repeats < 1) throw py::value_error("repeats must be >= 1, got " + std::to_string(repeats));
+  py::gil_scoped_release nogil;
+  return bench(prepare(call), repeats);
+}
 
-struct MultiplyCall {
-  amsim::Table table;
-  FloatArray out;
-  std::vector<HostBytes> inputs;
-  int64_t n;
-  DeviceOp prepare() const {
-    DeviceOp op = make_op("multiply_cuda", table, inputs, static_cast<size_t>(n));
-    op.launch = [t = op.table, pa = device_input(op, 0), pb = device_input(op, 1), pc = op.output->as<float>(),
-                 n = n](cudaStream_t s) { return amsim::cuda::multiply(t, pa, pb, pc, n, s); };
-    return op;
-  }
-};
+// Defines `name` (the op once, its result as a numpy array) and `name`_bench
+// (the same arguments and `repeats`: the median kernel time in ms, inputs
+// copied once) from the one function that checks the arguments.
+template <class... Args, class... Extra>
+void def_run_and_bench(py::module_& m, const std::string& name, CudaCall (*make_call)(Args...), const char* doc,
+                       const Extra&... extra) {
+  m.def(name.c_str(), [make_call](Args... args) { return run_call(make_call(args...)); }, extra..., doc);
+  m.def((name + "_bench").c_str(),
+        [make_call](Args... args, int repeats) { return bench_call(make_call(args...), repeats); }, extra...,
+        py::arg("repeats") = 20, ("Median kernel time (ms) of " + name + ", inputs copied once.").c_str());
+}
 
-MultiplyCall multiply_call(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
-                           const std::string& rounding) {
+// ---- the ops: each checks its arguments and says how to launch ----
+
+std::vector<int64_t> dims_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+CudaCall multiply_call(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
+                       const std::string& rounding) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   require_same_size(a, b, "multiply");
-  return {t, FloatArray(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim())), {host_bytes(a), host_bytes(b)},
-          static_cast<int64_t>(a.size())};
+  const int64_t n = a.size();
+  return {"multiply_cuda", t, host_bytes(a), host_bytes(b), dims_of(a),
+          [n](const amsim::Table& table, const float* pa, const float* pb, float* pc, cudaStream_t s) {
+            return amsim::cuda::multiply(table, pa, pb, pc, n, s);
+          }};
 }
 
-FloatArray multiply_cuda(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
-                         const std::string& rounding) {
-  MultiplyCall call = multiply_call(a, b, lut, mbits, rounding);
-  float* out = call.out.mutable_data();
-  {
-    py::gil_scoped_release nogil;
-    run(call.prepare(), out);
-  }
-  return call.out;
-}
-
-double multiply_cuda_bench(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
-                           const std::string& rounding, int repeats) {
-  require_repeats(repeats);
-  const MultiplyCall call = multiply_call(a, b, lut, mbits, rounding);
-  py::gil_scoped_release nogil;
-  return bench(call.prepare(), repeats);
-}
-
-DeviceOp prepare_matmul(const amsim::BatchPlan& plan, const amsim::Table& table,
-                        const std::vector<HostBytes>& inputs) {
-  const amsim::GemmShape& s = plan.shape;
-  DeviceOp op = make_op("matmul_cuda", table, inputs, static_cast<size_t>(plan.batch * s.m * s.n));
-  op.launch = [t = op.table, plan, pa = device_input(op, 0), pb = device_input(op, 1),
-               pc = op.output->as<float>()](cudaStream_t stream) {
-    return amsim::cuda::batched_gemm(t, plan, pa, pb, pc, stream);
-  };
-  return op;
-}
-
-FloatArray matmul_cuda(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
-                       const std::string& rounding, bool transpose_a, bool transpose_b) {
+CudaCall matmul_call(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
+                     const std::string& rounding, bool transpose_a, bool transpose_b) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
-  FloatArray c = empty_float(plan.output_dims());
-  float* out = c.mutable_data();
-  const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
-  {
-    py::gil_scoped_release nogil;
-    run(prepare_matmul(plan, t, inputs), out);
-  }
-  return c;
-}
-
-double matmul_cuda_bench(const FloatArray& a, const FloatArray& b, const TableArray& lut, int mbits,
-                         const std::string& rounding, bool transpose_a, bool transpose_b, int repeats) {
-  require_repeats(repeats);
-  const amsim::Table t = table_view(lut, mbits, rounding);
-  const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
-  const std::vector<HostBytes> inputs{host_bytes(a), host_bytes(b)};
-  py::gil_scoped_release nogil;
-  return bench(prepare_matmul(plan, t, inputs), repeats);
+  return {"matmul_cuda", t, host_bytes(a), host_bytes(b), plan.output_dims(),
+          [plan](const amsim::Table& table, const float* pa, const float* pb, float* pc, cudaStream_t s) {
+            return amsim::cuda::batched_gemm(table, plan, pa, pb, pc, s);
+          }};
 }
 
 // The three conv ops share everything but the launcher and which shape is the output's.
 enum class ConvOp { kForward, kInputGrad, kFilterGrad };
 
-struct ConvCall {
-  ConvOp kind;
-  amsim::Table table;
-  amsim::Conv2DShape shape;
-  std::vector<int64_t> out_shape;
-
-  DeviceOp prepare(const std::vector<HostBytes>& inputs) const {
-    int64_t out_floats = 1;
-    for (int64_t d : out_shape) out_floats *= d;
-    static const char* names[] = {"conv2d_cuda", "conv2d_input_grad_cuda", "conv2d_filter_grad_cuda"};
-    DeviceOp op = make_op(names[static_cast<int>(kind)], table, inputs, static_cast<size_t>(out_floats));
-    op.launch = [t = op.table, kind = kind, s = shape, p0 = device_input(op, 0), p1 = device_input(op, 1),
-                 out = op.output->as<float>()](cudaStream_t stream) {
-      switch (kind) {
-        case ConvOp::kForward: return amsim::cuda::conv2d_forward(t, s, p0, p1, out, stream);
-        case ConvOp::kInputGrad: return amsim::cuda::conv2d_input_grad(t, s, p0, p1, out, stream);
-        default: return amsim::cuda::conv2d_filter_grad(t, s, p0, p1, out, stream);
-      }
-    };
-    return op;
-  }
-};
-
-void require_cuda_conv_shape(const amsim::Conv2DShape& s) {
+// Forward: in0 = x, in1 = w.  Input grad: in0 = dy, in1 = w.  Filter grad: in0 = x, in1 = dy.
+CudaCall conv_call(ConvOp kind, const std::vector<int64_t>& input_shape, const std::vector<int64_t>& filter_shape,
+                   const FloatArray& in0, const FloatArray& in1, const TableArray& lut, int mbits,
+                   const std::string& rounding, const std::vector<int64_t>& strides,
+                   const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
+  static const char* ops[] = {"conv2d", "conv2d_input_grad", "conv2d_filter_grad"};
+  const char* op = ops[static_cast<int>(kind)];
+  const amsim::Table t = table_view(lut, mbits, rounding);
+  const amsim::Conv2DShape s = conv_shape(input_shape, filter_shape, strides, dilations, paddings, groups);
+  if (kind == ConvOp::kInputGrad) require_conv_output_shape(in0, s, op);
+  if (kind == ConvOp::kFilterGrad) require_conv_output_shape(in1, s, op);
   if (const char* why = amsim::cuda::conv2d_unsupported(s))
     throw py::value_error(std::string("conv2d on CUDA: ") + why);
-}
-
-std::vector<int64_t> dims_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
-
-// Forward: in0 = x, in1 = w.  Input grad: in0 = dy, in1 = w.  Filter grad: in0 = x, in1 = dy.
-ConvCall conv_call(ConvOp kind, const std::vector<int64_t>& input_shape, const std::vector<int64_t>& filter_shape,
-                   const FloatArray* dy, const TableArray& lut, int mbits, const std::string& rounding,
-                   const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
-                   const std::vector<int64_t>& paddings, int64_t groups) {
-  static const char* ops[] = {"conv2d", "conv2d_input_grad", "conv2d_filter_grad"};
-  const amsim::Table t = table_view(lut, mbits, rounding);
-  const auto s = conv_shape(input_shape, filter_shape, strides, dilations, paddings, groups);
-  if (dy) require_conv_output_shape(*dy, s, ops[static_cast<int>(kind)]);
-  require_cuda_conv_shape(s);
   std::vector<int64_t> out = kind == ConvOp::kForward ? std::vector<int64_t>{s.batch, s.out_h, s.out_w, s.out_c}
                              : kind == ConvOp::kInputGrad ? input_shape
                                                           : filter_shape;
-  return {kind, t, s, out};
+  return {std::string(op) + "_cuda", t, host_bytes(in0), host_bytes(in1), out,
+          [kind, s](const amsim::Table& table, const float* p0, const float* p1, float* po, cudaStream_t stream) {
+            switch (kind) {
+              case ConvOp::kForward: return amsim::cuda::conv2d_forward(table, s, p0, p1, po, stream);
+              case ConvOp::kInputGrad: return amsim::cuda::conv2d_input_grad(table, s, p0, p1, po, stream);
+              default: return amsim::cuda::conv2d_filter_grad(table, s, p0, p1, po, stream);
+            }
+          }};
 }
 
-FloatArray run_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1) {
-  FloatArray out = empty_float(call.out_shape);
-  float* host = out.mutable_data();
-  const std::vector<HostBytes> inputs{host_bytes(in0), host_bytes(in1)};
-  {
-    py::gil_scoped_release nogil;
-    run(call.prepare(inputs), host);
-  }
-  return out;
+CudaCall conv2d_call(const FloatArray& x, const FloatArray& w, const TableArray& lut, int mbits,
+                     const std::string& rounding, const std::vector<int64_t>& strides,
+                     const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
+  return conv_call(ConvOp::kForward, dims_of(x), dims_of(w), x, w, lut, mbits, rounding, strides, dilations,
+                   paddings, groups);
 }
 
-double bench_conv(const ConvCall& call, const FloatArray& in0, const FloatArray& in1, int repeats) {
-  require_repeats(repeats);
-  const std::vector<HostBytes> inputs{host_bytes(in0), host_bytes(in1)};
-  py::gil_scoped_release nogil;
-  return bench(call.prepare(inputs), repeats);
+CudaCall conv2d_input_grad_call(const std::vector<int64_t>& input_shape, const FloatArray& w, const FloatArray& dy,
+                                const TableArray& lut, int mbits, const std::string& rounding,
+                                const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                                const std::vector<int64_t>& paddings, int64_t groups) {
+  return conv_call(ConvOp::kInputGrad, input_shape, dims_of(w), dy, w, lut, mbits, rounding, strides, dilations,
+                   paddings, groups);
+}
+
+CudaCall conv2d_filter_grad_call(const FloatArray& x, const std::vector<int64_t>& filter_shape, const FloatArray& dy,
+                                 const TableArray& lut, int mbits, const std::string& rounding,
+                                 const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                                 const std::vector<int64_t>& paddings, int64_t groups) {
+  return conv_call(ConvOp::kFilterGrad, dims_of(x), filter_shape, x, dy, lut, mbits, rounding, strides, dilations,
+                   paddings, groups);
 }
 
 }  // namespace
@@ -344,84 +314,21 @@ void bind_cuda(py::module_& m) {
       },
       "mantissa_bits"_a, "m"_a, "n"_a, "k"_a, "batch"_a = 1, "Which GEMM kernel variant matmul_cuda runs.");
 
-  m.def("multiply_cuda", &multiply_cuda, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(),
-        "mantissa_bits"_a, "rounding"_a, "multiply on the GPU.");
-  m.def("multiply_cuda_bench", &multiply_cuda_bench, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(),
-        "mantissa_bits"_a, "rounding"_a, "repeats"_a = 20, "Median kernel time (ms) of multiply_cuda.");
-  m.def("matmul_cuda", &matmul_cuda, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
-        "rounding"_a, "transpose_a"_a = false, "transpose_b"_a = false, "matmul on the GPU.");
-  m.def("matmul_cuda_bench", &matmul_cuda_bench, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(),
-        "mantissa_bits"_a, "rounding"_a, "transpose_a"_a = false, "transpose_b"_a = false, "repeats"_a = 20,
-        "Median kernel time (ms) of matmul_cuda, inputs copied once.");
-
-  m.def(
-      "conv2d_cuda",
-      [](const FloatArray& x, const FloatArray& w, const TableArray& lut, int mbits, const std::string& rounding,
-         const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
-         const std::vector<int64_t>& paddings, int64_t groups) {
-        return run_conv(conv_call(ConvOp::kForward, dims_of(x), dims_of(w), nullptr, lut, mbits, rounding, strides,
-                                  dilations, paddings, groups),
-                        x, w);
-      },
-      "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a,
-      "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d on the GPU.");
-  m.def(
-      "conv2d_cuda_bench",
-      [](const FloatArray& x, const FloatArray& w, const TableArray& lut, int mbits, const std::string& rounding,
-         const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
-         const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
-        return bench_conv(conv_call(ConvOp::kForward, dims_of(x), dims_of(w), nullptr, lut, mbits, rounding, strides,
-                                    dilations, paddings, groups),
-                          x, w, repeats);
-      },
-      "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a,
-      "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20, "Median kernel time (ms) of conv2d_cuda.");
-  m.def(
-      "conv2d_input_grad_cuda",
-      [](const std::vector<int64_t>& input_shape, const FloatArray& w, const FloatArray& dy, const TableArray& lut,
-         int mbits, const std::string& rounding, const std::vector<int64_t>& strides,
-         const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
-        return run_conv(conv_call(ConvOp::kInputGrad, input_shape, dims_of(w), &dy, lut, mbits, rounding, strides,
-                                  dilations, paddings, groups),
-                        dy, w);
-      },
-      "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
-      "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d_input_grad on the GPU.");
-  m.def(
-      "conv2d_input_grad_cuda_bench",
-      [](const std::vector<int64_t>& input_shape, const FloatArray& w, const FloatArray& dy, const TableArray& lut,
-         int mbits, const std::string& rounding, const std::vector<int64_t>& strides,
-         const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
-        return bench_conv(conv_call(ConvOp::kInputGrad, input_shape, dims_of(w), &dy, lut, mbits, rounding, strides,
-                                    dilations, paddings, groups),
-                          dy, w, repeats);
-      },
-      "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
-      "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20,
-      "Median kernel time (ms) of conv2d_input_grad_cuda.");
-  m.def(
-      "conv2d_filter_grad_cuda",
-      [](const FloatArray& x, const std::vector<int64_t>& filter_shape, const FloatArray& dy, const TableArray& lut,
-         int mbits, const std::string& rounding, const std::vector<int64_t>& strides,
-         const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
-        return run_conv(conv_call(ConvOp::kFilterGrad, dims_of(x), filter_shape, &dy, lut, mbits, rounding, strides,
-                                  dilations, paddings, groups),
-                        x, dy);
-      },
-      "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
-      "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "conv2d_filter_grad on the GPU.");
-  m.def(
-      "conv2d_filter_grad_cuda_bench",
-      [](const FloatArray& x, const std::vector<int64_t>& filter_shape, const FloatArray& dy, const TableArray& lut,
-         int mbits, const std::string& rounding, const std::vector<int64_t>& strides,
-         const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups, int repeats) {
-        return bench_conv(conv_call(ConvOp::kFilterGrad, dims_of(x), filter_shape, &dy, lut, mbits, rounding, strides,
-                                    dilations, paddings, groups),
-                          x, dy, repeats);
-      },
-      "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
-      "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1, "repeats"_a = 20,
-      "Median kernel time (ms) of conv2d_filter_grad_cuda.");
+  // noconvert, as in bind_cpu.cpp: a float64 array is an error, never a silent copy.
+  def_run_and_bench(m, "multiply_cuda", &multiply_call, "multiply on the GPU.", "a"_a.noconvert(),
+                    "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a);
+  def_run_and_bench(m, "matmul_cuda", &matmul_call, "matmul on the GPU.", "a"_a.noconvert(), "b"_a.noconvert(),
+                    "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "transpose_a"_a = false,
+                    "transpose_b"_a = false);
+  def_run_and_bench(m, "conv2d_cuda", &conv2d_call, "conv2d on the GPU.", "x"_a.noconvert(), "w"_a.noconvert(),
+                    "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
+                    "groups"_a = 1);
+  def_run_and_bench(m, "conv2d_input_grad_cuda", &conv2d_input_grad_call, "conv2d_input_grad on the GPU.",
+                    "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
+                    "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1);
+  def_run_and_bench(m, "conv2d_filter_grad_cuda", &conv2d_filter_grad_call, "conv2d_filter_grad on the GPU.",
+                    "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
+                    "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1);
 }
 
 }  // namespace approxtrain
