@@ -280,3 +280,21 @@ def test_energy_pj_of_a_user_multiplier(tmp_path, monkeypatch, capsys):
     assert main(["multipliers", "remove", "ex4"]) == 0
     assert energy.figure("ex4") is None and energy.figure("mitchell7") is None
     assert energy.figure("fp32")["multiply_pj"] == 3.7
+
+
+def test_cost_of_a_run_folder_uses_its_last_checkpoint(tmp_path, monkeypatch, capsys):
+    from approxtrain.cli import main
+
+    monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    assert main(["train", "--model", "lenet300100", "--dataset", "fashion_mnist", "--epochs", "1", "--subset", "32",
+                 "--test-subset", "16", "--batch-size", "16", "--out", str(run)]) == 0
+    js = tmp_path / "c.json"
+    assert main(["cost", "--run", str(run), "--json", str(js)]) == 0
+    report = json.loads(js.read_text())
+    assert report["model"] == f"lenet300100 ({run}, epoch 1)" and report["multiplier"] == ["fp32"]
+    assert report["total"]["forward"]["macs"] == 16 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert main(["cost", "--run", str(run), "--model", "lenet5"]) == 2
+    assert f"--model lenet5 differs from the run's lenet300100 ({run})" in capsys.readouterr().err
+    assert main(["cost", "--run", str(tmp_path)]) == 2
+    assert "is not a run folder of `approxtrain train` (no settings.json)" in capsys.readouterr().err
