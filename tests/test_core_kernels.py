@@ -4,12 +4,14 @@ The CPU paths are chosen at run time (gemm_cpu_path); APPROXTRAIN_CPU_PATH narro
 choice so the generic (no SIMD) and gather paths are checked on a machine that would
 pick a faster one.
 """
+import re
+
 import numpy as np
 import pytest
 
 import amsim_reference as ref
 from approxtrain import _core, core
-from approxtrain.multipliers._multiplier import Multiplier
+from approxtrain.multipliers import Multiplier
 
 ROUNDINGS = ("truncate", "nearest")
 PATH_ENV = "APPROXTRAIN_CPU_PATH"
@@ -308,6 +310,17 @@ def test_matmul_transposes_and_batches(cpu_path):
     a4 = ref.random_floats(rng, (2, 1, 5, 21))
     expected4 = np.stack([np.stack([ref_matmul(a4[i, 0], b[j], mult) for j in range(3)]) for i in range(2)])
     assert_same_bits(core.matmul(a4, b, mult), expected4)
+
+
+def test_matmul_rank_and_batch_errors_name_the_shapes():
+    mult = multiplier(7, "truncate", "random")
+    ones = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match=re.escape("matmul operands must have rank >= 2, got shapes (3,) and (3, 4)")):
+        core.matmul(ones(3), ones(3, 4), mult)
+    with pytest.raises(ValueError, match=re.escape(
+            "matmul: batch dimensions of (2, 3, 4) and (5, 4, 2) do not broadcast")):
+        core.matmul(ones(2, 3, 4), ones(5, 4, 2), mult)
+    assert core.matmul(ones(2, 1, 3, 4), ones(3, 4, 5), mult).shape == (2, 3, 3, 5)
 
 
 def test_matmul_same_bits_with_one_or_two_threads():
