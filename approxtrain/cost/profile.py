@@ -104,11 +104,7 @@ def _attention_counts(layer, t, grads):
     return scores, combine
 
 
-def _einsum_counts(layer, x, dy):
-    return counts.einsum(layer.equation, x, layer.kernel.numpy(), dy)
-
-
-def _layer_counts(layer, kind, t, grads, first):
+def _layer_counts(layer, kind, t, grads):
     x = np.asarray(t["x"]) if "x" in t else None
     dy = np.asarray(grads["y"]) if "y" in grads else None
     if kind in ("conv2d", "conv1d", "depthwise_conv2d"):
@@ -116,7 +112,7 @@ def _layer_counts(layer, kind, t, grads, first):
     elif kind == "dense":
         result = counts.dense(x, layer.kernel.numpy(), dy)
     elif kind == "einsum_dense":
-        result = _einsum_counts(layer, x, dy)
+        result = counts.einsum(layer.equation, x, layer.kernel.numpy(), dy)
     else:
         raise AssertionError(kind)
     return result
@@ -135,8 +131,7 @@ def _gradients(model, loss_fn, x, y, recorder):
     return loss, grads[:n], grads[n:2 * n], grads[2 * n:]
 
 
-def _zero(c):
-    return counts.Counts(0, 0, 0, 0, 0)
+NO_PRODUCTS = counts.Counts(0, 0, 0, 0, 0)
 
 
 def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, name=None):
@@ -183,11 +178,11 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
                 parts = zip((f"{base}/scores", f"{base}/combine"), ("attention_scores", "attention_combine"),
                             _attention_counts(layer, tensors, grads))
             else:
-                parts = [(base, kind, _layer_counts(layer, kind, tensors, grads, dx is None))]
+                parts = [(base, kind, _layer_counts(layer, kind, tensors, grads))]
             for entry, etype, result in parts:
                 gi_computed = not (kind != "attention" and dx is None)
                 if not gi_computed:
-                    result = dict(result, grad_input=_zero(None))
+                    result = dict(result, grad_input=NO_PRODUCTS)
                 if entry not in totals:
                     order.append(entry)
                     totals[entry] = {"type": etype, "grad_input_computed": gi_computed,
