@@ -298,3 +298,40 @@ def test_cost_of_a_run_folder_uses_its_last_checkpoint(tmp_path, monkeypatch, ca
     assert f"--model lenet5 differs from the run's lenet300100 ({run})" in capsys.readouterr().err
     assert main(["cost", "--run", str(tmp_path)]) == 2
     assert "is not a run folder of `approxtrain train` (no settings.json)" in capsys.readouterr().err
+
+
+def test_conv1d_causal_dilated_counts_match_every_product():
+    # conv1d is conv2d with H = 1; CAUSAL pads (K-1) x dilation on the left only.
+    rng = np.random.default_rng(8)
+    x, w = sparse(rng, (2, 1, 9, 3), 0.6), sparse(rng, (1, 3, 3, 2), 0.7)
+    dy = sparse(rng, (2, 1, 5, 2), 0.6)
+    result = counts.conv2d(x, w, dy, (1, 2), (1, 2), "causal")
+    check(result, brute_conv(x, w, dy, (1, 2), (1, 2), ((0, 0), (4, 0)), 1))
+
+
+def test_profile_of_conv1d_and_grouped_conv2d_layers():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    inputs = keras.Input((10, 4))
+    h = keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="c1")(inputs)
+    h = keras.layers.Reshape((10, 1, 4))(h)
+    h = keras.layers.Conv2D(6, (3, 1), strides=(2, 1), padding="same", groups=2, name="c2")(h)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, out)
+    rng = np.random.default_rng(2)
+    x = sparse(rng, (2, 10, 4), 0.6)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([1, 2], "int32"))).batch(2)
+    report = cost.profile(model, ds)
+    c1, c2 = report["layers"][0], report["layers"][1]
+    assert c1["forward"]["macs"] == 2 * 10 * 4 * 3 * 4
+    assert c2["forward"]["macs"] == 2 * 5 * 1 * 6 * 3 * 2
+    # c1's forward zeros, product by product: causal padding of 4 on the left, taps 0, 2, 4.
+    w = model.get_layer("c1").kernel.numpy()
+    xp = np.pad(x, ((0, 0), (4, 0), (0, 0)))
+    zero = sum(1 for n in range(2) for t in range(10) for k in range(3) for c in range(4) for o in range(4)
+               if xp[n, t + 2 * k, c] == 0 or w[k, c, o] == 0)
+    assert c1["forward"]["zero_operand"] == zero
+    assert c2["grad_input"]["macs"] > 0 and c2["grad_input"]["valid"] == c2["grad_input"]["macs"] - c2["grad_input"]["zero_operand"]
