@@ -4,5 +4,18 @@
 
 See docs/cost.md for the definitions, the outer-product tiling and the JSON schema.
 """
-from approxtrain.cost.counts import PHASES, Counts  # noqa: F401
-from approxtrain.cost.profile import profile  # noqa: F401
+from importlib import import_module
+
+# profile() runs TensorFlow; it is imported on first use so that `approxtrain multipliers add
+# --energy-pj` (which needs approxtrain.cost.energy only) starts without loading TensorFlow.
+_LAZY = {"profile": ("approxtrain.cost.profile", "profile"), "PHASES": ("approxtrain.cost.counts", "PHASES"),
+         "Counts": ("approxtrain.cost.counts", "Counts")}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(import_module(module), attr)
+    raise AttributeError(f"module 'approxtrain.cost' has no attribute {name!r}")
