@@ -355,13 +355,16 @@ def _config_copy(layer):
         with keras.saving.custom_object_scope(objects):
             config = keras.saving.serialize_keras_object(layer)
             config.pop("build_config", None)  # built by its caller: in the graph, or by _built
-            copy = keras.saving.deserialize_keras_object(deepcopy(config))  # it consumes its argument
+            arguments = deepcopy(config)  # deserialize consumes its argument
+            if isinstance(arguments.get("config"), dict):  # Keras's auto-config leaves the name out
+                arguments["config"].setdefault("name", layer.name)
+            copy = keras.saving.deserialize_keras_object(arguments)
             round_trip = keras.saving.serialize_keras_object(copy)
             round_trip.pop("build_config", None)
     except (TypeError, ValueError, NotImplementedError, AttributeError, KeyError) as e:
         raise ValueError(f"cannot copy {layer.name!r} ({type(layer).__name__}) through its config "
                          f"({type(e).__name__}: {e}){_COPY_ADVICE}") from e
-    if round_trip != config:
+    if round_trip != config or copy.name != layer.name:
         raise ValueError(f"cannot copy {layer.name!r} ({type(layer).__name__}): its config does not "
                          f"round-trip{_COPY_ADVICE}")
     return copy

@@ -193,6 +193,22 @@ def test_dense_layers_inside_custom_layers_at_any_depth():
     assert_untouched(model, before, x, out)
 
 
+def test_include_and_exclude_reach_inside_custom_layers():
+    inputs = keras.Input((3, 6))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Outer(name="outer")(inputs)))
+    # including a custom layer includes what it holds
+    new = substitute_quietly(model, BF16, include=["outer"], strict=True)
+    block = new.get_layer("outer").block
+    assert type(block.proj) is am.AMDense and type(new.get_layer("head")) is keras.layers.Dense
+    # excluding it keeps all of it native, without a warning
+    new = substitute_quietly(model, BF16, exclude=["outer"], strict=True)
+    assert [layer.name for layer in left_native(new)] == ["proj", "stack_0", "stack_1", "gate"]
+    assert type(new.get_layer("head")) is am.AMDense
+    # a name inside a custom layer is a valid selector
+    new = substitute_quietly(model, BF16, exclude=["gate"], strict=True)
+    assert [layer.name for layer in left_native(new)] == ["gate"]
+
+
 class Net(keras.Model):
     """A subclassed model: Dense layers in attributes and a list, a Conv1D, a MultiHeadAttention."""
 
@@ -218,7 +234,7 @@ def test_subclassed_model():
     out = model(x)
     before = state(model)
     new = substitute_quietly(model, BF16)
-    assert type(new) is Net and new is not model
+    assert type(new) is Net and new is not model and new.name == "net"
     assert type(new.conv) is am.AMConv1D and type(new.attention) is am.AMMultiHeadAttention
     assert [type(d) for d in new.mlp] == [am.AMDense, am.AMDense] and type(new.head) is am.AMDense
     assert [w.path for w in new.weights] == [w.path for w in model.weights]
