@@ -12,6 +12,7 @@ then every variable copied), and the copy is rewritten in place -- or the model 
 
 A layer reached twice (shared) is replaced once, so the AM copy is shared too.
 """
+import sys
 import warnings
 from copy import copy as shallow_copy
 from copy import deepcopy
@@ -27,6 +28,14 @@ from approxtrain import layers as am
 # of Dense may change `call`, and replacing it would silently drop that change.
 TWINS = {layer.keras_twin: layer for layer in am.AM_LAYERS}
 TWINS.update({layer: layer for layer in am.AM_LAYERS})
+
+
+def _twins():
+    """TWINS, plus the keras_hub layers' twins when keras_hub is loaded (never imported here: slow)."""
+    if "keras_hub" not in sys.modules:
+        return TWINS
+    from approxtrain.layers import keras_hub_twins
+    return {**TWINS, **keras_hub_twins.TWINS}
 
 
 def _keras_layers(*names):
@@ -172,7 +181,7 @@ class _Rewriter:
             return layer
         self.seen.add(id(layer))
         selected = self._selection(layer, selected)
-        twin = TWINS.get(type(layer))
+        twin = _twins().get(type(layer))
         if selected and twin is not None:
             new = self.new[id(layer)] = _make_twin(layer, twin, self.multipliers)
             self.replaced.append(layer)
@@ -447,12 +456,13 @@ def _check_include_replaceable(layers, include):
     for selector in include:
         picked = [layer for layer in layers if _selected(layer, (selector,))]
         inside = [sub for layer in picked for sub in layer._flatten_layers(include_self=True)]
-        if not any(type(layer) in TWINS for layer in inside):
+        twins = _twins()
+        if not any(type(layer) in twins for layer in inside):
             if isinstance(selector, str):
                 what = f"layer {selector!r} ({type(picked[0]).__name__})"
             else:
                 what = f"class {selector.__name__}"
             raise ValueError(
                 f"include selects {what}, which matches no layer with an AM twin; "
-                f"supported: {sorted(t.__name__ for t in TWINS if t not in TWINS.values())}"
+                f"supported: {sorted(t.__name__ for t in twins if t not in twins.values())}"
             )

@@ -15,12 +15,19 @@ from keras import ops  # noqa: E402
 import approxtrain  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
 from approxtrain._substitute import MULTIPLY_HEAVY, left_native  # noqa: E402
-from _compare import BF16  # noqa: E402
+from approxtrain.multipliers import Multiplier  # noqa: E402
+from _compare import BF16, assert_bits_equal, bf16_values  # noqa: E402
 
 
 def relative_l2(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def random_table(seed):
+    """An arbitrary, asymmetric M=7 table: a wrong table or operand order shows at once."""
+    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14).astype(np.uint16)
+    return Multiplier(f"random7_{seed}", 7, "truncate", lut)
 
 
 def flat(outputs):
@@ -537,17 +544,73 @@ def test_keras_hub_bert_and_vit_fully_substituted():
         assert_untouched(model, before, x, out)
 
 
-def test_keras_hub_gpt2_attention_subclass_is_named():
+def test_keras_hub_gpt2_fully_substituted():
     keras_hub = import_keras_hub()
+    from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
     keras.utils.set_random_seed(0)
     gpt2 = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
                                          intermediate_dim=16, max_sequence_length=8)
     x = token_inputs(False)
-    # keras_hub's CachedMultiHeadAttention subclasses MultiHeadAttention with its own call (a
-    # key/value cache): no AM twin, so it stays native and is named; its MLP is replaced.
-    with pytest.warns(UserWarning, match=r"^substitute: 1 layer\(s\) with multiplies have no AM twin and "
-                                         r"stay native: 'self_attention' \(CachedMultiHeadAttention\)$"):
-        new = approxtrain.substitute(gpt2, "mbm7")
-    assert [type(layer).__name__ for layer in left_native(new)] == ["CachedMultiHeadAttention"]
-    assert relative_l2(flat(new(x)), flat(gpt2(x))) > 1e-3
+    # keras_hub's CachedMultiHeadAttention (a MultiHeadAttention subclass with its own call: a
+    # key/value cache) and the two MLP Dense layers.
+    assert [type(layer).__name__ for layer in left_native(gpt2)] == ["CachedMultiHeadAttention", "Dense", "Dense"]
+    before, out = state(gpt2), gpt2(x)
+    new = substitute_quietly(gpt2, "mbm7", strict=True)
+    assert type(new) is type(gpt2) and left_native(new) == []
+    attention = new.get_layer("transformer_layer_0")._self_attention_layer
+    assert type(attention) is AMCachedMultiHeadAttention and attention.multiplier == "mbm7"
+    assert_close_and_different(gpt2, x, 0.1)
     assert_training_step_finite(new, x)
+    assert_untouched(gpt2, before, x, out)
+
+
+def attention_pair(multiplier, batch=2, length=5, width=6, heads=2, key_dim=3):
+    """An AMCachedMultiHeadAttention and an AMMultiHeadAttention with the same bf16 weights."""
+    from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
+    rng = np.random.default_rng(1)
+    cached = AMCachedMultiHeadAttention(num_heads=heads, key_dim=key_dim, multiplier=multiplier)
+    plain = am.AMMultiHeadAttention(num_heads=heads, key_dim=key_dim, multiplier=multiplier)
+    for layer in (cached, plain):
+        layer.build((batch, length, width), (batch, length, width))
+    cached.set_weights([bf16_values(rng, w.shape, 0.5) for w in cached.get_weights()])
+    plain.set_weights(cached.get_weights())
+    return cached, plain, bf16_values(rng, (batch, length, width))
+
+
+def test_cached_attention_twin_is_am_attention_with_keras_hubs_call():
+    import_keras_hub()
+    from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
+    from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
+    # call is keras_hub's (the cache); build and _compute_attention are AMMultiHeadAttention's.
+    assert AMCachedMultiHeadAttention.call is CachedMultiHeadAttention.call
+    assert AMCachedMultiHeadAttention.build is am.AMMultiHeadAttention.build
+    assert AMCachedMultiHeadAttention._compute_attention is am.AMMultiHeadAttention._compute_attention
+    table = random_table(3)
+    cached, plain, x = attention_pair(table)
+    assert cached.multiplier is table
+    batch, length = x.shape[:2]
+    causal = np.broadcast_to(np.tril(np.ones((length, length), bool)), (batch, length, length))
+
+    # Training path (no cache): AMMultiHeadAttention's products, bit for bit; not the native ones.
+    got = cached(x, x, attention_mask=causal)
+    assert_bits_equal(got, plain(x, x, attention_mask=causal), "no cache")
+    native = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    native.build(x.shape, x.shape)
+    native.set_weights(cached.get_weights())
+    assert relative_l2(got, native(x, x, attention_mask=causal)) > 1e-2
+
+    # Cached decode, one token at a time into a zero cache: each step's output is the full
+    # causal pass's row (masked positions have probability 0, and 0 times anything is 0).
+    cache = np.zeros((batch, 2, length, 2, 3), np.float32)
+    for i in range(length):
+        mask = causal[:, i : i + 1, :]
+        step, cache = cached(x[:, i : i + 1], x[:, i : i + 1], attention_mask=mask, cache=cache,
+                             cache_update_index=i)
+        assert np.isfinite(np.asarray(step)).all()
+        assert_bits_equal(step, np.asarray(got)[:, i : i + 1], f"decode step {i}")
+    # The filled cache holds the key and value projections of the whole sequence.
+    assert_bits_equal(cache[:, 0], cached._key_dense(x), "key cache")
+    assert_bits_equal(cache[:, 1], cached._value_dense(x), "value cache")
+    # Static cache (no update index): the cached keys and values are used, the inputs ignored.
+    static, _ = cached(x, np.zeros_like(x), attention_mask=causal, cache=cache)
+    assert_bits_equal(static, got, "static cache")
