@@ -10,6 +10,7 @@ Environment knobs:
   APPROXTRAIN_CUDA_ARCHS="80;90"  CUDA architectures
   CMAKE_ARGS="..."              extra CMake arguments
 """
+
 import os
 import re
 import subprocess
@@ -27,7 +28,7 @@ def _version():
     text = (ROOT / "approxtrain" / "_version.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
     if match is None:
-        raise RuntimeError(f"no __version__ = \"...\" line in {ROOT / 'approxtrain' / '_version.py'}")
+        raise RuntimeError(f'no __version__ = "..." line in {ROOT / "approxtrain" / "_version.py"}')
     return match.group(1)
 
 
@@ -93,7 +94,8 @@ def _build_shipped_tables(out_dir):
 
     pkg_dir = ROOT / "approxtrain" / "multipliers"
     spec = importlib.util.spec_from_file_location(
-        "_approxtrain_multipliers_build", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)])
+        "_approxtrain_multipliers_build", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

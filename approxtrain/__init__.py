@@ -9,6 +9,7 @@ TensorFlow is imported only by the parts that need it (ops, layers,
 substitute, models, data), so the core and the multiplier registry work on a
 machine without it.
 """
+
 from importlib import import_module
 
 from approxtrain import core, multipliers

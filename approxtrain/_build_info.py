@@ -1,4 +1,5 @@
 """What was compiled, and for which TensorFlow."""
+
 import importlib.util
 import os
 import platform

@@ -4,11 +4,12 @@
 [[top, bottom], [left, right]] of non-negative ints. Plain Python: no
 TensorFlow, no native core.
 """
+
 PADDING_CHOICES = "'SAME', 'VALID' or [[top, bottom], [left, right]]"
 
 
 def padding_mode(padding):
-    """"SAME", "VALID" or "EXPLICIT" (not a string); ValueError for any other string."""
+    """ "SAME", "VALID" or "EXPLICIT" (not a string); ValueError for any other string."""
     if not isinstance(padding, str):
         return "EXPLICIT"
     mode = padding.upper()
@@ -22,7 +23,8 @@ def explicit_paddings(padding):
     pads = [int(t) for pair in padding for t in pair]
     if len(pads) != 4 or min(pads) < 0:
         raise ValueError(
-            f"explicit padding must be [[top, bottom], [left, right]] of non-negative ints, got {padding!r}")
+            f"explicit padding must be [[top, bottom], [left, right]] of non-negative ints, got {padding!r}"
+        )
     return pads
 
 

@@ -17,6 +17,7 @@ Counts, per sample:
   ConvLSTM: per step and output position, the input and recurrent kernels' sizes.
   A bare cell (inside keras.layers.RNN) is traced once: it counts one step.
 """
+
 import math
 
 import keras
@@ -67,13 +68,15 @@ def coverage(model, inputs=None):
     rows = []
     for layer in leaves:
         calls = records[id(layer)]
-        rows.append({
-            "name": layer.name,
-            "class": type(layer).__name__,
-            "calls": len(calls),
-            "macs": sum(_macs(layer, *call) for call in calls),
-            "approximate": _approximate(layer),
-        })
+        rows.append(
+            {
+                "name": layer.name,
+                "class": type(layer).__name__,
+                "calls": len(calls),
+                "macs": sum(_macs(layer, *call) for call in calls),
+                "approximate": _approximate(layer),
+            }
+        )
     approximate = sum(row["macs"] for row in rows if row["approximate"])
     native = sum(row["macs"] for row in rows if not row["approximate"])
     total = approximate + native
@@ -104,7 +107,8 @@ def _hook(layer, record):
 def _input_specs(model, inputs):
     if inputs is not None:
         return keras.tree.map_structure(
-            lambda x: tf.TensorSpec([1, *tf.convert_to_tensor(x).shape[1:]], tf.convert_to_tensor(x).dtype), inputs)
+            lambda x: tf.TensorSpec([1, *tf.convert_to_tensor(x).shape[1:]], tf.convert_to_tensor(x).dtype), inputs
+        )
     try:
         model_inputs = model.input
     except (AttributeError, ValueError):
@@ -112,14 +116,17 @@ def _input_specs(model, inputs):
     if model_inputs is None:
         build = model.get_build_config() if model.built else None
         if not build or "input_shape" not in build:
-            raise ValueError(f"coverage: the input shape of model {model.name!r} is not known; "
-                             "pass inputs=<an example batch>")
+            raise ValueError(
+                f"coverage: the input shape of model {model.name!r} is not known; pass inputs=<an example batch>"
+            )
         return tf.TensorSpec([1, *build["input_shape"][1:]], model.compute_dtype)
 
     def spec(t):
         if any(d is None for d in t.shape[1:]):
-            raise ValueError(f"coverage: input {t.name!r} of model {model.name!r} has shape {tuple(t.shape)}; "
-                             "pass inputs=<an example batch> to fix the unknown sizes")
+            raise ValueError(
+                f"coverage: input {t.name!r} of model {model.name!r} has shape {tuple(t.shape)}; "
+                "pass inputs=<an example batch> to fix the unknown sizes"
+            )
         return tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=t.name)
 
     return keras.tree.map_structure(spec, model_inputs)
@@ -161,8 +168,12 @@ def _macs(layer, args, kwargs, outputs):
         query = _arg(args, kwargs, 0, "query")
         value = _arg(args, kwargs, 1, "value")  # the key, if given, has the value's length
         t_q, t_v = _n(query) // int(query.shape[-1]), _n(value) // int(value.shape[-1])
-        projections = (t_q * _n(layer._query_dense.kernel) + t_v * _n(layer._key_dense.kernel)
-                       + t_v * _n(layer._value_dense.kernel) + t_q * _n(layer._output_dense.kernel))
+        projections = (
+            t_q * _n(layer._query_dense.kernel)
+            + t_v * _n(layer._key_dense.kernel)
+            + t_v * _n(layer._value_dense.kernel)
+            + t_q * _n(layer._output_dense.kernel)
+        )
         if isinstance(layer, keras.layers.MultiHeadAttention):
             products = t_q * t_v * layer._num_heads * (layer._key_dim + layer._value_dim)
         else:
@@ -190,8 +201,10 @@ def summary(model, inputs=None):
     counts = coverage(model, inputs)
     total = counts["approximate_macs"] + counts["native_macs"]
     native = [f"{row['name']} ({row['class']})" for row in counts["layers"] if not row["approximate"]]
-    line = (f"approximate multiplies: {counts['share']:.1%} of {total:,} MACs per sample "
-            f"in {len(counts['layers'])} multiply-heavy layer(s)")
+    line = (
+        f"approximate multiplies: {counts['share']:.1%} of {total:,} MACs per sample "
+        f"in {len(counts['layers'])} multiply-heavy layer(s)"
+    )
     return line + (f"; native: {', '.join(native[:5])}{' ...' if len(native) > 5 else ''}" if native else "")
 
 
@@ -201,6 +214,7 @@ def zoo_summary(results, model_name, model_options):
     from approxtrain import models
 
     settings, dataset = results["settings"], results["dataset"]
-    model = models.build(model_name, dataset["input_shape"], dataset["num_classes"],
-                         multiplier=settings["multiplier"], **model_options)
+    model = models.build(
+        model_name, dataset["input_shape"], dataset["num_classes"], multiplier=settings["multiplier"], **model_options
+    )
     return summary(model)

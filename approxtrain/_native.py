@@ -7,6 +7,7 @@ says exactly which file is missing and which command rebuilds it the moment a
 kernel is called.  The TensorFlow op library (``_op_library``) words its
 errors with the same :func:`rebuild_hint`.
 """
+
 import glob
 import importlib
 import os
@@ -29,8 +30,10 @@ def rebuild_hint():
     if os.path.exists(os.path.join(REPO_DIR, "setup.py")):
         return f"Rebuild it by running `{REBUILD_COMMAND}` in the repository ({REPO_DIR})."
     # An installed wheel: the library has to be built from a source checkout, against the TF that runs.
-    return ("Rebuild it by running `pip install --no-build-isolation .` in a source checkout of approxtrain, "
-            "with the TensorFlow you run installed.")
+    return (
+        "Rebuild it by running `pip install --no-build-isolation .` in a source checkout of approxtrain, "
+        "with the TensorFlow you run installed."
+    )
 
 
 def core():
@@ -42,11 +45,13 @@ def core():
                 _core = importlib.import_module("approxtrain._core")
             except ImportError as e:
                 found = glob.glob(os.path.join(PACKAGE_DIR, "_core.*"))
-                problem = (f"{found[0]} exists but does not import ({e})" if found else
-                           f"{os.path.join(PACKAGE_DIR, '_core')}.*.so does not exist (never built, or the "
-                           "build was cleaned)")
-                raise NativeCoreError(f"approxtrain's native core cannot be used: {problem}. "
-                                      f"{rebuild_hint()}") from e
+                problem = (
+                    f"{found[0]} exists but does not import ({e})"
+                    if found
+                    else f"{os.path.join(PACKAGE_DIR, '_core')}.*.so does not exist (never built, or the "
+                    "build was cleaned)"
+                )
+                raise NativeCoreError(f"approxtrain's native core cannot be used: {problem}. {rebuild_hint()}") from e
         return _core
 
 

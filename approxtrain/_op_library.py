@@ -8,6 +8,7 @@ TensorFlow refuses to load raises :class:`OpLibraryError` naming the one
 command that rebuilds it.  The library is found relative to this package,
 never the working directory.
 """
+
 import os
 import threading
 
@@ -42,7 +43,7 @@ def read_stamp(directory):
     devices = ("CPU",)
     for line in lines[1:]:
         if line.startswith("devices="):
-            devices = tuple(d for d in line[len("devices="):].split(",") if d)
+            devices = tuple(d for d in line[len("devices=") :].split(",") if d)
     return version, devices
 
 

@@ -12,6 +12,7 @@ then every variable copied), and the copy is rewritten in place -- or the model 
 
 A layer reached twice (shared) is replaced once, so the AM copy is shared too.
 """
+
 import sys
 import warnings
 from copy import copy as shallow_copy
@@ -35,6 +36,7 @@ def _twins():
     if "keras_hub" not in sys.modules:
         return TWINS
     from approxtrain.layers import keras_hub_twins
+
     return {**TWINS, **keras_hub_twins.TWINS}
 
 
@@ -48,12 +50,31 @@ def _keras_layers(*names):
 # coverage() counts their MACs, and the tests check whole models against it. Embedding, the
 # normalisations and the elementwise layers are not on it: their few multiplies stay native.
 MULTIPLY_HEAVY = _keras_layers(
-    "Dense", "EinsumDense",
-    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
-    "MultiHeadAttention", "GroupQueryAttention", "Attention", "AdditiveAttention",
-    "SimpleRNN", "GRU", "LSTM", "SimpleRNNCell", "GRUCell", "LSTMCell",
-    "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+    "Dense",
+    "EinsumDense",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "MultiHeadAttention",
+    "GroupQueryAttention",
+    "Attention",
+    "AdditiveAttention",
+    "SimpleRNN",
+    "GRU",
+    "LSTM",
+    "SimpleRNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
 )
 
 
@@ -89,8 +110,16 @@ def _leaves(model):
     return found
 
 
-def substitute(model, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, include=None,
-               exclude=None, strict=False, inplace=False):
+def substitute(
+    model,
+    multiplier,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+    include=None,
+    exclude=None,
+    strict=False,
+    inplace=False,
+):
     """Return the model with every multiply-heavy layer that has an AM twin replaced by it.
 
     Any Keras model: Functional (with `keras.ops` nodes, nested models, shared layers),
@@ -258,11 +287,24 @@ class _Rewriter:
 
 
 # Attributes that hold no sublayer to replace (graph bookkeeping is rewritten by _rewrite_graph).
-_NOT_LAYER_HOLDERS = frozenset({
-    "_inbound_nodes", "_outbound_nodes", "_nodes", "_nodes_by_depth", "_operations",
-    "_operations_by_depth", "_functional", "_tracker", "_inputs_struct", "_outputs_struct",
-    "_inputs", "_outputs", "inputs", "outputs",
-})
+_NOT_LAYER_HOLDERS = frozenset(
+    {
+        "_inbound_nodes",
+        "_outbound_nodes",
+        "_nodes",
+        "_nodes_by_depth",
+        "_operations",
+        "_operations_by_depth",
+        "_functional",
+        "_tracker",
+        "_inputs_struct",
+        "_outputs_struct",
+        "_inputs",
+        "_outputs",
+        "inputs",
+        "outputs",
+    }
+)
 
 
 def _rekey(key, renamed):
@@ -298,8 +340,10 @@ def _make_twin(layer, twin, multipliers):
     if layer.built:
         build_config = layer.get_build_config()
         if not build_config:
-            raise ValueError(f"cannot make layer {layer.name!r} an {twin.__name__}: it is built but "
-                             "does not say with which input shape (get_build_config() is empty)")
+            raise ValueError(
+                f"cannot make layer {layer.name!r} an {twin.__name__}: it is built but "
+                "does not say with which input shape (get_build_config() is empty)"
+            )
         new.build_from_config(build_config)
         _copy_state(layer, new)
         _copy_paths(layer, new)
@@ -313,8 +357,10 @@ def _copy_paths(original, copy):
         target._path = source.path
 
 
-_COPY_ADVICE = ("; pass inplace=True to substitute the model itself (it is then modified), or give "
-                "the custom layers a get_config() that round-trips")
+_COPY_ADVICE = (
+    "; pass inplace=True to substitute the model itself (it is then modified), or give "
+    "the custom layers a get_config() that round-trips"
+)
 
 
 def _copy(model):
@@ -371,11 +417,14 @@ def _config_copy(layer):
             round_trip = keras.saving.serialize_keras_object(copy)
             round_trip.pop("build_config", None)
     except (TypeError, ValueError, NotImplementedError, AttributeError, KeyError) as e:
-        raise ValueError(f"cannot copy {layer.name!r} ({type(layer).__name__}) through its config "
-                         f"({type(e).__name__}: {e}){_COPY_ADVICE}") from e
+        raise ValueError(
+            f"cannot copy {layer.name!r} ({type(layer).__name__}) through its config "
+            f"({type(e).__name__}: {e}){_COPY_ADVICE}"
+        ) from e
     if round_trip != config or copy.name != layer.name:
-        raise ValueError(f"cannot copy {layer.name!r} ({type(layer).__name__}): its config does not "
-                         f"round-trip{_COPY_ADVICE}")
+        raise ValueError(
+            f"cannot copy {layer.name!r} ({type(layer).__name__}): its config does not round-trip{_COPY_ADVICE}"
+        )
     return copy
 
 
@@ -383,16 +432,20 @@ def _built(original, copy):
     try:
         copy.build_from_config(original.get_build_config())
     except (TypeError, ValueError, NotImplementedError, AttributeError, KeyError) as e:
-        raise ValueError(f"cannot build the copy of {original.name!r} ({type(original).__name__}) "
-                         f"({type(e).__name__}: {e}){_COPY_ADVICE}") from e
+        raise ValueError(
+            f"cannot build the copy of {original.name!r} ({type(original).__name__}) "
+            f"({type(e).__name__}: {e}){_COPY_ADVICE}"
+        ) from e
 
 
 def _copy_variables(original, copy):
     """Every variable (weights and seed states) of original into copy, which must have the same ones."""
     source, target = original.variables, copy.variables
     if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
-        raise ValueError(f"cannot copy {original.name!r} ({type(original).__name__}): the copy made from "
-                         f"its config has other variables{_COPY_ADVICE}")
+        raise ValueError(
+            f"cannot copy {original.name!r} ({type(original).__name__}): the copy made from "
+            f"its config has other variables{_COPY_ADVICE}"
+        )
     for s, t in zip(source, target):
         t.assign(s)
     _copy_paths(original, copy)

@@ -3,6 +3,7 @@
 Each subcommand lives in approxtrain/commands/<name>.py and provides
 ``add_parser(subparsers)``; the parser's ``func(args)`` returns an exit code.
 """
+
 import argparse
 import sys
 from importlib import import_module
@@ -30,6 +31,7 @@ def build_parser():
 
 # Error text printed at most: library errors can quote whole tensors (hundreds of lines).
 MAX_ERROR_LINES, MAX_LINE_CHARS = 15, 300
+
 
 def main(argv=None):
     parser = build_parser()
@@ -70,8 +72,12 @@ def shorten(text, max_lines=MAX_ERROR_LINES, max_line_chars=MAX_LINE_CHARS):
     """`text` without blank lines, cut to a readable length: long lines cut, and of many lines the
     first few and the last ones kept (TensorFlow puts the actual error last), saying what was cut."""
     lines = [line for line in text.splitlines() if line.strip()] or [""]
-    lines = [line if len(line) <= max_line_chars
-             else f"{line[:max_line_chars]} ... ({len(line) - max_line_chars} characters cut)" for line in lines]
+    lines = [
+        line
+        if len(line) <= max_line_chars
+        else f"{line[:max_line_chars]} ... ({len(line) - max_line_chars} characters cut)"
+        for line in lines
+    ]
     if len(lines) > max_lines:
         head, tail = 3, max_lines - 4
         lines = lines[:head] + [f"... ({len(lines) - head - tail} lines cut) ..."] + lines[-tail:]

@@ -5,6 +5,7 @@ are rejected rather than silently rounded) and a multiplier (a name from
 :mod:`approxtrain.multipliers` or a :class:`Multiplier`), and returns float32
 arrays bit-identical to the contract of docs/design.md ("Number semantics") on every device.
 """
+
 import numpy as np
 
 from approxtrain import multipliers
@@ -15,8 +16,18 @@ _core = LazyCore()  # imported on first use: `import approxtrain` works without 
 
 DEVICES = ("cpu", "cuda")
 
-__all__ = ["DEVICES", "cuda_available", "multiply", "matmul", "conv2d", "conv2d_input_grad", "conv2d_filter_grad",
-           "conv_paddings", "num_threads", "set_num_threads"]
+__all__ = [
+    "DEVICES",
+    "cuda_available",
+    "multiply",
+    "matmul",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_filter_grad",
+    "conv_paddings",
+    "num_threads",
+    "set_num_threads",
+]
 
 
 def cuda_available():
@@ -95,8 +106,9 @@ def _pair(v, what):
 def _conv_args(input_shape, filter_shape, strides, padding, dilations):
     strides, dilations = _pair(strides, "strides"), _pair(dilations, "dilations")
     if len(input_shape) != 4 or len(filter_shape) != 4:
-        raise ValueError(f"conv2d needs a 4-D NHWC input and a 4-D HWIO filter, got {tuple(input_shape)} and "
-                         f"{tuple(filter_shape)}")
+        raise ValueError(
+            f"conv2d needs a 4-D NHWC input and a 4-D HWIO filter, got {tuple(input_shape)} and {tuple(filter_shape)}"
+        )
     pads = conv_paddings(padding, input_shape[1:3], filter_shape[0:2], strides, dilations)
     return strides, dilations, pads
 
@@ -109,8 +121,7 @@ def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=1, 
     return _backend(device, "conv2d")(x, w, *m.core_args, s, d, p, int(groups))
 
 
-def conv2d_input_grad(input_shape, w, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1,
-                      device="cpu"):
+def conv2d_input_grad(input_shape, w, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1, device="cpu"):
     """Gradient of :func:`conv2d` with respect to x; dy is the left operand."""
     m = _multiplier(multiplier)
     w, dy = _float32(w, "w"), _float32(dy, "dy")
@@ -119,8 +130,9 @@ def conv2d_input_grad(input_shape, w, dy, multiplier, strides=1, padding="VALID"
     return _backend(device, "conv2d_input_grad")(input_shape, w, dy, *m.core_args, s, d, p, int(groups))
 
 
-def conv2d_filter_grad(x, filter_shape, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1,
-                       device="cpu"):
+def conv2d_filter_grad(
+    x, filter_shape, dy, multiplier, strides=1, padding="VALID", dilations=1, groups=1, device="cpu"
+):
     """Gradient of :func:`conv2d` with respect to w; x is the left operand."""
     m = _multiplier(multiplier)
     x, dy = _float32(x, "x"), _float32(dy, "dy")

@@ -2,6 +2,7 @@
 training convergence (`approxtrain compare`) and a multiplier's error heatmap and histogram
 (`approxtrain multipliers report`).
 """
+
 import math
 import os
 
@@ -29,18 +30,20 @@ def summarise(results_by_label):
     for label, results in results_by_label.items():
         acc = results["final"]["test_accuracy"]
         epoch_time = results["timing"]["steady_epoch_time_s"]
-        rows.append({
-            "multiplier": label,
-            "epochs": results["epochs_completed"],
-            "final_test_accuracy": acc,
-            "best_test_accuracy": results.get("best_test_accuracy"),
-            "delta_to_fp32_points": _delta(acc, base_acc),
-            "final_train_loss": results["final"]["loss"],
-            "final_test_loss": results["final"]["test_loss"],
-            "steady_epoch_time_s": epoch_time,
-            "mean_epoch_time_s": results["timing"]["mean_epoch_time_s"],
-            "time_vs_fp32": epoch_time / base_time if base_time and epoch_time else None,
-        })
+        rows.append(
+            {
+                "multiplier": label,
+                "epochs": results["epochs_completed"],
+                "final_test_accuracy": acc,
+                "best_test_accuracy": results.get("best_test_accuracy"),
+                "delta_to_fp32_points": _delta(acc, base_acc),
+                "final_train_loss": results["final"]["loss"],
+                "final_test_loss": results["final"]["test_loss"],
+                "steady_epoch_time_s": epoch_time,
+                "mean_epoch_time_s": results["timing"]["mean_epoch_time_s"],
+                "time_vs_fp32": epoch_time / base_time if base_time and epoch_time else None,
+            }
+        )
     return rows
 
 
@@ -52,17 +55,23 @@ def _delta(acc, base):
 
 def markdown_table(rows, title=None):
     lines = [f"## {title}", ""] if title else []
-    lines += ["| multiplier | epochs | final test accuracy (%) | delta to fp32 (points) | best test accuracy (%) "
-              "| final train loss | time per epoch (s) | time vs fp32 |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| multiplier | epochs | final test accuracy (%) | delta to fp32 (points) | best test accuracy (%) "
+        "| final train loss | time per epoch (s) | time vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['multiplier']} | {r['epochs']} | {fmt(_pct(r['final_test_accuracy']), '.2f')} "
             f"| {fmt(r['delta_to_fp32_points'], '+.2f', '-')} | {fmt(_pct(r['best_test_accuracy']), '.2f')} "
             f"| {fmt(r['final_train_loss'], '.4f')} | {fmt(r['steady_epoch_time_s'], '.1f')} "
-            f"| {fmt(r['time_vs_fp32'], '.1f', '-')}x |")
-    lines += ["", "Time per epoch: training only (no evaluation), mean over epochs after the first "
-                  "(which also builds the graph)."]
+            f"| {fmt(r['time_vs_fp32'], '.1f', '-')}x |"
+        )
+    lines += [
+        "",
+        "Time per epoch: training only (no evaluation), mean over epochs after the first "
+        "(which also builds the graph).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -118,8 +127,9 @@ def plot_error_heatmap(m, table_errors, out):
     grid = 100 * table_errors[::step, ::step]
     limit = float(abs(grid).max()) or 1.0
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
-    image = ax.imshow(grid, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=(0, n, 0, n),
-                      interpolation="nearest")
+    image = ax.imshow(
+        grid, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=(0, n, 0, n), interpolation="nearest"
+    )
     fig.colorbar(image, ax=ax, label="relative error (%)")
     ax.set_xlabel("ib (right operand fraction)")
     ax.set_ylabel("ia (left operand fraction)")

@@ -9,6 +9,7 @@
 use the same number of cores.  The same section runs inside
 `approxtrain bench --section core_cpu` (there NumPy keeps its own threads).
 """
+
 import argparse
 import json
 import os

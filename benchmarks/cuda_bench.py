@@ -11,6 +11,7 @@ Times are device times (CUDA events) of the kernels alone, medians over
 CuPy (its matmul does not use TF32 unless CUPY_TF32=1).  "TFLOP/s" counts
 2 flops per multiply-add for both, so the AM figure is "FP32-equivalent".
 """
+
 import argparse
 import json
 import statistics
@@ -100,7 +101,7 @@ class Baseline:
             return None
         t = self.torch
         F = t.nn.functional
-        xt = t.from_numpy(x).cuda().permute(0, 3, 1, 2)        # NHWC -> NCHW view
+        xt = t.from_numpy(x).cuda().permute(0, 3, 1, 2)  # NHWC -> NCHW view
         wt = t.from_numpy(w).cuda().permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
         dyt = t.from_numpy(dy).cuda().permute(0, 3, 1, 2)
         self._elapsed = lambda s, e: s.elapsed_time(e)
@@ -111,11 +112,23 @@ class Baseline:
             if op == "forward":
                 fn = lambda: F.conv2d(xf, wt, stride=stride, padding=padding, groups=groups)  # noqa: E731
             elif op == "input_grad":
-                fn = lambda: t.nn.grad.conv2d_input(xf.shape, wt, dyf, stride=stride, padding=padding,  # noqa: E731
-                                                    groups=groups)
+                fn = lambda: t.nn.grad.conv2d_input(
+                    xf.shape,
+                    wt,
+                    dyf,
+                    stride=stride,
+                    padding=padding,  # noqa: E731
+                    groups=groups,
+                )
             else:
-                fn = lambda: t.nn.grad.conv2d_weight(xf, wt.shape, dyf, stride=stride, padding=padding,  # noqa: E731
-                                                     groups=groups)
+                fn = lambda: t.nn.grad.conv2d_weight(
+                    xf,
+                    wt.shape,
+                    dyf,
+                    stride=stride,
+                    padding=padding,  # noqa: E731
+                    groups=groups,
+                )
             ms = self._time(fn, repeats, ev, ev, t.cuda.synchronize)
             best = ms if best is None else min(best, ms)
         return best
@@ -141,14 +154,24 @@ def bench_gemm(mul, sizes, repeats, baseline, rng):
         reps = max(3, repeats // (1 if n <= 2048 else 4))
         am = _core.matmul_cuda_bench(a[None], b[None], *mul.core_args, False, False, reps)
         base = baseline.gemm_ms(a, b, reps)
-        flops = 2.0 * n ** 3
-        row = dict(op="gemm", shape=[n, n, n], am_ms=am, fp32_ms=base, am_tflops=tflops(flops, am),
-                   fp32_tflops=tflops(flops, base), ratio=ratio(am, base),
-                   variant=_core.gemm_cuda_variant(mul.mantissa_bits, n, n, n, 1))
+        flops = 2.0 * n**3
+        row = dict(
+            op="gemm",
+            shape=[n, n, n],
+            am_ms=am,
+            fp32_ms=base,
+            am_tflops=tflops(flops, am),
+            fp32_tflops=tflops(flops, base),
+            ratio=ratio(am, base),
+            variant=_core.gemm_cuda_variant(mul.mantissa_bits, n, n, n, 1),
+        )
         rows.append(row)
-        print(f"GEMM {n:5d}^3  AM {am:9.3f} ms {fmt(row['am_tflops'], '6.2f')} TFLOP/s   FP32 "
-              f"{fmt(base, '9.3f')} ms {fmt(row['fp32_tflops'], '6.2f')} TFLOP/s   AM/FP32 {fmt(row['ratio'], '5.2f')}x"
-              f"   [{row['variant']}]", flush=True)
+        print(
+            f"GEMM {n:5d}^3  AM {am:9.3f} ms {fmt(row['am_tflops'], '6.2f')} TFLOP/s   FP32 "
+            f"{fmt(base, '9.3f')} ms {fmt(row['fp32_tflops'], '6.2f')} TFLOP/s   AM/FP32 {fmt(row['ratio'], '5.2f')}x"
+            f"   [{row['variant']}]",
+            flush=True,
+        )
     return rows
 
 
@@ -169,19 +192,35 @@ def bench_conv(mul, repeats, baseline, rng, quick):
             if op == "forward":
                 am = _core.conv2d_cuda_bench(x, w, *mul.core_args, [stride] * 2, [1, 1], pads, groups, repeats)
             elif op == "input_grad":
-                am = _core.conv2d_input_grad_cuda_bench(list(x.shape), w, dy, *mul.core_args, [stride] * 2, [1, 1],
-                                                        pads, groups, repeats)
+                am = _core.conv2d_input_grad_cuda_bench(
+                    list(x.shape), w, dy, *mul.core_args, [stride] * 2, [1, 1], pads, groups, repeats
+                )
             else:
-                am = _core.conv2d_filter_grad_cuda_bench(x, list(w.shape), dy, *mul.core_args, [stride] * 2,
-                                                         [1, 1], pads, groups, max(1, repeats // 4))
+                am = _core.conv2d_filter_grad_cuda_bench(
+                    x, list(w.shape), dy, *mul.core_args, [stride] * 2, [1, 1], pads, groups, max(1, repeats // 4)
+                )
             base = baseline.conv_ms(op, x, w, dy, stride, pad, groups, repeats)
-            row = dict(op=f"conv2d_{op}", layer=name, nhwc=[n, h, w_, c], filter=[kh, kw, c // groups, o],
-                       stride=stride, padding=pad, groups=groups, am_ms=am, fp32_ms=base,
-                       am_tflops=tflops(flops, am), fp32_tflops=tflops(flops, base), ratio=ratio(am, base))
+            row = dict(
+                op=f"conv2d_{op}",
+                layer=name,
+                nhwc=[n, h, w_, c],
+                filter=[kh, kw, c // groups, o],
+                stride=stride,
+                padding=pad,
+                groups=groups,
+                am_ms=am,
+                fp32_ms=base,
+                am_tflops=tflops(flops, am),
+                fp32_tflops=tflops(flops, base),
+                ratio=ratio(am, base),
+            )
             rows.append(row)
-            print(f"{name:32s} {op:11s} AM {am:9.3f} ms {fmt(row['am_tflops'], '6.2f')} TFLOP/s   cuDNN "
-                  f"{fmt(base, '9.3f')} ms {fmt(row['fp32_tflops'], '6.2f')} TFLOP/s   AM/cuDNN "
-                  f"{fmt(row['ratio'], '5.2f')}x", flush=True)
+            print(
+                f"{name:32s} {op:11s} AM {am:9.3f} ms {fmt(row['am_tflops'], '6.2f')} TFLOP/s   cuDNN "
+                f"{fmt(base, '9.3f')} ms {fmt(row['fp32_tflops'], '6.2f')} TFLOP/s   AM/cuDNN "
+                f"{fmt(row['ratio'], '5.2f')}x",
+                flush=True,
+            )
     return rows
 
 
@@ -203,15 +242,25 @@ def main(argv=None):
     mul = Multiplier(f"exact{m}", m, args.rounding, ref.exact_table(m))
     baseline = Baseline()
     device = _core.cuda_device()
-    print(f"device: {device}\nbaseline: {baseline.name}\nmultiplier: M={m} {args.rounding} (exact-product table)",
-          flush=True)
+    print(
+        f"device: {device}\nbaseline: {baseline.name}\nmultiplier: M={m} {args.rounding} (exact-product table)",
+        flush=True,
+    )
     rng = np.random.default_rng(0)
     started = time.time()
     rows = bench_gemm(mul, [int(s) for s in args.sizes.split(",") if s], args.repeats, baseline, rng)
     if not args.skip_conv:
         rows += bench_conv(mul, args.repeats, baseline, rng, args.quick)
-    result = dict(device=device, baseline=baseline.name, mantissa_bits=m, rounding=args.rounding,
-                  repeats=args.repeats, build=dict(_core.build_info), seconds=time.time() - started, rows=rows)
+    result = dict(
+        device=device,
+        baseline=baseline.name,
+        mantissa_bits=m,
+        rounding=args.rounding,
+        repeats=args.repeats,
+        build=dict(_core.build_info),
+        seconds=time.time() - started,
+        rows=rows,
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ last and exits 1.  Standard library only: it runs before anything is built.
 Knobs: CUDACXX (the nvcc to use, as CMake reads it), APPROXTRAIN_CUDA_ARCHS,
 PYTHON_INCLUDE_DIR (headers kept elsewhere; gpu_check.sh hands it to CMake).
 """
+
 import ctypes
 import importlib.util
 import os
@@ -67,8 +68,9 @@ def driver_version_string():
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            text = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                                  capture_output=True, text=True, timeout=10).stdout.split()
+            text = subprocess.run(
+                [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+            ).stdout.split()
         except (OSError, subprocess.TimeoutExpired):
             return None
         return text[0] if text else None
@@ -112,12 +114,16 @@ def gather():
     include = os.environ.get("PYTHON_INCLUDE_DIR") or sysconfig.get_paths()["include"]
     nvcc = find_nvcc()
     return dict(
-        python=sys.version.split()[0], python_exe=sys.executable, include=include,
+        python=sys.version.split()[0],
+        python_exe=sys.executable,
+        include=include,
         python_h=(Path(include) / "Python.h").is_file(),
         pybind11=importlib.util.find_spec("pybind11") is not None,
         cmake=cmake_version(),
-        nvcc=nvcc, nvcc_release=nvcc_release(nvcc) if nvcc else None,
-        driver_string=driver_version_string(), driver=probe_driver(),
+        nvcc=nvcc,
+        nvcc_release=nvcc_release(nvcc) if nvcc else None,
+        driver_string=driver_version_string(),
+        driver=probe_driver(),
         archs=os.environ.get("APPROXTRAIN_CUDA_ARCHS", "90"),
         pytest_timeout=importlib.util.find_spec("pytest_timeout") is not None,
     )
@@ -139,8 +145,10 @@ def verdict(f):
         parts.append(f"Python.h yes ({f['include']})")
     else:
         parts.append(f"Python.h MISSING under {f['include']}")
-        reasons.append(f"no Python headers: Python.h not under {f['include']} (install the -dev package "
-                       f"of Python {f['python']}, set PYTHON to an interpreter that has them, or PYTHON_INCLUDE_DIR)")
+        reasons.append(
+            f"no Python headers: Python.h not under {f['include']} (install the -dev package "
+            f"of Python {f['python']}, set PYTHON to an interpreter that has them, or PYTHON_INCLUDE_DIR)"
+        )
     parts.append("pybind11 " + ("yes" if f["pybind11"] else "MISSING"))
     if not f["pybind11"]:
         reasons.append(f"pybind11 is not importable by {f['python_exe']}")
@@ -166,8 +174,10 @@ def verdict(f):
         supports = f"CUDA {version(d['cuda'])}" if d["cuda"] else "CUDA ?"
         parts.append(f"driver {f['driver_string'] or '?'} ({supports})")
         if d["cuda"] and nvcc and d["cuda"][0] < nvcc[0]:
-            reasons.append(f"driver too old: it supports CUDA {version(d['cuda'])}, nvcc is {version(nvcc)} "
-                           f"(the runtime linked into _core needs a driver for CUDA {nvcc[0]}.x)")
+            reasons.append(
+                f"driver too old: it supports CUDA {version(d['cuda'])}, nvcc is {version(nvcc)} "
+                f"(the runtime linked into _core needs a driver for CUDA {nvcc[0]}.x)"
+            )
     if d["loaded"] and d["init_error"]:
         parts.append(f"devices none (cuInit: {d['init_error']})")
         reasons.append(f"no CUDA device: cuInit failed with {d['init_error']}")
@@ -180,11 +190,11 @@ def verdict(f):
             archs = archs_list(f["archs"])
             cc = d["devices"][0][1]
             if archs and min(archs) > cc[0] * 10 + cc[1]:
-                reasons.append(f"APPROXTRAIN_CUDA_ARCHS={f['archs']} has no code device 0 (cc {version(cc)}) "
-                               f"can run")
+                reasons.append(f"APPROXTRAIN_CUDA_ARCHS={f['archs']} has no code device 0 (cc {version(cc)}) can run")
     parts.append(f"archs {f['archs']}")
-    parts.append("pytest-timeout " + ("yes" if f["pytest_timeout"]
-                                      else "no (the outer timeout alone bounds the tests)"))
+    parts.append(
+        "pytest-timeout " + ("yes" if f["pytest_timeout"] else "no (the outer timeout alone bounds the tests)")
+    )
     return "PRE-FLIGHT: " + "; ".join(parts), reasons
 
 

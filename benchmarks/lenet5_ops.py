@@ -8,6 +8,7 @@ the gradients a training step computes (conv1's input gradient is not needed by 
 step and is not counted in the total). Where the time of
 `approxtrain bench --section tf_train` goes, layer by layer.
 """
+
 import argparse
 import time
 
@@ -50,8 +51,10 @@ def main(argv=None):
         ]
     rows.append(("(conv1 input grad)", lambda: core.conv2d_input_grad(x1.shape, w1, dy1, m, padding="SAME")))
 
-    print(f"LeNet-5 step products, batch 128, multiplier {m.name}, _core threads {core.num_threads()}, "
-          f"median of {args.repeats}")
+    print(
+        f"LeNet-5 step products, batch 128, multiplier {m.name}, _core threads {core.num_threads()}, "
+        f"median of {args.repeats}"
+    )
     total = 0.0
     for name, fn in rows:
         fn()

@@ -3,6 +3,7 @@ made with -DAPPROXTRAIN_PTXAS_VERBOSE=ON (ptxas -v).
 
     python benchmarks/ptxas_report.py build.log
 """
+
 import re
 import shutil
 import subprocess

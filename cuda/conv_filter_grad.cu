@@ -23,7 +23,14 @@ cudaError_t conv2d_filter_grad(const Table& table, const Conv2DShape& s, const f
     const cudaError_t err = depthwise_filter_grad(table, d, x, dy, dw, stream);
     if (err != cudaErrorNotSupported) return err;
   }
-  const ConvFilterGradProblem p{int64_t{d.kh} * d.kw * d.cg, d.og, d.out_positions(), d.groups, d, x, dy, dw,
+  const ConvFilterGradProblem p{int64_t{d.kh} * d.kw * d.cg,
+                                d.og,
+                                d.out_positions(),
+                                d.groups,
+                                d,
+                                x,
+                                dy,
+                                dw,
                                 d.o % 4 == 0 && d.og % 4 == 0 && aligned16(dw)};
   return launch_gemm(p, table, stream);
 }

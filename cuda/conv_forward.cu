@@ -27,7 +27,14 @@ cudaError_t conv2d_forward(const Table& table, const Conv2DShape& s, const float
     const cudaError_t err = depthwise_forward(table, d, x, w, y, stream);
     if (err != cudaErrorNotSupported) return err;  // else: filter too large for its shared memory
   }
-  const ConvForwardProblem p{d.out_positions(), d.og, int64_t{d.kh} * d.kw * d.cg, d.groups, d, x, w, y,
+  const ConvForwardProblem p{d.out_positions(),
+                             d.og,
+                             int64_t{d.kh} * d.kw * d.cg,
+                             d.groups,
+                             d,
+                             x,
+                             w,
+                             y,
                              d.o % 4 == 0 && d.og % 4 == 0 && aligned16(y)};
   return launch_gemm(p, table, stream);
 }

@@ -22,7 +22,14 @@ cudaError_t conv2d_input_grad(const Table& table, const Conv2DShape& s, const fl
     const cudaError_t err = depthwise_input_grad(table, d, dy, w, dx, stream);
     if (err != cudaErrorNotSupported) return err;
   }
-  const ConvInputGradProblem p{d.in_positions(), d.cg, int64_t{d.kh} * d.kw * d.og, d.groups, d, dy, w, dx,
+  const ConvInputGradProblem p{d.in_positions(),
+                               d.cg,
+                               int64_t{d.kh} * d.kw * d.og,
+                               d.groups,
+                               d,
+                               dy,
+                               w,
+                               dx,
                                d.c % 4 == 0 && d.cg % 4 == 0 && aligned16(dx)};
   return launch_gemm(p, table, stream);
 }

@@ -25,10 +25,23 @@ struct ConvForwardProblem {
   float* y;
   bool c_vec4;
 
-  struct ARow { int64_t base; int ih0, iw0; bool ok; };
-  struct AK { int kdh, kdw, c; bool ok; };
-  struct BCol { int64_t o; bool ok; };
-  struct BK { int64_t offset; bool ok; };
+  struct ARow {
+    int64_t base;
+    int ih0, iw0;
+    bool ok;
+  };
+  struct AK {
+    int kdh, kdw, c;
+    bool ok;
+  };
+  struct BCol {
+    int64_t o;
+    bool ok;
+  };
+  struct BK {
+    int64_t offset;
+    bool ok;
+  };
 
   AMSIM_HD ARow a_row(int64_t g, int64_t r) const {
     const bool ok = r < m;
@@ -53,7 +66,9 @@ struct ConvForwardProblem {
   }
   AMSIM_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
   AMSIM_HD BK b_k(int64_t, int64_t kk) const { return {kk * d.o, kk < k}; }
-  AMSIM_HD float b_at(const BK& q, const BCol& c_) const { return q.ok && c_.ok ? load_readonly(w + q.offset + c_.o) : 0.0f; }
+  AMSIM_HD float b_at(const BK& q, const BCol& c_) const {
+    return q.ok && c_.ok ? load_readonly(w + q.offset + c_.o) : 0.0f;
+  }
   AMSIM_HD float* c_row(int64_t g, int64_t r) const { return y + r * d.o + g * d.og; }
 };
 
@@ -71,10 +86,23 @@ struct ConvInputGradProblem {
   float* dx;
   bool c_vec4;
 
-  struct ARow { int64_t base; int th0, tw0; bool ok; };
-  struct AK { int kdh, kdw, o; bool ok; };
-  struct BCol { int64_t c; bool ok; };
-  struct BK { int64_t offset; bool ok; };
+  struct ARow {
+    int64_t base;
+    int th0, tw0;
+    bool ok;
+  };
+  struct AK {
+    int kdh, kdw, o;
+    bool ok;
+  };
+  struct BCol {
+    int64_t c;
+    bool ok;
+  };
+  struct BK {
+    int64_t offset;
+    bool ok;
+  };
 
   AMSIM_HD ARow a_row(int64_t g, int64_t r) const {
     const bool ok = r < m;
@@ -125,10 +153,24 @@ struct ConvFilterGradProblem {
   float* dw;
   bool c_vec4;
 
-  struct ARow { int64_t c; int kdh, kdw; bool ok; };
-  struct AK { int64_t base; int ih0, iw0; bool ok; };
-  struct BCol { int64_t o; bool ok; };
-  struct BK { int64_t offset; bool ok; };
+  struct ARow {
+    int64_t c;
+    int kdh, kdw;
+    bool ok;
+  };
+  struct AK {
+    int64_t base;
+    int ih0, iw0;
+    bool ok;
+  };
+  struct BCol {
+    int64_t o;
+    bool ok;
+  };
+  struct BK {
+    int64_t offset;
+    bool ok;
+  };
 
   AMSIM_HD ARow a_row(int64_t g, int64_t i) const {
     const bool ok = i < m;
@@ -153,7 +195,9 @@ struct ConvFilterGradProblem {
   }
   AMSIM_HD BCol b_col(int64_t g, int64_t j) const { return {g * d.og + j, j < n}; }
   AMSIM_HD BK b_k(int64_t, int64_t r) const { return {r * d.o, r < k}; }
-  AMSIM_HD float b_at(const BK& r, const BCol& c_) const { return r.ok && c_.ok ? load_readonly(dy + r.offset + c_.o) : 0.0f; }
+  AMSIM_HD float b_at(const BK& r, const BCol& c_) const {
+    return r.ok && c_.ok ? load_readonly(dy + r.offset + c_.o) : 0.0f;
+  }
   AMSIM_HD float* c_row(int64_t g, int64_t i) const { return dw + i * d.o + g * d.og; }
 };
 

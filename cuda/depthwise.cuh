@@ -36,8 +36,8 @@ cudaError_t depthwise_filter_grad(const Table& table, const ConvDims& d, const f
 // blockIdx.y, blockIdx.y + gridDim.y, ...
 template <class SharedKernel, class GlobalKernel, class... Args>
 cudaError_t launch_depthwise(SharedKernel shared_kernel, GlobalKernel global_kernel, const Table& table,
-                             int64_t channel_chunks, int64_t position_groups, size_t extra_bytes,
-                             cudaStream_t stream, Args... args) {
+                             int64_t channel_chunks, int64_t position_groups, size_t extra_bytes, cudaStream_t stream,
+                             Args... args) {
   if (channel_chunks <= 0 || position_groups <= 0) return cudaSuccess;
   if (table.entries == nullptr || table.mantissa_bits < kMinMantissaBits || table.mantissa_bits > kMaxMantissaBits)
     return cudaErrorInvalidValue;
@@ -53,10 +53,13 @@ cudaError_t launch_depthwise(SharedKernel shared_kernel, GlobalKernel global_ker
                : persistent_blocks(global_kernel, kDepthwiseThreads, bytes, int64_t{1} << 40, limits, &resident);
   if (err != cudaSuccess) return err;
   // Enough position groups to fill the device, never more than there are.
-  const int64_t groups_y = std::min<int64_t>({position_groups, std::max<int64_t>(1, ceil_div(resident, channel_chunks)), 65535});
+  const int64_t groups_y =
+      std::min<int64_t>({position_groups, std::max<int64_t>(1, ceil_div(resident, channel_chunks)), 65535});
   const dim3 grid(static_cast<unsigned>(channel_chunks), static_cast<unsigned>(groups_y));
-  if (shared) shared_kernel<<<grid, kDepthwiseThreads, bytes, stream>>>(table, args...);
-  else global_kernel<<<grid, kDepthwiseThreads, bytes, stream>>>(table, args...);
+  if (shared)
+    shared_kernel<<<grid, kDepthwiseThreads, bytes, stream>>>(table, args...);
+  else
+    global_kernel<<<grid, kDepthwiseThreads, bytes, stream>>>(table, args...);
   return cudaGetLastError();
 }
 

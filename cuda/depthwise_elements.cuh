@@ -50,8 +50,8 @@ AMSIM_HD float depthwise_forward_element(const ConvDims& d, const StagedTable& t
 // dx[pos, c] = sum over (kh, kw, q) of dy[n, oh, ow, c*Og + q] (x) w[kh, kw, 0, c*Og + q],
 // pos = (n, ih, iw); dy is a multiplied 0 where no output maps to the input position.
 template <bool kShared, class Weight>
-AMSIM_HD float depthwise_input_grad_element(const ConvDims& d, const StagedTable& t, const float* dy,
-                                            int64_t pos, int64_t c, Weight weight) {
+AMSIM_HD float depthwise_input_grad_element(const ConvDims& d, const StagedTable& t, const float* dy, int64_t pos,
+                                            int64_t c, Weight weight) {
   const int p = static_cast<int>(pos);
   const int ni = p / (d.h * d.w), rem = p - ni * d.h * d.w;
   const int ihi = rem / d.w, iwi = rem - ihi * d.w;
@@ -79,8 +79,8 @@ AMSIM_HD float depthwise_input_grad_element(const ConvDims& d, const StagedTable
 
 // dw[tap, o] = sum over (n, oh, ow) of x[n, ih, iw, o / Og] (x) dy[n, oh, ow, o].
 template <bool kShared>
-AMSIM_HD float depthwise_filter_grad_element(const ConvDims& d, const StagedTable& t, const float* x,
-                                             const float* dy, int tap, int64_t o) {
+AMSIM_HD float depthwise_filter_grad_element(const ConvDims& d, const StagedTable& t, const float* x, const float* dy,
+                                             int tap, int64_t o) {
   const int khi = tap / d.kw, kwi = tap - khi * d.kw;
   const int64_t c = o / d.og;
   float acc = 0.0f;

@@ -29,8 +29,7 @@ __global__ void __launch_bounds__(kDepthwiseThreads)
 cudaError_t depthwise_filter_grad(const Table& table, const ConvDims& d, const float* x, const float* dy, float* dw,
                                   cudaStream_t stream) {
   return launch_depthwise(depthwise_filter_grad_kernel<true>, depthwise_filter_grad_kernel<false>, table,
-                          ceil_div(d.o, 32), ceil_div(int64_t{d.kh} * d.kw, kDepthwiseWarps), 0, stream, d, x, dy,
-                          dw);
+                          ceil_div(d.o, 32), ceil_div(int64_t{d.kh} * d.kw, kDepthwiseWarps), 0, stream, d, x, dy, dw);
 }
 
 }  // namespace cuda

@@ -39,9 +39,8 @@ __global__ void __launch_bounds__(kDepthwiseThreads)
 cudaError_t depthwise_forward(const Table& table, const ConvDims& d, const float* x, const float* w, float* y,
                               cudaStream_t stream) {
   const size_t weight_bytes = size_t{32} * d.kh * d.kw * sizeof(StagedRight);
-  return launch_depthwise(depthwise_forward_kernel<true>, depthwise_forward_kernel<false>, table,
-                          ceil_div(d.o, 32), ceil_div(d.out_positions(), kDepthwiseWarps), weight_bytes, stream,
-                          d, x, w, y);
+  return launch_depthwise(depthwise_forward_kernel<true>, depthwise_forward_kernel<false>, table, ceil_div(d.o, 32),
+                          ceil_div(d.out_positions(), kDepthwiseWarps), weight_bytes, stream, d, x, w, y);
 }
 
 }  // namespace cuda

@@ -42,8 +42,8 @@ cudaError_t depthwise_input_grad(const Table& table, const ConvDims& d, const fl
                                  cudaStream_t stream) {
   const size_t weight_bytes = size_t{32} * d.kh * d.kw * d.og * sizeof(StagedRight);
   return launch_depthwise(depthwise_input_grad_kernel<true>, depthwise_input_grad_kernel<false>, table,
-                          ceil_div(d.c, 32), ceil_div(d.in_positions(), kDepthwiseWarps), weight_bytes, stream,
-                          d, dy, w, dx);
+                          ceil_div(d.c, 32), ceil_div(d.in_positions(), kDepthwiseWarps), weight_bytes, stream, d, dy,
+                          w, dx);
 }
 
 }  // namespace cuda

@@ -22,7 +22,8 @@ cudaError_t current_device_limits(DeviceLimits* out) {
   int value = 0;
   if ((err = cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) return err;
   limits.sm_count = value;
-  if ((err = cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) != cudaSuccess) return err;
+  if ((err = cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) != cudaSuccess)
+    return err;
   limits.shared_per_block_optin = static_cast<size_t>(value);
   if (cache.size() <= static_cast<size_t>(device)) cache.resize(device + 1);
   cache[device] = {true, limits};

@@ -10,10 +10,20 @@ cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t bat
                          int64_t batch_stride_a, const MatrixView& b, int64_t batch_stride_b, float* c,
                          cudaStream_t stream) {
   if (shape.m < 0 || shape.n < 0 || shape.k < 0 || batch < 0) return cudaErrorInvalidValue;
-  const DenseGemmProblem p{shape.m, shape.n, shape.k, batch,
-                           a.data, a.row_stride, a.col_stride, batch_stride_a,
-                           b.data, b.row_stride, b.col_stride, batch_stride_b,
-                           c, shape.n % 4 == 0 && (reinterpret_cast<uintptr_t>(c) & 15u) == 0};
+  const DenseGemmProblem p{shape.m,
+                           shape.n,
+                           shape.k,
+                           batch,
+                           a.data,
+                           a.row_stride,
+                           a.col_stride,
+                           batch_stride_a,
+                           b.data,
+                           b.row_stride,
+                           b.col_stride,
+                           batch_stride_b,
+                           c,
+                           shape.n % 4 == 0 && (reinterpret_cast<uintptr_t>(c) & 15u) == 0};
   return launch_gemm(p, table, stream);
 }
 

@@ -44,15 +44,17 @@ inline TileChoice choose_tile(int mantissa_bits, int64_t m, int64_t n, int64_t b
 
 inline const char* tile_choice_name(const TileChoice& choice) {
   switch (choice.tile) {
-    case TileKind::kBig: return choice.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
-    case TileKind::kNarrow: return choice.shared_table ? "tile128x64/shared-table" : "tile128x64/global-table";
-    default: return choice.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
+    case TileKind::kBig:
+      return choice.shared_table ? "tile64x128/shared-table" : "tile64x128/global-table";
+    case TileKind::kNarrow:
+      return choice.shared_table ? "tile128x64/shared-table" : "tile128x64/global-table";
+    default:
+      return choice.shared_table ? "tile16x32/shared-table" : "tile16x32/global-table";
   }
 }
 
 template <class Tile, class Problem, bool kSharedTable>
-cudaError_t launch_gemm_kernel(const Problem& p, const Table& table, const DeviceLimits& limits,
-                               cudaStream_t stream) {
+cudaError_t launch_gemm_kernel(const Problem& p, const Table& table, const DeviceLimits& limits, cudaStream_t stream) {
   const int64_t tiles = tile_count<Tile>(p.m, p.n, p.batch);
   const size_t shared_bytes = Tile::kStagingBytes + (kSharedTable ? shared_table_bytes(table.mantissa_bits) : 0);
   auto kernel = am_gemm_kernel<Tile, Problem, kSharedTable>;

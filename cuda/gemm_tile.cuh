@@ -72,7 +72,7 @@ struct TileShape {
   static_assert(kAPerThread * kARowStep == kBM && kBPerThread * kBKStep == kBK, "staging covers the tile");
 };
 
-using BigTile = TileShape<8, 8, 4, 16, 2>;    // 64 x 128, 256 threads, 32 outputs a thread, <= 128 registers
+using BigTile = TileShape<8, 8, 4, 16, 2>;  // 64 x 128, 256 threads, 32 outputs a thread, <= 128 registers
 using NarrowTile = TileShape<8, 16, 2, 16, 2>;  // 128 x 64 for outputs <= 64 wide (early conv layers)
 using SmallTile = TileShape<4, 4, 1, 16, 4>;  // 16 x 32, 128 threads, 4 outputs a thread, <= 128 registers
 
@@ -128,8 +128,9 @@ struct GemmTileBlock {
     for (int r = 0; r < TM; ++r)
 #pragma unroll
       for (int c = 0; c < TN; ++c)
-        acc[r][c] = add_rn_ftz(acc[r][c], kCheckSpecial ? any_product<kSharedTable>(table, a[r], col[c], sb[c], mbits, rounding)
-                                                        : staged_product<kSharedTable>(table, a[r], col[c], sb[c]));
+        acc[r][c] =
+            add_rn_ftz(acc[r][c], kCheckSpecial ? any_product<kSharedTable>(table, a[r], col[c], sb[c], mbits, rounding)
+                                                : staged_product<kSharedTable>(table, a[r], col[c], sb[c]));
   }
 
   __device__ void run_tile(int64_t batch_index, int64_t i0, int64_t j0) const {
@@ -237,9 +238,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks) am_gemm_kern
     entries = reinterpret_cast<const uint16_t*>(shared);
     staging = shared + shared_table_bytes(table.mantissa_bits);
   }
-  const GemmTileBlock<Tile, Problem, kSharedTable> block{
-      p, entries, zero_row_bytes(table.mantissa_bits), table.mantissa_bits, table.rounding, staging,
-      static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x / 32), static_cast<int>(threadIdx.x % 32)};
+  const GemmTileBlock<Tile, Problem, kSharedTable> block{p,
+                                                         entries,
+                                                         zero_row_bytes(table.mantissa_bits),
+                                                         table.mantissa_bits,
+                                                         table.rounding,
+                                                         staging,
+                                                         static_cast<int>(threadIdx.x),
+                                                         static_cast<int>(threadIdx.x / 32),
+                                                         static_cast<int>(threadIdx.x % 32)};
   const int64_t tiles_m = ceil_div(p.m, Tile::kBM);
   const int64_t tiles_n = ceil_div(p.n, Tile::kBN);
   const int64_t tiles = tiles_m * tiles_n * p.batch;

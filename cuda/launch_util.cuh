@@ -33,8 +33,8 @@ inline bool table_fits_shared(int mantissa_bits, size_t other_bytes, const Devic
 template <class Kernel>
 cudaError_t persistent_blocks(Kernel kernel, int threads, size_t shared_bytes, int64_t work_items,
                               const DeviceLimits& limits, int64_t* blocks) {
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(shared_bytes));
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
   if (err != cudaSuccess) return err;
   int per_sm = 0;
   err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared_bytes);

@@ -27,15 +27,14 @@ namespace amsim {
 namespace cuda {
 
 // Elementwise c[i] = a[i] (x) b[i], i < n.
-cudaError_t multiply(const Table& table, const float* a, const float* b, float* c, int64_t n,
-                     cudaStream_t stream);
+cudaError_t multiply(const Table& table, const float* a, const float* b, float* c, int64_t n, cudaStream_t stream);
 
 // Batched C = op(A) . op(B) with the strides of amsim::MatrixView (a transpose
 // is swapped strides).  Batch b reads A at a.data + b * batch_stride_a (0
 // broadcasts), likewise B, and writes C at c + b * m * n (dense, row-major).
-cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t batch,
-                         const MatrixView& a, int64_t batch_stride_a, const MatrixView& b,
-                         int64_t batch_stride_b, float* c, cudaStream_t stream);
+cudaError_t batched_gemm(const Table& table, const GemmShape& shape, int64_t batch, const MatrixView& a,
+                         int64_t batch_stride_a, const MatrixView& b, int64_t batch_stride_b, float* c,
+                         cudaStream_t stream);
 // The GEMMs of `plan` (amsim/batch_plan.h) on the whole operands a and b, C
 // dense [plan.batch, m, n]: one strided launch per run of the plan.
 cudaError_t batched_gemm(const Table& table, const BatchPlan& plan, const float* a, const float* b, float* c,
@@ -44,12 +43,12 @@ cudaError_t batched_gemm(const Table& table, const BatchPlan& plan, const float*
 // Conv2D on dense NHWC / HWIO tensors; `s` must be finalised by
 // amsim::conv2d_finalize().  Depthwise shapes (amsim::is_depthwise) take
 // dedicated kernels, the others an implicit GEMM.
-cudaError_t conv2d_forward(const Table& table, const Conv2DShape& s, const float* x,
-                           const float* w, float* y, cudaStream_t stream);
-cudaError_t conv2d_input_grad(const Table& table, const Conv2DShape& s, const float* dy,
-                              const float* w, float* dx, cudaStream_t stream);
-cudaError_t conv2d_filter_grad(const Table& table, const Conv2DShape& s, const float* x,
-                               const float* dy, float* dw, cudaStream_t stream);
+cudaError_t conv2d_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
+                           cudaStream_t stream);
+cudaError_t conv2d_input_grad(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
+                              cudaStream_t stream);
+cudaError_t conv2d_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                               cudaStream_t stream);
 
 // nullptr when the conv kernels take shape `s`, else why not (a size past
 // their 32-bit indexing).

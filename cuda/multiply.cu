@@ -13,8 +13,8 @@ namespace {
 constexpr int kMultiplyThreads = 256;
 
 __global__ void __launch_bounds__(kMultiplyThreads)
-    multiply_kernel(const Table table, const float* __restrict__ a, const float* __restrict__ b,
-                    float* __restrict__ c, int64_t n) {
+    multiply_kernel(const Table table, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ c,
+                    int64_t n) {
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += stride)
     c[i] = am_multiply(__ldg(a + i), __ldg(b + i), table);

@@ -80,7 +80,7 @@ AMSIM_HD uint2 stage_left(float a, int mantissa_bits, Rounding rounding, uint32_
   const uint32_t scale = float_bits(p.scale);
   if (!kSharedTable) return make_uint2(p.row_offset, scale);
   if ((scale & kInfBits) == 0) return make_uint2(zero_row_bytes, scale);  // +-0: zero row
-  return make_uint2(p.row_offset * 2u, scale - (1u << 23));              // sign | ea << 23
+  return make_uint2(p.row_offset * 2u, scale - (1u << 23));  // sign | ea << 23
 }
 
 // A right operand: col = its table column (byte offset with a shared table,

@@ -2,6 +2,7 @@
 
 It shares no code with the package: the core must agree with it bit for bit.
 """
+
 import numpy as np
 
 SIGN = np.uint32(0x80000000)
@@ -88,13 +89,15 @@ def conv2d_patches(x, kh, kw, strides, dilations, pads):
     dh, dw = dilations
     pt, pb, pl, pr = pads
     xp = np.zeros((n, h + pt + pb, w + pl + pr, c), np.float32)
-    xp[:, pt:pt + h, pl:pl + w, :] = x
+    xp[:, pt : pt + h, pl : pl + w, :] = x
     oh = (h + pt + pb - ((kh - 1) * dh + 1)) // sh + 1
     ow = (w + pl + pr - ((kw - 1) * dw + 1)) // sw + 1
     out = np.empty((n, oh, ow, kh, kw, c), np.float32)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, :, i, j, :] = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
+            out[:, :, :, i, j, :] = xp[
+                :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :
+            ]
     return out
 
 
@@ -106,13 +109,15 @@ def conv2d(x, w, lut, m, rounding, strides=(1, 1), dilations=(1, 1), pads=(0, 0,
     n, oh, ow = patches.shape[:3]
     y = np.empty((n, oh, ow, o), np.float32)
     for g in range(groups):
-        p = patches[..., g * cg:(g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
-        wg = w[..., g * og:(g + 1) * og].reshape(kh * kw * cg, og)
-        y[..., g * og:(g + 1) * og] = matmul(p, wg, lut, m, rounding).reshape(n, oh, ow, og)
+        p = patches[..., g * cg : (g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
+        wg = w[..., g * og : (g + 1) * og].reshape(kh * kw * cg, og)
+        y[..., g * og : (g + 1) * og] = matmul(p, wg, lut, m, rounding).reshape(n, oh, ow, og)
     return y
 
 
-def conv2d_input_grad(input_shape, w, dy, lut, m, rounding, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1):
+def conv2d_input_grad(
+    input_shape, w, dy, lut, m, rounding, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1
+):
     """dx[n, ih, iw, c] = sum over (kh, kw, o) ascending of dy (x) w, dy the left operand."""
     n, h, wd, c = input_shape
     kh, kw, cg, o = w.shape
@@ -136,14 +141,16 @@ def conv2d_input_grad(input_shape, w, dy, lut, m, rounding, strides=(1, 1), dila
                     patch[:, ih, iw, i, j, :] = dy[:, th // sh, tw // sw, :]
     dx = np.empty((n, h, wd, c), np.float32)
     for g in range(groups):
-        p = patch[..., g * og:(g + 1) * og].reshape(n * h * wd, kh * kw * og)
+        p = patch[..., g * og : (g + 1) * og].reshape(n * h * wd, kh * kw * og)
         # B[(kh, kw, o), c] = w[kh, kw, c, g*og + o]
-        wg = np.transpose(w[..., g * og:(g + 1) * og], (0, 1, 3, 2)).reshape(kh * kw * og, cg)
-        dx[..., g * cg:(g + 1) * cg] = matmul(p, wg, lut, m, rounding).reshape(n, h, wd, cg)
+        wg = np.transpose(w[..., g * og : (g + 1) * og], (0, 1, 3, 2)).reshape(kh * kw * og, cg)
+        dx[..., g * cg : (g + 1) * cg] = matmul(p, wg, lut, m, rounding).reshape(n, h, wd, cg)
     return dx
 
 
-def conv2d_filter_grad(x, filter_shape, dy, lut, m, rounding, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1):
+def conv2d_filter_grad(
+    x, filter_shape, dy, lut, m, rounding, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1
+):
     """dw[kh, kw, c, o] = sum over (n, oh, ow) ascending of x (x) dy, x the left operand."""
     kh, kw, cg, o = filter_shape
     og = o // groups
@@ -151,9 +158,9 @@ def conv2d_filter_grad(x, filter_shape, dy, lut, m, rounding, strides=(1, 1), di
     n, oh, ow = patches.shape[:3]
     dw = np.empty(filter_shape, np.float32)
     for g in range(groups):
-        p = patches[..., g * cg:(g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
-        d = dy[..., g * og:(g + 1) * og].reshape(n * oh * ow, og)
-        dw[..., g * og:(g + 1) * og] = matmul(p.T, d, lut, m, rounding).reshape(kh, kw, cg, og)
+        p = patches[..., g * cg : (g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
+        d = dy[..., g * og : (g + 1) * og].reshape(n * oh * ow, og)
+        dw[..., g * og : (g + 1) * og] = matmul(p.T, d, lut, m, rounding).reshape(kh, kw, cg, og)
     return dw
 
 
@@ -182,7 +189,35 @@ def random_floats(rng, size, normal_fraction=0.5):
 
 
 SPECIALS = np.array(
-    [0.0, -0.0, 1e-45, -1e-45, 1e-39, -1.1754942e-38, 1.17549435e-38, -1.17549435e-38,
-     np.inf, -np.inf, np.nan, 3.4028235e38, -3.4028235e38, 1.7e38, 2.0 ** 127, 2.0 ** -126,
-     2.0 ** -63, 2.0 ** 64, 1.0, -1.0, 1.5, 1.9999999, 3.0, -0.75, 1e-20, 1e20, 2.0 ** -100, 2.0 ** 100],
-    dtype=np.float32)
+    [
+        0.0,
+        -0.0,
+        1e-45,
+        -1e-45,
+        1e-39,
+        -1.1754942e-38,
+        1.17549435e-38,
+        -1.17549435e-38,
+        np.inf,
+        -np.inf,
+        np.nan,
+        3.4028235e38,
+        -3.4028235e38,
+        1.7e38,
+        2.0**127,
+        2.0**-126,
+        2.0**-63,
+        2.0**64,
+        1.0,
+        -1.0,
+        1.5,
+        1.9999999,
+        3.0,
+        -0.75,
+        1e-20,
+        1e20,
+        2.0**-100,
+        2.0**100,
+    ],
+    dtype=np.float32,
+)

@@ -12,6 +12,7 @@ Two rules hold for every test here:
   run unless it is a GPU-only test (marked ``cuda``): a missing TensorFlow, op library,
   dataset or compiler must not pass as "skipped".  The skip summary is always printed.
 """
+
 import os
 import sys
 import tempfile
@@ -94,4 +95,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(
                 f"error: {len(forbidden)} test(s) skipped outside the GPU-only tests; on CI every "
                 "other test must run (install what the reasons above name: scripts/setup.sh does it)",
-                red=True, bold=True)
+                red=True,
+                bold=True,
+            )

@@ -5,6 +5,7 @@ arithmetic on the operands' M-bit fractions ia, ib (units of 2^-M), index
 ia * 2^M + ib.  Each function returns (carry, fraction, fraction_bits): the
 product is (1 + fraction / 2^fraction_bits) * 2^carry.
 """
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """`approxtrain bench`: each section's own options are on the command line and reach the section."""
+
 import json
 
 from approxtrain import cli
@@ -12,8 +13,20 @@ def test_core_cpu_options_reach_the_section(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(core_cpu, "_median_times", lambda fns, n: repeats.append(n) or timed(fns, n))
     monkeypatch.setattr(core_cpu.core, "set_num_threads", threads.append)  # the pool stays as it is
     out = tmp_path / "rows.json"
-    argv = ["bench", "--section", "core_cpu", "--quick", "--sizes", "16,24", "--repeats", "2", "--threads", "1",
-            "--json", str(out)]
+    argv = [
+        "bench",
+        "--section",
+        "core_cpu",
+        "--quick",
+        "--sizes",
+        "16,24",
+        "--repeats",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     rows = json.loads(out.read_text())
     assert [r["m"] for r in rows] == [16, 24]  # not --quick's sizes

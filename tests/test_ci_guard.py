@@ -1,4 +1,5 @@
 """The CI guard of tests/conftest.py: on CI a skip fails the run unless the test is GPU-only."""
+
 import os
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-SAMPLE = '''
+SAMPLE = """
 import pytest
 
 def test_runs():
@@ -20,7 +21,7 @@ def test_gpu_only():
 
 def test_needs_dataset():
     {body}
-'''
+"""
 
 
 def _run(tmp_path, ci, body="assert True"):
@@ -33,8 +34,14 @@ def _run(tmp_path, ci, body="assert True"):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci:
         env["CI"] = "true"
-    return subprocess.run([sys.executable, "-m", "pytest", "suite", "-p", "no:cacheprovider"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "suite", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_gpu_only_skips_pass_on_ci_and_are_listed(tmp_path):

@@ -1,4 +1,5 @@
 """Padding arguments are read once (approxtrain/_conv_padding.py) for the numpy core and the TF ops."""
+
 import ast
 from pathlib import Path
 
@@ -22,8 +23,11 @@ def test_same_follows_tensorflows_rule():
 
 
 def test_bad_padding_is_one_clear_error():
-    with pytest.raises(ValueError, match=r"padding must be 'SAME', 'VALID' or \[\[top, bottom\], \[left, right\]\], "
-                                         r"got 'full'"):
+    with pytest.raises(
+        ValueError,
+        match=r"padding must be 'SAME', 'VALID' or \[\[top, bottom\], \[left, right\]\], "
+        r"got 'full'",
+    ):
         padding.padding_mode("full")
     with pytest.raises(ValueError, match="explicit padding must be .* non-negative ints, got \\[\\[1, -1\\]"):
         padding.explicit_paddings([[1, -1], [0, 0]])

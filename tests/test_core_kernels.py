@@ -4,6 +4,7 @@ The CPU paths are chosen at run time (gemm_cpu_path); APPROXTRAIN_CPU_PATH narro
 choice so the generic (no SIMD) and gather paths are checked on a machine that would
 pick a faster one.
 """
+
 import re
 
 import numpy as np
@@ -25,7 +26,7 @@ def random_table(rng, m):
 def high_byte_table(rng, m):
     """Arbitrary entries with a zero low byte (results with at most 7 fraction bits, as mbm7,
     mitchell7 and bf16_trunc give): at M = 7 the kernels look up only the high bytes."""
-    return random_table(rng, m) & np.uint16(0xff00)
+    return random_table(rng, m) & np.uint16(0xFF00)
 
 
 TABLES = {"exact": lambda rng, m: ref.exact_table(m), "random": random_table, "high": high_byte_table}
@@ -50,8 +51,10 @@ def assert_same_bits(actual, expected):
     bad = (nan_a != nan_e) | (~nan_e & (actual.view(np.uint32) != expected.view(np.uint32)))
     if bad.any():
         where = tuple(int(t) for t in np.argwhere(bad)[0])
-        raise AssertionError(f"{int(bad.sum())} of {bad.size} elements differ; first at {where}: "
-                             f"got {actual[where]!r}, expected {expected[where]!r}")
+        raise AssertionError(
+            f"{int(bad.sum())} of {bad.size} elements differ; first at {where}: "
+            f"got {actual[where]!r}, expected {expected[where]!r}"
+        )
 
 
 def ref_matmul(a, b, mult):
@@ -93,8 +96,15 @@ def cpu_path(request, monkeypatch):
 
 
 def test_path_names_and_override(monkeypatch):
-    names = {"avx512vbmi", "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "avx2", "bucket-portable",
-             "generic"}
+    names = {
+        "avx512vbmi",
+        "avx512vbmi-high",
+        "avx512vbmi-chunks",
+        "avx512-gather",
+        "avx2",
+        "bucket-portable",
+        "generic",
+    }
     for m in range(1, 12):
         assert _core.gemm_cpu_path(m) in names
     rng = np.random.default_rng(0)
@@ -120,8 +130,11 @@ def test_path_names_and_override(monkeypatch):
     assert all(_core.gemm_cpu_path(m, None, (1, 1, 1)) == "bucket-portable" for m in range(1, 12))
     if "avx2" in available_paths():
         monkeypatch.setenv(PATH_ENV, "avx2")
-        assert all(_core.gemm_cpu_path(m, None, shape) == "avx2" for m in range(1, 12)
-                   for shape in [(1, 1, 1), (8192, 64, 576)])
+        assert all(
+            _core.gemm_cpu_path(m, None, shape) == "avx2"
+            for m in range(1, 12)
+            for shape in [(1, 1, 1), (8192, 64, 576)]
+        )
     with pytest.raises(ValueError, match=r"must be >= 0, got \(2, -1, 3\)"):
         _core.gemm_cpu_path(7, None, (2, -1, 3))
 
@@ -143,8 +156,18 @@ def test_path_chosen_per_shape_by_cost():
 
 # --- matmul ---------------------------------------------------------------
 
-SHAPES = [(1, 1, 1), (1, 7, 1), (2, 3, 5), (37, 29, 45), (4, 16, 64), (5, 33, 65), (9, 300, 17), (3, 1, 130),
-          (66, 5, 127), (1, 257, 63)]
+SHAPES = [
+    (1, 1, 1),
+    (1, 7, 1),
+    (2, 3, 5),
+    (37, 29, 45),
+    (4, 16, 64),
+    (5, 33, 65),
+    (9, 300, 17),
+    (3, 1, 130),
+    (66, 5, 127),
+    (1, 257, 63),
+]
 
 
 @pytest.mark.parametrize("m_bits", [7, 4, 10])
@@ -210,7 +233,7 @@ def test_matmul_specials(cpu_path, m_bits, table):
         # a special left operand in the middle of an otherwise ordinary tile
         a = rng.standard_normal((8, 30)).astype(np.float32)
         b = rng.standard_normal((30, 80)).astype(np.float32)
-        a[2, 7], a[5, 0], a[6, 29] = np.inf, np.float32(2.0 ** 127), np.nan
+        a[2, 7], a[5, 0], a[6, 29] = np.inf, np.float32(2.0**127), np.nan
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
@@ -248,7 +271,7 @@ def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits, table):
             b[col, n // 2] = np.float32(-3.4028235e38)  # rounds to inf (nearest): zeros against it stay zeros
         b[k // 3, n - 1] = np.inf
         b[k - 2, 0] = np.nan
-        a[m - 1, k // 4], a[m // 2, 1] = np.inf, np.float32(2.0 ** 127)
+        a[m - 1, k // 4], a[m // 2, 1] = np.inf, np.float32(2.0**127)
         expected = ref_matmul(a, b, mult)
         at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
         assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), expected)
@@ -265,8 +288,8 @@ def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits, table):
     two = np.float32(2.0)
     cases = [
         # (a0, a1), (b0, b1), expected sum: a0*b0 + a1*b1, the second product out of range
-        ((-1.5 * two ** 126, 1.75 * two ** 126), (1.5, 3.5), np.inf),      # ea + eb = 381
-        ((two ** -62, two ** -63), (two ** -63, two ** -64), two ** -125),  # ea + eb = 127
+        ((-1.5 * two**126, 1.75 * two**126), (1.5, 3.5), np.inf),  # ea + eb = 381
+        ((two**-62, two**-63), (two**-63, two**-64), two**-125),  # ea + eb = 127
     ]
     for (a0, a1), (b0, b1), expected in cases:
         a = np.array([[a0, a1]] * 3, np.float32)
@@ -289,7 +312,7 @@ def test_matmul_overflow_and_underflow_in_sums():
     mult = multiplier(7, "truncate")
     big, tiny = np.float32(1e30), np.float32(1e-25)
     a = np.array([[big, big, 1.0], [tiny, -tiny, tiny], [1e20, 1e20, -1e20]], np.float32)
-    b = np.array([[big, 1.0, -tiny], [-big, -1.0, tiny], [3.0, 2.0 ** -60, 1e19]], np.float32)
+    b = np.array([[big, 1.0, -tiny], [-big, -1.0, tiny], [3.0, 2.0**-60, 1e19]], np.float32)
     assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
@@ -317,8 +340,9 @@ def test_matmul_rank_and_batch_errors_name_the_shapes():
     ones = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
     with pytest.raises(ValueError, match=re.escape("matmul operands must have rank >= 2, got shapes (3,) and (3, 4)")):
         core.matmul(ones(3), ones(3, 4), mult)
-    with pytest.raises(ValueError, match=re.escape(
-            "matmul: batch dimensions of (2, 3, 4) and (5, 4, 2) do not broadcast")):
+    with pytest.raises(
+        ValueError, match=re.escape("matmul: batch dimensions of (2, 3, 4) and (5, 4, 2) do not broadcast")
+    ):
         core.matmul(ones(2, 3, 4), ones(5, 4, 2), mult)
     assert core.matmul(ones(2, 1, 3, 4), ones(3, 4, 5), mult).shape == (2, 3, 3, 5)
 
@@ -358,6 +382,7 @@ def test_matmul_zero_sized():
 
 # --- multiply -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("m_bits", [1, 7, 10, 11])
 def test_multiply(cpu_path, m_bits):
     rng = np.random.default_rng(6)
@@ -368,11 +393,14 @@ def test_multiply(cpu_path, m_bits):
         expected = ref.multiply(a, b, mult.lut, m_bits, rounding)
         assert_same_bits(core.multiply(a, b, mult), expected)
         s = ref.SPECIALS
-        assert_same_bits(core.multiply(s[:, None], s[None, :], mult),
-                         ref.multiply(s[:, None], s[None, :], mult.lut, m_bits, rounding))
+        assert_same_bits(
+            core.multiply(s[:, None], s[None, :], mult),
+            ref.multiply(s[:, None], s[None, :], mult.lut, m_bits, rounding),
+        )
 
 
 # --- conv -----------------------------------------------------------------
+
 
 def conv_case(rng, n, h, w, c, kh, kw, o, groups, strides, dilations, padding):
     x = ref.random_floats(rng, (n, h, w, c), normal_fraction=0.95)
@@ -383,12 +411,12 @@ def conv_case(rng, n, h, w, c, kh, kw, o, groups, strides, dilations, padding):
 
 CONV_CASES = [
     # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
-    (2, 7, 6, 5, 3, 3, 5, 5, (1, 1), (1, 1), "SAME"),       # depthwise, multiplier 1
-    (1, 9, 8, 3, 3, 2, 6, 3, (2, 1), (1, 2), "SAME"),       # depthwise, multiplier 2, strides, dilations
-    (2, 6, 7, 4, 2, 3, 12, 4, (1, 2), (1, 1), "VALID"),     # depthwise, multiplier 3
+    (2, 7, 6, 5, 3, 3, 5, 5, (1, 1), (1, 1), "SAME"),  # depthwise, multiplier 1
+    (1, 9, 8, 3, 3, 2, 6, 3, (2, 1), (1, 2), "SAME"),  # depthwise, multiplier 2, strides, dilations
+    (2, 6, 7, 4, 2, 3, 12, 4, (1, 2), (1, 1), "VALID"),  # depthwise, multiplier 3
     (1, 5, 5, 17, 3, 3, 17, 17, (2, 2), (1, 1), [[2, 0], [1, 3]]),  # depthwise, explicit padding
-    (1, 6, 6, 6, 3, 3, 4, 2, (1, 1), (1, 1), "SAME"),       # grouped
-    (2, 5, 4, 3, 2, 2, 4, 1, (1, 1), (2, 1), "VALID"),      # ordinary
+    (1, 6, 6, 6, 3, 3, 4, 2, (1, 1), (1, 1), "SAME"),  # grouped
+    (2, 5, 4, 3, 2, 2, 4, 1, (1, 1), (2, 1), "VALID"),  # ordinary
 ]
 
 
@@ -404,10 +432,12 @@ def test_conv_forward_and_grads(cpu_path, case):
     y = core.conv2d(x, wt, mult, **kwargs)
     assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
     dy = ref.random_floats(rng, y.shape, normal_fraction=0.95)
-    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
-                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
-    assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
-                     ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+    assert_same_bits(
+        core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs), ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw)
+    )
+    assert_same_bits(
+        core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs), ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw)
+    )
 
 
 # Wide convolutions (C per group >= 64 for the input gradient, O per group >= 64 for the
@@ -449,11 +479,14 @@ def check_conv_bits(case, m_bits, table, seed, specials, filter_grad=True):
     dy.flat[::5] = 0.0
     if specials == "inf_nan":
         dy.flat[4] = -np.inf
-    assert_same_bits(core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs),
-                     ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw))
+    assert_same_bits(
+        core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs), ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw)
+    )
     if filter_grad:
-        assert_same_bits(core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
-                         ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw))
+        assert_same_bits(
+            core.conv2d_filter_grad(x, wt.shape, dy, mult, **kwargs),
+            ref.conv2d_filter_grad(x, wt.shape, dy, *args, **rkw),
+        )
 
 
 @pytest.mark.parametrize("case", WIDE_CONV_CASES)
@@ -468,11 +501,11 @@ def test_wide_conv_gathered_path(cpu_path, case, m_bits, table, specials):
 # (kh, kw, c) from channel planes, chunk by chunk.
 LINE_CONV_CASES = [
     # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
-    (2, 112, 96, 2, 5, 5, 3, 1, (1, 1), (1, 1), "SAME"),     # forward and filter grad over two chunks
-    (2, 30, 30, 5, 7, 7, 15, 1, (1, 1), (1, 1), "SAME"),     # input grad over two chunks
+    (2, 112, 96, 2, 5, 5, 3, 1, (1, 1), (1, 1), "SAME"),  # forward and filter grad over two chunks
+    (2, 30, 30, 5, 7, 7, 15, 1, (1, 1), (1, 1), "SAME"),  # input grad over two chunks
     (1, 11, 13, 2, 3, 3, 4, 1, (2, 2), (2, 1), [[2, 1], [0, 3]]),  # strides that do not divide
-    (2, 10, 17, 1, 2, 3, 5, 1, (1, 3), (1, 2), "VALID"),     # column stride 3, dilation 2
-    (1, 9, 8, 6, 3, 2, 6, 3, (1, 2), (1, 1), "SAME"),        # groups: planes of the group's channels
+    (2, 10, 17, 1, 2, 3, 5, 1, (1, 3), (1, 2), "VALID"),  # column stride 3, dilation 2
+    (1, 9, 8, 6, 3, 2, 6, 3, (1, 2), (1, 1), "SAME"),  # groups: planes of the group's channels
 ]
 
 
@@ -491,7 +524,7 @@ def test_depthwise_specials(cpu_path):
     args = mult.lut, 7, "nearest"
     x = rng.standard_normal((1, 5, 5, 4)).astype(np.float32)
     w = rng.standard_normal((3, 3, 1, 8)).astype(np.float32)
-    x[0, 1, 2, 1], x[0, 3, 3, 2], x[0, 0, 0, 3] = np.inf, np.nan, np.float32(2.0 ** 127)
+    x[0, 1, 2, 1], x[0, 3, 3, 2], x[0, 0, 0, 3] = np.inf, np.nan, np.float32(2.0**127)
     w[0, 0, 0, 5], w[1, 2, 0, 0] = np.inf, 0.0
     w[2, 2, 0, 2] = np.float32(3.4028235e38)  # rounds to inf: against padding zeros still a zero product
     kw = dict(strides=1, padding="SAME", groups=4)
@@ -501,8 +534,12 @@ def test_depthwise_specials(cpu_path):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dy[0, 2, 2, 3] = -np.inf
     dy[0, 4, 4, 6] = np.float32(-3.4028235e38)
-    assert_same_bits(core.conv2d_input_grad(x.shape, w, dy, mult, **kw), ref.conv2d_input_grad(x.shape, w, dy, *args, **rkw))
-    assert_same_bits(core.conv2d_filter_grad(x, w.shape, dy, mult, **kw), ref.conv2d_filter_grad(x, w.shape, dy, *args, **rkw))
+    assert_same_bits(
+        core.conv2d_input_grad(x.shape, w, dy, mult, **kw), ref.conv2d_input_grad(x.shape, w, dy, *args, **rkw)
+    )
+    assert_same_bits(
+        core.conv2d_filter_grad(x, w.shape, dy, mult, **kw), ref.conv2d_filter_grad(x, w.shape, dy, *args, **rkw)
+    )
 
 
 def test_depthwise_same_bits_with_one_or_two_threads():
@@ -517,18 +554,26 @@ def test_depthwise_same_bits_with_one_or_two_threads():
         results = []
         for threads in (1, 2):
             core.set_num_threads(threads)
-            results.append((core.conv2d(x, w, mult, **kw), core.conv2d_input_grad(x.shape, w, dy, mult, **kw),
-                            core.conv2d_filter_grad(x, w.shape, dy, mult, **kw)))
+            results.append(
+                (
+                    core.conv2d(x, w, mult, **kw),
+                    core.conv2d_input_grad(x.shape, w, dy, mult, **kw),
+                    core.conv2d_filter_grad(x, w.shape, dy, mult, **kw),
+                )
+            )
         for one, two in zip(*results):
             assert_same_bits(two, one)
     finally:
         core.set_num_threads(saved)
     pads = core.conv_paddings("SAME", (20, 20), (3, 3), (2, 2), (1, 1))
-    assert_same_bits(results[0][2], ref.conv2d_filter_grad(x, w.shape, dy, mult.lut, 7, "nearest", strides=(2, 2),
-                                                           pads=pads, groups=32))
+    assert_same_bits(
+        results[0][2],
+        ref.conv2d_filter_grad(x, w.shape, dy, mult.lut, 7, "nearest", strides=(2, 2), pads=pads, groups=32),
+    )
 
 
 # --- benchmark section ----------------------------------------------------
+
 
 def test_bench_section_rows(monkeypatch, capsys):
     import argparse
@@ -544,8 +589,12 @@ def test_bench_section_rows(monkeypatch, capsys):
     rows = core_cpu.run(args)
     assert [r["m"] for r in rows] == [32, 65]
     m7 = core_cpu._multiplier("mbm7", 7, "truncate")
-    assert all(r["path"] == _core.gemm_cpu_path(7, m7.lut, (r["m"], r["n"], r["k"])) and r["mantissa_bits"] == 7
-               and r["ratio"] > 0 for r in rows)
+    assert all(
+        r["path"] == _core.gemm_cpu_path(7, m7.lut, (r["m"], r["n"], r["k"]))
+        and r["mantissa_bits"] == 7
+        and r["ratio"] > 0
+        for r in rows
+    )
     # forced paths side by side, on a shape that is not square
     args = parser.parse_args(["--quick", "--shapes", "40x3x70", "--cpu-paths", "generic,avx2", "--repeats", "1"])
     rows = core_cpu.run(args)

@@ -1,4 +1,5 @@
 """Dataset file readers (IDX, keras npz, CIFAR pickles, class folders): no TensorFlow needed."""
+
 import gzip
 import os
 import pickle
@@ -12,8 +13,7 @@ from approxtrain.data.folders import list_folders
 from approxtrain.data.idx import read_idx, write_idx
 
 FASHION = catalog.get("fashion_mnist")
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def random_images(n, shape=(28, 28), seed=0):
@@ -31,6 +31,7 @@ def write_mnist_dir(directory, n_train=12, n_test=5, gz=True):
 
 
 # --- IDX -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_round_trip_gzip_and_raw(tmp_path, gz):
@@ -80,6 +81,7 @@ def test_idx_corrupt_gzip(tmp_path):
 
 
 # --- MNIST-family directories ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_directory_loads_with_channel_axis(tmp_path, gz):
@@ -139,6 +141,7 @@ def test_fashion_mnist_system_copy_is_the_default():
 
 # --- keras npz -------------------------------------------------------------------------------------
 
+
 def test_npz_file_and_npz_in_directory(tmp_path):
     x, y = random_images(6, (32, 32, 3))
     np.savez(tmp_path / "cifar10.npz", x_train=x, y_train=y[:, None], x_test=x[:2], y_test=y[:2, None])
@@ -161,6 +164,7 @@ def test_npz_not_a_zip(tmp_path):
 
 
 # --- CIFAR python pickles --------------------------------------------------------------------------
+
 
 def write_cifar_batch(path, images, labels, label_key=b"labels"):
     data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)  # stored channels-first
@@ -223,6 +227,7 @@ def test_cifar_wrong_row_length(tmp_path):
 
 
 # --- class folders ---------------------------------------------------------------------------------
+
 
 def make_folders(root, layout):
     """layout: split -> class -> number of (dummy) image files."""

@@ -1,4 +1,5 @@
 """The table builder on good and bad C models: every problem is a clear exception."""
+
 import numpy as np
 import pytest
 
@@ -22,8 +23,11 @@ def test_exact_model_gives_the_exact_table(tmp_path):
 
 def test_left_operand_is_the_table_row(tmp_path):
     # f(a, b) = a * 2^eb: only a's fraction matters, so each row is constant.
-    c = model(tmp_path, "float lop(float a, float b) {\n"
-                        "  uint32_t u; memcpy(&u, &b, 4); u &= 0xff800000u; memcpy(&b, &u, 4); return a * b;\n}\n")
+    c = model(
+        tmp_path,
+        "float lop(float a, float b) {\n"
+        "  uint32_t u; memcpy(&u, &b, 4); u &= 0xff800000u; memcpy(&b, &u, 4); return a * b;\n}\n",
+    )
     m = 4
     lut = build_table(c, "lop", m).reshape(1 << m, 1 << m)  # [ia, ib]
     ia = np.arange(1 << m)[:, None]
@@ -31,21 +35,32 @@ def test_left_operand_is_the_table_row(tmp_path):
 
 
 def test_header_specs_are_read(tmp_path):
-    c = model(tmp_path, '/*\n * approxtrain: name=foo symbol=foo_fn mantissa_bits=5 rounding=nearest '
-                        'description="a b c"\n * approxtrain: name=bar mantissa_bits=2 rounding=truncate */\n'
-                        "float foo_fn(float a, float b) { return a * b; }\n")
+    c = model(
+        tmp_path,
+        "/*\n * approxtrain: name=foo symbol=foo_fn mantissa_bits=5 rounding=nearest "
+        'description="a b c"\n * approxtrain: name=bar mantissa_bits=2 rounding=truncate */\n'
+        "float foo_fn(float a, float b) { return a * b; }\n",
+    )
     foo, bar = builder.read_specs(c)
-    assert (foo.name, foo.symbol, foo.mantissa_bits, foo.operand_rounding, foo.description) == \
-        ("foo", "foo_fn", 5, "nearest", "a b c")
+    assert (foo.name, foo.symbol, foo.mantissa_bits, foo.operand_rounding, foo.description) == (
+        "foo",
+        "foo_fn",
+        5,
+        "nearest",
+        "a b c",
+    )
     assert (bar.name, bar.symbol, bar.mantissa_bits) == ("bar", "bar", 2)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("approxtrain: name=x mantissa_bits=12 rounding=truncate", "mantissa_bits"),
-    ("approxtrain: name=x mantissa_bits=7 rounding=up", "rounding"),
-    ("approxtrain: name=x rounding=truncate", "mantissa_bits="),
-    ("approxtrain: name=x mantissa_bits=7 rounding=truncate colour=red", "unknown keys"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("approxtrain: name=x mantissa_bits=12 rounding=truncate", "mantissa_bits"),
+        ("approxtrain: name=x mantissa_bits=7 rounding=up", "rounding"),
+        ("approxtrain: name=x rounding=truncate", "mantissa_bits="),
+        ("approxtrain: name=x mantissa_bits=7 rounding=truncate colour=red", "unknown keys"),
+    ],
+)
 def test_bad_header_specs(tmp_path, line, message):
     c = model(tmp_path, f"/* {line} */\nfloat x(float a, float b) {{ return a * b; }}\n")
     with pytest.raises(ModelError, match=message):
@@ -77,8 +92,9 @@ def test_nan_result_names_the_pair(tmp_path):
         build_table(c, "m", 7)
 
 
-@pytest.mark.parametrize("expr, value", [("4.0f * a * b", "4.0"), ("0.5f * a * b", "0.5"), ("INFINITY", "inf"),
-                                         ("-a * b", "-1.0")])
+@pytest.mark.parametrize(
+    "expr, value", [("4.0f * a * b", "4.0"), ("0.5f * a * b", "0.5"), ("INFINITY", "inf"), ("-a * b", "-1.0")]
+)
 def test_result_outside_1_4_is_rejected(tmp_path, expr, value):
     c = model(tmp_path, f"float m(float a, float b) {{ return {expr}; }}\n")
     with pytest.raises(ModelError, match=rf"\[ia=0, ib=0\] = {value}.*\[1, 4\)"):
@@ -124,10 +140,12 @@ def test_missing_file(tmp_path):
 
 
 def test_entries_from_products():
-    r = np.array([1.0, 1.5, 2.0, 3.0, np.nextafter(np.float32(4), np.float32(0)), 1 + 2.0**-15, 1 + 2.0**-16],
-                 np.float32)
-    np.testing.assert_array_equal(builder.entries_from_products(r),
-                                  [0, 1 << 14, 1 << 15, (1 << 15) | (1 << 14), 0xFFFF, 1, 0])
+    r = np.array(
+        [1.0, 1.5, 2.0, 3.0, np.nextafter(np.float32(4), np.float32(0)), 1 + 2.0**-15, 1 + 2.0**-16], np.float32
+    )
+    np.testing.assert_array_equal(
+        builder.entries_from_products(r), [0, 1 << 14, 1 << 15, (1 << 15) | (1 << 14), 0xFFFF, 1, 0]
+    )
 
 
 def test_register_survives_a_model_that_crashes(tmp_path, monkeypatch):

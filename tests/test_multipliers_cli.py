@@ -1,4 +1,5 @@
 """`approxtrain multipliers list | add | remove | report` end to end."""
+
 import re
 
 import numpy as np
@@ -22,8 +23,25 @@ def test_list(home, capsys):
 def test_add_list_remove(home, tmp_path, capsys):
     c = tmp_path / "half.c"
     c.write_text("float halfway(float a, float b) { return a * b; }\n")
-    assert main(["multipliers", "add", "half", str(c), "--mantissa-bits", "4", "--rounding", "nearest",
-                 "--symbol", "halfway", "--description", "exact 4-bit"]) == 0
+    assert (
+        main(
+            [
+                "multipliers",
+                "add",
+                "half",
+                str(c),
+                "--mantissa-bits",
+                "4",
+                "--rounding",
+                "nearest",
+                "--symbol",
+                "halfway",
+                "--description",
+                "exact 4-bit",
+            ]
+        )
+        == 0
+    )
     assert "registered half: M=4, rounding=nearest, 256 entries" in capsys.readouterr().out
     assert (home / "multipliers" / "half.amlut").is_file()
     assert main(["multipliers", "list"]) == 0
@@ -56,8 +74,10 @@ def test_report(home, tmp_path, capsys):
     assert main(["multipliers", "report", "mbm7", "--out", str(out_dir), "--samples", "20000", "--seed", "5"]) == 0
     out = capsys.readouterr().out
     m = multipliers.get("mbm7")
-    for label, errors in (("table pairs", metrics.table_relative_errors(m)),
-                          ("random float32", metrics.random_relative_errors(m, 20000, 5))):
+    for label, errors in (
+        ("table pairs", metrics.table_relative_errors(m)),
+        ("random float32", metrics.random_relative_errors(m, 20000, 5)),
+    ):
         s = metrics.summarize(errors)
         np.testing.assert_allclose(_row(out, label), [s["bias"], s["mred"], s["max"], s["min"]], atol=1e-6)
     for png in ("mbm7_error_heatmap.png", "mbm7_error_hist.png"):

@@ -7,6 +7,7 @@ significands cut to M bits, measured on 10^6 random float32 pairs
 standard error of a mean is ~0.003 percentage points (pp), so the
 tolerances below are set by the difference of operand formats, not noise.
 """
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,10 @@ def measured():
     def get(name):
         if name not in cache:
             m = multipliers.get(name)
-            cache[name] = (metrics.summarize(metrics.table_relative_errors(m)),
-                           metrics.summarize(metrics.random_relative_errors(m, SAMPLES, seed=0)))
+            cache[name] = (
+                metrics.summarize(metrics.table_relative_errors(m)),
+                metrics.summarize(metrics.random_relative_errors(m, SAMPLES, seed=0)),
+            )
         return cache[name]
 
     return get

@@ -6,6 +6,7 @@ time through ctypes, and a NumPy transcription of the docs/multipliers.md
 definition.  The C models must also agree with approxtrain.core.multiply on
 arbitrary float32 inputs (the full float path, operand reduction included).
 """
+
 import ctypes
 import subprocess
 from pathlib import Path
@@ -25,6 +26,7 @@ def private_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("APPROXTRAIN_HOME", str(tmp_path_factory.mktemp("home")))
         yield
+
 
 # name: (C file, M, operand rounding), as docs/multipliers.md defines them.
 SHIPPED = {
@@ -46,6 +48,7 @@ SHIPPED = {
 
 
 # --- NumPy transcription of docs/multipliers.md (significand products as exact float64 dyadics) ---
+
 
 def _fractions(m):
     x = np.arange(1 << m, dtype=np.float64) / 2**m
@@ -100,7 +103,9 @@ def _drum(m):
 
 
 DEFINITIONS = {
-    "bf16": _exact, "bf16_trunc": _bf16_trunc, "fp16m": _exact,
+    "bf16": _exact,
+    "bf16_trunc": _bf16_trunc,
+    "fp16m": _exact,
     **{f"mitchell{m}": _mitchell for m in (1, 3, 5, 7)},
     **{f"mbm{m}": _mbm for m in (1, 3, 5, 7)},
     **{f"drum{k}": _drum for k in (4, 5, 6)},
@@ -117,6 +122,7 @@ def entries_of(products):
 
 
 # --- the C model, compiled and called here one pair at a time ---
+
 
 @pytest.fixture(scope="module")
 def c_model(tmp_path_factory):
@@ -178,17 +184,20 @@ def test_mbm1_ignores_the_mantissas():
     assert np.all(multipliers.get("mbm1").lut == 1 << 15)  # every product is exactly 2
 
 
-@pytest.mark.parametrize("name, a, b, expected", [
-    ("mbm7", 1.0, 1.0, 1.09375),
-    ("mbm7", 1.5, 1.5, 2.109375),
-    ("mitchell7", 1.5, 1.5, 2.0),
-    ("bf16_trunc", 1.5, 1.5, 2.25),
-    # the same through other exponents and signs
-    ("mbm7", -3.0, 0.75, -2.109375),
-    ("mbm7", 2.0**-10, 2.0**20, 1.09375 * 2.0**10),
-    ("mitchell7", -6.0, -0.375, 2.0),
-    ("bf16_trunc", 0.75, -3.0, -2.25),
-])
+@pytest.mark.parametrize(
+    "name, a, b, expected",
+    [
+        ("mbm7", 1.0, 1.0, 1.09375),
+        ("mbm7", 1.5, 1.5, 2.109375),
+        ("mitchell7", 1.5, 1.5, 2.0),
+        ("bf16_trunc", 1.5, 1.5, 2.25),
+        # the same through other exponents and signs
+        ("mbm7", -3.0, 0.75, -2.109375),
+        ("mbm7", 2.0**-10, 2.0**20, 1.09375 * 2.0**10),
+        ("mitchell7", -6.0, -0.375, 2.0),
+        ("bf16_trunc", 0.75, -3.0, -2.25),
+    ],
+)
 def test_spot_values_through_core(name, a, b, expected):
     got = core.multiply(np.array([a], np.float32), np.array([b], np.float32), name)
     assert got.dtype == np.float32 and got[0] == expected

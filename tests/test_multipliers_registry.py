@@ -1,4 +1,5 @@
 """The registry: names, get, register/unregister (atomic), shipped tables built on first use."""
+
 import shutil
 from pathlib import Path
 
@@ -23,8 +24,22 @@ def c_file(tmp_path, body=EXACT, name="mine.c"):
 def test_names_sorted_and_shipped(home):
     names = multipliers.names()
     assert names == sorted(names)
-    assert {"bf16", "bf16_trunc", "mbm1", "mbm3", "mbm5", "mbm7", "mitchell1", "mitchell3", "mitchell5",
-            "mitchell7", "drum4", "drum5", "drum6", "fp16m"} <= set(names)
+    assert {
+        "bf16",
+        "bf16_trunc",
+        "mbm1",
+        "mbm3",
+        "mbm5",
+        "mbm7",
+        "mitchell1",
+        "mitchell3",
+        "mitchell5",
+        "mitchell7",
+        "drum4",
+        "drum5",
+        "drum6",
+        "fp16m",
+    } <= set(names)
     assert "fp32" not in names
     assert multipliers.user_names() == []
 
@@ -68,15 +83,18 @@ def test_register_with_symbol_and_nearest(home, tmp_path):
     assert table_file.read_header(home / "multipliers" / "other.amlut").symbol == "mine"
 
 
-@pytest.mark.parametrize("name, message", [
-    ("mbm7", "shipped multiplier and cannot be replaced"),
-    ("fp32", "reserved for the native"),
-    ("Mine", "invalid multiplier name"),
-    ("1x", "invalid multiplier name"),
-    ("a-b", "invalid multiplier name"),
-    ("../evil", "invalid multiplier name"),
-    ("", "invalid multiplier name"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("mbm7", "shipped multiplier and cannot be replaced"),
+        ("fp32", "reserved for the native"),
+        ("Mine", "invalid multiplier name"),
+        ("1x", "invalid multiplier name"),
+        ("a-b", "invalid multiplier name"),
+        ("../evil", "invalid multiplier name"),
+        ("", "invalid multiplier name"),
+    ],
+)
 def test_register_refuses_bad_names(home, tmp_path, name, message):
     with pytest.raises(ValueError, match=message):
         multipliers.register(name, c_file(tmp_path), mantissa_bits=7)
@@ -177,8 +195,11 @@ def test_stale_package_table_is_rebuilt_from_the_changed_source(home, tmp_path, 
     shutil.copytree(MODELS, sources)
     mbm = sources / "mbm.c"
     # a changed model: mbm3 gets mbm7's correction constant doubled (still a valid table)
-    mbm.write_text(mbm.read_text().replace("#define MBM_CORRECTION ((1u << 19) + (1u << 17))",
-                                           "#define MBM_CORRECTION ((1u << 20) + (1u << 18))"))
+    mbm.write_text(
+        mbm.read_text().replace(
+            "#define MBM_CORRECTION ((1u << 19) + (1u << 17))", "#define MBM_CORRECTION ((1u << 20) + (1u << 18))"
+        )
+    )
     monkeypatch.setattr(registry, "SOURCE_DIR", sources)
     monkeypatch.setattr(registry, "_resolved", {})  # forget where get() found it
     shipped = registry.PACKAGE_TABLES / "mbm3.amlut"

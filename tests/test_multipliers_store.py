@@ -1,6 +1,7 @@
 """The user store under stress: concurrent registrations, damaged and copied tables, models that end
 the build process, build time limits, and the format versions of .amlut tables and AM layer configs
 (issue 19: nothing lost, nothing silent).  Every test uses its own APPROXTRAIN_HOME."""
+
 import hashlib
 import multiprocessing
 import os
@@ -16,8 +17,15 @@ import pytest
 
 from approxtrain import multipliers
 from approxtrain.cli import main
-from approxtrain.multipliers import (AlreadyRegisteredError, DamagedTableError, ModelError, UnknownMultiplierError,
-                                     builder, registry, table_file)
+from approxtrain.multipliers import (
+    AlreadyRegisteredError,
+    DamagedTableError,
+    ModelError,
+    UnknownMultiplierError,
+    builder,
+    registry,
+    table_file,
+)
 from store_helpers import registry_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +46,16 @@ def exact_entries(m):
 
 # --- concurrent registrations -----------------------------------------------------------------
 
+
 def _source(i):
     return f"/* writer {i} */\nfloat same(float a, float b) {{ return a * b; }}\n"
 
 
 def _install_after_barrier(barrier, i, overwrite, results):
     """One writer: builds its registration, waits for the others, then installs it (all at once)."""
-    header = table_file.TableHeader("same", 4, "truncate", "same", f"writer {i}",
-                                    hashlib.sha256(_source(i).encode()).digest())
+    header = table_file.TableHeader(
+        "same", 4, "truncate", "same", f"writer {i}", hashlib.sha256(_source(i).encode()).digest()
+    )
     entries = exact_entries(4)
     barrier.wait()
     try:
@@ -58,8 +68,7 @@ def _install_after_barrier(barrier, i, overwrite, results):
 def _race(home, overwrite, writers=4):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [ctx.Process(target=_install_after_barrier, args=(barrier, i, overwrite, results))
-             for i in range(writers)]
+    procs = [ctx.Process(target=_install_after_barrier, args=(barrier, i, overwrite, results)) for i in range(writers)]
     for p in procs:
         p.start()
     outcome = dict(results.get(timeout=120) for _ in procs)
@@ -89,8 +98,9 @@ def test_concurrent_new_registrations_one_wins_the_rest_are_told(home):
     path = home / "multipliers" / "same.amlut"
     for i, message in outcome.items():
         if i not in winners:
-            assert message == (f"multiplier 'same' is already registered ({path}); "
-                               "unregister it first or pass overwrite=True")
+            assert message == (
+                f"multiplier 'same' is already registered ({path}); unregister it first or pass overwrite=True"
+            )
     assert assert_one_consistent_registration(home) == winners[0]
 
 
@@ -106,10 +116,29 @@ def test_two_cli_adds_of_one_name_at_once(home, tmp_path):
         sources.append(tmp_path / f"model{i}.c")
         sources[-1].write_text(_source(i))
     env = dict(os.environ, APPROXTRAIN_HOME=str(home))
-    procs = [subprocess.Popen([sys.executable, "-m", "approxtrain", "multipliers", "add", "same", str(c),
-                               "-m", "4", "--description", f"writer {i}"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i, c in enumerate(sources)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "approxtrain",
+                "multipliers",
+                "add",
+                "same",
+                str(c),
+                "-m",
+                "4",
+                "--description",
+                f"writer {i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, c in enumerate(sources)
+    ]
     runs = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
     path = home / "multipliers" / "same.amlut"
     assert sorted(rc for rc, _, _ in runs) == [0, 2]
@@ -117,8 +146,10 @@ def test_two_cli_adds_of_one_name_at_once(home, tmp_path):
     loser = runs[1 - winner]
     assert runs[winner][1] == f"registered same: M=4, rounding=truncate, 256 entries -> {path}\n"
     assert loser[1] == ""
-    assert loser[2] == (f"approxtrain multipliers: error: multiplier 'same' is already registered ({path}); "
-                        "remove it first ('approxtrain multipliers remove same') or add --force to replace it\n")
+    assert loser[2] == (
+        f"approxtrain multipliers: error: multiplier 'same' is already registered ({path}); "
+        "remove it first ('approxtrain multipliers remove same') or add --force to replace it\n"
+    )
     assert assert_one_consistent_registration(home) == winner
 
 
@@ -131,7 +162,8 @@ def test_cli_add_of_a_taken_name_names_force(home, tmp_path, capsys):
     path = home / "multipliers" / "good.amlut"
     assert capsys.readouterr().err == (
         f"approxtrain multipliers: error: multiplier 'good' is already registered ({path}); remove it first "
-        "('approxtrain multipliers remove good') or add --force to replace it\n")
+        "('approxtrain multipliers remove good') or add --force to replace it\n"
+    )
     assert main(["multipliers", "add", "good", str(c), "-m", "4", "--force"]) == 0
     assert multipliers.get("good").mantissa_bits == 4
 
@@ -149,6 +181,7 @@ def test_publishing_a_new_name_never_replaces_a_file(tmp_path):
 
 
 # --- damaged tables: the damage is the message --------------------------------------------------
+
 
 def _truncate(data):
     return data[:-10]
@@ -173,9 +206,12 @@ DAMAGES = {
     "truncated": (_truncate, "truncated table file: mantissa_bits=4 needs 256 entries (512 bytes), found 502 bytes"),
     "bit flip": (_flip_entry, "checksum mismatch: the table entries are corrupted; rebuild or re-register it"),
     "bad magic": (_flip_magic, "not an approxtrain table (bad magic b'@MLUT\\x00', expected b'AMLUT\\x00')"),
-    "newer version": (_newer_version, "table format version 2 is not supported: the file was written by a newer "
-                                      "approxtrain (this one reads version 1); upgrade approxtrain, or rebuild "
-                                      "the table with this one"),
+    "newer version": (
+        _newer_version,
+        "table format version 2 is not supported: the file was written by a newer "
+        "approxtrain (this one reads version 1); upgrade approxtrain, or rebuild "
+        "the table with this one",
+    ),
 }
 
 
@@ -211,8 +247,12 @@ def test_list_shows_a_damaged_table_and_every_other(home, capsys):
     damage(path, _flip_entry)
     assert main(["multipliers", "list"]) == 0
     out = capsys.readouterr().out
-    assert re.search(rf"^good\s+\?\s+\?\s+DAMAGED\s+{re.escape(str(path))}: checksum mismatch: the table entries "
-                     r"are corrupted; rebuild or re-register it$", out, re.M)
+    assert re.search(
+        rf"^good\s+\?\s+\?\s+DAMAGED\s+{re.escape(str(path))}: checksum mismatch: the table entries "
+        r"are corrupted; rebuild or re-register it$",
+        out,
+        re.M,
+    )
     assert re.search(r"^zz_good\s+3\s+truncate\s+user\s+exact, 3 bits$", out, re.M)
     assert re.search(r"^mbm7\s+7\s+truncate\s+shipped\s+minimally biased", out, re.M)
     damage(path, _flip_magic)  # a header damage, too, is a row
@@ -224,15 +264,21 @@ def test_a_copied_table_is_not_a_second_multiplier(home, capsys):
     multipliers.register("good", exact, mantissa_bits=4)
     d = home / "multipliers"
     shutil.copy(d / "good.amlut", d / "other.amlut")
-    reason = ("the file holds the table of multiplier 'good', not 'other' (a copied or renamed table file?): "
-              "rename it back to good.amlut, or register the model again as 'other'")
+    reason = (
+        "the file holds the table of multiplier 'good', not 'other' (a copied or renamed table file?): "
+        "rename it back to good.amlut, or register the model again as 'other'"
+    )
     with pytest.raises(DamagedTableError) as e:
         multipliers.get("other")
     assert str(e.value) == f"{d / 'other.amlut'}: {reason}"
     assert multipliers.get("good").name == "good"
     assert main(["multipliers", "list"]) == 0
-    assert re.search(rf"^other\s+\?\s+\?\s+DAMAGED\s+{re.escape(str(d / 'other.amlut'))}: the file holds the table "
-                     "of multiplier 'good', not 'other'", capsys.readouterr().out, re.M)
+    assert re.search(
+        rf"^other\s+\?\s+\?\s+DAMAGED\s+{re.escape(str(d / 'other.amlut'))}: the file holds the table "
+        "of multiplier 'good', not 'other'",
+        capsys.readouterr().out,
+        re.M,
+    )
 
 
 def test_an_unknown_name_is_its_own_error(home):
@@ -291,14 +337,17 @@ def test_a_damaged_packaged_table_without_sources_says_so(home, packaged_copy, t
 
 # --- models that end the build, time limits --------------------------------------------------------
 
+
 @pytest.mark.parametrize("status", [0, 3])
 def test_a_model_that_exits_gets_its_own_message(home, tmp_path, status):
     c = tmp_path / "quit.c"
     c.write_text(f"#include <stdlib.h>\nfloat quit(float a, float b) {{ exit({status}); return a * b; }}\n")
     with pytest.raises(ModelError) as e:
         multipliers.register("quit", c, mantissa_bits=3)
-    assert str(e.value) == (f"the model quit ({c}) ended the build process (exit status {status}) while its table "
-                            "was built: a multiplier function must return, not exit; nothing was registered")
+    assert str(e.value) == (
+        f"the model quit ({c}) ended the build process (exit status {status}) while its table "
+        "was built: a multiplier function must return, not exit; nothing was registered"
+    )
     assert registry_files(home) == []
 
 
@@ -310,20 +359,23 @@ def test_the_default_time_limit_grows_with_the_table(home, tmp_path, monkeypatch
     c.write_text("float spin(float a, float b) { for (;;) {} return a * b; }\n")
     with pytest.raises(ModelError) as e:
         multipliers.register("spin", c, mantissa_bits=2)
-    assert str(e.value) == (f"building the table of spin ({c}) did not finish within 2.00192 s: does the model "
-                            "loop forever for some pair? Nothing was registered (a slow model needs a longer time "
-                            "limit: timeout=, --timeout on the command line)")
+    assert str(e.value) == (
+        f"building the table of spin ({c}) did not finish within 2.00192 s: does the model "
+        "loop forever for some pair? Nothing was registered (a slow model needs a longer time "
+        "limit: timeout=, --timeout on the command line)"
+    )
     assert registry_files(home) == []
 
 
 # --- format versions --------------------------------------------------------------------------------
+
 
 def version1_bytes(name, m, entries):
     """An .amlut file of format version 1, laid out here field by field (docs/design.md), as files
     written by earlier approxtrain releases are."""
     body = entries.astype("<u2").tobytes()
     texts = b"".join(struct.pack("<H", len(t)) + t for t in (name.encode(), b"sym", b"from an earlier release"))
-    return (b"AMLUT\0" + struct.pack("<HBB", 1, m, 0) + texts + bytes(32) + hashlib.sha256(body).digest() + body)
+    return b"AMLUT\0" + struct.pack("<HBB", 1, m, 0) + texts + bytes(32) + hashlib.sha256(body).digest() + body
 
 
 def test_a_version_1_table_keeps_loading(home):
@@ -331,8 +383,12 @@ def test_a_version_1_table_keeps_loading(home):
     d.mkdir(parents=True)
     (d / "old.amlut").write_bytes(version1_bytes("old", 3, exact_entries(3)))
     m = multipliers.get("old")
-    assert (m.name, m.mantissa_bits, m.operand_rounding, m.description) == ("old", 3, "truncate",
-                                                                            "from an earlier release")
+    assert (m.name, m.mantissa_bits, m.operand_rounding, m.description) == (
+        "old",
+        3,
+        "truncate",
+        "from an earlier release",
+    )
     np.testing.assert_array_equal(m.lut, exact_entries(3))
     assert table_file.READABLE_VERSIONS == (1,) and table_file.FORMAT_VERSION == 1
 
@@ -344,8 +400,10 @@ def test_an_older_unknown_table_version_says_what_to_do(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DamagedTableError) as e:
         table_file.read_table(path)
-    assert str(e.value) == (f"{path}: table format version 0 is not supported (this approxtrain reads version 1); "
-                            "the file is damaged or not a table: rebuild the table")
+    assert str(e.value) == (
+        f"{path}: table format version 0 is not supported (this approxtrain reads version 1); "
+        "the file is damaged or not a table: rebuild the table"
+    )
 
 
 def _keras_file_with_version(saved, out, version):
@@ -385,9 +443,13 @@ def test_keras_files_of_am_layers_carry_a_config_version(home, tmp_path):
     assert older.layers[-1].get_config()["format_version"] == 1
     with pytest.raises(ValueError) as e:
         keras.saving.load_model(_keras_file_with_version(saved, tmp_path / "newer.keras", 2))
-    assert str(e.value) == ("AMDense 'am': layer config format_version 2 was written by a newer approxtrain (this one "
-                            "reads format_version 1); upgrade approxtrain to load it")
+    assert str(e.value) == (
+        "AMDense 'am': layer config format_version 2 was written by a newer approxtrain (this one "
+        "reads format_version 1); upgrade approxtrain to load it"
+    )
     with pytest.raises(ValueError) as e:
         AMDense.from_config(model.layers[-1].get_config() | {"format_version": "x"})
-    assert str(e.value) == ("AMDense 'am': layer config format_version 'x' is not a known version (this approxtrain "
-                            "reads format_version 1); the saved model is damaged")
+    assert str(e.value) == (
+        "AMDense 'am': layer config format_version 'x' is not a known version (this approxtrain "
+        "reads format_version 1); the saved model is damaged"
+    )

@@ -6,6 +6,7 @@ and the first call into the native core must raise one error naming the missing 
 command that rebuilds it -- not the "partially initialized module" ImportError Python gives for an
 import circle.
 """
+
 import os
 import shutil
 import subprocess
@@ -19,8 +20,11 @@ PACKAGE = os.path.dirname(approxtrain.__file__)
 
 def _copy_without_native(dst):
     """dst/approxtrain: the Python sources and tables of the package, none of its compiled files."""
-    shutil.copytree(PACKAGE, dst / "approxtrain",
-                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "_approxtrain_ops.tf_version"))
+    shutil.copytree(
+        PACKAGE,
+        dst / "approxtrain",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "_approxtrain_ops.tf_version"),
+    )
     (dst / "setup.py").write_text("# stands for a source checkout\n")
     return dst
 
@@ -29,19 +33,28 @@ def _copy_without_native(dst):
 # checkout when the copy lacks it: the copy is run without it, as a tree on its own.
 _WITHOUT_EDITABLE_FINDER = (
     "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
-    "if 'editable' not in getattr(f, '__name__', type(f).__name__).lower()]\n")
+    "if 'editable' not in getattr(f, '__name__', type(f).__name__).lower()]\n"
+)
 
 
 def _run(tree, code, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["APPROXTRAIN_HOME"] = str(tmp_path / "home")
-    return subprocess.run([sys.executable, "-c", _WITHOUT_EDITABLE_FINDER + textwrap.dedent(code)], cwd=tree,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EDITABLE_FINDER + textwrap.dedent(code)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_missing_core_imports_and_first_use_names_file_and_command(tmp_path):
     tree = _copy_without_native(tmp_path / "tree")
-    proc = _run(tree, """
+    proc = _run(
+        tree,
+        """
         import numpy as np
         import approxtrain as at
         assert at.__file__.startswith(%r), at.__file__   # the copy, not the installed package
@@ -52,11 +65,16 @@ def test_missing_core_imports_and_first_use_names_file_and_command(tmp_path):
             at.core.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), m)
         except ImportError as e:
             print(type(e).__name__ + ": " + str(e))
-        """ % str(tree), tmp_path)
+        """
+        % str(tree),
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    expected = (f"NativeCoreError: approxtrain's native core cannot be used: {tree}/approxtrain/_core.*.so "
-                "does not exist (never built, or the build was cleaned). Rebuild it by running "
-                f"`pip install --no-build-isolation -e .` in the repository ({tree}).")
+    expected = (
+        f"NativeCoreError: approxtrain's native core cannot be used: {tree}/approxtrain/_core.*.so "
+        "does not exist (never built, or the build was cleaned). Rebuild it by running "
+        f"`pip install --no-build-isolation -e .` in the repository ({tree})."
+    )
     assert proc.stdout.strip() == expected
 
 
@@ -67,20 +85,25 @@ def test_build_info_names_the_missing_core_too(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"approxtrain._native.NativeCoreError: approxtrain's native core cannot be used: "
         f"{tree}/approxtrain/_core.*.so does not exist (never built, or the build was cleaned). Rebuild it by "
-        f"running `pip install --no-build-isolation -e .` in the repository ({tree}).")
+        f"running `pip install --no-build-isolation -e .` in the repository ({tree})."
+    )
 
 
 def test_a_core_that_does_not_import_is_named_with_the_reason(tmp_path):
     tree = _copy_without_native(tmp_path / "tree")
     broken = tree / "approxtrain" / ("_core" + __import__("sysconfig").get_config_var("EXT_SUFFIX"))
     broken.write_bytes(b"not a shared object")
-    proc = _run(tree, """
+    proc = _run(
+        tree,
+        """
         import approxtrain as at
         try:
             at.core.num_threads()
         except ImportError as e:
             print(str(e))
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"approxtrain's native core cannot be used: {broken} exists but does not import (")
     assert proc.stdout.strip().endswith(f"`pip install --no-build-isolation -e .` in the repository ({tree}).")

@@ -1,4 +1,5 @@
 """The README's multiplier example works as written (the front door stays true)."""
+
 import re
 from pathlib import Path
 

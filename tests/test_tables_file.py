@@ -1,4 +1,5 @@
 """The .amlut table file: round trip, and clear errors for damaged files."""
+
 import os
 
 import numpy as np
@@ -21,9 +22,14 @@ def test_round_trip(tmp_path):
     got_header, got = read_table(path)
     np.testing.assert_array_equal(got, entries)
     assert got.dtype == np.uint16
-    assert (got_header.name, got_header.mantissa_bits, got_header.operand_rounding, got_header.symbol,
-            got_header.description, got_header.source_sha256) == \
-        (header.name, 5, "nearest", "demo_fn", header.description, bytes(range(32)))
+    assert (
+        got_header.name,
+        got_header.mantissa_bits,
+        got_header.operand_rounding,
+        got_header.symbol,
+        got_header.description,
+        got_header.source_sha256,
+    ) == (header.name, 5, "nearest", "demo_fn", header.description, bytes(range(32)))
     assert read_header(path) == got_header
 
 
@@ -95,11 +101,12 @@ def test_unsupported_version(tmp_path):
         read_table(path)
 
 
-@pytest.mark.parametrize("offset, value, message", [(8, 0, "mantissa_bits 0"), (8, 12, "mantissa_bits 12"),
-                                                    (9, 7, "rounding code 7")])
+@pytest.mark.parametrize(
+    "offset, value, message", [(8, 0, "mantissa_bits 0"), (8, 12, "mantissa_bits 12"), (9, 7, "rounding code 7")]
+)
 def test_corrupted_header_fields(tmp_path, offset, value, message):
     path, data = written(tmp_path)
-    path.write_bytes(data[:offset] + bytes([value]) + data[offset + 1:])
+    path.write_bytes(data[:offset] + bytes([value]) + data[offset + 1 :])
     with pytest.raises(TableFileError, match=message):
         read_table(path)
 

@@ -6,6 +6,7 @@ and the time ratio AM / NumPy.  --cpu-paths times the same GEMMs on several
 CPU paths (APPROXTRAIN_CPU_PATH values: auto, generic, avx2, no-avx512,
 avx512, ...), --shapes on GEMMs that are not square (MxNxK: C is M x N).
 """
+
 import argparse
 import contextlib
 import os
@@ -25,17 +26,27 @@ WIDE_TABLE_SIZE = 1024  # the other paths (bf16: M = 7 with 15-bit results, fp16
 
 
 def add_arguments(parser):
-    parser.add_argument("--sizes", type=lambda s: [int(t) for t in s.split(",")],
-                        help=f"square matmul sizes, comma-separated (default {','.join(map(str, SIZES))})")
-    parser.add_argument("--repeats", type=int,
-                        help="timed repeats per size (median reported; default 5, 3 with --quick)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(t) for t in s.split(",")],
+        help=f"square matmul sizes, comma-separated (default {','.join(map(str, SIZES))})",
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="timed repeats per size (median reported; default 5, 3 with --quick)"
+    )
     parser.add_argument("--threads", type=int, help="threads for _core (default: its pool size)")
-    parser.add_argument("--shapes", type=_parse_shapes,
-                        help="GEMM shapes MxNxK (C is M x N), comma-separated, e.g. 1024x1024x1024,8192x64x576 "
-                             "(instead of the square --sizes)")
-    parser.add_argument("--cpu-paths", type=_parse_paths,
-                        help=f"CPU paths to time side by side, comma-separated {PATH_ENV} values "
-                             f"({', '.join(CPU_PATHS)}; default: auto)")
+    parser.add_argument(
+        "--shapes",
+        type=_parse_shapes,
+        help="GEMM shapes MxNxK (C is M x N), comma-separated, e.g. 1024x1024x1024,8192x64x576 "
+        "(instead of the square --sizes)",
+    )
+    parser.add_argument(
+        "--cpu-paths",
+        type=_parse_paths,
+        help=f"CPU paths to time side by side, comma-separated {PATH_ENV} values "
+        f"({', '.join(CPU_PATHS)}; default: auto)",
+    )
 
 
 PATH_ENV = "APPROXTRAIN_CPU_PATH"
@@ -58,8 +69,9 @@ def _parse_paths(text):
     paths = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in paths if p not in CPU_PATHS]
     if unknown or not paths:
-        raise argparse.ArgumentTypeError(f"unknown path {unknown[0] if unknown else text!r}; "
-                         f"choose from {', '.join(CPU_PATHS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown path {unknown[0] if unknown else text!r}; choose from {', '.join(CPU_PATHS)}"
+        )
     return paths
 
 
@@ -98,8 +110,9 @@ def _multiplier(name, mantissa_bits, rounding):
 
         return multipliers.get(name)
     except (ImportError, AttributeError, ValueError, KeyError, FileNotFoundError, RuntimeError):
-        return Multiplier(f"{name}-like", mantissa_bits, rounding, _exact_table(mantissa_bits),
-                          f"exact-product stand-in for {name}")
+        return Multiplier(
+            f"{name}-like", mantissa_bits, rounding, _exact_table(mantissa_bits), f"exact-product stand-in for {name}"
+        )
 
 
 # NumPy's OpenBLAS threads keep spinning for a while after a call and steal
@@ -136,19 +149,31 @@ def _row(mult, shape, repeats, cpu_path="auto"):
         path = _core.gemm_cpu_path(int(mult.mantissa_bits), mult.lut, (m, n, k))
     macs = float(m) * n * k
     return {
-        "section": "core_cpu", "op": "matmul", "m": m, "k": k, "n": n,
-        "multiplier": mult.name, "mantissa_bits": int(mult.mantissa_bits),
-        "cpu_path": cpu_path, "path": path, "threads": core.num_threads(),
-        "am_ms": am * 1e3, "numpy_ms": native * 1e3,
-        "am_gmacs": macs / am / 1e9, "numpy_gmacs": macs / native / 1e9, "ratio": am / native,
+        "section": "core_cpu",
+        "op": "matmul",
+        "m": m,
+        "k": k,
+        "n": n,
+        "multiplier": mult.name,
+        "mantissa_bits": int(mult.mantissa_bits),
+        "cpu_path": cpu_path,
+        "path": path,
+        "threads": core.num_threads(),
+        "am_ms": am * 1e3,
+        "numpy_ms": native * 1e3,
+        "am_gmacs": macs / am / 1e9,
+        "numpy_gmacs": macs / native / 1e9,
+        "ratio": am / native,
     }
 
 
 def _print(row):
     shape = f"{row['m']}x{row['n']}x{row['k']}"
-    print(f"  {shape:>16}  {row['multiplier']:<14} {row['cpu_path']:<10} {row['path']:<17} {row['am_ms']:>9.2f} "
-          f"{row['numpy_ms']:>9.2f} {row['am_gmacs']:>8.2f} {row['numpy_gmacs']:>8.2f} {row['ratio']:>7.2f}",
-          flush=True)
+    print(
+        f"  {shape:>16}  {row['multiplier']:<14} {row['cpu_path']:<10} {row['path']:<17} {row['am_ms']:>9.2f} "
+        f"{row['numpy_ms']:>9.2f} {row['am_gmacs']:>8.2f} {row['numpy_gmacs']:>8.2f} {row['ratio']:>7.2f}",
+        flush=True,
+    )
 
 
 def run(args):
@@ -161,10 +186,11 @@ def run(args):
     shapes = getattr(args, "shapes", None) or [(n, n, n) for n in sizes]
     cpu_paths = getattr(args, "cpu_paths", None) or ["auto"]
     m7 = _multiplier("mbm7", 7, "truncate")
-    print(f"[core_cpu] matmul MxNxK, _core ({core.num_threads()} threads) vs numpy float32, "
-          f"median of {repeats}")
-    print(f"  {'MxNxK':>16}  {'multiplier':<14} {'forced':<10} {'path':<17} {'am ms':>9} {'numpy ms':>9} "
-          f"{'am GMAC/s':>8} {'np GMAC/s':>8} {'ratio':>7}")
+    print(f"[core_cpu] matmul MxNxK, _core ({core.num_threads()} threads) vs numpy float32, median of {repeats}")
+    print(
+        f"  {'MxNxK':>16}  {'multiplier':<14} {'forced':<10} {'path':<17} {'am ms':>9} {'numpy ms':>9} "
+        f"{'am GMAC/s':>8} {'np GMAC/s':>8} {'ratio':>7}"
+    )
     rows = []
     for shape in shapes:
         for cpu_path in cpu_paths:

@@ -5,6 +5,7 @@ apart from the products. Time per step is the median over repeats after warm-up
 (the first calls trace the tf.function and fill caches); the two models take turns,
 step by step, so changes in machine load hit both alike.
 """
+
 import numpy as np
 
 from approxtrain.bench import bench_multiplier, interleaved_medians

@@ -1,4 +1,5 @@
 """`approxtrain bench`: AM ops vs the native op, as time ratios, on this machine."""
+
 from importlib import import_module
 
 # Sections in the order they run; a section whose needs are missing is skipped with a note.

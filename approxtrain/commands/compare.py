@@ -4,6 +4,7 @@ Each run lives in OUT/<multiplier>/ and is made by the same code as `approxtrain
 finished runs with the same settings are skipped and interrupted ones resumed, so
 re-running the command continues where it stopped.
 """
+
 import os
 
 from approxtrain.commands.train import add_run_arguments, config_from_args
@@ -12,11 +13,15 @@ PLOT, TABLE, SUMMARY = "convergence.png", "comparison.md", "summary.json"
 
 
 def add_parser(sub):
-    p = sub.add_parser("compare", help="train once per multiplier and compare convergence",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "compare", help="train once per multiplier and compare convergence", description=__doc__.split("\n\n")[0]
+    )
     add_run_arguments(p)
-    p.add_argument("--multipliers", default="fp32,bf16,mbm7,mitchell7",
-                   help="comma-separated multipliers, one run each (default fp32,bf16,mbm7,mitchell7)")
+    p.add_argument(
+        "--multipliers",
+        default="fp32,bf16,mbm7,mitchell7",
+        help="comma-separated multipliers, one run each (default fp32,bf16,mbm7,mitchell7)",
+    )
     p.add_argument("--out", help="output directory (default runs/compare_<model>_<dataset>)")
     p.set_defaults(func=run)
 
@@ -56,9 +61,14 @@ def compare(configs):
     results = {}
     for index, (name, config) in enumerate(configs.items(), 1):
         state, epoch = run_state(config)
-        print(f"\n=== [{index}/{len(configs)}] {name}: "
-              + {"finished": "already finished, skipped", "partial": f"resuming after epoch {epoch}",
-                 "new": "training"}[state] + f" ({config.out})", flush=True)
+        print(
+            f"\n=== [{index}/{len(configs)}] {name}: "
+            + {"finished": "already finished, skipped", "partial": f"resuming after epoch {epoch}", "new": "training"}[
+                state
+            ]
+            + f" ({config.out})",
+            flush=True,
+        )
         keras.backend.clear_session()
         results[name] = train(config, resume=True)
     return results
@@ -71,15 +81,24 @@ def write_outputs(out, configs, results):
     rows = report.summarise(results)
     first = next(iter(configs.values()))
     dataset = next(iter(results.values()))["dataset"]
-    title = (f"{first.model} on {first.dataset}: {first.epochs} epoch(s), {dataset['num_train']} training / "
-             f"{dataset['num_test']} test examples, seed {first.seed}")
-    paths = {"plot": os.path.join(out, PLOT), "table": os.path.join(out, TABLE),
-             "summary": os.path.join(out, SUMMARY)}
+    title = (
+        f"{first.model} on {first.dataset}: {first.epochs} epoch(s), {dataset['num_train']} training / "
+        f"{dataset['num_test']} test examples, seed {first.seed}"
+    )
+    paths = {"plot": os.path.join(out, PLOT), "table": os.path.join(out, TABLE), "summary": os.path.join(out, SUMMARY)}
     histories = {name: read_history(os.path.join(c.out, HISTORY)) for name, c in configs.items()}
     report.plot_convergence(histories, paths["plot"], title=title)
     with open(paths["table"], "w") as f:
         f.write(report.markdown_table(rows, title=title))
     settings = {k: v for k, v in first.to_dict().items() if k not in ("multiplier", "out")}
-    write_json(paths["summary"], {"title": title, "settings": settings, "runs": rows,
-                                  "run_dirs": {n: c.out for n, c in configs.items()}, **paths})
+    write_json(
+        paths["summary"],
+        {
+            "title": title,
+            "settings": settings,
+            "runs": rows,
+            "run_dirs": {n: c.out for n, c in configs.items()},
+            **paths,
+        },
+    )
     return paths

@@ -4,17 +4,24 @@ Runs --batches real training steps and counts, per layer and phase (forward, inp
 weight gradient), the dense products, those with a zero operand, and the outer-product
 dataflow's redundant products; with energy per multiplier (docs/cost.md).
 """
+
 import json
 import sys
 
 
 def add_parser(sub):
-    p = sub.add_parser("cost", help="count a training step's products, zero operands, RCPs and energy",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "cost",
+        help="count a training step's products, zero operands, RCPs and energy",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--model", help="zoo model (approxtrain.models.names()); with --run: the run's")
     p.add_argument("--dataset", help="dataset name; with --run: the run's")
-    p.add_argument("--multiplier", default=None,
-                   help="comma-separated multipliers to price, e.g. fp32,bf16,mbm7 (default: the run's, or fp32)")
+    p.add_argument(
+        "--multiplier",
+        default=None,
+        help="comma-separated multipliers to price, e.g. fp32,bf16,mbm7 (default: the run's, or fp32)",
+    )
     p.add_argument("--run", metavar="DIR", help="an `approxtrain train` run folder: its last checkpoint's weights")
     p.add_argument("--data-dir", help="dataset folder (see approxtrain train)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's, or 128")
@@ -35,8 +42,13 @@ def _zoo_model(args):
     if not args.model or not args.dataset:
         raise ValueError("--model and --dataset are needed without --run")
     keras.utils.set_random_seed(args.seed)
-    data = datasets.load(args.dataset, data_dir=args.data_dir, batch_size=args.batch_size or 128, seed=args.seed,
-                         subset=(args.batch_size or 128) * args.batches)
+    data = datasets.load(
+        args.dataset,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size or 128,
+        seed=args.seed,
+        subset=(args.batch_size or 128) * args.batches,
+    )
     model = models.build(args.model, data.info.input_shape, data.info.num_classes)
     return model, data, None
 

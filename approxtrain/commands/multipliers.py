@@ -1,4 +1,5 @@
 """`approxtrain multipliers list | add | export | remove | report`: the multiplier registry from the shell."""
+
 from pathlib import Path
 
 from approxtrain.multipliers import LANGUAGES, ROUNDINGS, TABLE_FORMATS
@@ -14,35 +15,66 @@ def add_parser(sub):
     ls.set_defaults(func=run_list)
 
     add = cmds.add_parser(
-        "add", help="register a C, C++ or imported table model (no rebuild needed)",
-        description="Build the table of a C or C++ model file, or import a table file, and register it.")
+        "add",
+        help="register a C, C++ or imported table model (no rebuild needed)",
+        description="Build the table of a C or C++ model file, or import a table file, and register it.",
+    )
     add.add_argument("name", help="registry name (lowercase letters, digits, '_')")
-    add.add_argument("model", metavar="FILE", nargs="?",
-                     help="C or C++ file with 'float f(float a, float b)' (.c .h .inl .cc .cpp .cxx .hpp)")
-    add.add_argument("--mantissa-bits", "-m", type=int, required=True, metavar="M",
-                     help="fraction bits each operand is reduced to (1..11)")
+    add.add_argument(
+        "model",
+        metavar="FILE",
+        nargs="?",
+        help="C or C++ file with 'float f(float a, float b)' (.c .h .inl .cc .cpp .cxx .hpp)",
+    )
+    add.add_argument(
+        "--mantissa-bits",
+        "-m",
+        type=int,
+        required=True,
+        metavar="M",
+        help="fraction bits each operand is reduced to (1..11)",
+    )
     add.add_argument("--rounding", choices=ROUNDINGS, default="truncate", help="operand rounding (default: truncate)")
-    add.add_argument("--symbol", help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only "
-                                      "float f(float, float) function, or the one called NAME)")
-    add.add_argument("--language", choices=LANGUAGES,
-                     help="compile FILE as this language (default: by suffix; .h, .inl: C, then C++)")
-    add.add_argument("--timeout", type=float, metavar="S",
-                     help=f"give up building the table after S seconds (default: {BUILD_TIMEOUT_TEXT})")
+    add.add_argument(
+        "--symbol",
+        help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only "
+        "float f(float, float) function, or the one called NAME)",
+    )
+    add.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        help="compile FILE as this language (default: by suffix; .h, .inl: C, then C++)",
+    )
+    add.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"give up building the table after S seconds (default: {BUILD_TIMEOUT_TEXT})",
+    )
     add.add_argument("--from-table", metavar="TABLE", help="import this table file instead of building one")
-    add.add_argument("--table-format", choices=TABLE_FORMATS,
-                     help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); "
-                          "default: by suffix")
+    add.add_argument(
+        "--table-format",
+        choices=TABLE_FORMATS,
+        help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); default: by suffix",
+    )
     add.add_argument("--description", default="", help="one line for listings")
     add.add_argument("--force", action="store_true", help="replace a user multiplier of the same name")
-    add.add_argument("--energy-pj", type=float, metavar="E",
-                     help="energy of one multiply in picojoules, used by `approxtrain cost` (default: none)")
+    add.add_argument(
+        "--energy-pj",
+        type=float,
+        metavar="E",
+        help="energy of one multiply in picojoules, used by `approxtrain cost` (default: none)",
+    )
     add.set_defaults(func=run_add)
 
     export = cmds.add_parser("export", help="write a multiplier's table in ApproxTrain's .bin or .npy format")
     export.add_argument("name")
     export.add_argument("path", metavar="FILE")
-    export.add_argument("--format", choices=TABLE_FORMATS,
-                        help="approxtrain (uint8 .bin, M <= 7) or npy (uint16 entries); default: by suffix")
+    export.add_argument(
+        "--format",
+        choices=TABLE_FORMATS,
+        help="approxtrain (uint8 .bin, M <= 7) or npy (uint16 entries); default: by suffix",
+    )
     export.set_defaults(func=run_export)
 
     rm = cmds.add_parser("remove", help="unregister a user multiplier")
@@ -52,8 +84,13 @@ def add_parser(sub):
     rep = cmds.add_parser("report", help="error metrics, heatmap and histogram of a multiplier")
     rep.add_argument("name")
     rep.add_argument("--out", default=".", metavar="DIR", help="directory for the PNGs (default: .)")
-    rep.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
-                     help=f"random float32 input pairs (default: {DEFAULT_SAMPLES})")
+    rep.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_SAMPLES,
+        metavar="N",
+        help=f"random float32 input pairs (default: {DEFAULT_SAMPLES})",
+    )
     rep.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     rep.set_defaults(func=run_report)
 
@@ -87,8 +124,11 @@ def run_add(args):
     if (args.model is None) == (args.from_table is None):
         raise ValueError("give either a model FILE or --from-table TABLE")
     if args.from_table is not None:
-        given = [f for f, v in (("--symbol", args.symbol), ("--language", args.language),
-                                ("--timeout", args.timeout)) if v is not None]
+        given = [
+            f
+            for f, v in (("--symbol", args.symbol), ("--language", args.language), ("--timeout", args.timeout))
+            if v is not None
+        ]
         if given:
             raise ValueError(f"{', '.join(given)} apply to a model FILE, not to --from-table")
     elif args.table_format is not None:
@@ -99,23 +139,41 @@ def run_add(args):
         energy.check_pj(args.energy_pj)
     try:
         if args.from_table is not None:
-            m = multipliers.register_table(args.name, args.from_table, mantissa_bits=args.mantissa_bits,
-                                           format=args.table_format, operand_rounding=args.rounding,
-                                           description=args.description, overwrite=args.force)
+            m = multipliers.register_table(
+                args.name,
+                args.from_table,
+                mantissa_bits=args.mantissa_bits,
+                format=args.table_format,
+                operand_rounding=args.rounding,
+                description=args.description,
+                overwrite=args.force,
+            )
         else:
-            m = multipliers.register(args.name, args.model, mantissa_bits=args.mantissa_bits,
-                                     operand_rounding=args.rounding, symbol=args.symbol, language=args.language,
-                                     description=args.description, overwrite=args.force, timeout=args.timeout)
+            m = multipliers.register(
+                args.name,
+                args.model,
+                mantissa_bits=args.mantissa_bits,
+                operand_rounding=args.rounding,
+                symbol=args.symbol,
+                language=args.language,
+                description=args.description,
+                overwrite=args.force,
+                timeout=args.timeout,
+            )
     except multipliers.AlreadyRegisteredError as e:  # in the shell's words, not register()'s keyword
-        raise ValueError(f"multiplier {e.name!r} is already registered ({e.path}); remove it first "
-                         f"('approxtrain multipliers remove {e.name}') or add --force to replace it") from None
+        raise ValueError(
+            f"multiplier {e.name!r} is already registered ({e.path}); remove it first "
+            f"('approxtrain multipliers remove {e.name}') or add --force to replace it"
+        ) from None
     if args.energy_pj is None:
         energy.remove_user_energy(m.name)  # a replaced multiplier's figure is not this one's
     else:
         energy.set_user_energy(m.name, args.energy_pj)
-    print(f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
-          f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}"
-          + ("" if args.energy_pj is None else f", {args.energy_pj:g} pJ per multiply"))
+    print(
+        f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
+        f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}"
+        + ("" if args.energy_pj is None else f", {args.energy_pj:g} pJ per multiply")
+    )
     return 0
 
 
@@ -151,11 +209,18 @@ def run_report(args):
     m = multipliers.get(args.name)
     table_errors = metrics.table_relative_errors(m)
     random_errors = metrics.random_relative_errors(m, args.samples, args.seed)
-    print(f"{m.name}: M={m.mantissa_bits}, operand rounding={m.operand_rounding}"
-          + (f" -- {m.description}" if m.description else ""))
-    views = (("table pairs", f"all {table_errors.size} pairs 1.ia x 1.ib, vs their exact product", table_errors),
-             ("random float32", f"{random_errors.size} inputs through approxtrain.core, vs the exact product "
-                                "of the unreduced inputs", random_errors))
+    print(
+        f"{m.name}: M={m.mantissa_bits}, operand rounding={m.operand_rounding}"
+        + (f" -- {m.description}" if m.description else "")
+    )
+    views = (
+        ("table pairs", f"all {table_errors.size} pairs 1.ia x 1.ib, vs their exact product", table_errors),
+        (
+            "random float32",
+            f"{random_errors.size} inputs through approxtrain.core, vs the exact product of the unreduced inputs",
+            random_errors,
+        ),
+    )
     print(f"{'relative error':<16}{'bias':>12}{'MRED':>12}{'max':>12}{'min':>12}")
     for label, _, errors in views:
         s = metrics.summarize(errors)
@@ -165,7 +230,9 @@ def run_report(args):
         print(f"  {label}: {what}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in (report.plot_error_heatmap(m, table_errors, out),
-                 report.plot_error_histogram(m, table_errors, random_errors, out)):
+    for path in (
+        report.plot_error_heatmap(m, table_errors, out),
+        report.plot_error_histogram(m, table_errors, random_errors, out),
+    ):
         print(f"wrote {path}")
     return 0

@@ -1,13 +1,17 @@
 """`approxtrain train`: train one zoo model on one dataset with one multiplier."""
+
 import json
 
 from approxtrain.train.config import LR_SCHEDULES, OPTIMIZERS, STRATEGIES
 
 
 def add_parser(sub):
-    p = sub.add_parser("train", help="train a zoo model with a (simulated approximate) multiplier",
-                       description="Trains --model on --dataset; writes history.csv, results.json and "
-                                   "per-epoch checkpoints into --out.")
+    p = sub.add_parser(
+        "train",
+        help="train a zoo model with a (simulated approximate) multiplier",
+        description="Trains --model on --dataset; writes history.csv, results.json and "
+        "per-epoch checkpoints into --out.",
+    )
     add_run_arguments(p)
     p.add_argument("--multiplier", default="fp32", help="multiplier of forward products (default fp32 = native)")
     p.add_argument("--out", help="output directory (default runs/<model>_<dataset>_<multiplier>)")
@@ -18,8 +22,13 @@ def add_parser(sub):
 def add_run_arguments(p):
     """Arguments shared by train and compare."""
     p.add_argument("--model", required=True, help="zoo model: lenet300100, lenet5, resnet20, ... (see models.names())")
-    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, e.g. width=8, stem=cifar, alpha=0.5 (repeatable; values parsed as JSON)")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option, e.g. width=8, stem=cifar, alpha=0.5 (repeatable; values parsed as JSON)",
+    )
     p.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagenet, image_folder")
     p.add_argument("--data-dir", help="local copy of the dataset (IDX files, keras npz/pickles, class folders)")
     p.add_argument("--grad-input-multiplier", help="multiplier of dX = dY.W^T products (default: --multiplier)")
@@ -35,14 +44,27 @@ def add_run_arguments(p):
     p.add_argument("--subset", type=int, help="train on the first N training examples only")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test examples only (smoke runs)")
     p.add_argument("--validation", type=float, default=0.0, help="fraction of training examples held out")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
-                   help="disable the dataset's standard augmentation")
+    p.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="disable the dataset's standard augmentation",
+    )
     p.add_argument("--image-size", type=int, help="image side for class-folder datasets (default 224)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute strategy: mirrored (this machine's GPUs), multiworker (one process per "
-                        "worker, cluster from TF_CONFIG; see the README, 'On several machines')")
-    p.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
-                   help="Keras progress output: 1 bar, 2 one line per epoch (auto: bar on a terminal)")
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: mirrored (this machine's GPUs), multiworker (one process per "
+        "worker, cluster from TF_CONFIG; see the README, 'On several machines')",
+    )
+    p.add_argument(
+        "--verbose",
+        default="auto",
+        choices=("auto", "0", "1", "2"),
+        help="Keras progress output: 1 bar, 2 one line per epoch (auto: bar on a terminal)",
+    )
 
 
 def parse_model_options(items):
@@ -62,13 +84,30 @@ def config_from_args(args, multiplier, out):
     from approxtrain.train.config import TrainConfig
 
     return TrainConfig(
-        model=args.model, dataset=args.dataset, out=out, data_dir=args.data_dir, multiplier=multiplier,
-        grad_input_multiplier=args.grad_input_multiplier, grad_weight_multiplier=args.grad_weight_multiplier,
-        model_options=parse_model_options(args.model_option), epochs=args.epochs,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, lr_schedule=args.lr_schedule, seed=args.seed, subset=args.subset,
-        test_subset=args.test_subset, validation=args.validation, augment=args.augment,
-        image_size=args.image_size, strategy=args.strategy, verbose=args.verbose)
+        model=args.model,
+        dataset=args.dataset,
+        out=out,
+        data_dir=args.data_dir,
+        multiplier=multiplier,
+        grad_input_multiplier=args.grad_input_multiplier,
+        grad_weight_multiplier=args.grad_weight_multiplier,
+        model_options=parse_model_options(args.model_option),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule,
+        seed=args.seed,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        validation=args.validation,
+        augment=args.augment,
+        image_size=args.image_size,
+        strategy=args.strategy,
+        verbose=args.verbose,
+    )
 
 
 def run(args):
@@ -83,8 +122,10 @@ def run(args):
         print("this worker's part of the run is done; the chief worker writes the run folder")
         return 0
     final = results["final"]
-    print(f"{out}: test accuracy {fmt(final['test_accuracy'])}, test loss {fmt(final['test_loss'])} after "
-          f"{results['epochs_completed']} epoch(s), {fmt(results['timing']['mean_epoch_time_s'], '.1f')} s/epoch; "
-          f"see {out}/history.csv and {out}/results.json")
+    print(
+        f"{out}: test accuracy {fmt(final['test_accuracy'])}, test loss {fmt(final['test_loss'])} after "
+        f"{results['epochs_completed']} epoch(s), {fmt(results['timing']['mean_epoch_time_s'], '.1f')} s/epoch; "
+        f"see {out}/history.csv and {out}/results.json"
+    )
     print(zoo_summary(results, args.model, parse_model_options(args.model_option)))
     return 0

@@ -12,6 +12,7 @@ one multiply the phase's op performs (docs/cost.md, "Definitions"):
 The sums are vectorised (NumPy, float64 partial sums of 0/1 values, which are exact below 2^53)
 and never enumerate products one by one.
 """
+
 from typing import NamedTuple
 
 import numpy as np
@@ -60,9 +61,9 @@ def _patches(xp, kh, kw, strides, dilations, out_hw):
     """[N, OH, OW, KH, KW, C] view of the padded input under each tap (strided indexing, no copy loop)."""
     n, _, _, c = xp.shape
     (sh, sw), (dh, dw), (oh, ow) = strides, dilations, out_hw
-    rows = (np.arange(oh) * sh)[:, None] + (np.arange(kh) * dh)[None, :]          # [OH, KH]
-    cols = (np.arange(ow) * sw)[:, None] + (np.arange(kw) * dw)[None, :]          # [OW, KW]
-    return xp[:, rows[:, None, :, None], cols[None, :, None, :], :]               # [N, OH, OW, KH, KW, C]
+    rows = (np.arange(oh) * sh)[:, None] + (np.arange(kh) * dh)[None, :]  # [OH, KH]
+    cols = (np.arange(ow) * sw)[:, None] + (np.arange(kw) * dw)[None, :]  # [OW, KW]
+    return xp[:, rows[:, None, :, None], cols[None, :, None, :], :]  # [N, OH, OW, KH, KW, C]
 
 
 def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", groups=1):
@@ -76,8 +77,10 @@ def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", gro
         raise ValueError(f"input channels {c} and filters {w.shape} do not fit groups={groups}")
     (sh, sw), (dh, dw) = strides, dilations
     if isinstance(padding, str):
-        pads = (conv_padding(h, kh, sh, dh, "valid" if padding == "causal" else padding),
-                conv_padding(wd, kw, sw, dw, padding))
+        pads = (
+            conv_padding(h, kh, sh, dh, "valid" if padding == "causal" else padding),
+            conv_padding(wd, kw, sw, dw, padding),
+        )
     else:
         pads = tuple(tuple(p) for p in padding)
     hp, wp = h + sum(pads[0]), wd + sum(pads[1])
@@ -108,16 +111,18 @@ def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", gro
 
     # Outer-product tiles: one (sample, channel) plane of the unpadded operand against all
     # non-zero weights (or dy values) the other side pairs with it.
-    x_plane = ix.sum(axis=(1, 2)).reshape(n, groups, cg)                          # nnz per (n, g, c)
-    w_per_c = iw.sum(axis=(0, 1, 4))                                               # [cg, G]
-    w_per_o = iw.sum(axis=(0, 1, 2))                                               # [G, og]
-    dy_plane = idy.sum(axis=(1, 2))                                                # [n, G, og]
+    x_plane = ix.sum(axis=(1, 2)).reshape(n, groups, cg)  # nnz per (n, g, c)
+    w_per_c = iw.sum(axis=(0, 1, 4))  # [cg, G]
+    w_per_o = iw.sum(axis=(0, 1, 2))  # [G, og]
+    dy_plane = idy.sum(axis=(1, 2))  # [n, G, og]
     fwd_cart = np.einsum("ngc,cg->", x_plane, w_per_c)
     gw_cart = np.einsum("ngc,ngo->", x_plane, dy_plane)
     gi_cart = np.einsum("ngo,go->", dy_plane, w_per_o)
-    return {"forward": _counts(macs, fwd_nz, fwd_cart),
-            "grad_input": _counts(gi_macs, gi_nz, gi_cart),
-            "grad_weight": _counts(macs, gw_nz, gw_cart)}
+    return {
+        "forward": _counts(macs, fwd_nz, fwd_cart),
+        "grad_input": _counts(gi_macs, gi_nz, gi_cart),
+        "grad_weight": _counts(macs, gw_nz, gw_cart),
+    }
 
 
 def depthwise_conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid"):
@@ -151,8 +156,11 @@ def einsum(equation, a, b, dy=None):
         nz = np.einsum(f"{l1},{l2}->", t1, t2, optimize=True)
         return _counts(macs, nz, nz)
 
-    return {"forward": phase(la, ia, lb, ib), "grad_input": phase(out, idy, lb, ib),
-            "grad_weight": phase(la, ia, out, idy)}
+    return {
+        "forward": phase(la, ia, lb, ib),
+        "grad_input": phase(out, idy, lb, ib),
+        "grad_weight": phase(la, ia, out, idy),
+    }
 
 
 def dense(x, w, dy=None):

@@ -4,6 +4,7 @@ A multiplier without a sourced figure has none: its energy is reported as null, 
 Every sum is a float32 addition whatever the multiplier (docs/design.md, "Accumulation"), so the
 accumulate energy is the fp32 add's for all of them.
 """
+
 import json
 import math
 import os
@@ -18,8 +19,12 @@ _BF16_PJ = round(1.1 * (8 / 11) ** 2, 3)  # fp16 multiply scaled by the signific
 FIGURES = {
     "fp32": (3.7, False, f"fp32 multiply, {HOROWITZ}"),
     "fp16m": (1.1, False, f"fp16 multiply (11-bit significands), {HOROWITZ}"),
-    "bf16": (_BF16_PJ, True, "estimate: fp16 multiply 1.1 pJ (Horowitz ISSCC 2014, 45 nm) x (8/11)^2, "
-                             "the ratio of the significand widths squared"),
+    "bf16": (
+        _BF16_PJ,
+        True,
+        "estimate: fp16 multiply 1.1 pJ (Horowitz ISSCC 2014, 45 nm) x (8/11)^2, "
+        "the ratio of the significand widths squared",
+    ),
     "bf16_trunc": (_BF16_PJ, True, "estimate: as bf16 (an 8x8-bit significand product, truncated result)"),
 }
 SIDECAR_SUFFIX = ".energy.json"
@@ -60,8 +65,12 @@ def figure(name):
     if name not in registry.shipped_names() and path.exists():
         with open(path) as f:
             data = json.load(f)
-        return {"multiply_pj": float(data["multiply_pj"]), "accumulate_pj": ACCUMULATE_PJ, "estimate": False,
-                "source": data.get("source", "user")}
+        return {
+            "multiply_pj": float(data["multiply_pj"]),
+            "accumulate_pj": ACCUMULATE_PJ,
+            "estimate": False,
+            "source": data.get("source", "user"),
+        }
     return None
 
 

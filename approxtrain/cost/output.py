@@ -1,4 +1,5 @@
 """The cost report as JSON, a Markdown table and a PNG (docs/cost.md)."""
+
 import json
 import os
 
@@ -45,23 +46,32 @@ def _energy(e, which):
 
 def markdown(report):
     mults = report["multiplier"]
-    lines = [f"### {report['model']}: one training step, batch {report['batch_size']} "
-             f"(mean of {report['batches']} batches)", "",
-             "| layer | phase | MMACs | zero-operand % | RCP % of cartesian |"
-             + "".join(f" {m} dense uJ | {m} skip uJ |" for m in mults),
-             "|---|---|---:|---:|---:|" + "---:|---:|" * len(mults)]
+    lines = [
+        f"### {report['model']}: one training step, batch {report['batch_size']} (mean of {report['batches']} batches)",
+        "",
+        "| layer | phase | MMACs | zero-operand % | RCP % of cartesian |"
+        + "".join(f" {m} dense uJ | {m} skip uJ |" for m in mults),
+        "|---|---|---:|---:|---:|" + "---:|---:|" * len(mults),
+    ]
     rows = [(r["name"], r) for r in report["layers"]] + [("**total**", report["total"])]
     for name, r in rows:
         for phase in PHASES:
             c = r[phase]
             share = 100 * c["zero_operand"] / c["macs"] if c["macs"] else 0.0
             note = " (not computed)" if "note" in c else ""
-            lines.append(f"| {name} | {phase}{note} | {_m(c['macs'])} | {share:.1f} | {100 * c['rcp_share']:.1f} |"
-                         + "".join(f" {_energy(c['energy_pj'][m], 'dense')} | {_energy(c['energy_pj'][m], 'zero_skipping')} |"
-                                   for m in mults))
+            lines.append(
+                f"| {name} | {phase}{note} | {_m(c['macs'])} | {share:.1f} | {100 * c['rcp_share']:.1f} |"
+                + "".join(
+                    f" {_energy(c['energy_pj'][m], 'dense')} | {_energy(c['energy_pj'][m], 'zero_skipping')} |"
+                    for m in mults
+                )
+            )
     t = report["total"]
-    lines += ["", f"Step: {_m(t['macs'])} MMACs, {100 * t['skippable_share']:.1f} % with a zero operand. "
-                  "Energy in microjoules (multiply + fp32 accumulate); n/a: no sourced figure."]
+    lines += [
+        "",
+        f"Step: {_m(t['macs'])} MMACs, {100 * t['skippable_share']:.1f} % with a zero operand. "
+        "Energy in microjoules (multiply + fp32 accumulate); n/a: no sourced figure.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -78,8 +88,9 @@ def write_png(report, path):
     plt = _pyplot()
     mults = report["multiplier"]
     panels = 2 if len(mults) > 1 else 1
-    fig, axes = plt.subplots(1, panels, figsize=(max(8, 0.5 * len(report["layers"]) * 3) if panels == 1 else 16, 5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, panels, figsize=(max(8, 0.5 * len(report["layers"]) * 3) if panels == 1 else 16, 5), squeeze=False
+    )
     ax = axes[0][0]
     labels, needed, skippable = [], [], []
     for r in report["layers"]:

@@ -5,6 +5,7 @@ Capture: each counted layer's `call` is wrapped for the duration (an instance at
 afterwards) to record its input and its output *before* the activation, whose gradient the tape
 then gives: dy of the product itself. Weights are only read. The counting runs after the step.
 """
+
 import contextlib
 
 import keras
@@ -20,8 +21,7 @@ def _kind(layer):
         return "attention"
     if isinstance(layer, L.DepthwiseConv2D):
         return "depthwise_conv2d"
-    if isinstance(layer, (L.SeparableConv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose,
-                          L.Conv3DTranspose)):
+    if isinstance(layer, (L.SeparableConv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
         return None  # not counted yet (listed under "skipped")
     if isinstance(layer, (L.Conv1D, L.Conv2D)):
         return "conv1d" if isinstance(layer, L.Conv1D) else "conv2d"
@@ -65,6 +65,7 @@ class _Recorder:
                 layer.activation = activation
             self.calls.append((layer, kind, {"x": inputs, "y": pre}))
             return pre if activation is None else activation(pre)
+
         return call
 
     def _attention_hook(self, layer):
@@ -74,6 +75,7 @@ class _Recorder:
             out, scores = original(query, key, value, *args, **kw)
             self.calls.append((layer, "attention", {"q": query, "k": key, "v": value, "p": scores, "y": out}))
             return out, scores
+
         return compute
 
 
@@ -128,7 +130,7 @@ def _gradients(model, loss_fn, x, y, recorder):
     grads = tape.gradient(loss, watched + inputs + list(variables))
     del tape
     n = len(watched)
-    return loss, grads[:n], grads[n:2 * n], grads[2 * n:]
+    return loss, grads[:n], grads[n : 2 * n], grads[2 * n :]
 
 
 NO_PRODUCTS = counts.Counts(0, 0, 0, 0, 0)
@@ -150,12 +152,20 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
         kind = _kind(layer)
         if kind is not None:
             targets.append((layer, kind))
-        elif isinstance(layer, (keras.layers.SeparableConv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
-                                keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)):
+        elif isinstance(
+            layer,
+            (
+                keras.layers.SeparableConv2D,
+                keras.layers.Conv3D,
+                keras.layers.Conv1DTranspose,
+                keras.layers.Conv2DTranspose,
+                keras.layers.Conv3DTranspose,
+            ),
+        ):
             skipped.append(layer.name)
     # attention: its projections are EinsumDense sublayers, counted on their own
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    totals = {}   # entry name -> {"type", phase -> summed Counts, "grad_input_computed"}
+    totals = {}  # entry name -> {"type", phase -> summed Counts, "grad_input_computed"}
     order = []
     batch_size = None
     done = 0
@@ -175,8 +185,11 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
             tensors = {k: v.numpy() for k, v in t.items()}
             grads = {"y": dy.numpy() if dy is not None else np.zeros(tensors["y"].shape, np.float32)}
             if kind == "attention":
-                parts = zip((f"{base}/scores", f"{base}/combine"), ("attention_scores", "attention_combine"),
-                            _attention_counts(layer, tensors, grads))
+                parts = zip(
+                    (f"{base}/scores", f"{base}/combine"),
+                    ("attention_scores", "attention_combine"),
+                    _attention_counts(layer, tensors, grads),
+                )
             else:
                 parts = [(base, kind, _layer_counts(layer, kind, tensors, grads))]
             for entry, etype, result in parts:
@@ -185,8 +198,11 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
                     result = dict(result, grad_input=NO_PRODUCTS)
                 if entry not in totals:
                     order.append(entry)
-                    totals[entry] = {"type": etype, "grad_input_computed": gi_computed,
-                                     **{p: np.zeros(5, np.float64) for p in counts.PHASES}}
+                    totals[entry] = {
+                        "type": etype,
+                        "grad_input_computed": gi_computed,
+                        **{p: np.zeros(5, np.float64) for p in counts.PHASES},
+                    }
                 for p in counts.PHASES:
                     totals[entry][p] += np.array(result[p], np.float64)
         done += 1
@@ -218,5 +234,13 @@ def _report(name, multipliers, figures, batch_size, batches, order, totals, skip
     step = _phase_dict(sum(phase_sums.values()), batches, figures)
     total.update({k: step[k] for k in ("macs", "zero_operand", "cartesian", "valid", "redundant", "energy_pj")})
     total["skippable_share"] = step["zero_operand"] / step["macs"] if step["macs"] else 0.0
-    return {"model": name, "multiplier": list(multipliers), "batch_size": batch_size, "batches": batches,
-            "energy_figures": figures, "layers": layers, "total": total, "not_counted": skipped}
+    return {
+        "model": name,
+        "multiplier": list(multipliers),
+        "batch_size": batch_size,
+        "batches": batches,
+        "energy_figures": figures,
+        "layers": layers,
+        "total": total,
+        "not_counted": skipped,
+    }

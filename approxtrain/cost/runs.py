@@ -1,4 +1,5 @@
 """Loading a trained model from an `approxtrain train` run folder (its last committed checkpoint)."""
+
 import os
 
 from approxtrain.train import checkpoint
@@ -21,12 +22,24 @@ def load(run_dir, batch_size=None):
     entry, _ = checkpoint.choose(run_dir)
     if entry is None:
         raise ValueError(f"run folder {run_dir} has no finished epoch (no checkpoint) to load")
-    data = datasets.load(config.dataset, data_dir=config.data_dir, batch_size=batch_size or config.batch_size,
-                         seed=config.seed, subset=config.subset, augment=config.augment,
-                         image_size=config.image_size)
-    model = models.build(config.model, data.info.input_shape, data.info.num_classes,
-                         multiplier=config.multiplier, grad_input_multiplier=config.grad_input_multiplier,
-                         grad_weight_multiplier=config.grad_weight_multiplier, **config.model_options)
+    data = datasets.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=batch_size or config.batch_size,
+        seed=config.seed,
+        subset=config.subset,
+        augment=config.augment,
+        image_size=config.image_size,
+    )
+    model = models.build(
+        config.model,
+        data.info.input_shape,
+        data.info.num_classes,
+        multiplier=config.multiplier,
+        grad_input_multiplier=config.grad_input_multiplier,
+        grad_weight_multiplier=config.grad_weight_multiplier,
+        **config.model_options,
+    )
     model.compile(optimizer=make_optimizer(config, 1), loss=keras.losses.SparseCategoricalCrossentropy())
     checkpoint.restore(run_dir, model, entry)
     return model, data, config, entry.epoch

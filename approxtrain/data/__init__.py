@@ -7,6 +7,7 @@
 Sources: --data-dir (IDX files, keras' npz/pickle files, or class folders), the
 OS-installed Fashion-MNIST (/usr/share/datasets/fashion-mnist), or keras.datasets.
 """
+
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -34,18 +35,27 @@ class DatasetInfo:
 
 
 class Data(NamedTuple):
-    train: object        # tf.data.Dataset of (images, labels) batches, shuffled
-    test: object         # tf.data.Dataset, not shuffled
+    train: object  # tf.data.Dataset of (images, labels) batches, shuffled
+    test: object  # tf.data.Dataset, not shuffled
     info: DatasetInfo
-    validation: object   # tf.data.Dataset held out from train, or None
+    validation: object  # tf.data.Dataset held out from train, or None
 
 
 def names():
     return list(catalog.SPECS)
 
 
-def load(name, data_dir=None, batch_size=128, seed=0, validation=0.0, subset=None, test_subset=None,
-         augment=None, image_size=None):
+def load(
+    name,
+    data_dir=None,
+    batch_size=128,
+    seed=0,
+    validation=0.0,
+    subset=None,
+    test_subset=None,
+    augment=None,
+    image_size=None,
+):
     """Loads dataset `name` and returns Data(train, test, info, validation).
 
     subset / test_subset: keep the first N training / test examples (smoke runs).
@@ -83,8 +93,9 @@ def load(name, data_dir=None, batch_size=128, seed=0, validation=0.0, subset=Non
         from approxtrain.data.arrays import load_arrays
 
         arrays = load_arrays(spec, data_dir)
-        train, val, test = _split((arrays.x_train, arrays.y_train), (arrays.x_test, arrays.y_test),
-                                  subset, test_subset, validation)
+        train, val, test = _split(
+            (arrays.x_train, arrays.y_train), (arrays.x_test, arrays.y_test), subset, test_subset, validation
+        )
 
         def make(part, training):
             return pipeline.from_arrays(*part, spec, batch_size, seed, training, augment)
@@ -92,8 +103,17 @@ def load(name, data_dir=None, batch_size=128, seed=0, validation=0.0, subset=Non
         input_shape, num_classes = spec.image_shape, spec.num_classes
         class_names, source = spec.class_names, arrays.source
 
-    info = DatasetInfo(name, tuple(input_shape), num_classes, len(train[0]), len(test[0]),
-                       len(val[0]) if val else 0, class_names, source, augment)
+    info = DatasetInfo(
+        name,
+        tuple(input_shape),
+        num_classes,
+        len(train[0]),
+        len(test[0]),
+        len(val[0]) if val else 0,
+        class_names,
+        source,
+        augment,
+    )
     return Data(make(train, True), make(test, False), info, make(val, False) if val else None)
 
 
@@ -105,8 +125,10 @@ def _split(train, test, subset, test_subset, validation):
         test = tuple(part[:test_subset] for part in test)
     held_out = int(round(validation * len(train[0])))
     if validation and not 0 < held_out < len(train[0]):
-        raise ValueError(f"validation fraction {validation} of {len(train[0])} training examples "
-                         f"leaves no validation or no training examples")
+        raise ValueError(
+            f"validation fraction {validation} of {len(train[0])} training examples "
+            f"leaves no validation or no training examples"
+        )
     val = None
     if held_out:
         val = tuple(part[-held_out:] for part in train)

@@ -1,5 +1,6 @@
 """In-memory datasets (MNIST family, CIFAR) as numpy arrays: from a directory, the
 OS-installed copy, or keras.datasets (download and cache)."""
+
 import os
 import pickle
 
@@ -9,10 +10,14 @@ from approxtrain.data.idx import find_file, read_idx
 
 # (images, labels) IDX file stems per split; both naming styles MNIST mirrors use.
 _IDX_STEMS = {
-    "train": (("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-              ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte")),
-    "test": (("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
-             ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte")),
+    "train": (
+        ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+        ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    ),
+    "test": (
+        ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+        ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+    ),
 }
 _CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
@@ -82,8 +87,7 @@ def _idx_dir(spec, data_dir):
     if not all(found):
         all_stems = [stems for pair in _IDX_STEMS.values() for stems in pair]
         missing = [stems[0] for stems, path in zip(all_stems, found) if path is None]
-        raise FileNotFoundError(f"{data_dir!r} lacks {', '.join(m + '[.gz]' for m in missing)}; "
-                                f"{spec.how_to_get}")
+        raise FileNotFoundError(f"{data_dir!r} lacks {', '.join(m + '[.gz]' for m in missing)}; {spec.how_to_get}")
     split = {}
     for name, (images, labels) in paths.items():
         x, y = read_idx(images, expected_ndim=3), read_idx(labels, expected_ndim=1)
@@ -138,8 +142,9 @@ def _from_keras(spec):
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as e:  # noqa: BLE001 - network and cache failures alike
-        raise RuntimeError(f"could not get {spec.name} through keras.datasets "
-                           f"({type(e).__name__}: {e}); {spec.how_to_get}") from None
+        raise RuntimeError(
+            f"could not get {spec.name} through keras.datasets ({type(e).__name__}: {e}); {spec.how_to_get}"
+        ) from None
     return Arrays(x_train, y_train, x_test, y_test, source=f"keras.datasets.{spec.keras_name}")
 
 
@@ -152,15 +157,17 @@ def _check(spec, arrays):
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if x.shape[1:] != spec.image_shape:
-            raise ValueError(f"{arrays.source}: {split} images have shape {x.shape[1:]}, "
-                             f"{spec.name} needs {spec.image_shape}")
+            raise ValueError(
+                f"{arrays.source}: {split} images have shape {x.shape[1:]}, {spec.name} needs {spec.image_shape}"
+            )
         if y.ndim != 1 or len(y) != len(x):
             raise ValueError(f"{arrays.source}: {len(x)} {split} images but labels of shape {y.shape}")
         if len(y) == 0:
             raise ValueError(f"{arrays.source}: the {split} split is empty")
         if y.min() < 0 or y.max() >= spec.num_classes:
-            raise ValueError(f"{arrays.source}: {split} labels must lie in [0, {spec.num_classes}), "
-                             f"found [{y.min()}, {y.max()}]")
+            raise ValueError(
+                f"{arrays.source}: {split} labels must lie in [0, {spec.num_classes}), found [{y.min()}, {y.max()}]"
+            )
         if x.dtype != np.uint8:
             raise ValueError(f"{arrays.source}: {split} images must be uint8, found {x.dtype}")
         setattr(arrays, f"x_{split}", x)

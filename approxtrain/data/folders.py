@@ -1,4 +1,5 @@
 """ImageNet-style class-folder datasets: ROOT/<split>/<class>/<image>; listing only (no TF)."""
+
 import itertools
 import os
 
@@ -26,8 +27,7 @@ def list_folders(spec, data_dir):
     test_dir = _split_dir(data_dir, TEST_SPLITS, spec)
     class_names = sorted(d.name for d in os.scandir(train_dir) if d.is_dir())
     if len(class_names) < 2:
-        raise ValueError(f"{train_dir} must hold one sub-folder per class (at least 2), "
-                         f"found {len(class_names)}")
+        raise ValueError(f"{train_dir} must hold one sub-folder per class (at least 2), found {len(class_names)}")
     train = _list_images(train_dir, class_names, spec)
     test_classes = sorted(d.name for d in os.scandir(test_dir) if d.is_dir())
     unknown = sorted(set(test_classes) - set(class_names))
@@ -42,8 +42,7 @@ def _split_dir(data_dir, candidates, spec):
         path = os.path.join(data_dir, name)
         if os.path.isdir(path):
             return path
-    raise FileNotFoundError(f"{data_dir!r} has no {' or '.join(c + '/' for c in candidates)} folder; "
-                            f"{spec.how_to_get}")
+    raise FileNotFoundError(f"{data_dir!r} has no {' or '.join(c + '/' for c in candidates)} folder; {spec.how_to_get}")
 
 
 def _list_images(split_dir, class_names, spec, only=None):

@@ -3,13 +3,20 @@
 Header: two zero bytes, a type code, the number of dimensions, then one big-endian
 uint32 per dimension; the data follows, row-major.
 """
+
 import gzip
 import os
 
 import numpy as np
 
-_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-          0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -42,8 +49,7 @@ def read_idx(path, expected_ndim=None):
     found = len(data) - header
     if found != expected:
         what = "truncated" if found < expected else "longer than its header says"
-        raise ValueError(f"{path}: IDX file is {what}: shape {shape} needs {expected} data bytes, "
-                         f"found {found}")
+        raise ValueError(f"{path}: IDX file is {what}: shape {shape} needs {expected} data bytes, found {found}")
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -1,4 +1,5 @@
 """tf.data pipelines: normalise, shuffle with a seed, augment, batch, prefetch."""
+
 import tensorflow as tf
 
 CIFAR_PAD = 4  # pixels of zero padding before the random crop
@@ -50,7 +51,7 @@ def from_files(paths, labels, spec, image_size, batch_size, seed, training, augm
             image = tf.image.random_flip_left_right(image, seed=seed)
         else:
             offset = (larger - image_size) // 2
-            image = image[offset:offset + image_size, offset:offset + image_size]
+            image = image[offset : offset + image_size, offset : offset + image_size]
         return normalise(image), label
 
     ds = tf.data.Dataset.from_tensor_slices((list(paths), list(labels)))

@@ -6,6 +6,7 @@ Each layer is its Keras twin plus `multiplier`, `grad_input_multiplier` and
     import approxtrain as at
     layer = at.layers.AMDense(64, activation="relu", multiplier="mbm7")
 """
+
 from approxtrain.layers._am_layer import AMLayer
 from approxtrain.layers.attention import AMMultiHeadAttention
 from approxtrain.layers.conv import AMConv1D, AMConv2D
@@ -17,9 +18,22 @@ from approxtrain.layers.einsum_dense import AMEinsumDense
 from approxtrain.layers.recurrent import AMGRU, AMLSTM, AMSimpleRNN
 
 # Every AM layer class; each names its Keras twin in `keras_twin` (substitute() maps them).
-AM_LAYERS = (AMDense, AMConv1D, AMConv2D, AMDepthwiseConv2D, AMSeparableConv2D, AMMultiHeadAttention,
-             AMSimpleRNN, AMGRU, AMLSTM,
-             AMEinsumDense, AMConv3D, AMConv1DTranspose, AMConv2DTranspose, AMConv3DTranspose)
+AM_LAYERS = (
+    AMDense,
+    AMConv1D,
+    AMConv2D,
+    AMDepthwiseConv2D,
+    AMSeparableConv2D,
+    AMMultiHeadAttention,
+    AMSimpleRNN,
+    AMGRU,
+    AMLSTM,
+    AMEinsumDense,
+    AMConv3D,
+    AMConv1DTranspose,
+    AMConv2DTranspose,
+    AMConv3DTranspose,
+)
 
 __all__ = [
     "AM_LAYERS",

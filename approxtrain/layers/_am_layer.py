@@ -4,6 +4,7 @@ An AM layer is its Keras twin (same build, weights and serialisation) whose
 multiplications go through `approxtrain.ops`. The mixin goes first in the
 bases, e.g. ``class AMDense(AMLayer, keras.layers.Dense)``.
 """
+
 from dataclasses import dataclass
 
 import keras
@@ -98,8 +99,7 @@ def add_bias_and_activate(layer, outputs):
 def check_rank(layer, inputs, rank):
     if inputs.shape.rank != rank:
         raise ValueError(
-            f"{type(layer).__name__} {layer.name!r} expects inputs of rank {rank}, "
-            f"got shape {tuple(inputs.shape)}"
+            f"{type(layer).__name__} {layer.name!r} expects inputs of rank {rank}, got shape {tuple(inputs.shape)}"
         )
 
 
@@ -167,10 +167,13 @@ class AMLayer:
             if isinstance(version, int) and not isinstance(version, bool) and version > CONFIG_FORMAT_VERSION:
                 raise ValueError(
                     f"{cls.__name__} {config.get('name')!r}: layer config format_version {version} was written by a "
-                    f"newer approxtrain (this one reads format_version {readable}); upgrade approxtrain to load it")
-            raise ValueError(f"{cls.__name__} {config.get('name')!r}: layer config format_version {version!r} is not "
-                             f"a known version (this approxtrain reads format_version {readable}); the saved model "
-                             "is damaged")
+                    f"newer approxtrain (this one reads format_version {readable}); upgrade approxtrain to load it"
+                )
+            raise ValueError(
+                f"{cls.__name__} {config.get('name')!r}: layer config format_version {version!r} is not "
+                f"a known version (this approxtrain reads format_version {readable}); the saved model "
+                "is damaged"
+            )
         return super().from_config(config)
 
     def _require_channels_last(self):

@@ -6,6 +6,7 @@ builds the projections as EinsumDense sublayers; after Keras's build they are tu
 `_AMProjection` (an EinsumDense whose `call` is an AM matmul), so weights, their paths
 and serialisation stay exactly Keras's.
 """
+
 import keras
 import tensorflow as tf
 
@@ -29,7 +30,7 @@ def _projection_parts(equation):
     inputs, result = equation.split("->")
     lhs, rhs = inputs.split(",")
     bound = "".join(c for c in lhs if c in rhs)
-    free, out = lhs[: len(lhs) - len(bound)], rhs[len(bound):]
+    free, out = lhs[: len(lhs) - len(bound)], rhs[len(bound) :]
     if lhs != free + bound or rhs != bound + out or result != free + out:
         raise NotImplementedError(f"AM projection supports '<free><bound>,<bound><out>-><free><out>', got {equation!r}")
     return free, bound, out
@@ -89,8 +90,10 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
     ):
         if use_causal_mask:  # Keras passes it only to its own _compute_attention; kept for safety
             causal = self._compute_causal_mask(query, value)
-            attention_mask = causal if attention_mask is None else keras.ops.logical_and(
-                keras.ops.cast(attention_mask, "bool"), causal
+            attention_mask = (
+                causal
+                if attention_mask is None
+                else keras.ops.logical_and(keras.ops.cast(attention_mask, "bool"), causal)
             )
         query = keras.ops.multiply(query, keras.ops.cast(self._inverse_sqrt_key_dim, query.dtype))
         rank = len(query.shape)

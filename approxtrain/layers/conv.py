@@ -3,6 +3,7 @@
 Both override only Keras's `convolution_op`; Keras's `call` adds the bias and the
 activation, so build, weights, LoRA and serialisation stay Keras's.
 """
+
 import keras
 
 from approxtrain import ops

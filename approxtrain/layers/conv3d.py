@@ -4,6 +4,7 @@ It overrides only Keras's `convolution_op` (as AMConv2D does); the products are 
 convolutions summed over the depth taps (approxtrain.ops.conv3d, whose module doc and
 docs/design.md give the summation order).
 """
+
 import keras
 
 from approxtrain import ops

@@ -5,6 +5,7 @@ output shape is Keras's own `compute_conv_transpose_output_shape`, as its TF bac
 build, weights and serialisation stay Keras's.  The products (approxtrain.ops.conv*_transpose):
 forward and dW with the layer input as the table row, dX with dY as the row.
 """
+
 import keras
 import tensorflow as tf
 from keras.src.backend.common.backend_utils import compute_conv_transpose_output_shape
@@ -25,8 +26,15 @@ class _AMConvTranspose(AMLayer):
     def _output_shape(self, x):
         shape = [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape)]
         return compute_conv_transpose_output_shape(
-            shape, self.kernel_size, self.filters, self.strides, self.padding, self.output_padding,
-            self.data_format, self.dilation_rate)
+            shape,
+            self.kernel_size,
+            self.filters,
+            self.strides,
+            self.padding,
+            self.output_padding,
+            self.data_format,
+            self.dilation_rate,
+        )
 
     def _op_window(self):
         """strides and dilations as the op takes them."""
@@ -36,8 +44,15 @@ class _AMConvTranspose(AMLayer):
         check_rank(self, inputs, self.rank + 2)
         x, w = to_float32(self, inputs, self.kernel)
         strides, dilations = self._op_window()
-        y = type(self)._op(x, w, output_shape=tf.stack(self._output_shape(x)), strides=strides,
-                           padding=self.padding.upper(), dilations=dilations, **self.am_multipliers.op_kwargs())
+        y = type(self)._op(
+            x,
+            w,
+            output_shape=tf.stack(self._output_shape(x)),
+            strides=strides,
+            padding=self.padding.upper(),
+            dilations=dilations,
+            **self.am_multipliers.op_kwargs(),
+        )
         return add_bias_and_activate(self, from_float32(self, y))
 
 

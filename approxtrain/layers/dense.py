@@ -1,4 +1,5 @@
 """AMDense: keras.layers.Dense whose matmul goes through an approximate multiplier."""
+
 import keras
 import tensorflow as tf
 

@@ -3,6 +3,7 @@
 Keras's `call` of these layers calls the backend op directly (no `convolution_op` hook),
 so they override `call`; build, weights and serialisation stay Keras's.
 """
+
 import keras
 
 from approxtrain import ops

@@ -13,6 +13,7 @@ forward sums over the contracted letters (row-major, input order) with the input
 row; dX sums over the free kernel letters (kernel order) with dY the row; dW sums over the
 free input letters (input order, all of them in one sum) with the input the row.
 """
+
 import re
 
 import keras
@@ -49,8 +50,10 @@ def einsum_lowering(left, kernel, out, what="AMEinsumDense"):
     free_kernel = "".join(c for c in kernel if c not in left)
     lone = [c for c in free_input + free_kernel if c not in out] + [c for c in out if c not in left + kernel]
     if lone:
-        raise ValueError(f"{what}: letters {''.join(lone)!r} of {left},{kernel}->{out} appear in only one operand "
-                         "or only in the output; AMEinsumDense contracts products only")
+        raise ValueError(
+            f"{what}: letters {''.join(lone)!r} of {left},{kernel}->{out} appear in only one operand "
+            "or only in the output; AMEinsumDense contracts products only"
+        )
     return batch, contracted, free_input, free_kernel
 
 
@@ -59,8 +62,10 @@ def einsum_matmul(layer, equation, inputs, kernel):
     x, w = to_float32(layer, inputs, kernel)
     left, kspec, out = expand_ellipsis(equation, x.shape.rank)
     if len(left) != x.shape.rank or len(kspec) != w.shape.rank:
-        raise ValueError(f"AMEinsumDense: equation {equation!r} does not fit input shape {tuple(x.shape)} "
-                         f"and kernel shape {tuple(w.shape)}")
+        raise ValueError(
+            f"AMEinsumDense: equation {equation!r} does not fit input shape {tuple(x.shape)} "
+            f"and kernel shape {tuple(w.shape)}"
+        )
     batch, contracted, free_input, free_kernel = einsum_lowering(left, kspec, out)
     x_dims = tf.unstack(tf.shape(x)) if not x.shape.is_fully_defined() else x.shape.as_list()
     size = {c: x_dims[i] for i, c in enumerate(left)}
@@ -106,6 +111,7 @@ class AMEinsumDense(AMLayer, keras.layers.EinsumDense):
 
     def call(self, inputs, training=None):
         if getattr(self, "quantization_mode", None):
-            raise ValueError(f"AMEinsumDense {self.name!r} does not support quantization mode "
-                             f"{self.quantization_mode!r}")
+            raise ValueError(
+                f"AMEinsumDense {self.name!r} does not support quantization mode {self.quantization_mode!r}"
+            )
         return add_bias_and_activate(self, einsum_matmul(self, self.equation, inputs, self.kernel))

@@ -5,6 +5,7 @@ keras_hub is optional and slow to import, so approxtrain never imports it eagerl
 (a model holding keras_hub layers implies that). Loading a saved model with these layers
 needs this module imported first, so Keras knows their registered names.
 """
+
 import keras
 from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
 
@@ -25,5 +26,7 @@ class AMCachedMultiHeadAttention(AMMultiHeadAttention, CachedMultiHeadAttention)
 
 
 # keras_hub layer -> its AM twin; the twins map to themselves (re-targeting a multiplier).
-TWINS = {AMCachedMultiHeadAttention.keras_twin: AMCachedMultiHeadAttention,
-         AMCachedMultiHeadAttention: AMCachedMultiHeadAttention}
+TWINS = {
+    AMCachedMultiHeadAttention.keras_twin: AMCachedMultiHeadAttention,
+    AMCachedMultiHeadAttention: AMCachedMultiHeadAttention,
+}

@@ -22,6 +22,7 @@ gradient is TensorFlow's sum over the steps of the loop.
 The layers never take Keras's fused cuDNN / backend paths (which would multiply natively):
 ``use_cudnn`` is always False, and ``use_cudnn=True`` is an error.
 """
+
 import keras
 from keras.src import backend as keras_backend
 
@@ -32,6 +33,7 @@ ops = keras.ops
 
 
 # --- products --------------------------------------------------------------------------------
+
 
 def _masked(x, mask):
     """x * mask, a [batch, features] dropout mask broadcast over the time axis of a sequence."""
@@ -50,7 +52,8 @@ def gate_products(cell, x, weight, masks, gates):
         return dense_matmul(cell, _masked(x, masks), weight, bound_rank=1)
     blocks = ops.split(weight, gates, axis=1)
     return ops.concatenate(
-        [dense_matmul(cell, _masked(x, m), w, bound_rank=1) for m, w in zip(masks[:gates], blocks)], axis=-1)
+        [dense_matmul(cell, _masked(x, m), w, bound_rank=1) for m, w in zip(masks[:gates], blocks)], axis=-1
+    )
 
 
 class _AMCell(AMLayer):
@@ -161,7 +164,7 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
                 inner = inner + recurrent_bias
             m_z, m_r, m_h = ops.split(inner, 3, axis=-1)
         else:
-            inner = gate_products(self, h_tm1, self.recurrent_kernel[:, :2 * u], masks, 2)
+            inner = gate_products(self, h_tm1, self.recurrent_kernel[:, : 2 * u], masks, 2)
             m_z, m_r = ops.split(inner, 2, axis=-1)
         z = self.recurrent_activation(x_z + m_z)
         r = self.recurrent_activation(x_r + m_r)
@@ -169,13 +172,14 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
             m_h = r * m_h
         else:
             h_h = h_tm1 if masks is None else _masked(h_tm1, masks[2] if isinstance(masks, (list, tuple)) else masks)
-            m_h = dense_matmul(self, r * h_h, self.recurrent_kernel[:, 2 * u:], bound_rank=1)
+            m_h = dense_matmul(self, r * h_h, self.recurrent_kernel[:, 2 * u :], bound_rank=1)
         candidate = self.activation(x_h + m_h)
         h = z * h_tm1 + (1 - z) * candidate
         return h, ([h] if isinstance(states, (list, tuple)) else h)
 
 
 # --- layers ----------------------------------------------------------------------------------
+
 
 class _AMRecurrent(AMLayer):
     """What AMSimpleRNN, AMGRU and AMLSTM share: the AM cell and the hoisted loop."""
@@ -226,6 +230,7 @@ class _AMRecurrent(AMLayer):
     def recurrence(self, projected, initial_state, mask=None, training=False):
         """The time loop on the input products ``x . kernel`` of the whole sequence: Keras's
         backend loop (go_backwards, masking, unroll) over the cell's `step`."""
+
         def step(x_kernel, states):
             output, new_states = self.cell.step(x_kernel, states, training)
             return output, (new_states if keras.tree.is_nested(new_states) else [new_states])
@@ -263,8 +268,9 @@ _ARGS_DOC = """
 
 @keras.saving.register_keras_serializable(package="approxtrain")
 class AMSimpleRNN(_AMRecurrent, keras.layers.SimpleRNN):
-    __doc__ = "Fully-connected RNN, ``h_t = act(x_t . W + b + h_{t-1} . U)``, with AM products.\n" + \
-        _ARGS_DOC.format(twin="keras.layers.SimpleRNN")
+    __doc__ = "Fully-connected RNN, ``h_t = act(x_t . W + b + h_{t-1} . U)``, with AM products.\n" + _ARGS_DOC.format(
+        twin="keras.layers.SimpleRNN"
+    )
 
     keras_twin = keras.layers.SimpleRNN
     cell_class = AMSimpleRNNCell
@@ -272,8 +278,9 @@ class AMSimpleRNN(_AMRecurrent, keras.layers.SimpleRNN):
 
 @keras.saving.register_keras_serializable(package="approxtrain")
 class AMGRU(_AMRecurrent, keras.layers.GRU):
-    __doc__ = "Gated Recurrent Unit (both `reset_after` conventions) with AM products.\n" + \
-        _ARGS_DOC.format(twin="keras.layers.GRU")
+    __doc__ = "Gated Recurrent Unit (both `reset_after` conventions) with AM products.\n" + _ARGS_DOC.format(
+        twin="keras.layers.GRU"
+    )
 
     keras_twin = keras.layers.GRU
     cell_class = AMGRUCell

@@ -9,6 +9,7 @@ multiplier other than ``"fp32"`` (or gradient multipliers) the result is
 layers become their AM twins, with the same names and initial weights.
 Models end in a softmax (outputs are class probabilities, float32).
 """
+
 import inspect
 import random
 
@@ -38,8 +39,15 @@ def options(name):
     return {k: p.default for k, p in params.items() if k not in ("inputs", "num_classes")}
 
 
-def build(name, input_shape, num_classes, multiplier=multipliers.NATIVE, grad_input_multiplier=None,
-          grad_weight_multiplier=None, **kw):
+def build(
+    name,
+    input_shape,
+    num_classes,
+    multiplier=multipliers.NATIVE,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+    **kw,
+):
     """Builds zoo model `name` for inputs of `input_shape` (no batch dim) and `num_classes`.
 
     The multipliers are read as everywhere in approxtrain (a name, ``"fp32"`` or a
@@ -50,17 +58,21 @@ def build(name, input_shape, num_classes, multiplier=multipliers.NATIVE, grad_in
     builder = _builder(name)
     unknown = sorted(set(kw) - set(options(name)))
     if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options are {options(name)}")
+        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options are {options(name)}")
     input_shape = tuple(int(d) for d in input_shape)
     if not input_shape or any(d < 1 for d in input_shape):
         raise ValueError(f"input_shape must be positive dimensions without the batch, got {input_shape}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     forward = _resolve("multiplier", multiplier)
-    grads = [_resolve(what, value) for what, value in (("grad_input_multiplier", grad_input_multiplier),
-                                                       ("grad_weight_multiplier", grad_weight_multiplier))
-             if value is not None]  # None: the same as multiplier
+    grads = [
+        _resolve(what, value)
+        for what, value in (
+            ("grad_input_multiplier", grad_input_multiplier),
+            ("grad_weight_multiplier", grad_weight_multiplier),
+        )
+        if value is not None
+    ]  # None: the same as multiplier
     native = forward is None and all(m is None for m in grads)
     dtype = transformer.input_dtype(input_shape, **kw) if name == "transformer" else "float32"
     inputs = keras.Input(shape=input_shape, dtype=dtype, name="inputs")

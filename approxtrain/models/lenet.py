@@ -1,4 +1,5 @@
 """LeNet-300-100 (fully connected) and LeNet-5 (convolutional), for MNIST-sized images."""
+
 from keras import layers
 
 

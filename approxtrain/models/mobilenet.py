@@ -1,11 +1,11 @@
 """MobileNetV2 (Sandler et al. 2018): inverted residuals with depthwise convolutions."""
+
 from keras import layers
 
 from approxtrain.models.resnet import _resolve_stem
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's table 2.
-BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-          (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
 def make_divisible(channels, divisor=8):
@@ -37,8 +37,9 @@ def mobilenetv2(inputs, num_classes, alpha=1.0, stem="auto", dropout=0.2):
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
         raise ValueError(f"alpha (width multiplier) must be a positive number, got {alpha!r}")
     stem = _resolve_stem(stem, inputs)
-    x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=2 if stem == "imagenet" else 1,
-                      padding="same", use_bias=False)(inputs)
+    x = layers.Conv2D(
+        make_divisible(32 * alpha), 3, strides=2 if stem == "imagenet" else 1, padding="same", use_bias=False
+    )(inputs)
     x = _bn(x)
     for index, (t, c, n, s) in enumerate(BLOCKS):
         if stem == "cifar" and index == 1:

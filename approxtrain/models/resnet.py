@@ -1,5 +1,6 @@
 """ResNets: CIFAR style (resnet20/32/56, He et al. 2016 section 4.2) and ImageNet style
 (resnet18/34 with basic blocks, resnet50 with bottlenecks), channels_last with BatchNorm."""
+
 from keras import layers
 
 # name -> (blocks per stage, bottleneck?)
@@ -17,8 +18,9 @@ def _bn_relu(x, relu=True):
 
 
 def _conv(filters, kernel, strides=1):
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                         kernel_initializer="he_normal")
+    return layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer="he_normal"
+    )
 
 
 def _shortcut(x, filters, strides):
@@ -78,7 +80,7 @@ def imagenet_resnet(name):
             x = _bn_relu(_conv(width, 3)(inputs))
         for stage, count in enumerate(stages):
             for i in range(count):
-                x = block(x, width * 2 ** stage, 2 if stage > 0 and i == 0 else 1)
+                x = block(x, width * 2**stage, 2 if stage > 0 and i == 0 else 1)
         return _head(x, num_classes)
 
     return build

@@ -5,6 +5,7 @@ conv; sequences of vectors (L, F) are projected by a dense layer; token sequence
 need vocab_size and go through an embedding. With a multiplier, models.build() makes every Conv2D,
 Dense and MultiHeadAttention approximate (attention: all four projections and both products).
 """
+
 import keras
 from keras import layers
 
@@ -15,8 +16,10 @@ class PositionEmbedding(layers.Layer):
 
     def build(self, input_shape):
         self.embedding = self.add_weight(
-            name="embedding", shape=(input_shape[-2], input_shape[-1]),
-            initializer=keras.initializers.RandomNormal(stddev=0.02))
+            name="embedding",
+            shape=(input_shape[-2], input_shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
 
     def call(self, x):
         return x + keras.ops.cast(self.embedding, x.dtype)
@@ -38,8 +41,10 @@ def _tokens(inputs, dim, patch_size, vocab_size):
         if vocab_size is None:
             raise ValueError("a token-sequence input (shape (L,)) needs vocab_size")
         return layers.Embedding(vocab_size, dim, name="token_embedding")(inputs)
-    raise ValueError(f"transformer inputs must be images (H, W, C), sequences (L, F) or tokens (L,), "
-                     f"got shape {tuple(inputs.shape[1:])}")
+    raise ValueError(
+        f"transformer inputs must be images (H, W, C), sequences (L, F) or tokens (L,), "
+        f"got shape {tuple(inputs.shape[1:])}"
+    )
 
 
 def encoder_block(x, num_heads, mlp_dim, dropout):
@@ -53,8 +58,9 @@ def encoder_block(x, num_heads, mlp_dim, dropout):
     return layers.Add()([x, layers.Dropout(dropout)(y)])
 
 
-def transformer(inputs, num_classes, dim=64, depth=2, num_heads=4, mlp_dim=None,
-                patch_size=None, vocab_size=None, dropout=0.1):
+def transformer(
+    inputs, num_classes, dim=64, depth=2, num_heads=4, mlp_dim=None, patch_size=None, vocab_size=None, dropout=0.1
+):
     if dim % num_heads:
         raise ValueError(f"dim ({dim}) must be a multiple of num_heads ({num_heads})")
     x = _tokens(inputs, dim, patch_size, vocab_size)

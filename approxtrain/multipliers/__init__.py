@@ -11,19 +11,60 @@
 This package imports nothing of approxtrain outside itself at import time,
 so setup.py can load it to build the shipped tables before _core exists.
 """
+
 from ._multiplier import ROUNDINGS, Multiplier
 from .builder import ModelError, build_table
 from .compiler import LANGUAGES
 from .metrics import error_metrics
-from .registry import (NATIVE, AlreadyRegisteredError, UnknownMultiplierError, build_shipped_tables, describe,
-                       export_table, get, home, names, register, register_table, resolve, shipped_names, unregister,
-                       user_dir, user_names)
+from .registry import (
+    NATIVE,
+    AlreadyRegisteredError,
+    UnknownMultiplierError,
+    build_shipped_tables,
+    describe,
+    export_table,
+    get,
+    home,
+    names,
+    register,
+    register_table,
+    resolve,
+    shipped_names,
+    unregister,
+    user_dir,
+    user_names,
+)
 from .table_file import DamagedTableError, TableFileError, read_table, write_table
 from .table_formats import FORMATS as TABLE_FORMATS
 from .table_formats import TableImportError
 
-__all__ = ["Multiplier", "ROUNDINGS", "LANGUAGES", "TABLE_FORMATS", "NATIVE", "names", "get", "resolve", "register",
-           "register_table", "export_table", "unregister", "describe", "shipped_names", "user_names", "home",
-           "user_dir", "error_metrics", "build_table", "build_shipped_tables", "read_table", "write_table",
-           "ModelError", "TableFileError", "DamagedTableError", "TableImportError", "UnknownMultiplierError",
-           "AlreadyRegisteredError"]
+__all__ = [
+    "Multiplier",
+    "ROUNDINGS",
+    "LANGUAGES",
+    "TABLE_FORMATS",
+    "NATIVE",
+    "names",
+    "get",
+    "resolve",
+    "register",
+    "register_table",
+    "export_table",
+    "unregister",
+    "describe",
+    "shipped_names",
+    "user_names",
+    "home",
+    "user_dir",
+    "error_metrics",
+    "build_table",
+    "build_shipped_tables",
+    "read_table",
+    "write_table",
+    "ModelError",
+    "TableFileError",
+    "DamagedTableError",
+    "TableImportError",
+    "UnknownMultiplierError",
+    "AlreadyRegisteredError",
+]

@@ -8,6 +8,7 @@ result.json on success, error.txt (exit status CHILD_MODEL_ERROR) when the
 model is at fault, internal.txt (CHILD_INTERNAL_ERROR) on any other error.
 A process that ends with none of them was ended by the model (exit()).
 """
+
 import json
 import sys
 from pathlib import Path

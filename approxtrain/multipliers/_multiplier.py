@@ -1,4 +1,5 @@
 """The Multiplier record every other part of approxtrain takes."""
+
 from dataclasses import dataclass, field
 
 import numpy as np

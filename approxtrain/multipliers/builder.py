@@ -11,6 +11,7 @@ A C file may describe its multipliers in comment lines the builder reads::
 
     approxtrain: name=mbm7 symbol=mbm7 mantissa_bits=7 rounding=truncate description="..."
 """
+
 import hashlib
 import os
 import re
@@ -43,8 +44,11 @@ class ModelSpec:
 
 
 def check_mantissa_bits(mantissa_bits):
-    if isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, (int, np.integer)) \
-            or not 1 <= mantissa_bits <= 11:
+    if (
+        isinstance(mantissa_bits, bool)
+        or not isinstance(mantissa_bits, (int, np.integer))
+        or not 1 <= mantissa_bits <= 11
+    ):
         raise ValueError(f"mantissa_bits must be an integer in [1, 11], got {mantissa_bits!r}")
     return int(mantissa_bits)
 
@@ -79,8 +83,11 @@ def read_specs(c_file):
             rounding = check_rounding(fields["rounding"])
         except ValueError as e:
             raise ModelError(f"{where}: {e}") from e
-        specs.append(ModelSpec(fields["name"], fields.get("symbol", fields["name"]), m, rounding,
-                               fields.get("description", ""), c_file))
+        specs.append(
+            ModelSpec(
+                fields["name"], fields.get("symbol", fields["name"]), m, rounding, fields.get("description", ""), c_file
+            )
+        )
     return specs
 
 
@@ -105,8 +112,10 @@ def _check_range(label, a, b, r, m):
     bad = ~(np.isfinite(r) & (r >= 1.0) & (r < 4.0))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ModelError(f"{label}: {_pair_text(a[k], b[k], m)} = {float(r[k])!r}; every table result must be "
-                         f"finite and in [1, 4) ({int(bad.sum())} of {r.size} pairs are not)")
+        raise ModelError(
+            f"{label}: {_pair_text(a[k], b[k], m)} = {float(r[k])!r}; every table result must be "
+            f"finite and in [1, 4) ({int(bad.sum())} of {r.size} pairs are not)"
+        )
 
 
 def _check_exponent_and_sign(label, evaluate, a, b, r, m):
@@ -125,7 +134,8 @@ def _check_exponent_and_sign(label, evaluate, a, b, r, m):
             raise ModelError(
                 f"{label} depends on the exponent: for {_pair_text(a[k], b[k], m)} = {float(r[k])!r}, "
                 f"f(2^{p} a, 2^{q} b) = {float(got[k])!r} but 2^{p + q} f(a, b) = {float(want[k])!r}; "
-                "a table can only hold a function of the two fractions (sign and exponent must be exact)")
+                "a table can only hold a function of the two fractions (sign and exponent must be exact)"
+            )
     for sa, sb in ((-1, 1), (1, -1), (-1, -1)):
         got = evaluate((sa * a).astype(np.float32), (sb * b).astype(np.float32))
         want = (sa * sb * r).astype(np.float32)
@@ -134,7 +144,8 @@ def _check_exponent_and_sign(label, evaluate, a, b, r, m):
             k = int(np.flatnonzero(bad)[0])
             raise ModelError(
                 f"{label} mishandles signs: f({sa * float(a[k])!r}, {sb * float(b[k])!r}) = {float(got[k])!r}, "
-                f"expected {float(want[k])!r} (the sign of a product is the xor of the operand signs)")
+                f"expected {float(want[k])!r} (the sign of a product is the xor of the operand signs)"
+            )
 
 
 def entries_from_products(r):
@@ -216,8 +227,9 @@ def _kill_group(process):
     process.wait()
 
 
-def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None,
-                         language=None):
+def build_table_isolated(
+    c_file, symbol, mantissa_bits, operand_rounding="truncate", label=None, timeout=None, language=None
+):
     """build_table() in a child process, returning a BuiltTable: same checks and errors, and a model
     that crashes, ends the process or hangs (past ``timeout`` seconds, default
     default_build_timeout(mantissa_bits)) is a ModelError instead of the end of the caller."""
@@ -239,18 +251,33 @@ def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="trunca
     what = f"{label or symbol or c_file.name} ({c_file})"
     with tempfile.TemporaryDirectory(prefix="approxtrain-build-") as tmp:
         out = Path(tmp)
-        request = json.dumps({"path": str(c_file.resolve()), "symbol": symbol, "mantissa_bits": int(mantissa_bits),
-                              "rounding": operand_rounding, "label": label, "language": language, "out": str(out)})
-        process = subprocess.Popen([sys.executable, "-m", "approxtrain.multipliers._build_child", request],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+        request = json.dumps(
+            {
+                "path": str(c_file.resolve()),
+                "symbol": symbol,
+                "mantissa_bits": int(mantissa_bits),
+                "rounding": operand_rounding,
+                "label": label,
+                "language": language,
+                "out": str(out),
+            }
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "approxtrain.multipliers._build_child", request],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            raise ModelError(f"building the table of {what} did not finish within {timeout:g} s: does the model "
-                             "loop forever for some pair? Nothing was registered (a slow model needs a longer "
-                             "time limit: timeout=, --timeout on the command line)") from None
+            raise ModelError(
+                f"building the table of {what} did not finish within {timeout:g} s: does the model "
+                "loop forever for some pair? Nothing was registered (a slow model needs a longer "
+                "time limit: timeout=, --timeout on the command line)"
+            ) from None
         except BaseException:
             _kill_group(process)
             raise
@@ -264,10 +291,11 @@ def build_table_isolated(c_file, symbol, mantissa_bits, operand_rounding="trunca
             raise ModelError((out / "error.txt").read_text(encoding="utf-8"))
         if code < 0:
             name = signal.Signals(-code).name
-            raise ModelError(f"the model {what} crashed with {name} while its table was built; "
-                             "nothing was registered")
+            raise ModelError(f"the model {what} crashed with {name} while its table was built; nothing was registered")
         if not (out / "internal.txt").is_file():
-            raise ModelError(f"the model {what} ended the build process (exit status {code}) while its table "
-                             "was built: a multiplier function must return, not exit; nothing was registered")
+            raise ModelError(
+                f"the model {what} ended the build process (exit status {code}) while its table "
+                "was built: a multiplier function must return, not exit; nothing was registered"
+            )
         tail = "\n".join(((out / "internal.txt").read_text(encoding="utf-8") + stderr).strip().splitlines()[-20:])
         raise RuntimeError(f"the table builder failed (exit {code}):\n{tail}")

@@ -19,6 +19,7 @@ object file and listing its defined functions (``nm -C``); the trampoline
 library then tells, per candidate, whether its type is ``float(float, float)``
 (``__builtin_types_compatible_p`` in C, overload resolution in C++).
 """
+
 import ctypes
 import os
 import re
@@ -68,8 +69,9 @@ def check_symbol(symbol):
 
 def check_language(language):
     if language is not None and language not in LANGUAGES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)} (or None to try C, then C++), "
-                         f"got {language!r}")
+        raise ValueError(
+            f"language must be one of {', '.join(LANGUAGES)} (or None to try C, then C++), got {language!r}"
+        )
     return language
 
 
@@ -89,8 +91,10 @@ def _compiler(language):
     variable, default = ("CC", "cc") if language == "c" else ("CXX", "c++")
     compiler = os.environ.get(variable, default)
     if shutil.which(compiler) is None:
-        raise RuntimeError(f"no {LANGUAGE_NAMES[language]} compiler found (tried {compiler!r}); install one or "
-                           f"point ${variable} at it to build multiplier tables")
+        raise RuntimeError(
+            f"no {LANGUAGE_NAMES[language]} compiler found (tried {compiler!r}); install one or "
+            f"point ${variable} at it to build multiplier tables"
+        )
     return compiler
 
 
@@ -108,10 +112,13 @@ def wrapper_source(path, language, symbols=()):
     if not symbols:
         return "\n".join(lines) + "\n"
     if language == "c":
-        lines.append("#define APPROXTRAIN_IS_MODEL(f) "
-                     "__builtin_types_compatible_p(__typeof__(&(f)), float (*)(float, float))")
-        lines += [f"float approxtrain_entry_{i}(float a, float b) {{ return ((float (*)(float, float))&({s}))(a, b); }}"
-                  for i, s in enumerate(symbols)]
+        lines.append(
+            "#define APPROXTRAIN_IS_MODEL(f) __builtin_types_compatible_p(__typeof__(&(f)), float (*)(float, float))"
+        )
+        lines += [
+            f"float approxtrain_entry_{i}(float a, float b) {{ return ((float (*)(float, float))&({s}))(a, b); }}"
+            for i, s in enumerate(symbols)
+        ]
         lines.append("void approxtrain_model_flags(int* out) {")
         lines += [f"  out[{i}] = APPROXTRAIN_IS_MODEL({s});" for i, s in enumerate(symbols)]
     else:
@@ -124,8 +131,10 @@ def wrapper_source(path, language, symbols=()):
             "template <class F> static float approxtrain_call(F, float, float) { return 0.0f; }",
             "static float approxtrain_call(float (*f)(float, float), float a, float b) { return f(a, b); }",
         ]
-        lines += [f'extern "C" float approxtrain_entry_{i}(float a, float b) {{ return approxtrain_call(&{s}, a, b); }}'
-                  for i, s in enumerate(symbols)]
+        lines += [
+            f'extern "C" float approxtrain_entry_{i}(float a, float b) {{ return approxtrain_call(&{s}, a, b); }}'
+            for i, s in enumerate(symbols)
+        ]
         lines.append('extern "C" void approxtrain_model_flags(int* out) {')
         lines += [f"  out[{i}] = approxtrain_is_model(&{s});" for i, s in enumerate(symbols)]
     lines.append("}")
@@ -134,8 +143,11 @@ def wrapper_source(path, language, symbols=()):
 
 def _trim(stderr, wrapper):
     """The compiler's diagnostics without the lines about approxtrain's wrapper, at most MAX_ERROR_LINES."""
-    lines = [line for line in stderr.strip().splitlines()
-             if not (line.lstrip().startswith(("In file included from", "from ")) and str(wrapper) in line)]
+    lines = [
+        line
+        for line in stderr.strip().splitlines()
+        if not (line.lstrip().startswith(("In file included from", "from ")) and str(wrapper) in line)
+    ]
     if len(lines) > MAX_ERROR_LINES:
         lines = lines[:MAX_ERROR_LINES] + [f"... ({len(lines) - MAX_ERROR_LINES} more lines)"]
     return "\n".join(lines)
@@ -165,10 +177,12 @@ def _defined_functions(obj):
     """Demangled names of the functions an object file defines (nm -C)."""
     nm = os.environ.get("NM", "nm")
     if shutil.which(nm) is None:
-        raise RuntimeError(f"'{nm}' (binutils) is needed to find the functions of a model; install binutils "
-                           "or point $NM at it")
-    result = subprocess.run([nm, "--defined-only", "-C", str(obj)], capture_output=True, text=True,
-                            env={**os.environ, **_COMPILER_ENV})
+        raise RuntimeError(
+            f"'{nm}' (binutils) is needed to find the functions of a model; install binutils or point $NM at it"
+        )
+    result = subprocess.run(
+        [nm, "--defined-only", "-C", str(obj)], capture_output=True, text=True, env={**os.environ, **_COMPILER_ENV}
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{nm} failed on {obj}: {result.stderr.strip()}")
     names = []
@@ -189,7 +203,7 @@ def _split_return_type(signature):
         elif c == "<":
             depth -= 1
         elif c == " " and depth == 0:
-            return signature[:i].strip(), signature[i + 1:]
+            return signature[:i].strip(), signature[i + 1 :]
     return "", signature
 
 
@@ -200,7 +214,7 @@ def model_candidates(functions, language):
         if language == "c++":
             if not name.endswith(_MODEL_SIGNATURE):
                 continue
-            returns, name = _split_return_type(name[:-len(_MODEL_SIGNATURE)].replace(_ANONYMOUS, ""))
+            returns, name = _split_return_type(name[: -len(_MODEL_SIGNATURE)].replace(_ANONYMOUS, ""))
             if returns not in ("", "float") or not _CXX_NAME.match(name):
                 continue  # another return type, a lambda, a local class, an operator...
         elif not _C_NAME.match(name):
@@ -244,8 +258,9 @@ class CompiledModel:
 
     def _compile_error(self, failures):
         tried = " or ".join(LANGUAGE_NAMES[f.language] for f in failures)
-        hint = "" if len(failures) == 1 else \
-            " (pass language='c' or 'c++', --language on the command line, to pick one)"
+        hint = (
+            "" if len(failures) == 1 else " (pass language='c' or 'c++', --language on the command line, to pick one)"
+        )
         parts = [f"model {self.source} does not compile as {tried}{hint}:"]
         for f in failures:
             if len(failures) > 1:
@@ -265,8 +280,10 @@ class CompiledModel:
         self._libraries.append(lib)
         flags = (ctypes.c_int * len(symbols))()
         lib.approxtrain_model_flags(flags)
-        return {s: (ctypes.cast(getattr(lib, f"approxtrain_entry_{i}"), ctypes.c_void_p).value, bool(flags[i]))
-                for i, s in enumerate(symbols)}
+        return {
+            s: (ctypes.cast(getattr(lib, f"approxtrain_entry_{i}"), ctypes.c_void_p).value, bool(flags[i]))
+            for i, s in enumerate(symbols)
+        }
 
     def models(self):
         """The names of the file's ``float f(float, float)`` functions (qualified C++ names), sorted."""
@@ -276,17 +293,22 @@ class CompiledModel:
                 try:
                     entries = self._load(self.candidates)
                 except CompileFailure as e:
-                    raise ModelError(f"{self.label}: approxtrain cannot call its functions "
-                                     f"{', '.join(self.candidates)} from a wrapper; pass the symbol "
-                                     f"(--symbol) of the model:\n{e.diagnostics}") from None
+                    raise ModelError(
+                        f"{self.label}: approxtrain cannot call its functions "
+                        f"{', '.join(self.candidates)} from a wrapper; pass the symbol "
+                        f"(--symbol) of the model:\n{e.diagnostics}"
+                    ) from None
             self._entries.update(entries)
             self._models = sorted(s for s in self.candidates if entries[s][1])
         return list(self._models)
 
     def _describe_models(self):
         found = self.models()
-        return f"functions float f(float, float) in the file: {', '.join(found)}" if found else \
-            "the file has no function float f(float, float)"
+        return (
+            f"functions float f(float, float) in the file: {', '.join(found)}"
+            if found
+            else "the file has no function float f(float, float)"
+        )
 
     def default_symbol(self, preferred=None):
         """The model function when none is named: the only one, or `preferred` if it is one of several."""
@@ -296,10 +318,14 @@ class CompiledModel:
         if preferred is not None and preferred in found:
             return preferred
         if not found:
-            raise ModelError(f"{self.label} has no function float f(float a, float b) to build a table from "
-                             "(a model is 'float NAME(float a, float b)')")
-        raise ModelError(f"{self.label} has several functions float f(float, float): {', '.join(found)}; "
-                         "name the model with symbol= (--symbol on the command line)")
+            raise ModelError(
+                f"{self.label} has no function float f(float a, float b) to build a table from "
+                "(a model is 'float NAME(float a, float b)')"
+            )
+        raise ModelError(
+            f"{self.label} has several functions float f(float, float): {', '.join(found)}; "
+            "name the model with symbol= (--symbol on the command line)"
+        )
 
     def function(self, symbol):
         """The address of a C-linkage trampoline calling ``float symbol(float, float)``."""
@@ -311,12 +337,16 @@ class CompiledModel:
             try:
                 self._entries.update(self._load((symbol,)))
             except CompileFailure:
-                raise ModelError(f"{self.label} has no function {symbol!r} (expected "
-                                 f"'float {symbol}(float a, float b)'); {self._describe_models()}") from None
+                raise ModelError(
+                    f"{self.label} has no function {symbol!r} (expected "
+                    f"'float {symbol}(float a, float b)'); {self._describe_models()}"
+                ) from None
         address, is_model = self._entries[symbol]
         if not is_model:
-            raise ModelError(f"{self.label}: {symbol!r} is not a function float {symbol}(float a, float b); "
-                             f"{self._describe_models()}")
+            raise ModelError(
+                f"{self.label}: {symbol!r} is not a function float {symbol}(float a, float b); "
+                f"{self._describe_models()}"
+            )
         return address
 
     def evaluate(self, symbol, a, b):
@@ -352,8 +382,9 @@ def _evaluate_all():
             cmd = [_compiler("c"), *COMPILE_FLAGS, "-o", str(lib_path), str(src)]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
-                raise RuntimeError(f"the table builder's driver does not compile ({' '.join(cmd)}):\n"
-                                   f"{result.stderr.strip()}")
+                raise RuntimeError(
+                    f"the table builder's driver does not compile ({' '.join(cmd)}):\n{result.stderr.strip()}"
+                )
             lib = ctypes.CDLL(str(lib_path))  # stays mapped after its directory is removed
         fn = lib.approxtrain_evaluate
         fn.restype = None

@@ -10,6 +10,7 @@ Two views:
 The kernel is reached through approxtrain._native, not approxtrain.core, which
 itself reads multipliers through this package.
 """
+
 import numpy as np
 
 from .builder import table_operands
@@ -57,11 +58,18 @@ def random_relative_errors(multiplier, samples=DEFAULT_SAMPLES, seed=0):
 def summarize(relative_errors):
     """bias (mean), MRED (mean |.|), max and min of relative errors, as fractions."""
     e = np.asarray(relative_errors, np.float64).ravel()
-    return {"bias": float(e.mean()), "mred": float(np.abs(e).mean()), "max": float(e.max()),
-            "min": float(e.min()), "count": int(e.size)}
+    return {
+        "bias": float(e.mean()),
+        "mred": float(np.abs(e).mean()),
+        "max": float(e.max()),
+        "min": float(e.min()),
+        "count": int(e.size),
+    }
 
 
 def error_metrics(multiplier, samples=DEFAULT_SAMPLES, seed=0):
     """{"table": summary over all table pairs, "random": summary over random float32 inputs}."""
-    return {"table": summarize(table_relative_errors(multiplier)),
-            "random": summarize(random_relative_errors(multiplier, samples, seed))}
+    return {
+        "table": summarize(table_relative_errors(multiplier)),
+        "random": summarize(random_relative_errors(multiplier, samples, seed)),
+    }

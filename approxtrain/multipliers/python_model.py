@@ -7,6 +7,7 @@ samples, and must return a float32 array of the operands' shape.  The checks
 are those of C models (builder.table_of).  The operands are read-only: a
 model that writes into them is an error rather than a silently wrong table.
 """
+
 import numpy as np
 
 from .builder import ModelError, check_mantissa_bits, table_of
@@ -26,14 +27,14 @@ def _evaluator(fn, label):
         except Exception as e:  # the user's code: any failure is the model's error
             raise ModelError(f"{label} raised {type(e).__name__}: {e}") from e
         if not isinstance(r, np.ndarray):
-            raise ModelError(f"{label} must return a NumPy float32 array of shape {a.shape}, "
-                             f"got {type(r).__name__}")
+            raise ModelError(f"{label} must return a NumPy float32 array of shape {a.shape}, got {type(r).__name__}")
         if r.dtype != np.float32:
-            raise ModelError(f"{label} must return float32 products, got dtype {r.dtype} "
-                             "(compute in float32, or convert with .astype(np.float32))")
+            raise ModelError(
+                f"{label} must return float32 products, got dtype {r.dtype} "
+                "(compute in float32, or convert with .astype(np.float32))"
+            )
         if r.shape != a.shape:
-            raise ModelError(f"{label} must return one product per operand pair (shape {a.shape}), "
-                             f"got shape {r.shape}")
+            raise ModelError(f"{label} must return one product per operand pair (shape {a.shape}), got shape {r.shape}")
         return np.ascontiguousarray(r)
 
     return evaluate

@@ -18,6 +18,7 @@ end with exactly one of them, whole: its table next to its own source (the
 table's header holds the source's SHA-256).  A new name is published with a
 call that fails if the name exists (table_file.publish_new_bytes).
 """
+
 import contextlib
 import fcntl
 import os
@@ -63,8 +64,9 @@ def _source_specs(source_dir):
         digest = builder.source_digest(c_file)
         for spec in builder.read_specs(c_file):
             if spec.name in specs:
-                raise builder.ModelError(f"multiplier {spec.name!r} declared twice: in "
-                                         f"{specs[spec.name][0].source} and {c_file}")
+                raise builder.ModelError(
+                    f"multiplier {spec.name!r} declared twice: in {specs[spec.name][0].source} and {c_file}"
+                )
             specs[spec.name] = (spec, digest)
     return specs
 
@@ -91,8 +93,10 @@ def names():
 
 
 def _not_a_table(name):
-    return ValueError(f"{name!r} is not a table: it means the native float32 op (exact, fused); "
-                      "use it as a layer's multiplier, not with approxtrain.multipliers.get")
+    return ValueError(
+        f"{name!r} is not a table: it means the native float32 op (exact, fused); "
+        "use it as a layer's multiplier, not with approxtrain.multipliers.get"
+    )
 
 
 class UnknownMultiplierError(ValueError):
@@ -111,13 +115,15 @@ class AlreadyRegisteredError(ValueError):
 
 
 def _unknown(name):
-    return UnknownMultiplierError(f"unknown multiplier {name!r}; available: {', '.join(names())} "
-                                  f"(and {NATIVE!r} for the native op)")
+    return UnknownMultiplierError(
+        f"unknown multiplier {name!r}; available: {', '.join(names())} (and {NATIVE!r} for the native op)"
+    )
 
 
 def _already_registered(name, path):
-    return AlreadyRegisteredError(f"multiplier {name!r} is already registered ({path}); "
-                                  "unregister it first or pass overwrite=True", name, path)
+    return AlreadyRegisteredError(
+        f"multiplier {name!r} is already registered ({path}); unregister it first or pass overwrite=True", name, path
+    )
 
 
 @contextlib.contextmanager
@@ -138,9 +144,11 @@ def _check_file_name(path, header):
     stem = Path(path).stem
     if header.name != stem:
         raise table_file.damaged(
-            path, f"the file holds the table of multiplier {header.name!r}, not {stem!r} (a copied or renamed "
-                  f"table file?): rename it back to {header.name}{table_file.SUFFIX}, or register the model "
-                  f"again as {stem!r}")
+            path,
+            f"the file holds the table of multiplier {header.name!r}, not {stem!r} (a copied or renamed "
+            f"table file?): rename it back to {header.name}{table_file.SUFFIX}, or register the model "
+            f"again as {stem!r}",
+        )
 
 
 def _load(path):
@@ -151,8 +159,9 @@ def _load(path):
     if key not in _cache:
         header, entries = table_file.read_table(path)
         _check_file_name(path, header)
-        _cache[key] = Multiplier(header.name, header.mantissa_bits, header.operand_rounding, entries,
-                                 header.description)
+        _cache[key] = Multiplier(
+            header.name, header.mantissa_bits, header.operand_rounding, entries, header.description
+        )
     return _cache[key]
 
 
@@ -165,8 +174,9 @@ def _fresh(path, digest):
 
 
 def _header(spec, digest):
-    return table_file.TableHeader(spec.name, spec.mantissa_bits, spec.operand_rounding, spec.symbol,
-                                  spec.description, digest)
+    return table_file.TableHeader(
+        spec.name, spec.mantissa_bits, spec.operand_rounding, spec.symbol, spec.description, digest
+    )
 
 
 def build_shipped_tables(source_dir, out_dir):
@@ -269,8 +279,10 @@ def resolve(multiplier):
 
 def _check_new_name(name):
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"invalid multiplier name {name!r}: use 1-64 characters, a lowercase letter first, "
-                         "then lowercase letters, digits or '_'")
+        raise ValueError(
+            f"invalid multiplier name {name!r}: use 1-64 characters, a lowercase letter first, "
+            "then lowercase letters, digits or '_'"
+        )
     if name == NATIVE:
         raise ValueError(f"{NATIVE!r} is reserved for the native float32 op")
     if name in shipped_names():
@@ -336,8 +348,18 @@ def _is_python_model(model):
     return callable(model) and not isinstance(model, (str, bytes, os.PathLike))
 
 
-def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=None, language=None,
-             description="", overwrite=False, timeout=None):
+def register(
+    name,
+    model,
+    *,
+    mantissa_bits,
+    operand_rounding="truncate",
+    symbol=None,
+    language=None,
+    description="",
+    overwrite=False,
+    timeout=None,
+):
     """Builds the table of a multiplier model and registers it as name.
 
     model is either
@@ -358,8 +380,9 @@ def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=
         if symbol is not None or language is not None or timeout is not None:
             raise ValueError("symbol, language and timeout apply to C and C++ model files, not to a Python model")
         entries = python_model.table_from_function(model, mantissa_bits, name)
-        header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding,
-                                        python_model.model_name(model), description)
+        header = table_file.TableHeader(
+            name, int(mantissa_bits), operand_rounding, python_model.model_name(model), description
+        )
         return _install(name, header, entries, overwrite=overwrite)
     builder.check_language(language)
     if symbol is not None:
@@ -368,16 +391,19 @@ def register(name, model, *, mantissa_bits, operand_rounding="truncate", symbol=
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     source = path.read_bytes()
-    built = builder.build_table_isolated(path, symbol, mantissa_bits, operand_rounding, name, timeout=timeout,
-                                         language=language)
-    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, built.symbol, description,
-                                    builder.source_digest(path))
+    built = builder.build_table_isolated(
+        path, symbol, mantissa_bits, operand_rounding, name, timeout=timeout, language=language
+    )
+    header = table_file.TableHeader(
+        name, int(mantissa_bits), operand_rounding, built.symbol, description, builder.source_digest(path)
+    )
     suffix = path.suffix if path.suffix in SOURCE_SUFFIXES else (".c" if built.language == "c" else ".cpp")
     return _install(name, header, built.entries, (suffix, source), overwrite=overwrite)
 
 
-def register_table(name, path, *, mantissa_bits, format=None, operand_rounding="truncate", description="",
-                   overwrite=False):
+def register_table(
+    name, path, *, mantissa_bits, format=None, operand_rounding="truncate", description="", overwrite=False
+):
     """Imports a table file and registers it as name (table_formats.py describes the formats).
 
     format is ``"approxtrain"`` (ApproxTrain's .bin tables, uint8 or uint32 entries) or ``"npy"``
@@ -388,9 +414,14 @@ def register_table(name, path, *, mantissa_bits, format=None, operand_rounding="
     path = Path(path)
     format = table_formats.table_format(path, format)
     entries = table_formats.read_entries(path, format, int(mantissa_bits))
-    header = table_file.TableHeader(name, int(mantissa_bits), operand_rounding, f"{format}:{path.name}",
-                                    description or f"imported from {path.name} ({format} format)",
-                                    builder.source_digest(path))
+    header = table_file.TableHeader(
+        name,
+        int(mantissa_bits),
+        operand_rounding,
+        f"{format}:{path.name}",
+        description or f"imported from {path.name} ({format} format)",
+        builder.source_digest(path),
+    )
     return _install(name, header, entries, overwrite=overwrite)
 
 
@@ -433,9 +464,15 @@ def describe(name):
     if spec is not None:
         spec = spec[0]
         packaged = PACKAGE_TABLES / (name + table_file.SUFFIX)
-        return {"name": name, "mantissa_bits": spec.mantissa_bits, "operand_rounding": spec.operand_rounding,
-                "description": spec.description, "kind": "shipped", "source": str(spec.source),
-                "table": str(packaged) if packaged.is_file() else None}
+        return {
+            "name": name,
+            "mantissa_bits": spec.mantissa_bits,
+            "operand_rounding": spec.operand_rounding,
+            "description": spec.description,
+            "kind": "shipped",
+            "source": str(spec.source),
+            "table": str(packaged) if packaged.is_file() else None,
+        }
     if name in shipped_names():
         path, kind, source = PACKAGE_TABLES / (name + table_file.SUFFIX), "shipped", None
     elif name in user_names():
@@ -445,5 +482,12 @@ def describe(name):
     else:
         raise _unknown(name)
     header = _load(path)
-    return {"name": name, "mantissa_bits": header.mantissa_bits, "operand_rounding": header.operand_rounding,
-            "description": header.description, "kind": kind, "source": source, "table": str(path)}
+    return {
+        "name": name,
+        "mantissa_bits": header.mantissa_bits,
+        "operand_rounding": header.operand_rounding,
+        "description": header.description,
+        "kind": kind,
+        "source": source,
+        "table": str(path),
+    }

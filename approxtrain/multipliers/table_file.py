@@ -22,6 +22,7 @@ This module owns the format's version: READABLE_VERSIONS lists the versions a
 reader accepts; a file of any other version is a DamagedTableError saying
 which version it is and what to do.
 """
+
 import hashlib
 import os
 import struct
@@ -85,15 +86,15 @@ def encode(header, entries):
     if not isinstance(header.mantissa_bits, (int, np.integer)) or not 1 <= header.mantissa_bits <= 11:
         raise ValueError(f"mantissa_bits must be in [1, 11], got {header.mantissa_bits!r}")
     if entries.size != header.entry_count:
-        raise ValueError(f"a table with mantissa_bits={header.mantissa_bits} has {header.entry_count} entries, "
-                         f"got {entries.size}")
+        raise ValueError(
+            f"a table with mantissa_bits={header.mantissa_bits} has {header.entry_count} entries, got {entries.size}"
+        )
     if header.operand_rounding not in ROUNDINGS:
         raise ValueError(f"operand rounding must be one of {ROUNDINGS}, got {header.operand_rounding!r}")
     if len(header.source_sha256) != _DIGEST_BYTES:
         raise ValueError("source_sha256 must be 32 bytes")
     body = entries.astype("<u2").tobytes()
-    parts = [_FIXED.pack(MAGIC, FORMAT_VERSION, int(header.mantissa_bits),
-                         ROUNDINGS.index(header.operand_rounding))]
+    parts = [_FIXED.pack(MAGIC, FORMAT_VERSION, int(header.mantissa_bits), ROUNDINGS.index(header.operand_rounding))]
     for text in (header.name, header.symbol, header.description):
         raw = text.encode("utf-8")
         if len(raw) > 0xFFFF:
@@ -153,22 +154,29 @@ def check_version(path, version):
         return
     readable = ", ".join(map(str, READABLE_VERSIONS))
     if version > FORMAT_VERSION:
-        raise damaged(path, f"table format version {version} is not supported: the file was written by a newer "
-                            f"approxtrain (this one reads version {readable}); upgrade approxtrain, or rebuild "
-                            "the table with this one")
-    raise damaged(path, f"table format version {version} is not supported (this approxtrain reads version "
-                        f"{readable}); the file is damaged or not a table: rebuild the table")
+        raise damaged(
+            path,
+            f"table format version {version} is not supported: the file was written by a newer "
+            f"approxtrain (this one reads version {readable}); upgrade approxtrain, or rebuild "
+            "the table with this one",
+        )
+    raise damaged(
+        path,
+        f"table format version {version} is not supported (this approxtrain reads version "
+        f"{readable}); the file is damaged or not a table: rebuild the table",
+    )
 
 
 def _parse_header(data, path):
     """(TableHeader, offset of the entries) from the leading bytes of a file."""
+
     def need(offset, count, what):
         if len(data) < offset + count:
             raise damaged(path, f"truncated table file (ends inside the header's {what})")
 
     need(0, len(MAGIC), "magic")
-    if data[:len(MAGIC)] != MAGIC:
-        raise damaged(path, f"not an approxtrain table (bad magic {bytes(data[:len(MAGIC)])!r}, expected {MAGIC!r})")
+    if data[: len(MAGIC)] != MAGIC:
+        raise damaged(path, f"not an approxtrain table (bad magic {bytes(data[: len(MAGIC)])!r}, expected {MAGIC!r})")
     need(0, _FIXED.size, "fixed fields")
     _, version, m, rounding = _FIXED.unpack_from(data, 0)
     check_version(path, version)
@@ -184,13 +192,13 @@ def _parse_header(data, path):
         offset += _LENGTH.size
         need(offset, n, what)
         try:
-            texts.append(bytes(data[offset:offset + n]).decode("utf-8"))
+            texts.append(bytes(data[offset : offset + n]).decode("utf-8"))
         except UnicodeDecodeError as e:
             raise damaged(path, f"header {what} is not UTF-8 (corrupted header)") from e
         offset += n
     need(offset, 2 * _DIGEST_BYTES, "checksums")
-    source = bytes(data[offset:offset + _DIGEST_BYTES])
-    digest = bytes(data[offset + _DIGEST_BYTES:offset + 2 * _DIGEST_BYTES])
+    source = bytes(data[offset : offset + _DIGEST_BYTES])
+    digest = bytes(data[offset + _DIGEST_BYTES : offset + 2 * _DIGEST_BYTES])
     offset += 2 * _DIGEST_BYTES
     header = TableHeader(texts[0], m, ROUNDINGS[rounding], texts[1], texts[2], source, digest)
     return header, offset
@@ -215,11 +223,17 @@ def read_table(path):
     expected = 2 * header.entry_count
     found = len(data) - offset
     if found < expected:
-        raise damaged(path, f"truncated table file: mantissa_bits={header.mantissa_bits} needs "
-                            f"{header.entry_count} entries ({expected} bytes), found {found} bytes")
+        raise damaged(
+            path,
+            f"truncated table file: mantissa_bits={header.mantissa_bits} needs "
+            f"{header.entry_count} entries ({expected} bytes), found {found} bytes",
+        )
     if found > expected:
-        raise damaged(path, f"wrong table length: mantissa_bits={header.mantissa_bits} needs "
-                            f"{expected} bytes of entries, found {found} ({found - expected} extra)")
+        raise damaged(
+            path,
+            f"wrong table length: mantissa_bits={header.mantissa_bits} needs "
+            f"{expected} bytes of entries, found {found} ({found - expected} extra)",
+        )
     body = data[offset:]
     if hashlib.sha256(body).digest() != header.entries_sha256:
         raise damaged(path, "checksum mismatch: the table entries are corrupted; rebuild or re-register it")

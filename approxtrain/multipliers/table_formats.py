@@ -26,6 +26,7 @@ Formats:
     A NumPy ``.npy`` file of approxtrain's uint16 entries, shape (2^(2M),)
     or (2^M, 2^M) ([ia, ib]).  Export writes shape (2^(2M),).
 """
+
 import io
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def table_format(path, format=None):
     if format is None:
         format = _SUFFIX_FORMATS.get(Path(path).suffix.lower())
         if format is None:
-            raise ValueError(f"cannot tell the table format of {path} from its suffix; pass format= "
-                             f"(--table-format / --format): one of {', '.join(FORMATS)}")
+            raise ValueError(
+                f"cannot tell the table format of {path} from its suffix; pass format= "
+                f"(--table-format / --format): one of {', '.join(FORMATS)}"
+            )
     if format not in FORMATS:
         raise ValueError(f"table format must be one of {', '.join(FORMATS)}, got {format!r}")
     return format
@@ -74,12 +77,16 @@ def read_approxtrain(path, mantissa_bits):
     elif len(data) == 4 * count:
         width, raw = 32, np.frombuffer(data, "<u4").astype(np.uint32)
     else:
-        sizes = (f"{count} bytes (uint8 entries) or {4 * count} bytes (uint32 entries)"
-                 if m <= APPROXTRAIN_UINT8_MAX_M else
-                 f"{4 * count} bytes (uint32 entries; uint8 entries hold at most {APPROXTRAIN_UINT8_MAX_M} "
-                 "fraction bits)")
-        raise TableImportError(f"{path}: an ApproxTrain table with mantissa_bits={m} has {count} entries: "
-                               f"{sizes}; the file has {len(data)} bytes (is mantissa_bits right?)")
+        sizes = (
+            f"{count} bytes (uint8 entries) or {4 * count} bytes (uint32 entries)"
+            if m <= APPROXTRAIN_UINT8_MAX_M
+            else f"{4 * count} bytes (uint32 entries; uint8 entries hold at most {APPROXTRAIN_UINT8_MAX_M} "
+            "fraction bits)"
+        )
+        raise TableImportError(
+            f"{path}: an ApproxTrain table with mantissa_bits={m} has {count} entries: "
+            f"{sizes}; the file has {len(data)} bytes (is mantissa_bits right?)"
+        )
     allowed, carry_bit, layout = _approxtrain_layout(width, m)
     stray = (raw & np.uint32(~allowed & 0xFFFFFFFF)) != 0
     if stray.any():
@@ -87,7 +94,8 @@ def read_approxtrain(path, mantissa_bits):
         raise TableImportError(
             f"{path}: {_pair(k, m)} is 0x{int(raw[k]):0{width // 4}x}, which has bits outside ApproxTrain's "
             f"uint{width} layout for mantissa_bits={m} ({layout}); {int(stray.sum())} of {count} entries do "
-            "(is mantissa_bits right?)")
+            "(is mantissa_bits right?)"
+        )
     carry = raw >> np.uint32(carry_bit)
     fraction = raw & np.uint32((1 << m) - 1) if width == 8 else (raw >> np.uint32(23 - m)) & np.uint32((1 << m) - 1)
     return ((carry << np.uint32(15)) | (fraction << np.uint32(15 - m))).astype(np.uint16)
@@ -105,12 +113,16 @@ def read_npy(path, mantissa_bits):
     if not isinstance(array, np.ndarray):
         raise TableImportError(f"{path} holds several arrays (an .npz?); expected one .npy array of entries")
     if array.dtype != np.uint16:
-        raise TableImportError(f"{path}: table entries must be uint16 (bit 15 = carry, bits 14..0 = the top 15 "
-                               f"fraction bits), got dtype {array.dtype}")
+        raise TableImportError(
+            f"{path}: table entries must be uint16 (bit 15 = carry, bits 14..0 = the top 15 "
+            f"fraction bits), got dtype {array.dtype}"
+        )
     side = 1 << m
     if array.shape not in ((side * side,), (side, side)):
-        raise TableImportError(f"{path}: a table with mantissa_bits={m} has shape ({side * side},) or "
-                               f"({side}, {side}), got {array.shape} (is mantissa_bits right?)")
+        raise TableImportError(
+            f"{path}: a table with mantissa_bits={m} has shape ({side * side},) or "
+            f"({side}, {side}), got {array.shape} (is mantissa_bits right?)"
+        )
     return np.ascontiguousarray(array.reshape(-1), dtype=np.uint16)
 
 
@@ -127,9 +139,11 @@ def approxtrain_bytes(entries, mantissa_bits, name):
     """The uint8 ApproxTrain .bin bytes of a table; ValueError if the table does not fit that layout."""
     m = mantissa_bits
     if m > APPROXTRAIN_UINT8_MAX_M:
-        raise ValueError(f"{name} cannot be written in ApproxTrain's format: its uint8 entries hold at most "
-                         f"{APPROXTRAIN_UINT8_MAX_M} fraction bits and {name} has mantissa_bits={m}; "
-                         "export it as npy")
+        raise ValueError(
+            f"{name} cannot be written in ApproxTrain's format: its uint8 entries hold at most "
+            f"{APPROXTRAIN_UINT8_MAX_M} fraction bits and {name} has mantissa_bits={m}; "
+            "export it as npy"
+        )
     entries = np.asarray(entries, np.uint32)
     low = entries & np.uint32((1 << (15 - m)) - 1)
     if low.any():
@@ -137,7 +151,8 @@ def approxtrain_bytes(entries, mantissa_bits, name):
         raise ValueError(
             f"{name} cannot be written in ApproxTrain's format: {_pair(k, m)} is 0x{int(entries[k]):04x}, whose "
             f"product has fraction bits below the top {m} (ApproxTrain's entries hold the carry and {m} "
-            f"fraction bits); {int((low != 0).sum())} of {entries.size} entries do; export it as npy")
+            f"fraction bits); {int((low != 0).sum())} of {entries.size} entries do; export it as npy"
+        )
     carry = entries >> np.uint32(15)
     fraction = (entries & np.uint32(0x7FFF)) >> np.uint32(15 - m)
     return ((carry << np.uint32(7)) | fraction).astype(np.uint8).tobytes()

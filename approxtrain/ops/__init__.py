@@ -14,6 +14,7 @@ tf.function, under tf.distribute strategies and in Keras ``fit``; the bare
 ops (AMMatMul, AMConv2D, AMConv2DBackpropInput, AMConv2DBackpropFilter) also
 have registered gradients that reuse the op's own table.
 """
+
 import tensorflow as tf
 
 from approxtrain._op_library import OpLibraryError, library
@@ -27,10 +28,12 @@ from approxtrain.ops._tables import table
 
 
 def _register_gradients():
-    for op_type, fn in (("AMMatMul", _matmul._am_matmul_gradient),
-                        ("AMConv2D", _conv._am_conv2d_gradient),
-                        ("AMConv2DBackpropInput", _conv._am_conv2d_backprop_input_gradient),
-                        ("AMConv2DBackpropFilter", _conv._am_conv2d_backprop_filter_gradient)):
+    for op_type, fn in (
+        ("AMMatMul", _matmul._am_matmul_gradient),
+        ("AMConv2D", _conv._am_conv2d_gradient),
+        ("AMConv2DBackpropInput", _conv._am_conv2d_backprop_input_gradient),
+        ("AMConv2DBackpropFilter", _conv._am_conv2d_backprop_filter_gradient),
+    ):
         try:
             tf.RegisterGradient(op_type)(fn)
         except KeyError:  # already registered (module reloaded)
@@ -40,5 +43,16 @@ def _register_gradients():
 _register_gradients()
 
 # The public API: the ops, a multiplier's table tensor, and the raw op library (its AM ops by name).
-__all__ = ["matmul", "conv2d", "depthwise_conv2d", "conv1d", "conv3d", "conv1d_transpose", "conv2d_transpose",
-           "conv3d_transpose", "table", "library", "OpLibraryError"]
+__all__ = [
+    "matmul",
+    "conv2d",
+    "depthwise_conv2d",
+    "conv1d",
+    "conv3d",
+    "conv1d_transpose",
+    "conv2d_transpose",
+    "conv3d_transpose",
+    "table",
+    "library",
+    "OpLibraryError",
+]

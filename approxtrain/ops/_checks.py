@@ -1,4 +1,5 @@
 """Input conversion and checks shared by the op wrappers."""
+
 import tensorflow as tf
 
 

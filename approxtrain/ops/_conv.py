@@ -8,6 +8,7 @@ depthwise_conv2d and conv1d are conv2d with groups = C and with H = 1.
 An "fp32" product is TF's native op; the native gradients of dilated and grouped convs come
 from _native_conv_grads (TF's own kernels for them are missing on CPUs without oneDNN).
 """
+
 import numbers
 from dataclasses import dataclass
 
@@ -31,14 +32,22 @@ class ConvAttrs:
     dilations: tuple
 
     def kwargs(self):
-        return dict(strides=list(self.strides), padding=self.padding,
-                    explicit_paddings=list(self.explicit_paddings), dilations=list(self.dilations))
+        return dict(
+            strides=list(self.strides),
+            padding=self.padding,
+            explicit_paddings=list(self.explicit_paddings),
+            dilations=list(self.dilations),
+        )
 
     @classmethod
     def of_op(cls, op):
         padding = op.get_attr("padding")
-        return cls(tuple(op.get_attr("strides")), padding.decode() if isinstance(padding, bytes) else padding,
-                   tuple(op.get_attr("explicit_paddings")), tuple(op.get_attr("dilations")))
+        return cls(
+            tuple(op.get_attr("strides")),
+            padding.decode() if isinstance(padding, bytes) else padding,
+            tuple(op.get_attr("explicit_paddings")),
+            tuple(op.get_attr("dilations")),
+        )
 
 
 def _pair(v, what):
@@ -63,35 +72,39 @@ def conv_attrs(strides, padding, dilations):
 
 # --- the three products, AM or native ----------------------------------------------------------
 
+
 def forward(x, w, op_table, attrs):
     if op_table is None:
         return tf.raw_ops.Conv2D(input=x, filter=w, **attrs.kwargs())  # dilated and grouped too, on every backend
-    return library().am_conv2d(x, w, op_table.tensor, operand_rounding=op_table.operand_rounding,
-                               **attrs.kwargs())
+    return library().am_conv2d(x, w, op_table.tensor, operand_rounding=op_table.operand_rounding, **attrs.kwargs())
 
 
 def input_grad(input_sizes, w, dy, op_table, attrs, groups):
     """``groups``: an int, or None when the channel counts are known only at run time."""
     if op_table is None:
         return native_grads.input_grad(input_sizes, w, dy, attrs, groups)
-    return library().am_conv2d_backprop_input(input_sizes, w, dy, op_table.tensor,
-                                              operand_rounding=op_table.operand_rounding, **attrs.kwargs())
+    return library().am_conv2d_backprop_input(
+        input_sizes, w, dy, op_table.tensor, operand_rounding=op_table.operand_rounding, **attrs.kwargs()
+    )
 
 
 def filter_grad(x, filter_sizes, dy, op_table, attrs, groups):
     """``groups``: an int, or None when the channel counts are known only at run time."""
     if op_table is None:
         return native_grads.filter_grad(x, filter_sizes, dy, attrs, groups)
-    return library().am_conv2d_backprop_filter(x, filter_sizes, dy, op_table.tensor,
-                                               operand_rounding=op_table.operand_rounding, **attrs.kwargs())
+    return library().am_conv2d_backprop_filter(
+        x, filter_sizes, dy, op_table.tensor, operand_rounding=op_table.operand_rounding, **attrs.kwargs()
+    )
 
 
 def _conv_with_gradients(x, w, op_tables, attrs, groups):
     @tf.custom_gradient
     def conv(x, w):
         def grad(dy):
-            return (input_grad(tf.shape(x), w, dy, op_tables[1], attrs, groups),
-                    filter_grad(x, tf.shape(w), dy, op_tables[2], attrs, groups))
+            return (
+                input_grad(tf.shape(x), w, dy, op_tables[1], attrs, groups),
+                filter_grad(x, tf.shape(w), dy, op_tables[2], attrs, groups),
+            )
 
         return forward(x, w, op_tables[0], attrs), grad
 
@@ -99,6 +112,7 @@ def _conv_with_gradients(x, w, op_tables, attrs, groups):
 
 
 # --- public wrappers ---------------------------------------------------------------------------
+
 
 def _static_groups(x, w):
     """groups = input channels / filter input channels when both are known statically, else None."""
@@ -117,7 +131,8 @@ def resolve_groups(x, w, groups, what):
     if groups is not None:
         if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
             raise ValueError(
-                f"{what}: groups must be a positive int or None (inferred from the shapes), got {groups!r}")
+                f"{what}: groups must be a positive int or None (inferred from the shapes), got {groups!r}"
+            )
         groups = int(groups)
     channels, filter_in, out_channels = x.shape[-1], w.shape[-2], w.shape[-1]
     shapes = f"(input shape {tuple(x.shape)}, filter shape {tuple(w.shape)})"
@@ -127,28 +142,45 @@ def resolve_groups(x, w, groups, what):
             if filter_in == 0 or channels % filter_in:
                 raise ValueError(
                     f"{what}: input channels {channels} are not a multiple of the filter's input channels "
-                    f"{filter_in}, so they do not split into groups {shapes}")
+                    f"{filter_in}, so they do not split into groups {shapes}"
+                )
             groups = channels // filter_in
         elif channels != groups * filter_in:
             raise ValueError(
                 f"{what}: groups={groups} does not match the shapes: input channels {channels} must equal "
-                f"groups * filter input channels ({groups} * {filter_in}) {shapes}")
+                f"groups * filter input channels ({groups} * {filter_in}) {shapes}"
+            )
     if groups is not None and out_channels is not None and out_channels % groups:
         source = f" ({channels} input channels / {filter_in} filter input channels)" if inferred else ""
         raise ValueError(
-            f"{what}: filter output channels {out_channels} are not a multiple of groups={groups}{source} {shapes}")
+            f"{what}: filter output channels {out_channels} are not a multiple of groups={groups}{source} {shapes}"
+        )
     if groups is not None and (channels is None or filter_in is None):
         # The op infers groups from the shapes; make sure they say what the caller meant.
-        check = tf.debugging.assert_equal(tf.shape(x)[-1], groups * tf.shape(w)[-2], message=(
-            f"{what}: groups={groups} does not match the shapes: input channels must equal "
-            "groups * filter input channels"))
+        check = tf.debugging.assert_equal(
+            tf.shape(x)[-1],
+            groups * tf.shape(w)[-2],
+            message=(
+                f"{what}: groups={groups} does not match the shapes: input channels must equal "
+                "groups * filter input channels"
+            ),
+        )
         with tf.control_dependencies([check]):
             x = tf.identity(x)
     return groups, x
 
 
-def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=None, grad_input_multiplier=None,
-           grad_weight_multiplier=None):
+def conv2d(
+    x,
+    w,
+    multiplier,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    groups=None,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM 2-D convolution, NHWC: x [N, H, W, C] by w [KH, KW, C/groups, O] -> [N, OH, OW, O].
 
     ``padding``: "SAME" (TensorFlow's rule), "VALID" or [[top, bottom], [left, right]];
@@ -172,8 +204,9 @@ def conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=Non
     return _conv_with_gradients(x, w, [op_table_for(m) for m in resolved], attrs, groups)
 
 
-def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None,
-                     grad_weight_multiplier=None):
+def depthwise_conv2d(
+    x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None, grad_weight_multiplier=None
+):
     """AM depthwise convolution: x [N, H, W, C] by w [KH, KW, C, multiplier] -> [N, OH, OW, C * multiplier].
 
     Computed as conv2d with groups = C: the filter's memory layout
@@ -195,16 +228,38 @@ def depthwise_conv2d(x, w, multiplier, strides=1, padding="VALID", dilations=1, 
     # tf.nn.depthwise_conv2d computes wrong values (and only warns) when strides and dilations both exceed 1.
     strided_and_dilated = attrs.strides != (1, 1, 1, 1) and attrs.dilations != (1, 1, 1, 1)
     if forward_m is None and grad_in is None and grad_w is None and not strided_and_dilated:
-        pads = attrs.padding if attrs.padding != "EXPLICIT" else [list(attrs.explicit_paddings[i:i + 2]) for i in range(0, 8, 2)]
+        pads = (
+            attrs.padding
+            if attrs.padding != "EXPLICIT"
+            else [list(attrs.explicit_paddings[i : i + 2]) for i in range(0, 8, 2)]
+        )
         return tf.nn.depthwise_conv2d(x, w, list(attrs.strides), pads, dilations=list(attrs.dilations[1:3]))
     kh, kw = tf.shape(w)[0], tf.shape(w)[1]
     grouped = tf.reshape(w, tf.stack([kh, kw, 1, -1]))
-    return conv2d(x, grouped, forward_m or "fp32", strides, padding, dilations, groups=channels,
-                  grad_input_multiplier=grad_in or "fp32", grad_weight_multiplier=grad_w or "fp32")
+    return conv2d(
+        x,
+        grouped,
+        forward_m or "fp32",
+        strides,
+        padding,
+        dilations,
+        groups=channels,
+        grad_input_multiplier=grad_in or "fp32",
+        grad_weight_multiplier=grad_w or "fp32",
+    )
 
 
-def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=None, grad_input_multiplier=None,
-           grad_weight_multiplier=None):
+def conv1d(
+    x,
+    w,
+    multiplier,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    groups=None,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM 1-D convolution: x [N, W, C] by w [K, C/groups, O] -> [N, OW, O], as conv2d with H = 1.
 
     ``padding``: "VALID", "SAME", "CAUSAL" (left padding (K-1)*dilation, as
@@ -228,32 +283,42 @@ def conv1d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=Non
         if len(pair) != 2:
             raise ValueError(f"conv1d padding must be 'VALID', 'SAME', 'CAUSAL' or [left, right], got {padding!r}")
         padding2d = [[0, 0], pair]
-    y = conv2d(tf.expand_dims(x, 1), tf.expand_dims(w, 0), multiplier, strides=(1, strides), padding=padding2d,
-               dilations=(1, dilations), groups=groups, grad_input_multiplier=grad_input_multiplier,
-               grad_weight_multiplier=grad_weight_multiplier)
+    y = conv2d(
+        tf.expand_dims(x, 1),
+        tf.expand_dims(w, 0),
+        multiplier,
+        strides=(1, strides),
+        padding=padding2d,
+        dilations=(1, dilations),
+        groups=groups,
+        grad_input_multiplier=grad_input_multiplier,
+        grad_weight_multiplier=grad_weight_multiplier,
+    )
     return tf.squeeze(y, 1)
 
 
 # --- gradients of the bare ops (each uses the op's own table) ----------------------------------
 
+
 def _am_conv2d_gradient(op, dy):
     x, w = op.inputs[0], op.inputs[1]
     op_table, attrs, groups = op_table_of(op, 2), ConvAttrs.of_op(op), _static_groups(x, w)
-    return (input_grad(tf.shape(x), w, dy, op_table, attrs, groups),
-            filter_grad(x, tf.shape(w), dy, op_table, attrs, groups), None)
+    return (
+        input_grad(tf.shape(x), w, dy, op_table, attrs, groups),
+        filter_grad(x, tf.shape(w), dy, op_table, attrs, groups),
+        None,
+    )
 
 
 def _am_conv2d_backprop_input_gradient(op, ddx):
     # dx = conv^T(dy, w): linear in dy (-> forward conv of ddx) and in w (-> filter grad of ddx by dy).
     w, dy = op.inputs[1], op.inputs[2]
     op_table, attrs, groups = op_table_of(op, 3), ConvAttrs.of_op(op), _static_groups(ddx, w)
-    return (None, filter_grad(ddx, tf.shape(w), dy, op_table, attrs, groups), forward(ddx, w, op_table, attrs),
-            None)
+    return (None, filter_grad(ddx, tf.shape(w), dy, op_table, attrs, groups), forward(ddx, w, op_table, attrs), None)
 
 
 def _am_conv2d_backprop_filter_gradient(op, ddw):
     # dw = corr(x, dy): linear in x (-> input grad of dy by ddw) and in dy (-> forward conv of x by ddw).
     x, dy = op.inputs[0], op.inputs[2]
     op_table, attrs, groups = op_table_of(op, 3), ConvAttrs.of_op(op), _static_groups(x, ddw)
-    return (input_grad(tf.shape(x), ddw, dy, op_table, attrs, groups), None, forward(x, ddw, op_table, attrs),
-            None)
+    return (input_grad(tf.shape(x), ddw, dy, op_table, attrs, groups), None, forward(x, ddw, op_table, attrs), None)

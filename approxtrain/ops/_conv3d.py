@@ -17,6 +17,7 @@ Depth padding follows TensorFlow's "SAME" rule (pad_front = total // 2); height 
 the 2-D op's own.  The float32 adds between taps are TF adds of partial sums that are never -0,
 so adding a +0 where a tap does not reach changes nothing.
 """
+
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
@@ -73,7 +74,7 @@ def _tap_slices(x, attrs, kernel_depth, out_depth, pads):
     shape = tf.shape(x)
     flat = tf.stack([shape[0] * out_depth, shape[2], shape[3], shape[4]])
     span = (out_depth - 1) * attrs.sd + 1
-    return [tf.reshape(xp[:, kd * attrs.dd: kd * attrs.dd + span: attrs.sd], flat) for kd in range(kernel_depth)]
+    return [tf.reshape(xp[:, kd * attrs.dd : kd * attrs.dd + span : attrs.sd], flat) for kd in range(kernel_depth)]
 
 
 def _unflatten(t, batch, out_depth):
@@ -109,8 +110,9 @@ class Conv3DKernels:
         span = (out_depth - 1) * attrs.sd + 1
         total = None
         for kd in range(kernel_depth):
-            dxs = _unflatten(plane_input_grad(plane_sizes, w[kd], dy2, op_table, attrs.plane, attrs.groups),
-                             batch, out_depth)
+            dxs = _unflatten(
+                plane_input_grad(plane_sizes, w[kd], dy2, op_table, attrs.plane, attrs.groups), batch, out_depth
+            )
             if attrs.sd > 1:  # zeros between the output depths: [N, OD, sd, ...] -> [N, OD * sd, ...]
                 dxs = tf.pad(tf.expand_dims(dxs, 2), [[0, 0], [0, 0], [0, attrs.sd - 1], [0, 0], [0, 0], [0, 0]])
                 s = tf.shape(dxs)
@@ -118,23 +120,38 @@ class Conv3DKernels:
             start = kd * attrs.dd
             placed = tf.pad(dxs, [[0, 0], [start, max(padded_depth - start - span, 0)], [0, 0], [0, 0], [0, 0]])
             total = placed if total is None else total + placed
-        return total[:, pads[0]: pads[0] + depth]
+        return total[:, pads[0] : pads[0] + depth]
 
     @staticmethod
     def filter_grad(x, filter_sizes, dy, op_table, attrs):
-        depth, kernel_depth = _static(x.shape[1], "conv3d input depth"), _static(
-            _static_shape(filter_sizes)[0], "conv3d filter depth")
+        depth, kernel_depth = (
+            _static(x.shape[1], "conv3d input depth"),
+            _static(_static_shape(filter_sizes)[0], "conv3d filter depth"),
+        )
         out_depth = _static(dy.shape[1], "dy depth")
         pads = attrs.depth_pads(depth, kernel_depth, out_depth)
         dy_shape = tf.shape(dy)
         dy2 = tf.reshape(dy, tf.stack([dy_shape[0] * out_depth, dy_shape[2], dy_shape[3], dy_shape[4]]))
         filter_sizes = tf.cast(filter_sizes, tf.int32)
-        return tf.stack([_conv.filter_grad(xs, filter_sizes[1:], dy2, op_table, attrs.plane, attrs.groups)
-                         for xs in _tap_slices(x, attrs, kernel_depth, out_depth, pads)])
+        return tf.stack(
+            [
+                _conv.filter_grad(xs, filter_sizes[1:], dy2, op_table, attrs.plane, attrs.groups)
+                for xs in _tap_slices(x, attrs, kernel_depth, out_depth, pads)
+            ]
+        )
 
 
-def conv3d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=None, grad_input_multiplier=None,
-           grad_weight_multiplier=None):
+def conv3d(
+    x,
+    w,
+    multiplier,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    groups=None,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM 3-D convolution, NDHWC: x [N, D, H, W, C] by w [KD, KH, KW, C/groups, O] -> [N, OD, OH, OW, O].
 
     padding "SAME" | "VALID"; strides/dilations an int or (d, h, w); groups as in conv2d.
@@ -155,8 +172,10 @@ def conv3d(x, w, multiplier, strides=1, padding="VALID", dilations=1, groups=Non
     @tf.custom_gradient
     def conv(x, w):
         def grad(dy):
-            return (Conv3DKernels.input_grad(tf.shape(x), w, dy, tables[1], attrs),
-                    Conv3DKernels.filter_grad(x, tf.shape(w), dy, tables[2], attrs))
+            return (
+                Conv3DKernels.input_grad(tf.shape(x), w, dy, tables[1], attrs),
+                Conv3DKernels.filter_grad(x, tf.shape(w), dy, tables[2], attrs),
+            )
 
         return Conv3DKernels.forward(x, w, tables[0], attrs), grad
 
@@ -167,8 +186,17 @@ def _triple(v):
     return (v,) * 3 if isinstance(v, int) else tuple(v)
 
 
-def conv3d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID", dilations=1,
-                     grad_input_multiplier=None, grad_weight_multiplier=None):
+def conv3d_transpose(
+    x,
+    w,
+    multiplier,
+    output_shape,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM transposed 3-D convolution: x [N, D, H, W, C] by w [KD, KH, KW, O, C] -> output_shape
     [N, OD, OH, OW, O] (static depths), as tf.nn.conv3d_transpose.  Built from the conv3d
     products as conv2d_transpose is from conv2d's (see _conv_transpose): x the table row of the
@@ -181,8 +209,9 @@ def conv3d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
     sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
     attrs = DepthAttrs(strides, padding, dilations)
     if all(m is None for m in resolved):
-        return tf.nn.conv3d_transpose(x, w, sizes, [1, *_triple(strides), 1], attrs.padding,
-                                      dilations=[1, *_triple(dilations), 1])
+        return tf.nn.conv3d_transpose(
+            x, w, sizes, [1, *_triple(strides), 1], attrs.padding, dilations=[1, *_triple(dilations), 1]
+        )
     y = transpose_with_gradients(x, w, sizes, resolved, attrs, Conv3DKernels)
     y.set_shape(tensor_util.constant_value_as_shape(sizes))  # what is known statically (not the batch, in Keras)
     return y

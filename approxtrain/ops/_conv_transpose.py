@@ -12,6 +12,7 @@ contract wants the layer input x there (dW = X^T . dY), so that product runs wit
 operand-exchanged table (_transposed_table), which makes x the row without moving data.
 w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channels).
 """
+
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
@@ -57,12 +58,13 @@ def input_grad(input_sizes, w, dy, op_table, attrs, groups):
     may give a number where the one-op form gives NaN.)"""
     sizes = tensor_util.constant_value_as_shape(tf.convert_to_tensor(input_sizes)).as_list()
     strides, kernel, out = attrs.strides[1:3], w.shape[:2].as_list(), dy.shape[1:3].as_list()
-    if (op_table is None or strides == (1, 1) or attrs.dilations != (1, 1, 1, 1)
-            or None in sizes[1:] + kernel + out):
+    if op_table is None or strides == (1, 1) or attrs.dilations != (1, 1, 1, 1) or None in sizes[1:] + kernel + out:
         return _conv.input_grad(input_sizes, w, dy, op_table, attrs, groups)
     fronts = _front_pads(attrs, sizes[1:3], kernel, out)
-    axes = [[_phase_axis(sizes[1 + a], strides[a], fronts[a], kernel[a], out[a], p) for p in range(strides[a])]
-            for a in (0, 1)]
+    axes = [
+        [_phase_axis(sizes[1 + a], strides[a], fronts[a], kernel[a], out[a], p) for p in range(strides[a])]
+        for a in (0, 1)
+    ]
     batch, channels = tf.cast(input_sizes, tf.int32)[0], sizes[3]
     longest = [axes[0][0][0], axes[1][0][0]]
     rows = []
@@ -72,16 +74,23 @@ def input_grad(input_sizes, w, dy, op_table, attrs, groups):
             if min(ph[2], pw[2], ph[5], pw[5]) <= 0:
                 part = tf.zeros(tf.stack([batch, longest[0], longest[1], channels]))
             else:
-                plane = _conv.ConvAttrs((1, 1, 1, 1), "EXPLICIT", (0, 0, ph[3], ph[4], pw[3], pw[4], 0, 0),
-                                        (1, 1, 1, 1))
-                part = _conv.input_grad(tf.stack([batch, ph[5], pw[5], channels]),
-                                        w[ph[1]::strides[0], pw[1]::strides[1]], dy, op_table, plane, groups)
+                plane = _conv.ConvAttrs(
+                    (1, 1, 1, 1), "EXPLICIT", (0, 0, ph[3], ph[4], pw[3], pw[4], 0, 0), (1, 1, 1, 1)
+                )
+                part = _conv.input_grad(
+                    tf.stack([batch, ph[5], pw[5], channels]),
+                    w[ph[1] :: strides[0], pw[1] :: strides[1]],
+                    dy,
+                    op_table,
+                    plane,
+                    groups,
+                )
                 part = tf.pad(part, [[0, 0], [0, longest[0] - ph[5]], [0, longest[1] - pw[5]], [0, 0]])
             cols.append(part)
         # [N, Hl, Wl, sw, C] -> [N, Hl, Wl * sw, C]: column phase q lands on columns q + sw*i
         rows.append(tf.reshape(tf.stack(cols, 3), tf.stack([batch, longest[0], longest[1] * strides[1], channels])))
     dx = tf.reshape(tf.stack(rows, 2), tf.stack([batch, longest[0] * strides[0], longest[1] * strides[1], channels]))
-    return dx[:, :sizes[1], :sizes[2]]
+    return dx[:, : sizes[1], : sizes[2]]
 
 
 class Conv2DKernels:
@@ -111,8 +120,7 @@ def transpose_with_gradients(x, w, output_sizes, resolved, attrs, kernels):
     @tf.custom_gradient
     def conv_transpose(x, w):
         def grad(dy):
-            return (kernels.forward(dy, w, grad_in_t, attrs),
-                    kernels.filter_grad(dy, tf.shape(w), x, grad_w_t, attrs))
+            return (kernels.forward(dy, w, grad_in_t, attrs), kernels.filter_grad(dy, tf.shape(w), x, grad_w_t, attrs))
 
         return kernels.input_grad(output_sizes, w, x, forward_t, attrs), grad
 
@@ -122,20 +130,34 @@ def transpose_with_gradients(x, w, output_sizes, resolved, attrs, kernels):
 def _output_sizes(x, w, output_shape, what):
     sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
     if sizes.shape.rank != 1 or sizes.shape[0] != x.shape.rank:
-        raise ValueError(f"{what}: output_shape must have {x.shape.rank} entries (N, spatial..., O), "
-                         f"got {output_shape!r}")
+        raise ValueError(
+            f"{what}: output_shape must have {x.shape.rank} entries (N, spatial..., O), got {output_shape!r}"
+        )
     static = tf.get_static_value(sizes)
     if static is not None and w.shape[-2] is not None and static[-1] != w.shape[-2]:
-        raise ValueError(f"{what}: output_shape's channels {static[-1]} must equal the filter's output channels "
-                         f"{w.shape[-2]} (filter shape {tuple(w.shape)})")
+        raise ValueError(
+            f"{what}: output_shape's channels {static[-1]} must equal the filter's output channels "
+            f"{w.shape[-2]} (filter shape {tuple(w.shape)})"
+        )
     if x.shape[-1] is not None and w.shape[-1] is not None and x.shape[-1] != w.shape[-1]:
-        raise ValueError(f"{what}: input channels {x.shape[-1]} must equal the filter's last dimension "
-                         f"{w.shape[-1]} (input shape {tuple(x.shape)}, filter shape {tuple(w.shape)})")
+        raise ValueError(
+            f"{what}: input channels {x.shape[-1]} must equal the filter's last dimension "
+            f"{w.shape[-1]} (input shape {tuple(x.shape)}, filter shape {tuple(w.shape)})"
+        )
     return sizes
 
 
-def conv2d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID", dilations=1,
-                     grad_input_multiplier=None, grad_weight_multiplier=None):
+def conv2d_transpose(
+    x,
+    w,
+    multiplier,
+    output_shape,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM transposed 2-D convolution: x [N, H, W, C] by w [KH, KW, O, C] -> output_shape [N, OH, OW, O].
 
     The same values as tf.nn.conv2d_transpose (padding "SAME" | "VALID" | explicit pairs as in
@@ -150,8 +172,9 @@ def conv2d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
     sizes = _output_sizes(x, w, output_shape, "conv2d_transpose")
     attrs = _conv.conv_attrs(strides, padding, dilations)
     if all(m is None for m in resolved):
-        return tf.nn.conv2d_transpose(x, w, sizes, list(attrs.strides), _tf_padding(attrs),
-                                      dilations=list(attrs.dilations))
+        return tf.nn.conv2d_transpose(
+            x, w, sizes, list(attrs.strides), _tf_padding(attrs), dilations=list(attrs.dilations)
+        )
     y = transpose_with_gradients(x, w, sizes, resolved, attrs, Conv2DKernels)
     y.set_shape(tensor_util.constant_value_as_shape(sizes))  # what is known statically (not the batch, in Keras)
     return y
@@ -160,11 +183,20 @@ def conv2d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
 def _tf_padding(attrs):
     if attrs.padding != "EXPLICIT":
         return attrs.padding
-    return [list(attrs.explicit_paddings[i:i + 2]) for i in range(0, 8, 2)]
+    return [list(attrs.explicit_paddings[i : i + 2]) for i in range(0, 8, 2)]
 
 
-def conv1d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID", dilations=1,
-                     grad_input_multiplier=None, grad_weight_multiplier=None):
+def conv1d_transpose(
+    x,
+    w,
+    multiplier,
+    output_shape,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+):
     """AM transposed 1-D convolution: x [N, W, C] by w [K, O, C] -> output_shape [N, OW, O],
     as conv2d_transpose with H = 1 (padding "SAME" | "VALID" | [left, right])."""
     x = float32_tensor(x, "conv1d_transpose input x")
@@ -181,7 +213,15 @@ def conv1d_transpose(x, w, multiplier, output_shape, strides=1, padding="VALID",
     static = tf.get_static_value(sizes)
     if static is not None:
         sizes2d = [int(static[0]), 1, int(static[1]), int(static[2])]
-    y = conv2d_transpose(tf.expand_dims(x, 1), tf.expand_dims(w, 0), multiplier, sizes2d, strides=(1, strides),
-                         padding=padding2d, dilations=(1, dilations), grad_input_multiplier=grad_input_multiplier,
-                         grad_weight_multiplier=grad_weight_multiplier)
+    y = conv2d_transpose(
+        tf.expand_dims(x, 1),
+        tf.expand_dims(w, 0),
+        multiplier,
+        sizes2d,
+        strides=(1, strides),
+        padding=padding2d,
+        dilations=(1, dilations),
+        grad_input_multiplier=grad_input_multiplier,
+        grad_weight_multiplier=grad_weight_multiplier,
+    )
     return tf.squeeze(y, 1)

@@ -16,6 +16,7 @@ So the sum order is canonical -- (broadcast batch index, row) ascending --
 e.g. for b [k, n] shared by a [B, m, k]: dB = A'^T . dC' with A' = A as
 [(B*m), k].  d op(A) likewise sums over (r, column of C) ascending.
 """
+
 import tensorflow as tf
 
 from approxtrain._op_library import library
@@ -28,11 +29,18 @@ def gemm(a, b, op_table, transpose_a=False, transpose_b=False):
     """One batched, broadcasting product: AMMatMul, or tf.linalg.matmul when op_table is None (fp32)."""
     if op_table is None:
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-    return library().am_mat_mul(a, b, op_table.tensor, transpose_a=transpose_a, transpose_b=transpose_b,
-                                operand_rounding=op_table.operand_rounding)
+    return library().am_mat_mul(
+        a,
+        b,
+        op_table.tensor,
+        transpose_a=transpose_a,
+        transpose_b=transpose_b,
+        operand_rounding=op_table.operand_rounding,
+    )
 
 
 # --- batch-axis bookkeeping for broadcast operands --------------------------------------------
+
 
 def _broadcast_mask(x, dc):
     """Per output batch axis: is x broadcast over it?  A list of bools, or a bool tensor when
@@ -86,14 +94,14 @@ def _swap_last(x):
 
 # --- gradients ---------------------------------------------------------------------------------
 
+
 def _gradient_layout(dc, mask):
     """For an operand broadcast along dC's batch axes where `mask` is True: the batch rank
     nb, the kept and broadcast batch axes, their sizes p and r, and dC's m and n."""
     nb = dc.shape.rank - 2
     kept, bcast = _split_axes(mask)
     out_shape = tf.shape(dc)
-    return (nb, kept, bcast, _size(out_shape[:-2], kept), _size(out_shape[:-2], bcast),
-            out_shape[-2], out_shape[-1])
+    return (nb, kept, bcast, _size(out_shape[:-2], kept), _size(out_shape[:-2], bcast), out_shape[-2], out_shape[-1])
 
 
 def grad_a(dc, a, b, op_table, transpose_a, transpose_b):
@@ -134,8 +142,10 @@ def grad_b(dc, a, b, op_table, transpose_a, transpose_b):
 
 # --- public wrapper ----------------------------------------------------------------------------
 
-def matmul(a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_multiplier=None,
-           grad_weight_multiplier=None):
+
+def matmul(
+    a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_multiplier=None, grad_weight_multiplier=None
+):
     """AM matrix product ``op(a) . op(b)`` with numpy batch broadcasting (rank >= 2).
 
     Every product goes through ``multiplier``'s table with ``a`` as the table
@@ -163,8 +173,10 @@ def matmul(a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_mu
     @tf.custom_gradient
     def product(a, b):
         def grad(dc):
-            return (grad_a(dc, a, b, op_tables[1], transpose_a, transpose_b),
-                    grad_b(dc, a, b, op_tables[2], transpose_a, transpose_b))
+            return (
+                grad_a(dc, a, b, op_tables[1], transpose_a, transpose_b),
+                grad_b(dc, a, b, op_tables[2], transpose_a, transpose_b),
+            )
 
         return gemm(a, b, op_tables[0], transpose_a, transpose_b), grad
 

@@ -22,6 +22,7 @@ than 1" / "Gradients for grouped convolutions are not supported on CPU". So:
     swapped, by dy as the filter: stride = the conv's dilation, dilation = the conv's
     stride; the groups are folded into the channel axis, so one grouped conv does them all.
 """
+
 import dataclasses
 import functools
 
@@ -41,6 +42,7 @@ def onednn_enabled():
     and the CPU). Unknown counts as off: the portable formulation works everywhere."""
     try:
         from tensorflow.python.util import _pywrap_util_port
+
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):
         return False
@@ -53,7 +55,8 @@ def input_grad(input_sizes, w, dy, attrs, groups):
         return tf.raw_ops.Conv2DBackpropInput(input_sizes=input_sizes, filter=w, out_backprop=dy, **attrs.kwargs())
     if _depthwise_shaped(w.shape[2], attrs, groups):
         return tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
-            input_sizes=input_sizes, filter=_as_depthwise_filter(w, groups), out_backprop=dy, **attrs.kwargs())
+            input_sizes=input_sizes, filter=_as_depthwise_filter(w, groups), out_backprop=dy, **attrs.kwargs()
+        )
     if onednn_enabled():
         return _onednn_input_grad(input_sizes, w, dy, attrs)
     return portable_input_grad(input_sizes, w, dy, attrs, groups)
@@ -67,8 +70,11 @@ def filter_grad(x, filter_sizes, dy, attrs, groups):
     static_sizes = tf.get_static_value(filter_sizes)
     if _depthwise_shaped(None if static_sizes is None else static_sizes[2], attrs, groups):
         dw = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-            input=x, filter_sizes=tf.stack([filter_sizes[0], filter_sizes[1], groups, filter_sizes[3] // groups]),
-            out_backprop=dy, **attrs.kwargs())
+            input=x,
+            filter_sizes=tf.stack([filter_sizes[0], filter_sizes[1], groups, filter_sizes[3] // groups]),
+            out_backprop=dy,
+            **attrs.kwargs(),
+        )
         return tf.reshape(dw, filter_sizes)
     if onednn_enabled():
         valid, x = _explicit_padding_applied(x, attrs)
@@ -102,6 +108,7 @@ def _onednn_input_grad(input_sizes, w, dy, attrs):
 
 # --- the portable formulation --------------------------------------------------------------------
 
+
 def portable_input_grad(input_sizes, w, dy, attrs, groups):
     """dx as one forward conv (see the module docstring); any strides, padding, dilations, groups."""
     input_sizes = tf.cast(input_sizes, tf.int32)
@@ -120,15 +127,16 @@ def portable_input_grad(input_sizes, w, dy, attrs, groups):
     lead, begin, size = [], [0], [-1]
     for axis, (length, k, d, s, pad_before) in zip((1, 2), spans):
         reach = (k - 1) * d
-        front = reach - pad_before                           # zeros in front of dy's first row (< 0: crop)
-        back = length + reach - front - tf.shape(up)[axis]   # zeros after the last row (< 0: crop)
+        front = reach - pad_before  # zeros in front of dy's first row (< 0: crop)
+        back = length + reach - front - tf.shape(up)[axis]  # zeros after the last row (< 0: crop)
         lead.append([tf.maximum(front, 0), tf.maximum(back, 0)])
         begin.append(tf.maximum(-front, 0))
         size.append(length + reach)
     padded = tf.pad(up, tf.stack([[0, 0], *[tf.stack(p) for p in lead], [0, 0]]))
     padded = tf.slice(padded, tf.stack(begin + [0]), tf.stack(size + [-1]))
-    dx = tf.raw_ops.Conv2D(input=padded, filter=flipped, strides=[1, 1, 1, 1], padding="VALID",
-                           dilations=[1, dh, dw, 1])
+    dx = tf.raw_ops.Conv2D(
+        input=padded, filter=flipped, strides=[1, 1, 1, 1], padding="VALID", dilations=[1, dh, dw, 1]
+    )
     return tf.reshape(dx, input_sizes)
 
 
@@ -148,13 +156,15 @@ def portable_filter_grad(x, filter_sizes, dy, attrs, groups):
     swapped = tf.reshape(xpad, tf.stack([n, hp, wp, groups, cg]))
     swapped = tf.reshape(tf.transpose(swapped, [4, 1, 2, 3, 0]), tf.stack([cg, hp, wp, groups * n]))
     dy_filter = tf.transpose(dy, [1, 2, 0, 3])  # [OH, OW, N, O]
-    dw_t = tf.raw_ops.Conv2D(input=swapped, filter=dy_filter, strides=[1, dh, dw, 1], padding="VALID",
-                             dilations=[1, sh, sw, 1])  # [C/g, >= KH, >= KW, O]
+    dw_t = tf.raw_ops.Conv2D(
+        input=swapped, filter=dy_filter, strides=[1, dh, dw, 1], padding="VALID", dilations=[1, sh, sw, 1]
+    )  # [C/g, >= KH, >= KW, O]
     dw_t = tf.slice(dw_t, [0, 0, 0, 0], tf.stack([-1, kh, kw, -1]))
     return tf.reshape(tf.transpose(dw_t, [1, 2, 0, 3]), filter_sizes)
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 def _dims(w):
     shape = tf.shape(w)
@@ -187,8 +197,9 @@ def _pads_before(attrs, input_hw, filter_hw):
         return 0, 0
     if attrs.padding == "EXPLICIT":
         return attrs.explicit_paddings[2], attrs.explicit_paddings[4]
-    return tuple(_same_total(input_hw[i], filter_hw[i], attrs.strides[1 + i], attrs.dilations[1 + i]) // 2
-                 for i in range(2))
+    return tuple(
+        _same_total(input_hw[i], filter_hw[i], attrs.strides[1 + i], attrs.dilations[1 + i]) // 2 for i in range(2)
+    )
 
 
 def _pads_after(attrs, input_hw, filter_hw, before):
@@ -196,8 +207,10 @@ def _pads_after(attrs, input_hw, filter_hw, before):
         return 0, 0
     if attrs.padding == "EXPLICIT":
         return attrs.explicit_paddings[3], attrs.explicit_paddings[5]
-    return tuple(_same_total(input_hw[i], filter_hw[i], attrs.strides[1 + i], attrs.dilations[1 + i]) - before[i]
-                 for i in range(2))
+    return tuple(
+        _same_total(input_hw[i], filter_hw[i], attrs.strides[1 + i], attrs.dilations[1 + i]) - before[i]
+        for i in range(2)
+    )
 
 
 def _same_total(size, k, stride, dilation):

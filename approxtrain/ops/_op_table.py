@@ -1,4 +1,5 @@
 """What an AM op takes of a multiplier: its table tensor and its operand rounding."""
+
 from typing import NamedTuple
 
 import tensorflow as tf

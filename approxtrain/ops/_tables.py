@@ -1,4 +1,5 @@
 """The three multipliers of an op, and the uint16 table tensors the AM ops take."""
+
 import threading
 
 import numpy as np

@@ -6,6 +6,7 @@ T[ia * 2^M + ib].  Everything else of the AMSim product (sign, exponents, operan
 reduction) is symmetric, so multiply(b, a, T') == multiply(a, b, T) bit for bit: a kernel
 given (b, a) and T' computes the products of (a, b) with a as the table row.
 """
+
 import threading
 
 import numpy as np

@@ -9,6 +9,7 @@ MirroredStrategy, MultiWorkerMirroredStrategy), with fit's callback hooks:
     from approxtrain.train import loop
     history = loop.fit(model, dataset, epochs=3, callbacks=[...], strategy=strategy)
 """
+
 from approxtrain.train.config import TrainConfig
 from approxtrain.train.run import run_state, train
 

@@ -11,24 +11,32 @@ The optimizer is rebuilt from the current settings and only its variables (itera
 count, momenta) are restored, so a run resumed with more --epochs gets schedules sized
 for the new total while continuing from the saved step.
 """
+
 import hashlib
 import os
 import sys
 from typing import NamedTuple
 
 from approxtrain.train import testing_hooks
-from approxtrain.train.files import (CHECKPOINT_DIR, FORMAT_VERSION, DamagedRunFiles, check_format, commit,
-                                     read_json, write_json)
+from approxtrain.train.files import (
+    CHECKPOINT_DIR,
+    FORMAT_VERSION,
+    DamagedRunFiles,
+    check_format,
+    commit,
+    read_json,
+    write_json,
+)
 
 STATE = "state.json"
-KEEP = 2                                    # the newest checkpoint and a fallback
-LEGACY_WEIGHTS = "model.weights.h5"         # format 1: one file, overwritten every epoch
+KEEP = 2  # the newest checkpoint and a fallback
+LEGACY_WEIGHTS = "model.weights.h5"  # format 1: one file, overwritten every epoch
 
 
 class Checkpoint(NamedTuple):
     epoch: int
-    weights: str           # file name inside checkpoint/
-    sha256: str | None     # None for format 1 checkpoints, which recorded no hash
+    weights: str  # file name inside checkpoint/
+    sha256: str | None  # None for format 1 checkpoints, which recorded no hash
 
     def to_dict(self):
         return {"epoch": self.epoch, "weights": self.weights, "sha256": self.sha256}
@@ -121,17 +129,20 @@ def save(run_dir, model, epoch):
     commit(tmp, os.path.join(folder, name))
     testing_hooks.reached(f"checkpoint:weights-written:{epoch}")
     entry = Checkpoint(epoch, name, file_sha256(os.path.join(folder, name)))
-    kept = [e for e in listed(run_dir) if e.epoch < epoch][-(KEEP - 1):] + [entry]
+    kept = [e for e in listed(run_dir) if e.epoch < epoch][-(KEEP - 1) :] + [entry]
     write_state(run_dir, kept)
 
 
 def write_state(run_dir, entries):
     """Commits `entries` (oldest first) as the run's checkpoints, then removes every other file.
     A format 1 checkpoint (no hash recorded) gets the hash of the file it has now."""
-    entries = [e if e.sha256 else e._replace(sha256=file_sha256(os.path.join(directory(run_dir), e.weights)))
-               for e in entries]
-    write_json(os.path.join(directory(run_dir), STATE),
-               {"format": FORMAT_VERSION, "epoch": entries[-1].epoch, "checkpoints": [e.to_dict() for e in entries]})
+    entries = [
+        e if e.sha256 else e._replace(sha256=file_sha256(os.path.join(directory(run_dir), e.weights))) for e in entries
+    ]
+    write_json(
+        os.path.join(directory(run_dir), STATE),
+        {"format": FORMAT_VERSION, "epoch": entries[-1].epoch, "checkpoints": [e.to_dict() for e in entries]},
+    )
     remove_unlisted(run_dir, entries)
 
 

@@ -1,4 +1,5 @@
 """Settings of one training run, and which of them a resumed run must share."""
+
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -24,18 +25,18 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float | None = None          # None: DEFAULT_LR[optimizer]
-    momentum: float = 0.9            # sgd and rmsprop
-    weight_decay: float = 0.0        # decoupled, applied by the optimizer
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9  # sgd and rmsprop
+    weight_decay: float = 0.0  # decoupled, applied by the optimizer
     lr_schedule: str = "constant"
     seed: int = 0
-    subset: int | None = None        # first N training examples
-    test_subset: int | None = None   # first N test examples (smoke runs only)
-    validation: float = 0.0          # fraction of training examples held out
-    augment: bool | None = None      # None: the dataset's standard augmentation
-    image_size: int | None = None    # class-folder datasets
+    subset: int | None = None  # first N training examples
+    test_subset: int | None = None  # first N test examples (smoke runs only)
+    validation: float = 0.0  # fraction of training examples held out
+    augment: bool | None = None  # None: the dataset's standard augmentation
+    image_size: int | None = None  # class-folder datasets
     strategy: str = "default"
-    verbose: int | str = "auto"      # Keras fit verbosity; "auto": bar on a terminal, lines otherwise
+    verbose: int | str = "auto"  # Keras fit verbosity; "auto": bar on a terminal, lines otherwise
 
     def __post_init__(self):
         if self.lr is None:
@@ -43,9 +44,11 @@ class TrainConfig:
         self.validate()
 
     def validate(self):
-        for what, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
-                                     ("strategy", self.strategy, STRATEGIES)):
+        for what, value, allowed in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            ("strategy", self.strategy, STRATEGIES),
+        ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
         for what in ("epochs", "batch_size"):

@@ -1,4 +1,5 @@
 """What a results.json records about the machine and software a run used."""
+
 import os
 import platform
 import socket
@@ -12,17 +13,26 @@ def versions():
 
     import approxtrain
 
-    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": numpy.__version__, "approxtrain": approxtrain.__version__}
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "approxtrain": approxtrain.__version__,
+    }
 
 
 def machine(strategy):
     import tensorflow as tf
 
-    return {"hostname": socket.gethostname(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "strategy": type(strategy).__name__, "num_replicas": strategy.num_replicas_in_sync}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "strategy": type(strategy).__name__,
+        "num_replicas": strategy.num_replicas_in_sync,
+    }
 
 
 def build_info():
@@ -43,8 +53,11 @@ def multiplier_descriptions(names):
             from approxtrain import multipliers
 
             m = multipliers.get(name)
-            out[name] = {"mantissa_bits": m.mantissa_bits, "operand_rounding": m.operand_rounding,
-                         "description": m.description}
+            out[name] = {
+                "mantissa_bits": m.mantissa_bits,
+                "operand_rounding": m.operand_rounding,
+                "description": m.description,
+            }
         except Exception as e:  # noqa: BLE001 - recorded, not fatal
             out[name] = {"error": f"{type(e).__name__}: {e}"}
     return out

@@ -16,6 +16,7 @@ point of a checkpoint: it is replaced only after the weights file it names is co
 Format 1 (approxtrain before run folder versions) had one checkpoint/model.weights.h5
 and state.json {"epoch": N}, and no "format" in settings.json; it is still read.
 """
+
 import contextlib
 import csv
 import json
@@ -24,15 +25,25 @@ import os
 import signal
 import threading
 
-FORMAT_VERSION = 2       # the one place that says which run folder format this code writes
-OLDEST_FORMAT = 1        # the oldest it still reads
+FORMAT_VERSION = 2  # the one place that says which run folder format this code writes
+OLDEST_FORMAT = 1  # the oldest it still reads
 
 SETTINGS = "settings.json"
 HISTORY = "history.csv"
 RESULTS = "results.json"
 CHECKPOINT_DIR = "checkpoint"
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-                   "lr", "train_time_s", "eval_time_s")
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "lr",
+    "train_time_s",
+    "eval_time_s",
+)
 REQUIRED_HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "train_time_s")
 
 
@@ -43,8 +54,9 @@ class DamagedRunFiles(ValueError):
         self.run_dir, self.problems = run_dir, list(problems)  # [(path, what is wrong)]
         lines = [f"run folder {run_dir} has damaged files:"]
         lines += [f"  {path}: {what}" for path, what in self.problems]
-        lines.append(f"restore them from a backup, or delete {run_dir} (or train into another --out) "
-                     f"to start the run again")
+        lines.append(
+            f"restore them from a backup, or delete {run_dir} (or train into another --out) to start the run again"
+        )
         super().__init__("\n".join(lines))
 
 
@@ -62,11 +74,13 @@ def check_format(run_dir, path, value):
         raise RunFormatError(
             f"{path} is in run folder format {value}, written by a newer approxtrain; this one reads formats "
             f"{OLDEST_FORMAT} to {FORMAT_VERSION}: upgrade approxtrain to continue this run, or train into "
-            f"another --out")
+            f"another --out"
+        )
     return value
 
 
 # Writing ------------------------------------------------------------------------------------------
+
 
 def fsync_path(path):
     """Flushes a file's (or a folder's entries') data to disk."""
@@ -133,6 +147,7 @@ def _finite(obj):
 
 # Reading ------------------------------------------------------------------------------------------
 
+
 def read_json(path, run_dir=None):
     """The JSON object in `path`; DamagedRunFiles naming the file when it is not one."""
     run_dir = run_dir if run_dir is not None else os.path.dirname(path) or "."
@@ -148,8 +163,9 @@ def read_json(path, run_dir=None):
     except UnicodeDecodeError:
         raise DamagedRunFiles(run_dir, [(path, "not text (binary garbage)")]) from None
     except json.JSONDecodeError as e:
-        raise DamagedRunFiles(run_dir, [(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")]
-                              ) from None
+        raise DamagedRunFiles(
+            run_dir, [(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")]
+        ) from None
     if not isinstance(obj, dict):
         raise DamagedRunFiles(run_dir, [(path, f"holds a JSON {type(obj).__name__}, not an object")])
     return obj
@@ -191,8 +207,9 @@ def read_history(path, run_dir=None):
                     except ValueError:
                         raise damaged(f"line {line}: column {column!r} is not a number: {cell!r}") from None
                 if parsed["epoch"] != number:
-                    raise damaged(f"line {line}: epoch {parsed['epoch']}, expected {number} "
-                                  f"(rows must be epochs 1, 2, 3, ...)")
+                    raise damaged(
+                        f"line {line}: epoch {parsed['epoch']}, expected {number} (rows must be epochs 1, 2, 3, ...)"
+                    )
                 rows.append(parsed)
     except UnicodeDecodeError:
         raise damaged("not text (binary garbage)") from None

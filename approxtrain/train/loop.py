@@ -14,6 +14,7 @@ on_train_end) with the logs `fit` would give: "loss" and "accuracy", means so fa
 A step whose loss is not finite stops training with NonFiniteLoss naming the epoch,
 the step and the first layer whose output was not finite on that batch.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -29,8 +30,7 @@ class NonFiniteLoss(RuntimeError):
         super().__init__(f"the loss became {loss} at epoch {epoch}, step {step} ({where})")
 
 
-def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, strategy=None,
-        steps_per_epoch=None):
+def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, strategy=None, steps_per_epoch=None):
     """Trains a compiled model like `model.fit(dataset, epochs=..., initial_epoch=...)`.
 
     dataset: a tf.data.Dataset of (inputs, integer labels) global batches. Epoch e
@@ -44,8 +44,14 @@ def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, str
     distributed = strategy.experimental_distribute_dataset(dataset)
     train_step = steps.function("train", distributed.element_spec)
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
-        steps=steps_per_epoch, model=model)
+        list(callbacks),
+        add_history=True,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+        model=model,
+    )
     for _ in range(initial_epoch):  # advance the shuffle: each iteration draws the next order
         iter(distributed)
     model.stop_training = False
@@ -96,8 +102,10 @@ def broadcast_from_first_replica(strategy, variables):
     def replica_fn():
         context = tf.distribute.get_replica_context()
         first = tf.equal(context.replica_id_in_sync_group, 0)
-        return [context.all_reduce("sum", tf.where(first, v.value(), tf.zeros_like(v.value())))
-                for v in _tf_variables(variables)]
+        return [
+            context.all_reduce("sum", tf.where(first, v.value(), tf.zeros_like(v.value())))
+            for v in _tf_variables(variables)
+        ]
 
     @tf.function
     def broadcast():
@@ -134,8 +142,9 @@ class _Steps:
         self.model, self.strategy = model, strategy
         self.loss_fn = model.loss
         if not isinstance(self.loss_fn, keras.losses.Loss):
-            raise ValueError(f"approxtrain.train.loop needs a model compiled with a keras.losses.Loss, "
-                             f"got loss={self.loss_fn!r}")
+            raise ValueError(
+                f"approxtrain.train.loop needs a model compiled with a keras.losses.Loss, got loss={self.loss_fn!r}"
+            )
         if not model.optimizer.built:  # its variables cannot be created inside the replicated step
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)
@@ -200,9 +209,11 @@ class _Steps:
             gradients = tape.gradient(loss, model.trainable_variables)
             model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             # Which layer outputs were not finite, worked out only on a replica whose loss was not.
-            nonfinite = tf.cond(tf.math.is_finite(loss_sum),
-                                lambda: tf.zeros([len(probes)], tf.float32),
-                                lambda: _nonfinite_flags(probes))
+            nonfinite = tf.cond(
+                tf.math.is_finite(loss_sum),
+                lambda: tf.zeros([len(probes)], tf.float32),
+                lambda: _nonfinite_flags(probes),
+            )
             return loss_sum, correct, count, nonfinite
 
         results = self.strategy.run(replica_step, args=batch)

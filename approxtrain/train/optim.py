@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules by name."""
+
 import keras
 
 
@@ -10,7 +11,7 @@ def make_schedule(name, lr, steps_per_epoch, epochs):
         return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total, 1))
     if name == "step":  # /10 at 50 % and 75 % of training, the classic CIFAR ResNet recipe
         boundaries = sorted({max(1, total // 2), max(2, 3 * total // 4)})
-        values = [lr * 0.1 ** i for i in range(len(boundaries) + 1)]
+        values = [lr * 0.1**i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     raise ValueError(f"unknown lr schedule {name!r}")
 

@@ -1,4 +1,5 @@
 """Keras callback that evaluates, records and checkpoints after every epoch."""
+
 import os
 import time
 
@@ -30,8 +31,13 @@ class EpochRecorder(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         train_time = time.time() - self.started
         started = time.time()
-        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-               "lr": current_lr(self.model.optimizer), "train_time_s": round(train_time, 3)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": logs.get("loss"),
+            "accuracy": logs.get("accuracy"),
+            "lr": current_lr(self.model.optimizer),
+            "train_time_s": round(train_time, 3),
+        }
         for prefix, dataset in (("val", self.data.validation), ("test", self.data.test)):
             if dataset is not None:
                 metrics = evaluate(self.model, dataset, self.strategy)

@@ -1,4 +1,5 @@
 """One training run: data, model, training with per-epoch test evaluation, checkpoints, results."""
+
 import json
 import math
 import os
@@ -9,8 +10,18 @@ from typing import NamedTuple
 
 from approxtrain.train import checkpoint, environment
 from approxtrain.train.config import TrainConfig, differences
-from approxtrain.train.files import (FORMAT_VERSION, HISTORY, RESULTS, SETTINGS, DamagedRunFiles,
-                                     check_format, read_history, read_json, write_history, write_json)
+from approxtrain.train.files import (
+    FORMAT_VERSION,
+    HISTORY,
+    RESULTS,
+    SETTINGS,
+    DamagedRunFiles,
+    check_format,
+    read_history,
+    read_json,
+    write_history,
+    write_json,
+)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -31,12 +42,13 @@ class WorkerLost(RuntimeError):
 
 class RunFolder(NamedTuple):
     """What a run folder holds, checked: the state of the run and where to resume from."""
-    state: str                      # "new" | "partial" | "finished"
-    epoch: int                      # the epoch to resume after (0: start afresh)
-    checkpoint: object              # checkpoint.Checkpoint to resume from, or None
-    checkpoints: list               # the intact checkpoints up to that one, oldest first
-    skipped: list                   # [(path, what is wrong)] of newer, damaged checkpoints
-    rows: list                      # history rows of epochs 1..epoch
+
+    state: str  # "new" | "partial" | "finished"
+    epoch: int  # the epoch to resume after (0: start afresh)
+    checkpoint: object  # checkpoint.Checkpoint to resume from, or None
+    checkpoints: list  # the intact checkpoints up to that one, oldest first
+    skipped: list  # [(path, what is wrong)] of newer, damaged checkpoints
+    rows: list  # history rows of epochs 1..epoch
     settings: dict | None
 
 
@@ -57,7 +69,7 @@ def inspect_run(config):
         settings = read_json(settings_path, out)
         check_format(out, settings_path, settings.get("format"))
         if not isinstance(settings.get("identity"), dict):
-            raise DamagedRunFiles(out, [(settings_path, "has no \"identity\" object")])
+            raise DamagedRunFiles(out, [(settings_path, 'has no "identity" object')])
     except DamagedRunFiles as e:
         problems += e.problems
     try:
@@ -84,8 +96,9 @@ def inspect_run(config):
         raise DamagedRunFiles(out, problems)
     diff = differences(settings["identity"], _normalised(config.identity()))
     if diff:
-        raise ValueError(f"{out} holds a run with other settings ({'; '.join(diff)}); "
-                         f"choose another output directory or delete it")
+        raise ValueError(
+            f"{out} holds a run with other settings ({'; '.join(diff)}); choose another output directory or delete it"
+        )
     if epoch > config.epochs:
         raise ValueError(f"{out} already holds {epoch} epochs, more than the {config.epochs} requested")
     if epoch == config.epochs and os.path.exists(results_path):
@@ -120,8 +133,10 @@ def train(config: TrainConfig, resume=False):
     chief, multiworker = is_chief(strategy), is_multiworker(strategy)
     folder = inspect_run(config) if chief else None
     if chief and folder.state != "new" and not resume:
-        raise ValueError(f"{config.out} already holds {folder.epoch} trained epoch(s) of this run; "
-                         f"pass --resume to continue it, or choose another --out")
+        raise ValueError(
+            f"{config.out} already holds {folder.epoch} trained epoch(s) of this run; "
+            f"pass --resume to continue it, or choose another --out"
+        )
     initial_epoch, finished = (folder.epoch, folder.state == "finished") if chief else (0, False)
     if multiworker:  # every worker starts where the chief's run folder says
         import tensorflow as tf
@@ -166,18 +181,33 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     # The same seed whatever the start epoch: the data order of epoch e does not depend on
     # where the run was resumed (loop.fit skips the earlier epochs' shuffles).
     keras.utils.set_random_seed(config.seed)
-    data = datasets.load(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
-                         seed=config.seed, validation=config.validation, subset=config.subset,
-                         test_subset=config.test_subset, augment=config.augment, image_size=config.image_size)
+    data = datasets.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        validation=config.validation,
+        subset=config.subset,
+        test_subset=config.test_subset,
+        augment=config.augment,
+        image_size=config.image_size,
+    )
     steps_per_epoch = math.ceil(data.info.num_train / config.batch_size)
     with strategy.scope():
-        model = models.build(config.model, data.info.input_shape, data.info.num_classes,
-                             multiplier=config.multiplier,
-                             grad_input_multiplier=config.grad_input_multiplier,
-                             grad_weight_multiplier=config.grad_weight_multiplier, **config.model_options)
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        model = models.build(
+            config.model,
+            data.info.input_shape,
+            data.info.num_classes,
+            multiplier=config.multiplier,
+            grad_input_multiplier=config.grad_input_multiplier,
+            grad_weight_multiplier=config.grad_weight_multiplier,
+            **config.model_options,
+        )
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
         if initial_epoch:
             model.optimizer.build(model.trainable_variables)
     if initial_epoch:
@@ -194,20 +224,33 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
         print(f"{config.out}: resuming after epoch {initial_epoch} of {config.epochs}")
     recorder = EpochRecorder(config.out, data, rows, chief, strategy, last_saved=initial_epoch)
     try:
-        loop.fit(model, data.train, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder],
-                 verbose=_verbosity(config.verbose), strategy=strategy, steps_per_epoch=steps_per_epoch)
+        loop.fit(
+            model,
+            data.train,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[recorder],
+            verbose=_verbosity(config.verbose),
+            strategy=strategy,
+            steps_per_epoch=steps_per_epoch,
+        )
     except KeyboardInterrupt:
         raise Interrupted(config.out, recorder.last_saved) from None
     except loop.NonFiniteLoss as e:
-        kept = (f"the last good checkpoint (epoch {recorder.last_saved}) is kept: --resume continues from it"
-                if recorder.last_saved else "no epoch had finished, so there is no checkpoint to resume")
+        kept = (
+            f"the last good checkpoint (epoch {recorder.last_saved}) is kept: --resume continues from it"
+            if recorder.last_saved
+            else "no epoch had finished, so there is no checkpoint to resume"
+        )
         raise TrainingDiverged(f"{config.out}: training stopped: {e}; {kept}") from None
     except tf.errors.OpError as e:
         why = lost_worker(e) if multiworker else None
         if why is None:
             raise
-        raise WorkerLost(f"{config.out}: training stopped: {why}. The run folder keeps the last finished epoch "
-                         f"({recorder.last_saved}); start every worker again with --resume to continue") from None
+        raise WorkerLost(
+            f"{config.out}: training stopped: {why}. The run folder keeps the last finished epoch "
+            f"({recorder.last_saved}); start every worker again with --resume to continue"
+        ) from None
     if not rows:  # a worker that is not the chief and trained no epoch in this invocation
         return {"status": "finished", "epochs_completed": config.epochs, "final": {}, "chief": False}
     results = _results(config, model, data.info, rows, strategy, started)
@@ -247,8 +290,9 @@ def _results(config, model, info, rows, strategy, started):
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": config.to_dict(),
         "epochs_completed": last["epoch"],
-        "final": {k: last.get(k) for k in ("test_accuracy", "test_loss", "loss", "accuracy",
-                                           "val_accuracy", "val_loss")},
+        "final": {
+            k: last.get(k) for k in ("test_accuracy", "test_loss", "loss", "accuracy", "val_accuracy", "val_loss")
+        },
         "best_test_accuracy": max(accuracies) if accuracies else None,
         "timing": {
             "epoch_time_s": times,
@@ -259,11 +303,16 @@ def _results(config, model, info, rows, strategy, started):
             "total_eval_time_s": sum(r.get("eval_time_s") or 0 for r in rows),
             "this_invocation_wall_s": time.time() - started,
         },
-        "model": {"name": config.model, "keras_name": model.name, "params": model.count_params(),
-                  "options": config.model_options},
+        "model": {
+            "name": config.model,
+            "keras_name": model.name,
+            "params": model.count_params(),
+            "options": config.model_options,
+        },
         "dataset": info.to_dict(),
         "multipliers": environment.multiplier_descriptions(
-            [config.multiplier, config.grad_input_multiplier, config.grad_weight_multiplier]),
+            [config.multiplier, config.grad_input_multiplier, config.grad_weight_multiplier]
+        ),
         "versions": environment.versions(),
         "machine": environment.machine(strategy),
         "build_info": environment.build_info(),

@@ -1,4 +1,5 @@
 """tf.distribute strategies by name, and which worker writes the run's files."""
+
 import tensorflow as tf
 
 # One MirroredStrategy per device set and process: a second strategy over the same
@@ -41,8 +42,9 @@ def check_tf_config():
         cluster, task = config["cluster"], config["task"]
         cluster[task["type"]][task["index"]]  # noqa: B018 - KeyError/IndexError: this worker is not listed
     except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"TF_CONFIG is not a cluster with this worker in it ({type(e).__name__}: {e}): {how}; "
-                         f"got {text[:200]!r}") from None
+        raise ValueError(
+            f"TF_CONFIG is not a cluster with this worker in it ({type(e).__name__}: {e}): {how}; got {text[:200]!r}"
+        ) from None
 
 
 def is_chief(strategy):

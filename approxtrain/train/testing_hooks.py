@@ -8,6 +8,7 @@ Points: "checkpoint:weights-written:N" (epoch N's weights file in place, state.j
 updated: the gap a crash could hit), "epoch-begin:N" (before epoch N's first batch).
 A signal sent from outside could hit these places only by chance.
 """
+
 import os
 import signal
 import sys

@@ -31,7 +31,7 @@ enum class EntryBytes : uint8_t { kUnknown, kBoth, kHighOnly };
 // A multiplier's table as the kernels see it: a borrowed view, no ownership.
 struct Table {
   const uint16_t* entries = nullptr;  // 2^(2M) entries, index ia * 2^M + ib
-  int mantissa_bits = 0;              // M
+  int mantissa_bits = 0;  // M
   Rounding rounding = Rounding::kTruncate;
   EntryBytes entry_bytes = EntryBytes::kUnknown;
 
@@ -81,8 +81,7 @@ AMSIM_HD ReducedOperand reduce_operand(uint32_t bits, int mantissa_bits, Roundin
 }
 
 // Steps 4-6: combine a table entry with the two reduced exponents.
-AMSIM_HD uint32_t compose_product(uint32_t sign, uint32_t exponent_a, uint32_t exponent_b,
-                                  uint32_t entry) {
+AMSIM_HD uint32_t compose_product(uint32_t sign, uint32_t exponent_a, uint32_t exponent_b, uint32_t entry) {
   const int exponent = int(exponent_a) + int(exponent_b) - 127 + int(entry >> 15);
   if (exponent >= 255) return sign | kInfBits;
   if (exponent <= 0) return sign;  // no subnormal results
@@ -90,8 +89,7 @@ AMSIM_HD uint32_t compose_product(uint32_t sign, uint32_t exponent_a, uint32_t e
 }
 
 // The AMSim product of a (left operand, table row) and b (table column).
-AMSIM_HD float am_multiply(float a, float b, const uint16_t* entries, int mantissa_bits,
-                           Rounding rounding) {
+AMSIM_HD float am_multiply(float a, float b, const uint16_t* entries, int mantissa_bits, Rounding rounding) {
   const uint32_t ua = float_bits(a), ub = float_bits(b);
   const uint32_t sign = (ua ^ ub) & kSignMask;
   const uint32_t ea = (ua >> 23) & 0xffu, eb = (ub >> 23) & 0xffu;

@@ -29,10 +29,10 @@ struct BatchRun {
 
 struct BatchPlan {
   GemmShape shape;
-  MatrixView a, b;                   // one matrix's strides (transposes); data is not used
-  std::vector<int64_t> batch_dims;   // the broadcast batch shape of C
-  int64_t batch = 1;                 // their product
-  std::vector<BatchRun> runs;        // cover [0, batch) in order; empty when batch == 0
+  MatrixView a, b;  // one matrix's strides (transposes); data is not used
+  std::vector<int64_t> batch_dims;  // the broadcast batch shape of C
+  int64_t batch = 1;  // their product
+  std::vector<BatchRun> runs;  // cover [0, batch) in order; empty when batch == 0
 
   // C's shape: batch_dims, m, n.
   std::vector<int64_t> output_dims() const;
@@ -45,9 +45,9 @@ struct BatchPlan {
 struct BatchPlanError {
   enum Kind {
     kNone,
-    kRank,         // an operand of rank < 2
-    kInnerDims,    // k of op(A) (left) != k of op(B) (right)
-    kBatchDims,    // batch dimensions left (A) vs right (B) do not broadcast
+    kRank,  // an operand of rank < 2
+    kInnerDims,  // k of op(A) (left) != k of op(B) (right)
+    kBatchDims,  // batch dimensions left (A) vs right (B) do not broadcast
   } kind = kNone;
   int64_t left = 0, right = 0;
   explicit operator bool() const { return kind != kNone; }

@@ -42,13 +42,13 @@ namespace amsim {
 inline bool is_depthwise(const Conv2DShape& s) { return s.groups > 1 && s.groups == s.in_c; }
 
 // x: [N, H, W, C], w: [KH, KW, C/G, O], y: [N, OH, OW, O] (all dense, float32).
-void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x,
-                        const float* w, float* y, const ParallelFor& parallel = serial_for);
+void conv2d_forward_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
+                        const ParallelFor& parallel = serial_for);
 // dy: [N, OH, OW, O], w as above, dx: [N, H, W, C].
-void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float* dy,
-                           const float* w, float* dx, const ParallelFor& parallel = serial_for);
+void conv2d_input_grad_cpu(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
+                           const ParallelFor& parallel = serial_for);
 // x, dy as above, dw: [KH, KW, C/G, O].
-void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const float* x,
-                            const float* dy, float* dw, const ParallelFor& parallel = serial_for);
+void conv2d_filter_grad_cpu(const Table& table, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                            const ParallelFor& parallel = serial_for);
 
 }  // namespace amsim

@@ -21,9 +21,8 @@ namespace amsim {
 // values already in C (each product added to C's element in k order), so a
 // long K can be fed in consecutive chunks with the same bits as one call.
 // Thread-safe; parallelises over rows/columns of C.
-void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a,
-              const MatrixView& b, float* c, int64_t ldc,
-              const ParallelFor& parallel = serial_for, bool accumulate = false);
+void gemm_cpu(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c,
+              int64_t ldc, const ParallelFor& parallel = serial_for, bool accumulate = false);
 
 // True when gemm_cpu() computes this shape as its transpose: a narrow C (few
 // columns) leaves most SIMD lanes idle, C^T has the long side across them.
@@ -49,8 +48,8 @@ struct GatheredLeft {
 // AVX-512 table kernel, a narrow C that runs transposed, a special value in
 // the source or a B value that rounds to infinity); the caller then
 // materializes A.
-bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
-                       float* c, int64_t ldc, const ParallelFor& parallel = serial_for);
+bool gemm_cpu_gathered(const Table& table, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b, float* c,
+                       int64_t ldc, const ParallelFor& parallel = serial_for);
 
 // Batched form: the GEMMs of `plan` (batch_plan.h) on the whole operands a
 // and b, C dense [plan.batch, m, n].  `threads` is how many threads

@@ -25,9 +25,7 @@ inline bool worth_threads(int64_t total, int64_t cost_per_unit) {
 // Otherwise it runs in contiguous blocks, about 4 per thread: enough to
 // balance, and consecutive GEMM tasks (which share a packed row block of A)
 // stay on one thread.
-inline int64_t parallel_block_size(int64_t total, int64_t threads) {
-  return ceil_div(total, 4 * threads);
-}
+inline int64_t parallel_block_size(int64_t total, int64_t threads) { return ceil_div(total, 4 * threads); }
 
 // Runs everything on the calling thread.
 inline void serial_for(int64_t total, int64_t /*cost_per_unit*/, const RangeBody& body) {

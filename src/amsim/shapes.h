@@ -25,15 +25,15 @@ struct GemmShape {
 
 // A 2-D convolution; conv.h documents its layouts and canonical orders.
 struct Conv2DShape {
-  int64_t batch = 0;                       // N
-  int64_t in_h = 0, in_w = 0, in_c = 0;    // H, W, C
-  int64_t filter_h = 0, filter_w = 0;      // KH, KW
-  int64_t out_c = 0;                       // O
-  int64_t groups = 1;                      // G: C % G == 0, O % G == 0
+  int64_t batch = 0;  // N
+  int64_t in_h = 0, in_w = 0, in_c = 0;  // H, W, C
+  int64_t filter_h = 0, filter_w = 0;  // KH, KW
+  int64_t out_c = 0;  // O
+  int64_t groups = 1;  // G: C % G == 0, O % G == 0
   int64_t stride_h = 1, stride_w = 1;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
-  int64_t out_h = 0, out_w = 0;            // filled by finalize()
+  int64_t out_h = 0, out_w = 0;  // filled by finalize()
 
   AMSIM_HD int64_t in_c_per_group() const { return in_c / groups; }
   AMSIM_HD int64_t out_c_per_group() const { return out_c / groups; }

@@ -8,9 +8,12 @@ amsim::Table table_view(const TableArray& entries, int mantissa_bits, const std:
   if (mantissa_bits < amsim::kMinMantissaBits || mantissa_bits > amsim::kMaxMantissaBits)
     throw py::value_error("mantissa_bits must be in [1, 11], got " + std::to_string(mantissa_bits));
   amsim::Rounding mode;
-  if (rounding == "truncate") mode = amsim::Rounding::kTruncate;
-  else if (rounding == "nearest") mode = amsim::Rounding::kNearestEven;
-  else throw py::value_error("operand_rounding must be 'truncate' or 'nearest', got '" + rounding + "'");
+  if (rounding == "truncate")
+    mode = amsim::Rounding::kTruncate;
+  else if (rounding == "nearest")
+    mode = amsim::Rounding::kNearestEven;
+  else
+    throw py::value_error("operand_rounding must be 'truncate' or 'nearest', got '" + rounding + "'");
   const int64_t expected = amsim::table_size(mantissa_bits);
   if (entries.ndim() != 1 || entries.size() != expected)
     throw py::value_error("table for mantissa_bits=" + std::to_string(mantissa_bits) + " must have " +
@@ -32,15 +35,25 @@ amsim::Conv2DShape conv_shape(const std::vector<int64_t>& in, const std::vector<
   if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
     throw py::value_error("strides and dilations take 2 values, paddings 4 (top, bottom, left, right)");
   amsim::Conv2DShape s;
-  s.batch = in[0]; s.in_h = in[1]; s.in_w = in[2]; s.in_c = in[3];
-  s.filter_h = f[0]; s.filter_w = f[1]; s.out_c = f[3];
+  s.batch = in[0];
+  s.in_h = in[1];
+  s.in_w = in[2];
+  s.in_c = in[3];
+  s.filter_h = f[0];
+  s.filter_w = f[1];
+  s.out_c = f[3];
   s.groups = groups;
-  s.stride_h = strides[0]; s.stride_w = strides[1];
-  s.dilation_h = dilations[0]; s.dilation_w = dilations[1];
-  s.pad_top = pads[0]; s.pad_bottom = pads[1]; s.pad_left = pads[2]; s.pad_right = pads[3];
+  s.stride_h = strides[0];
+  s.stride_w = strides[1];
+  s.dilation_h = dilations[0];
+  s.dilation_w = dilations[1];
+  s.pad_top = pads[0];
+  s.pad_bottom = pads[1];
+  s.pad_left = pads[2];
+  s.pad_right = pads[3];
   if (groups >= 1 && s.in_c % groups == 0 && f[2] != s.in_c / groups)
-    throw py::value_error("filter input-channel dimension " + std::to_string(f[2]) + " must equal C/groups = " +
-                          std::to_string(s.in_c / groups));
+    throw py::value_error("filter input-channel dimension " + std::to_string(f[2]) +
+                          " must equal C/groups = " + std::to_string(s.in_c / groups));
   if (const char* err = amsim::conv2d_finalize(s)) throw py::value_error(std::string("conv2d: ") + err);
   return s;
 }
@@ -67,7 +80,8 @@ amsim::BatchPlan matmul_plan(const FloatArray& a, const FloatArray& b, bool tran
   amsim::BatchPlan plan;
   const amsim::BatchPlanError error = amsim::plan_batched_gemm(a_dims, b_dims, transpose_a, transpose_b, &plan);
   switch (error.kind) {
-    case amsim::BatchPlanError::kNone: break;
+    case amsim::BatchPlanError::kNone:
+      break;
     case amsim::BatchPlanError::kRank:
       throw py::value_error("matmul operands must have rank >= 2, got shapes " + dims_text(a_dims) + " and " +
                             dims_text(b_dims));
@@ -76,8 +90,8 @@ amsim::BatchPlan matmul_plan(const FloatArray& a, const FloatArray& b, bool tran
                             std::to_string(error.right));
     case amsim::BatchPlanError::kBatchDims:
       throw py::value_error("matmul: batch dimensions of " + dims_text(a_dims) + " and " + dims_text(b_dims) +
-                            " do not broadcast (" + std::to_string(error.left) + " vs " +
-                            std::to_string(error.right) + ")");
+                            " do not broadcast (" + std::to_string(error.left) + " vs " + std::to_string(error.right) +
+                            ")");
   }
   return plan;
 }

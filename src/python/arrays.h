@@ -28,10 +28,8 @@ amsim::Table table_view(const TableArray& entries, int mantissa_bits, const std:
 void require_ndim(const py::array& a, int ndim, const char* what);
 
 // Builds and checks the conv shape from NHWC input dims and HWIO filter dims.
-amsim::Conv2DShape conv_shape(const std::vector<int64_t>& input_shape,
-                              const std::vector<int64_t>& filter_shape,
-                              const std::vector<int64_t>& strides,
-                              const std::vector<int64_t>& dilations,
+amsim::Conv2DShape conv_shape(const std::vector<int64_t>& input_shape, const std::vector<int64_t>& filter_shape,
+                              const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
                               const std::vector<int64_t>& paddings, int64_t groups);
 
 FloatArray empty_float(const std::vector<int64_t>& shape);

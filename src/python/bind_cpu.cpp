@@ -51,8 +51,8 @@ FloatArray conv2d(const FloatArray& x, const FloatArray& w, const TableArray& lu
                   const std::string& rounding, const std::vector<int64_t>& strides,
                   const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
   const amsim::Table t = table_view(lut, mbits, rounding);
-  const auto s = conv_shape({x.shape(), x.shape() + x.ndim()}, {w.shape(), w.shape() + w.ndim()}, strides,
-                            dilations, paddings, groups);
+  const auto s = conv_shape({x.shape(), x.shape() + x.ndim()}, {w.shape(), w.shape() + w.ndim()}, strides, dilations,
+                            paddings, groups);
   FloatArray y = empty_float({s.batch, s.out_h, s.out_w, s.out_c});
   const float *px = x.data(), *pw = w.data();
   float* py_ = y.mutable_data();
@@ -99,18 +99,18 @@ void bind_cpu(py::module_& m) {
   // Python wrapper decides what to convert.
   m.def("multiply", &multiply, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
         "rounding"_a, "Elementwise AMSim product of equal-size float32 arrays.");
-  m.def("matmul", &matmul, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
-        "rounding"_a, "transpose_a"_a = false, "transpose_b"_a = false,
+  m.def("matmul", &matmul, "a"_a.noconvert(), "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
+        "transpose_a"_a = false, "transpose_b"_a = false,
         "Batched AM GEMM on float32 arrays of rank >= 2 (batch dimensions broadcast as in numpy).");
-  m.def("conv2d", &conv2d, "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a,
-        "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
+  m.def("conv2d", &conv2d, "x"_a.noconvert(), "w"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a,
+        "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
         "AM conv2d, NHWC x HWIO, explicit paddings (top, bottom, left, right).");
   m.def("conv2d_input_grad", &conv2d_input_grad, "input_shape"_a, "w"_a.noconvert(), "dy"_a.noconvert(),
-        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
-        "groups"_a = 1, "Gradient of conv2d with respect to its input (left operand dy).");
+        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
+        "Gradient of conv2d with respect to its input (left operand dy).");
   m.def("conv2d_filter_grad", &conv2d_filter_grad, "x"_a.noconvert(), "filter_shape"_a, "dy"_a.noconvert(),
-        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a,
-        "groups"_a = 1, "Gradient of conv2d with respect to its filter (left operand x).");
+        "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "strides"_a, "dilations"_a, "paddings"_a, "groups"_a = 1,
+        "Gradient of conv2d with respect to its filter (left operand x).");
   m.def(
       "gemm_cpu_path",
       [](int mbits, const std::optional<TableArray>& lut, const std::optional<std::array<int64_t, 3>>& shape) {
@@ -126,7 +126,8 @@ void bind_cpu(py::module_& m) {
       "mantissa_bits"_a, "lut"_a.noconvert() = py::none(), "shape"_a = py::none(),
       "Which CPU GEMM path runs for M mantissa bits (for this table, when given) and GEMM shape (m, n, k), "
       "by default 1024^3.");
-  m.def("num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
+  m.def(
+      "num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
   m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");
 }
 

@@ -30,8 +30,8 @@ namespace {
 
 [[noreturn]] void throw_cuda(cudaError_t err, const std::string& what) {
   cudaGetLastError();  // clears the error unless the context is lost for good
-  throw std::runtime_error("CUDA error during " + what + ": " + cudaGetErrorName(err) + " (" +
-                           cudaGetErrorString(err) + ")");
+  throw std::runtime_error("CUDA error during " + what + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
+                           ")");
 }
 
 void check(cudaError_t err, const std::string& what) {
@@ -78,7 +78,9 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   void download(void* host) const {
     if (bytes_) check(cudaMemcpy(host, ptr_, bytes_, cudaMemcpyDeviceToHost), "the copy from the GPU");
   }
@@ -126,7 +128,8 @@ DeviceOp prepare(const CudaCall& call) {
   op.name = call.name;
   const size_t table_bytes = static_cast<size_t>(call.table.size()) * sizeof(uint16_t);
   op.buffers.push_back(std::make_unique<DeviceBuffer>(call.table.entries, table_bytes));
-  for (const HostBytes& in : {call.in0, call.in1}) op.buffers.push_back(std::make_unique<DeviceBuffer>(in.data, in.bytes));
+  for (const HostBytes& in : {call.in0, call.in1})
+    op.buffers.push_back(std::make_unique<DeviceBuffer>(in.data, in.bytes));
   int64_t out_floats = 1;
   for (int64_t d : call.out_shape) out_floats *= d;
   op.output = std::make_unique<DeviceBuffer>(static_cast<size_t>(out_floats) * sizeof(float));
@@ -197,7 +200,8 @@ double bench_call(const CudaCall& call, int repeats) {
 template <class... Args, class... Extra>
 void def_run_and_bench(py::module_& m, const std::string& name, CudaCall (*make_call)(Args...), const char* doc,
                        const Extra&... extra) {
-  m.def(name.c_str(), [make_call](Args... args) { return run_call(make_call(args...)); }, extra..., doc);
+  m.def(
+      name.c_str(), [make_call](Args... args) { return run_call(make_call(args...)); }, extra..., doc);
   m.def((name + "_bench").c_str(),
         [make_call](Args... args, int repeats) { return bench_call(make_call(args...), repeats); }, extra...,
         py::arg("repeats") = 20, ("Median kernel time (ms) of " + name + ", inputs copied once.").c_str());
@@ -212,7 +216,11 @@ CudaCall multiply_call(const FloatArray& a, const FloatArray& b, const TableArra
   const amsim::Table t = table_view(lut, mbits, rounding);
   require_same_size(a, b, "multiply");
   const int64_t n = a.size();
-  return {"multiply_cuda", t, host_bytes(a), host_bytes(b), dims_of(a),
+  return {"multiply_cuda",
+          t,
+          host_bytes(a),
+          host_bytes(b),
+          dims_of(a),
           [n](const amsim::Table& table, const float* pa, const float* pb, float* pc, cudaStream_t s) {
             return amsim::cuda::multiply(table, pa, pb, pc, n, s);
           }};
@@ -222,7 +230,11 @@ CudaCall matmul_call(const FloatArray& a, const FloatArray& b, const TableArray&
                      const std::string& rounding, bool transpose_a, bool transpose_b) {
   const amsim::Table t = table_view(lut, mbits, rounding);
   const amsim::BatchPlan plan = matmul_plan(a, b, transpose_a, transpose_b);
-  return {"matmul_cuda", t, host_bytes(a), host_bytes(b), plan.output_dims(),
+  return {"matmul_cuda",
+          t,
+          host_bytes(a),
+          host_bytes(b),
+          plan.output_dims(),
           [plan](const amsim::Table& table, const float* pa, const float* pb, float* pc, cudaStream_t s) {
             return amsim::cuda::batched_gemm(table, plan, pa, pb, pc, s);
           }};
@@ -244,15 +256,22 @@ CudaCall conv_call(ConvOp kind, const std::vector<int64_t>& input_shape, const s
   if (kind == ConvOp::kFilterGrad) require_conv_output_shape(in1, s, op);
   if (const char* why = amsim::cuda::conv2d_unsupported(s))
     throw py::value_error(std::string("conv2d on CUDA: ") + why);
-  std::vector<int64_t> out = kind == ConvOp::kForward ? std::vector<int64_t>{s.batch, s.out_h, s.out_w, s.out_c}
+  std::vector<int64_t> out = kind == ConvOp::kForward     ? std::vector<int64_t>{s.batch, s.out_h, s.out_w, s.out_c}
                              : kind == ConvOp::kInputGrad ? input_shape
                                                           : filter_shape;
-  return {std::string(op) + "_cuda", t, host_bytes(in0), host_bytes(in1), out,
+  return {std::string(op) + "_cuda",
+          t,
+          host_bytes(in0),
+          host_bytes(in1),
+          out,
           [kind, s](const amsim::Table& table, const float* p0, const float* p1, float* po, cudaStream_t stream) {
             switch (kind) {
-              case ConvOp::kForward: return amsim::cuda::conv2d_forward(table, s, p0, p1, po, stream);
-              case ConvOp::kInputGrad: return amsim::cuda::conv2d_input_grad(table, s, p0, p1, po, stream);
-              default: return amsim::cuda::conv2d_filter_grad(table, s, p0, p1, po, stream);
+              case ConvOp::kForward:
+                return amsim::cuda::conv2d_forward(table, s, p0, p1, po, stream);
+              case ConvOp::kInputGrad:
+                return amsim::cuda::conv2d_input_grad(table, s, p0, p1, po, stream);
+              default:
+                return amsim::cuda::conv2d_filter_grad(table, s, p0, p1, po, stream);
             }
           }};
 }
@@ -260,8 +279,8 @@ CudaCall conv_call(ConvOp kind, const std::vector<int64_t>& input_shape, const s
 CudaCall conv2d_call(const FloatArray& x, const FloatArray& w, const TableArray& lut, int mbits,
                      const std::string& rounding, const std::vector<int64_t>& strides,
                      const std::vector<int64_t>& dilations, const std::vector<int64_t>& paddings, int64_t groups) {
-  return conv_call(ConvOp::kForward, dims_of(x), dims_of(w), x, w, lut, mbits, rounding, strides, dilations,
-                   paddings, groups);
+  return conv_call(ConvOp::kForward, dims_of(x), dims_of(w), x, w, lut, mbits, rounding, strides, dilations, paddings,
+                   groups);
 }
 
 CudaCall conv2d_input_grad_call(const std::vector<int64_t>& input_shape, const FloatArray& w, const FloatArray& dy,
@@ -315,8 +334,8 @@ void bind_cuda(py::module_& m) {
       "mantissa_bits"_a, "m"_a, "n"_a, "k"_a, "batch"_a = 1, "Which GEMM kernel variant matmul_cuda runs.");
 
   // noconvert, as in bind_cpu.cpp: a float64 array is an error, never a silent copy.
-  def_run_and_bench(m, "multiply_cuda", &multiply_call, "multiply on the GPU.", "a"_a.noconvert(),
-                    "b"_a.noconvert(), "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a);
+  def_run_and_bench(m, "multiply_cuda", &multiply_call, "multiply on the GPU.", "a"_a.noconvert(), "b"_a.noconvert(),
+                    "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a);
   def_run_and_bench(m, "matmul_cuda", &matmul_call, "matmul on the GPU.", "a"_a.noconvert(), "b"_a.noconvert(),
                     "lut"_a.noconvert(), "mantissa_bits"_a, "rounding"_a, "transpose_a"_a = false,
                     "transpose_b"_a = false);

@@ -3,6 +3,7 @@
 
 namespace approxtrain {
 void bind_cuda(pybind11::module_& m) {
-  m.def("cuda_available", [] { return false; }, "Whether _core was built with CUDA and a GPU is usable.");
+  m.def(
+      "cuda_available", [] { return false; }, "Whether _core was built with CUDA and a GPU is usable.");
 }
 }  // namespace approxtrain

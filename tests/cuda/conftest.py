@@ -2,6 +2,7 @@
 GPU test (marked `cuda`) is a failure, so a GPU check cannot pass on a
 machine where no GPU test ran.  Without it the GPU tests skip where no GPU is
 usable, as everywhere else."""
+
 import os
 
 import pytest
@@ -19,10 +20,15 @@ def cuda_required():
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if (report.skipped and not hasattr(report, "wasxfail") and cuda_required()
-            and item.get_closest_marker("cuda") is not None):
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and cuda_required()
+        and item.get_closest_marker("cuda") is not None
+    ):
         longrepr = report.longrepr
         reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
         report.outcome = "failed"
-        report.longrepr = (f"{REQUIRE_CUDA}={os.environ[REQUIRE_CUDA]}: this GPU test must run, "
-                           f"but it was skipped ({reason})")
+        report.longrepr = (
+            f"{REQUIRE_CUDA}={os.environ[REQUIRE_CUDA]}: this GPU test must run, but it was skipped ({reason})"
+        )

@@ -1,4 +1,5 @@
 """Shared helpers of the GPU tests: tables, inputs and a bitwise comparison."""
+
 import numpy as np
 
 import amsim_reference as ref
@@ -45,4 +46,5 @@ def assert_same_bits(got, want, what=""):
         raise AssertionError(
             f"{what}: {len(bad)} of {same.size} elements differ; first at {first}: "
             f"got {got[first]!r} (0x{got[first].view(np.uint32):08x}), "
-            f"want {want[first]!r} (0x{want[first].view(np.uint32):08x})")
+            f"want {want[first]!r} (0x{want[first].view(np.uint32):08x})"
+        )

@@ -36,8 +36,8 @@ bool same_bits(float a, float b) {
 void expect_same(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
   for (size_t i = 0; i < want.size(); ++i) {
     if (!same_bits(got[i], want[i])) {
-      std::printf("FAIL %s: element %zu of %zu: got %a (0x%08x), want %a (0x%08x)\n", what, i, want.size(), got[i], float_bits(got[i]),
-                  want[i], float_bits(want[i]));
+      std::printf("FAIL %s: element %zu of %zu: got %a (0x%08x), want %a (0x%08x)\n", what, i, want.size(), got[i],
+                  float_bits(got[i]), want[i], float_bits(want[i]));
       ++failures;
       return;
     }
@@ -47,16 +47,22 @@ void expect_same(const std::vector<float>& got, const std::vector<float>& want, 
 // float32 values from all bit patterns mixed with ordinary normals, as
 // tests/amsim_reference.random_floats, plus the contract's special values.
 std::vector<float> random_floats(std::mt19937_64& rng, size_t n) {
-  static const float specials[] = {0.0f, -0.0f, 1e-45f, -1e-39f, 1.17549435e-38f, INFINITY, -INFINITY, NAN,
-                                   3.4028235e38f, -1.7e38f, 0x1p127f, 0x1.fffffep126f, 1.0f, -1.5f, 0x1p-126f};
+  static const float specials[] = {0.0f,     -0.0f,           1e-45f, -1e-39f,       1.17549435e-38f,
+                                   INFINITY, -INFINITY,       NAN,    3.4028235e38f, -1.7e38f,
+                                   0x1p127f, 0x1.fffffep126f, 1.0f,   -1.5f,         0x1p-126f};
   std::vector<float> v(n);
   std::normal_distribution<float> normal;
   for (auto& x : v) {
     const uint64_t r = rng();
     switch (r % 8) {
-      case 0: x = bits_float(static_cast<uint32_t>(rng())); break;
-      case 1: x = specials[rng() % (sizeof specials / sizeof specials[0])]; break;
-      default: x = std::ldexp(normal(rng), static_cast<int>(rng() % 40) - 20);
+      case 0:
+        x = bits_float(static_cast<uint32_t>(rng()));
+        break;
+      case 1:
+        x = specials[rng() % (sizeof specials / sizeof specials[0])];
+        break;
+      default:
+        x = std::ldexp(normal(rng), static_cast<int>(rng() % 40) - 20);
     }
   }
   return v;
@@ -66,9 +72,10 @@ struct HostTable {
   int mbits;
   Rounding rounding;
   std::vector<uint16_t> entries;  // 2^(2M)
-  std::vector<uint16_t> shared;   // as load_shared_table lays it out: entries, zero row, padding
+  std::vector<uint16_t> shared;  // as load_shared_table lays it out: entries, zero row, padding
 
-  HostTable(std::mt19937_64& rng, int m, Rounding r) : mbits(m), rounding(r), entries(static_cast<size_t>(table_size(m))) {
+  HostTable(std::mt19937_64& rng, int m, Rounding r)
+      : mbits(m), rounding(r), entries(static_cast<size_t>(table_size(m))) {
     for (auto& e : entries) e = static_cast<uint16_t>(rng());
     shared.assign(shared_table_bytes(m) / 2, 0);
     std::memcpy(shared.data(), entries.data(), entries.size() * 2);
@@ -138,8 +145,8 @@ std::vector<float> ref_forward(const HostTable& t, const ConvDims& d, const std:
           for (int kh = 0; kh < d.kh; ++kh)
             for (int kw = 0; kw < d.kw; ++kw)
               for (int c = 0; c < d.cg; ++c) {
-                const float xv = x_at(x, d, n, oh * d.sh - d.pad_top + kh * d.dh, ow * d.sw - d.pad_left + kw * d.dw,
-                                      g * d.cg + c);
+                const float xv =
+                    x_at(x, d, n, oh * d.sh - d.pad_top + kh * d.dh, ow * d.sw - d.pad_left + kw * d.dw, g * d.cg + c);
                 acc = add_ftz(acc, am_multiply(xv, w[((int64_t{kh} * d.kw + kw) * d.cg + c) * d.o + o], t.table()));
               }
           y[((int64_t{n} * d.oh + oh) * d.ow + ow) * d.o + o] = acc;
@@ -183,8 +190,8 @@ std::vector<float> ref_filter_grad(const HostTable& t, const ConvDims& d, const 
           for (int n = 0; n < d.n; ++n)
             for (int oh = 0; oh < d.oh; ++oh)
               for (int ow = 0; ow < d.ow; ++ow) {
-                const float xv = x_at(x, d, n, oh * d.sh - d.pad_top + kh * d.dh, ow * d.sw - d.pad_left + kw * d.dw,
-                                      g * d.cg + c);
+                const float xv =
+                    x_at(x, d, n, oh * d.sh - d.pad_top + kh * d.dh, ow * d.sw - d.pad_left + kw * d.dw, g * d.cg + c);
                 acc = add_ftz(acc, am_multiply(xv, dy[((int64_t{n} * d.oh + oh) * d.ow + ow) * d.o + o], t.table()));
               }
           dw[((int64_t{kh} * d.kw + kw) * d.cg + c) * d.o + o] = acc;
@@ -209,8 +216,8 @@ void check_conv(std::mt19937_64& rng, const HostTable& t, const ConvDims& d) {
   const auto dy = random_floats(rng, size_t(d.out_positions()) * d.o);
 
   std::vector<float> y(size_t(d.out_positions()) * d.o);
-  emulate_gemm<kShared>(ConvForwardProblem{d.out_positions(), d.og, int64_t{d.kh} * d.kw * d.cg, d.groups, d,
-                                           x.data(), w.data(), y.data(), false},
+  emulate_gemm<kShared>(ConvForwardProblem{d.out_positions(), d.og, int64_t{d.kh} * d.kw * d.cg, d.groups, d, x.data(),
+                                           w.data(), y.data(), false},
                         t);
   const auto y_ref = ref_forward(t, d, x, w);
   expect_same(y, y_ref, "conv forward (implicit GEMM)");
@@ -258,10 +265,9 @@ void check_gemm(std::mt19937_64& rng, const HostTable& t, int64_t batch, int64_t
   const auto a = random_floats(rng, size_t(batch * m * k));
   const auto b = random_floats(rng, size_t((broadcast_b ? 1 : batch) * k * n));
   std::vector<float> c(size_t(batch * m * n)), c_ref(c.size());
-  const DenseGemmProblem p{m, n, k, batch,
-                           a.data(), ta ? 1 : k, ta ? m : 1, m * k,
-                           b.data(), tb ? 1 : n, tb ? k : 1, broadcast_b ? 0 : k * n,
-                           c.data(), false};
+  const DenseGemmProblem p{m,          n,     k,        batch,      a.data(),   ta ? 1 : k,
+                           ta ? m : 1, m * k, b.data(), tb ? 1 : n, tb ? k : 1, broadcast_b ? 0 : k * n,
+                           c.data(),   false};
   emulate_gemm<kShared>(p, t);
   for (int64_t bi = 0; bi < batch; ++bi)
     for (int64_t i = 0; i < m; ++i)

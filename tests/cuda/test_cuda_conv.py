@@ -3,6 +3,7 @@
 explicit paddings, groups, depthwise with channel multipliers, and specials.
 Skipped where no GPU is usable
 (a failure under APPROXTRAIN_REQUIRE_CUDA=1, see conftest.py)."""
+
 import zlib
 
 import numpy as np
@@ -12,19 +13,18 @@ import amsim_reference as ref
 from approxtrain import _core, core
 from cuda_helpers import ROUNDINGS, assert_same_bits, floats, multiplier, ordinary
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")]
 
 # (N, H, W, C, KH, KW, O, groups, strides, dilations, padding)
 CASES = [
     (2, 7, 6, 3, 3, 3, 5, 1, (1, 1), (1, 1), "VALID"),
     (2, 7, 6, 3, 3, 3, 5, 1, (1, 1), (1, 1), "SAME"),
-    (1, 9, 8, 4, 3, 2, 6, 2, (2, 1), (1, 2), [[1, 0], [2, 1]]),     # grouped, strided, dilated, explicit pads
-    (2, 8, 8, 6, 3, 3, 6, 6, (1, 1), (1, 1), "SAME"),               # depthwise
-    (1, 9, 7, 4, 3, 3, 8, 4, (2, 2), (1, 1), [[1, 1], [0, 2]]),     # depthwise, channel multiplier 2
-    (2, 6, 7, 5, 2, 3, 5, 5, (1, 2), (2, 1), "SAME"),               # depthwise, dilated
-    (1, 5, 5, 8, 1, 1, 12, 1, (1, 1), (1, 1), "VALID"),              # 1x1
-    (1, 3, 3, 2, 5, 5, 3, 1, (1, 1), (1, 1), [[2, 2], [2, 2]]),     # filter larger than input
+    (1, 9, 8, 4, 3, 2, 6, 2, (2, 1), (1, 2), [[1, 0], [2, 1]]),  # grouped, strided, dilated, explicit pads
+    (2, 8, 8, 6, 3, 3, 6, 6, (1, 1), (1, 1), "SAME"),  # depthwise
+    (1, 9, 7, 4, 3, 3, 8, 4, (2, 2), (1, 1), [[1, 1], [0, 2]]),  # depthwise, channel multiplier 2
+    (2, 6, 7, 5, 2, 3, 5, 5, (1, 2), (2, 1), "SAME"),  # depthwise, dilated
+    (1, 5, 5, 8, 1, 1, 12, 1, (1, 1), (1, 1), "VALID"),  # 1x1
+    (1, 3, 3, 2, 5, 5, 3, 1, (1, 1), (1, 1), [[2, 2], [2, 2]]),  # filter larger than input
     (2, 11, 10, 16, 3, 3, 24, 4, (2, 2), (1, 1), "SAME"),
 ]
 
@@ -60,10 +60,13 @@ def reference(op, x, w, dy, mul, case):
     return ref.conv2d_filter_grad(x, w.shape, dy, mul.lut, mul.mantissa_bits, mul.operand_rounding, **args)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:8])) + f"-s{c[8][0]}{c[8][1]}-d{c[9][0]}{c[9][1]}")
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: "x".join(map(str, c[:8])) + f"-s{c[8][0]}{c[8][1]}-d{c[9][0]}{c[9][1]}"
+)
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("m, rounding, kind", [(7, "nearest", "exact"), (4, "truncate", "random"),
-                                                (11, "nearest", "random")])
+@pytest.mark.parametrize(
+    "m, rounding, kind", [(7, "nearest", "exact"), (4, "truncate", "random"), (11, "nearest", "random")]
+)
 def test_conv_matches_cpu_and_reference(case, op, m, rounding, kind):
     mul = multiplier(m, rounding, kind)
     rng = np.random.default_rng(zlib.crc32(repr((case, op)).encode()))
@@ -87,7 +90,7 @@ def test_conv_every_multiplier(m, rounding):
 # Larger layers: enough tiles for the big-tile kernel, long filter-gradient K.
 LARGE = [
     (16, 32, 32, 64, 3, 3, 64, 1, (1, 1), (1, 1), "SAME"),
-    (4, 28, 28, 32, 3, 3, 32, 32, (2, 2), (1, 1), "SAME"),           # depthwise, strided
+    (4, 28, 28, 32, 3, 3, 32, 32, (2, 2), (1, 1), "SAME"),  # depthwise, strided
     (8, 14, 14, 40, 1, 1, 130, 1, (1, 1), (1, 1), "VALID"),
 ]
 
@@ -107,8 +110,9 @@ def test_conv_shape_errors_are_value_errors():
     with pytest.raises(ValueError, match="C/groups"):
         _core.conv2d_cuda(x, np.zeros((3, 3, 3, 4), np.float32), *mul.core_args, [1, 1], [1, 1], [0, 0, 0, 0], 1)
     with pytest.raises(ValueError, match="dy shape"):
-        _core.conv2d_filter_grad_cuda(x, [3, 3, 4, 2], np.zeros((1, 2, 2, 2), np.float32), *mul.core_args,
-                                      [1, 1], [1, 1], [0, 0, 0, 0], 1)
+        _core.conv2d_filter_grad_cuda(
+            x, [3, 3, 4, 2], np.zeros((1, 2, 2, 2), np.float32), *mul.core_args, [1, 1], [1, 1], [0, 0, 0, 0], 1
+        )
 
 
 def test_conv_bench_entry_point():

@@ -2,6 +2,7 @@
 the NumPy reference, for every M, both roundings, specials, odd sizes, long
 K, transposes and batch broadcasting.  Skipped where no GPU is usable
 (a failure under APPROXTRAIN_REQUIRE_CUDA=1, see conftest.py)."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,7 @@ import amsim_reference as ref
 from approxtrain import _core, core
 from cuda_helpers import ROUNDINGS, assert_same_bits, floats, multiplier, ordinary
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not core.cuda_available(), reason="no usable CUDA device")]
 
 ALL_M = range(1, 12)
 
@@ -38,8 +38,8 @@ def test_matmul_every_multiplier_with_specials(m, rounding, kind):
     s = ref.SPECIALS
     a = floats(rng, (2 * s.size + 3, 3 * s.size))
     b = floats(rng, (3 * s.size, s.size + 5))
-    a[: s.size, : s.size] = np.diag(s)          # special left operands in row i at k = i
-    a[s.size: 2 * s.size, : s.size] = s[None, :]  # every special in one row
+    a[: s.size, : s.size] = np.diag(s)  # special left operands in row i at k = i
+    a[s.size : 2 * s.size, : s.size] = s[None, :]  # every special in one row
     b[: s.size, : s.size] = np.tile(s[:, None], (1, s.size))
     got = core.matmul(a, b, mul, device="cuda")
     assert_same_bits(got, ref.matmul(a, b, mul.lut, m, rounding), "matmul vs reference")
@@ -50,26 +50,28 @@ def test_matmul_every_multiplier_with_specials(m, rounding, kind):
 SHAPES = [
     (1, 1, 1, 1, 1, False, False),
     (1, 1, 3, 5, 7, False, False),
-    (1, 1, 2, 3, 0, False, False),            # K = 0: +0 everywhere
-    (1, 1, 64, 128, 16, False, False),        # exactly one big tile
+    (1, 1, 2, 3, 0, False, False),  # K = 0: +0 everywhere
+    (1, 1, 64, 128, 16, False, False),  # exactly one big tile
     (1, 1, 65, 129, 17, True, False),
     (1, 1, 17, 33, 31, False, True),
-    (1, 1, 7, 9, 4097, False, False),         # long K, partial last K tile
+    (1, 1, 7, 9, 4097, False, False),  # long K, partial last K tile
     (1, 1, 40, 3, 4097, True, True),
-    (4, 1, 33, 47, 19, False, False),         # B broadcast over the batch
-    (1, 3, 21, 50, 23, True, True),           # A broadcast
+    (4, 1, 33, 47, 19, False, False),  # B broadcast over the batch
+    (1, 3, 21, 50, 23, True, True),  # A broadcast
     (5, 5, 18, 34, 45, False, True),
-    (1, 1, 1030, 1100, 70, False, False),     # many big tiles, ragged edges
+    (1, 1, 1030, 1100, 70, False, False),  # many big tiles, ragged edges
     (1, 1, 1031, 1101, 33, True, True),
     (2, 2, 700, 1200, 40, True, False),
-    (1, 1, 20000, 60, 20, False, False),      # narrow 128 x 64 tiles
+    (1, 1, 20000, 60, 20, False, False),  # narrow 128 x 64 tiles
     (3, 1, 7001, 61, 21, True, True),
 ]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-t{int(s[5])}{int(s[6])}")
-@pytest.mark.parametrize("m, rounding, kind", [(7, "nearest", "exact"), (3, "truncate", "random"),
-                                                (8, "truncate", "random"), (10, "nearest", "random")])
+@pytest.mark.parametrize(
+    "m, rounding, kind",
+    [(7, "nearest", "exact"), (3, "truncate", "random"), (8, "truncate", "random"), (10, "nearest", "random")],
+)
 def test_matmul_shapes(shape, m, rounding, kind):
     ba, bb, mm, n, k, ta, tb = shape
     mul = multiplier(m, rounding, kind)
@@ -101,10 +103,16 @@ def test_negative_zero_sums_survive():
 
 def test_both_kernel_variants_and_table_placements_are_exercised():
     """The shapes of test_matmul_shapes reach every tile shape with both table placements."""
-    variants = {_core.gemm_cuda_variant(m, mm, n, k, 1) for m in (7, 10) for (mm, n, k) in
-                [(1030, 1100, 70), (65, 129, 17), (20000, 60, 20)]}
-    assert variants == {f"{tile}/{placement}" for tile in ("tile64x128", "tile128x64", "tile16x32")
-                        for placement in ("shared-table", "global-table")}
+    variants = {
+        _core.gemm_cuda_variant(m, mm, n, k, 1)
+        for m in (7, 10)
+        for (mm, n, k) in [(1030, 1100, 70), (65, 129, 17), (20000, 60, 20)]
+    }
+    assert variants == {
+        f"{tile}/{placement}"
+        for tile in ("tile64x128", "tile128x64", "tile16x32")
+        for placement in ("shared-table", "global-table")
+    }
 
 
 def test_errors_are_value_errors():

@@ -5,6 +5,7 @@ against a naive canonical-order reference on am_multiply.  Needs nvcc, not a
 GPU: it guards the GPU arithmetic on machines that cannot run it.  Without
 nvcc it skips, except under CI=true or APPROXTRAIN_REQUIRE_CUDA=1, where a
 missing compiler is a broken machine and the test fails saying so."""
+
 import os
 import shutil
 import subprocess
@@ -18,22 +19,39 @@ NVCC = shutil.which("nvcc")
 
 def nvcc_is_required():
     """CI must run this test; so must the GPU check (APPROXTRAIN_REQUIRE_CUDA=1)."""
-    return (os.environ.get("CI", "").lower() in ("1", "true", "yes")
-            or os.environ.get("APPROXTRAIN_REQUIRE_CUDA", "") not in ("", "0"))
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get(
+        "APPROXTRAIN_REQUIRE_CUDA", ""
+    ) not in ("", "0")
 
 
 def test_kernel_building_blocks_match_am_multiply_on_the_host(tmp_path):
     if NVCC is None:
         message = "nvcc not found on PATH"
         if nvcc_is_required():
-            pytest.fail(f"{message}: CI=true or APPROXTRAIN_REQUIRE_CUDA=1 needs the CUDA compiler "
-                        f"to build tests/cuda/host_emulation.cu (install the CUDA toolkit, put nvcc on PATH)")
+            pytest.fail(
+                f"{message}: CI=true or APPROXTRAIN_REQUIRE_CUDA=1 needs the CUDA compiler "
+                f"to build tests/cuda/host_emulation.cu (install the CUDA toolkit, put nvcc on PATH)"
+            )
         pytest.skip(message)
     exe = tmp_path / "host_emulation"
     build = subprocess.run(
-        [NVCC, "-std=c++17", "-O2", "--expt-relaxed-constexpr", "-diag-suppress", "20013",
-         f"-I{ROOT}", f"-I{ROOT / 'src'}", str(ROOT / "tests/cuda/host_emulation.cu"), "-o", str(exe)],
-        capture_output=True, text=True, timeout=300)
+        [
+            NVCC,
+            "-std=c++17",
+            "-O2",
+            "--expt-relaxed-constexpr",
+            "-diag-suppress",
+            "20013",
+            f"-I{ROOT}",
+            f"-I{ROOT / 'src'}",
+            str(ROOT / "tests/cuda/host_emulation.cu"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-4000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-4000:]

@@ -1,4 +1,5 @@
 """Comparisons and multipliers shared by the test modules of tests/tf."""
+
 import numpy as np
 
 from approxtrain.multipliers import Multiplier
@@ -33,22 +34,31 @@ def assert_bits_equal(actual, expected, what):
     same = (actual.view(np.uint32) == expected.view(np.uint32)) | (nan_a & nan_e)
     if not same.all():
         i = np.argwhere(~same)[0]
-        raise AssertionError(f"{what}: {int((~same).sum())} of {same.size} elements differ; first at {tuple(i)}: "
-                             f"{actual[tuple(i)]!r} vs expected {expected[tuple(i)]!r}")
+        raise AssertionError(
+            f"{what}: {int((~same).sum())} of {same.size} elements differ; first at {tuple(i)}: "
+            f"{actual[tuple(i)]!r} vs expected {expected[tuple(i)]!r}"
+        )
 
 
 # --- float64 NumPy convolution: a reference independent of TF's conv kernels ------------------
 # TF's own CPU gradients of dilated or grouped convs exist only with oneDNN, which TF turns off
 # on CPUs without AVX-512; these references make the comparisons the same on every CPU.
 
+
 def conv2d_exact(x, w, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1):
     """y[n, i, j, o] = sum over (kh, kw, c in o's group) of xpad * w, in float64 (NHWC, w [KH, KW, C/g, O])."""
     kh, kw, cg, o = w.shape
     p = ref.conv2d_patches(x, kh, kw, strides, dilations, pads).astype(np.float64)  # [N, OH, OW, KH, KW, C]
     og = o // groups
-    return np.concatenate([np.einsum("nijabc,abco->nijo", p[..., g * cg:(g + 1) * cg],
-                                     w[..., g * og:(g + 1) * og].astype(np.float64))
-                           for g in range(groups)], axis=-1)
+    return np.concatenate(
+        [
+            np.einsum(
+                "nijabc,abco->nijo", p[..., g * cg : (g + 1) * cg], w[..., g * og : (g + 1) * og].astype(np.float64)
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
 
 
 def conv2d_input_grad_exact(input_shape, w, dy, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1):
@@ -56,9 +66,17 @@ def conv2d_input_grad_exact(input_shape, w, dy, strides=(1, 1), dilations=(1, 1)
     n, h, wd, c = input_shape
     kh, kw, cg, o = w.shape
     og = o // groups
-    dp = np.concatenate([np.einsum("nijo,abco->nijabc", dy[..., g * og:(g + 1) * og].astype(np.float64),
-                                   w[..., g * og:(g + 1) * og].astype(np.float64))
-                         for g in range(groups)], axis=-1)  # d patches [N, OH, OW, KH, KW, C]
+    dp = np.concatenate(
+        [
+            np.einsum(
+                "nijo,abco->nijabc",
+                dy[..., g * og : (g + 1) * og].astype(np.float64),
+                w[..., g * og : (g + 1) * og].astype(np.float64),
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )  # d patches [N, OH, OW, KH, KW, C]
     (sh, sw), (dh, dw_), (pt, pb, pl, pr) = strides, dilations, pads
     oh, ow = dy.shape[1:3]
     dxp = np.zeros((n, h + pt + pb, wd + pl + pr, c), np.float64)
@@ -66,7 +84,7 @@ def conv2d_input_grad_exact(input_shape, w, dy, strides=(1, 1), dilations=(1, 1)
         for b in range(kw):
             rows, cols = slice(a * dh, a * dh + (oh - 1) * sh + 1, sh), slice(b * dw_, b * dw_ + (ow - 1) * sw + 1, sw)
             dxp[:, rows, cols] += dp[:, :, :, a, b]
-    return dxp[:, pt:pt + h, pl:pl + wd]
+    return dxp[:, pt : pt + h, pl : pl + wd]
 
 
 def conv2d_filter_grad_exact(x, filter_shape, dy, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1):
@@ -74,15 +92,25 @@ def conv2d_filter_grad_exact(x, filter_shape, dy, strides=(1, 1), dilations=(1, 
     kh, kw, cg, o = filter_shape
     og = o // groups
     p = ref.conv2d_patches(x, kh, kw, strides, dilations, pads).astype(np.float64)
-    return np.concatenate([np.einsum("nijabc,nijo->abco", p[..., g * cg:(g + 1) * cg],
-                                     dy[..., g * og:(g + 1) * og].astype(np.float64))
-                           for g in range(groups)], axis=-1)
+    return np.concatenate(
+        [
+            np.einsum(
+                "nijabc,nijo->abco", p[..., g * cg : (g + 1) * cg], dy[..., g * og : (g + 1) * og].astype(np.float64)
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
 
 
 def conv2d_exact_with_bounds(x, w, dy, **conv):
     """(y, dx, dw) in float64 and, for each, the sums of |products| (the same sums over |operands|)."""
+
     def three(x, w, dy):
-        return (conv2d_exact(x, w, **conv), conv2d_input_grad_exact(x.shape, w, dy, **conv),
-                conv2d_filter_grad_exact(x, w.shape, dy, **conv))
+        return (
+            conv2d_exact(x, w, **conv),
+            conv2d_input_grad_exact(x.shape, w, dy, **conv),
+            conv2d_filter_grad_exact(x, w.shape, dy, **conv),
+        )
 
     return three(x, w, dy), three(np.abs(x), np.abs(w), np.abs(dy))

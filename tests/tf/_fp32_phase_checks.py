@@ -10,6 +10,7 @@ Each check compares forward and gradients with float64 NumPy sums (_compare.conv
 operands are bf16 values, so the bf16 table's products and the native products are exact and
 only float32 summation separates them: |diff| <= 2e-5 * sum |products|.
 """
+
 import os
 import sys
 
@@ -78,8 +79,17 @@ def check_op_fp32_depthwise_dilated():
     grouped = w.reshape(3, 3, 1, 6)
     for multiplier, extra in (("fp32", {}), (BF16, FP32_GRADS)):
         y, dx, dw = _grads(lambda a, b: ops.depthwise_conv2d(a, b, multiplier, 1, "SAME", 2, **extra), x, w, g)
-        _assert_matches_exact((y, dx, dw.reshape(grouped.shape)), x, grouped, g, 1, "SAME", 2, 3,
-                              f"depthwise {getattr(multiplier, 'name', multiplier)}")
+        _assert_matches_exact(
+            (y, dx, dw.reshape(grouped.shape)),
+            x,
+            grouped,
+            g,
+            1,
+            "SAME",
+            2,
+            3,
+            f"depthwise {getattr(multiplier, 'name', multiplier)}",
+        )
     g2 = g[:, :5, :5]
     y, dx, dw = _grads(lambda a, b: ops.depthwise_conv2d(a, b, "fp32", 2, "SAME", 2), x, w, g2)
     _assert_matches_exact((y, dx, dw.reshape(grouped.shape)), x, grouped, g2, 2, "SAME", 2, 3, "depthwise strided")
@@ -98,12 +108,14 @@ def check_layer_conv2d_dilated_grouped():
     """AMConv2D(dilation_rate=2, groups=2) with fp32 gradient phases, and fp32 throughout."""
     x, w, g = _operands(43, (2, 9, 8, 4), (3, 3, 2, 6), (2, 9, 8, 6))
     for multiplier, extra in ((BF16, FP32_GRADS), ("fp32", {})):
-        layer = am.AMConv2D(6, 3, padding="same", dilation_rate=2, groups=2, use_bias=False,
-                            multiplier=multiplier, **extra)
+        layer = am.AMConv2D(
+            6, 3, padding="same", dilation_rate=2, groups=2, use_bias=False, multiplier=multiplier, **extra
+        )
         layer.build(x.shape)
         layer.set_weights([w])
-        _assert_matches_exact(_layer_grads(layer, x, g), x, w, g, 1, "SAME", 2, 2,
-                              f"AMConv2D {getattr(multiplier, 'name', multiplier)}")
+        _assert_matches_exact(
+            _layer_grads(layer, x, g), x, w, g, 1, "SAME", 2, 2, f"AMConv2D {getattr(multiplier, 'name', multiplier)}"
+        )
 
 
 def check_layer_depthwise_dilated():
@@ -111,13 +123,23 @@ def check_layer_depthwise_dilated():
     x, w, g = _operands(44, (2, 9, 8, 3), (3, 3, 3, 2), (2, 5, 4, 6))
     grouped = w.reshape(3, 3, 1, 6)
     for multiplier, extra in ((BF16, FP32_GRADS), ("fp32", {})):
-        layer = am.AMDepthwiseConv2D(3, depth_multiplier=2, dilation_rate=2, use_bias=False,
-                                     multiplier=multiplier, **extra)
+        layer = am.AMDepthwiseConv2D(
+            3, depth_multiplier=2, dilation_rate=2, use_bias=False, multiplier=multiplier, **extra
+        )
         layer.build(x.shape)
         layer.set_weights([w])
         y, dx, dw = _layer_grads(layer, x, g)
-        _assert_matches_exact((y, dx, dw.reshape(grouped.shape)), x, grouped, g, 1, "VALID", 2, 3,
-                              f"AMDepthwiseConv2D {getattr(multiplier, 'name', multiplier)}")
+        _assert_matches_exact(
+            (y, dx, dw.reshape(grouped.shape)),
+            x,
+            grouped,
+            g,
+            1,
+            "VALID",
+            2,
+            3,
+            f"AMDepthwiseConv2D {getattr(multiplier, 'name', multiplier)}",
+        )
 
 
 def check_graph_with_channels_known_at_run_time():
@@ -136,9 +158,14 @@ def check_graph_with_channels_known_at_run_time():
     _assert_matches_exact(got, x, w, g, (1, 2), "SAME", (2, 1), 2, "tf.function, unknown channels")
 
 
-CHECKS = [check_op_fp32_dilated_grouped, check_op_fp32_gradients_strided_dilated_explicit,
-          check_op_fp32_depthwise_dilated, check_layer_conv2d_dilated_grouped, check_layer_depthwise_dilated,
-          check_graph_with_channels_known_at_run_time]
+CHECKS = [
+    check_op_fp32_dilated_grouped,
+    check_op_fp32_gradients_strided_dilated_explicit,
+    check_op_fp32_depthwise_dilated,
+    check_layer_conv2d_dilated_grouped,
+    check_layer_depthwise_dilated,
+    check_graph_with_channels_known_at_run_time,
+]
 
 
 def main():

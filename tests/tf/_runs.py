@@ -1,4 +1,5 @@
 """Helpers of the run-folder and multi-worker tests: real `approxtrain` processes and run files."""
+
 import csv
 import json
 import os
@@ -24,12 +25,19 @@ class Child:
     """`python -m approxtrain ARGS` in its own process; stderr collected line by line."""
 
     def __init__(self, args, **env):
-        self.process = subprocess.Popen([sys.executable, "-m", "approxtrain", *args], cwd=REPO, env=child_env(**env),
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "approxtrain", *args],
+            cwd=REPO,
+            env=child_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.out_lines, self.err_lines = [], []
-        self._readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
-                         for s, lines in ((self.process.stdout, self.out_lines),
-                                          (self.process.stderr, self.err_lines))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(s, lines), daemon=True)
+            for s, lines in ((self.process.stdout, self.out_lines), (self.process.stderr, self.err_lines))
+        ]
         for reader in self._readers:
             reader.start()
 

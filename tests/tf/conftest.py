@@ -6,6 +6,7 @@ a machine without GPUs.  TF allows this only before it initialises its
 devices; if something initialised TF earlier, the split is skipped and the
 distribution tests say so when they find fewer than two devices.
 """
+
 import os
 import sys
 

@@ -7,6 +7,7 @@ each runs here in-process, and all of them run again in a subprocess with oneDNN
 (TF reads TF_ENABLE_ONEDNN_OPTS once, when it is imported), so the suite covers both
 settings on any CPU.
 """
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,13 @@ def test_fp32_phase_in_this_process(check):
 
 
 def test_fp32_phase_with_onednn_off_in_a_subprocess(tmp_path):
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2",
-               APPROXTRAIN_HOME=str(tmp_path))
+    env = dict(
+        os.environ,
+        TF_ENABLE_ONEDNN_OPTS="0",
+        CUDA_VISIBLE_DEVICES="-1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        APPROXTRAIN_HOME=str(tmp_path),
+    )
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fp32_phase_checks.py")
     run = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"the checks failed with oneDNN off:\n{run.stdout}\n{run.stderr[-4000:]}"

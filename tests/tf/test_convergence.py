@@ -4,6 +4,7 @@ The long version (marked slow: `scripts/test.sh -m slow`) trains 2 epochs on 10,
 images per multiplier and asks every AM run to land within a few points of fp32;
 CI's short version is test_train.py's end-to-end runs on a few hundred images.
 """
+
 import json
 import os
 
@@ -24,9 +25,35 @@ MULTIPLIERS = ["fp32", "bf16", "mbm7", "mitchell7", "mbm3"]
 
 def test_lenet5_converges_with_approximate_multipliers(tmp_path):
     out = tmp_path / "cmp"
-    argv = ["compare", "--model", "lenet5", "--dataset", "fashion_mnist", "--multipliers", ",".join(MULTIPLIERS),
-            "--epochs", "2", "--subset", "10000", "--batch-size", "64", "--optimizer", "sgd", "--lr", "0.05",
-            "--momentum", "0.9", "--lr-schedule", "cosine", "--seed", "0", "--verbose", "0", "--out", str(out)]
+    argv = [
+        "compare",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "fashion_mnist",
+        "--multipliers",
+        ",".join(MULTIPLIERS),
+        "--epochs",
+        "2",
+        "--subset",
+        "10000",
+        "--batch-size",
+        "64",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--lr-schedule",
+        "cosine",
+        "--seed",
+        "0",
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     accuracy = {}
     for name in MULTIPLIERS:

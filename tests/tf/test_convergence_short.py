@@ -6,6 +6,7 @@ gradients, a swapped operand or a wrong table leave a network near chance (0.10)
 table leaves the weights equal to fp32's.  Runs in well under two minutes on 2 cores.
 The long version is test_convergence.py (marked slow).
 """
+
 import os
 
 import numpy as np
@@ -20,7 +21,8 @@ FASHION = catalog.get("fashion_mnist")
 pytestmark = pytest.mark.skipif(
     not os.path.isdir(catalog.FASHION_MNIST_SYSTEM_DIR),
     reason=f"the offline Fashion-MNIST is not in {catalog.FASHION_MNIST_SYSTEM_DIR}: "
-           "apt-get install dataset-fashion-mnist")
+    "apt-get install dataset-fashion-mnist",
+)
 
 TRAIN, TEST = 12000, 2000
 # Measured on this data and these settings (one epoch, test accuracy): mbm7 0.781, fp32 0.726;
@@ -32,14 +34,17 @@ MIN_ACCURACY = 0.65
 def data():
     arrays = load_arrays(FASHION)
     scale = np.float32(1 / 255)
-    return ((arrays.x_train[:TRAIN].astype(np.float32) * scale, arrays.y_train[:TRAIN]),
-            (arrays.x_test[:TEST].astype(np.float32) * scale, arrays.y_test[:TEST]))
+    return (
+        (arrays.x_train[:TRAIN].astype(np.float32) * scale, arrays.y_train[:TRAIN]),
+        (arrays.x_test[:TEST].astype(np.float32) * scale, arrays.y_test[:TEST]),
+    )
 
 
 def _train_one_epoch(model, data):
     (x, y), (x_test, y_test) = data
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"]
+    )
     model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
     return model.evaluate(x_test, y_test, batch_size=500, verbose=0, return_dict=True)["accuracy"]
 

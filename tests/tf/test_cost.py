@@ -1,5 +1,6 @@
 """approxtrain.cost: counts against every product listed one by one, the RCP split by hand,
 zoo MACs against an independent count, the JSON schema and the CLI."""
+
 import itertools
 import json
 
@@ -26,8 +27,9 @@ def brute_conv(x, w, dy, strides, dilations, pads, groups):
     ow = (wp - (kw - 1) * dilations[1] - 1) // strides[1] + 1
     assert dy.shape == (n, oh, ow, o)
     fwd, gi, gw = [], [], []
-    for b, a_, bb, i, j, ci, oc in itertools.product(range(n), range(oh), range(ow), range(kh), range(kw),
-                                                     range(cg), range(o)):
+    for b, a_, bb, i, j, ci, oc in itertools.product(
+        range(n), range(oh), range(ow), range(kh), range(kw), range(cg), range(o)
+    ):
         g = oc // og
         r, s = a_ * strides[0] + i * dilations[0], bb * strides[1] + j * dilations[1]
         xv, wv, dv = xp[b, r, s, g * cg + ci], w[i, j, ci, oc], dy[b, a_, bb, oc]
@@ -46,10 +48,20 @@ def brute_conv(x, w, dy, strides, dilations, pads, groups):
         for cch in range(c):
             g, ci = divmod(cch, cg)
             xs = [(r, s) for r in range(h) for s in range(wd) if x[b, r, s, cch] != 0]
-            ws = [(i, j, oc) for i in range(kh) for j in range(kw) for oc in range(g * og, (g + 1) * og)
-                  if w[i, j, ci, oc] != 0]
-            ds = [(a_, bb, oc) for a_ in range(oh) for bb in range(ow) for oc in range(g * og, (g + 1) * og)
-                  if dy[b, a_, bb, oc] != 0]
+            ws = [
+                (i, j, oc)
+                for i in range(kh)
+                for j in range(kw)
+                for oc in range(g * og, (g + 1) * og)
+                if w[i, j, ci, oc] != 0
+            ]
+            ds = [
+                (a_, bb, oc)
+                for a_ in range(oh)
+                for bb in range(ow)
+                for oc in range(g * og, (g + 1) * og)
+                if dy[b, a_, bb, oc] != 0
+            ]
             fwd_cart += len(xs) * len(ws)
             gw_cart += len(xs) * len(ds)
         for oc in range(o):
@@ -57,8 +69,11 @@ def brute_conv(x, w, dy, strides, dilations, pads, groups):
             ds = [1 for a_ in range(oh) for bb in range(ow) if dy[b, a_, bb, oc] != 0]
             ws = [1 for i in range(kh) for j in range(kw) for ci in range(cg) if w[i, j, ci, oc] != 0]
             gi_cart += len(ds) * len(ws)
-    return {"forward": (*tally(fwd), fwd_cart), "grad_input": (*tally(gi), gi_cart),
-            "grad_weight": (*tally(gw), gw_cart)}
+    return {
+        "forward": (*tally(fwd), fwd_cart),
+        "grad_input": (*tally(gi), gi_cart),
+        "grad_weight": (*tally(gw), gw_cart),
+    }
 
 
 def check(result, expected):
@@ -70,17 +85,21 @@ def check(result, expected):
         assert got.redundant == got.cartesian - got.valid >= 0
 
 
-@pytest.mark.parametrize("strides,dilations,padding,groups", [
-    ((1, 1), (1, 1), ((0, 0), (0, 0)), 1),
-    ((2, 2), (1, 1), ((1, 1), (1, 1)), 1),
-    ((2, 1), (2, 2), ((2, 1), (0, 3)), 1),
-    ((1, 2), (1, 2), ((1, 0), (2, 2)), 2),
-])
+@pytest.mark.parametrize(
+    "strides,dilations,padding,groups",
+    [
+        ((1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+        ((2, 2), (1, 1), ((1, 1), (1, 1)), 1),
+        ((2, 1), (2, 2), ((2, 1), (0, 3)), 1),
+        ((1, 2), (1, 2), ((1, 0), (2, 2)), 2),
+    ],
+)
 def test_conv2d_counts_match_every_product(strides, dilations, padding, groups):
     rng = np.random.default_rng(sum(strides) + 7 * groups)
     x = sparse(rng, (2, 6, 7, 4), 0.6)
     w = sparse(rng, (3, 2, 4 // groups, 4), 0.7)
-    h = 6 + sum(padding[0]); wd = 7 + sum(padding[1])
+    h = 6 + sum(padding[0])
+    wd = 7 + sum(padding[1])
     oh = (h - 2 * dilations[0] - 1) // strides[0] + 1
     ow = (wd - 1 * dilations[1] - 1) // strides[1] + 1
     dy = sparse(rng, (2, oh, ow, 4), 0.5)
@@ -173,8 +192,12 @@ def _analytic_forward_macs(model, batch):
     return int(total)
 
 
-ZOO_INPUTS = {"lenet300100": ((28, 28, 1), {}), "lenet5": ((28, 28, 1), {}), "transformer": ((8,), {"vocab_size": 20}),
-              "mobilenetv2": ((32, 32, 3), {"alpha": 0.35})}
+ZOO_INPUTS = {
+    "lenet300100": ((28, 28, 1), {}),
+    "lenet5": ((28, 28, 1), {}),
+    "transformer": ((8,), {"vocab_size": 20}),
+    "mobilenetv2": ((32, 32, 3), {"alpha": 0.35}),
+}
 
 
 @pytest.mark.parametrize("name", __import__("approxtrain.models", fromlist=["names"]).names())
@@ -187,7 +210,11 @@ def test_zoo_macs_equal_an_analytic_count(name):
     shape, kw = ZOO_INPUTS.get(name, ((32, 32, 3), {}))
     model = zoo.build(name, shape, 3, **kw)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 20, (2, *shape)).astype("int32") if name == "transformer" else rng.random((2, *shape), "float32")
+    x = (
+        rng.integers(0, 20, (2, *shape)).astype("int32")
+        if name == "transformer"
+        else rng.random((2, *shape), "float32")
+    )
     ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 2], "int32"))).batch(2)
     report = cost.profile(model, ds, "fp32")
     assert report["total"]["forward"]["macs"] == _analytic_forward_macs(model, 2)
@@ -253,8 +280,30 @@ def test_cost_cli_writes_json_markdown_png(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
     js, md, png = tmp_path / "c.json", tmp_path / "c.md", tmp_path / "c.png"
-    assert main(["cost", "--model", "lenet300100", "--dataset", "fashion_mnist", "--multiplier", "fp32,bf16,mbm7",
-                 "--batch-size", "8", "--batches", "2", "--json", str(js), "--md", str(md), "--png", str(png)]) == 0
+    assert (
+        main(
+            [
+                "cost",
+                "--model",
+                "lenet300100",
+                "--dataset",
+                "fashion_mnist",
+                "--multiplier",
+                "fp32,bf16,mbm7",
+                "--batch-size",
+                "8",
+                "--batches",
+                "2",
+                "--json",
+                str(js),
+                "--md",
+                str(md),
+                "--png",
+                str(png),
+            ]
+        )
+        == 0
+    )
     report = json.loads(js.read_text())
     output.check_schema(report)
     assert report["batch_size"] == 8 and report["batches"] == 2 and report["multiplier"] == ["fp32", "bf16", "mbm7"]
@@ -287,8 +336,28 @@ def test_cost_of_a_run_folder_uses_its_last_checkpoint(tmp_path, monkeypatch, ca
 
     monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path / "home"))
     run = tmp_path / "run"
-    assert main(["train", "--model", "lenet300100", "--dataset", "fashion_mnist", "--epochs", "1", "--subset", "32",
-                 "--test-subset", "16", "--batch-size", "16", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet300100",
+                "--dataset",
+                "fashion_mnist",
+                "--epochs",
+                "1",
+                "--subset",
+                "32",
+                "--test-subset",
+                "16",
+                "--batch-size",
+                "16",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     js = tmp_path / "c.json"
     assert main(["cost", "--run", str(run), "--json", str(js)]) == 0
     report = json.loads(js.read_text())
@@ -331,7 +400,17 @@ def test_profile_of_conv1d_and_grouped_conv2d_layers():
     # c1's forward zeros, product by product: causal padding of 4 on the left, taps 0, 2, 4.
     w = model.get_layer("c1").kernel.numpy()
     xp = np.pad(x, ((0, 0), (4, 0), (0, 0)))
-    zero = sum(1 for n in range(2) for t in range(10) for k in range(3) for c in range(4) for o in range(4)
-               if xp[n, t + 2 * k, c] == 0 or w[k, c, o] == 0)
+    zero = sum(
+        1
+        for n in range(2)
+        for t in range(10)
+        for k in range(3)
+        for c in range(4)
+        for o in range(4)
+        if xp[n, t + 2 * k, c] == 0 or w[k, c, o] == 0
+    )
     assert c1["forward"]["zero_operand"] == zero
-    assert c2["grad_input"]["macs"] > 0 and c2["grad_input"]["valid"] == c2["grad_input"]["macs"] - c2["grad_input"]["zero_operand"]
+    assert (
+        c2["grad_input"]["macs"] > 0
+        and c2["grad_input"]["valid"] == c2["grad_input"]["macs"] - c2["grad_input"]["zero_operand"]
+    )

@@ -1,4 +1,5 @@
 """approxtrain.data.load: tf.data pipelines on small fixture datasets written into tmp_path."""
+
 import os
 
 import numpy as np
@@ -10,15 +11,18 @@ from approxtrain import data  # noqa: E402
 from approxtrain.data import catalog  # noqa: E402
 from approxtrain.data.idx import write_idx  # noqa: E402
 
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 @pytest.fixture
 def mnist_dir(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = (rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), np.arange(40, dtype=np.uint8) % 10,
-              rng.integers(0, 256, (9, 28, 28), dtype=np.uint8), np.arange(9, dtype=np.uint8))
+    arrays = (
+        rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+        np.arange(40, dtype=np.uint8) % 10,
+        rng.integers(0, 256, (9, 28, 28), dtype=np.uint8),
+        np.arange(9, dtype=np.uint8),
+    )
     for name, array in zip(IDX_NAMES, arrays):
         write_idx(str(tmp_path / (name + ".gz")), array)
     return str(tmp_path), arrays

@@ -2,6 +2,7 @@
 
 tests/tf/conftest.py splits the CPU into logical devices before TensorFlow starts.
 """
+
 import numpy as np
 import pytest
 
@@ -11,7 +12,6 @@ import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
 from _compare import BF16  # noqa: E402
-
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def test_mirrored_step_matches_single_device_step(two_cpus):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
     assert any(np.any(w != w0) for w, w0 in zip(want, initial))  # the step did train
+
 
 def test_mirrored_fit_several_steps(two_cpus):
     strategy = mirrored_strategy(two_cpus)

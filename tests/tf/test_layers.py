@@ -1,4 +1,5 @@
 """AM Keras layers: equality with their Keras twins, exactness, training, config, saving, errors."""
+
 import numpy as np
 import pytest
 
@@ -9,7 +10,6 @@ from approxtrain import layers as am  # noqa: E402
 from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
 from _compare import BF16  # noqa: E402
-
 
 
 def bf16_values(rng, shape, scale=1.0):
@@ -43,19 +43,43 @@ def assert_close(actual, expected, rel):
 CASES = {
     "dense_rank2": (am.AMDense, keras.layers.Dense, dict(units=5), (4, 6)),
     "dense_rank4": (am.AMDense, keras.layers.Dense, dict(units=3), (2, 3, 2, 5)),
-    "conv1d_causal": (am.AMConv1D, keras.layers.Conv1D,
-                      dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2), (2, 9, 3)),
-    "conv1d_strided_groups": (am.AMConv1D, keras.layers.Conv1D,
-                              dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"), (2, 9, 4)),
+    "conv1d_causal": (
+        am.AMConv1D,
+        keras.layers.Conv1D,
+        dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2),
+        (2, 9, 3),
+    ),
+    "conv1d_strided_groups": (
+        am.AMConv1D,
+        keras.layers.Conv1D,
+        dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"),
+        (2, 9, 4),
+    ),
     "conv2d_same": (am.AMConv2D, keras.layers.Conv2D, dict(filters=4, kernel_size=3, padding="same"), (2, 6, 7, 3)),
-    "conv2d_strided": (am.AMConv2D, keras.layers.Conv2D,
-                       dict(filters=6, kernel_size=(3, 2), strides=(2, 1), groups=3), (2, 7, 6, 3)),
-    "conv2d_dilated": (am.AMConv2D, keras.layers.Conv2D,
-                       dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"), (1, 7, 7, 2)),
-    "depthwise": (am.AMDepthwiseConv2D, keras.layers.DepthwiseConv2D,
-                  dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"), (2, 7, 6, 3)),
-    "separable": (am.AMSeparableConv2D, keras.layers.SeparableConv2D,
-                  dict(filters=4, kernel_size=3, padding="same"), (2, 5, 6, 3)),
+    "conv2d_strided": (
+        am.AMConv2D,
+        keras.layers.Conv2D,
+        dict(filters=6, kernel_size=(3, 2), strides=(2, 1), groups=3),
+        (2, 7, 6, 3),
+    ),
+    "conv2d_dilated": (
+        am.AMConv2D,
+        keras.layers.Conv2D,
+        dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"),
+        (1, 7, 7, 2),
+    ),
+    "depthwise": (
+        am.AMDepthwiseConv2D,
+        keras.layers.DepthwiseConv2D,
+        dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"),
+        (2, 7, 6, 3),
+    ),
+    "separable": (
+        am.AMSeparableConv2D,
+        keras.layers.SeparableConv2D,
+        dict(filters=4, kernel_size=3, padding="same"),
+        (2, 5, 6, 3),
+    ),
 }
 
 
@@ -138,8 +162,16 @@ def test_conv2d_bit_exact_against_reference_with_three_tables():
     fwd, gin, gw = random_table(5), random_table(6), random_table(7)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
-    layer = am.AMConv2D(4, 3, strides=2, padding="same", use_bias=False, multiplier=fwd,
-                        grad_input_multiplier=gin, grad_weight_multiplier=gw)
+    layer = am.AMConv2D(
+        4,
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        multiplier=fwd,
+        grad_input_multiplier=gin,
+        grad_weight_multiplier=gw,
+    )
     layer.build(x.shape)
     w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
     layer.set_weights([w])
@@ -149,9 +181,11 @@ def test_conv2d_bit_exact_against_reference_with_three_tables():
     conv = dict(strides=(2, 2), pads=pads)
     np.testing.assert_array_equal(y.view(np.uint32), ref.conv2d(x, w, *fwd.core_args, **conv).view(np.uint32))
     np.testing.assert_array_equal(
-        dx.view(np.uint32), ref.conv2d_input_grad(x.shape, w, dy, *gin.core_args, **conv).view(np.uint32))
+        dx.view(np.uint32), ref.conv2d_input_grad(x.shape, w, dy, *gin.core_args, **conv).view(np.uint32)
+    )
     np.testing.assert_array_equal(
-        dw.view(np.uint32), ref.conv2d_filter_grad(x, w.shape, dy, *gw.core_args, **conv).view(np.uint32))
+        dw.view(np.uint32), ref.conv2d_filter_grad(x, w.shape, dy, *gw.core_args, **conv).view(np.uint32)
+    )
 
 
 @pytest.mark.parametrize("case", ["dense_rank4", "conv1d_causal", "conv2d_strided", "depthwise", "separable"])
@@ -200,8 +234,11 @@ def test_auto_jit_compile_on_a_gpu_machine_leaves_am_models_out_of_xla(monkeypat
     """Keras turns jit_compile="auto" into XLA only where a non-CPU device exists; pretend one does."""
     devices = tf.config.list_physical_devices
     gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
-    monkeypatch.setattr(tf.config, "list_physical_devices",
-                        lambda device_type=None: devices(device_type) + ([gpu] if device_type in (None, "GPU") else []))
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda device_type=None: devices(device_type) + ([gpu] if device_type in (None, "GPU") else []),
+    )
     native = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     native.compile(optimizer="sgd", loss="mse")
     model = small_model(BF16)

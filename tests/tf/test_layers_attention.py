@@ -1,4 +1,5 @@
 """AMMultiHeadAttention: six AM products, Keras twin equality, config, saving, training."""
+
 import numpy as np
 import pytest
 
@@ -9,7 +10,6 @@ from approxtrain import layers as am  # noqa: E402
 from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
 from _compare import BF16  # noqa: E402
-
 
 
 def assert_close(actual, expected, rel, scale=None):
@@ -124,8 +124,10 @@ def test_bf16_gradients_reach_every_weight_and_stay_close_to_fp32():
 def test_projections_are_am_and_weights_are_keras():
     layer, twin, _, _ = twin_pair(BF16, num_heads=2, key_dim=3)
     assert [w.path for w in layer.weights] == [w.path.replace(twin.name, layer.name) for w in twin.weights]
-    assert all(type(p).__name__ == "_AMProjection" for p in
-               (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense))
+    assert all(
+        type(p).__name__ == "_AMProjection"
+        for p in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)
+    )
     assert not layer.supports_jit
 
 

@@ -11,6 +11,7 @@ looks the product up, so it is a step function of its inputs whose derivative is
 everywhere; the gradient the layers define is the AM product of the exact gradient formula,
 checked bit for bit here, and equal to the native twin's with the exact bf16 table.
 """
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,12 @@ def random_table(seed, rounding):
 
 def swapped(m):
     n = 1 << m.mantissa_bits
-    return Multiplier(m.name + "_swapped", m.mantissa_bits, m.operand_rounding,
-                      np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1))
+    return Multiplier(
+        m.name + "_swapped",
+        m.mantissa_bits,
+        m.operand_rounding,
+        np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1),
+    )
 
 
 FWD, GIN, GW = random_table(1801, "truncate"), random_table(1802, "nearest"), random_table(1803, "truncate")
@@ -43,7 +48,8 @@ def check(what, got, compute, table):
     assert_bits_equal(got, compute(table), what)
     other = np.asarray(compute(swapped(table)), np.float32)
     assert not np.array_equal(np.asarray(got, np.float32).view(np.uint32), other.view(np.uint32)), (
-        f"{what}: the exchanged-operand reference gives the same bits; the check cannot see a swap")
+        f"{what}: the exchanged-operand reference gives the same bits; the check cannot see a swap"
+    )
 
 
 def run_layer(layer, x, dy_seed=7):
@@ -62,6 +68,7 @@ def three_tables():
 
 
 # --- EinsumDense ---------------------------------------------------------------------------------
+
 
 def contract(lspec, a, rspec, b, out, summed, table):
     """out[...] = sum over the `summed` letters (row-major, in that order) of a (x) b, a the table row."""
@@ -93,8 +100,9 @@ EINSUM_CASES = {
 def test_einsum_dense_bit_exact_in_every_phase(case):
     equation, output_shape, bias_axes, shape, written = EINSUM_CASES[case]
     rng = np.random.default_rng(11)
-    layer = am.AMEinsumDense(equation, output_shape, bias_axes=bias_axes, bias_initializer="random_normal",
-                             **three_tables())
+    layer = am.AMEinsumDense(
+        equation, output_shape, bias_axes=bias_axes, bias_initializer="random_normal", **three_tables()
+    )
     x = rng.standard_normal(shape).astype(np.float32)
     y, dx, dw, dy = run_layer(layer, x)
     w = layer.kernel.numpy()
@@ -116,6 +124,7 @@ def test_einsum_dense_rejects_a_letter_of_one_operand_only():
 
 # --- 3-D convolutions and the transposed ones, in 3-D form -----------------------------------
 
+
 def same_pads(size, k, s, d, out):
     total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
     return total // 2, total - total // 2
@@ -125,8 +134,10 @@ def tap_slices(x, kd_count, out_depth, sd, dd, pads):
     """Per depth tap kd: x_padded[:, od*sd + kd*dd] for every od, as [N * OD, H, W, C]."""
     n, _, h, w, c = x.shape
     xp = np.pad(x, [(0, 0), pads, (0, 0), (0, 0), (0, 0)])
-    return [xp[:, kd * dd: kd * dd + (out_depth - 1) * sd + 1: sd].reshape(n * out_depth, h, w, c)
-            for kd in range(kd_count)]
+    return [
+        xp[:, kd * dd : kd * dd + (out_depth - 1) * sd + 1 : sd].reshape(n * out_depth, h, w, c)
+        for kd in range(kd_count)
+    ]
 
 
 def lut_args(t):
@@ -135,8 +146,10 @@ def lut_args(t):
 
 def conv3d_ref(x, w, t, strides, dil, pads, out_depth, groups=1):
     """Sum over kd ascending of the canonical conv2d of tap kd."""
-    terms = [ref.conv2d(xs, w[kd], *lut_args(t), strides[1:], dil[1:], pads[1], groups)
-             for kd, xs in enumerate(tap_slices(x, w.shape[0], out_depth, strides[0], dil[0], pads[0]))]
+    terms = [
+        ref.conv2d(xs, w[kd], *lut_args(t), strides[1:], dil[1:], pads[1], groups)
+        for kd, xs in enumerate(tap_slices(x, w.shape[0], out_depth, strides[0], dil[0], pads[0]))
+    ]
     y = ref.accumulate(np.stack(terms), axis=0)
     return y.reshape((x.shape[0], out_depth) + y.shape[1:])
 
@@ -151,14 +164,18 @@ def conv3d_input_grad_ref(x_shape, w, dy, t, strides, dil, pads, groups=1):
         g = ref.conv2d_input_grad((n * od, h, wd, c), w[kd], dy2, *lut_args(t), strides[1:], dil[1:], pads[1], groups)
         for o in range(od):
             padded[kd, :, o * strides[0] + kd * dil[0]] = g.reshape(n, od, h, wd, c)[:, o]
-    return ref.accumulate(padded, axis=0)[:, pads[0][0]: pads[0][0] + depth]
+    return ref.accumulate(padded, axis=0)[:, pads[0][0] : pads[0][0] + depth]
 
 
 def conv3d_filter_grad_ref(x, w_shape, dy, t, strides, dil, pads, groups=1):
     od = dy.shape[1]
     dy2 = dy.reshape((-1,) + dy.shape[2:])
-    return np.stack([ref.conv2d_filter_grad(xs, w_shape[1:], dy2, *lut_args(t), strides[1:], dil[1:], pads[1], groups)
-                     for xs in tap_slices(x, w_shape[0], od, strides[0], dil[0], pads[0])])
+    return np.stack(
+        [
+            ref.conv2d_filter_grad(xs, w_shape[1:], dy2, *lut_args(t), strides[1:], dil[1:], pads[1], groups)
+            for xs in tap_slices(x, w_shape[0], od, strides[0], dil[0], pads[0])
+        ]
+    )
 
 
 def transpose_filter_grad_ref(x, w_shape, dy, t, strides, dil, pads):
@@ -211,15 +228,27 @@ def test_conv3d_bit_exact_in_every_phase(case):
 
 
 TRANSPOSE_CASES = {
-    "1d_strided_same_output_padding": (am.AMConv1DTranspose, dict(
-        filters=3, kernel_size=3, strides=2, padding="same", output_padding=1), (2, 4, 2)),
+    "1d_strided_same_output_padding": (
+        am.AMConv1DTranspose,
+        dict(filters=3, kernel_size=3, strides=2, padding="same", output_padding=1),
+        (2, 4, 2),
+    ),
     "1d_dilated_valid": (am.AMConv1DTranspose, dict(filters=3, kernel_size=2, dilation_rate=2), (2, 4, 2)),
-    "2d_strided_valid_output_padding": (am.AMConv2DTranspose, dict(
-        filters=3, kernel_size=(2, 3), strides=(2, 1), output_padding=(1, 0)), (1, 3, 4, 2)),
-    "2d_dilated_same": (am.AMConv2DTranspose, dict(
-        filters=3, kernel_size=3, dilation_rate=2, padding="same"), (1, 3, 4, 2)),
-    "3d_strided_same": (am.AMConv3DTranspose, dict(
-        filters=3, kernel_size=2, strides=(2, 1, 2), padding="same"), (1, 2, 3, 2, 2)),
+    "2d_strided_valid_output_padding": (
+        am.AMConv2DTranspose,
+        dict(filters=3, kernel_size=(2, 3), strides=(2, 1), output_padding=(1, 0)),
+        (1, 3, 4, 2),
+    ),
+    "2d_dilated_same": (
+        am.AMConv2DTranspose,
+        dict(filters=3, kernel_size=3, dilation_rate=2, padding="same"),
+        (1, 3, 4, 2),
+    ),
+    "3d_strided_same": (
+        am.AMConv3DTranspose,
+        dict(filters=3, kernel_size=2, strides=(2, 1, 2), padding="same"),
+        (1, 2, 3, 2, 2),
+    ),
 }
 
 
@@ -234,19 +263,30 @@ def test_conv_transpose_bit_exact_in_every_phase(case):
     dy3 = dy.reshape(y3.shape)
     # The transposed conv's pads are those of the conv it transposes: from y's sizes to x's.
     pads = window_pads(layer.padding, y3.shape[1:4], w3.shape[:3], strides, dil, x3.shape[1:4])
-    check("forward (x the row)", y.reshape(y3.shape),
-          lambda t: conv3d_input_grad_ref(y3.shape, w3, x3, t, strides, dil, pads), FWD)
-    check("dX (dY the row)", dx.reshape(x3.shape),
-          lambda t: conv3d_ref(dy3, w3, t, strides, dil, pads, x3.shape[1]), GIN)
-    check("dW (x the row)", dw.reshape(w3.shape),
-          lambda t: transpose_filter_grad_ref(x3, w3.shape, dy3, t, strides, dil, pads), GW)
+    check(
+        "forward (x the row)",
+        y.reshape(y3.shape),
+        lambda t: conv3d_input_grad_ref(y3.shape, w3, x3, t, strides, dil, pads),
+        FWD,
+    )
+    check(
+        "dX (dY the row)", dx.reshape(x3.shape), lambda t: conv3d_ref(dy3, w3, t, strides, dil, pads, x3.shape[1]), GIN
+    )
+    check(
+        "dW (x the row)",
+        dw.reshape(w3.shape),
+        lambda t: transpose_filter_grad_ref(x3, w3.shape, dy3, t, strides, dil, pads),
+        GW,
+    )
 
 
 # --- against the native twins, config, saving, substitution ----------------------------------
 
 TWIN_CASES = {
-    **{f"einsum_{k}": (am.AMEinsumDense, dict(equation=v[0], output_shape=v[1], bias_axes=v[2]), v[3])
-       for k, v in EINSUM_CASES.items()},
+    **{
+        f"einsum_{k}": (am.AMEinsumDense, dict(equation=v[0], output_shape=v[1], bias_axes=v[2]), v[3])
+        for k, v in EINSUM_CASES.items()
+    },
     **{f"conv3d_{k}": (am.AMConv3D, v[0], v[1]) for k, v in CONV3D_CASES.items()},
     **{f"transpose_{k}": v for k, v in TRANSPOSE_CASES.items()},
 }
@@ -283,7 +323,10 @@ def test_get_config_round_trip(case, registered_bf16):
     layer = cls(**kwargs, multiplier="bf16", grad_input_multiplier="fp32", name="layer_x")
     config = layer.get_config()
     assert [config[k] for k in ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")] == [
-        "bf16", "fp32", None]
+        "bf16",
+        "fp32",
+        None,
+    ]
     clone = cls.from_config(config)
     assert type(clone) is cls and clone.get_config() == config
     assert keras.saving.get_registered_name(cls) == f"approxtrain>{cls.__name__}"
@@ -337,8 +380,13 @@ def test_trains_in_keras_fit_with_an_unknown_batch(cls):
     model.compile("sgd", "mse", jit_compile="auto")
     before = layer.kernel.numpy().copy()
     rng = np.random.default_rng(17)
-    history = model.fit(rng.standard_normal((4,) + shape[1:]).astype(np.float32),
-                        rng.standard_normal((4, 1)).astype(np.float32), batch_size=2, epochs=1, verbose=0)
+    history = model.fit(
+        rng.standard_normal((4,) + shape[1:]).astype(np.float32),
+        rng.standard_normal((4, 1)).astype(np.float32),
+        batch_size=2,
+        epochs=1,
+        verbose=0,
+    )
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(layer.kernel.numpy(), before)
 
@@ -348,8 +396,18 @@ def test_bench_layers_section_rows(tmp_path):
     import json
 
     out = tmp_path / "rows.json"
-    argv = ["bench", "--section", "layers", "--quick", "--layers", "AMConv3D,AMEinsumDense", "--layer-repeats", "1",
-            "--json", str(out)]
+    argv = [
+        "bench",
+        "--section",
+        "layers",
+        "--quick",
+        "--layers",
+        "AMConv3D,AMEinsumDense",
+        "--layer-repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     rows = json.loads(out.read_text())
     assert [r["layer"] for r in rows] == ["AMEinsumDense", "AMConv3D"]
@@ -363,8 +421,9 @@ def test_bad_shapes_are_clear_errors():
     with pytest.raises(ValueError, match=r"input channels 2 must equal the filter's last dimension 4"):
         at.ops.conv2d_transpose(x, np.zeros((2, 2, 3, 4), np.float32), BF16, [1, 6, 8, 3], strides=2)
     with pytest.raises(ValueError, match=r"3-D convolutions take padding 'SAME' or 'VALID', got 'CAUSAL'"):
-        at.ops.conv3d(np.zeros((1, 3, 3, 3, 2), np.float32), np.zeros((2, 2, 2, 2, 3), np.float32), BF16,
-                      padding="CAUSAL")
+        at.ops.conv3d(
+            np.zeros((1, 3, 3, 3, 2), np.float32), np.zeros((2, 2, 2, 2, 3), np.float32), BF16, padding="CAUSAL"
+        )
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, 3, 3, 2], tf.float32)])
     def unknown_depth(x):
@@ -374,10 +433,17 @@ def test_bad_shapes_are_clear_errors():
         unknown_depth.get_concrete_function()
 
 
-@pytest.mark.parametrize("strides,kernel,padding,size", [
-    ((2, 2), (3, 3), "SAME", (7, 8)), ((3, 2), (2, 5), "SAME", (9, 5)), ((3, 3), (2, 2), "VALID", (8, 7)),
-    ((2, 3), (4, 3), "VALID", (9, 10)), ((4, 2), (3, 1), "SAME", (10, 6)), ((2, 2), (3, 2), [[2, 1], [0, 3]], (7, 8)),
-])
+@pytest.mark.parametrize(
+    "strides,kernel,padding,size",
+    [
+        ((2, 2), (3, 3), "SAME", (7, 8)),
+        ((3, 2), (2, 5), "SAME", (9, 5)),
+        ((3, 3), (2, 2), "VALID", (8, 7)),
+        ((2, 3), (4, 3), "VALID", (9, 10)),
+        ((4, 2), (3, 1), "SAME", (10, 6)),
+        ((2, 2), (3, 2), [[2, 1], [0, 3]], (7, 8)),
+    ],
+)
 def test_phased_input_gradient_equals_the_one_op_form(strides, kernel, padding, size):
     """The per-phase input gradient (transposed-conv forward, conv3d dX) gives the bits of one
     AMConv2DBackpropInput, whose canonical order multiplies +0 where a tap reaches no output."""

@@ -13,6 +13,7 @@ Native ops between the products (bias add, attention scaling and softmax, float1
 are applied to the reference with the same arithmetic: float32/float16 elementwise ops in
 NumPy, and softmax and its gradient through TF's own softmax on the reference values.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from _compare import assert_bits_equal  # noqa: E402
 
 # --- tables and the product check --------------------------------------------------------------
 
+
 def random_table(seed, rounding):
     """A valid M = 7 table of random entries (far from symmetric)."""
     lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14, dtype=np.uint16)
@@ -39,8 +41,12 @@ def random_table(seed, rounding):
 def swapped(m):
     """The table with its operands exchanged: the reference of a layer that swaps A and B."""
     n = 1 << m.mantissa_bits
-    return Multiplier(m.name + "_swapped", m.mantissa_bits, m.operand_rounding,
-                      np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1))
+    return Multiplier(
+        m.name + "_swapped",
+        m.mantissa_bits,
+        m.operand_rounding,
+        np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1),
+    )
 
 
 FWD = random_table(1401, "truncate")
@@ -73,6 +79,7 @@ def check_three_products(what, got, products, bias=None):
 
 
 # --- reference products ------------------------------------------------------------------------
+
 
 def gemm(a, b, m):
     """Reference A.B through m's table (A the table row), batched over leading axes."""
@@ -109,9 +116,11 @@ def same_pads(size, k, stride, dilation):
 def conv_products(x, w, g, win):
     """Compute functions (by table) of conv2d(x, w), its input gradient and filter gradient for dy = g."""
     kw = win.kwargs()
-    return (lambda t: ref.conv2d(x, w, *t.core_args, **kw),
-            lambda t: ref.conv2d_input_grad(x.shape, w, g, *t.core_args, **kw),
-            lambda t: ref.conv2d_filter_grad(x, w.shape, g, *t.core_args, **kw))
+    return (
+        lambda t: ref.conv2d(x, w, *t.core_args, **kw),
+        lambda t: ref.conv2d_input_grad(x.shape, w, g, *t.core_args, **kw),
+        lambda t: ref.conv2d_filter_grad(x, w.shape, g, *t.core_args, **kw),
+    )
 
 
 def depthwise_products(x, w, g, win):
@@ -123,6 +132,7 @@ def depthwise_products(x, w, g, win):
 
 
 # --- running a layer ---------------------------------------------------------------------------
+
 
 def normal(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
@@ -164,6 +174,7 @@ def record_calls(monkeypatch, name):
 
 # --- the controls themselves -------------------------------------------------------------------
 
+
 def test_swapped_table_is_the_reference_with_its_operands_exchanged():
     rng = np.random.default_rng(0)
     a, b = normal(rng, (3, 4)), normal(rng, (4, 5))
@@ -174,6 +185,7 @@ def test_swapped_table_is_the_reference_with_its_operands_exchanged():
 
 # --- Dense and convolutions --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("x_shape", [(4, 6), (2, 3, 6)], ids=["rank2", "rank3"])
 def test_dense(x_shape):
     rng = np.random.default_rng(10)
@@ -182,16 +194,23 @@ def test_dense(x_shape):
     layer = built(am.AMDense(5, **tables()), x_shape, [kernel, bias])
     y, dx, dk, db = output_and_grads(layer, x, g)
     x2, g2 = x.reshape(-1, 6), g.reshape(-1, 5)  # the layer's one GEMM over all leading axes
-    check_three_products("AMDense", (y.reshape(-1, 5), dx.reshape(-1, 6), dk), (
-        lambda t: gemm(x2, kernel, t), lambda t: gemm(g2, kernel.T, t), lambda t: gemm(x2.T, g2, t)), bias)
+    check_three_products(
+        "AMDense",
+        (y.reshape(-1, 5), dx.reshape(-1, 6), dk),
+        (lambda t: gemm(x2, kernel, t), lambda t: gemm(g2, kernel.T, t), lambda t: gemm(x2.T, g2, t)),
+        bias,
+    )
     np.testing.assert_allclose(db, g2.sum(axis=0), rtol=1e-6)  # native bias gradient
 
 
 CONV1D_CASES = {
     # kwargs, input [N, W, C], (left, right) padding
     "causal_dilated": (dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2), (2, 9, 3), (4, 0)),
-    "same_strided_groups": (dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"), (2, 9, 4),
-                            same_pads(9, 3, 2, 1)),
+    "same_strided_groups": (
+        dict(filters=4, kernel_size=3, strides=2, groups=2, padding="same"),
+        (2, 9, 4),
+        same_pads(9, 3, 2, 1),
+    ),
 }
 
 
@@ -209,16 +228,23 @@ def test_conv1d(case):
     # Conv1D is conv2d with H = 1.
     win = Window((1, stride), (1, dilation), (0, 0, left, right), groups)
     fwd4, dx4, dw4 = conv_products(x[:, None], w[None], g[:, None], win)
-    check_three_products(f"AMConv1D {case}", (y, dx, dw), (
-        lambda t: fwd4(t)[:, 0], lambda t: dx4(t)[:, 0], lambda t: dw4(t)[0]), bias)
+    check_three_products(
+        f"AMConv1D {case}", (y, dx, dw), (lambda t: fwd4(t)[:, 0], lambda t: dx4(t)[:, 0], lambda t: dw4(t)[0]), bias
+    )
 
 
 CONV2D_CASES = {
     # kwargs, input [N, H, W, C], window
-    "same_strided": (dict(filters=4, kernel_size=3, strides=2, padding="same"), (2, 5, 6, 3),
-                     Window((2, 2), (1, 1), same_pads(5, 3, 2, 1) + same_pads(6, 3, 2, 1))),
-    "valid_dilated_groups": (dict(filters=4, kernel_size=(2, 3), dilation_rate=2, groups=2), (1, 6, 7, 4),
-                             Window((1, 1), (2, 2), (0, 0, 0, 0), 2)),
+    "same_strided": (
+        dict(filters=4, kernel_size=3, strides=2, padding="same"),
+        (2, 5, 6, 3),
+        Window((2, 2), (1, 1), same_pads(5, 3, 2, 1) + same_pads(6, 3, 2, 1)),
+    ),
+    "valid_dilated_groups": (
+        dict(filters=4, kernel_size=(2, 3), dilation_rate=2, groups=2),
+        (1, 6, 7, 4),
+        Window((1, 1), (2, 2), (0, 0, 0, 0), 2),
+    ),
 }
 
 
@@ -269,7 +295,8 @@ def test_separable_conv2d_both_stages(monkeypatch):
     assert len(calls) == 1, f"expected one pointwise conv2d call, got {len(calls)}"
     z, pointwise = calls[0][0], calls[0][1]
     dx, ddwk, dpwk, dz, dpw_seen = tape.gradient(
-        y, [x, layer.depthwise_kernel, layer.pointwise_kernel, z, pointwise], output_gradients=tf.constant(g))
+        y, [x, layer.depthwise_kernel, layer.pointwise_kernel, z, pointwise], output_gradients=tf.constant(g)
+    )
     assert_bits_equal(pointwise.numpy(), pwk, "the pointwise stage's filter is the pointwise kernel")
     assert_bits_equal(dpw_seen.numpy(), dpwk.numpy(), "pointwise kernel gradient")
 
@@ -277,13 +304,15 @@ def test_separable_conv2d_both_stages(monkeypatch):
     win = Window((1, 1), (1, 1), same_pads(5, 3, 1, 1) + same_pads(6, 3, 1, 1))
     depthwise_fwd, depthwise_dx, depthwise_dw = depthwise_products(x, dwk, dz, win)
     check_product("AMSeparableConv2D depthwise forward", z, depthwise_fwd, FWD)
-    check_three_products("AMSeparableConv2D pointwise", (y.numpy(), dz, dpwk.numpy()),
-                         conv_products(z, pwk, g, Window()), bias)
+    check_three_products(
+        "AMSeparableConv2D pointwise", (y.numpy(), dz, dpwk.numpy()), conv_products(z, pwk, g, Window()), bias
+    )
     check_product("AMSeparableConv2D depthwise dX", dx.numpy(), depthwise_dx, GIN)
     check_product("AMSeparableConv2D depthwise dW", ddwk.numpy(), depthwise_dw, GW)
 
 
 # --- multi-head attention ----------------------------------------------------------------------
+
 
 def softmax_grad(scores, d_probabilities):
     """The gradient of TF's softmax over the last axis (what Keras's Softmax layer calls) at
@@ -360,7 +389,7 @@ def test_multi_head_attention_six_products(monkeypatch):
     # Backward, in backprop order (output projection first), so a failure names the first wrong product.
     for i in reversed(range(6)):
         name, a, b, dc, db_table = products[i]
-        (ta, tb), (da_got, db_got, dc_got) = flags[i], (t.numpy() for t in dcalls[3 * i: 3 * i + 3])
+        (ta, tb), (da_got, db_got, dc_got) = flags[i], (t.numpy() for t in dcalls[3 * i : 3 * i + 3])
         assert_bits_equal(dc_got, dc, f"MHA {name}: gradient at its output")
         check_product(f"MHA {name} dA", effective(da_got, ta), lambda t: gemm(dc, swap(b), t), GIN)
         check_product(f"MHA {name} dB", effective(db_got, tb), lambda t: gemm(swap(a), dc, t), db_table)
@@ -369,14 +398,19 @@ def test_multi_head_attention_six_products(monkeypatch):
     assert_bits_equal(probabilities.numpy().reshape(p.shape), p, "MHA attention probabilities")
     assert_bits_equal(y.numpy(), gemm(context2, wo2, FWD).reshape(b_, t_, dq) + bo, "MHA output")
     assert_bits_equal(dquery.numpy(), gemm(d_q, wq2.T, GIN).reshape(query.shape), "MHA d query")
-    assert_bits_equal(dvalue.numpy(), (gemm(d_k, wk2.T, GIN) + gemm(d_v, wv2.T, GIN)).reshape(value.shape),
-                      "MHA d value (key and value projections)")
+    assert_bits_equal(
+        dvalue.numpy(),
+        (gemm(d_k, wk2.T, GIN) + gemm(d_v, wv2.T, GIN)).reshape(value.shape),
+        "MHA d value (key and value projections)",
+    )
     for (name, a, _, dc, table), kernel, dkernel in zip(
-            [products[0], products[1], products[2], products[5]], (wq, wk, wv, wo), dweights[0::2]):
+        [products[0], products[1], products[2], products[5]], (wq, wk, wv, wo), dweights[0::2]
+    ):
         assert_bits_equal(dkernel.numpy(), gemm(a.T, dc, table).reshape(kernel.shape), f"MHA {name} kernel gradient")
 
 
 # --- mixed precision ---------------------------------------------------------------------------
+
 
 def as_half(t):
     """The float32 value of t rounded to float16 (what a float16 boundary leaves)."""
@@ -408,13 +442,15 @@ def test_mixed_float16_computes_in_float32_and_casts_back(kind):
         fwd, dxf, dwf = (lambda t: gemm(x32, w16, t), lambda t: gemm(g32, w16.T, t), lambda t: gemm(x32.T, g32, t))
     else:
         fwd, dxf, dwf = conv_products(x32, w16, g32, Window(pads=(1, 1, 1, 1)))
-    check_product(f"mixed_float16 {kind} forward", y,
-                  lambda t: fwd(t).astype(np.float16) + bias.astype(np.float16), FWD)
+    check_product(
+        f"mixed_float16 {kind} forward", y, lambda t: fwd(t).astype(np.float16) + bias.astype(np.float16), FWD
+    )
     check_product(f"mixed_float16 {kind} dX", dx, lambda t: dxf(t).astype(np.float16), GIN)
     check_product(f"mixed_float16 {kind} dW", dw, lambda t: as_half(dwf(t)), GW)
 
 
 # --- second order ------------------------------------------------------------------------------
+
 
 def second_order(layer, x, v):
     """s = sum(dx * v) with dx the input gradient for the output gradient y itself (so dx depends
@@ -446,8 +482,7 @@ def test_dense_second_order_gradient():
     check_product("AMDense dX for dY = y", dx, lambda t: gemm(y_ref, kernel.T, t), GIN)
     ybar = lambda t: gemm(v, kernel, t)  # noqa: E731
     check_product("AMDense second order d/dx", d2x, lambda t: gemm(ybar(t), kernel.T, GIN), GIN)
-    check_product("AMDense second order d/dK", d2k,
-                  lambda t: gemm(y_ref.T, v, t).T + gemm(x.T, ybar(t), GW), GIN)
+    check_product("AMDense second order d/dK", d2k, lambda t: gemm(y_ref.T, v, t).T + gemm(x.T, ybar(t), GW), GIN)
     # The second-order products are AM ones: the native arithmetic gives other bits.
     assert not same_bits(d2k, (y_ref.T @ v).T + x.T @ (v @ kernel))
 
@@ -470,11 +505,22 @@ def test_conv2d_second_order_gradient():
     kw = win.kwargs()
     y_ref = ref.conv2d(x, w, *FWD.core_args, **kw) + bias
     assert_bits_equal(y, y_ref, "AMConv2D y")
-    check_product("AMConv2D dX for dY = y", dx,
-                  lambda t: ref.conv2d_input_grad(x.shape, w, y_ref, *t.core_args, **kw), GIN)
+    check_product(
+        "AMConv2D dX for dY = y", dx, lambda t: ref.conv2d_input_grad(x.shape, w, y_ref, *t.core_args, **kw), GIN
+    )
     ybar = lambda t: ref.conv2d(v, w, *t.core_args, **kw)  # noqa: E731
-    check_product("AMConv2D second order d/dx", d2x,
-                  lambda t: ref.conv2d_input_grad(x.shape, w, ybar(t), *GIN.core_args, **kw), GIN)
-    check_product("AMConv2D second order d/dw", d2w,
-                  lambda t: (ref.conv2d_filter_grad(v, w.shape, y_ref, *t.core_args, **kw)
-                             + ref.conv2d_filter_grad(x, w.shape, ybar(t), *GW.core_args, **kw)), GIN)
+    check_product(
+        "AMConv2D second order d/dx",
+        d2x,
+        lambda t: ref.conv2d_input_grad(x.shape, w, ybar(t), *GIN.core_args, **kw),
+        GIN,
+    )
+    check_product(
+        "AMConv2D second order d/dw",
+        d2w,
+        lambda t: (
+            ref.conv2d_filter_grad(v, w.shape, y_ref, *t.core_args, **kw)
+            + ref.conv2d_filter_grad(x, w.shape, ybar(t), *GW.core_args, **kw)
+        ),
+        GIN,
+    )

@@ -11,6 +11,7 @@ bit for bit on one step (T = 1, nonzero initial state); over several steps it is
 sum of per-step AM products in its loop-gradient order, which has no canonical order to
 reproduce, so it is only compared with the twin under bf16 (tolerance).
 """
+
 import numpy as np
 import pytest
 
@@ -62,6 +63,7 @@ def state_count(case):
 
 # --- NumPy reference recurrences ---------------------------------------------------------------
 
+
 def native(fn, x):
     """A native activation of the layer, evaluated by TF on a float32 array."""
     return np.asarray(fn(tf.constant(x, tf.float32)))
@@ -84,22 +86,22 @@ def reference_forward(case, cell, x, states, m):
             h = native(act, (xk + bias) + ref.matmul(h, recurrent, *m.core_args))
         elif case == "lstm":
             z = (xk + ref.matmul(h, recurrent, *m.core_args)) + bias
-            i, f = native(rec_act, z[:, :u]), native(rec_act, z[:, u:2 * u])
-            c = f * c + i * native(act, z[:, 2 * u:3 * u])
-            h = native(rec_act, z[:, 3 * u:]) * native(act, c)
+            i, f = native(rec_act, z[:, :u]), native(rec_act, z[:, u : 2 * u])
+            c = f * c + i * native(act, z[:, 2 * u : 3 * u])
+            h = native(rec_act, z[:, 3 * u :]) * native(act, c)
         else:
             xb = xk + (bias[0] if cell.reset_after else bias)
             if cell.reset_after:
                 inner = ref.matmul(h, recurrent, *m.core_args) + bias[1]
             else:
-                inner = ref.matmul(h, recurrent[:, :2 * u], *m.core_args)
+                inner = ref.matmul(h, recurrent[:, : 2 * u], *m.core_args)
             z = native(rec_act, xb[:, :u] + inner[:, :u])
-            r = native(rec_act, xb[:, u:2 * u] + inner[:, u:2 * u])
+            r = native(rec_act, xb[:, u : 2 * u] + inner[:, u : 2 * u])
             if cell.reset_after:
-                m_h = r * inner[:, 2 * u:]
+                m_h = r * inner[:, 2 * u :]
             else:
-                m_h = ref.matmul(r * h, recurrent[:, 2 * u:], *m.core_args)
-            candidate = native(act, xb[:, 2 * u:] + m_h)
+                m_h = ref.matmul(r * h, recurrent[:, 2 * u :], *m.core_args)
+            candidate = native(act, xb[:, 2 * u :] + m_h)
             h = z * h + (np.float32(1) - z) * candidate
         outputs.append(h)
     return np.stack(outputs, axis=1), ([h, c] if case == "lstm" else [h])
@@ -122,8 +124,9 @@ def decomposed(layer, x, states, upstream):
 def three_table_layer(case, steps, seed):
     fwd, gin, gw = random_table(seed), random_table(seed + 1), random_table(seed + 2)
     layer, _, _ = twin_pair(case, fwd, data_seed=seed, shape=(B, steps, D), return_sequences=True)
-    layer = type(layer).from_config(layer.get_config() | dict(multiplier=fwd, grad_input_multiplier=gin,
-                                                               grad_weight_multiplier=gw))
+    layer = type(layer).from_config(
+        layer.get_config() | dict(multiplier=fwd, grad_input_multiplier=gin, grad_weight_multiplier=gw)
+    )
     layer.build((B, steps, D))
     layer.set_weights(twin_pair(case, fwd, data_seed=seed, shape=(B, steps, D))[1].get_weights())
     rng = np.random.default_rng(seed + 10)
@@ -179,20 +182,23 @@ def test_recurrent_products_of_one_step_bit_exact_with_three_tables(case):
     xb = xb + (bias[0] if cell.reset_after else bias)
     if cell.reset_after:
         inner = ref.matmul(h0, recurrent, *fwd.core_args) + bias[1]
-        r = native(cell.recurrent_activation, xb[:, u:2 * u] + inner[:, u:2 * u])
-        d_inner = np.concatenate([dz[:, :2 * u], dz[:, 2 * u:] * r], axis=1)  # d(r * m_h)/d m_h = r
+        r = native(cell.recurrent_activation, xb[:, u : 2 * u] + inner[:, u : 2 * u])
+        d_inner = np.concatenate([dz[:, : 2 * u], dz[:, 2 * u :] * r], axis=1)  # d(r * m_h)/d m_h = r
         want = ref.matmul(h0.T, d_inner, *gw.core_args)
     else:
-        inner = ref.matmul(h0, recurrent[:, :2 * u], *fwd.core_args)
-        r = native(cell.recurrent_activation, xb[:, u:2 * u] + inner[:, u:2 * u])
-        want = np.concatenate([ref.matmul(h0.T, dz[:, :2 * u], *gw.core_args),
-                               ref.matmul((r * h0).T, dz[:, 2 * u:], *gw.core_args)], axis=1)
+        inner = ref.matmul(h0, recurrent[:, : 2 * u], *fwd.core_args)
+        r = native(cell.recurrent_activation, xb[:, u : 2 * u] + inner[:, u : 2 * u])
+        want = np.concatenate(
+            [ref.matmul(h0.T, dz[:, : 2 * u], *gw.core_args), ref.matmul((r * h0).T, dz[:, 2 * u :], *gw.core_args)],
+            axis=1,
+        )
     # (The state also enters through z * h natively, so its gradient is a native sum: not checked here.)
     zero = np.float32(0)  # slice gradients are summed with zeros: -0 becomes +0
     assert_bits_equal(d_recurrent + zero, want + zero, f"{case} d recurrent_kernel")
 
 
 # --- closeness to the twin ---------------------------------------------------------------------
+
 
 def outputs_and_grads(layer, x, upstream, **call_kwargs):
     x = tf.constant(x)
@@ -293,6 +299,7 @@ def test_stateful_continues_across_calls_bit_exact(case):
 
 # --- never the fused path ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", ["gru", "lstm"])
 def test_fused_backend_path_is_never_taken(case, monkeypatch):
     """Keras's LSTM/GRU call backend.lstm / backend.gru first (cuDNN on a GPU): the AM layers must not."""
@@ -319,6 +326,7 @@ def test_use_cudnn_true_is_a_clear_error():
 
 # --- wrappers ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", ["gru", "lstm"])
 def test_bidirectional_of_am_layer_matches_twin(case):
     layer, twin, x = twin_pair(case, BF16, return_sequences=True)
@@ -334,14 +342,16 @@ def test_bidirectional_of_am_layer_matches_twin(case):
 
 def test_time_distributed_am_dense_and_rnn_in_a_model_train():
     rng = np.random.default_rng(6)
-    model = keras.Sequential([
-        keras.Input((T, D)),
-        keras.layers.TimeDistributed(am.AMDense(3, multiplier="mbm7")),
-        keras.layers.Bidirectional(am.AMLSTM(U, multiplier="mbm7", return_sequences=True)),
-        am.AMSimpleRNN(U, return_sequences=True, multiplier="mbm7", grad_weight_multiplier="fp32"),
-        am.AMGRU(U, multiplier="mbm7", dropout=0.25, recurrent_dropout=0.25),
-        am.AMDense(2, multiplier="mbm7"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((T, D)),
+            keras.layers.TimeDistributed(am.AMDense(3, multiplier="mbm7")),
+            keras.layers.Bidirectional(am.AMLSTM(U, multiplier="mbm7", return_sequences=True)),
+            am.AMSimpleRNN(U, return_sequences=True, multiplier="mbm7", grad_weight_multiplier="fp32"),
+            am.AMGRU(U, multiplier="mbm7", dropout=0.25, recurrent_dropout=0.25),
+            am.AMDense(2, multiplier="mbm7"),
+        ]
+    )
     model.compile(optimizer="sgd", loss="mse")
     before = [w.numpy() for w in model.trainable_weights]
     loss = model.train_on_batch(rng.standard_normal((4, T, D)), rng.standard_normal((4, 2)))
@@ -350,8 +360,14 @@ def test_time_distributed_am_dense_and_rnn_in_a_model_train():
 
 
 def test_substitute_replaces_top_level_recurrent_layers():
-    model = keras.Sequential([keras.Input((T, D)), keras.layers.LSTM(U, return_sequences=True),
-                              keras.layers.GRU(U, reset_after=False), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((T, D)),
+            keras.layers.LSTM(U, return_sequences=True),
+            keras.layers.GRU(U, reset_after=False),
+            keras.layers.Dense(2),
+        ]
+    )
     new = at.substitute(model, multiplier="mbm7")
     assert [type(layer) for layer in new.layers] == [am.AMLSTM, am.AMGRU, am.AMDense]
     assert new.layers[1].cell.reset_after is False
@@ -376,14 +392,26 @@ def test_substitute_reaches_inside_bidirectional():
 
 # --- config and saving -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_get_config_round_trip(case, registered_bf16):
     am_cls, _, kwargs = CASES[case]
-    layer = am_cls(U, **kwargs, multiplier=BF16, grad_input_multiplier="fp32", return_state=True,
-                   go_backwards=True, dropout=0.25, name="rnn_x")
+    layer = am_cls(
+        U,
+        **kwargs,
+        multiplier=BF16,
+        grad_input_multiplier="fp32",
+        return_state=True,
+        go_backwards=True,
+        dropout=0.25,
+        name="rnn_x",
+    )
     config = layer.get_config()
-    assert [config[k] for k in ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")] == \
-        ["bf16", "fp32", None]
+    assert [config[k] for k in ("multiplier", "grad_input_multiplier", "grad_weight_multiplier")] == [
+        "bf16",
+        "fp32",
+        None,
+    ]
     clone = am_cls.from_config(config)
     assert type(clone) is am_cls and type(clone.cell) is am_cls.cell_class
     assert clone.get_config() == config
@@ -392,12 +420,14 @@ def test_get_config_round_trip(case, registered_bf16):
 
 
 def test_keras_save_load_round_trip(tmp_path, registered_bf16):
-    model = keras.Sequential([
-        keras.Input((T, D)),
-        am.AMLSTM(U, return_sequences=True, multiplier="bf16", grad_weight_multiplier="fp32"),
-        keras.layers.Bidirectional(am.AMGRU(U, reset_after=False, return_sequences=True, multiplier="mbm7")),
-        am.AMSimpleRNN(2, go_backwards=True, multiplier="mbm7"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((T, D)),
+            am.AMLSTM(U, return_sequences=True, multiplier="bf16", grad_weight_multiplier="fp32"),
+            keras.layers.Bidirectional(am.AMGRU(U, reset_after=False, return_sequences=True, multiplier="mbm7")),
+            am.AMSimpleRNN(2, go_backwards=True, multiplier="mbm7"),
+        ]
+    )
     x = np.random.default_rng(8).standard_normal((B, T, D)).astype(np.float32)
     path = str(tmp_path / "rnn.keras")
     model.save(path)

@@ -1,4 +1,5 @@
 """approxtrain.train.loop: the training loop on tf.distribute that `train` uses instead of Keras' fit."""
+
 import numpy as np
 import pytest
 
@@ -47,9 +48,11 @@ def dense_model(first=None):
 
 
 def compiled(model):
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
     return model
 
 
@@ -94,8 +97,9 @@ def test_non_finite_loss_names_epoch_step_and_first_layer():
         loop.fit(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=2, callbacks=[log])
     error = caught.value
     assert (error.epoch, error.step, error.layer) == (1, 3, "'first' (Dense)")
-    assert str(error) == (f"the loss became {error.loss} at epoch 1, step 3 "
-                          f"(first non-finite output: layer 'first' (Dense))")
+    assert str(error) == (
+        f"the loss became {error.loss} at epoch 1, step 3 (first non-finite output: layer 'first' (Dense))"
+    )
     assert not np.isfinite(error.loss)
     assert [i for name, i, _ in log.events if name == "batch_end"] == [0, 1]  # stopped at the bad step
 
@@ -127,4 +131,5 @@ def test_loop_under_mirrored_strategy_matches_one_device(bf16):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
     assert any(np.any(w != w0) for w, w0 in zip(single.get_weights(), initial))
     assert loop.evaluate(mirrored, dataset, strategy)["loss"] == pytest.approx(
-        loop.evaluate(single, dataset)["loss"], rel=1e-4)
+        loop.evaluate(single, dataset)["loss"], rel=1e-4
+    )

@@ -1,4 +1,5 @@
 """Model zoo: every model builds with tiny shapes and trains a step; AM builds use AM layers."""
+
 import numpy as np
 import pytest
 
@@ -20,8 +21,14 @@ TINY = {
     "mobilenetv2": ((8, 8, 3), {"alpha": 0.25, "stem": "cifar"}),
     "transformer": ((8, 8, 1), {"dim": 8, "depth": 1, "num_heads": 2, "patch_size": 4}),
 }
-HEAVY = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-         keras.layers.SeparableConv2D, keras.layers.MultiHeadAttention)
+HEAVY = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.MultiHeadAttention,
+)
 
 
 def test_names_cover_the_zoo():

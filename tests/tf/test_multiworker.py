@@ -7,6 +7,7 @@ batches. They cannot be bit-identical: each worker sums the products of its half
 the two halves' gradients are then added, another float32 summation order of the same
 (table-given) products. Measured difference after 4 steps of LeNet-5/mbm7: 3e-8; bound: 1e-6.
 """
+
 import json
 import os
 import socket
@@ -23,11 +24,28 @@ from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist")
+    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
+)
 
-LENET5 = ["--model", "lenet5", "--multiplier", "mbm7", "--dataset", "fashion_mnist", "--subset", "256",
-          "--test-subset", "64", "--batch-size", "64", "--verbose", "0", "--seed", "5"]
-WORKER_TIMEOUT_S = 240   # two TensorFlow processes starting on two shared cores
+LENET5 = [
+    "--model",
+    "lenet5",
+    "--multiplier",
+    "mbm7",
+    "--dataset",
+    "fashion_mnist",
+    "--subset",
+    "256",
+    "--test-subset",
+    "64",
+    "--batch-size",
+    "64",
+    "--verbose",
+    "0",
+    "--seed",
+    "5",
+]
+WORKER_TIMEOUT_S = 240  # two TensorFlow processes starting on two shared cores
 ATOL, RTOL = 1e-6, 1e-5
 
 
@@ -43,15 +61,21 @@ def free_ports(n):
 
 
 def tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def start_cluster(outs, extra, env_per_worker=({}, {})):
     ports = free_ports(2)
-    return [Child(["train", *LENET5, "--strategy", "multiworker", "--out", out, *extra],
-                  TF_CONFIG=tf_config(ports, index), **env)
-            for index, (out, env) in enumerate(zip(outs, env_per_worker))]
+    return [
+        Child(
+            ["train", *LENET5, "--strategy", "multiworker", "--out", out, *extra],
+            TF_CONFIG=tf_config(ports, index),
+            **env,
+        )
+        for index, (out, env) in enumerate(zip(outs, env_per_worker))
+    ]
 
 
 def wait_all(workers, timeout):
@@ -89,8 +113,9 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path):
 def test_a_killed_worker_stops_the_other_clearly_and_the_run_resumes(tmp_path):
     chief_out, worker_out = str(tmp_path / "chief"), str(tmp_path / "worker1")
     # Worker 1 dies (SIGKILL) as epoch 2 begins; the chief has committed epoch 1.
-    workers = start_cluster([chief_out, worker_out], ["--epochs", "2"],
-                            ({}, {"APPROXTRAIN_TEST_KILL_AT": "epoch-begin:2"}))
+    workers = start_cluster(
+        [chief_out, worker_out], ["--epochs", "2"], ({}, {"APPROXTRAIN_TEST_KILL_AT": "epoch-begin:2"})
+    )
     try:
         assert workers[1].wait(WORKER_TIMEOUT_S) == -9
         killed_at = time.monotonic()
@@ -102,7 +127,8 @@ def test_a_killed_worker_stops_the_other_clearly_and_the_run_resumes(tmp_path):
     assert rc == 2 and stopped_after < 90
     assert workers[0].err_lines[-1] == (
         f"approxtrain train: error: {chief_out}: training stopped: worker 1 of the cluster stopped (no heartbeat). "
-        f"The run folder keeps the last finished epoch (1); start every worker again with --resume to continue")
+        f"The run folder keeps the last finished epoch (1); start every worker again with --resume to continue"
+    )
     assert_one_consistent_version(chief_out, 1)
 
     workers = start_cluster([chief_out, worker_out], ["--epochs", "2", "--resume"])
@@ -126,5 +152,6 @@ def test_multiworker_without_tf_config_says_what_to_set(tmp_path, monkeypatch, c
     assert cli.main(["train", *LENET5, "--strategy", "multiworker", "--out", out]) == 2
     assert capsys.readouterr().err == (
         "approxtrain train: error: --strategy multiworker needs TF_CONFIG, the cluster and this worker's index: "
-        "set TF_CONFIG on every worker (see the README, 'On several machines')\n")
+        "set TF_CONFIG on every worker (see the README, 'On several machines')\n"
+    )
     assert not os.path.exists(out)

@@ -6,14 +6,19 @@ CPUs without AVX-512, and the results must not depend on the CPU. Run this file 
 TF_ENABLE_ONEDNN_OPTS=0 and =1; test_conv_fp32_phase.py checks the "fp32" phase under =0
 in a subprocess whatever the CPU.
 """
+
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
 import amsim_reference as ref  # noqa: E402
-from _compare import (assert_bits_equal, assert_close_to_native, bf16_values,  # noqa: E402
-                      conv2d_exact_with_bounds)
+from _compare import (
+    assert_bits_equal,
+    assert_close_to_native,
+    bf16_values,  # noqa: E402
+    conv2d_exact_with_bounds,
+)
 
 from approxtrain import ops  # noqa: E402
 from approxtrain.core import conv_paddings  # noqa: E402
@@ -62,16 +67,16 @@ def _output_shape(x_shape, w_shape, strides, padding, dilations):
 CONV_CASES = [
     ((2, 7, 7, 3), (3, 3, 3, 4), 1, "VALID", 1),
     ((2, 8, 8, 4), (3, 3, 4, 5), 2, "SAME", 1),
-    ((1, 9, 7, 4), (3, 2, 2, 6), (2, 1), "SAME", (1, 2)),      # groups = 2
-    ((1, 6, 6, 3), (2, 2, 1, 6), 1, [[1, 0], [2, 1]], 1),       # depthwise, explicit padding
+    ((1, 9, 7, 4), (3, 2, 2, 6), (2, 1), "SAME", (1, 2)),  # groups = 2
+    ((1, 6, 6, 3), (2, 2, 1, 6), 1, [[1, 0], [2, 1]], 1),  # depthwise, explicit padding
     ((2, 5, 5, 2), (5, 5, 2, 3), 1, "SAME", 1),
     ((1, 10, 10, 4), (3, 3, 4, 4), 3, "SAME", 2),
     ((1, 7, 7, 2), (1, 1, 2, 3), 2, "VALID", 1),
     ((1, 6, 8, 8), (3, 3, 2, 8), (1, 2), [[2, 2], [0, 3]], (2, 1)),  # groups = 4
-    ((2, 9, 9, 4), (3, 3, 1, 8), 2, "SAME", 2),                 # depthwise, strided and dilated
-    ((1, 7, 8, 6), (2, 3, 3, 4), 1, [[5, 0], [1, 4]], 2),       # groups = 2, padding wider than the filter
-    ((2, 8, 7, 6), (2, 3, 2, 9), (2, 3), "VALID", (2, 1)),      # groups = 3
-    ((1, 5, 6, 3), (3, 3, 3, 2), 2, [[1, 2], [2, 0]], 1),       # plain, explicit padding
+    ((2, 9, 9, 4), (3, 3, 1, 8), 2, "SAME", 2),  # depthwise, strided and dilated
+    ((1, 7, 8, 6), (2, 3, 3, 4), 1, [[5, 0], [1, 4]], 2),  # groups = 2, padding wider than the filter
+    ((2, 8, 7, 6), (2, 3, 2, 9), (2, 3), "VALID", (2, 1)),  # groups = 3
+    ((1, 5, 6, 3), (3, 3, 3, 2), 2, [[1, 2], [2, 0]], 1),  # plain, explicit padding
 ]
 
 
@@ -112,8 +117,10 @@ def test_portable_native_gradients_with_shapes_known_only_at_run_time():
 
     @tf.function(input_signature=[spec, spec, spec])
     def grads(x, w, g):
-        return (native_grads.portable_input_grad(tf.shape(x), w, g, attrs, None),
-                native_grads.portable_filter_grad(x, tf.shape(w), g, attrs, None))
+        return (
+            native_grads.portable_input_grad(tf.shape(x), w, g, attrs, None),
+            native_grads.portable_filter_grad(x, tf.shape(w), g, attrs, None),
+        )
 
     rng = np.random.default_rng(29)
     x, w = bf16_values(rng, (2, 7, 9, 6)), bf16_values(rng, (3, 2, 2, 3))  # groups = 3
@@ -138,7 +145,7 @@ DEPTHWISE_CASES = [
     ((1, 8, 8, 2), (3, 3, 2, 1), 2, "VALID", 1),
     ((1, 9, 9, 2), (3, 3, 2, 3), 1, "SAME", 2),
     ((1, 6, 7, 2), (2, 3, 2, 1), 1, [[0, 1], [2, 0]], 1),
-    ((1, 9, 9, 2), (3, 3, 2, 2), 2, "SAME", 2),   # tf.nn.depthwise_conv2d gets this one wrong
+    ((1, 9, 9, 2), (3, 3, 2, 2), 2, "SAME", 2),  # tf.nn.depthwise_conv2d gets this one wrong
     ((1, 9, 8, 3), (3, 2, 3, 1), 1, [[1, 2], [0, 3]], 2),
 ]
 
@@ -156,8 +163,10 @@ def test_depthwise_and_gradients_match_exact_sums(request, phase, x_shape, w_sha
     _assert_three_close((y, dx, dw.reshape(grouped.shape)), exact, bounds, phase)
 
 
-@pytest.mark.parametrize("x_shape,w_shape,strides,padding,dilations",
-                         [c for c in DEPTHWISE_CASES if _pair(c[2]) == (1, 1) or _pair(c[4]) == (1, 1)])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,strides,padding,dilations",
+    [c for c in DEPTHWISE_CASES if _pair(c[2]) == (1, 1) or _pair(c[4]) == (1, 1)],
+)
 def test_bf16_depthwise_matches_tf_depthwise_forward(bf16, x_shape, w_shape, strides, padding, dilations):
     rng = np.random.default_rng(31)
     x, w = bf16_values(rng, x_shape), bf16_values(rng, w_shape)
@@ -173,8 +182,9 @@ def test_all_fp32_depthwise_is_the_native_op():
     def f(x, w):
         return ops.depthwise_conv2d(x, w, "fp32", padding="SAME")
 
-    graph = f.get_concrete_function(tf.TensorSpec([1, 5, 5, 2], tf.float32),
-                                    tf.TensorSpec([3, 3, 2, 1], tf.float32)).graph
+    graph = f.get_concrete_function(
+        tf.TensorSpec([1, 5, 5, 2], tf.float32), tf.TensorSpec([3, 3, 2, 1], tf.float32)
+    ).graph
     types = {op.type for op in graph.get_operations()}
     assert "DepthwiseConv2dNative" in types and not any(t.startswith("AM") for t in types)
 
@@ -198,8 +208,8 @@ def test_conv1d_matches_exact_sums(request, phase, padding):
 # (x shape, w shape, strides, padding, dilations)
 EXACT_CASES = [
     ((1, 5, 5, 2), (3, 3, 2, 3), 1, "VALID", 1),
-    ((2, 6, 5, 4), (2, 3, 2, 4), (2, 1), "SAME", (1, 2)),        # groups = 2
-    ((1, 5, 5, 3), (3, 3, 1, 3), 1, [[1, 2], [0, 1]], 1),         # depthwise, explicit
+    ((2, 6, 5, 4), (2, 3, 2, 4), (2, 1), "SAME", (1, 2)),  # groups = 2
+    ((1, 5, 5, 3), (3, 3, 1, 3), 1, [[1, 2], [0, 1]], 1),  # depthwise, explicit
     ((1, 7, 6, 2), (3, 2, 2, 2), 2, "VALID", 1),
     ((1, 6, 6, 2), (2, 2, 2, 2), 3, "SAME", 2),
 ]
@@ -230,13 +240,19 @@ def test_grad_multipliers_route_to_their_gradient(bf16, random_multiplier):
     x, w = ref.random_floats(rng, (1, 5, 5, 2), 0.9), ref.random_floats(rng, (3, 3, 2, 2), 0.9)
     g = ref.random_floats(rng, (1, 5, 5, 2), 0.9)
     pads = conv_paddings("SAME", (5, 5), (3, 3), (1, 1), (1, 1))
-    y, dx, dw = _with_grads(lambda a, b: ops.conv2d(a, b, "fp32", padding="SAME", grad_input_multiplier=m,
-                                                    grad_weight_multiplier=bf16), x, w, g)
+    y, dx, dw = _with_grads(
+        lambda a, b: ops.conv2d(a, b, "fp32", padding="SAME", grad_input_multiplier=m, grad_weight_multiplier=bf16),
+        x,
+        w,
+        g,
+    )
     assert_bits_equal(y, tf.nn.conv2d(x, w, 1, "SAME").numpy(), "forward (native)")
-    assert_bits_equal(dx, ref.conv2d_input_grad(x.shape, w, g, m.lut, 7, m.operand_rounding, pads=pads),
-                      "input grad (random table)")
-    assert_bits_equal(dw, ref.conv2d_filter_grad(x, w.shape, g, bf16.lut, 7, "nearest", pads=pads),
-                      "filter grad (bf16 table)")
+    assert_bits_equal(
+        dx, ref.conv2d_input_grad(x.shape, w, g, m.lut, 7, m.operand_rounding, pads=pads), "input grad (random table)"
+    )
+    assert_bits_equal(
+        dw, ref.conv2d_filter_grad(x, w.shape, g, bf16.lut, 7, "nearest", pads=pads), "filter grad (bf16 table)"
+    )
 
 
 def test_padded_zero_times_infinite_weight_is_nan(bf16):
@@ -249,8 +265,7 @@ def test_padded_zero_times_infinite_weight_is_nan(bf16):
 def test_static_shapes_and_dynamic_batch(random_multiplier):
     m = random_multiplier
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 9, 9, 4], tf.float32),
-                                  tf.TensorSpec([3, 3, 2, 6], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, 9, 9, 4], tf.float32), tf.TensorSpec([3, 3, 2, 6], tf.float32)])
     def step(x, w):
         with tf.GradientTape() as tape:
             tape.watch([x, w])
@@ -261,13 +276,15 @@ def test_static_shapes_and_dynamic_batch(random_multiplier):
     rng = np.random.default_rng(26)
     x, w = rng.standard_normal((2, 9, 9, 4)).astype(np.float32), rng.standard_normal((3, 3, 2, 6)).astype(np.float32)
     got = step(x, w)
-    eager = _with_grads(lambda a, b: ops.conv2d(a, b, m, strides=2, padding="SAME", groups=2), x, w,
-                        np.ones((2, 5, 5, 6), np.float32))
+    eager = _with_grads(
+        lambda a, b: ops.conv2d(a, b, m, strides=2, padding="SAME", groups=2), x, w, np.ones((2, 5, 5, 6), np.float32)
+    )
     for a, b, what in zip(got, eager, ("forward", "input grad", "filter grad")):
         assert_bits_equal(a.numpy(), b, what)
 
 
 # --- groups inferred from the shapes, as tf.nn.conv2d does ---------------------------------------
+
 
 def test_inferred_groups_equal_explicit_groups_bit_for_bit(random_multiplier):
     rng = np.random.default_rng(32)
@@ -308,16 +325,22 @@ def test_channels_that_do_not_split_into_groups(request, multiplier):
     m = request.getfixturevalue("bf16") if multiplier == "bf16" else "fp32"
     with pytest.raises(ValueError) as e:
         ops.conv2d(np.ones((1, 5, 5, 5), np.float32), np.ones((3, 3, 2, 4), np.float32), m)
-    assert str(e.value) == ("conv2d: input channels 5 are not a multiple of the filter's input channels 2, so they "
-                            "do not split into groups (input shape (1, 5, 5, 5), filter shape (3, 3, 2, 4))")
+    assert str(e.value) == (
+        "conv2d: input channels 5 are not a multiple of the filter's input channels 2, so they "
+        "do not split into groups (input shape (1, 5, 5, 5), filter shape (3, 3, 2, 4))"
+    )
     with pytest.raises(ValueError) as e:
         ops.conv1d(np.ones((1, 9, 6), np.float32), np.ones((3, 4, 4), np.float32), m)
-    assert str(e.value) == ("conv1d: input channels 6 are not a multiple of the filter's input channels 4, so they "
-                            "do not split into groups (input shape (1, 9, 6), filter shape (3, 4, 4))")
+    assert str(e.value) == (
+        "conv1d: input channels 6 are not a multiple of the filter's input channels 4, so they "
+        "do not split into groups (input shape (1, 9, 6), filter shape (3, 4, 4))"
+    )
     with pytest.raises(ValueError) as e:
         ops.conv2d(np.ones((1, 5, 5, 4), np.float32), np.ones((3, 3, 2, 3), np.float32), m)
-    assert str(e.value) == ("conv2d: filter output channels 3 are not a multiple of groups=2 (4 input channels / "
-                            "2 filter input channels) (input shape (1, 5, 5, 4), filter shape (3, 3, 2, 3))")
+    assert str(e.value) == (
+        "conv2d: filter output channels 3 are not a multiple of groups=2 (4 input channels / "
+        "2 filter input channels) (input shape (1, 5, 5, 4), filter shape (3, 3, 2, 3))"
+    )
 
 
 @pytest.mark.parametrize("groups", [0, -2, 1.5, True, "2"])
@@ -333,13 +356,17 @@ def test_inferred_groups_at_run_time_when_channels_are_unknown(random_multiplier
         return ops.conv2d(x, tf.ones([3, 3, 2, 4]), random_multiplier, padding="SAME")
 
     x = ref.random_floats(np.random.default_rng(35), (1, 6, 6, 4), 0.9)
-    assert_bits_equal(f(x), ops.conv2d(x, tf.ones([3, 3, 2, 4]), random_multiplier, padding="SAME", groups=2),
-                      "forward, groups inferred when the graph runs")
+    assert_bits_equal(
+        f(x),
+        ops.conv2d(x, tf.ones([3, 3, 2, 4]), random_multiplier, padding="SAME", groups=2),
+        "forward, groups inferred when the graph runs",
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of the filter's input channels"):
         f(tf.ones([1, 6, 6, 5]))
 
 
 # --- errors ------------------------------------------------------------------------------------
+
 
 def test_groups_must_match_shapes(bf16):
     with pytest.raises(ValueError, match="groups=2 does not match"):
@@ -359,11 +386,23 @@ def test_groups_checked_at_run_time_when_channels_are_unknown(bf16):
 def test_channels_not_divisible_by_filter_channels(bf16):
     lib = ops.library()
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of the filter's input channels"):
-        lib.am_conv2d(tf.ones([1, 5, 5, 5]), tf.ones([3, 3, 2, 4]), ops.table(bf16), strides=[1, 1, 1, 1],
-                      padding="VALID", operand_rounding="nearest")
+        lib.am_conv2d(
+            tf.ones([1, 5, 5, 5]),
+            tf.ones([3, 3, 2, 4]),
+            ops.table(bf16),
+            strides=[1, 1, 1, 1],
+            padding="VALID",
+            operand_rounding="nearest",
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match="divisible by groups"):
-        lib.am_conv2d(tf.ones([1, 5, 5, 4]), tf.ones([3, 3, 2, 3]), ops.table(bf16), strides=[1, 1, 1, 1],
-                      padding="VALID", operand_rounding="nearest")
+        lib.am_conv2d(
+            tf.ones([1, 5, 5, 4]),
+            tf.ones([3, 3, 2, 3]),
+            ops.table(bf16),
+            strides=[1, 1, 1, 1],
+            padding="VALID",
+            operand_rounding="nearest",
+        )
 
 
 def test_filter_larger_than_padded_input(bf16):
@@ -373,12 +412,15 @@ def test_filter_larger_than_padded_input(bf16):
         ops.conv2d(np.ones((1, 3, 3, 1), np.float32), np.ones((2, 2, 1, 1), np.float32), bf16, dilations=3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(strides=0), "strides"),
-    (dict(dilations=(1, 0)), "dilations"),
-    (dict(padding="FULL"), "padding"),
-    (dict(padding=[[1, -1], [0, 0]]), "padding"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(strides=0), "strides"),
+        (dict(dilations=(1, 0)), "dilations"),
+        (dict(padding="FULL"), "padding"),
+        (dict(padding=[[1, -1], [0, 0]]), "padding"),
+    ],
+)
 def test_bad_window_arguments(bf16, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ops.conv2d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 1), np.float32), bf16, **kwargs)
@@ -394,8 +436,9 @@ def test_bad_attributes_of_the_raw_op(bf16):
     with pytest.raises(tf.errors.InvalidArgumentError, match="dilations must be"):
         lib.am_conv2d(x, w, t, strides=[1, 1, 1, 1], dilations=[1, 1], padding="VALID", operand_rounding="nearest")
     with pytest.raises(tf.errors.InvalidArgumentError):
-        lib.am_conv2d(x, w, t, strides=[1, 1, 1, 1], padding="EXPLICIT", explicit_paddings=[0, 0, 1],
-                      operand_rounding="nearest")
+        lib.am_conv2d(
+            x, w, t, strides=[1, 1, 1, 1], padding="EXPLICIT", explicit_paddings=[0, 0, 1], operand_rounding="nearest"
+        )
 
 
 def test_wrong_ranks_and_dtypes(bf16):
@@ -404,8 +447,14 @@ def test_wrong_ranks_and_dtypes(bf16):
     with pytest.raises(TypeError, match="float32"):
         ops.conv2d(np.ones((1, 5, 5, 1), np.float64), np.ones((3, 3, 1, 1), np.float32), bf16)
     with pytest.raises(tf.errors.InvalidArgumentError, match="4-D"):
-        ops.library().am_conv2d(tf.ones([5, 5, 1]), tf.ones([3, 3, 1, 1]), ops.table(bf16), strides=[1, 1, 1, 1],
-                                padding="VALID", operand_rounding="nearest")
+        ops.library().am_conv2d(
+            tf.ones([5, 5, 1]),
+            tf.ones([3, 3, 1, 1]),
+            ops.table(bf16),
+            strides=[1, 1, 1, 1],
+            padding="VALID",
+            operand_rounding="nearest",
+        )
     with pytest.raises(ValueError, match="rank 3"):
         ops.conv1d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 1, 1), np.float32), bf16)
 

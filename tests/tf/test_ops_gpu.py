@@ -1,5 +1,6 @@
 """GPU kernels of the op library: what the build compiled (runs everywhere), and on a GPU every
 AM op, forward and gradient, bit-identical to the same op on the CPU."""
+
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ def _kernel_defs(op):
 
 # --- the build (no GPU needed) -----------------------------------------------------------------
 
+
 def test_build_info_tells_which_kernels_are_registered():
     gpu = at.build_info()["tf_gpu_kernels"]
     for op in OPS:
@@ -41,7 +43,8 @@ def test_gpu_kernels_are_built_when_cuda_kernels_and_a_cuda_tensorflow_are_there
     -DAPPROXTRAIN_TF_GPU=OFF is the one deliberate exception."""
     info = at.build_info()
     tf_cuda_headers = os.path.exists(
-        os.path.join(tf.sysconfig.get_include(), "third_party", "gpus", "cuda", "include", "cuda_runtime_api.h"))
+        os.path.join(tf.sysconfig.get_include(), "third_party", "gpus", "cuda", "include", "cuda_runtime_api.h")
+    )
     assert info["tf_gpu_kernels"] == (info["cuda"] and tf_cuda_headers)
 
 
@@ -52,8 +55,9 @@ def test_gpu_kernels_read_only_the_size_vectors_on_the_host():
         assert sorted(gpu.host_memory_arg) == HOST_INPUTS.get(op, []), op
 
 
-@pytest.mark.skipif(not at.build_info()["tf_gpu_kernels"] or shutil.which("nm") is None,
-                    reason="no GPU kernels, or no nm")
+@pytest.mark.skipif(
+    not at.build_info()["tf_gpu_kernels"] or shutil.which("nm") is None, reason="no GPU kernels, or no nm"
+)
 def test_library_keeps_its_cuda_runtime_private():
     """The CUDA 13 runtime of the kernels is linked in and hidden: no cuda* symbol is left for
     TF's CUDA 12 runtime stubs to satisfy, and none is exported."""
@@ -67,7 +71,8 @@ def test_library_keeps_its_cuda_runtime_private():
 
 _no_gpu = pytest.mark.skipif(
     not (at.build_info()["tf_gpu_kernels"] and tf.config.list_physical_devices("GPU")),
-    reason="needs a GPU and an op library with GPU kernels")
+    reason="needs a GPU and an op library with GPU kernels",
+)
 
 
 def needs_gpu(test):
@@ -120,13 +125,13 @@ def _assert_gpu_equals_cpu(fn, inputs, what):
 # (a shape, b shape, transpose_a, transpose_b)
 MATMUL_CASES = [
     ((5, 7), (7, 3), False, False),
-    ((70, 130), (130, 66), False, False),            # several output tiles
-    ((3, 4, 9), (9, 6), False, False),               # B shared by every batch (stride 0)
-    ((4, 6), (2, 3, 6, 5), False, False),            # A shared
-    ((2, 1, 4, 5), (1, 3, 5, 6), False, False),      # non-uniform broadcast: runs of batched launches
+    ((70, 130), (130, 66), False, False),  # several output tiles
+    ((3, 4, 9), (9, 6), False, False),  # B shared by every batch (stride 0)
+    ((4, 6), (2, 3, 6, 5), False, False),  # A shared
+    ((2, 1, 4, 5), (1, 3, 5, 6), False, False),  # non-uniform broadcast: runs of batched launches
     ((3, 1, 2, 5, 4), (1, 2, 1, 5, 3), True, False),  # non-uniform, rank 5, transposed A
     ((2, 3, 8, 5), (2, 3, 6, 8), True, True),
-    ((3, 0), (0, 4), False, False),                  # k = 0: every output is +0
+    ((3, 0), (0, 4), False, False),  # k = 0: every output is +0
 ]
 
 
@@ -135,22 +140,23 @@ MATMUL_CASES = [
 def test_matmul_and_gradients_on_gpu_equal_cpu(table, a_shape, b_shape, ta, tb):
     rng = np.random.default_rng(sum(a_shape) + 7 * sum(b_shape))
     inputs = [_values(rng, a_shape), _values(rng, b_shape)]
-    _assert_gpu_equals_cpu(lambda a, b: ops.matmul(a, b, table, transpose_a=ta, transpose_b=tb), inputs,
-                           f"matmul {a_shape} x {b_shape}")
+    _assert_gpu_equals_cpu(
+        lambda a, b: ops.matmul(a, b, table, transpose_a=ta, transpose_b=tb), inputs, f"matmul {a_shape} x {b_shape}"
+    )
 
 
 # (x shape, w shape, strides, padding, dilations); groups = C / w.shape[2]
 CONV_CASES = [
     ((2, 7, 7, 3), (3, 3, 3, 4), 1, "VALID", 1),
     ((2, 8, 8, 4), (3, 3, 4, 5), 2, "SAME", 1),
-    ((1, 9, 7, 4), (3, 2, 2, 6), (2, 1), "SAME", (1, 2)),            # groups = 2
+    ((1, 9, 7, 4), (3, 2, 2, 6), (2, 1), "SAME", (1, 2)),  # groups = 2
     ((1, 6, 8, 8), (3, 3, 2, 8), (1, 2), [[2, 2], [0, 3]], (2, 1)),  # groups = 4, explicit padding
-    ((2, 6, 6, 3), (2, 2, 1, 6), 1, [[1, 0], [2, 1]], 1),            # depthwise, multiplier 2
-    ((2, 9, 9, 5), (3, 3, 1, 5), 2, "SAME", 1),                      # depthwise
+    ((2, 6, 6, 3), (2, 2, 1, 6), 1, [[1, 0], [2, 1]], 1),  # depthwise, multiplier 2
+    ((2, 9, 9, 5), (3, 3, 1, 5), 2, "SAME", 1),  # depthwise
     ((1, 10, 10, 4), (3, 3, 4, 4), 3, "SAME", 2),
-    ((3, 12, 12, 16), (3, 3, 16, 32), 1, "SAME", 1),                 # several output tiles
-    ((0, 5, 5, 2), (3, 3, 2, 3), 1, "SAME", 1),                      # empty batch: dw is +0
-    ((1, 5, 5, 2), (3, 3, 2, 0), 1, "VALID", 1),                     # no output channels: dx is +0
+    ((3, 12, 12, 16), (3, 3, 16, 32), 1, "SAME", 1),  # several output tiles
+    ((0, 5, 5, 2), (3, 3, 2, 3), 1, "SAME", 1),  # empty batch: dw is +0
+    ((1, 5, 5, 2), (3, 3, 2, 0), 1, "VALID", 1),  # no output channels: dx is +0
 ]
 
 
@@ -162,7 +168,9 @@ def test_conv2d_and_gradients_on_gpu_equal_cpu(table, x_shape, w_shape, strides,
     groups = x_shape[3] // w_shape[2]
     _assert_gpu_equals_cpu(
         lambda x, w: ops.conv2d(x, w, table, strides=strides, padding=padding, dilations=dilations, groups=groups),
-        inputs, f"conv2d {x_shape} * {w_shape}")
+        inputs,
+        f"conv2d {x_shape} * {w_shape}",
+    )
 
 
 @needs_gpu
@@ -194,8 +202,9 @@ def test_gradient_ops_in_a_tf_function_on_gpu_equal_cpu(table):
 def test_bad_table_on_gpu_is_a_clear_error():
     with tf.device(GPU):
         with pytest.raises(tf.errors.InvalidArgumentError, match="table length 100 is not 4\\^M"):
-            ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([100], tf.uint16),
-                                     operand_rounding="truncate")
+            ops.library().am_mat_mul(
+                tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([100], tf.uint16), operand_rounding="truncate"
+            )
 
 
 def _small_model(multiplier):

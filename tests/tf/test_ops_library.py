@@ -15,6 +15,7 @@ from approxtrain.multipliers import Multiplier  # noqa: E402
 
 # --- loading -----------------------------------------------------------------------------------
 
+
 def test_library_is_found_next_to_the_package_not_the_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lib = ops.library()
@@ -58,6 +59,7 @@ def test_missing_library_or_stamp_and_unloadable_library(tmp_path):
 
 # --- multipliers and tables --------------------------------------------------------------------
 
+
 def test_table_is_a_cached_uint16_tensor(bf16):
     t = ops.table(bf16)
     assert t.dtype == tf.uint16 and t.shape == (1 << 14,)
@@ -97,20 +99,27 @@ def test_raw_op_rejects_table_lengths_that_are_not_4_to_the_m(length):
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"table length {length} is not 4\\^M"):
         ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), table, operand_rounding="truncate")
     with pytest.raises(tf.errors.InvalidArgumentError, match="is not 4\\^M"):
-        ops.library().am_conv2d(tf.ones([1, 3, 3, 1]), tf.ones([1, 1, 1, 1]), table, strides=[1, 1, 1, 1],
-                                padding="VALID", operand_rounding="truncate")
+        ops.library().am_conv2d(
+            tf.ones([1, 3, 3, 1]),
+            tf.ones([1, 1, 1, 1]),
+            table,
+            strides=[1, 1, 1, 1],
+            padding="VALID",
+            operand_rounding="truncate",
+        )
 
 
 def test_raw_op_table_must_be_uint16_vector():
     with pytest.raises(tf.errors.InvalidArgumentError, match="1-D"):
-        ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([4, 4], tf.uint16),
-                                 operand_rounding="truncate")
+        ops.library().am_mat_mul(
+            tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([4, 4], tf.uint16), operand_rounding="truncate"
+        )
     with pytest.raises((TypeError, tf.errors.InvalidArgumentError)):
-        ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([16], tf.int32),
-                                 operand_rounding="truncate")
+        ops.library().am_mat_mul(
+            tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([16], tf.int32), operand_rounding="truncate"
+        )
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="operand_rounding"):
-        ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([16], tf.uint16),
-                                 operand_rounding="up")
+        ops.library().am_mat_mul(tf.ones([2, 2]), tf.ones([2, 2]), tf.zeros([16], tf.uint16), operand_rounding="up")
 
 
 def test_shape_function_rejects_a_bad_static_table_length():
@@ -133,6 +142,7 @@ def test_any_mantissa_width_bit_exact(mantissa_bits, rounding):
 
 # --- gradients of the bare ops -----------------------------------------------------------------
 
+
 def test_bare_ops_have_gradients_with_their_own_table(random_multiplier):
     m = random_multiplier
     lib, t = ops.library(), ops.table(m)
@@ -147,7 +157,10 @@ def test_bare_ops_have_gradients_with_their_own_table(random_multiplier):
     assert_bits_equal(da.numpy(), ref.matmul(g, b.numpy().T, *args), "matmul grad a")
     assert_bits_equal(db.numpy(), ref.matmul(a.numpy().T, g, *args), "matmul grad b")
 
-    x, w = tf.constant(ref.random_floats(rng, (1, 4, 4, 2), 0.9)), tf.constant(ref.random_floats(rng, (2, 2, 2, 3), 0.9))
+    x, w = (
+        tf.constant(ref.random_floats(rng, (1, 4, 4, 2), 0.9)),
+        tf.constant(ref.random_floats(rng, (2, 2, 2, 3), 0.9)),
+    )
     gy = ref.random_floats(rng, (1, 3, 3, 3), 0.9)
     with tf.GradientTape() as tape:
         tape.watch([x, w])
@@ -172,6 +185,7 @@ def test_second_order_gradient_runs(bf16):
 
 
 # --- tf.distribute and Keras -------------------------------------------------------------------
+
 
 def _loss_and_grads(x, w, k, m):
     with tf.GradientTape() as tape:
@@ -200,7 +214,7 @@ def test_mirrored_strategy_on_two_cpus(random_multiplier):
     dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(4))
     per_replica = strategy.run(step, args=(next(iter(dataset)),))
     loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[0], axis=None).numpy()
-    halves = [_loss_and_grads(tf.constant(x[i:i + 2]), tf.constant(w), tf.constant(k), m) for i in (0, 2)]
+    halves = [_loss_and_grads(tf.constant(x[i : i + 2]), tf.constant(w), tf.constant(k), m) for i in (0, 2)]
     assert loss == pytest.approx(sum(h[0].numpy() for h in halves), rel=1e-6)
     for replica, half in zip(strategy.experimental_local_results(per_replica[1][0]), halves):
         assert_bits_equal(replica.numpy(), half[1][0].numpy(), "replica conv filter grad")

@@ -1,4 +1,5 @@
 """approxtrain.ops.matmul: native agreement (bf16 table), bit-exactness (random table), errors."""
+
 import numpy as np
 import pytest
 
@@ -29,13 +30,13 @@ NATIVE_CASES = [
     ((5, 3), (5, 4), True, False),
     ((3, 5), (4, 5), False, True),
     ((5, 3), (4, 5), True, True),
-    ((2, 3, 5), (5, 4), False, False),        # shared weight (dense layer)
+    ((2, 3, 5), (5, 4), False, False),  # shared weight (dense layer)
     ((2, 5, 3), (4, 5), True, True),
-    ((3, 5), (2, 5, 4), False, False),        # shared left operand
+    ((3, 5), (2, 5, 4), False, False),  # shared left operand
     ((2, 1, 3, 5), (1, 4, 5, 6), False, False),  # both broadcast
     ((1, 3, 5), (4, 5, 6), False, False),
     ((2, 3, 5), (2, 4, 5), False, True),
-    ((4, 300), (300, 3), False, False),       # long sums
+    ((4, 300), (300, 3), False, False),  # long sums
 ]
 
 
@@ -75,6 +76,7 @@ def _unbroadcast(x, shape):
 
 
 # --- bit-exact against the NumPy reference with a random table --------------------------------
+
 
 def _ref_matmul(a, b, m):
     return ref.matmul(a, b, m.lut, m.mantissa_bits, m.operand_rounding)
@@ -120,8 +122,8 @@ def test_shared_left_operand_gradient_sums_batch_then_columns(random_multiplier)
     g = _values(rng, (2, 3, 5))
     c, da, db = _am_and_grads(a, b, g, m)
     assert_bits_equal(c, np.stack([_ref_matmul(a, b[i], m) for i in range(2)]), "forward")
-    x = g.transpose(1, 0, 2).reshape(3, 10)      # [m, (batch, n)]
-    y = b.transpose(0, 2, 1).reshape(10, 4)      # [(batch, n), k]
+    x = g.transpose(1, 0, 2).reshape(3, 10)  # [m, (batch, n)]
+    y = b.transpose(0, 2, 1).reshape(10, 4)  # [(batch, n), k]
     assert_bits_equal(da, _ref_matmul(x, y, m), "grad a")
     assert_bits_equal(db, np.stack([_ref_matmul(a.T, g[i], m) for i in range(2)]), "grad b")
 
@@ -137,8 +139,12 @@ def test_mixed_broadcast_with_transposes_bit_exact(random_multiplier):
     expected = np.stack([np.stack([_ref_matmul(opa[i, 0], opb[j], m) for j in range(3)]) for i in range(2)])
     assert_bits_equal(c, expected, "forward")
     # d op(a)[i] = sum over (j, col) of g[i, j] (x) op(b)[j]^T ; returned transposed.
-    da_exp = np.stack([_ref_matmul(g[i].transpose(1, 0, 2).reshape(3, 15),
-                                   opb.transpose(0, 2, 1).reshape(15, 4), m) for i in range(2)])
+    da_exp = np.stack(
+        [
+            _ref_matmul(g[i].transpose(1, 0, 2).reshape(3, 15), opb.transpose(0, 2, 1).reshape(15, 4), m)
+            for i in range(2)
+        ]
+    )
     assert_bits_equal(da, np.swapaxes(da_exp, -1, -2)[:, None], "grad a")
     # d op(b)[j] = sum over (i, row) of op(a)[i]^T (x) g[i, j] ; returned transposed.
     db_exp = np.stack([_ref_matmul(opa[:, 0].reshape(6, 4).T, g[:, j].reshape(6, 5), m) for j in range(3)])
@@ -180,25 +186,29 @@ def test_special_values_propagate(bf16):
     a = np.array([[inf, 1.0], [nan, 1.0], [inf, 0.0], [-0.0, 0.0]], np.float32)
     b = np.array([[2.0], [0.0]], np.float32)
     c = ops.matmul(a, b, bf16).numpy()[:, 0]
-    assert c[0] == np.inf                      # inf x 2 + 1 x 0
-    assert np.isnan(c[1])                      # NaN in -> NaN
+    assert c[0] == np.inf  # inf x 2 + 1 x 0
+    assert np.isnan(c[1])  # NaN in -> NaN
     assert np.isnan(ops.matmul(a[2:3], np.array([[0.0], [1.0]], np.float32), bf16).numpy()[0, 0])  # inf x 0
     assert c[3] == 0 and not np.signbit(c[3])  # sums start from +0
 
 
 def test_empty_inner_dimension_gives_zeros(bf16):
-    c, da, db = _am_and_grads(np.zeros((3, 0), np.float32), np.zeros((0, 2), np.float32),
-                              np.ones((3, 2), np.float32), bf16)
+    c, da, db = _am_and_grads(
+        np.zeros((3, 0), np.float32), np.zeros((0, 2), np.float32), np.ones((3, 2), np.float32), bf16
+    )
     assert c.shape == (3, 2) and np.all(c == 0) and not np.signbit(c).any()
     assert da.shape == (3, 0) and db.shape == (0, 2)
 
 
-@pytest.mark.parametrize("a_shape,b_shape,c_shape", [
-    ((0, 3, 4), (4, 5), (0, 3, 5)),
-    ((2, 0, 4), (2, 4, 5), (2, 0, 5)),
-    ((3, 1, 2, 4), (1, 0, 4, 5), (3, 0, 2, 5)),  # 1 broadcasts against 0, as in numpy
-    ((1, 2, 4), (0, 4, 5), (0, 2, 5)),
-])
+@pytest.mark.parametrize(
+    "a_shape,b_shape,c_shape",
+    [
+        ((0, 3, 4), (4, 5), (0, 3, 5)),
+        ((2, 0, 4), (2, 4, 5), (2, 0, 5)),
+        ((3, 1, 2, 4), (1, 0, 4, 5), (3, 0, 2, 5)),  # 1 broadcasts against 0, as in numpy
+        ((1, 2, 4), (0, 4, 5), (0, 2, 5)),
+    ],
+)
 def test_empty_batches_and_rows(bf16, a_shape, b_shape, c_shape):
     a, b = np.ones(a_shape, np.float32), np.ones(b_shape, np.float32)
     c, da, db = _am_and_grads(a, b, np.ones(c_shape, np.float32), bf16)
@@ -238,6 +248,7 @@ def test_static_shape_inference(bf16):
 
 
 # --- errors ------------------------------------------------------------------------------------
+
 
 def test_rank_below_two_is_rejected(bf16):
     with pytest.raises(ValueError, match="rank >= 2"):

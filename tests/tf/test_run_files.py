@@ -6,6 +6,7 @@ weights equal, bit for bit, those of a run that never stopped (fixed seed, same 
 Crashes and Ctrl-C happen to real `approxtrain` processes (SIGKILL through the test hook at
 the exact point, a real SIGINT from here).
 """
+
 import json
 import os
 import shutil
@@ -15,8 +16,14 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from _runs import (Child, assert_one_consistent_version, assert_same_weights, checkpoint_state,  # noqa: E402
-                   history, run_child)
+from _runs import (
+    Child,
+    assert_one_consistent_version,
+    assert_same_weights,
+    checkpoint_state,  # noqa: E402
+    history,
+    run_child,
+)
 
 from approxtrain import cli  # noqa: E402
 from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
@@ -24,10 +31,25 @@ from approxtrain.train.files import FORMAT_VERSION  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist")
+    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
+)
 
-SMALL = ["--model", "lenet300100", "--dataset", "fashion_mnist", "--subset", "256", "--test-subset", "200",
-         "--batch-size", "64", "--verbose", "0", "--seed", "3"]
+SMALL = [
+    "--model",
+    "lenet300100",
+    "--dataset",
+    "fashion_mnist",
+    "--subset",
+    "256",
+    "--test-subset",
+    "200",
+    "--batch-size",
+    "64",
+    "--verbose",
+    "0",
+    "--seed",
+    "3",
+]
 CHILD_TIMEOUT_S = 180
 
 
@@ -58,11 +80,14 @@ def test_kill_between_weights_and_state_resumes_like_an_uninterrupted_run(uninte
     out = str(tmp_path / "killed")
     # SIGKILL after epoch 2's weights file is in place, before state.json commits it: the old
     # code left epoch-2 weights under {"epoch": 1} here and resumed one epoch too far.
-    rc, child = run_child(["train", *SMALL, "--epochs", "2", "--out", out], CHILD_TIMEOUT_S,
-                          APPROXTRAIN_TEST_KILL_AT="checkpoint:weights-written:2")
+    rc, child = run_child(
+        ["train", *SMALL, "--epochs", "2", "--out", out],
+        CHILD_TIMEOUT_S,
+        APPROXTRAIN_TEST_KILL_AT="checkpoint:weights-written:2",
+    )
     assert rc == -signal.SIGKILL, child.stderr
     assert checkpoint_state(out)["epoch"] == 1  # epoch 2 was never committed
-    assert os.path.exists(ckpt(out, 2))          # ... though its weights file was written
+    assert os.path.exists(ckpt(out, 2))  # ... though its weights file was written
     assert [r["epoch"] for r in history(out)] == ["1", "2"]
 
     assert train(out, "--epochs", "2", "--resume") == 0
@@ -83,7 +108,7 @@ def test_ctrl_c_ends_with_one_line_and_the_run_resumes(uninterrupted, tmp_path):
         child.kill()
     assert rc == 130
     # All that Ctrl-C prints (the old code: ~30 lines of Keras internals).
-    after = child.err_lines[child.err_lines.index("approxtrain-test: paused at epoch-begin:2") + 1:]
+    after = child.err_lines[child.err_lines.index("approxtrain-test: paused at epoch-begin:2") + 1 :]
     assert after == ["approxtrain train: interrupted after epoch 1; continue with --resume"], child.stderr
     assert_one_consistent_version(out, 1)
 
@@ -95,7 +120,7 @@ def test_ctrl_c_ends_with_one_line_and_the_run_resumes(uninterrupted, tmp_path):
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path, capsys):
     out = copy_run(uninterrupted, tmp_path)
     os.remove(os.path.join(out, "results.json"))  # as if stopped right after epoch 2's checkpoint
-    with open(ckpt(out, 2), "r+b") as f:          # a truncated weights file (disk full, bad copy)
+    with open(ckpt(out, 2), "r+b") as f:  # a truncated weights file (disk full, bad copy)
         f.truncate(1000)
     assert train(out, "--epochs", "2", "--resume") == 0
     captured = capsys.readouterr()
@@ -121,7 +146,8 @@ def test_every_damaged_run_file_is_named_in_one_error(uninterrupted, tmp_path, c
         f"  {out}/settings.json: not valid JSON (Expecting value at line 1 column 1)\n"
         f"  {out}/checkpoint/state.json: empty\n"
         f"  {out}/results.json: not valid JSON (Expecting value at line 1 column 12)\n"
-        f"restore them from a backup, or delete {out} (or train into another --out) to start the run again\n")
+        f"restore them from a backup, or delete {out} (or train into another --out) to start the run again\n"
+    )
     assert {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)} == before
 
     # Both checkpoints damaged: nothing to fall back to, both named.
@@ -184,14 +210,17 @@ def test_newer_run_folder_format_is_refused_with_what_to_do(uninterrupted, tmp_p
     assert capsys.readouterr().err == (
         f"approxtrain train: error: {out}/settings.json is in run folder format {FORMAT_VERSION + 1}, written by a "
         f"newer approxtrain; this one reads formats 1 to {FORMAT_VERSION}: upgrade approxtrain to continue this run, "
-        f"or train into another --out\n")
+        f"or train into another --out\n"
+    )
 
 
 def test_nan_loss_stops_naming_epoch_step_and_layer_and_the_last_checkpoint_resumes(tmp_path, capsys):
     out = str(tmp_path / "diverges")
-    message = (f"approxtrain train: error: {out}: training stopped: the loss became nan at epoch 2, step 3 "
-               f"(first non-finite output: layer 'logits' (Dense)); the last good checkpoint (epoch 1) is kept: "
-               f"--resume continues from it\n")
+    message = (
+        f"approxtrain train: error: {out}: training stopped: the loss became nan at epoch 2, step 3 "
+        f"(first non-finite output: layer 'logits' (Dense)); the last good checkpoint (epoch 1) is kept: "
+        f"--resume continues from it\n"
+    )
     assert train(out, "--epochs", "3", "--lr", "2.0") == 2
     assert capsys.readouterr().err == message
     assert_one_consistent_version(out, 1)
@@ -205,9 +234,11 @@ def test_nan_loss_stops_naming_epoch_step_and_layer_and_the_last_checkpoint_resu
 
 def test_printed_errors_are_cut_to_a_readable_length():
     # What `fit` under MultiWorkerMirroredStrategy printed: a whole input batch in the message.
-    dump = "\n".join(["Graph execution error:", "Detected at node PerReplica defined at:"]
-                     + [f"  [{i}. 0. 0. 0. 0. 0. 0. 0.]" for i in range(330)]
-                     + ["TypeError: PerReplica ... unsupported type", "x" * 5000])
+    dump = "\n".join(
+        ["Graph execution error:", "Detected at node PerReplica defined at:"]
+        + [f"  [{i}. 0. 0. 0. 0. 0. 0. 0.]" for i in range(330)]
+        + ["TypeError: PerReplica ... unsupported type", "x" * 5000]
+    )
     short = cli.shorten(dump)
     lines = short.splitlines()
     assert len(lines) == cli.MAX_ERROR_LINES and "... (320 lines cut) ..." in lines
@@ -221,7 +252,9 @@ def test_interrupted_compare_says_how_to_continue():
     from approxtrain.train.run import Interrupted
 
     assert cli.interrupted_message("compare", Interrupted("runs/cmp/mbm7", 3)) == (
-        "interrupted after epoch 3 of runs/cmp/mbm7; run the same command again to continue")
+        "interrupted after epoch 3 of runs/cmp/mbm7; run the same command again to continue"
+    )
     assert cli.interrupted_message("train", Interrupted("runs/x", 0)) == (
-        "interrupted before the first epoch finished; nothing to resume, start it again")
+        "interrupted before the first epoch finished; nothing to resume, start it again"
+    )
     assert cli.interrupted_message("train", KeyboardInterrupt()) == "interrupted"

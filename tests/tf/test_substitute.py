@@ -1,4 +1,5 @@
 """approxtrain.substitute: supported layers replaced, weights kept, original untouched."""
+
 import numpy as np
 import pytest
 
@@ -10,9 +11,17 @@ from approxtrain import layers as am  # noqa: E402
 from _compare import BF16  # noqa: E402
 
 # The layers substitute() replaces (docs/design.md, "Ops, layers and gradients").
-SUPPORTED_KERAS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-                   keras.layers.SeparableConv2D, keras.layers.MultiHeadAttention,
-                   keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM)
+SUPPORTED_KERAS = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.MultiHeadAttention,
+    keras.layers.SimpleRNN,
+    keras.layers.GRU,
+    keras.layers.LSTM,
+)
 
 
 def is_twin(new_type, old_type):
@@ -20,8 +29,11 @@ def is_twin(new_type, old_type):
     AMFoo, a subclass of Foo; an AM layer's twin is its own class (re-targeting)."""
     if issubclass(old_type, am.AMLayer):
         return new_type is old_type
-    return (issubclass(new_type, am.AMLayer) and issubclass(new_type, old_type)
-            and new_type.__name__ == "AM" + old_type.__name__)
+    return (
+        issubclass(new_type, am.AMLayer)
+        and issubclass(new_type, old_type)
+        and new_type.__name__ == "AM" + old_type.__name__
+    )
 
 
 def all_layers(model):
@@ -68,10 +80,12 @@ def functional_model():
     outputs = keras.layers.Dense(3, name="head")(y)
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)  # Keras's initial kernels; non-zero biases and BN statistics
-    model.set_weights([
-        w.numpy() if w.path.endswith("kernel") else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
-        for w in model.weights
-    ])
+    model.set_weights(
+        [
+            w.numpy() if w.path.endswith("kernel") else rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+            for w in model.weights
+        ]
+    )
     return model
 
 
@@ -114,12 +128,14 @@ def test_include_and_exclude_by_name_and_class():
 
 
 def test_sequential_model():
-    model = keras.Sequential([
-        keras.Input((10, 2)),
-        keras.layers.Conv1D(4, 3, padding="causal", name="c"),
-        keras.layers.GlobalAveragePooling1D(),
-        keras.layers.Dense(2, name="d"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((10, 2)),
+            keras.layers.Conv1D(4, 3, padding="causal", name="c"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(2, name="d"),
+        ]
+    )
     new = approxtrain.substitute(model, BF16, grad_weight_multiplier="fp32")
     assert isinstance(new, keras.Sequential)
     assert_replaced(model, new, {"c", "d"})
@@ -129,8 +145,10 @@ def test_sequential_model():
 
 
 def test_nested_models_are_substituted_recursively():
-    inner_seq = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="seq_dense"),
-                                  keras.layers.BatchNormalization(name="seq_bn")], name="inner_seq")
+    inner_seq = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, name="seq_dense"), keras.layers.BatchNormalization(name="seq_bn")],
+        name="inner_seq",
+    )
     inner_in = keras.Input((5,))
     inner_fn = keras.Model(inner_in, keras.layers.Dense(2, name="fn_dense")(inner_in), name="inner_fn")
     inputs = keras.Input((4, 4, 1))
@@ -190,6 +208,7 @@ def test_twins_come_from_the_am_layers_declarations():
     # every twin is a layer with multiplies: the one list covers all of them
     assert all(issubclass(layer.keras_twin, MULTIPLY_HEAVY) for layer in am.AM_LAYERS)
     with pytest.raises(TypeError, match="AMWrong.keras_twin must be one of its bases, got Conv2D"):
+
         class AMWrong(am.AMLayer, keras.layers.Dense):
             keras_twin = keras.layers.Conv2D
 

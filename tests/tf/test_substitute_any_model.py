@@ -3,6 +3,7 @@
 Graphs with keras.ops nodes, nested and subclassed models, shared layers, layers held as
 attributes of custom layers; keras.applications families; tiny keras_hub backbones.
 """
+
 import warnings
 
 import numpy as np
@@ -68,10 +69,13 @@ def assert_training_step_finite(model, x):
     """One SGD step on the mean square of the outputs: finite loss, finite and nonzero gradients."""
     optimizer = keras.optimizers.SGD(0.01)
     with tf.GradientTape() as tape:
-        loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(t, tf.float32)))
-                         for t in keras.tree.flatten(model(x, training=True))])
-    grads = [None if g is None else tf.convert_to_tensor(g).numpy()  # embeddings: IndexedSlices
-             for g in tape.gradient(loss, model.trainable_variables)]
+        loss = tf.add_n(
+            [tf.reduce_mean(tf.square(tf.cast(t, tf.float32))) for t in keras.tree.flatten(model(x, training=True))]
+        )
+    grads = [
+        None if g is None else tf.convert_to_tensor(g).numpy()  # embeddings: IndexedSlices
+        for g in tape.gradient(loss, model.trainable_variables)
+    ]
     assert np.isfinite(loss.numpy())
     assert all(g is not None and np.isfinite(np.asarray(g)).all() for g in grads)
     assert any(np.abs(np.asarray(g)).max() > 0 for g in grads)
@@ -132,7 +136,12 @@ def test_shared_layer_and_nested_model_stay_shared():
     np.testing.assert_array_equal(new(x).numpy(), (new_inner(y) + new_shared(y)).numpy())
     assert 1e-6 < relative_l2(new(x), out) < 1e-2
     assert approxtrain.coverage(new)["layers"][0] == {
-        "name": "shared", "class": "AMDense", "calls": 3, "macs": 3 * 16, "approximate": True}
+        "name": "shared",
+        "class": "AMDense",
+        "calls": 3,
+        "macs": 3 * 16,
+        "approximate": True,
+    }
     assert_untouched(model, before, x, out)
 
 
@@ -289,7 +298,8 @@ def test_model_whose_config_does_not_round_trip_needs_inplace():
     assert str(error.value) == (
         "cannot copy 'custom' (Unserialisable): the copy made from its config has other variables; "
         "pass inplace=True to substitute the model itself (it is then modified), or give the custom "
-        "layers a get_config() that round-trips")
+        "layers a get_config() that round-trips"
+    )
     custom = model.get_layer("custom")
     assert type(custom.dense) is keras.layers.Dense  # the failed call changed nothing
     new = substitute_quietly(model, BF16, inplace=True)
@@ -336,7 +346,10 @@ def test_layers_inside_keras_wrappers_are_reached():
     # 5 steps x 3 x 4 for the Dense; per LSTM direction 5 steps x 4 gates x (4 x 2 + 2 x 2)
     counts = approxtrain.coverage(new)
     assert [(row["name"], row["macs"]) for row in counts["layers"]] == [
-        ("inner", 60), ("forward_lstm", 240), ("backward_lstm", 240)]
+        ("inner", 60),
+        ("forward_lstm", 240),
+        ("backward_lstm", 240),
+    ]
     assert counts["share"] == 1.0
 
 
@@ -378,8 +391,11 @@ def test_subclass_of_a_keras_layer_is_not_replaced_but_listed():
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, ScaledDense(2, name="scaled")(inputs))
-    with pytest.raises(ValueError, match=r"^substitute\(strict=True\): 1 layer\(s\) with multiplies have no AM "
-                                         r"twin and stay native: 'scaled' \(ScaledDense\);"):
+    with pytest.raises(
+        ValueError,
+        match=r"^substitute\(strict=True\): 1 layer\(s\) with multiplies have no AM "
+        r"twin and stay native: 'scaled' \(ScaledDense\);",
+    ):
         approxtrain.substitute(model, BF16, strict=True)
 
 
@@ -388,21 +404,24 @@ def test_subclass_of_a_keras_layer_is_not_replaced_but_listed():
 
 def test_coverage_matches_a_hand_count():
     inputs = keras.Input((6, 4))
-    y = keras.layers.Conv1D(5, 3, name="conv")(inputs)             # 4 positions x 5 filters x (3 x 4) = 240
+    y = keras.layers.Conv1D(5, 3, name="conv")(inputs)  # 4 positions x 5 filters x (3 x 4) = 240
     shared = keras.layers.Dense(3, name="dense")
-    y = shared(y) + shared(ops.relu(y))                           # 2 calls x 4 rows x 5 x 3 = 120
-    y = keras.layers.MultiHeadAttention(2, 2, name="mha")(y, y)   # 4 projections x 4 x 12 + 2 x 4 x 4 x 2 x 2
-    y = keras.layers.LayerNormalization(name="norm")(y)           # not multiply-heavy
+    y = shared(y) + shared(ops.relu(y))  # 2 calls x 4 rows x 5 x 3 = 120
+    y = keras.layers.MultiHeadAttention(2, 2, name="mha")(y, y)  # 4 projections x 4 x 12 + 2 x 4 x 4 x 2 x 2
+    y = keras.layers.LayerNormalization(name="norm")(y)  # not multiply-heavy
     model = keras.Model(inputs, y)
     mha = 4 * 4 * 12 + 2 * (4 * 4 * 2 * 2)
     counts = approxtrain.coverage(model)
     assert counts == {
-        "approximate_macs": 0, "native_macs": 240 + 120 + mha, "share": 0.0,
+        "approximate_macs": 0,
+        "native_macs": 240 + 120 + mha,
+        "share": 0.0,
         "layers": [
             {"name": "conv", "class": "Conv1D", "calls": 1, "macs": 240, "approximate": False},
             {"name": "dense", "class": "Dense", "calls": 2, "macs": 120, "approximate": False},
             {"name": "mha", "class": "MultiHeadAttention", "calls": 1, "macs": mha, "approximate": False},
-        ]}
+        ],
+    }
     new = approxtrain.substitute(model, "mbm7", exclude="conv")
     counts = approxtrain.coverage(new)
     assert (counts["approximate_macs"], counts["native_macs"]) == (120 + mha, 240)
@@ -413,17 +432,23 @@ def test_coverage_matches_a_hand_count():
 
 def test_coverage_of_convolution_kinds_and_recurrent_layers():
     inputs = keras.Input((8, 8, 3))
-    y = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)      # 4x4x4 x 27
-    y = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(y)              # 2x2x8 x 9
-    y = keras.layers.SeparableConv2D(5, 2, name="sep")(y)                              # 1x1x8 x 4 + 1x1x5 x 8
-    y = keras.layers.Conv2DTranspose(2, 3, strides=2, name="tr")(y)                    # 1x1x5 x 9 x 2
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)  # 4x4x4 x 27
+    y = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(y)  # 2x2x8 x 9
+    y = keras.layers.SeparableConv2D(5, 2, name="sep")(y)  # 1x1x8 x 4 + 1x1x5 x 8
+    y = keras.layers.Conv2DTranspose(2, 3, strides=2, name="tr")(y)  # 1x1x5 x 9 x 2
     y = keras.layers.Reshape((9, 2))(y)
-    y = keras.layers.LSTM(3, return_sequences=True, name="lstm")(y)                    # 9 x 4 x (2x3 + 3x3)
+    y = keras.layers.LSTM(3, return_sequences=True, name="lstm")(y)  # 9 x 4 x (2x3 + 3x3)
     y = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 4), name="ein")(y)  # 9 x 3 x 4
     model = keras.Model(inputs, y)
     macs = {row["name"]: row["macs"] for row in approxtrain.coverage(model)["layers"]}
-    assert macs == {"conv": 64 * 27, "dw": 32 * 9, "sep": 8 * 4 + 5 * 8, "tr": 5 * 9 * 2,
-                    "lstm": 9 * 4 * (6 + 9), "ein": 9 * 3 * 4}
+    assert macs == {
+        "conv": 64 * 27,
+        "dw": 32 * 9,
+        "sep": 8 * 4 + 5 * 8,
+        "tr": 5 * 9 * 2,
+        "lstm": 9 * 4 * (6 + 9),
+        "ein": 9 * 3 * 4,
+    }
 
 
 def test_coverage_needs_known_shapes():
@@ -431,8 +456,10 @@ def test_coverage_needs_known_shapes():
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     with pytest.raises(ValueError) as error:
         approxtrain.coverage(model)
-    assert str(error.value) == (f"coverage: input 'tokens' of model {model.name!r} has shape (None, None, 4); "
-                                "pass inputs=<an example batch> to fix the unknown sizes")
+    assert str(error.value) == (
+        f"coverage: input 'tokens' of model {model.name!r} has shape (None, None, 4); "
+        "pass inputs=<an example batch> to fix the unknown sizes"
+    )
     counts = approxtrain.coverage(model, inputs=np.zeros((7, 5, 4), np.float32))
     assert counts["native_macs"] == 5 * 4 * 2
 
@@ -444,11 +471,13 @@ def test_train_summary_line_for_a_zoo_model():
     total = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
     results = {"settings": {"multiplier": "mbm7"}, "dataset": {"input_shape": [28, 28, 1], "num_classes": 10}}
     assert zoo_summary(results, "lenet5", {}) == (
-        f"approximate multiplies: 100.0% of {total:,} MACs per sample in 5 multiply-heavy layer(s)")
+        f"approximate multiplies: 100.0% of {total:,} MACs per sample in 5 multiply-heavy layer(s)"
+    )
     results["settings"]["multiplier"] = "fp32"
     assert zoo_summary(results, "lenet5", {}) == (
         f"approximate multiplies: 0.0% of {total:,} MACs per sample in 5 multiply-heavy layer(s); "
-        "native: conv1 (Conv2D), conv2 (Conv2D), fc1 (Dense), fc2 (Dense), logits (Dense)")
+        "native: conv1 (Conv2D), conv2 (Conv2D), fc1 (Dense), fc2 (Dense), logits (Dense)"
+    )
 
 
 # ---------------------------------------------------------------- keras.applications
@@ -456,8 +485,9 @@ def test_train_summary_line_for_a_zoo_model():
 
 def application(name, size, **kw):
     keras.utils.set_random_seed(0)
-    return getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10,
-                                             classifier_activation=None, **kw)
+    return getattr(keras.applications, name)(
+        weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None, **kw
+    )
 
 
 def check_application(model, size, tmp_path):
@@ -504,8 +534,9 @@ def test_application_fully_substituted(name, size, kw, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,size,kw", SLOW_APPLICATIONS,
-                         ids=[f"{n}-{'-'.join(map(str, kw.values()))}" for n, _, kw in SLOW_APPLICATIONS])
+@pytest.mark.parametrize(
+    "name,size,kw", SLOW_APPLICATIONS, ids=[f"{n}-{'-'.join(map(str, kw.values()))}" for n, _, kw in SLOW_APPLICATIONS]
+)
 def test_application_fully_substituted_slow(name, size, kw, tmp_path):
     check_application(application(name, size, **kw), size, tmp_path)
 
@@ -528,10 +559,12 @@ def token_inputs(with_segments):
 def test_keras_hub_bert_and_vit_fully_substituted():
     keras_hub = import_keras_hub()
     keras.utils.set_random_seed(0)
-    bert = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8,
-                                         intermediate_dim=16, max_sequence_length=8)
-    vit = keras_hub.models.ViTBackbone(image_shape=(8, 8, 3), patch_size=4, num_layers=2, num_heads=2,
-                                       hidden_dim=8, mlp_dim=16)
+    bert = keras_hub.models.BertBackbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
+    )
+    vit = keras_hub.models.ViTBackbone(
+        image_shape=(8, 8, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16
+    )
     image = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
     for model, x, heavy in ((bert, token_inputs(True), 7), (vit, image, 7)):
         # Dense / MultiHeadAttention inside TransformerEncoder-style subclassed layers
@@ -547,9 +580,11 @@ def test_keras_hub_bert_and_vit_fully_substituted():
 def test_keras_hub_gpt2_fully_substituted():
     keras_hub = import_keras_hub()
     from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
+
     keras.utils.set_random_seed(0)
-    gpt2 = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
-                                         intermediate_dim=16, max_sequence_length=8)
+    gpt2 = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
+    )
     x = token_inputs(False)
     # keras_hub's CachedMultiHeadAttention (a MultiHeadAttention subclass with its own call: a
     # key/value cache) and the two MLP Dense layers.
@@ -567,6 +602,7 @@ def test_keras_hub_gpt2_fully_substituted():
 def attention_pair(multiplier, batch=2, length=5, width=6, heads=2, key_dim=3):
     """An AMCachedMultiHeadAttention and an AMMultiHeadAttention with the same bf16 weights."""
     from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
+
     rng = np.random.default_rng(1)
     cached = AMCachedMultiHeadAttention(num_heads=heads, key_dim=key_dim, multiplier=multiplier)
     plain = am.AMMultiHeadAttention(num_heads=heads, key_dim=key_dim, multiplier=multiplier)
@@ -581,6 +617,7 @@ def test_cached_attention_twin_is_am_attention_with_keras_hubs_call():
     import_keras_hub()
     from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
     from approxtrain.layers.keras_hub_twins import AMCachedMultiHeadAttention
+
     # call is keras_hub's (the cache); build and _compute_attention are AMMultiHeadAttention's.
     assert AMCachedMultiHeadAttention.call is CachedMultiHeadAttention.call
     assert AMCachedMultiHeadAttention.build is am.AMMultiHeadAttention.build
@@ -604,8 +641,7 @@ def test_cached_attention_twin_is_am_attention_with_keras_hubs_call():
     cache = np.zeros((batch, 2, length, 2, 3), np.float32)
     for i in range(length):
         mask = causal[:, i : i + 1, :]
-        step, cache = cached(x[:, i : i + 1], x[:, i : i + 1], attention_mask=mask, cache=cache,
-                             cache_update_index=i)
+        step, cache = cached(x[:, i : i + 1], x[:, i : i + 1], attention_mask=mask, cache=cache, cache_update_index=i)
         assert np.isfinite(np.asarray(step)).all()
         assert_bits_equal(step, np.asarray(got)[:, i : i + 1], f"decode step {i}")
     # The filled cache holds the key and value projections of the whole sequence.

@@ -1,4 +1,5 @@
 """`approxtrain train` and `compare` end to end on a few hundred Fashion-MNIST images."""
+
 import csv
 import json
 import os
@@ -12,9 +13,24 @@ from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
 
 needs_fashion = pytest.mark.skipif(
     not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist")
-SMALL = ["--model", "lenet300100", "--dataset", "fashion_mnist", "--subset", "256", "--test-subset", "200",
-         "--batch-size", "64", "--verbose", "0", "--seed", "3"]
+    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
+)
+SMALL = [
+    "--model",
+    "lenet300100",
+    "--dataset",
+    "fashion_mnist",
+    "--subset",
+    "256",
+    "--test-subset",
+    "200",
+    "--batch-size",
+    "64",
+    "--verbose",
+    "0",
+    "--seed",
+    "3",
+]
 
 
 def history(out):
@@ -126,9 +142,29 @@ def test_cifar_resnet_from_data_dir_with_model_options(tmp_path):
     y = rng.integers(0, 10, (48, 1))
     np.savez(tmp_path / "cifar10.npz", x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
     out = str(tmp_path / "resnet")
-    argv = ["train", "--model", "resnet20", "--model-option", "width=4", "--dataset", "cifar10",
-            "--data-dir", str(tmp_path), "--epochs", "1", "--batch-size", "16", "--verbose", "0",
-            "--optimizer", "adam", "--lr-schedule", "step", "--out", out]
+    argv = [
+        "train",
+        "--model",
+        "resnet20",
+        "--model-option",
+        "width=4",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--verbose",
+        "0",
+        "--optimizer",
+        "adam",
+        "--lr-schedule",
+        "step",
+        "--out",
+        out,
+    ]
     assert cli.main(argv) == 0
     res = results(out)
     assert res["model"]["options"] == {"width": 4} and res["dataset"]["augment"] is True

@@ -15,8 +15,8 @@ class AlignedBuffer {
   static constexpr std::size_t kAlignment = 64;
 
   explicit AlignedBuffer(int64_t count)
-      : data_(count > 0 ? static_cast<T*>(::operator new(sizeof(T) * static_cast<std::size_t>(count),
-                                                         std::align_val_t(kAlignment)))
+      : data_(count > 0 ? static_cast<T*>(
+                              ::operator new(sizeof(T) * static_cast<std::size_t>(count), std::align_val_t(kAlignment)))
                         : nullptr) {}
   ~AlignedBuffer() {
     if (data_) ::operator delete(data_, std::align_val_t(kAlignment));

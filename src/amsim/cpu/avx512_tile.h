@@ -45,7 +45,8 @@ struct Tile {
 
   void load(const float* c, int64_t ldc, const StripMasks& masks) {
     for (int r = 0; r < TileRows; ++r)
-      for (int v = 0; v < kVectorsPerStrip; ++v) acc[r][v] = _mm512_maskz_loadu_ps(masks.lanes[v], c + r * ldc + 16 * v);
+      for (int v = 0; v < kVectorsPerStrip; ++v)
+        acc[r][v] = _mm512_maskz_loadu_ps(masks.lanes[v], c + r * ldc + 16 * v);
   }
   void store(float* c, int64_t ldc, const StripMasks& masks) const {
     for (int r = 0; r < TileRows; ++r)

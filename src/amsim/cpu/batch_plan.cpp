@@ -25,8 +25,7 @@ void add_batch(int64_t i, int64_t a_offset, int64_t b_offset, std::vector<BatchR
       r.count = 2;
       return;
     }
-    if (r.count > 1 && a_offset == r.a_offset + r.count * r.a_stride &&
-        b_offset == r.b_offset + r.count * r.b_stride) {
+    if (r.count > 1 && a_offset == r.a_offset + r.count * r.a_stride && b_offset == r.b_offset + r.count * r.b_stride) {
       ++r.count;
       return;
     }

@@ -21,7 +21,9 @@ namespace {
 // 3-4x slower).
 constexpr int64_t kMaxPatchFloats = int64_t{1} << 20;
 
-int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len)); }
+int64_t rows_per_chunk(int64_t row_len) {
+  return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len));
+}
 
 // Patch runs and line segments are often a handful of floats (one channel
 // per group in LeNet's first layer): they are copied without a library call,
@@ -43,8 +45,10 @@ inline void copy_short(const float* src, int64_t n, float* dst) {
 }
 inline void zero_short(int64_t n, float* dst) {
   static constexpr float kZeros[16] = {};
-  if (n > 16) std::fill(dst, dst + n, 0.0f);
-  else copy_short(kZeros, n, dst);
+  if (n > 16)
+    std::fill(dst, dst + n, 0.0f);
+  else
+    copy_short(kZeros, n, dst);
 }
 
 // The patch matrices as runs of one pixel's channels (GatheredLeft): the
@@ -184,8 +188,8 @@ void build_patches(const GatheredLeft& left, int64_t r0, int64_t r1, float* out,
 // P: straight from the source where the GEMM can (gemm_cpu_gathered), else
 // materialized in chunks small enough to stay in cache while the GEMM reads
 // them (a narrow C reads its chunk down the columns, gemm_cpu's transposed form).
-void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int64_t n, const MatrixView& b,
-                float* out, int64_t ldc, const ParallelFor& parallel) {
+void patch_gemm(const Table& table, const GatheredLeft& left, int64_t rows, int64_t n, const MatrixView& b, float* out,
+                int64_t ldc, const ParallelFor& parallel) {
   const int64_t kcols = left.runs * left.run_len;
   if (gemm_cpu_gathered(table, GemmShape{rows, n, kcols}, left, b, out, ldc, parallel)) return;
   // The bucket GEMM pays per call for its table and T: it takes longer chunks.
@@ -280,7 +284,8 @@ struct PatchLines {
           const int64_t lo = std::clamp(first, x0, x1), hi = std::clamp(last, lo, x1);
           zero_short(lo - x0, dst);
           const float* src = line + lo * xa.mul + xa.offset;
-          if (xa.mul == 1) copy_short(src, hi - lo, dst + (lo - x0));
+          if (xa.mul == 1)
+            copy_short(src, hi - lo, dst + (lo - x0));
           else
             for (int64_t u = lo; u < hi; ++u) dst[u - x0] = src[(u - lo) * xa.mul];
           zero_short(x1 - hi, dst + (hi - x0));
@@ -316,16 +321,34 @@ struct ChannelPlanes {
 
 // The forward (and filter-gradient) lines of a group: (kh, kw, c) over output pixels.
 PatchLines forward_lines(const Conv2DShape& s, const float* planes) {
-  return PatchLines{planes, s.batch * s.in_h * s.in_w, s.in_c_per_group(), s.in_h, s.in_w, s.out_h, s.out_w,
-                    s.filter_w, TapAxis{s.stride_h, -s.pad_top, 1, s.in_h}, TapAxis{s.stride_w, -s.pad_left, 1, s.in_w},
-                    s.dilation_h, s.dilation_w};
+  return PatchLines{planes,
+                    s.batch * s.in_h * s.in_w,
+                    s.in_c_per_group(),
+                    s.in_h,
+                    s.in_w,
+                    s.out_h,
+                    s.out_w,
+                    s.filter_w,
+                    TapAxis{s.stride_h, -s.pad_top, 1, s.in_h},
+                    TapAxis{s.stride_w, -s.pad_left, 1, s.in_w},
+                    s.dilation_h,
+                    s.dilation_w};
 }
 
 // The input-gradient lines of a group: (kh, kw, o) over input pixels, from dy's planes.
 PatchLines input_grad_lines(const Conv2DShape& s, const float* planes) {
-  return PatchLines{planes, s.batch * s.out_h * s.out_w, s.out_c_per_group(), s.out_h, s.out_w, s.in_h, s.in_w,
-                    s.filter_w, TapAxis{1, s.pad_top, s.stride_h, s.out_h}, TapAxis{1, s.pad_left, s.stride_w, s.out_w},
-                    -s.dilation_h, -s.dilation_w};
+  return PatchLines{planes,
+                    s.batch * s.out_h * s.out_w,
+                    s.out_c_per_group(),
+                    s.out_h,
+                    s.out_w,
+                    s.in_h,
+                    s.in_w,
+                    s.filter_w,
+                    TapAxis{1, s.pad_top, s.stride_h, s.out_h},
+                    TapAxis{1, s.pad_left, s.stride_w, s.out_w},
+                    -s.dilation_h,
+                    -s.dilation_w};
 }
 
 // Chunks of lines: a whole number of 64-column strips of the GEMM's right operand.
@@ -350,8 +373,7 @@ void lines_gemm(const Table& table, const PatchLines& lines, int64_t kcols, int6
     const int64_t r1 = std::min(rows, r0 + chunk);
     build_lines(lines, kcols, r0, r1, buf.data(), parallel);
     // A(r, k) = buf[k * (r1 - r0) + r].
-    gemm_cpu(table, GemmShape{r1 - r0, n, kcols}, MatrixView{buf.data(), 1, r1 - r0}, b, out + r0 * ldc, ldc,
-             parallel);
+    gemm_cpu(table, GemmShape{r1 - r0, n, kcols}, MatrixView{buf.data(), 1, r1 - r0}, b, out + r0 * ldc, ldc, parallel);
   }
 }
 
@@ -381,8 +403,8 @@ const char* conv2d_finalize(Conv2DShape& s) {
   return nullptr;
 }
 
-void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* w,
-                        float* y, const ParallelFor& parallel) {
+void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* w, float* y,
+                        const ParallelFor& parallel) {
   if (is_depthwise(s)) return cpu::depthwise_forward(given, s, x, w, y, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
@@ -403,8 +425,8 @@ void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x
   }
 }
 
-void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float* dy, const float* w,
-                           float* dx, const ParallelFor& parallel) {
+void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float* dy, const float* w, float* dx,
+                           const ParallelFor& parallel) {
   if (is_depthwise(s)) return cpu::depthwise_input_grad(given, s, dy, w, dx, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
@@ -433,8 +455,8 @@ void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float
   }
 }
 
-void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* dy,
-                            float* dw, const ParallelFor& parallel) {
+void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                            const ParallelFor& parallel) {
   if (is_depthwise(s)) return cpu::depthwise_filter_grad(given, s, x, dy, dw, parallel);
   const Table table = with_entry_bytes(given);
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();

@@ -79,8 +79,8 @@ struct Operands {
 // Packs every value with pack(value) (products.left or products.right) when the
 // products use packed operands; otherwise the values are used as they are.
 template <class Packed, class Pack>
-Operands<Packed> pack_operands(const Products& products, const float* values, int64_t n,
-                               const ParallelFor& parallel, const Pack& pack) {
+Operands<Packed> pack_operands(const Products& products, const float* values, int64_t n, const ParallelFor& parallel,
+                               const Pack& pack) {
   Operands<Packed> out;
   out.values = values;
   if (products.packs()) {
@@ -105,7 +105,9 @@ Operands<Right> pack_rights(const Products& products, const float* values, int64
 class ExpandedLeft {
  public:
   ExpandedLeft(const Products& products, int64_t channels, int64_t og)
-      : og_(og), values_(static_cast<size_t>(channels * og)), packed_(products.packs() ? channels * og : 0),
+      : og_(og),
+        values_(static_cast<size_t>(channels * og)),
+        packed_(products.packs() ? channels * og : 0),
         zero_values_(static_cast<size_t>(channels * og), 0.0f),
         zero_packed_(products.packs() ? channels * og : 0, products.left(0.0f)) {}
 

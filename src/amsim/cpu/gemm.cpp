@@ -2,18 +2,18 @@
 #include "amsim/gemm.h"
 
 #include <algorithm>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "amsim/cpu/aligned_buffer.h"
-#include "amsim/packed_operands.h"
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/gemm_generic.h"
 #include "amsim/cpu/multiply_simd.h"
+#include "amsim/packed_operands.h"
 
 namespace amsim {
 
@@ -62,8 +62,7 @@ const cpu::BlockedPath* blocked_path(const Table& table) {
   if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable") || cpu::forced_path_is("no-avx512"))
     return nullptr;  // as on a CPU without AVX-512
-  if (vbmi && mantissa_bits == kMaxLutMantissaBits)
-    return high_byte_entries(table) ? &kLutHighPath : &kLutPlanesPath;
+  if (vbmi && mantissa_bits == kMaxLutMantissaBits) return high_byte_entries(table) ? &kLutHighPath : &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (vbmi) return &kLutChunksPath;
   if (avx512) return &kGatherPath;
@@ -126,14 +125,14 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable")) return kernels;
   const double macs = double(shape.m) * double(shape.n) * double(shape.k);
   return cpu::bucket_cost(shape, table.mantissa_bits) < macs * blocked_ns_per_mac(blocked_path(table)) ? kernels
-                                                                                                            : nullptr;
+                                                                                                       : nullptr;
 }
 
 // The shape gemm_cpu_path() reports for when asked without one.
 constexpr GemmShape kReportShape{1024, 1024, 1024};
 
-void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b,
-                   float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+void gemm_dispatch(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c,
+                   int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   if (const cpu::BlockedPath* path = blocked_path(table))
     cpu::gemm_blocked(*path, table, shape, a, b, c, ldc, parallel, accumulate);
   else
@@ -157,8 +156,9 @@ Table with_entry_bytes(const Table& table) {
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr && table.mantissa_bits <= kMaxTransposedTableBits &&
-         shape.n < cpu::kStripCols && lane_use(shape.m) >= 2.0 * lane_use(shape.n);
+  return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr &&
+         table.mantissa_bits <= kMaxTransposedTableBits && shape.n < cpu::kStripCols &&
+         lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
 
 const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kReportShape); }
@@ -177,9 +177,8 @@ int64_t gemm_cpu_min_rows(const Table& table, const GemmShape& shape) {
   return bucket_for(table, shape) != nullptr ? int64_t{8} << table.mantissa_bits : 0;
 }
 
-void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
-              const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
-              bool accumulate) {
+void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c,
+              int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   const Table table = with_entry_bytes(given);
   // The bucket method declines operands it cannot take exactly (a right
   // operand >= 2^127 in magnitude): those go on to the other paths.
@@ -206,8 +205,8 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a,
   });
 }
 
-bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b,
-                       float* c, int64_t ldc, const ParallelFor& parallel) {
+bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b, float* c,
+                       int64_t ldc, const ParallelFor& parallel) {
   const Table table = with_entry_bytes(given);
   const cpu::BlockedPath* path = blocked_path(table);
   if (bucket_for(table, shape) != nullptr) return false;  // the bucket method takes the materialized patches
@@ -228,9 +227,10 @@ bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const Gathere
   std::mutex merge;
   parallel(a.source_rows, len * 4, [&](int64_t r0, int64_t r1) {
     cpu::ExponentRange range;
-    cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, 0, len, no_infinite_b.data(), packed.data() + r0 * len,
-                       source_special.data() + r0, &range);
-    const bool special = std::any_of(source_special.data() + r0, source_special.data() + r1, [](uint8_t s) { return s != 0; });
+    cpu::pack_a_avx512(path->layout, table, a.source, len, r0, r1, 0, len, no_infinite_b.data(),
+                       packed.data() + r0 * len, source_special.data() + r0, &range);
+    const bool special =
+        std::any_of(source_special.data() + r0, source_special.data() + r1, [](uint8_t s) { return s != 0; });
     const std::lock_guard<std::mutex> lock(merge);
     any_special |= special;
     rows.range.merge(range);
@@ -248,8 +248,10 @@ bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const Gathere
     std::vector<int64_t> run_rows(static_cast<size_t>((i1 - i0) * a.runs));
     a.run_rows(i0, i1, run_rows.data());
     for (const int64_t row : run_rows) {
-      if (row < 0) std::fill(out, out + len, zero_ref);
-      else std::memcpy(out, packed.data() + row * len, sizeof(cpu::LeftRef) * len);
+      if (row < 0)
+        std::fill(out, out + len, zero_ref);
+      else
+        std::memcpy(out, packed.data() + row * len, sizeof(cpu::LeftRef) * len);
       out += len;
     }
   };
@@ -288,7 +290,8 @@ void batched_gemm_cpu(const Table& given, const BatchPlan& plan, const float* a,
     parallel(plan.batch, macs / 4 + 1000, [&](int64_t b0, int64_t b1) {
       // The run holding b0 (runs are in order), then onwards.
       auto r = std::upper_bound(plan.runs.begin(), plan.runs.end(), b0,
-                                [](int64_t i, const BatchRun& run) { return i < run.begin; }) - 1;
+                                [](int64_t i, const BatchRun& run) { return i < run.begin; }) -
+               1;
       for (int64_t i = b0; i < b1; ++i) {
         if (i >= r->begin + r->count) ++r;
         one_gemm(*r, i, serial_for);
@@ -304,7 +307,9 @@ void multiply_cpu(const Table& table, const float* a, const float* b, float* c, 
                   const ParallelFor& parallel) {
   static const bool avx512 = cpu::has_avx512_bw();
   if (avx512 && !cpu::forced_path_is("generic")) {
-    parallel(n, 2, [&](int64_t begin, int64_t end) { cpu::multiply_avx512(table, a + begin, b + begin, c + begin, end - begin); });
+    parallel(n, 2, [&](int64_t begin, int64_t end) {
+      cpu::multiply_avx512(table, a + begin, b + begin, c + begin, end - begin);
+    });
     return;
   }
   parallel(n, 20, [&](int64_t begin, int64_t end) {

@@ -78,14 +78,21 @@ void gather_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t 
 
 }  // namespace
 
-void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
-                         int64_t k1) {
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
   for (int64_t s = s0; s < s1; s += kMaxStrips) {
     switch (s1 - s < kMaxStrips ? s1 - s : kMaxStrips) {
-      case 1: gather_rows<1>(plan, i0, i1, s, k0, k1); break;
-      case 2: gather_rows<2>(plan, i0, i1, s, k0, k1); break;
-      case 3: gather_rows<3>(plan, i0, i1, s, k0, k1); break;
-      default: gather_rows<4>(plan, i0, i1, s, k0, k1); break;
+      case 1:
+        gather_rows<1>(plan, i0, i1, s, k0, k1);
+        break;
+      case 2:
+        gather_rows<2>(plan, i0, i1, s, k0, k1);
+        break;
+      case 3:
+        gather_rows<3>(plan, i0, i1, s, k0, k1);
+        break;
+      default:
+        gather_rows<4>(plan, i0, i1, s, k0, k1);
+        break;
     }
   }
 }

@@ -51,8 +51,7 @@ struct RegisterRowLookup {
   };
   struct Row {
     __m512i bytes0, bytes1;
-    Row(const uint8_t* row, const Columns&)
-        : bytes0(_mm512_loadu_si512(row)), bytes1(_mm512_loadu_si512(row + 64)) {}
+    Row(const uint8_t* row, const Columns&) : bytes0(_mm512_loadu_si512(row)), bytes1(_mm512_loadu_si512(row + 64)) {}
     __m512i entry(int v, const Columns& cols, const Constants&) const {
       return _mm512_mask2_permutex2var_epi8(bytes0, cols.idx[v], EntryBytes, bytes1);
     }
@@ -113,8 +112,8 @@ using PlanesLookup = ByteChunksLookup<1>;
 // and one (strip, k) of B (index columns and scales).
 template <typename Lookup, bool Fused>
 void add_strip_products(__m512 (&acc)[kVectorsPerStrip], const typename Lookup::Row& row,
-                        const typename Lookup::Columns& cols, const typename Lookup::Constants& consts,
-                        __m512i scale_a, const float* scale_b) {
+                        const typename Lookup::Columns& cols, const typename Lookup::Constants& consts, __m512i scale_a,
+                        const float* scale_b) {
   for (int v = 0; v < kVectorsPerStrip; ++v) {
     const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
     acc[v] = accumulate<Fused>(acc[v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
@@ -179,10 +178,17 @@ void lut_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t s1
     int64_t i = i0;
     for (; i + kTileRows <= i1; i += kTileRows) lut_tile_rows<Lookup, kTileRows>(p, i, strip, k0, k1);
     switch (i1 - i) {
-      case 3: lut_tile_rows<Lookup, 3>(p, i, strip, k0, k1); break;
-      case 2: lut_tile_rows<Lookup, 2>(p, i, strip, k0, k1); break;
-      case 1: lut_tile_rows<Lookup, 1>(p, i, strip, k0, k1); break;
-      default: break;
+      case 3:
+        lut_tile_rows<Lookup, 3>(p, i, strip, k0, k1);
+        break;
+      case 2:
+        lut_tile_rows<Lookup, 2>(p, i, strip, k0, k1);
+        break;
+      case 1:
+        lut_tile_rows<Lookup, 1>(p, i, strip, k0, k1);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -228,9 +234,10 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
 template <typename Lookup, int Strips>
 void lut_wide_rows(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64_t k0, int64_t k1) {
   for (int64_t i = i0; i < i1; ++i) {
-    with_kernel_variant(p.row_has_special[i - p.a_row0] != 0, p.fused_multiply_add, [&](auto with_specials, auto fused) {
-      lut_wide_row<Lookup, Strips, decltype(with_specials)::value, decltype(fused)::value>(p, i, s0, k0, k1);
-    });
+    with_kernel_variant(
+        p.row_has_special[i - p.a_row0] != 0, p.fused_multiply_add, [&](auto with_specials, auto fused) {
+          lut_wide_row<Lookup, Strips, decltype(with_specials)::value, decltype(fused)::value>(p, i, s0, k0, k1);
+        });
   }
 }
 
@@ -239,10 +246,18 @@ void lut_wide_block(const GemmPlan& p, int64_t i0, int64_t i1, int64_t s0, int64
   if (k0 >= k1) return;  // the rows' k loops run at least once
   for (int64_t s = s0; s < s1; s += kMaxStrips) {
     switch (s1 - s < kMaxStrips ? s1 - s : kMaxStrips) {
-      case 1: lut_wide_rows<Lookup, 1>(p, i0, i1, s, k0, k1); break;
-      case 2: lut_wide_rows<Lookup, 2>(p, i0, i1, s, k0, k1); break;
-      case 3: lut_wide_rows<Lookup, 3>(p, i0, i1, s, k0, k1); break;
-      default: lut_wide_rows<Lookup, 4>(p, i0, i1, s, k0, k1); break;
+      case 1:
+        lut_wide_rows<Lookup, 1>(p, i0, i1, s, k0, k1);
+        break;
+      case 2:
+        lut_wide_rows<Lookup, 2>(p, i0, i1, s, k0, k1);
+        break;
+      case 3:
+        lut_wide_rows<Lookup, 3>(p, i0, i1, s, k0, k1);
+        break;
+      default:
+        lut_wide_rows<Lookup, 4>(p, i0, i1, s, k0, k1);
+        break;
     }
   }
 }
@@ -267,10 +282,18 @@ void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, i
 void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1) {
   switch (plan.table->mantissa_bits) {
-    case 8: lut_block<ByteChunksLookup<2>>(plan, i0, i1, s0, s1, k0, k1); break;
-    case 9: lut_block<ByteChunksLookup<4>>(plan, i0, i1, s0, s1, k0, k1); break;
-    case 10: lut_wide_block<ByteChunksLookup<8>>(plan, i0, i1, s0, s1, k0, k1); break;
-    default: lut_wide_block<ByteChunksLookup<16>>(plan, i0, i1, s0, s1, k0, k1); break;
+    case 8:
+      lut_block<ByteChunksLookup<2>>(plan, i0, i1, s0, s1, k0, k1);
+      break;
+    case 9:
+      lut_block<ByteChunksLookup<4>>(plan, i0, i1, s0, s1, k0, k1);
+      break;
+    case 10:
+      lut_wide_block<ByteChunksLookup<8>>(plan, i0, i1, s0, s1, k0, k1);
+      break;
+    default:
+      lut_wide_block<ByteChunksLookup<16>>(plan, i0, i1, s0, s1, k0, k1);
+      break;
   }
 }
 

@@ -23,18 +23,25 @@ constexpr int64_t kStreamedMinRows = 4;
 int64_t words_per_k(RightLayout layout) {
   switch (layout) {
     case RightLayout::kLutBytes:
-    case RightLayout::kLutHighBytes: return kLutWordsPerK;
-    case RightLayout::kLutPlanes: return kLutPlanesWordsPerK;
-    case RightLayout::kLutChunks: return kLutChunksWordsPerK;
-    default: return kGatherWordsPerK;
+    case RightLayout::kLutHighBytes:
+      return kLutWordsPerK;
+    case RightLayout::kLutPlanes:
+      return kLutPlanesWordsPerK;
+    case RightLayout::kLutChunks:
+      return kLutChunksWordsPerK;
+    default:
+      return kGatherWordsPerK;
   }
 }
 
 int64_t scales_offset(RightLayout layout) {
   switch (layout) {
-    case RightLayout::kLutPlanes: return kStripCols / 4;
-    case RightLayout::kLutChunks: return kStripCols / 2;
-    default: return kStripCols;
+    case RightLayout::kLutPlanes:
+      return kStripCols / 4;
+    case RightLayout::kLutChunks:
+      return kStripCols / 2;
+    default:
+      return kStripCols;
   }
 }
 
@@ -101,8 +108,8 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   // Tasks: row blocks x groups of strips, smaller when C is small so both
   // cores get work.  A streamed B is packed once per row block, so its rows
   // are split (in two) only when there is a single group of strips.
-  int64_t strips_per_task = std::clamp<int64_t>(ceil_div(strips * ceil_div(m, path.block_rows), kMinTasks), 1,
-                                                kMaxStripsPerTask);
+  int64_t strips_per_task =
+      std::clamp<int64_t>(ceil_div(strips * ceil_div(m, path.block_rows), kMinTasks), 1, kMaxStripsPerTask);
   const int64_t groups = ceil_div(strips, strips_per_task);
   int64_t block_rows = path.block_rows;
   if (stream_b)

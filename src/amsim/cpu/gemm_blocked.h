@@ -77,7 +77,7 @@ constexpr int64_t kLutChunksWordsPerK = kStripCols / 2 + kStripCols;
 // the row's two 64-byte registers [low bytes | high bytes] fetches both bytes.
 constexpr uint32_t kLutNarrowHighIndex = 64;
 constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
-int64_t words_per_k(RightLayout layout);    // dwords per (strip, k)
+int64_t words_per_k(RightLayout layout);  // dwords per (strip, k)
 int64_t scales_offset(RightLayout layout);  // where the scales start in them
 
 // Everything a block kernel reads; built by the driver, read-only while the
@@ -87,19 +87,19 @@ struct GemmPlan {
   const MatrixView* a = nullptr;
   const MatrixView* b = nullptr;
   int64_t m = 0, n = 0, k = 0;
-  const LeftRef* packed_a = nullptr;         // [rows][k], row 0 = row a_row0 of A
+  const LeftRef* packed_a = nullptr;  // [rows][k], row 0 = row a_row0 of A
   const uint8_t* row_has_special = nullptr;  // [rows]: any A[i, k] special
-  int64_t a_row0 = 0;                        // A is packed one row block at a time
-  const uint32_t* packed_b = nullptr;        // [strip - b_strip0][kk - b_k0][words_per_k]
-  int64_t b_strip0 = 0, b_k0 = 0;            // the part of B packed (all of it, or one
-  int64_t b_k_count = 0;                     //   task's strips of one K block)
+  int64_t a_row0 = 0;  // A is packed one row block at a time
+  const uint32_t* packed_b = nullptr;  // [strip - b_strip0][kk - b_k0][words_per_k]
+  int64_t b_strip0 = 0, b_k0 = 0;  // the part of B packed (all of it, or one
+  int64_t b_k_count = 0;  //   task's strips of one K block)
   int64_t words_per_k = 0;
-  int64_t scales_offset = 0;                 // of the scale floats within a (strip, k)
-  const uint8_t* lut_rows = nullptr;         // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
+  int64_t scales_offset = 0;  // of the scale floats within a (strip, k)
+  const uint8_t* lut_rows = nullptr;  // kLut*: [2^M + 1][lut_row_bytes] (split_rows_avx512)
   int64_t lut_row_bytes = 0;
   float* c = nullptr;
   int64_t ldc = 0;
-  bool fused_multiply_add = false;           // products_stay_normal() for this task's operands
+  bool fused_multiply_add = false;  // products_stay_normal() for this task's operands
 };
 
 // The packed right operand of (strip, kk).  `static`: each ISA's translation
@@ -117,7 +117,7 @@ struct BlockedPath {
   BlockKernel kernel;
   RightLayout layout;
   int64_t block_rows;  // rows per task, a multiple of the kernel's register tile
-  int64_t block_k;     // K per packed B panel (sized for L2)
+  int64_t block_k;  // K per packed B panel (sized for L2)
 };
 
 // A left operand that arrives packed: pack fills out[(i - i0) * k + kk] for
@@ -132,9 +132,9 @@ struct LeftRowPacker {
 // The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
 // With left_rows, A's rows come from it (a is not read) and no row of B may
 // round to infinity (a zero left operand would be special against it).
-void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape,
-                  const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
-                  const ParallelFor& parallel, bool accumulate, const LeftRowPacker* left_rows = nullptr);
+void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape, const MatrixView& a,
+                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate,
+                  const LeftRowPacker* left_rows = nullptr);
 
 // out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
 // called by the kernels for special left operands).
@@ -165,16 +165,14 @@ int64_t lut_row_bytes(RightLayout layout, int mantissa_bits);
 void split_rows_avx512(RightLayout layout, const Table& table, uint8_t* out);
 
 // The SIMD block kernels (defined in ISA-specific translation units).
-void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
-                          int64_t k1);
+void lut_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0, int64_t k1);
 void lut_high_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                int64_t k1);
 void lut_planes_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1);
 void lut_chunks_block_avx512vbmi(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
                                  int64_t k1);
-void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0,
-                         int64_t k1);
+void gather_block_avx512(const GemmPlan& plan, int64_t i0, int64_t i1, int64_t s0, int64_t s1, int64_t k0, int64_t k1);
 
 }  // namespace cpu
 }  // namespace amsim

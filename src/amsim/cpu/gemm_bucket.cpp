@@ -32,18 +32,18 @@ constexpr int64_t kMinRowsPerPart = 96;
 
 // Cost model (ns on one Zen 4 core at 1024^3, 8192 x 64 x 576 and 64^3;
 // gemm.cpp weighs it against the other paths' ns per multiply-add).
-constexpr double kAddNs = 0.09;         // per padded column x row x k (the panel)
-constexpr double kWideAddNs = 0.15;     // the same for M >= kWideTableBits (T rows miss L1 more)
-constexpr double kExpandNs = 0.25;      // per T element
-constexpr double kTableNs = 3.5;        // per table entry (the float table, allocated per GEMM)
-constexpr double kPackLeftNs = 0.3;     // per selecting operand packed
-constexpr double kPackRightNs = 2.0;    // per expanded operand packed
+constexpr double kAddNs = 0.09;  // per padded column x row x k (the panel)
+constexpr double kWideAddNs = 0.15;  // the same for M >= kWideTableBits (T rows miss L1 more)
+constexpr double kExpandNs = 0.25;  // per T element
+constexpr double kTableNs = 3.5;  // per table entry (the float table, allocated per GEMM)
+constexpr double kPackLeftNs = 0.3;  // per selecting operand packed
+constexpr double kPackRightNs = 2.0;  // per expanded operand packed
 
 // An operand after step 2 of the contract, as the bucket method uses it.
 enum class Kind : uint8_t { kZero, kOrdinary, kInfNaN, kRoundsToInf };
 struct Packed {
   uint32_t index;  // reduced fraction
-  float scale;     // sign * 2^(e - 127), +-0, or the value itself (inf/NaN)
+  float scale;  // sign * 2^(e - 127), +-0, or the value itself (inf/NaN)
   uint32_t exponent;
   Kind kind;
 };
@@ -157,9 +157,9 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
       bool row_special = false;
       for (int64_t kb = 0; kb < k_blocks; ++kb) {
         const int64_t k0 = kb * block_k;
-        row_special |= kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride,
-                                         p.left.col_stride, std::min(block_k, k - k0), mbits, rounding,
-                                         left_at(kb, i), &range.min, &range.max);
+        row_special |=
+            kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride, p.left.col_stride,
+                              std::min(block_k, k - k0), mbits, rounding, left_at(kb, i), &range.min, &range.max);
       }
       special[i] = row_special;
     }
@@ -186,9 +186,10 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   });
 
   const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
-  const int64_t row_parts = n_ord == 0 ? 0 :
-      std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
-                          std::max<int64_t>(1, n_ord / std::max(kMinRowsPerPart, 4 * side)));
+  const int64_t row_parts =
+      n_ord == 0 ? 0
+                 : std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
+                                       std::max<int64_t>(1, n_ord / std::max(kMinRowsPerPart, 4 * side)));
   const int64_t rows_per_part = row_parts == 0 ? 0 : ceil_div(n_ord, row_parts);
 
   parallel(row_parts * col_blocks, rows_per_part * block_cols * k / 8 + 1, [&](int64_t t0, int64_t t1) {
@@ -281,8 +282,15 @@ bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmSha
   if (accumulate)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) ct[j * m + i] = c[i * ldc + j];
-  const Problem p{MatrixView{b.data, b.col_stride, b.row_stride}, MatrixView{a.data, a.col_stride, a.row_stride},
-                  n, m, k, ct.data(), m, accumulate, true};
+  const Problem p{MatrixView{b.data, b.col_stride, b.row_stride},
+                  MatrixView{a.data, a.col_stride, a.row_stride},
+                  n,
+                  m,
+                  k,
+                  ct.data(),
+                  m,
+                  accumulate,
+                  true};
   if (!run_oriented(kernels, table, p, parallel)) return false;
   parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)

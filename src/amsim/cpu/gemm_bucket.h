@@ -44,15 +44,15 @@ using BucketLeft = uint32_t;
 
 // One K block of one column block, as the panel kernel reads it.
 struct BucketPanel {
-  const float* t = nullptr;        // [kc][2^M][ldt]: T for k0 .. k0 + kc
+  const float* t = nullptr;  // [kc][2^M][ldt]: T for k0 .. k0 + kc
   int64_t kc = 0;
-  int64_t t_k_stride = 0;          // 2^M * ldt
-  int64_t ldt = 0;                 // a multiple of kBucketTileCols
-  int64_t ncols = 0;               // valid columns (<= ldt)
+  int64_t t_k_stride = 0;  // 2^M * ldt
+  int64_t ldt = 0;  // a multiple of kBucketTileCols
+  int64_t ncols = 0;  // valid columns (<= ldt)
   const BucketLeft* const* a_rows = nullptr;  // [rows]: packed A row i at k0
-  float* const* c_rows = nullptr;             // [rows]: C row i at the block's first column
+  float* const* c_rows = nullptr;  // [rows]: C row i at the block's first column
   int64_t rows = 0;
-  bool fused = false;              // multiply-add may fuse (every product normal)
+  bool fused = false;  // multiply-add may fuse (every product normal)
 };
 
 // T for one K block of one column block: out[kk][s][j] = scale[kk][j] *
@@ -60,8 +60,8 @@ struct BucketPanel {
 struct BucketExpansion {
   const float* table_t = nullptr;  // [2^M][2^M]: row x = the expanded operand's fraction
   int mantissa_bits = 0;
-  const uint16_t* index = nullptr; // [kc][ld_in]
-  const float* scale = nullptr;    // [kc][ld_in]
+  const uint16_t* index = nullptr;  // [kc][ld_in]
+  const float* scale = nullptr;  // [kc][ld_in]
   int64_t ld_in = 0;
   int64_t kc = 0, ncols = 0, ldt = 0;
   float* out = nullptr;
@@ -73,8 +73,8 @@ struct BucketExpansion {
 // then come from am_multiply()), and widens [*lo, *hi] by the reduced
 // exponents of the others that are nonzero.
 struct BucketKernels {
-  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
-                    BucketLeft* out, uint32_t* lo, uint32_t* hi);
+  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding, BucketLeft* out,
+                    uint32_t* lo, uint32_t* hi);
   void (*expand)(const BucketExpansion& e);
   void (*panel)(const BucketPanel& p);
 };

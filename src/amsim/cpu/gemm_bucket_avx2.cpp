@@ -20,8 +20,8 @@ namespace cpu {
 namespace {
 
 // BucketLeftPacker::pack, 8 contiguous values at a time.
-bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
-                    BucketLeft* out, uint32_t* lo, uint32_t* hi) {
+bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding, BucketLeft* out,
+                    uint32_t* lo, uint32_t* hi) {
   BucketLeftPacker packer(mantissa_bits, rounding);
   int64_t kk = 0;
   if (stride == 1 && n >= 8) {
@@ -64,8 +64,7 @@ bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits
   return packer.special != 0;
 }
 
-inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6,
-                       __m256& r7) {
+inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6, __m256& r7) {
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
   const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
   const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -158,8 +157,10 @@ inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
       const float* row = t + int64_t(packed & 0xffffu) * ldt;
       for (int q = 0; q < kTileVectors; ++q) {
         const __m256 tv = _mm256_load_ps(row + 8 * q);
-        if (kFused) acc[r][q] = _mm256_fmadd_ps(sa, tv, acc[r][q]);
-        else acc[r][q] = _mm256_add_ps(acc[r][q], _mm256_mul_ps(sa, tv));
+        if (kFused)
+          acc[r][q] = _mm256_fmadd_ps(sa, tv, acc[r][q]);
+        else
+          acc[r][q] = _mm256_add_ps(acc[r][q], _mm256_mul_ps(sa, tv));
       }
     }
   }
@@ -210,8 +211,10 @@ void panel_with(const BucketPanel& p) {
 }
 
 void panel_avx2(const BucketPanel& p) {
-  if (p.fused) panel_with<true>(p);
-  else panel_with<false>(p);
+  if (p.fused)
+    panel_with<true>(p);
+  else
+    panel_with<false>(p);
 }
 
 constexpr BucketKernels kAvx2{pack_left_avx2, expand_avx2, panel_avx2};

@@ -16,9 +16,9 @@ namespace cpu {
 constexpr uint32_t kBucketScaleMask = 0xffff0000u;
 
 struct BucketLeftPacker {
-  int shift;       // 23 - M
-  uint32_t mask;   // 2^M - 1
-  uint32_t bias;   // nearest-even: half - 1 (plus the kept lsb, added per value)
+  int shift;  // 23 - M
+  uint32_t mask;  // 2^M - 1
+  uint32_t bias;  // nearest-even: half - 1 (plus the kept lsb, added per value)
   bool nearest;
   uint32_t special = 0, lo = 255, hi = 0;
 

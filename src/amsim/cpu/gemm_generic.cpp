@@ -16,16 +16,15 @@ constexpr int64_t kBlockN = 256;
 constexpr int64_t kRowsPerTask = 8;
 }  // namespace
 
-void accumulate_special_left(const Table& table, float a, const MatrixView& b, int64_t k,
-                             int64_t col_begin, int64_t col_end, float* c_row) {
+void accumulate_special_left(const Table& table, float a, const MatrixView& b, int64_t k, int64_t col_begin,
+                             int64_t col_end, float* c_row) {
   for (int64_t j = col_begin; j < col_end; ++j) {
     c_row[j] = add_ftz(c_row[j], am_multiply(a, b.at(k, j), table));
   }
 }
 
-void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& a,
-                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel,
-                  bool accumulate) {
+void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c,
+                  int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   const int64_t m = shape.m, n = shape.n, k = shape.k;
   const int mbits = table.mantissa_bits;
   if (!accumulate)

@@ -26,20 +26,23 @@ __m512 products16(const Table& table, const float* a, const float* b, __mmask16 
   const __mmask16 b_nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(ub, magnitude_mask), inf);
   const __mmask16 a_zero = _mm512_cmpeq_epi32_mask(ra.raw_exponent, zero);
   const __mmask16 b_zero = _mm512_cmpeq_epi32_mask(rb.raw_exponent, zero);
-  const __mmask16 any_inf = _mm512_cmpeq_epi32_mask(ra.raw_exponent, exp_max) | _mm512_cmpeq_epi32_mask(rb.raw_exponent, exp_max);
+  const __mmask16 any_inf =
+      _mm512_cmpeq_epi32_mask(ra.raw_exponent, exp_max) | _mm512_cmpeq_epi32_mask(rb.raw_exponent, exp_max);
   const __mmask16 any_zero = a_zero | b_zero;
-  const __mmask16 rounded_inf = _mm512_cmpeq_epi32_mask(ra.exponent, exp_max) | _mm512_cmpeq_epi32_mask(rb.exponent, exp_max);
+  const __mmask16 rounded_inf =
+      _mm512_cmpeq_epi32_mask(ra.exponent, exp_max) | _mm512_cmpeq_epi32_mask(rb.exponent, exp_max);
   const __mmask16 ordinary = __mmask16(lanes & ~(any_inf | any_zero | rounded_inf | a_nan | b_nan));
   // Entry (ia << M | ib): gather the aligned pair of entries, shift the wanted one down.
   const __m512i index = _mm512_or_si512(_mm512_slli_epi32(ra.fraction, unsigned(mbits)), rb.fraction);
   const __m512i pair = _mm512_mask_i32gather_epi32(zero, ordinary, _mm512_andnot_si512(one, index), entries, 2);
-  const __m512i entry = _mm512_and_si512(
-      _mm512_srlv_epi32(pair, _mm512_slli_epi32(_mm512_and_si512(index, one), 4)), _mm512_set1_epi32(0xffff));
+  const __m512i entry = _mm512_and_si512(_mm512_srlv_epi32(pair, _mm512_slli_epi32(_mm512_and_si512(index, one), 4)),
+                                         _mm512_set1_epi32(0xffff));
   // compose_product(): e = ea + eb - 127 + carry; inf at e >= 255, signed zero at e <= 0.
   const __m512i e = _mm512_add_epi32(_mm512_add_epi32(ra.exponent, rb.exponent),
                                      _mm512_sub_epi32(_mm512_srli_epi32(entry, 15), _mm512_set1_epi32(127)));
-  __m512i out = _mm512_or_si512(sign, _mm512_or_si512(_mm512_slli_epi32(e, 23),
-                                                      _mm512_slli_epi32(_mm512_and_si512(entry, _mm512_set1_epi32(0x7fff)), 8)));
+  __m512i out =
+      _mm512_or_si512(sign, _mm512_or_si512(_mm512_slli_epi32(e, 23),
+                                            _mm512_slli_epi32(_mm512_and_si512(entry, _mm512_set1_epi32(0x7fff)), 8)));
   out = _mm512_mask_mov_epi32(out, _mm512_cmpge_epi32_mask(e, exp_max), _mm512_or_si512(sign, inf));
   out = _mm512_mask_mov_epi32(out, _mm512_cmple_epi32_mask(e, zero), sign);
   // The special cases, in am_multiply()'s order of precedence (last write wins).

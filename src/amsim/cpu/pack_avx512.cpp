@@ -55,7 +55,8 @@ void transpose16x16(__m512i (&rows)[16]) {
     u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);
   }
   for (int c = 0; c < 4; ++c) {
-    const __m512i low01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), high01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+    const __m512i low01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44),
+                  high01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
     const __m512i low23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44),
                   high23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
     rows[c] = _mm512_shuffle_i32x4(low01, low23, 0x88);
@@ -70,7 +71,8 @@ void transpose16x16(__m512i (&rows)[16]) {
 // block[q] holds element q of every line.
 void load_transposed(const float* first, int64_t stride, int64_t lines, __mmask16 lanes, __m512i (&block)[16]) {
   for (int t = 0; t < 16; ++t)
-    block[t] = t < lines ? _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, first + t * stride)) : _mm512_setzero_si512();
+    block[t] =
+        t < lines ? _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, first + t * stride)) : _mm512_setzero_si512();
   transpose16x16(block);
 }
 
@@ -113,8 +115,9 @@ class RightEncoder {
       if (layout_ == RightLayout::kLutChunks)
         _mm_store_si128(reinterpret_cast<__m128i*>(base) + 4 + v, _mm512_cvtepi32_epi8(_mm512_srli_epi32(fraction, 7)));
     } else if (layout_ == RightLayout::kLutBytes) {
-      const __m512i idx = _mm512_or_si512(_mm512_set1_epi32(int(kLutNarrowHighIndex << 16)),
-                                          _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
+      const __m512i idx =
+          _mm512_or_si512(_mm512_set1_epi32(int(kLutNarrowHighIndex << 16)),
+                          _mm512_or_si512(_mm512_slli_epi32(fraction, 16), _mm512_slli_epi32(fraction, 8)));
       _mm512_store_si512(base + 16 * v, idx);
     } else if (layout_ == RightLayout::kLutHighBytes) {
       _mm512_store_si512(base + 16 * v, _mm512_slli_epi32(fraction, 16));
@@ -229,11 +232,12 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
     const __mmask16 lanes = tail_mask(k1 - kk);
     const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
     const __mmask16 is_zero = _mm512_cmpeq_epi32_mask(r.raw_exponent, zero);
-    const __m512i flags = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(__mmask64(lanes), b_rounds_to_inf + kk)));
+    const __m512i flags =
+        _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(__mmask64(lanes), b_rounds_to_inf + kk)));
     const __mmask16 zero_vs_inf = _mm512_mask_test_epi32_mask(is_zero, flags, flags);
-    const __mmask16 special = __mmask16(
-        lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
-                 _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
+    const __mmask16 special =
+        __mmask16(lanes & (_mm512_cmpge_epu32_mask(r.raw_exponent, exp_limit) |
+                           _mm512_mask_cmpge_epu32_mask(__mmask16(~is_zero), r.exponent, exp_limit) | zero_vs_inf));
     exponents.add(__mmask16(lanes & ~is_zero & ~special), r.exponent);
     // row: the fraction (0 for zeros), kSpecialRow for specials; scale:
     // sign * 2^(e - 126) (biased exponent e + 1), +-0 for zeros, 0 for specials.
@@ -247,7 +251,8 @@ void pack_a_avx512(RightLayout layout, const Table& table, const MatrixView& a, 
     int32_t* dst = reinterpret_cast<int32_t*>(out + (i - i0) * k + kk);
     const int64_t left = k1 - kk;
     _mm512_mask_storeu_epi32(dst, tail_mask(2 * left), _mm512_permutex2var_epi32(row, low_pairs, scale));
-    if (left > 8) _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
+    if (left > 8)
+      _mm512_mask_storeu_epi32(dst + 16, tail_mask(2 * left - 16), _mm512_permutex2var_epi32(row, high_pairs, scale));
     return special;
   };
   if (a.col_stride != 1 && a.row_stride == 1) {

@@ -23,9 +23,9 @@ inline absl::Status MantissaBitsForTableLength(int64_t length, int* mantissa_bit
       return absl::OkStatus();
     }
   }
-  return InvalidArgument(
-      "table length ", length, " is not 4^M for a mantissa width M in ", amsim::kMinMantissaBits, "..",
-      amsim::kMaxMantissaBits, " (valid lengths: 4, 16, 64, ..., ", amsim::table_size(amsim::kMaxMantissaBits), ")");
+  return InvalidArgument("table length ", length, " is not 4^M for a mantissa width M in ", amsim::kMinMantissaBits,
+                         "..", amsim::kMaxMantissaBits, " (valid lengths: 4, 16, 64, ..., ",
+                         amsim::table_size(amsim::kMaxMantissaBits), ")");
 }
 
 inline absl::Status ParseRounding(const std::string& name, amsim::Rounding* rounding) {

@@ -7,8 +7,6 @@
 namespace approxtrain {
 namespace tf {
 
-
-
 namespace {
 
 absl::Status ValidateWindowAttr(const char* name, const std::vector<int64_t>& v, int64_t* h, int64_t* w) {
@@ -70,8 +68,8 @@ absl::Status ConvGroups(int64_t in_channels, int64_t filter_in_channels, int64_t
   }
   *groups = in_channels / filter_in_channels;
   if (out_channels % *groups != 0) {
-    return InvalidArgument("output channels (", out_channels, ") must be divisible by groups (", *groups,
-                           " = ", in_channels, " input channels / ", filter_in_channels, " filter input channels)");
+    return InvalidArgument("output channels (", out_channels, ") must be divisible by groups (", *groups, " = ",
+                           in_channels, " input channels / ", filter_in_channels, " filter input channels)");
   }
   return absl::OkStatus();
 }
@@ -97,8 +95,8 @@ absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvTensorDims& dims,
   TF_RETURN_IF_ERROR(SpatialOutput(attrs, 1, in[2], f[1], &out_w, &s->pad_left, &s->pad_right));
   if (const char* err = amsim::conv2d_finalize(*s)) return InvalidArgument(err);
   if (s->out_h != out_h || s->out_w != out_w) {
-    return absl::InternalError(absl::StrCat("output size disagreement: core ", s->out_h, "x", s->out_w, ", TF rule ",
-                                        out_h, "x", out_w));
+    return absl::InternalError(
+        absl::StrCat("output size disagreement: core ", s->out_h, "x", s->out_w, ", TF rule ", out_h, "x", out_w));
   }
   return absl::OkStatus();
 }

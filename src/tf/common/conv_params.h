@@ -54,13 +54,11 @@ absl::Status ParseConvAttrs(Context* c, ConvAttrs* out) {
 
 // Paddings and output size of one spatial dimension (SAME/VALID/EXPLICIT);
 // InvalidArgument when the dilated filter does not fit the padded input.
-absl::Status SpatialOutput(const ConvAttrs& attrs, int dim /*0: H, 1: W*/, int64_t input_size,
-                           int64_t filter_size, int64_t* output_size, int64_t* pad_before,
-                           int64_t* pad_after);
+absl::Status SpatialOutput(const ConvAttrs& attrs, int dim /*0: H, 1: W*/, int64_t input_size, int64_t filter_size,
+                           int64_t* output_size, int64_t* pad_before, int64_t* pad_after);
 
 // groups = C / filter_in_channels; InvalidArgument unless it divides C and O.
-absl::Status ConvGroups(int64_t in_channels, int64_t filter_in_channels, int64_t out_channels,
-                        int64_t* groups);
+absl::Status ConvGroups(int64_t in_channels, int64_t filter_in_channels, int64_t out_channels, int64_t* groups);
 
 // The complete, validated core shape (output size filled in).
 absl::Status MakeConv2DShape(const ConvAttrs& attrs, const ConvTensorDims& dims, amsim::Conv2DShape* shape);

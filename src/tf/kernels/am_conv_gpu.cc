@@ -12,9 +12,9 @@ namespace {
 // Shapes past the kernels' 32-bit indexing are rejected before any launch.
 absl::Status CheckSupported(tensorflow::OpKernelContext* ctx, const amsim::Conv2DShape& s) {
   if (const char* why = amsim::cuda::conv2d_unsupported(s)) {
-    return InvalidArgument(ctx->op_kernel().name(), ": the GPU kernels do not take this convolution: ", why,
-                           " (batch ", s.batch, ", input ", s.in_h, "x", s.in_w, "x", s.in_c, ", filter ",
-                           s.filter_h, "x", s.filter_w, ", output ", s.out_h, "x", s.out_w, "x", s.out_c, ")");
+    return InvalidArgument(ctx->op_kernel().name(), ": the GPU kernels do not take this convolution: ", why, " (batch ",
+                           s.batch, ", input ", s.in_h, "x", s.in_w, "x", s.in_c, ", filter ", s.filter_h, "x",
+                           s.filter_w, ", output ", s.out_h, "x", s.out_w, "x", s.out_c, ")");
   }
   return absl::OkStatus();
 }
@@ -40,8 +40,7 @@ void AMConvFunctor<GPUDevice>::InputGrad(tensorflow::OpKernelContext* ctx, const
   cudaStream_t stream = nullptr;
   OP_REQUIRES_OK(ctx, CheckSupported(ctx, s));
   OP_REQUIRES_OK(ctx, KernelStream(ctx, &stream));
-  OP_REQUIRES_OK(ctx, CudaStatus(amsim::cuda::conv2d_input_grad(table, s, dy, w, dx, stream),
-                                 "AMConv2DBackpropInput"));
+  OP_REQUIRES_OK(ctx, CudaStatus(amsim::cuda::conv2d_input_grad(table, s, dy, w, dx, stream), "AMConv2DBackpropInput"));
 }
 
 template <>
@@ -54,8 +53,8 @@ void AMConvFunctor<GPUDevice>::FilterGrad(tensorflow::OpKernelContext* ctx, cons
   cudaStream_t stream = nullptr;
   OP_REQUIRES_OK(ctx, CheckSupported(ctx, s));
   OP_REQUIRES_OK(ctx, KernelStream(ctx, &stream));
-  OP_REQUIRES_OK(ctx, CudaStatus(amsim::cuda::conv2d_filter_grad(table, s, x, dy, dw, stream),
-                                 "AMConv2DBackpropFilter"));
+  OP_REQUIRES_OK(ctx,
+                 CudaStatus(amsim::cuda::conv2d_filter_grad(table, s, x, dy, dw, stream), "AMConv2DBackpropFilter"));
 }
 
 // The table and the tensors stay in device memory; the two size vectors are

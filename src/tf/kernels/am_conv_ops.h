@@ -18,8 +18,8 @@ namespace tf {
 template <typename Device>
 struct AMConvFunctor {
   // x [N, H, W, C], w [KH, KW, C/G, O], y / dy [N, OH, OW, O].
-  void Forward(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const amsim::Conv2DShape& s,
-               const float* x, const float* w, float* y);
+  void Forward(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const amsim::Conv2DShape& s, const float* x,
+               const float* w, float* y);
   void InputGrad(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const amsim::Conv2DShape& s,
                  const float* dy, const float* w, float* dx);
   void FilterGrad(tensorflow::OpKernelContext* ctx, const amsim::Table& table, const amsim::Conv2DShape& s,
@@ -45,8 +45,7 @@ class AMConvOpBase : public tensorflow::OpKernel {
   // A 1-D int32 tensor of 4 non-negative sizes (input_sizes / filter_sizes).
   static absl::Status SizesFromTensor(const tensorflow::Tensor& t, const char* what, tensorflow::TensorShape* shape) {
     if (!tensorflow::TensorShapeUtils::IsVector(t.shape()) || t.NumElements() != 4) {
-      return InvalidArgument(what, " must be a 1-D tensor of 4 sizes, got shape ",
-                                                 t.shape().DebugString());
+      return InvalidArgument(what, " must be a 1-D tensor of 4 sizes, got shape ", t.shape().DebugString());
     }
     const auto v = t.vec<int32_t>();
     return tensorflow::TensorShape::BuildTensorShape({v(0), v(1), v(2), v(3)}, shape);
@@ -63,8 +62,8 @@ class AMConvOpBase : public tensorflow::OpKernel {
     }
     absl::Status status = MakeConv2DShape(attrs_, dims, s);
     if (!status.ok()) {
-      return InvalidArgument(name(), ": ", status.message(), " (input ", input.DebugString(),
-                                                 ", filter ", filter.DebugString(), ")");
+      return InvalidArgument(name(), ": ", status.message(), " (input ", input.DebugString(), ", filter ",
+                             filter.DebugString(), ")");
     }
     return absl::OkStatus();
   }
@@ -73,9 +72,8 @@ class AMConvOpBase : public tensorflow::OpKernel {
   static absl::Status CheckOutBackprop(const tensorflow::TensorShape& dy, const amsim::Conv2DShape& s) {
     const tensorflow::TensorShape expected({s.batch, s.out_h, s.out_w, s.out_c});
     if (dy == expected) return absl::OkStatus();
-    return InvalidArgument("out_backprop shape ", dy.DebugString(),
-                                               " does not match the convolution's output shape ",
-                                               expected.DebugString());
+    return InvalidArgument("out_backprop shape ", dy.DebugString(), " does not match the convolution's output shape ",
+                           expected.DebugString());
   }
 
   absl::Status Table(tensorflow::OpKernelContext* ctx, int index, amsim::Table* table) const {

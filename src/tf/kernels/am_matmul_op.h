@@ -23,7 +23,8 @@ inline absl::Status PlanMatMul(const tensorflow::TensorShape& a, const tensorflo
   };
   const amsim::BatchPlanError error = amsim::plan_batched_gemm(dims(a), dims(b), transpose_a, transpose_b, plan);
   switch (error.kind) {
-    case amsim::BatchPlanError::kNone: break;
+    case amsim::BatchPlanError::kNone:
+      break;
     case amsim::BatchPlanError::kRank:
       return InvalidArgument("AMMatMul operands must have rank >= 2, got shapes ", a.DebugString(), " and ",
                              b.DebugString());

@@ -34,11 +34,11 @@ inline absl::Status CudaStatus(cudaError_t err, const char* what) {
   if (err == cudaErrorInsufficientDriver) {
     int runtime = 0;
     cudaRuntimeGetVersion(&runtime);
-    hint = absl::StrCat("; approxtrain's GPU kernels were built with CUDA ", runtime / 1000, ".",
-                        runtime % 1000 / 10, " and need a driver for that version (or a rebuild with an older nvcc)");
+    hint = absl::StrCat("; approxtrain's GPU kernels were built with CUDA ", runtime / 1000, ".", runtime % 1000 / 10,
+                        " and need a driver for that version (or a rebuild with an older nvcc)");
   }
-  return absl::InternalError(absl::StrCat(what, " failed on the GPU: ", cudaGetErrorName(err), " (",
-                                          cudaGetErrorString(err), ")", hint));
+  return absl::InternalError(
+      absl::StrCat(what, " failed on the GPU: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")", hint));
 }
 
 // The CUDA stream TF runs this kernel on.  The CUDA runtime of the launchers

@@ -55,9 +55,8 @@ absl::Status CheckOutBackprop(InferenceContext* c, const ShapeHandle& input, con
   TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 4, &dy));
   TF_RETURN_IF_ERROR(ConvOutputShape(c, input, filter, &expected));
   if (!c->Merge(dy, expected, &merged).ok()) {
-    return InvalidArgument("out_backprop shape ", c->DebugString(dy),
-                                               " does not match the convolution's output shape ",
-                                               c->DebugString(expected));
+    return InvalidArgument("out_backprop shape ", c->DebugString(dy), " does not match the convolution's output shape ",
+                           c->DebugString(expected));
   }
   return absl::OkStatus();
 }

@@ -25,16 +25,15 @@ absl::Status AMMatMulShape(InferenceContext* c) {
   const DimensionHandle n = c->Dim(b, transpose_b ? -2 : -1);
   DimensionHandle k;
   if (!c->Merge(ka, kb, &k).ok()) {
-    return InvalidArgument("AMMatMul: inner dimensions differ: ", c->DebugString(a), " x ",
-                                               c->DebugString(b), " (transpose_a=", BoolName(transpose_a),
-                                               ", transpose_b=", BoolName(transpose_b), ")");
+    return InvalidArgument("AMMatMul: inner dimensions differ: ", c->DebugString(a), " x ", c->DebugString(b),
+                           " (transpose_a=", BoolName(transpose_a), ", transpose_b=", BoolName(transpose_b), ")");
   }
   ShapeHandle batch_a, batch_b, batch;
   TF_RETURN_IF_ERROR(c->Subshape(a, 0, -2, &batch_a));
   TF_RETURN_IF_ERROR(c->Subshape(b, 0, -2, &batch_b));
   if (!tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFnHelper(c, batch_a, batch_b, true, &batch).ok()) {
-    return InvalidArgument("AMMatMul: batch dimensions of ", c->DebugString(a), " and ",
-                                               c->DebugString(b), " do not broadcast");
+    return InvalidArgument("AMMatMul: batch dimensions of ", c->DebugString(a), " and ", c->DebugString(b),
+                           " do not broadcast");
   }
   ShapeHandle out;
   TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Matrix(m, n), &out));
