@@ -114,3 +114,17 @@ def conv2d_exact_with_bounds(x, w, dy, **conv):
         )
 
     return three(x, w, dy), three(np.abs(x), np.abs(w), np.abs(dy))
+
+
+def random_table(seed, rounding="truncate"):
+    """An arbitrary M = 7 table of random entries (any entry is valid, and it is far from
+    symmetric): a wrong table, phase or operand order shows at once."""
+    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14, dtype=np.uint16)
+    return Multiplier(f"random7_{seed}", 7, rounding, lut)
+
+
+def swapped(m):
+    """The table with its operands exchanged: the reference of a layer that swaps A and B."""
+    n = 1 << m.mantissa_bits
+    lut = np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1)
+    return Multiplier(m.name + "_swapped", m.mantissa_bits, m.operand_rounding, lut)

@@ -10,8 +10,22 @@ import time
 
 import h5py
 import numpy as np
+import pytest
+
+from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The offline Fashion-MNIST (Debian package dataset-fashion-mnist): skipped without it, which
+# fails the run on CI (tests/conftest.py).
+needs_fashion = pytest.mark.skipif(
+    not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
+    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
+)
+
+# `approxtrain train` on a few hundred images: seconds per epoch.
+SMALL = ["--model", "lenet300100", "--dataset", "fashion_mnist", "--subset", "256", "--test-subset", "200",
+         "--batch-size", "64", "--verbose", "0", "--seed", "3"]  # fmt: skip
 
 
 def child_env(**extra):

@@ -7,9 +7,8 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
-from _compare import BF16  # noqa: E402
+from _compare import BF16, random_table  # noqa: E402
 
 
 def bf16_values(rng, shape, scale=1.0):
@@ -21,12 +20,6 @@ def bf16_values(rng, shape, scale=1.0):
 def small_ints(rng, shape, bound):
     """Integers in [-bound, bound] as float32: every sum and product of the separable test stays exact."""
     return rng.integers(-bound, bound + 1, shape).astype(np.float32)
-
-
-def random_table(seed):
-    """An arbitrary M=7 table (any entry is a valid table): catches a wrong table or operand order."""
-    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14).astype(np.uint16)
-    return Multiplier(f"random7_{seed}", 7, "truncate", lut)
 
 
 def assert_close(actual, expected, rel):

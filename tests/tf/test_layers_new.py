@@ -20,24 +20,8 @@ import keras  # noqa: E402
 
 import approxtrain as at  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
-from _compare import BF16, assert_bits_equal, bf16_values  # noqa: E402
-
-
-def random_table(seed, rounding):
-    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14, dtype=np.uint16)
-    return Multiplier(f"new_layers_{seed}", 7, rounding, lut)
-
-
-def swapped(m):
-    n = 1 << m.mantissa_bits
-    return Multiplier(
-        m.name + "_swapped",
-        m.mantissa_bits,
-        m.operand_rounding,
-        np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1),
-    )
+from _compare import BF16, assert_bits_equal, bf16_values, random_table, swapped  # noqa: E402
 
 
 FWD, GIN, GW = random_table(1801, "truncate"), random_table(1802, "nearest"), random_table(1803, "truncate")

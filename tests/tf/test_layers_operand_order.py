@@ -24,29 +24,11 @@ tf = pytest.importorskip("tensorflow")
 
 import approxtrain.ops  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
-from _compare import assert_bits_equal  # noqa: E402
+from _compare import assert_bits_equal, random_table, swapped  # noqa: E402
 
 
 # --- tables and the product check --------------------------------------------------------------
-
-
-def random_table(seed, rounding):
-    """A valid M = 7 table of random entries (far from symmetric)."""
-    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14, dtype=np.uint16)
-    return Multiplier(f"operand_order_{seed}", 7, rounding, lut)
-
-
-def swapped(m):
-    """The table with its operands exchanged: the reference of a layer that swaps A and B."""
-    n = 1 << m.mantissa_bits
-    return Multiplier(
-        m.name + "_swapped",
-        m.mantissa_bits,
-        m.operand_rounding,
-        np.ascontiguousarray(m.lut.reshape(n, n).T).reshape(-1),
-    )
 
 
 FWD = random_table(1401, "truncate")

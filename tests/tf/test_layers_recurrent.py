@@ -20,9 +20,8 @@ import keras  # noqa: E402
 
 import approxtrain as at  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
 import amsim_reference as ref  # noqa: E402
-from _compare import BF16, assert_bits_equal, bf16_values  # noqa: E402
+from _compare import BF16, assert_bits_equal, bf16_values, random_table  # noqa: E402
 
 B, T, D, U = 2, 3, 3, 4
 
@@ -33,12 +32,6 @@ CASES = {
     "gru_reset_before": (am.AMGRU, keras.layers.GRU, dict(reset_after=False)),
     "lstm": (am.AMLSTM, keras.layers.LSTM, {}),
 }
-
-
-def random_table(seed):
-    """An arbitrary, asymmetric M=7 table: a wrong table or operand order shows at once."""
-    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14).astype(np.uint16)
-    return Multiplier(f"random7_{seed}", 7, "truncate", lut)
 
 
 def twin_pair(case, multiplier, data_seed=0, shape=(B, T, D), **extra):

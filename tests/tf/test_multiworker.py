@@ -17,15 +17,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from _runs import Child, assert_one_consistent_version, assert_same_weights, history  # noqa: E402
+from _runs import Child, assert_one_consistent_version, assert_same_weights, history, needs_fashion  # noqa: E402
 
 from approxtrain import cli  # noqa: E402
-from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
-)
+pytestmark = needs_fashion
 
 LENET5 = [
     "--model",

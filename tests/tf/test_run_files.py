@@ -16,40 +16,21 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from _runs import (
+from _runs import (  # noqa: E402
+    SMALL,
     Child,
     assert_one_consistent_version,
     assert_same_weights,
-    checkpoint_state,  # noqa: E402
+    checkpoint_state,
     history,
+    needs_fashion,
     run_child,
 )
 
 from approxtrain import cli  # noqa: E402
-from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
 from approxtrain.train.files import FORMAT_VERSION  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
-)
-
-SMALL = [
-    "--model",
-    "lenet300100",
-    "--dataset",
-    "fashion_mnist",
-    "--subset",
-    "256",
-    "--test-subset",
-    "200",
-    "--batch-size",
-    "64",
-    "--verbose",
-    "0",
-    "--seed",
-    "3",
-]
+pytestmark = needs_fashion
 CHILD_TIMEOUT_S = 180
 
 

@@ -16,19 +16,12 @@ from keras import ops  # noqa: E402
 import approxtrain  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
 from approxtrain._substitute import MULTIPLY_HEAVY, left_native  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
-from _compare import BF16, assert_bits_equal, bf16_values  # noqa: E402
+from _compare import BF16, assert_bits_equal, bf16_values, random_table  # noqa: E402
 
 
 def relative_l2(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def random_table(seed):
-    """An arbitrary, asymmetric M=7 table: a wrong table or operand order shows at once."""
-    lut = np.random.default_rng(seed).integers(0, 1 << 16, 1 << 14).astype(np.uint16)
-    return Multiplier(f"random7_{seed}", 7, "truncate", lut)
 
 
 def flat(outputs):

@@ -1,6 +1,5 @@
 """`approxtrain train` and `compare` end to end on a few hundred Fashion-MNIST images."""
 
-import csv
 import json
 import os
 
@@ -8,34 +7,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from _runs import SMALL, history, needs_fashion  # noqa: E402
+
 from approxtrain import cli  # noqa: E402
-from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
-
-needs_fashion = pytest.mark.skipif(
-    not os.path.isdir(FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: apt-get install dataset-fashion-mnist",
-)
-SMALL = [
-    "--model",
-    "lenet300100",
-    "--dataset",
-    "fashion_mnist",
-    "--subset",
-    "256",
-    "--test-subset",
-    "200",
-    "--batch-size",
-    "64",
-    "--verbose",
-    "0",
-    "--seed",
-    "3",
-]
-
-
-def history(out):
-    with open(os.path.join(out, "history.csv")) as f:
-        return list(csv.DictReader(f))
 
 
 def results(out):
