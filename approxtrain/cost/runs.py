@@ -12,7 +12,6 @@ def load(run_dir, batch_size=None):
     import keras
 
     from approxtrain import data as datasets
-    from approxtrain import models
     from approxtrain.train.optim import make_optimizer
 
     path = os.path.join(run_dir, SETTINGS)
@@ -31,15 +30,7 @@ def load(run_dir, batch_size=None):
         augment=config.augment,
         image_size=config.image_size,
     )
-    model = models.build(
-        config.model,
-        data.info.input_shape,
-        data.info.num_classes,
-        multiplier=config.multiplier,
-        grad_input_multiplier=config.grad_input_multiplier,
-        grad_weight_multiplier=config.grad_weight_multiplier,
-        **config.model_options,
-    )
+    model = config.build_model(data.info.input_shape, data.info.num_classes)
     model.compile(optimizer=make_optimizer(config, 1), loss=keras.losses.SparseCategoricalCrossentropy())
     checkpoint.restore(run_dir, model, entry)
     return model, data, config, entry.epoch

@@ -43,6 +43,20 @@ class TrainConfig:
             self.lr = DEFAULT_LR.get(self.optimizer)
         self.validate()
 
+    def build_model(self, input_shape, num_classes):
+        """The zoo model this run trains, with its multipliers and model options (uncompiled)."""
+        from approxtrain import models
+
+        return models.build(
+            self.model,
+            input_shape,
+            num_classes,
+            multiplier=self.multiplier,
+            grad_input_multiplier=self.grad_input_multiplier,
+            grad_weight_multiplier=self.grad_weight_multiplier,
+            **self.model_options,
+        )
+
     def validate(self):
         for what, value, allowed in (
             ("optimizer", self.optimizer, OPTIMIZERS),

@@ -167,7 +167,6 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     import tensorflow as tf
 
     from approxtrain import data as datasets
-    from approxtrain import models
     from approxtrain.train import loop
     from approxtrain.train.optim import make_optimizer
     from approxtrain.train.recorder import EpochRecorder
@@ -194,15 +193,7 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     )
     steps_per_epoch = math.ceil(data.info.num_train / config.batch_size)
     with strategy.scope():
-        model = models.build(
-            config.model,
-            data.info.input_shape,
-            data.info.num_classes,
-            multiplier=config.multiplier,
-            grad_input_multiplier=config.grad_input_multiplier,
-            grad_weight_multiplier=config.grad_weight_multiplier,
-            **config.model_options,
-        )
+        model = config.build_model(data.info.input_shape, data.info.num_classes)
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(),
