@@ -184,7 +184,8 @@ def run(args):
     if threads is not None:
         core.set_num_threads(threads)
     shapes = getattr(args, "shapes", None) or [(n, n, n) for n in sizes]
-    cpu_paths = getattr(args, "cpu_paths", None) or ["auto"]
+    # Without --cpu-paths the bench runs the path the environment gives (APPROXTRAIN_CPU_PATH as set).
+    cpu_paths = getattr(args, "cpu_paths", None) or [os.environ.get(PATH_ENV) or "auto"]
     m7 = _multiplier("mbm7", 7, "truncate")
     print(f"[core_cpu] matmul MxNxK, _core ({core.num_threads()} threads) vs numpy float32, median of {repeats}")
     print(

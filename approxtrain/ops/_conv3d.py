@@ -165,7 +165,9 @@ def conv3d(
     require_rank(w, (5,), "conv3d filter w [KD, KH, KW, C/groups, O]")
     groups, x = _conv.resolve_groups(x, w, groups, "conv3d")
     attrs = DepthAttrs(strides, padding, dilations, groups)
-    if all(m is None for m in resolved) and groups == 1:
+    # All phases fp32: TF's own op, where its CPU kernels take the window (no dilation); dilated
+    # ones go the per-tap way below, whose native 2-D products work on every CPU.
+    if all(m is None for m in resolved) and groups == 1 and _triple(dilations) == (1, 1, 1):
         return tf.nn.conv3d(x, w, [1, *_triple(strides), 1], attrs.padding, dilations=[1, *_triple(dilations), 1])
     tables = [op_table_for(m) for m in resolved]
 
@@ -208,7 +210,7 @@ def conv3d_transpose(
     require_rank(w, (5,), "conv3d_transpose filter w [KD, KH, KW, O, C]")
     sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
     attrs = DepthAttrs(strides, padding, dilations)
-    if all(m is None for m in resolved):
+    if all(m is None for m in resolved) and _triple(dilations) == (1, 1, 1):  # as conv3d above
         return tf.nn.conv3d_transpose(
             x, w, sizes, [1, *_triple(strides), 1], attrs.padding, dilations=[1, *_triple(dilations), 1]
         )

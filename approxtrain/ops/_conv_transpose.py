@@ -171,7 +171,10 @@ def conv2d_transpose(
     require_rank(w, (4,), "conv2d_transpose filter w [KH, KW, O, C]")
     sizes = _output_sizes(x, w, output_shape, "conv2d_transpose")
     attrs = _conv.conv_attrs(strides, padding, dilations)
-    if all(m is None for m in resolved):
+    # All phases fp32: TF's own op where its CPU kernels take the window; a dilated one is
+    # Conv2DBackpropInput with dilations, which TF's CPU kernels reject without oneDNN, so it
+    # goes the way below, whose native products (ops/_native_conv_grads.py) work on every CPU.
+    if all(m is None for m in resolved) and attrs.dilations == (1, 1, 1, 1):
         return tf.nn.conv2d_transpose(
             x, w, sizes, list(attrs.strides), _tf_padding(attrs), dilations=list(attrs.dilations)
         )

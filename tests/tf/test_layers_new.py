@@ -289,16 +289,66 @@ def twin_pair(case, multiplier):
     return layer, native, bf16_values(rng, shape)
 
 
+def dilated(case):
+    dilation = TWIN_CASES[case][1].get("dilation_rate", 1)
+    return any(d > 1 for d in ((dilation,) if isinstance(dilation, int) else dilation))
+
+
+def native_reference(case, native):
+    """The native result to compare with: Keras's twin, except where TF's CPU kernels reject its
+    window without oneDNN (dilated transposed convs and Conv3D); there the AM layer with every
+    phase fp32, whose portable native formulation test_fp32_dilated_layers_equal_keras_twins
+    checks against Keras's twin under oneDNN."""
+    if not dilated(case):
+        return native
+    cls, kwargs, _ = TWIN_CASES[case]
+    portable = cls(**kwargs, multiplier="fp32")
+    portable.build(TWIN_CASES[case][2])
+    portable.set_weights(native.get_weights())
+    return portable
+
+
 @pytest.mark.parametrize("case", sorted(TWIN_CASES))
 def test_bf16_equals_native_twin_and_mbm7_moves_away(case):
     layer, native, x = twin_pair(case, BF16)
     y, dx, dw, dy = run_layer(layer, x)
-    ny, ndx, ndw, _ = run_layer(native, x)
+    ny, ndx, ndw, _ = run_layer(native_reference(case, native), x)
     for what, a, b in (("forward", y, ny), ("dX", dx, ndx), ("dW", dw, ndw)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max(), err_msg=what)
     mbm7_layer = twin_pair(case, "mbm7")[0]
     far = np.abs(mbm7_layer(x).numpy() - ny).max()
     assert far > 1e-3 * np.abs(ny).max(), f"mbm7 output within {far} of native"
+
+
+_FP32_TWIN_CHECK = """
+import sys
+import numpy as np
+import tensorflow as tf
+sys.path[:0] = [{tests!r}, {tests_tf!r}]
+import test_layers_new as t
+for case in sorted(c for c in t.TWIN_CASES if t.dilated(c)):
+    layer, native, x = t.twin_pair(case, "fp32")
+    for what, a, b in zip(("forward", "dX", "dW"), t.run_layer(layer, x), t.run_layer(native, x)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max(), err_msg=case + " " + what)
+    print("ok", case)
+"""
+
+
+def test_fp32_dilated_layers_equal_keras_twins():
+    """Every phase fp32 on a dilated layer equals Keras's twin. TF's own CPU kernels reject dilated
+    transposed convs and Conv3D without oneDNN, so the twin runs in a process with oneDNN on
+    (TF_ENABLE_ONEDNN_OPTS=1 works on any x86-64 CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    tests_tf = os.path.dirname(os.path.abspath(__file__))
+    script = _FP32_TWIN_CHECK.format(tests=os.path.dirname(tests_tf), tests_tf=tests_tf)
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checked = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
+    assert checked == sorted(c for c in TWIN_CASES if dilated(c)) and checked, proc.stdout
 
 
 @pytest.mark.parametrize("case", sorted(TWIN_CASES))

@@ -630,13 +630,18 @@ def test_cached_attention_twin_is_am_attention_with_keras_hubs_call():
     assert relative_l2(got, native(x, x, attention_mask=causal)) > 1e-2
 
     # Cached decode, one token at a time into a zero cache: each step's output is the full
-    # causal pass's row (masked positions have probability 0, and 0 times anything is 0).
+    # causal pass's row (masked positions have probability 0, and 0 times anything is 0), up to
+    # the native softmax, whose Eigen kernels (oneDNN off) may give 0.99999994 for one query row
+    # where a block of rows gives 1.0. A random table turns that last bit into an unrelated
+    # product, so the decode path is checked with the exact bf16 table, to a tolerance.
+    cached, plain, x = attention_pair(BF16)
+    got = cached(x, x, attention_mask=causal)
     cache = np.zeros((batch, 2, length, 2, 3), np.float32)
     for i in range(length):
         mask = causal[:, i : i + 1, :]
         step, cache = cached(x[:, i : i + 1], x[:, i : i + 1], attention_mask=mask, cache=cache, cache_update_index=i)
         assert np.isfinite(np.asarray(step)).all()
-        assert_bits_equal(step, np.asarray(got)[:, i : i + 1], f"decode step {i}")
+        np.testing.assert_allclose(step, np.asarray(got)[:, i : i + 1], rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
     # The filled cache holds the key and value projections of the whole sequence.
     assert_bits_equal(cache[:, 0], cached._key_dense(x), "key cache")
     assert_bits_equal(cache[:, 1], cached._value_dense(x), "value cache")
