@@ -6,18 +6,17 @@ CI's short version is test_train.py's end-to-end runs on a few hundred images.
 """
 
 import json
-import os
 
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
 from approxtrain import cli  # noqa: E402
-from approxtrain.data.catalog import FASHION_MNIST_SYSTEM_DIR  # noqa: E402
+from _runs import needs_fashion  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_SYSTEM_DIR), reason="dataset-fashion-mnist is not installed"),
+    needs_fashion,
 ]
 
 MULTIPLIERS = ["fp32", "bf16", "mbm7", "mitchell7", "mbm3"]

@@ -7,8 +7,6 @@ table leaves the weights equal to fp32's.  Runs in well under two minutes on 2 c
 The long version is test_convergence.py (marked slow).
 """
 
-import os
-
 import numpy as np
 import pytest
 import keras
@@ -16,13 +14,10 @@ import keras
 import approxtrain as at
 from approxtrain.data import catalog
 from approxtrain.data.arrays import load_arrays
+from _runs import needs_fashion
 
 FASHION = catalog.get("fashion_mnist")
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(catalog.FASHION_MNIST_SYSTEM_DIR),
-    reason=f"the offline Fashion-MNIST is not in {catalog.FASHION_MNIST_SYSTEM_DIR}: "
-    "apt-get install dataset-fashion-mnist",
-)
+pytestmark = needs_fashion
 
 TRAIN, TEST = 12000, 2000
 # Measured on this data and these settings (one epoch, test accuracy): mbm7 0.781, fp32 0.726;
