@@ -12,6 +12,7 @@ This package imports nothing of approxtrain outside itself at import time,
 so setup.py can load it to build the shipped tables before _core exists.
 """
 
+from ._integer import INTEGER_BITS, IntegerMultiplier
 from ._multiplier import ROUNDINGS, Multiplier
 from .builder import ModelError, build_table
 from .compiler import LANGUAGES
@@ -40,6 +41,8 @@ from .table_formats import TableImportError
 
 __all__ = [
     "Multiplier",
+    "IntegerMultiplier",
+    "INTEGER_BITS",
     "ROUNDINGS",
     "LANGUAGES",
     "TABLE_FORMATS",

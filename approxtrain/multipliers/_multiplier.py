@@ -25,6 +25,8 @@ class Multiplier:
     lut: np.ndarray = field(repr=False)
     description: str = ""
 
+    kind = "float"  # class attribute: IntegerMultiplier.kind is "integer"
+
     def __post_init__(self):
         if not isinstance(self.mantissa_bits, (int, np.integer)) or not 1 <= self.mantissa_bits <= 11:
             raise ValueError(f"mantissa_bits must be an integer in [1, 11], got {self.mantissa_bits!r}")
