@@ -8,6 +8,7 @@ Each layer is its Keras twin plus `multiplier`, `grad_input_multiplier` and
 """
 
 from approxtrain.layers._am_layer import AMLayer
+from approxtrain.layers.approx_dropout import ApproxDropoutDense, ApproxRandomDropout
 from approxtrain.layers.attention import AMMultiHeadAttention
 from approxtrain.layers.conv import AMConv1D, AMConv2D
 from approxtrain.layers.conv3d import AMConv3D
@@ -18,6 +19,7 @@ from approxtrain.layers.einsum_dense import AMEinsumDense
 from approxtrain.layers.recurrent import AMGRU, AMLSTM, AMSimpleRNN
 
 # Every AM layer class; each names its Keras twin in `keras_twin` (substitute() maps them).
+# ApproxDropoutDense has no Keras twin: its own class, so substitute() only re-targets it.
 AM_LAYERS = (
     AMDense,
     AMConv1D,
@@ -33,6 +35,7 @@ AM_LAYERS = (
     AMConv1DTranspose,
     AMConv2DTranspose,
     AMConv3DTranspose,
+    ApproxDropoutDense,
 )
 
 __all__ = [
@@ -52,4 +55,6 @@ __all__ = [
     "AMSimpleRNN",
     "AMGRU",
     "AMLSTM",
+    "ApproxDropoutDense",
+    "ApproxRandomDropout",
 ]

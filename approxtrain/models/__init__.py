@@ -53,7 +53,9 @@ def build(
     The multipliers are read as everywhere in approxtrain (a name, ``"fp32"`` or a
     `Multiplier`; None gradient multipliers: same as `multiplier`). Extra keyword arguments
     are model options (see options(name)), e.g. width=8 for a resnet, stem="cifar",
-    alpha=0.5 for mobilenetv2, dim/depth/num_heads for transformer.
+    alpha=0.5 for mobilenetv2, dim/depth/num_heads for transformer, approx_dropout="row"|"tile"
+    and dropout_rate=0.5 for lenet300100 / lenet5 (approximate random dropout that skips the
+    dropped units' multiplies, docs/approx-dropout.md; dropout_rate alone: plain Dropout).
     """
     builder = _builder(name)
     unknown = sorted(set(kw) - set(options(name)))

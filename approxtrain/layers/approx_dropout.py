@@ -1,0 +1,194 @@
+"""Approximate random dropout whose dropped units cost no multiply (docs/approx-dropout.md).
+
+Two layers:
+
+- `ApproxRandomDropout(rate, pattern="row"|"tile", tile=32, seed=None)` describes the dropout
+  and draws its patterns (`approxtrain.layers._dropout_patterns`), one per training step.
+  Alone, after any layer, a row pattern drops whole features of its input -- correct, but the
+  products that made the dropped features were already spent.
+- `ApproxDropoutDense(units, dropout=ApproxRandomDropout(...), multiplier=...)`: a Dense layer
+  fused with its dropout. The pattern is drawn BEFORE the product, and the product runs on
+  compacted operands: one smaller AM matmul (or native matmul for ``"fp32"``) forward, and
+  its two gradient GEMMs are smaller in the same proportion, since they are that product's
+  gradients. At inference (training False) it is exactly `AMDense`.
+
+    dense = ApproxDropoutDense(300, activation="relu", multiplier="mbm7",
+                               dropout=ApproxRandomDropout(0.5, "row"))
+"""
+
+import keras
+import tensorflow as tf
+
+from approxtrain import ops
+from approxtrain.layers import _dropout_patterns as patterns
+from approxtrain.layers._am_layer import from_float32, to_float32
+from approxtrain.layers.dense import AMDense
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class ApproxRandomDropout(keras.layers.Layer):
+    """Structured dropout drawn online: whole units (``"row"``) or whole kernel tiles (``"tile"``).
+
+    One pattern per training step for the whole mini-batch; the kept values are scaled by
+    n / kept, which is the usual 1 / (1 - rate) whenever n * (1 - rate) is a whole number
+    (see `_dropout_patterns.scale`). Identity at inference.
+
+    Args:
+        rate: share dropped, a float in [0, 1).
+        pattern: ``"row"`` (drop output units) or ``"tile"`` (drop tiles of the kernel of the
+            Dense layer it is fused with; see `ApproxDropoutDense`).
+        tile: tile size (rows, cols) of the kernel [in, out], or one int for square tiles;
+            used by the tile pattern only.
+        seed: int seed of the pattern stream (None: drawn from Keras's global seed).
+
+    Used alone (after any layer) only the row pattern applies: it zeroes whole features of
+    its input, the same for every example of the batch. To skip the multiplies of the
+    dropped units, give it to `ApproxDropoutDense` instead.
+    """
+
+    def __init__(self, rate, pattern="row", tile=32, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = patterns.check_rate(rate)
+        self.pattern = patterns.check_pattern(pattern)
+        self.tile = patterns.check_tile(tile)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def kept_units(self, n):
+        """Sorted int32 indices of the units kept this step (a fresh draw at every call)."""
+        uniform = keras.random.uniform((n,), seed=self.seed_generator)
+        return patterns.random_subsets(uniform, patterns.kept_count(n, self.rate))
+
+    def kept_tiles(self, row_tiles, col_tiles):
+        """[col_tiles, kept] sorted int32 row-tile indices kept in each column block of tiles."""
+        uniform = keras.random.uniform((col_tiles, row_tiles), seed=self.seed_generator)
+        return patterns.random_subsets(uniform, patterns.kept_count(row_tiles, self.rate))
+
+    def call(self, inputs, training=None):
+        if self.pattern != "row":
+            raise ValueError(
+                f"ApproxRandomDropout {self.name!r}: pattern={self.pattern!r} drops tiles of a weight matrix; "
+                "use it as ApproxDropoutDense(..., dropout=ApproxRandomDropout(..., pattern='tile'))"
+            )
+        if not training or self.rate == 0.0:
+            return inputs
+        n = inputs.shape[-1]
+        kept = self.kept_units(n)
+        mask = tf.scatter_nd(kept[:, None], tf.ones_like(kept, inputs.dtype), [n])
+        return inputs * (mask * tf.cast(patterns.scale(n, self.rate), inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, pattern=self.pattern, tile=list(self.tile), seed=self.seed)
+        return config
+
+
+def _dropout_argument(dropout):
+    """None, an ApproxRandomDropout, or its serialised form (as from_config passes it)."""
+    if isinstance(dropout, dict):
+        dropout = keras.saving.deserialize_keras_object(dropout)
+    if dropout is not None and not isinstance(dropout, ApproxRandomDropout):
+        raise ValueError(f"dropout must be an ApproxRandomDropout or None, got {dropout!r}")
+    return dropout
+
+
+@keras.saving.register_keras_serializable(package="approxtrain")
+class ApproxDropoutDense(AMDense):
+    """`AMDense` fused with approximate random dropout: dropped units cost no multiply.
+
+    Training step, ``dropout.pattern == "row"``: the kept units K are drawn, then
+    ``y[:, K] = act(x . kernel[:, K] + bias[K]) * scale`` by ONE matmul of shape
+    [rows, in] x [in, |K|]; the dropped units are exact zeros. Its gradients are the
+    compacted product's: dX = dY[:, K] . kernel[:, K]^T and dW[:, K] = x^T . dY[:, K];
+    the dropped columns of the kernel and bias get exactly zero gradient.
+
+    ``"tile"``: the kernel is cut into tiles (dropout.tile); each column block keeps the same
+    number of its row tiles, so the step is ONE batched matmul over the column blocks,
+    [blocks, rows, kept*tile_rows] x [blocks, kept*tile_rows, tile_cols]:
+    ``y = act((x . (kernel * M)) * scale + bias)``, M the tile mask (DropConnect by tiles).
+
+    Kept products sum k ascending, as in `AMDense`: a kept unit of a row pattern is the
+    undropped layer's value times the scale, bit for bit.  At inference the layer is `AMDense`.
+
+    Args:
+        units, activation, use_bias, ...: as `keras.layers.Dense` / `AMDense`.
+        dropout: an `ApproxRandomDropout` (None: no dropout, plain AMDense).
+        multiplier, grad_input_multiplier, grad_weight_multiplier: as `AMDense`; ``"fp32"``
+            compacts the same way with native matmuls.
+    """
+
+    def __init__(self, units, dropout=None, **kwargs):
+        super().__init__(units, **kwargs)
+        self.dropout = _dropout_argument(dropout)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.dropout is not None and not self.dropout.built:
+            self.dropout.build(input_shape)
+
+    def call(self, inputs, training=None):
+        if not training or self.dropout is None or self.dropout.rate == 0.0:
+            return super().call(inputs)
+        x, kernel = to_float32(self, inputs, self.kernel)
+        flat = tf.reshape(x, [-1, x.shape[-1]])
+        if self.dropout.pattern == "row":
+            y = self._row_dropped(flat, kernel)
+        else:
+            y = self._tile_dropped(flat, kernel)
+        y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.units]], axis=0))
+        y.set_shape(x.shape[:-1].concatenate([self.units]))
+        return y
+
+    def _row_dropped(self, flat, kernel):
+        units = self.units
+        kept = self.dropout.kept_units(units)
+        y = from_float32(self, ops.matmul(flat, tf.gather(kernel, kept, axis=1), **self.am_multipliers.op_kwargs()))
+        if self.bias is not None:
+            y = keras.ops.add(y, tf.gather(self.bias, kept))
+        if self.activation is not None:
+            y = self.activation(y)
+        y = y * tf.cast(patterns.scale(units, self.dropout.rate), y.dtype)
+        # Back to all units: column j is y's column position[j] - 1, or the zero column 0.
+        position = tf.scatter_nd(kept[:, None], tf.range(1, tf.size(kept) + 1), [units])
+        padded = tf.concat([tf.zeros_like(y[:, :1]), y], axis=1)
+        return tf.gather(padded, position, axis=1)
+
+    def _tile_dropped(self, flat, kernel):
+        n_in, units = kernel.shape
+        tile_rows, tile_cols = self.dropout.tile
+        row_tiles, col_tiles = patterns.tile_grid(n_in, units, self.dropout.tile)
+        kept = self.dropout.kept_tiles(row_tiles, col_tiles)  # [col_tiles, kept]
+        # Zero-pad to whole tiles: a padded zero adds +0 to a sum, which leaves it unchanged.
+        k_pad, n_pad = row_tiles * tile_rows - n_in, col_tiles * tile_cols - units
+        kernel = tf.pad(kernel, [[0, k_pad], [0, n_pad]])
+        flat = tf.pad(flat, [[0, 0], [0, k_pad]])
+        # kernel tiles [col_tiles, row_tiles, tile_rows, tile_cols], each block's kept ones
+        w = tf.transpose(tf.reshape(kernel, [row_tiles, tile_rows, col_tiles, tile_cols]), [2, 0, 1, 3])
+        w = tf.reshape(tf.gather(w, kept, batch_dims=1), [col_tiles, -1, tile_cols])
+        # input slices [row_tiles, rows, tile_rows] -> per block [col_tiles, rows, kept*tile_rows]
+        x = tf.transpose(tf.reshape(flat, [-1, row_tiles, tile_rows]), [1, 0, 2])
+        x = tf.reshape(tf.transpose(tf.gather(x, kept), [0, 2, 1, 3]), [col_tiles, tf.shape(flat)[0], -1])
+        y = ops.matmul(x, w, **self.am_multipliers.op_kwargs())  # [col_tiles, rows, tile_cols]
+        y = tf.reshape(tf.transpose(y, [1, 0, 2]), [-1, col_tiles * tile_cols])[:, :units]
+        y = from_float32(self, y * patterns.scale(row_tiles, self.dropout.rate))
+        if self.bias is not None:
+            y = keras.ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+    def get_config(self):
+        config = super().get_config()
+        config["dropout"] = None if self.dropout is None else keras.saving.serialize_keras_object(self.dropout)
+        return config
+
+
+# ApproxDropoutDense stands in for no Keras layer: substitute() maps it to itself only, to
+# re-target its multiplier (approxtrain._substitute.TWINS).
+ApproxDropoutDense.keras_twin = ApproxDropoutDense
