@@ -11,6 +11,10 @@ optimizer sums the replicas' gradients. The same code runs without a strategy, u
 callback hooks (on_train_begin, on_epoch_begin, on_train_batch_begin/end, on_epoch_end,
 on_train_end) with the logs `fit` would give: "loss" and "accuracy", means so far.
 
+Step hooks: a callback with a method `before_apply(variables, gradients) -> gradients` (the
+sparse-training callbacks of approxtrain.sparsity) is called inside the compiled train step
+between the gradient and `apply_gradients`, e.g. to mask the gradients of pruned weights.
+
 A step whose loss is not finite stops training with NonFiniteLoss naming the epoch,
 the step and the first layer whose output was not finite on that batch.
 """
@@ -41,6 +45,7 @@ def fit(model, dataset, *, epochs, initial_epoch=0, callbacks=(), verbose=0, str
     """
     strategy = strategy or model.distribute_strategy
     steps = _Steps(model, strategy)
+    steps.hooks = [c for c in callbacks if callable(getattr(c, "before_apply", None))]
     distributed = strategy.experimental_distribute_dataset(dataset)
     train_step = steps.function("train", distributed.element_spec)
     callback_list = keras.callbacks.CallbackList(
@@ -153,6 +158,7 @@ class _Steps:
         # XLA only where Keras' fit would use it (fp32 models on a GPU, no strategy).
         self.jit = bool(getattr(model, "jit_compile", False)) and strategy.num_replicas_in_sync == 1
         self.functions = {}
+        self.hooks = []  # step hooks: before_apply(variables, gradients) -> gradients
         model._approxtrain_steps = (strategy, self)
 
     @classmethod
@@ -207,6 +213,8 @@ class _Steps:
                 if model.losses:
                     loss += tf.add_n(model.losses) / num_replicas
             gradients = tape.gradient(loss, model.trainable_variables)
+            for hook in self.hooks:
+                gradients = hook.before_apply(model.trainable_variables, gradients)
             model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             # Which layer outputs were not finite, worked out only on a replica whose loss was not.
             nonfinite = tf.cond(

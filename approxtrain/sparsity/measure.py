@@ -1,0 +1,48 @@
+"""What a (sparse) model's weights achieve: weight sparsity, channel sparsity, multiplies skipped."""
+
+import numpy as np
+
+from approxtrain.sparsity.masks import prunable
+
+
+def _uses_per_weight(target):
+    """How often one kernel weight is multiplied per example: the output positions it is applied
+    at (1 for a 2-D Dense; height x width of the output for a Conv2D). 1 when unknown."""
+    try:
+        shape = target.layer.output.shape
+    except (AttributeError, ValueError):
+        return 1
+    kernel = tuple(int(d) for d in target.kernel.shape)
+    positions = int(np.prod([int(d) for d in shape[1:-1]])) if len(shape) > 2 else 1
+    if target.channels or "Dense" in type(target.layer).__name__ and len(kernel) == 2:
+        return positions
+    if "Depthwise" in type(target.layer).__name__:
+        return positions
+    return 1
+
+
+def sparsity_report(model):
+    """{"weight_sparsity", "channel_sparsity", "multiplies_skipped", "layers": [...]} from the
+    kernels' zeros. weight_sparsity: zero weights / weights of the prunable kernels;
+    channel_sparsity: all-zero output channels / output channels of the Dense/Conv kernels but
+    the last (the outputs); multiplies_skipped: share of the prunable layers' multiplies per
+    example whose weight is zero (each weight counted at every output position it is applied)."""
+    targets = prunable(model)
+    layers, zeros, total, macs, skipped, channels, dead = [], 0, 0, 0, 0, 0, 0
+    for i, target in enumerate(targets):
+        w = np.asarray(target.kernel.numpy() if hasattr(target.kernel, "numpy") else target.kernel)
+        zero = int((w == 0).sum())
+        uses = _uses_per_weight(target)
+        row = {"kernel": target.name, "weights": int(w.size), "zero": zero, "sparsity": zero / w.size}
+        if target.channels and i < len(targets) - 1:
+            empty = int((np.abs(w).reshape(-1, w.shape[-1]).sum(axis=0) == 0).sum())
+            row.update(channels=int(w.shape[-1]), removed_channels=empty)
+            channels, dead = channels + int(w.shape[-1]), dead + empty
+        zeros, total, macs, skipped = zeros + zero, total + w.size, macs + w.size * uses, skipped + zero * uses
+        layers.append(row)
+    return {
+        "weight_sparsity": zeros / total,
+        "channel_sparsity": dead / channels if channels else 0.0,
+        "multiplies_skipped": skipped / macs,
+        "layers": layers,
+    }
