@@ -23,6 +23,7 @@ from approxtrain._op_library import library
 from approxtrain.ops._checks import float32_tensor
 from approxtrain.ops._op_table import op_table_for, op_table_of
 from approxtrain.ops._tables import resolve_three
+from approxtrain.quant.multipliers import any_integer
 
 
 def gemm(a, b, op_table, transpose_a=False, transpose_b=False):
@@ -144,7 +145,15 @@ def grad_b(dc, a, b, op_table, transpose_a, transpose_b):
 
 
 def matmul(
-    a, b, multiplier, transpose_a=False, transpose_b=False, grad_input_multiplier=None, grad_weight_multiplier=None
+    a,
+    b,
+    multiplier,
+    transpose_a=False,
+    transpose_b=False,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM matrix product ``op(a) . op(b)`` with numpy batch broadcasting (rank >= 2).
 
@@ -153,7 +162,30 @@ def matmul(
     gradient with respect to ``a`` uses ``grad_input_multiplier`` and the one
     with respect to ``b`` uses ``grad_weight_multiplier`` (None: same as
     ``multiplier``).  ``"fp32"`` for any of them means the native op.
+
+    An integer multiplier (`approxtrain.multipliers.IntegerMultiplier` or its name) quantizes
+    the operands as ``quantization`` (an `approxtrain.quant.QuantConfig`; None: its defaults)
+    says, ``a`` the activation (its range may be given as ``input_range=(lo, hi)``) and ``b``
+    the weights, and multiplies their 8-bit codes through its table (docs/integer.md).
     """
+    if (
+        quantization is not None
+        or input_range is not None
+        or any_integer(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    ):
+        from approxtrain.quant import ops as quant_ops
+
+        return quant_ops.matmul(
+            a,
+            b,
+            multiplier,
+            transpose_a,
+            transpose_b,
+            grad_input_multiplier,
+            grad_weight_multiplier,
+            quantization,
+            input_range,
+        )
     forward, grad_in, grad_w = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     a = float32_tensor(a, "matmul operand a")
     b = float32_tensor(b, "matmul operand b")

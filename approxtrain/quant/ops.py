@@ -1,0 +1,361 @@
+"""Products through an integer multiplier: quantize, multiply the 8-bit codes through the table,
+accumulate exactly in integers, dequantize; with their gradients (docs/integer.md).
+
+Operands: the left one (``a`` of matmul, ``x`` of conv2d) is the activation, quantized per tensor
+and calibrated by ``QuantConfig.calibration`` (or the range a layer passes as ``input_range``);
+the right one (the weights) is calibrated by its min/max, per tensor or per output channel (its
+last axis).  The table row is the left operand, as for float multipliers.
+
+Gradients (the quantizers pass the gradient where the operand lies in its nudged range and
+stop it outside, as TensorFlow's fake-quant ops do):
+
+- default (``integer_backward=False``, no grad multiplier given): the straight-through
+  estimator, dX = dY . W^T and dW = X^T . dY as native float32 products of the dequantized
+  operands;
+- ``integer_backward=True``: the same integer table; dX = dY_q . W_q^T (A = dY) with dY scaled by
+  the weights' per-channel scales before it is quantized per tensor (so the sum over output
+  channels has one scale), and dW = X_q^T . dY_q (A = X) with dY quantized per tensor;
+- a grad multiplier given explicitly: an integer one (same signedness as the forward) runs
+  that product as integer_backward does with its table; a float `Multiplier` runs the float AM
+  op on the dequantized operands; ``"fp32"`` the native op.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from approxtrain._conv_padding import conv_paddings
+from approxtrain.multipliers import IntegerMultiplier
+from approxtrain.ops import _matmul
+from approxtrain.ops._checks import float32_tensor
+from approxtrain.ops._op_table import op_table_for
+from approxtrain.quant._gemm import exact_product
+from approxtrain.quant.config import quant_config
+from approxtrain.quant.multipliers import describe, resolve_any
+from approxtrain.quant.quantize import (
+    batch_range,
+    dequantize,
+    in_range,
+    minmax,
+    params_from_range,
+    quantize,
+)
+
+
+class GradRule(NamedTuple):
+    """How one backward product runs: 'native', 'float' (a float AM multiplier) or 'integer'."""
+
+    kind: str
+    multiplier: object = None
+
+
+def _grad_rule(value, forward, config, what, op):
+    if value is None:
+        return GradRule("integer", forward) if config.integer_backward else GradRule("native")
+    m = resolve_any(value)
+    if m is None:
+        return GradRule("native")
+    if isinstance(m, IntegerMultiplier):
+        if m.signed != forward.signed:
+            raise ValueError(
+                f"{op}: {what} {m.name!r} is {'signed' if m.signed else 'unsigned'} but the forward multiplier "
+                f"{forward.name!r} is not; an integer backward reuses the forward's codes, so both must match"
+            )
+        return GradRule("integer", m)
+    return GradRule("float", m)
+
+
+def resolve_rules(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op):
+    """(forward IntegerMultiplier, QuantConfig, input GradRule, weight GradRule)."""
+    forward = resolve_any(multiplier)
+    config = quant_config(quantization)
+    if not isinstance(forward, IntegerMultiplier):
+        raise ValueError(
+            f"{op}: quantization=, input_range= and integer grad multipliers need an integer forward multiplier "
+            f"(the backward reuses its quantized operands), got multiplier={describe(multiplier)!r}"
+        )
+    return (
+        forward,
+        config,
+        _grad_rule(grad_input_multiplier, forward, config, "grad_input_multiplier", op),
+        _grad_rule(grad_weight_multiplier, forward, config, "grad_weight_multiplier", op),
+    )
+
+
+def activation_params(x, config, signed, input_range, op):
+    """QuantParams of the left operand: the layer's range, or this batch's."""
+    if input_range is not None:
+        lo, hi = input_range
+    elif config.calibration == "moving_average":
+        raise ValueError(
+            f"{op}: calibration='moving_average' keeps a running range in a layer's state; the stateless op "
+            "takes calibration='minmax' or 'percentile', or the range itself as input_range=(lo, hi)"
+        )
+    else:
+        lo, hi = batch_range(x, config, signed)
+    return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
+
+
+def weight_params(w, config, signed):
+    lo, hi = minmax(w, per_channel=config.granularity == "per_channel")
+    return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
+
+
+def gradient_params(dy, signed):
+    """dY is quantized per tensor by its min/max."""
+    return params_from_range(*minmax(dy), signed)
+
+
+def dequantized_product(acc, scale):
+    """An exact int64 sum back to float32: float32(sum) * scale (the scales' product, float32)."""
+    return tf.cast(acc, tf.float32) * scale
+
+
+# --- matmul ------------------------------------------------------------------------------------
+
+
+def _same_batch(x, y):
+    return x.shape[:-2].is_fully_defined() and x.shape[:-2] == y.shape[:-2]
+
+
+def matmul(
+    a,
+    b,
+    multiplier,
+    transpose_a=False,
+    transpose_b=False,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
+):
+    """``op(a) . op(b)`` through an integer multiplier (see the module doc); a is the activation."""
+    forward, config, rule_a, rule_b = resolve_rules(
+        multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, "matmul"
+    )
+    a = float32_tensor(a, "matmul operand a")
+    b = float32_tensor(b, "matmul operand b")
+    for t, what in ((a, "a"), (b, "b")):
+        if t.shape.rank is None or t.shape.rank < 2:
+            raise ValueError(f"matmul operand {what} must have a known rank >= 2, got shape {t.shape}")
+    # Transposes are materialised outside the custom gradient: their own gradient is a transpose.
+    if transpose_a:
+        a = tf.linalg.matrix_transpose(a)
+    if transpose_b:
+        b = tf.linalg.matrix_transpose(b)
+    pa = activation_params(a, config, forward.signed, input_range, "matmul")
+    pb = weight_params(b, config, forward.signed)
+
+    @tf.custom_gradient
+    def product(a, b):
+        qa, qb = quantize(a, pa), quantize(b, pb)
+        y = dequantized_product(exact_product(qa, qb, pa.zero_point, pb.zero_point, forward), pa.scale * pb.scale)
+
+        def grad(dy):
+            da = _matmul_input_grad(dy, a, b, qb, pb, rule_a)
+            db = _matmul_weight_grad(dy, a, b, qa, pa, rule_b)
+            return da * in_range(a, pa), db * in_range(b, pb)
+
+        return y, grad
+
+    return product(a, b)
+
+
+def _float_table(rule):
+    return op_table_for(rule.multiplier) if rule.kind == "float" else None
+
+
+def _matmul_input_grad(dy, a, b, qb, pb, rule):
+    """dA = dY . B^T."""
+    if rule.kind != "integer":
+        return _matmul.grad_a(dy, a, dequantize(qb, pb), _float_table(rule), False, False)
+    if not _same_batch(a, dy):
+        raise ValueError(
+            f"matmul: integer backward through {rule.multiplier.name!r} needs operand a with the output's batch "
+            f"dimensions, got a {a.shape} for output {dy.shape}"
+        )
+    scaled = dy * pb.scale  # per-channel weight scales folded into dY: one scale for the sum over n
+    pg = gradient_params(scaled, rule.multiplier.signed)
+    qg = quantize(scaled, pg)
+    acc = exact_product(qg, tf.linalg.matrix_transpose(qb), pg.zero_point, pb.zero_point, rule.multiplier, True)
+    return dequantized_product(acc, pg.scale)
+
+
+def _matmul_weight_grad(dy, a, b, qa, pa, rule):
+    """dB = A^T . dY."""
+    if rule.kind != "integer":
+        return _matmul.grad_b(dy, dequantize(qa, pa), b, _float_table(rule), False, False)
+    if b.shape.rank == 2 and a.shape.rank > 2:  # b shared by every batch: one GEMM over all rows
+        qa = tf.reshape(qa, [-1, tf.shape(qa)[-1]])
+        dy = tf.reshape(dy, [-1, tf.shape(dy)[-1]])
+    elif not _same_batch(b, dy):
+        raise ValueError(
+            f"matmul: integer backward through {rule.multiplier.name!r} needs operand b of rank 2 or with the "
+            f"output's batch dimensions, got b {b.shape} for output {dy.shape}"
+        )
+    pd = gradient_params(dy, rule.multiplier.signed)
+    qd = quantize(dy, pd)
+    acc = exact_product(tf.linalg.matrix_transpose(qa), qd, pa.zero_point, pd.zero_point, rule.multiplier)
+    return tf.reshape(dequantized_product(acc, pa.scale * pd.scale), tf.shape(b))
+
+
+# --- conv2d as im2col + the integer GEMM -------------------------------------------------------
+
+
+class Im2Col(NamedTuple):
+    """The static geometry of a conv2d lowered to GEMMs of patches."""
+
+    kh: int
+    kw: int
+    strides: tuple
+    dilations: tuple
+    pads: list  # [top, bottom, left, right]
+    groups: int
+    channels: int
+    out_channels: int
+
+    def patches(self, codes_padded):
+        """[N, OH, OW, KH*KW*C] patches of padded uint8 patterns (row, column, channel order)."""
+        return tf.image.extract_patches(
+            codes_padded,
+            sizes=[1, self.kh, self.kw, 1],
+            strides=[1, *self.strides, 1],
+            rates=[1, *self.dilations, 1],
+            padding="VALID",
+        )
+
+    def grouped_rows(self, patches):
+        """[N, OH, OW, KH*KW*C] -> [G, M, KH*KW*C/G]."""
+        g, cg = self.groups, self.channels // self.groups
+        t = tf.reshape(patches, [-1, self.kh * self.kw, g, cg])
+        return tf.reshape(tf.transpose(t, [2, 0, 1, 3]), [g, -1, self.kh * self.kw * cg])
+
+    def ungrouped_rows(self, rows, out_shape):
+        """Inverse of grouped_rows: [G, M, KH*KW*C/G] -> [N, OH, OW, KH*KW*C]."""
+        g, cg = self.groups, self.channels // self.groups
+        t = tf.reshape(rows, [g, -1, self.kh * self.kw, cg])
+        return tf.reshape(tf.transpose(t, [1, 2, 0, 3]), out_shape)
+
+    def grouped_filter(self, w):
+        """[KH, KW, C/G, O] -> [G, KH*KW*C/G, O/G]."""
+        g = self.groups
+        t = tf.reshape(w, [-1, g, self.out_channels // g])
+        return tf.transpose(t, [1, 0, 2])
+
+    def grouped_channels(self, v):
+        """[O] per-output-channel values -> [G, 1, O/G] (a scalar stays a scalar)."""
+        if not v.shape.rank:
+            return v
+        return tf.reshape(v, [self.groups, 1, -1])
+
+    def grouped_outputs(self, y):
+        """[N, OH, OW, O] -> [G, M, O/G]."""
+        g = self.groups
+        return tf.transpose(tf.reshape(y, [-1, g, self.out_channels // g]), [1, 0, 2])
+
+    def ungrouped_outputs(self, y, out_shape):
+        """[G, M, O/G] -> [N, OH, OW, O]."""
+        return tf.reshape(tf.transpose(y, [1, 0, 2]), out_shape)
+
+    def pad(self, codes, zero_code):
+        top, bottom, left, right = self.pads
+        return tf.pad(codes, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=zero_code)
+
+
+def _im2col(x, w, attrs, groups, op):
+    if not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined() or groups is None:
+        raise ValueError(
+            f"{op} with an integer multiplier needs static input height, width and channels and a static filter "
+            f"shape, got input {x.shape} and filter {w.shape}"
+        )
+    kh, kw, _, out_channels = w.shape.as_list()
+    strides, dilations = tuple(attrs.strides[1:3]), tuple(attrs.dilations[1:3])
+    if attrs.padding == "EXPLICIT":
+        e = attrs.explicit_paddings
+        padding = [[e[2], e[3]], [e[4], e[5]]]
+    else:
+        padding = attrs.padding
+    pads = conv_paddings(padding, x.shape[1:3].as_list(), (kh, kw), strides, dilations)
+    return Im2Col(kh, kw, strides, dilations, pads, groups, x.shape[-1], out_channels)
+
+
+def conv2d(
+    x, w, multiplier, attrs, groups, grad_input_multiplier, grad_weight_multiplier, quantization, input_range, op
+):
+    """NHWC conv2d through an integer multiplier (x, w checked float32 tensors; attrs a ConvAttrs)."""
+    from approxtrain.ops import _conv
+
+    forward, config, rule_x, rule_w = resolve_rules(
+        multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
+    )
+    geometry = _im2col(x, w, attrs, groups, op)
+    px = activation_params(x, config, forward.signed, input_range, op)
+    pw = weight_params(w, config, forward.signed)
+
+    def padded_patterns(codes, params):
+        # The padding holds the code of real 0 (the zero point), as an integer accelerator pads.
+        from approxtrain.quant.quantize import patterns
+
+        return geometry.pad(patterns(codes), tf.cast(params.zero_point, tf.uint8))
+
+    @tf.custom_gradient
+    def conv(x, w):
+        qx, qw = quantize(x, px), quantize(w, pw)
+        patches = geometry.patches(padded_patterns(qx, px))
+        rows = tf.cast(geometry.grouped_rows(patches), tf.int32)
+        if forward.signed:
+            rows = tf.bitwise.right_shift(tf.bitwise.left_shift(rows, 24), 24)  # patterns back to signed codes
+        acc = exact_product(
+            rows, geometry.grouped_filter(qw), px.zero_point, geometry.grouped_channels(pw.zero_point), forward
+        )
+        out_shape = tf.concat([tf.shape(patches)[:3], [geometry.out_channels]], 0)
+        y = dequantized_product(geometry.ungrouped_outputs(acc, out_shape), px.scale * pw.scale)
+
+        def grad(dy):
+            if rule_x.kind == "integer":
+                dx = _conv_input_grad_integer(dy, x, qw, pw, geometry, rule_x.multiplier)
+            else:
+                dx = _conv.input_grad(tf.shape(x), dequantize(qw, pw), dy, _float_table(rule_x), attrs, groups)
+            if rule_w.kind == "integer":
+                dw = _conv_filter_grad_integer(dy, rows, px, w, geometry, rule_w.multiplier)
+            else:
+                dw = _conv.filter_grad(dequantize(qx, px), tf.shape(w), dy, _float_table(rule_w), attrs, groups)
+            return dx * in_range(x, px), dw * in_range(w, pw)
+
+        return y, grad
+
+    return conv(x, w)
+
+
+def _conv_filter_grad_integer(dy, rows, px, w, geometry, multiplier):
+    """dW = X^T . dY over the patches (A = X), per group."""
+    pd = gradient_params(dy, multiplier.signed)
+    qd = geometry.grouped_outputs(quantize(dy, pd))  # [G, M, O/G]
+    acc = exact_product(tf.linalg.matrix_transpose(rows), qd, px.zero_point, pd.zero_point, multiplier)
+    # acc [G, KH*KW*C/G, O/G] -> [KH*KW*C/G, G, O/G] -> the filter's layout
+    dw = tf.reshape(tf.transpose(acc, [1, 0, 2]), tf.shape(w))
+    return dequantized_product(dw, px.scale * pd.scale)
+
+
+def _conv_input_grad_integer(dy, x, qw, pw, geometry, multiplier):
+    """dX: dPatches = dY . W^T (A = dY) per group, summed back onto the input (col2im), exactly."""
+    scaled = dy * pw.scale  # per-channel filter scales folded into dY
+    pg = gradient_params(scaled, multiplier.signed)
+    qg = geometry.grouped_outputs(quantize(scaled, pg))  # [G, M, O/G]
+    wt = tf.linalg.matrix_transpose(geometry.grouped_filter(qw))  # [G, O/G, KH*KW*C/G]
+    zw = pw.zero_point
+    if zw.shape.rank:  # one zero point per output channel: per term of each group's sum
+        zw = tf.reshape(zw, [geometry.groups, -1])
+    acc = exact_product(qg, wt, pg.zero_point, zw, multiplier, zb_per_row=True)
+    top, bottom, left, right = geometry.pads
+    padded_shape = tf.shape(x) + tf.constant([0, top + bottom, left + right, 0])
+    patches_shape = tf.concat([tf.shape(dy)[:3], [geometry.kh * geometry.kw * geometry.channels]], 0)
+    d_patches = geometry.ungrouped_rows(tf.cast(acc, tf.float64), patches_shape)
+    # col2im as the gradient of extract_patches; float64 holds these integer sums exactly
+    with tf.GradientTape() as tape:
+        zeros = tf.zeros(padded_shape, tf.float64)
+        tape.watch(zeros)
+        patches = geometry.patches(zeros)
+    summed = tape.gradient(patches, zeros, output_gradients=d_patches)
+    summed = summed[:, top : top + x.shape[1], left : left + x.shape[2], :]
+    return tf.cast(summed, tf.float32) * pg.scale
