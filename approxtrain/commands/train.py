@@ -59,12 +59,94 @@ def add_run_arguments(p):
         help="tf.distribute strategy: mirrored (this machine's GPUs), multiworker (one process per "
         "worker, cluster from TF_CONFIG; see the README, 'On several machines')",
     )
+    add_sparsity_arguments(p)
     p.add_argument(
         "--verbose",
         default="auto",
         choices=("auto", "0", "1", "2"),
         help="Keras progress output: 1 bar, 2 one line per epoch (auto: bar on a terminal)",
     )
+
+
+def add_sparsity_arguments(p):
+    """Sparse training (approxtrain.sparsity, docs/sparsity.md) and approximate random dropout."""
+    g = p.add_argument_group("sparse training (docs/sparsity.md)")
+    g.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to weight sparsity S, e.g. 0.9")
+    g.add_argument("--prune-schedule", choices=("gradual", "oneshot"), default="gradual",
+                   help="gradual: Zhu & Gupta's cubic ramp from --prune-start to --prune-end; oneshot: all at --prune-start")  # fmt: skip
+    g.add_argument("--prune-start", type=float, metavar="E",
+                   help="epoch (may be fractional) pruning starts (default 0; oneshot: half of --epochs)")  # fmt: skip
+    g.add_argument("--prune-end", type=float, metavar="E",
+                   help="epoch the target sparsity is reached (default: half of --epochs); later epochs fine-tune")  # fmt: skip
+    g.add_argument("--prune-every", type=int, metavar="N",
+                   help="optimizer steps between gradual pruning updates (default: 1/10 epoch)")  # fmt: skip
+    g.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
+                   help="one magnitude threshold per layer, or one over all layers")  # fmt: skip
+    g.add_argument("--dst", choices=("chase",), help="dynamic sparse training method: chase (Yin et al. 2023)")
+    g.add_argument("--sparsity", type=float, metavar="S", help="--dst weight sparsity, e.g. 0.9")
+    g.add_argument("--channel-sparsity", type=float, default=None, metavar="C",
+                   help="--dst chase: share of output channels removed by --dst-end (default 0)")  # fmt: skip
+    g.add_argument("--dst-update-every", type=int, metavar="N",
+                   help="optimizer steps between prune-and-grow updates (default: 1/4 epoch)")  # fmt: skip
+    g.add_argument("--dst-end", type=float, metavar="E",
+                   help="epoch the updates stop and the channel sparsity is reached (default: 3/4 of --epochs)")  # fmt: skip
+    g.add_argument("--drop-fraction", type=float, default=0.3,
+                   help="share of active weights moved at the first update, cosine-decayed (default 0.3)")  # fmt: skip
+    g.add_argument("--sparse-init", choices=("uniform", "erk"), default="uniform",
+                   help="per-layer density of the sparse start (default uniform)")  # fmt: skip
+    g.add_argument("--approx-dropout", choices=("row", "tile"),
+                   help="approximate random dropout on the hidden Dense layers (lenet300100, lenet5)")  # fmt: skip
+    g.add_argument("--dropout-rate", type=float, metavar="R",
+                   help="dropout rate (default 0.5 with --approx-dropout; alone: plain Dropout)")  # fmt: skip
+
+
+def sparsity_from_args(args, epochs=None):
+    """TrainConfig.sparsity from the --prune / --dst flags (None: a dense run)."""
+    from approxtrain.sparsity import settings
+
+    epochs = args.epochs if epochs is None else epochs
+    if args.prune is not None and args.dst is not None:
+        raise ValueError("choose one of --prune and --dst")
+    if args.dst is None:
+        for flag, value in (("--sparsity", args.sparsity), ("--channel-sparsity", args.channel_sparsity),
+                            ("--dst-update-every", args.dst_update_every), ("--dst-end", args.dst_end)):  # fmt: skip
+            if value is not None:
+                raise ValueError(f"{flag} {value} needs --dst chase")
+    if args.prune is None:
+        for flag, value in (("--prune-start", args.prune_start), ("--prune-end", args.prune_end),
+                            ("--prune-every", args.prune_every)):  # fmt: skip
+            if value is not None:
+                raise ValueError(f"{flag} {value} needs --prune S")
+    if args.prune is not None:
+        settings.check_fraction("--prune", args.prune, lower_inclusive=False)
+        return settings.prune_settings(
+            args.prune, args.prune_schedule, args.prune_start, args.prune_end, args.prune_every, args.prune_scope, epochs
+        )
+    if args.dst is not None:
+        if args.sparsity is None:
+            raise ValueError("--dst chase needs --sparsity S (e.g. 0.9)")
+        settings.check_fraction("--sparsity", args.sparsity, lower_inclusive=False)
+        return settings.chase_settings(
+            args.sparsity, args.channel_sparsity or 0.0, args.dst_end, args.dst_update_every,
+            args.drop_fraction, args.sparse_init, epochs,
+        )  # fmt: skip
+    return None
+
+
+def model_options_from_args(args):
+    """--model-option KEY=VALUE items plus --approx-dropout / --dropout-rate."""
+    from approxtrain.sparsity.settings import check_fraction
+
+    options = parse_model_options(args.model_option)
+    for key, value in (("approx_dropout", args.approx_dropout), ("dropout_rate", args.dropout_rate)):
+        if value is None:
+            continue
+        if key == "dropout_rate":
+            check_fraction("--dropout-rate", value)
+        if key in options and options[key] != value:
+            raise ValueError(f"--model-option {key}={options[key]!r} contradicts --{key.replace('_', '-')} {value}")
+        options[key] = value
+    return options
 
 
 def parse_model_options(items):
@@ -80,7 +162,8 @@ def parse_model_options(items):
     return options
 
 
-def config_from_args(args, multiplier, out):
+def config_from_args(args, multiplier, out, sparsity="flags"):
+    """The TrainConfig of the parsed flags; sparsity: "flags" (from --prune/--dst) or the settings."""
     from approxtrain.train.config import TrainConfig
 
     return TrainConfig(
@@ -91,7 +174,8 @@ def config_from_args(args, multiplier, out):
         multiplier=multiplier,
         grad_input_multiplier=args.grad_input_multiplier,
         grad_weight_multiplier=args.grad_weight_multiplier,
-        model_options=parse_model_options(args.model_option),
+        model_options=model_options_from_args(args),
+        sparsity=sparsity_from_args(args) if sparsity == "flags" else sparsity,
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -127,5 +211,12 @@ def run(args):
         f"{results['epochs_completed']} epoch(s), {fmt(results['timing']['mean_epoch_time_s'], '.1f')} s/epoch; "
         f"see {out}/history.csv and {out}/results.json"
     )
-    print(zoo_summary(results, args.model, parse_model_options(args.model_option)))
+    print(zoo_summary(results, args.model, model_options_from_args(args)))
+    sparse = results.get("sparsity") or {}
+    if sparse.get("settings"):
+        print(
+            f"weight sparsity {fmt(sparse['weight_sparsity'], '.3f')}, channel sparsity "
+            f"{fmt(sparse['channel_sparsity'], '.3f')}, multiplies skipped {fmt(sparse['multiplies_skipped'], '.3f')}; "
+            f"model: {out}/model.keras"
+        )
     return 0

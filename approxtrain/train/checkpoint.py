@@ -37,9 +37,14 @@ class Checkpoint(NamedTuple):
     epoch: int
     weights: str  # file name inside checkpoint/
     sha256: str | None  # None for format 1 checkpoints, which recorded no hash
+    sparsity: str | None = None  # sparse runs: the masks' state file inside checkpoint/
+    sparsity_sha256: str | None = None
 
     def to_dict(self):
-        return {"epoch": self.epoch, "weights": self.weights, "sha256": self.sha256}
+        entry = {"epoch": self.epoch, "weights": self.weights, "sha256": self.sha256}
+        if self.sparsity is not None:
+            entry.update(sparsity=self.sparsity, sparsity_sha256=self.sparsity_sha256)
+        return entry
 
 
 def directory(run_dir):
@@ -48,6 +53,10 @@ def directory(run_dir):
 
 def weights_name(epoch):
     return f"epoch-{epoch:04d}.weights.h5"
+
+
+def sparsity_name(epoch):
+    return f"epoch-{epoch:04d}.sparsity.npz"
 
 
 def listed(run_dir):
@@ -62,12 +71,18 @@ def listed(run_dir):
             epoch = state["epoch"]
             entries = [Checkpoint(epoch, LEGACY_WEIGHTS, None)]
         else:
-            entries = [Checkpoint(e["epoch"], e["weights"], e["sha256"]) for e in state["checkpoints"]]
+            entries = [
+                Checkpoint(e["epoch"], e["weights"], e["sha256"], e.get("sparsity"), e.get("sparsity_sha256"))
+                for e in state["checkpoints"]
+            ]
         for entry in entries:
             if isinstance(entry.epoch, bool) or not isinstance(entry.epoch, int) or entry.epoch < 1:
                 raise ValueError(f"epoch {entry.epoch!r} is not a positive integer")
-            if not isinstance(entry.weights, str) or os.path.basename(entry.weights) != entry.weights:
-                raise ValueError(f"weights {entry.weights!r} is not a file name")
+            for what, name in (("weights", entry.weights), ("sparsity", entry.sparsity)):
+                if (what == "weights" or name is not None) and (
+                    not isinstance(name, str) or os.path.basename(name) != name
+                ):
+                    raise ValueError(f"{what} {name!r} is not a file name")
         if not entries or [e.epoch for e in entries] != sorted({e.epoch for e in entries}):
             raise ValueError("the checkpoints are not listed in increasing epochs")
     except (KeyError, TypeError, ValueError) as e:
@@ -84,11 +99,14 @@ def choose(run_dir):
     entries = listed(run_dir)
     problems = []
     for entry in reversed(entries):
-        path = os.path.join(directory(run_dir), entry.weights)
-        problem = verify(path, entry.sha256)
-        if problem is None:
+        files = [(entry.weights, entry.sha256)]
+        if entry.sparsity is not None:
+            files.append((entry.sparsity, entry.sparsity_sha256))
+        found = [(os.path.join(directory(run_dir), name), verify(os.path.join(directory(run_dir), name), sha))
+                 for name, sha in files]  # fmt: skip
+        if all(problem is None for _, problem in found):
             return entry, problems
-        problems.append((path, problem))
+        problems += [(path, problem) for path, problem in found if problem is not None]
     if problems:
         raise DamagedRunFiles(run_dir, problems)
     return None, []
@@ -129,6 +147,15 @@ def save(run_dir, model, epoch):
     commit(tmp, os.path.join(folder, name))
     testing_hooks.reached(f"checkpoint:weights-written:{epoch}")
     entry = Checkpoint(epoch, name, file_sha256(os.path.join(folder, name)))
+    sparse = getattr(model, "_approxtrain_sparsity", None)  # an approxtrain.sparsity callback
+    if sparse is not None:
+        import numpy as np
+
+        masks = sparsity_name(epoch)
+        tmp = os.path.join(folder, f"epoch-{epoch:04d}.tmp.sparsity.npz")
+        np.savez(tmp, **sparse.state())
+        commit(tmp, os.path.join(folder, masks))
+        entry = entry._replace(sparsity=masks, sparsity_sha256=file_sha256(os.path.join(folder, masks)))
     kept = [e for e in listed(run_dir) if e.epoch < epoch][-(KEEP - 1) :] + [entry]
     write_state(run_dir, kept)
 
@@ -149,7 +176,7 @@ def write_state(run_dir, entries):
 def remove_unlisted(run_dir, entries):
     """Deletes the checkpoint folder's files state.json does not name: older epochs, the weights
     of an epoch whose commit a crash cut short, temporary files."""
-    keep = {STATE} | {e.weights for e in entries}
+    keep = {STATE} | {e.weights for e in entries} | {e.sparsity for e in entries if e.sparsity}
     folder = directory(run_dir)
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name not in keep and os.path.isfile(os.path.join(folder, name)):
@@ -166,6 +193,22 @@ def restore(run_dir, model, entry):
     except (OSError, ValueError, KeyError) as e:
         first_line = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise DamagedRunFiles(run_dir, [(path, f"cannot be loaded into this model ({first_line})")]) from None
+
+
+def restore_sparsity(run_dir, sparse, entry):
+    """Loads a checkpoint's sparsity state (masks, schedule position, RNG) into the callback."""
+    import numpy as np
+
+    if entry.sparsity is None:
+        path = os.path.join(directory(run_dir), STATE)
+        raise DamagedRunFiles(run_dir, [(path, f"the epoch {entry.epoch} checkpoint has no sparsity state (masks)")])
+    path = os.path.join(directory(run_dir), entry.sparsity)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            sparse.load_state({k: arrays[k] for k in arrays.files})
+    except (OSError, ValueError, KeyError) as e:
+        first_line = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise DamagedRunFiles(run_dir, [(path, f"cannot be loaded as this run's sparsity state ({first_line})")]) from None
 
 
 def warn(message):

@@ -22,6 +22,8 @@ class TrainConfig:
     grad_input_multiplier: str | None = None
     grad_weight_multiplier: str | None = None
     model_options: dict = field(default_factory=dict)
+    # None: dense; else approxtrain.sparsity.settings' dict ({"method": "prune" | "chase", ...})
+    sparsity: dict | None = None
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -75,6 +77,10 @@ class TrainConfig:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.sparsity is not None:
+            from approxtrain.sparsity.settings import validate
+
+            validate(self.sparsity, self.epochs)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -5,8 +5,11 @@ Layout (format 2):
     settings.json          {"format", "identity", "config"}: what the run computes
     history.csv            one row per finished epoch (HISTORY_COLUMNS)
     results.json           written when the requested epochs are done
+    model.keras            the trained model, written just before results.json
     checkpoint/epoch-NNNN.weights.h5   model and optimizer variables after epoch NNNN
-    checkpoint/state.json  {"format", "epoch", "checkpoints": [{"epoch", "weights", "sha256"}, ...]}
+    checkpoint/epoch-NNNN.sparsity.npz  sparse runs: masks, schedule position, RNG (approxtrain.sparsity)
+    checkpoint/state.json  {"format", "epoch", "checkpoints": [{"epoch", "weights", "sha256"
+                           [, "sparsity", "sparsity_sha256"]}, ...]}
 
 Every file is written to a temporary name, flushed to disk (fsync) and renamed over
 the old one, and the folder is synced after each rename, so a crash at any point leaves
@@ -31,6 +34,7 @@ OLDEST_FORMAT = 1  # the oldest it still reads
 SETTINGS = "settings.json"
 HISTORY = "history.csv"
 RESULTS = "results.json"
+MODEL = "model.keras"
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_COLUMNS = (
     "epoch",

@@ -13,10 +13,12 @@ from approxtrain.train.config import TrainConfig, differences
 from approxtrain.train.files import (
     FORMAT_VERSION,
     HISTORY,
+    MODEL,
     RESULTS,
     SETTINGS,
     DamagedRunFiles,
     check_format,
+    commit,
     read_history,
     read_json,
     write_history,
@@ -167,6 +169,7 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     import tensorflow as tf
 
     from approxtrain import data as datasets
+    from approxtrain.sparsity.settings import make_callback as make_sparsity_callback
     from approxtrain.train import loop
     from approxtrain.train.optim import make_optimizer
     from approxtrain.train.recorder import EpochRecorder
@@ -201,13 +204,21 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
         )
         if initial_epoch:
             model.optimizer.build(model.trainable_variables)
+    sparse = make_sparsity_callback(config.sparsity, steps_per_epoch, seed=config.seed)
+    if sparse is not None:
+        sparse.attach(model)  # its masks exist before a checkpoint restores them
     if initial_epoch:
         # Outside the scope: Keras' weight loading makes a throwaway optimizer, whose variables
         # would otherwise be created (a collective op) on the chief alone.
         if chief:
             checkpoint.restore(config.out, model, folder.checkpoint)
+            if sparse is not None:
+                checkpoint.restore_sparsity(config.out, sparse, folder.checkpoint)
         if multiworker:
             loop.broadcast_from_first_replica(strategy, model.variables + model.optimizer.variables)
+            if sparse is not None:
+                loop.broadcast_from_first_replica(strategy, sparse.masks)
+                sparse.step, sparse.initialised = loop.broadcast_int(strategy, sparse.step), True
     rows = list(folder.rows) if chief else []
     if chief:
         _prepare_folder(config, folder)
@@ -220,7 +231,7 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
             data.train,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            callbacks=[recorder],
+            callbacks=([sparse] if sparse is not None else []) + [recorder],
             verbose=_verbosity(config.verbose),
             strategy=strategy,
             steps_per_epoch=steps_per_epoch,
@@ -247,8 +258,21 @@ def _train(config, strategy, chief, multiworker, folder, initial_epoch):
     results = _results(config, model, data.info, rows, strategy, started)
     if not chief:  # its rows cover only the epochs it trained in this invocation
         return {**results, "chief": False}
+    save_model(config.out, model)
     write_json(os.path.join(config.out, RESULTS), results)
     return results
+
+
+def save_model(out, model):
+    """The trained model as OUT/model.keras (written beside, then renamed into place); it loads
+    with keras.saving.load_model after `import approxtrain` (which registers the AM layers)."""
+    tmp = os.path.join(out, MODEL + ".tmp.keras")  # Keras wants the .keras ending
+    try:
+        model.save(tmp)
+        commit(tmp, os.path.join(out, MODEL))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _prepare_folder(config, folder):
@@ -294,6 +318,11 @@ def _results(config, model, info, rows, strategy, started):
             "total_eval_time_s": sum(r.get("eval_time_s") or 0 for r in rows),
             "this_invocation_wall_s": time.time() - started,
         },
+        "sparsity": _sparsity_results(config, model),
+        "approx_dropout": {
+            "pattern": config.model_options.get("approx_dropout"),
+            "rate": config.model_options.get("dropout_rate"),
+        },
         "model": {
             "name": config.model,
             "keras_name": model.name,
@@ -309,6 +338,15 @@ def _results(config, model, info, rows, strategy, started):
         "build_info": environment.build_info(),
         "command": sys.argv,
     }
+
+
+def _sparsity_results(config, model):
+    """The settings and what the final weights achieve (dense runs too: their zeros, if any)."""
+    from approxtrain.sparsity import sparsity_report
+
+    report = sparsity_report(model)
+    return {"settings": config.sparsity, **{k: report[k] for k in ("weight_sparsity", "channel_sparsity",
+            "multiplies_skipped")}, "layers": report["layers"]}  # fmt: skip
 
 
 def _check_multipliers(config):
