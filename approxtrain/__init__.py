@@ -21,6 +21,7 @@ _LAZY = {
     "layers": "approxtrain.layers",
     "models": "approxtrain.models",
     "data": "approxtrain.data",
+    "sparsity": "approxtrain.sparsity",
 }
 
 
@@ -34,4 +35,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
 
 
-__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "substitute", "coverage"]
+__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "sparsity", "substitute", "coverage"]

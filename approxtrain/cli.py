@@ -9,7 +9,7 @@ import sys
 from importlib import import_module
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("multipliers", "train", "compare", "bench", "cost")
+COMMANDS = ("multipliers", "train", "compare", "export_slim", "bench", "cost")
 
 
 def build_parser():
