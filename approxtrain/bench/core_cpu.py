@@ -29,12 +29,21 @@ def add_arguments(parser):
     parser.add_argument(
         "--sizes",
         type=lambda s: [int(t) for t in s.split(",")],
-        help=f"square matmul sizes, comma-separated (default {','.join(map(str, SIZES))})",
+        help=f"core_cpu: square matmul sizes, comma-separated (default {','.join(map(str, SIZES))}); "
+        "zoo: batch sizes (default 128, 64 for mobilenetv2)",
     )
     parser.add_argument(
-        "--repeats", type=int, help="timed repeats per size (median reported; default 5, 3 with --quick)"
+        "--repeats",
+        type=int,
+        help="timed repeats per size (core_cpu) or per training step (zoo); median reported "
+        "(core_cpu: default 5, 3 with --quick; zoo: default 5, 1 with --quick)",
     )
-    parser.add_argument("--threads", type=int, help="threads for _core (default: its pool size)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for _core's pool (core_cpu) and, in zoo, also TensorFlow's intra-op threads "
+        "(default: the cores this process may use)",
+    )
     parser.add_argument(
         "--shapes",
         type=_parse_shapes,

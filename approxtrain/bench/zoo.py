@@ -1,0 +1,243 @@
+"""Bench section `zoo`: one training step of each zoo model, mbm7 and bf16 against fp32.
+
+Per model, a fresh Python process (`python -m approxtrain.bench.zoo --worker ...`) builds
+the model three times (fp32 Keras, mbm7 and bf16 AM twins, same initial weights), traces one
+SGD step of each and then times the three in turn, step by step (interleaved_medians), so
+machine load hits all three alike.  Rows report median step times and the ratios AM / fp32.
+
+Peak memory is the step's peak resident-set growth, read from the kernel, in a second process
+per model (with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1, else oneDNN's tensor pool would hide the
+step's tensors after the first step): glibc serves every allocation above 64 KiB by mmap and
+gives freed memory back (mallopt, malloc_trim), the peak counter is reset (writing 5 to
+/proc/self/clear_refs sets VmHWM to VmRSS), one step runs, and VmHWM - VmRSS-before is its
+peak growth: activations, gradients and the kernels' scratch buffers as the OS sees them
+(TensorFlow's CPU tensors are malloc'ed, so tracemalloc would see none of them).  Two rounds,
+interleaved; the larger is reported.
+
+Options shared with the other sections: --sizes (here: batch sizes; default 128, 64 for
+MobileNetV2), --repeats, --threads (TensorFlow's intra-op threads and _core's pool), --path
+(APPROXTRAIN_CPU_PATH for the section); and --models (names, comma separated).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+# (zoo name, input shape without the batch, default batch): the models issue 17 measures.
+MODELS = (
+    ("lenet300100", (28, 28, 1), 128),
+    ("lenet5", (28, 28, 1), 128),
+    ("resnet20", (32, 32, 3), 128),
+    ("resnet18", (32, 32, 3), 128),
+    ("mobilenetv2", (32, 32, 3), 64),
+    ("transformer", (32, 32, 3), 128),
+)
+VARIANTS = ("fp32", "mbm7", "bf16")  # fp32 first: the reference of every ratio
+QUICK_MODELS = ("lenet300100", "lenet5")
+QUICK_BATCH = 8
+NUM_CLASSES = 10
+PATH_ENV = "APPROXTRAIN_CPU_PATH"
+MEMORY_ROUNDS = 2
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+# The memory phase's process: TF's oneDNN allocator keeps freed tensors in its own pool (a step's
+# tensors would be invisible in RSS after the first step); this makes it use malloc, as TF's
+# plain CPU allocator does.
+MEMORY_ENV = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"}
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--models",
+        type=_parse_models,
+        help=f"zoo section: only these models, comma separated ({', '.join(m for m, _, _ in MODELS)})",
+    )
+
+
+def _parse_models(text):
+    known = [m for m, _, _ in MODELS]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {unknown[0] if unknown else text!r}; choose from {', '.join(known)}"
+        )
+    return names
+
+
+# --- the worker: one model, in its own process ------------------------------------------
+
+
+def _status_kib(key):
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def _train_step(model, x, y):
+    """One SGD step of `model` (ending in a softmax) on (x, y), as a callable; traced on first call."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.SGD(0.01)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    return lambda: step(x, y).numpy()
+
+
+def _step_peak_mib(steps, rounds):
+    """Peak RSS growth (MiB) of one call of each step, the larger of `rounds` interleaved rounds."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # a fixed threshold: big buffers are unmapped on free
+    libc.mallopt(_M_TRIM_THRESHOLD, 0)
+    for step in steps:  # one step each under these settings before measuring
+        step()
+    peaks = [0.0] * len(steps)
+    for _ in range(rounds):
+        for i, step in enumerate(steps):
+            libc.malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # VmHWM := VmRSS
+            before = _status_kib("VmRSS")
+            step()
+            peaks[i] = max(peaks[i], (_status_kib("VmHWM") - before) / 1024)
+    return peaks
+
+
+def _worker(spec):
+    """Phase "time": the median step times; phase "memory": each step's peak RSS growth."""
+    threads = spec["threads"]
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    import keras
+
+    from approxtrain import build_info, models
+    from approxtrain.bench import interleaved_medians
+
+    rng = np.random.default_rng(0)
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    x = tf.constant(rng.uniform(0, 1, (batch, *shape)).astype(np.float32))
+    y = tf.constant(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
+    steps = []
+    for variant in VARIANTS:
+        keras.utils.set_random_seed(0)  # the same initial weights for all three
+        model = models.build(spec["model"], shape, NUM_CLASSES, multiplier=variant)
+        steps.append(_train_step(model, x, y))
+    out = {
+        "cpu_gemm_path": build_info()["cpu_gemm_path"]["m<=7"],
+        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+    }
+    if spec["phase"] == "time":
+        out["times_s"] = dict(zip(VARIANTS, interleaved_medians(steps, spec["repeats"], warmup=spec["warmup"])))
+    else:
+        out["peak_mib"] = dict(zip(VARIANTS, _step_peak_mib(steps, spec["memory_rounds"])))
+    return out
+
+
+# --- the section ---------------------------------------------------------------------------
+
+
+def _worker_env(path, threads):
+    env = dict(os.environ)
+    if path and path != "auto":
+        env[PATH_ENV] = path
+    elif path == "auto":
+        env.pop(PATH_ENV, None)
+    if threads:
+        env["APPROXTRAIN_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _run_worker(spec, env):
+    proc = subprocess.run(
+        [sys.executable, "-m", "approxtrain.bench.zoo", "--worker", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"zoo bench worker for {spec['model']} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+def run(args):
+    quick = bool(getattr(args, "quick", False))
+    names = getattr(args, "models", None) or (QUICK_MODELS if quick else [m for m, _, _ in MODELS])
+    batches = getattr(args, "sizes", None)
+    repeats = getattr(args, "repeats", None) or (1 if quick else 5)
+    threads = getattr(args, "threads", None)
+    path = getattr(args, "path", None) or os.environ.get(PATH_ENV) or "auto"
+    env = _worker_env(path, threads)
+    load = os.getloadavg()[0]
+    print(
+        f"[zoo] training step (SGD, batch as shown), mbm7 and bf16 AM vs fp32 Keras, median of {repeats} "
+        f"interleaved repeats, CPU path {path}, load average {load:.1f} at start"
+    )
+    print(
+        f"  {'model':<12} {'batch':>5} {'fp32 ms':>9} {'mbm7 ms':>9} {'bf16 ms':>9} {'mbm7/fp32':>9} "
+        f"{'bf16/fp32':>9} {'fp32 MiB':>9} {'mbm7 MiB':>9} {'bf16 MiB':>9}  gemm path"
+    )
+    rows = []
+    for name, shape, default_batch in MODELS:
+        if name not in names:
+            continue
+        for batch in batches or [QUICK_BATCH if quick else default_batch]:
+            spec = {
+                "model": name,
+                "input_shape": list(shape),
+                "batch": int(batch),
+                "repeats": repeats,
+                "warmup": 1 if quick else 2,
+                "threads": threads,
+                "memory_rounds": 1 if quick else MEMORY_ROUNDS,
+            }
+            out = _run_worker({**spec, "phase": "time"}, env)
+            mem = _run_worker({**spec, "phase": "memory"}, {**env, **MEMORY_ENV})["peak_mib"]
+            t = out["times_s"]
+            row = {
+                "section": "zoo",
+                "model": name,
+                "input": "x".join(map(str, shape)),
+                "batch": int(batch),
+                "cpu_path": path,
+                "cpu_gemm_path": out["cpu_gemm_path"],
+                "threads": out["tf_intra_op_threads"],
+                "repeats": repeats,
+                **{f"{v}_ms": t[v] * 1e3 for v in VARIANTS},
+                **{f"{v}_over_fp32": t[v] / t["fp32"] for v in VARIANTS[1:]},
+                **{f"{v}_peak_mib": mem[v] for v in VARIANTS},
+                **{f"{v}_peak_over_fp32": mem[v] / mem["fp32"] if mem["fp32"] > 0 else None for v in VARIANTS[1:]},
+                "load_average": load,
+            }
+            rows.append(row)
+            print(
+                f"  {name:<12} {batch:>5} {row['fp32_ms']:>9.1f} {row['mbm7_ms']:>9.1f} {row['bf16_ms']:>9.1f} "
+                f"{row['mbm7_over_fp32']:>9.2f} {row['bf16_over_fp32']:>9.2f} {mem['fp32']:>9.1f} "
+                f"{mem['mbm7']:>9.1f} {mem['bf16']:>9.1f}  {row['cpu_gemm_path']}",
+                flush=True,
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "--worker":
+        sys.exit("usage: python -m approxtrain.bench.zoo --worker SPEC_JSON (run by `approxtrain bench --section zoo`)")
+    print(json.dumps(_worker(json.loads(sys.argv[2]))), flush=True)
