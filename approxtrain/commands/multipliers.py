@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
-from approxtrain.multipliers import LANGUAGES, ROUNDINGS, TABLE_FORMATS
+from approxtrain.multipliers import INTEGER_BITS, LANGUAGES, ROUNDINGS, TABLE_FORMATS
 from approxtrain.multipliers.builder import BUILD_TIMEOUT_TEXT
+from approxtrain.multipliers.integer_formats import FORMATS as INTEGER_TABLE_FORMATS
 from approxtrain.multipliers.metrics import DEFAULT_SAMPLES
+
+ALL_TABLE_FORMATS = tuple(TABLE_FORMATS) + tuple(f for f in INTEGER_TABLE_FORMATS if f not in TABLE_FORMATS)
 
 
 def add_parser(sub):
@@ -24,17 +27,32 @@ def add_parser(sub):
         "model",
         metavar="FILE",
         nargs="?",
-        help="C or C++ file with 'float f(float a, float b)' (.c .h .inl .cc .cpp .cxx .hpp)",
+        help="C or C++ file with 'float f(float a, float b)' (.c .h .inl .cc .cpp .cxx .hpp), or with --integer "
+        "an 8-bit circuit: int16_t f(int8_t, int8_t), uint16_t f(uint8_t, uint8_t) or uint64_t f(uint64_t, uint64_t)",
     )
-    add.add_argument(
+    kind = add.add_mutually_exclusive_group(required=True)  # a float multiplier or an integer one
+    kind.add_argument(
         "--mantissa-bits",
         "-m",
         type=int,
-        required=True,
         metavar="M",
-        help="fraction bits each operand is reduced to (1..11)",
+        help="a float multiplier: fraction bits each operand is reduced to (1..11)",
     )
-    add.add_argument("--rounding", choices=ROUNDINGS, default="truncate", help="operand rounding (default: truncate)")
+    kind.add_argument(
+        "--integer",
+        type=int,
+        choices=INTEGER_BITS,
+        metavar="BITS",
+        help="an integer multiplier of BITS-bit operands (8), with --signed or --unsigned",
+    )
+    signedness = add.add_mutually_exclusive_group()
+    signedness.add_argument(
+        "--signed", dest="signed", action="store_const", const=True, help="--integer: two's-complement operands"
+    )
+    signedness.add_argument(
+        "--unsigned", dest="signed", action="store_const", const=False, help="--integer: unsigned operands"
+    )
+    add.add_argument("--rounding", choices=ROUNDINGS, help="operand rounding of a float multiplier (default: truncate)")
     add.add_argument(
         "--symbol",
         help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only "
@@ -54,8 +72,9 @@ def add_parser(sub):
     add.add_argument("--from-table", metavar="TABLE", help="import this table file instead of building one")
     add.add_argument(
         "--table-format",
-        choices=TABLE_FORMATS,
-        help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); default: by suffix",
+        choices=ALL_TABLE_FORMATS,
+        help="format of --from-table: approxtrain (ApproxTrain's .bin) or npy (uint16 entries); with --integer "
+        "tfapprox (TFApprox's .bin) or npy (int products); default: by suffix",
     )
     add.add_argument("--description", default="", help="one line for listings")
     add.add_argument("--force", action="store_true", help="replace a user multiplier of the same name")
@@ -67,13 +86,16 @@ def add_parser(sub):
     )
     add.set_defaults(func=run_add)
 
-    export = cmds.add_parser("export", help="write a multiplier's table in ApproxTrain's .bin or .npy format")
+    export = cmds.add_parser(
+        "export", help="write a multiplier's table in ApproxTrain's (TFApprox's for an integer one) .bin or .npy format"
+    )
     export.add_argument("name")
     export.add_argument("path", metavar="FILE")
     export.add_argument(
         "--format",
-        choices=TABLE_FORMATS,
-        help="approxtrain (uint8 .bin, M <= 7) or npy (uint16 entries); default: by suffix",
+        choices=ALL_TABLE_FORMATS,
+        help="approxtrain (uint8 .bin, M <= 7) or npy (uint16 entries); an integer multiplier: tfapprox "
+        "(uint16 .bin) or npy (int32 products); default: by suffix",
     )
     export.set_defaults(func=run_export)
 
@@ -103,6 +125,9 @@ def _list_row(name):
         r = multipliers.describe(name)
     except multipliers.DamagedTableError as e:
         return (name, "?", "?", "DAMAGED", f"{e.path}: {e.reason}")
+    if r["type"] == "integer":
+        width = ("int" if r["signed"] else "uint") + str(r["bits"])
+        return (r["name"], width, "-", r["kind"], r["description"])
     return (r["name"], str(r["mantissa_bits"]), r["operand_rounding"], r["kind"], r["description"])
 
 
@@ -114,8 +139,74 @@ def run_list(args):
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print("(M: a float multiplier's fraction bits; int8/uint8: an 8-bit signed/unsigned integer multiplier)")
     print(f"(fp32 means the native op; user multipliers live in {multipliers.user_dir()})")
     return 0
+
+
+def _check_add_kind(args):
+    """A float multiplier (--mantissa-bits) or an integer one (--integer with --signed/--unsigned)."""
+    if args.integer is None:  # argparse saw to it that exactly one of --mantissa-bits and --integer is given
+        if args.signed is not None:
+            raise ValueError("--signed and --unsigned apply to --integer multipliers")
+        if args.table_format is not None and args.table_format not in TABLE_FORMATS:
+            raise ValueError(f"--table-format {args.table_format} applies to --integer tables")
+        return
+    if args.rounding is not None:
+        raise ValueError("--rounding applies to float multipliers, not to --integer ones")
+    if args.signed is None:
+        raise ValueError("--integer needs --signed (two's-complement operands) or --unsigned")
+    if args.table_format is not None and args.table_format not in INTEGER_TABLE_FORMATS:
+        raise ValueError(
+            f"--table-format {args.table_format} is a float table format; an --integer table is one of "
+            f"{', '.join(INTEGER_TABLE_FORMATS)}"
+        )
+
+
+def _register(args):
+    from approxtrain import multipliers
+
+    if args.integer is not None:
+        kind = {"integer_bits": args.integer, "signed": args.signed}
+    else:
+        kind = {"mantissa_bits": args.mantissa_bits, "operand_rounding": args.rounding or "truncate"}
+    if args.from_table is not None:
+        return multipliers.register_table(
+            args.name,
+            args.from_table,
+            format=args.table_format,
+            description=args.description,
+            overwrite=args.force,
+            **kind,
+        )
+    return multipliers.register(
+        args.name,
+        args.model,
+        symbol=args.symbol,
+        language=args.language,
+        description=args.description,
+        overwrite=args.force,
+        timeout=args.timeout,
+        **kind,
+    )
+
+
+def _registered_text(m, path):
+    if m.kind == "integer":
+        figures = [
+            f"{label} {value:g} {unit}"
+            for label, value, unit in (
+                ("power", m.power_mw, "mW"),
+                ("area", m.area_um2, "um^2"),
+                ("delay", m.delay_ns, "ns"),
+            )
+            if value is not None
+        ]
+        return (
+            f"registered {m.name}: {'signed' if m.signed else 'unsigned'} {m.bits}-bit integer multiplier, "
+            f"{m.products.size} products -> {path}" + (f" ({', '.join(figures)})" if figures else "")
+        )
+    return f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, {m.lut.size} entries -> {path}"
 
 
 def run_add(args):
@@ -133,33 +224,13 @@ def run_add(args):
             raise ValueError(f"{', '.join(given)} apply to a model FILE, not to --from-table")
     elif args.table_format is not None:
         raise ValueError("--table-format applies to --from-table only")
+    _check_add_kind(args)
     from approxtrain.cost import energy
 
     if args.energy_pj is not None:
         energy.check_pj(args.energy_pj)
     try:
-        if args.from_table is not None:
-            m = multipliers.register_table(
-                args.name,
-                args.from_table,
-                mantissa_bits=args.mantissa_bits,
-                format=args.table_format,
-                operand_rounding=args.rounding,
-                description=args.description,
-                overwrite=args.force,
-            )
-        else:
-            m = multipliers.register(
-                args.name,
-                args.model,
-                mantissa_bits=args.mantissa_bits,
-                operand_rounding=args.rounding,
-                symbol=args.symbol,
-                language=args.language,
-                description=args.description,
-                overwrite=args.force,
-                timeout=args.timeout,
-            )
+        m = _register(args)
     except multipliers.AlreadyRegisteredError as e:  # in the shell's words, not register()'s keyword
         raise ValueError(
             f"multiplier {e.name!r} is already registered ({e.path}); remove it first "
@@ -170,8 +241,7 @@ def run_add(args):
     else:
         energy.set_user_energy(m.name, args.energy_pj)
     print(
-        f"registered {m.name}: M={m.mantissa_bits}, rounding={m.operand_rounding}, "
-        f"{m.lut.size} entries -> {multipliers.user_dir() / (m.name + '.amlut')}"
+        _registered_text(m, multipliers.user_dir() / (m.name + ".amlut"))
         + ("" if args.energy_pj is None else f", {args.energy_pj:g} pJ per multiply")
     )
     return 0
@@ -200,6 +270,39 @@ def _percent(x):
     return f"{100 * x:+.4f} %"
 
 
+def _report_integer(m):
+    """An integer multiplier's EvoApproxLib-style error metrics over all operand pairs."""
+    from approxtrain.multipliers.integer_metrics import integer_error_metrics
+
+    low, high = m.code_range
+    print(
+        f"{m.name}: {'signed' if m.signed else 'unsigned'} {m.bits}-bit integer multiplier, operands "
+        f"[{low}, {high}]" + (f" -- {m.description}" if m.description else "")
+    )
+    e = integer_error_metrics(m)
+    print(f"all {e['count']} operand pairs, vs their exact product:")
+    print(f"  MAE   {e['mae']:.4f}  ({e['mae_percent']:.4f} % of 2^16)")
+    print(f"  WCE   {e['wce']}  ({e['wce_percent']:.4f} % of 2^16)")
+    print(f"  MRE   {e['mre_percent']:.4f} %  (mean |error| / max(1, |exact|))")
+    print(f"  EP    {e['ep_percent']:.4f} %  (pairs with an error)")
+    print(f"  bias  {e['bias']:+.4f}  (mean error)")
+    figures = [
+        f"{label} = {value:g} {unit}"
+        for label, value, unit in (
+            ("power", m.power_mw, "mW"),
+            ("area", m.area_um2, "um^2"),
+            ("delay", m.delay_ns, "ns"),
+        )
+        if value is not None
+    ]
+    if figures:
+        print(
+            f"published: {', '.join(figures)}"
+            + (f"; energy estimate {m.energy_pj:g} pJ per multiply (power x delay)" if m.energy_pj is not None else "")
+        )
+    return 0
+
+
 def run_report(args):
     from approxtrain import multipliers, report
     from approxtrain.multipliers import metrics
@@ -207,6 +310,8 @@ def run_report(args):
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     m = multipliers.get(args.name)
+    if m.kind == "integer":
+        return _report_integer(m)
     table_errors = metrics.table_relative_errors(m)
     random_errors = metrics.random_relative_errors(m, args.samples, args.seed)
     print(

@@ -71,7 +71,25 @@ def figure(name):
             "estimate": False,
             "source": data.get("source", "user"),
         }
-    return None
+    return _integer_figure(name)
+
+
+def _integer_figure(name):
+    """An integer multiplier's published power x delay (mW x ns = pJ), labelled an estimate; None
+    for any other multiplier or one without both figures."""
+    try:
+        d = registry.describe(name)  # builds nothing
+    except ValueError:
+        return None
+    if d["type"] != "integer" or d["power_mw"] is None or d["delay_ns"] is None:
+        return None
+    return {
+        "multiply_pj": d["power_mw"] * d["delay_ns"],
+        "accumulate_pj": ACCUMULATE_PJ,
+        "estimate": True,
+        "source": f"estimate: power x delay of the circuit's published figures "
+        f"({d['power_mw']:g} mW x {d['delay_ns']:g} ns, e.g. EvoApproxLib's PDK45_PWR and PDK45_DELAY)",
+    }
 
 
 def energy_pj(fig, macs, skipped):

@@ -22,10 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from ._multiplier import ROUNDINGS
-from .compiler import COMPILE_FLAGS, CompiledModel, ModelError, check_language, check_symbol  # noqa: F401
+from .compiler import (  # noqa: F401
+    COMPILE_FLAGS,
+    FLOAT_SIGNATURE,
+    CompiledModel,
+    ModelError,
+    check_language,
+    check_symbol,
+)
 
 _SPEC_LINE = re.compile(r"approxtrain:\s*(.*?)\s*(\*/)?\s*$")
-_SPEC_KEYS = {"name", "symbol", "mantissa_bits", "rounding", "description"}
+_SPEC_KEYS = {"name", "symbol", "mantissa_bits", "rounding", "description", "integer_bits", "signed"}
+_SIGNEDNESS = {"true": True, "false": False}
 # (p, q) exponent shifts under which a model must satisfy f(2^p a, 2^q b) = 2^(p+q) f(a, b).
 EXPONENT_SHIFTS = ((1, 0), (0, 1), (-1, 3), (5, -7), (-20, 17), (40, 30), (-45, -30))
 _EXPONENT_SAMPLE = 256
@@ -33,14 +41,21 @@ _EXPONENT_SAMPLE = 256
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One multiplier declared in a C file's header comment."""
+    """One multiplier declared in a C file's header comment: a float one (mantissa_bits and
+    operand_rounding) or an integer one (integer_bits and signed; mantissa_bits None)."""
 
     name: str
     symbol: str
-    mantissa_bits: int
-    operand_rounding: str
+    mantissa_bits: int | None
+    operand_rounding: str | None
     description: str
     source: Path
+    integer_bits: int | None = None
+    signed: bool | None = None
+
+    @property
+    def is_integer(self):
+        return self.integer_bits is not None
 
 
 def check_mantissa_bits(mantissa_bits):
@@ -75,6 +90,9 @@ def read_specs(c_file):
         unknown = set(fields) - _SPEC_KEYS
         if unknown:
             raise ModelError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})")
+        if "integer_bits" in fields:
+            specs.append(_integer_spec(fields, where, c_file))
+            continue
         for key in ("name", "mantissa_bits", "rounding"):
             if key not in fields:
                 raise ModelError(f"{where}: the approxtrain line needs {key}=")
@@ -89,6 +107,30 @@ def read_specs(c_file):
             )
         )
     return specs
+
+
+def _integer_spec(fields, where, c_file):
+    """The ModelSpec of an integer multiplier's line: name=, integer_bits=8, signed=true|false."""
+    for key in ("name", "signed"):
+        if key not in fields:
+            raise ModelError(f"{where}: the approxtrain line of an integer multiplier needs {key}=")
+    extra = sorted({"mantissa_bits", "rounding"} & set(fields))
+    if extra:
+        raise ModelError(f"{where}: {', '.join(extra)} apply to float multipliers, not to integer_bits=")
+    if fields["integer_bits"] != "8":
+        raise ModelError(f"{where}: integer_bits must be 8, got {fields['integer_bits']!r}")
+    if fields["signed"] not in _SIGNEDNESS:
+        raise ModelError(f"{where}: signed must be true or false, got {fields['signed']!r}")
+    return ModelSpec(
+        fields["name"],
+        fields.get("symbol", fields["name"]),
+        None,
+        None,
+        fields.get("description", ""),
+        c_file,
+        integer_bits=8,
+        signed=_SIGNEDNESS[fields["signed"]],
+    )
 
 
 def source_digest(c_file):
@@ -233,30 +275,44 @@ def build_table_isolated(
     """build_table() in a child process, returning a BuiltTable: same checks and errors, and a model
     that crashes, ends the process or hangs (past ``timeout`` seconds, default
     default_build_timeout(mantissa_bits)) is a ModelError instead of the end of the caller."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-
     check_mantissa_bits(mantissa_bits)
     check_rounding(operand_rounding)
     check_language(language)
     if symbol is not None:
         check_symbol(symbol)
     timeout = default_build_timeout(mantissa_bits) if timeout is None else timeout
+    request = {"kind": "float", "mantissa_bits": int(mantissa_bits), "rounding": operand_rounding}
+    table, result = run_build_child(c_file, symbol, label, language, timeout, request)
+    return BuiltTable(table, result["symbol"], result["language"])
+
+
+def check_timeout(timeout):
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return timeout
+
+
+def run_build_child(c_file, symbol, label, language, timeout, request):
+    """Builds a table in a child process (_build_child.py) and returns (table array, result dict
+    with "symbol", "language" and what the kind adds).  request holds the kind's own fields
+    ("kind": "float" or "integer", ...).  A model that crashes, ends the process or runs past
+    timeout seconds is a ModelError; nothing is left behind."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    check_timeout(timeout)
     c_file = Path(c_file)
     what = f"{label or symbol or c_file.name} ({c_file})"
     with tempfile.TemporaryDirectory(prefix="approxtrain-build-") as tmp:
         out = Path(tmp)
         request = json.dumps(
             {
+                **request,
                 "path": str(c_file.resolve()),
                 "symbol": symbol,
-                "mantissa_bits": int(mantissa_bits),
-                "rounding": operand_rounding,
                 "label": label,
                 "language": language,
                 "out": str(out),
@@ -285,8 +341,7 @@ def build_table_isolated(
         # The child answers through exactly one of these files; none means the process ended
         # before answering, which only the model (exit(), or a signal) can do.
         if code == 0 and (out / "result.json").is_file():
-            result = json.loads((out / "result.json").read_text())
-            return BuiltTable(np.load(out / "table.npy"), result["symbol"], result["language"])
+            return np.load(out / "table.npy"), json.loads((out / "result.json").read_text())
         if code == CHILD_MODEL_ERROR and (out / "error.txt").is_file():
             raise ModelError((out / "error.txt").read_text(encoding="utf-8"))
         if code < 0:

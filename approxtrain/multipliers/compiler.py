@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,44 @@ _COMPILER_ENV = {"LC_ALL": "C"}  # plain ASCII quotes in diagnostics
 _C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CXX_NAME = re.compile(r"(::)?[A-Za-z_]\w*(<[^;{}\"'\\#\n]*>)?(::[A-Za-z_]\w*(<[^;{}\"'\\#\n]*>)?)*\Z")
 _ANONYMOUS = "(anonymous namespace)::"
-_MODEL_SIGNATURE = "(float, float)"
 _LIBRARY_PREFIXES = ("std::", "__gnu_cxx::", "__cxxabiv1::", "__", "approxtrain_")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The C types a model function of one kind may have, and how the wrapper calls them.
+
+    Every kind has one trampoline type, ``RETURNS approxtrain_entry_<i>(PARAMETERS)`` (the
+    names ``a``, ``b``); each accepted function type (a "style", numbered from 1 in
+    ``styles`` order) is called through it as ``CAST f(ARGUMENTS)``.  The flags a library
+    reports per function are the style number, 0 for a function of no accepted type.
+    """
+
+    returns: str
+    parameters: str
+    styles: tuple  # ((function pointer type, arguments from a and b, cast of the result), ...)
+    nm_arguments: tuple  # the argument lists nm -C prints for the styles: "(float, float)"
+    nm_returns: tuple  # the return types nm -C prints before template instances
+    found_text: str  # "functions float f(float, float)"
+    none_text: str  # "function float f(float, float)"
+    needed_text: str  # "function float f(float a, float b)"
+    example: str  # "float {symbol}(float a, float b)"
+
+    def pointer_types(self):
+        return tuple(style[0] for style in self.styles)
+
+
+FLOAT_SIGNATURE = Signature(
+    returns="float",
+    parameters="float a, float b",
+    styles=(("float (*)(float, float)", "a, b", ""),),
+    nm_arguments=("(float, float)",),
+    nm_returns=("", "float"),
+    found_text="functions float f(float, float)",
+    none_text="function float f(float, float)",
+    needed_text="function float f(float a, float b)",
+    example="float {symbol}(float a, float b)",
+)
 
 
 def check_symbol(symbol):
@@ -105,34 +142,48 @@ def _include_line(path):
     return '#include "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def wrapper_source(path, language, symbols=()):
+def wrapper_source(path, language, symbols=(), signature=FLOAT_SIGNATURE):
     """The wrapper translation unit: standard headers, the user's file, one trampoline per symbol."""
     lines = [f"#include <{header}>" for header in STANDARD_HEADERS[language]]
     lines.append(_include_line(Path(path).resolve()))
     if not symbols:
         return "\n".join(lines) + "\n"
+    returns, parameters = signature.returns, signature.parameters
     if language == "c":
-        lines.append(
-            "#define APPROXTRAIN_IS_MODEL(f) __builtin_types_compatible_p(__typeof__(&(f)), float (*)(float, float))"
-        )
-        lines += [
-            f"float approxtrain_entry_{i}(float a, float b) {{ return ((float (*)(float, float))&({s}))(a, b); }}"
-            for i, s in enumerate(symbols)
-        ]
+        # __builtin_types_compatible_p is a constant: every branch compiles, the matching one runs.
+        def style_of(s):
+            tests = [
+                f"__builtin_types_compatible_p(__typeof__(&({s})), {pointer}) ? {k} : "
+                for k, pointer in enumerate(signature.pointer_types(), 1)
+            ]
+            return "(" + "".join(tests) + "0)"
+
+        for i, s in enumerate(symbols):
+            lines.append(f"{returns} approxtrain_entry_{i}({parameters}) {{")
+            lines += [
+                f"  if (__builtin_types_compatible_p(__typeof__(&({s})), {pointer})) "
+                f"return {cast}(({pointer})&({s}))({arguments});"
+                for pointer, arguments, cast in signature.styles
+            ]
+            lines.append("  return 0;\n}")
         lines.append("void approxtrain_model_flags(int* out) {")
-        lines += [f"  out[{i}] = APPROXTRAIN_IS_MODEL({s});" for i, s in enumerate(symbols)]
+        lines += [f"  out[{i}] = {style_of(s)};" for i, s in enumerate(symbols)]
     else:
-        # The non-template overloads win whenever &f converts to float (*)(float, float): that selects
-        # the float(float, float) member of an overload set or instantiates a template; anything else
-        # (another return type, a member function) falls to the templates and is flagged as not a model.
+        # The non-template overloads win whenever &f converts to one of the accepted pointer types:
+        # that selects the matching member of an overload set or instantiates a template; anything
+        # else (another type, a member function) falls to the templates and is flagged as not a model.
         lines += [
-            "template <class F> static bool approxtrain_is_model(F) { return false; }",
-            "static bool approxtrain_is_model(float (*)(float, float)) { return true; }",
-            "template <class F> static float approxtrain_call(F, float, float) { return 0.0f; }",
-            "static float approxtrain_call(float (*f)(float, float), float a, float b) { return f(a, b); }",
+            "template <class F> static int approxtrain_is_model(F) { return 0; }",
+            f"template <class F> static {returns} approxtrain_call(F, {parameters}) {{ return 0; }}",
         ]
+        for k, (pointer, arguments, cast) in enumerate(signature.styles, 1):
+            declarator = pointer.replace("(*)", "(*f)", 1)
+            lines += [
+                f"static int approxtrain_is_model({pointer}) {{ return {k}; }}",
+                f"static {returns} approxtrain_call({declarator}, {parameters}) {{ return {cast}f({arguments}); }}",
+            ]
         lines += [
-            f'extern "C" float approxtrain_entry_{i}(float a, float b) {{ return approxtrain_call(&{s}, a, b); }}'
+            f'extern "C" {returns} approxtrain_entry_{i}({parameters}) {{ return approxtrain_call(&{s}, a, b); }}'
             for i, s in enumerate(symbols)
         ]
         lines.append('extern "C" void approxtrain_model_flags(int* out) {')
@@ -161,10 +212,10 @@ class CompileFailure(Exception):
         self.compiler, self.language, self.diagnostics = compiler, language, diagnostics
 
 
-def _run_compiler(path, language, symbols, out_dir, flags, output):
+def _run_compiler(path, language, symbols, out_dir, flags, output, signature=FLOAT_SIGNATURE):
     compiler = _compiler(language)
     wrapper = Path(out_dir) / f"approxtrain_wrapper_{uuid.uuid4().hex[:8]}.{'c' if language == 'c' else 'cc'}"
-    wrapper.write_text(wrapper_source(path, language, symbols))
+    wrapper.write_text(wrapper_source(path, language, symbols, signature))
     cmd = [compiler, "-x", language, "-fdiagnostics-color=never", *flags, "-o", str(output), str(wrapper)]
     if "-shared" in flags:
         cmd.append("-lm")
@@ -207,15 +258,16 @@ def _split_return_type(signature):
     return "", signature
 
 
-def model_candidates(functions, language):
-    """The names, in order, of the defined functions that may be ``float f(float, float)``."""
+def model_candidates(functions, language, signature=FLOAT_SIGNATURE):
+    """The names, in order, of the defined functions that may have one of signature's types."""
     found = []
     for name in functions:
         if language == "c++":
-            if not name.endswith(_MODEL_SIGNATURE):
+            arguments = next((a for a in signature.nm_arguments if name.endswith(a)), None)
+            if arguments is None:
                 continue
-            returns, name = _split_return_type(name[: -len(_MODEL_SIGNATURE)].replace(_ANONYMOUS, ""))
-            if returns not in ("", "float") or not _CXX_NAME.match(name):
+            returns, name = _split_return_type(name[: -len(arguments)].replace(_ANONYMOUS, ""))
+            if returns not in signature.nm_returns or not _CXX_NAME.match(name):
                 continue  # another return type, a lambda, a local class, an operator...
         elif not _C_NAME.match(name):
             continue
@@ -232,15 +284,18 @@ class CompiledModel:
         path: the model file.
         language: ``"c"``, ``"c++"`` or None (by suffix: .c is C, .cc/.cpp/.cxx/.hpp are C++,
             anything else, .h and .inl included, is tried as C, then as C++).
+        signature: the function types a model may have (FLOAT_SIGNATURE: ``float f(float, float)``;
+            integer_builder.INTEGER_SIGNATURE for 8-bit integer circuits).
     """
 
-    def __init__(self, path, language=None):
+    def __init__(self, path, language=None, signature=FLOAT_SIGNATURE):
         self.source = Path(path)
+        self.signature = signature
         if not self.source.is_file():
             raise FileNotFoundError(f"model file not found: {self.source}")
         self._tmp = tempfile.TemporaryDirectory(prefix="approxtrain-model-")
         self._libraries = []  # keep every loaded library alive
-        self._entries = {}  # symbol -> (address, is float(float, float))
+        self._entries = {}  # symbol -> (address, style: 1-based index in signature.styles, 0 for none)
         failures = []
         for lang in languages_to_try(self.source, language):
             try:
@@ -250,7 +305,7 @@ class CompiledModel:
                 failures.append(e)
                 continue
             self.language = lang
-            self.candidates = model_candidates(_defined_functions(obj), lang)
+            self.candidates = model_candidates(_defined_functions(obj), lang, signature)
             break
         else:
             raise self._compile_error(failures)
@@ -273,20 +328,22 @@ class CompiledModel:
         return f"{LANGUAGE_NAMES[self.language]} model {self.source}"
 
     def _load(self, symbols):
-        """Compiles trampolines for symbols; {symbol: (address, is_model)}."""
+        """Compiles trampolines for symbols; {symbol: (address, style)}."""
         lib_path = Path(self._tmp.name) / f"lib{uuid.uuid4().hex}.so"
-        _run_compiler(self.source, self.language, symbols, self._tmp.name, COMPILE_FLAGS + ("-w",), lib_path)
+        _run_compiler(
+            self.source, self.language, symbols, self._tmp.name, COMPILE_FLAGS + ("-w",), lib_path, self.signature
+        )
         lib = ctypes.CDLL(str(lib_path))
         self._libraries.append(lib)
         flags = (ctypes.c_int * len(symbols))()
         lib.approxtrain_model_flags(flags)
         return {
-            s: (ctypes.cast(getattr(lib, f"approxtrain_entry_{i}"), ctypes.c_void_p).value, bool(flags[i]))
+            s: (ctypes.cast(getattr(lib, f"approxtrain_entry_{i}"), ctypes.c_void_p).value, int(flags[i]))
             for i, s in enumerate(symbols)
         }
 
     def models(self):
-        """The names of the file's ``float f(float, float)`` functions (qualified C++ names), sorted."""
+        """The names of the file's model functions (qualified C++ names), sorted."""
         if self._models is None:
             entries = {}
             if self.candidates:
@@ -305,9 +362,9 @@ class CompiledModel:
     def _describe_models(self):
         found = self.models()
         return (
-            f"functions float f(float, float) in the file: {', '.join(found)}"
+            f"{self.signature.found_text} in the file: {', '.join(found)}"
             if found
-            else "the file has no function float f(float, float)"
+            else f"the file has no {self.signature.none_text}"
         )
 
     def default_symbol(self, preferred=None):
@@ -319,16 +376,17 @@ class CompiledModel:
             return preferred
         if not found:
             raise ModelError(
-                f"{self.label} has no function float f(float a, float b) to build a table from "
-                "(a model is 'float NAME(float a, float b)')"
+                f"{self.label} has no {self.signature.needed_text} to build a table from "
+                f"(a model is '{self.signature.example.format(symbol='NAME')}')"
             )
         raise ModelError(
-            f"{self.label} has several functions float f(float, float): {', '.join(found)}; "
+            f"{self.label} has several {self.signature.found_text}: {', '.join(found)}; "
             "name the model with symbol= (--symbol on the command line)"
         )
 
     def function(self, symbol):
-        """The address of a C-linkage trampoline calling ``float symbol(float, float)``."""
+        """The address of a C-linkage trampoline calling symbol (``float symbol(float, float)`` for
+        float models)."""
         check_symbol(symbol)
         if symbol not in self._entries:
             # A trampoline of its own: the symbol may be a name nm does not list (a template
@@ -339,12 +397,12 @@ class CompiledModel:
             except CompileFailure:
                 raise ModelError(
                     f"{self.label} has no function {symbol!r} (expected "
-                    f"'float {symbol}(float a, float b)'); {self._describe_models()}"
+                    f"'{self.signature.example.format(symbol=symbol)}'); {self._describe_models()}"
                 ) from None
-        address, is_model = self._entries[symbol]
-        if not is_model:
+        address, style = self._entries[symbol]
+        if not style:
             raise ModelError(
-                f"{self.label}: {symbol!r} is not a function float {symbol}(float a, float b); "
+                f"{self.label}: {symbol!r} is not a function {self.signature.example.format(symbol=symbol)}; "
                 f"{self._describe_models()}"
             )
         return address
@@ -360,11 +418,33 @@ class CompiledModel:
         _evaluate_all()(address, a.ctypes.data, b.ctypes.data, out.ctypes.data, a.size)
         return out
 
+    def style(self, symbol):
+        """Which of signature.styles symbol has, counted from 1 (a ModelError if none)."""
+        self.function(symbol)
+        return self._entries[symbol][1]
+
+    def evaluate_integer(self, symbol, a, b):
+        """symbol(a[i], b[i]) through an integer signature's trampoline (int64 returns of uint64
+        operands) for arrays of equal shape, as int64."""
+        address = self.function(symbol)
+        a = np.ascontiguousarray(a, dtype=np.uint64)
+        b = np.ascontiguousarray(b, dtype=np.uint64)
+        if a.shape != b.shape:
+            raise ValueError(f"evaluate: shapes differ: {a.shape} vs {b.shape}")
+        out = np.empty(a.shape, np.int64)
+        _driver_function("approxtrain_evaluate_integer")(address, a.ctypes.data, b.ctypes.data, out.ctypes.data, a.size)
+        return out
+
 
 _DRIVER_SOURCE = r"""
 #include <stdint.h>
 typedef float (*approxtrain_model)(float, float);
 void approxtrain_evaluate(approxtrain_model f, const float* a, const float* b, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+}
+typedef int64_t (*approxtrain_integer_model)(uint64_t, uint64_t);
+void approxtrain_evaluate_integer(approxtrain_integer_model f, const uint64_t* a, const uint64_t* b, int64_t* out,
+                                  int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
 }
 """
@@ -373,6 +453,11 @@ _driver = None
 
 def _evaluate_all():
     """The compiled driver's approxtrain_evaluate (compiled once per process)."""
+    return _driver_function("approxtrain_evaluate")
+
+
+def _driver_function(name):
+    """A function of the compiled driver (compiled once per process)."""
     global _driver
     if _driver is None:
         with tempfile.TemporaryDirectory(prefix="approxtrain-driver-") as tmp:
@@ -386,8 +471,11 @@ def _evaluate_all():
                     f"the table builder's driver does not compile ({' '.join(cmd)}):\n{result.stderr.strip()}"
                 )
             lib = ctypes.CDLL(str(lib_path))  # stays mapped after its directory is removed
-        fn = lib.approxtrain_evaluate
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64]
-        _driver = (lib, fn)
-    return _driver[1]
+        functions = {}
+        for fn_name in ("approxtrain_evaluate", "approxtrain_evaluate_integer"):
+            fn = getattr(lib, fn_name)
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64]
+            functions[fn_name] = fn
+        _driver = (lib, functions)
+    return _driver[1][name]

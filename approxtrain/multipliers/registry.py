@@ -27,7 +27,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from . import builder, python_model, table_file, table_formats
+from . import builder, integer_builder, integer_formats, integer_table_file, python_model, table_file, table_formats
+from ._integer import IntegerMultiplier
 from ._multiplier import Multiplier
 from .compiler import MODEL_SUFFIXES
 
@@ -157,26 +158,67 @@ def _load(path):
     st = os.stat(path)
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _cache:
-        header, entries = table_file.read_table(path)
-        _check_file_name(path, header)
-        _cache[key] = Multiplier(
-            header.name, header.mantissa_bits, header.operand_rounding, entries, header.description
-        )
+        if integer_table_file.is_integer_file(path):
+            header, products = integer_table_file.read_table(path)
+            _check_file_name(path, header)
+            try:
+                _cache[key] = integer_table_file.multiplier_of(header, products)
+            except ValueError as e:  # checksum right but products out of range: written wrong
+                raise table_file.damaged(path, f"invalid integer table: {e}") from e
+        else:
+            header, entries = table_file.read_table(path)
+            _check_file_name(path, header)
+            _cache[key] = Multiplier(
+                header.name, header.mantissa_bits, header.operand_rounding, entries, header.description
+            )
     return _cache[key]
+
+
+def _read_header(path):
+    """The header of a table file of either kind (TableHeader or IntegerTableHeader)."""
+    if integer_table_file.is_integer_file(path):
+        return integer_table_file.read_header(path)
+    return table_file.read_header(path)
 
 
 def _fresh(path, digest):
     """True when path is a readable table built from a source with this digest (None: any)."""
     try:
-        return path.is_file() and (digest is None or table_file.read_header(path).source_sha256 == digest)
+        return path.is_file() and (digest is None or _read_header(path).source_sha256 == digest)
     except table_file.TableFileError:
         return False
 
 
 def _header(spec, digest):
+    if spec.is_integer:
+        return integer_table_file.IntegerTableHeader(
+            spec.name,
+            spec.signed,
+            spec.integer_bits,
+            spec.symbol,
+            spec.description,
+            **integer_builder.read_figures(spec.source),
+            source_sha256=digest,
+        )
     return table_file.TableHeader(
         spec.name, spec.mantissa_bits, spec.operand_rounding, spec.symbol, spec.description, digest
     )
+
+
+def _write_shipped(path, spec, digest, table):
+    writer = integer_table_file.write_table if spec.is_integer else table_file.write_table
+    writer(path, _header(spec, digest), table)
+
+
+def _build_shipped(spec, model=None):
+    """The table (float entries or integer products) of a shipped spec, in this process."""
+    if spec.is_integer:
+        if model is None:
+            model = builder.CompiledModel(spec.source, None, integer_builder.INTEGER_SIGNATURE)
+        return integer_builder.make_products(model, spec.symbol, spec.signed, spec.integer_bits, spec.name)
+    if model is None:
+        model = builder.CompiledModel(spec.source)
+    return builder.make_table(model, spec.symbol, spec.mantissa_bits, spec.operand_rounding, spec.name)
 
 
 def build_shipped_tables(source_dir, out_dir):
@@ -185,16 +227,16 @@ def build_shipped_tables(source_dir, out_dir):
         raise FileNotFoundError(f"no multiplier models (*.c) in {source_dir}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_file = {}
+    by_file = {}  # (file, integer?) -> specs: a file compiles once per kind of signature
     for spec, digest in _source_specs(str(source_dir)).values():
-        by_file.setdefault(spec.source, []).append((spec, digest))
+        by_file.setdefault((spec.source, spec.is_integer), []).append((spec, digest))
     written = []
-    for c_file, specs in by_file.items():
-        model = builder.CompiledModel(c_file)
+    for (c_file, integer), specs in by_file.items():
+        signature = integer_builder.INTEGER_SIGNATURE if integer else builder.FLOAT_SIGNATURE
+        model = builder.CompiledModel(c_file, None, signature)
         for spec, digest in specs:
-            entries = builder.make_table(model, spec.symbol, spec.mantissa_bits, spec.operand_rounding, spec.name)
             path = out_dir / (spec.name + table_file.SUFFIX)
-            table_file.write_table(path, _header(spec, digest), entries)
+            _write_shipped(path, spec, digest, _build_shipped(spec, model))
             written.append(path)
     return written
 
@@ -212,20 +254,24 @@ def _shipped_table_path(name):
         raise _unknown(name)
     if _fresh(cached, digest):
         return cached, None
-    entries = builder.build_table(spec.source, spec.symbol, spec.mantissa_bits, spec.operand_rounding, name)
+    table = _build_shipped(spec)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        table_file.write_table(cached, _header(spec, digest), entries)
+        _write_shipped(cached, spec, digest, table)
     except OSError as e:
         warnings.warn(f"cannot cache the table of {name!r} in {cached.parent} ({e}); keeping it in memory")
-        _in_memory[name] = Multiplier(name, spec.mantissa_bits, spec.operand_rounding, entries, spec.description)
+        if spec.is_integer:
+            _in_memory[name] = integer_table_file.multiplier_of(_header(spec, digest), table)
+        else:
+            _in_memory[name] = Multiplier(name, spec.mantissa_bits, spec.operand_rounding, table, spec.description)
         return None, _in_memory[name]
     return cached, None
 
 
 def get(name):
-    """The Multiplier called name (shipped or user); ValueError naming the choices if unknown."""
-    if isinstance(name, Multiplier):
+    """The Multiplier (or IntegerMultiplier) called name, shipped or user; ValueError naming the
+    choices if unknown."""
+    if isinstance(name, (Multiplier, IntegerMultiplier)):
         return name
     if not isinstance(name, str):
         raise TypeError(f"multiplier name must be a str, got {type(name).__name__}")
@@ -267,10 +313,11 @@ def resolve(multiplier):
     """The Multiplier a ``multiplier`` argument stands for, or None for NATIVE (the native float32 op).
 
     The one reading of every multiplier argument in approxtrain (core, ops, layers, models):
-    a registry name, NATIVE or a Multiplier.  An unknown name is get()'s ValueError, which
-    names the choices; any other type is a TypeError.
+    a registry name, NATIVE, a Multiplier or an IntegerMultiplier.  An integer name gives its
+    IntegerMultiplier (callers dispatch on ``.kind``: "float" or "integer").  An unknown name is
+    get()'s ValueError, which names the choices; any other type is a TypeError.
     """
-    if isinstance(multiplier, Multiplier):
+    if isinstance(multiplier, (Multiplier, IntegerMultiplier)):
         return multiplier
     if not isinstance(multiplier, str):
         raise TypeError(f"multiplier must be a name, {NATIVE!r} or a Multiplier, got {type(multiplier).__name__}")
@@ -304,7 +351,10 @@ def _install(name, header, entries, source=None, overwrite=False):
     another process) is an AlreadyRegisteredError and nothing is written.  Copies of an earlier
     model of the name in another language go once the table is written.
     """
-    data = table_file.encode(header, entries)
+    if isinstance(header, integer_table_file.IntegerTableHeader):
+        data = integer_table_file.encode(header, entries)
+    else:
+        data = table_file.encode(header, entries)
     with _store_lock() as d:
         table_path = d / (name + table_file.SUFFIX)
         if not overwrite and table_path.exists():
@@ -338,6 +388,23 @@ def _prepare(name, mantissa_bits, operand_rounding, overwrite):
     _check_new_name(name)
     builder.check_mantissa_bits(mantissa_bits)
     builder.check_rounding(operand_rounding)
+    _prepare_name(name, overwrite)
+
+
+def _prepare_integer(name, integer_bits, signed, mantissa_bits, operand_rounding, overwrite):
+    """The checks of an integer registration before any build; returns (bits, signed)."""
+    _check_new_name(name)
+    if mantissa_bits is not None:
+        raise ValueError("mantissa_bits applies to float multipliers; an integer multiplier takes integer_bits=")
+    if operand_rounding != "truncate":
+        raise ValueError("operand_rounding applies to float multipliers; an integer multiplier takes integer_bits=")
+    bits = integer_builder.check_integer_bits(integer_bits)
+    signed = integer_builder.check_signed(signed)
+    _prepare_name(name, overwrite)
+    return bits, signed
+
+
+def _prepare_name(name, overwrite):
     _resolved.pop((str(home()), name), None)
     table_path = user_dir() / (name + table_file.SUFFIX)
     if table_path.exists() and not overwrite:  # early, before a build; _install checks again under the lock
@@ -352,15 +419,23 @@ def register(
     name,
     model,
     *,
-    mantissa_bits,
+    mantissa_bits=None,
     operand_rounding="truncate",
     symbol=None,
     language=None,
     description="",
     overwrite=False,
     timeout=None,
+    integer_bits=None,
+    signed=None,
 ):
     """Builds the table of a multiplier model and registers it as name.
+
+    A float multiplier takes mantissa_bits (and operand_rounding); an 8-bit integer circuit takes
+    integer_bits=8 and signed=True|False instead (integer_builder.py: the C signatures accepted,
+    ``int16_t f(int8_t, int8_t)``, ``uint16_t f(uint8_t, uint8_t)``, ``uint64_t f(uint64_t,
+    uint64_t)``, or a Python fn(a, b) on int64 operand values; the PDK45_PWR/AREA/DELAY figures
+    of an EvoApproxLib-style header comment are kept with it).
 
     model is either
     - a C or C++ file (.c .h .inl .cc .cpp .cxx .hpp) with a function ``float f(float a, float b)``:
@@ -375,6 +450,24 @@ def register(
     The table (and a copy of a model file) go to $APPROXTRAIN_HOME/multipliers/; on any error
     nothing is left there.
     """
+    if integer_bits is not None or signed is not None:
+        return _register_integer(
+            name,
+            model,
+            integer_bits,
+            signed,
+            mantissa_bits,
+            operand_rounding,
+            symbol,
+            language,
+            description,
+            overwrite,
+            timeout,
+        )
+    if mantissa_bits is None:
+        raise TypeError(
+            "register() needs mantissa_bits= (a float multiplier) or integer_bits= and signed= (an integer one)"
+        )
     _prepare(name, mantissa_bits, operand_rounding, overwrite)
     if _is_python_model(model):
         if symbol is not None or language is not None or timeout is not None:
@@ -401,15 +494,89 @@ def register(
     return _install(name, header, built.entries, (suffix, source), overwrite=overwrite)
 
 
+def _register_integer(
+    name,
+    model,
+    integer_bits,
+    signed,
+    mantissa_bits,
+    operand_rounding,
+    symbol,
+    language,
+    description,
+    overwrite,
+    timeout,
+):
+    bits, signed = _prepare_integer(name, integer_bits, signed, mantissa_bits, operand_rounding, overwrite)
+    if _is_python_model(model):
+        if symbol is not None or language is not None or timeout is not None:
+            raise ValueError("symbol, language and timeout apply to C and C++ model files, not to a Python model")
+        products = integer_builder.products_from_function(model, signed, f"multiplier {name}")
+        header = integer_table_file.IntegerTableHeader(name, signed, bits, python_model.model_name(model), description)
+        return _install(name, header, products, overwrite=overwrite)
+    builder.check_language(language)
+    if symbol is not None:
+        builder.check_symbol(symbol)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    source = path.read_bytes()
+    figures = integer_builder.read_figures(path)
+    products, built_symbol, built_language, _ = integer_builder.build_products_isolated(
+        path, symbol, signed, bits, name, timeout=timeout, language=language
+    )
+    header = integer_table_file.IntegerTableHeader(
+        name,
+        signed,
+        bits,
+        built_symbol,
+        description,
+        **figures,
+        source_sha256=builder.source_digest(path),
+    )
+    suffix = path.suffix if path.suffix in SOURCE_SUFFIXES else (".c" if built_language == "c" else ".cpp")
+    return _install(name, header, products, (suffix, source), overwrite=overwrite)
+
+
 def register_table(
-    name, path, *, mantissa_bits, format=None, operand_rounding="truncate", description="", overwrite=False
+    name,
+    path,
+    *,
+    mantissa_bits=None,
+    format=None,
+    operand_rounding="truncate",
+    description="",
+    overwrite=False,
+    integer_bits=None,
+    signed=None,
 ):
     """Imports a table file and registers it as name (table_formats.py describes the formats).
 
     format is ``"approxtrain"`` (ApproxTrain's .bin tables, uint8 or uint32 entries) or ``"npy"``
     (approxtrain's uint16 entries); None tells them by suffix (.bin, .npy).  operand_rounding is how
     approxtrain reduces operands before the lookup (ApproxTrain truncates).
+
+    With integer_bits=8 and signed=True|False the file is an integer multiplier's products
+    (integer_formats.py): ``"tfapprox"`` (TFApprox's .bin multiplication maps) or ``"npy"``.
     """
+    if integer_bits is not None or signed is not None:
+        bits, signed = _prepare_integer(name, integer_bits, signed, mantissa_bits, operand_rounding, overwrite)
+        path = Path(path)
+        format = integer_formats.table_format(path, format)
+        products = integer_formats.read_products(path, format, signed)
+        header = integer_table_file.IntegerTableHeader(
+            name,
+            signed,
+            bits,
+            f"{format}:{path.name}",
+            description or f"imported from {path.name} ({format} format)",
+            source_sha256=builder.source_digest(path),
+        )
+        return _install(name, header, products, overwrite=overwrite)
+    if mantissa_bits is None:
+        raise TypeError(
+            "register_table() needs mantissa_bits= (a float table) or integer_bits= and signed= (an integer one)"
+        )
     _prepare(name, mantissa_bits, operand_rounding, overwrite)
     path = Path(path)
     format = table_formats.table_format(path, format)
@@ -430,11 +597,15 @@ def export_table(name, path, format=None):
 
     format: ``"approxtrain"`` (ApproxTrain's uint8 .bin: only tables of M <= 7 whose products have
     M fraction bits fit it) or ``"npy"``; None tells them by the path's suffix (.bin, .npy).
+    An integer multiplier's formats are ``"tfapprox"`` (.bin) and ``"npy"`` (integer_formats.py).
     """
     path = Path(path)
-    format = table_formats.table_format(path, format)
     m = get(name)
-    data = table_formats.export_bytes(m.lut, m.mantissa_bits, format, m.name)
+    if m.kind == "integer":
+        data = integer_formats.export_bytes(m.products, integer_formats.table_format(path, format))
+    else:
+        format = table_formats.table_format(path, format)
+        data = table_formats.export_bytes(m.lut, m.mantissa_bits, format, m.name)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
     table_file.atomic_write_bytes(path, data)
@@ -457,22 +628,34 @@ def unregister(name):
 
 def describe(name):
     """A dict describing a multiplier without building anything (for listings); a damaged table
-    is its DamagedTableError (the whole table is checked: length, checksum, name)."""
+    is its DamagedTableError (the whole table is checked: length, checksum, name).
+
+    Keys: name, type ("float" or "integer", the multiplier's .kind), kind ("shipped" or "user"),
+    description, source, table; a float one adds mantissa_bits and operand_rounding, an integer
+    one bits, signed, power_mw, area_um2 and delay_ns.
+    """
     if name == NATIVE:
         raise _not_a_table(name)
     spec = shipped_specs().get(name)
     if spec is not None:
         spec = spec[0]
         packaged = PACKAGE_TABLES / (name + table_file.SUFFIX)
-        return {
+        row = {
             "name": name,
-            "mantissa_bits": spec.mantissa_bits,
-            "operand_rounding": spec.operand_rounding,
+            "type": "integer" if spec.is_integer else "float",
             "description": spec.description,
             "kind": "shipped",
             "source": str(spec.source),
             "table": str(packaged) if packaged.is_file() else None,
         }
+        if spec.is_integer:
+            return {
+                **row,
+                "bits": spec.integer_bits,
+                "signed": spec.signed,
+                **integer_builder.read_figures(spec.source),
+            }
+        return {**row, "mantissa_bits": spec.mantissa_bits, "operand_rounding": spec.operand_rounding}
     if name in shipped_names():
         path, kind, source = PACKAGE_TABLES / (name + table_file.SUFFIX), "shipped", None
     elif name in user_names():
@@ -481,13 +664,16 @@ def describe(name):
         source = str(sources[0]) if sources else None
     else:
         raise _unknown(name)
-    header = _load(path)
-    return {
+    m = _load(path)
+    row = {
         "name": name,
-        "mantissa_bits": header.mantissa_bits,
-        "operand_rounding": header.operand_rounding,
-        "description": header.description,
+        "type": m.kind,
+        "description": m.description,
         "kind": kind,
         "source": source,
         "table": str(path),
     }
+    if m.kind == "integer":
+        figures = {"power_mw": m.power_mw, "area_um2": m.area_um2, "delay_ns": m.delay_ns}
+        return {**row, "bits": m.bits, "signed": m.signed, **figures}
+    return {**row, "mantissa_bits": m.mantissa_bits, "operand_rounding": m.operand_rounding}
