@@ -20,6 +20,7 @@ from approxtrain.ops import _native_conv_grads as native_grads
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._op_table import op_table_for, op_table_of
 from approxtrain.ops._tables import resolve_three
+from approxtrain.quant.multipliers import any_integer
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,15 @@ def resolve_groups(x, w, groups, what):
     return groups, x
 
 
+def _integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range):
+    """Whether a call goes to approxtrain.quant (an integer multiplier or quantization arguments)."""
+    return (
+        quantization is not None
+        or input_range is not None
+        or any_integer(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    )
+
+
 def conv2d(
     x,
     w,
@@ -180,6 +190,8 @@ def conv2d(
     groups=None,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM 2-D convolution, NHWC: x [N, H, W, C] by w [KH, KW, C/groups, O] -> [N, OH, OW, O].
 
@@ -191,7 +203,31 @@ def conv2d(
     input gradient uses ``grad_input_multiplier`` (dy the row), the filter
     gradient ``grad_weight_multiplier`` (x the row); None = ``multiplier``,
     ``"fp32"`` = the native op.
+    An integer multiplier quantizes x (the activation, range ``input_range`` or calibrated) and
+    w (per output channel or tensor) as ``quantization`` says and multiplies the codes through
+    its table, as im2col patches times the filter (docs/integer.md).
     """
+    if _integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range):
+        from approxtrain.quant import ops as quant_ops
+
+        x = float32_tensor(x, "conv2d input x")
+        w = float32_tensor(w, "conv2d filter w")
+        require_rank(x, (4,), "conv2d input x [N, H, W, C]")
+        require_rank(w, (4,), "conv2d filter w [KH, KW, C/groups, O]")
+        groups, x = resolve_groups(x, w, groups, "conv2d")
+        attrs = conv_attrs(strides, padding, dilations)
+        return quant_ops.conv2d(
+            x,
+            w,
+            multiplier,
+            attrs,
+            groups,
+            grad_input_multiplier,
+            grad_weight_multiplier,
+            quantization,
+            input_range,
+            "conv2d",
+        )
     resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv2d input x")
     w = float32_tensor(w, "conv2d filter w")
@@ -205,7 +241,16 @@ def conv2d(
 
 
 def depthwise_conv2d(
-    x, w, multiplier, strides=1, padding="VALID", dilations=1, grad_input_multiplier=None, grad_weight_multiplier=None
+    x,
+    w,
+    multiplier,
+    strides=1,
+    padding="VALID",
+    dilations=1,
+    grad_input_multiplier=None,
+    grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM depthwise convolution: x [N, H, W, C] by w [KH, KW, C, multiplier] -> [N, OH, OW, C * multiplier].
 
@@ -213,8 +258,12 @@ def depthwise_conv2d(
     [KH, KW, C, mult] is the grouped filter [KH, KW, 1, C * mult].
     ``"fp32"`` everywhere means tf.nn.depthwise_conv2d (the native grouped conv2d
     when strides and dilations both exceed 1, which tf.nn.depthwise_conv2d gets wrong).
+    An integer multiplier: conv2d's integer path with groups = C (per-channel: per output channel).
     """
-    forward_m, grad_in, grad_w = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    integer = _integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
+    forward_m, grad_in, grad_w = (
+        (None, None, None) if integer else resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    )
     x = float32_tensor(x, "depthwise_conv2d input x")
     w = float32_tensor(w, "depthwise_conv2d filter w")
     require_rank(x, (4,), "depthwise_conv2d input x [N, H, W, C]")
@@ -227,6 +276,20 @@ def depthwise_conv2d(
     attrs = conv_attrs(strides, padding, dilations)
     # tf.nn.depthwise_conv2d computes wrong values (and only warns) when strides and dilations both exceed 1.
     strided_and_dilated = attrs.strides != (1, 1, 1, 1) and attrs.dilations != (1, 1, 1, 1)
+    if integer:
+        return conv2d(
+            x,
+            tf.reshape(w, tf.stack([tf.shape(w)[0], tf.shape(w)[1], 1, -1])),
+            multiplier,
+            strides,
+            padding,
+            dilations,
+            groups=channels,
+            grad_input_multiplier=grad_input_multiplier,
+            grad_weight_multiplier=grad_weight_multiplier,
+            quantization=quantization,
+            input_range=input_range,
+        )
     if forward_m is None and grad_in is None and grad_w is None and not strided_and_dilated:
         pads = (
             attrs.padding
@@ -259,6 +322,8 @@ def conv1d(
     groups=None,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM 1-D convolution: x [N, W, C] by w [K, C/groups, O] -> [N, OW, O], as conv2d with H = 1.
 
@@ -293,6 +358,8 @@ def conv1d(
         groups=groups,
         grad_input_multiplier=grad_input_multiplier,
         grad_weight_multiplier=grad_weight_multiplier,
+        quantization=quantization,
+        input_range=input_range,
     )
     return tf.squeeze(y, 1)
 

@@ -21,6 +21,7 @@ so adding a +0 where a tap does not reach changes nothing.
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
+from approxtrain.quant.multipliers import refuse_integer
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._conv_transpose import input_grad as plane_input_grad, transpose_with_gradients
@@ -151,6 +152,8 @@ def conv3d(
     groups=None,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM 3-D convolution, NDHWC: x [N, D, H, W, C] by w [KD, KH, KW, C/groups, O] -> [N, OD, OH, OW, O].
 
@@ -158,6 +161,7 @@ def conv3d(
     Depth and the filter depth must be static.  x is the table row of the forward and of the
     filter gradient, dy of the input gradient; the summation orders are in this module's doc.
     """
+    refuse_integer("conv3d", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
     resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv3d input x")
     w = float32_tensor(w, "conv3d filter w")
@@ -198,11 +202,16 @@ def conv3d_transpose(
     dilations=1,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM transposed 3-D convolution: x [N, D, H, W, C] by w [KD, KH, KW, O, C] -> output_shape
     [N, OD, OH, OW, O] (static depths), as tf.nn.conv3d_transpose.  Built from the conv3d
     products as conv2d_transpose is from conv2d's (see _conv_transpose): x the table row of the
     forward and of the filter gradient (through the operand-exchanged table), dy of dX."""
+    refuse_integer(
+        "conv3d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
+    )
     resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv3d_transpose input x")
     w = float32_tensor(w, "conv3d_transpose filter w")

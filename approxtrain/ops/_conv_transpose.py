@@ -16,6 +16,7 @@ w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channe
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
+from approxtrain.quant.multipliers import refuse_integer
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._op_table import op_table_for
@@ -157,6 +158,8 @@ def conv2d_transpose(
     dilations=1,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM transposed 2-D convolution: x [N, H, W, C] by w [KH, KW, O, C] -> output_shape [N, OH, OW, O].
 
@@ -164,6 +167,9 @@ def conv2d_transpose(
     conv2d, of the convolution it transposes); x is the table row of the forward and of the
     filter gradient, dy of the input gradient.
     """
+    refuse_integer(
+        "conv2d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
+    )
     resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv2d_transpose input x")
     w = float32_tensor(w, "conv2d_transpose filter w")
@@ -199,9 +205,14 @@ def conv1d_transpose(
     dilations=1,
     grad_input_multiplier=None,
     grad_weight_multiplier=None,
+    quantization=None,
+    input_range=None,
 ):
     """AM transposed 1-D convolution: x [N, W, C] by w [K, O, C] -> output_shape [N, OW, O],
     as conv2d_transpose with H = 1 (padding "SAME" | "VALID" | [left, right])."""
+    refuse_integer(
+        "conv1d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
+    )
     x = float32_tensor(x, "conv1d_transpose input x")
     w = float32_tensor(w, "conv1d_transpose filter w")
     require_rank(x, (3,), "conv1d_transpose input x [N, W, C]")
