@@ -66,27 +66,61 @@ def _patches(xp, kh, kw, strides, dilations, out_hw):
     return xp[:, rows[:, None, :, None], cols[None, :, None, :], :]  # [N, OH, OW, KH, KW, C]
 
 
-def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", groups=1):
-    """Counts of a 2-D convolution: x [N, H, W, C], w [KH, KW, C/G, O], dy [N, OH, OW, O] (None:
-    counted as all non-zero). padding: "valid", "same", "causal" (width only, as conv1d) or
-    ((top, bottom), (left, right))."""
-    x, w = np.asarray(x), np.asarray(w)
-    n, h, wd, c = x.shape
-    kh, kw, cg, o = w.shape
+class ConvGeometry(NamedTuple):
+    """Static shape of one 2-D convolution: input [n, h, w, c], kernel [kh, kw, cg, o], groups,
+    strides, dilations, pads ((top, bottom), (left, right)) and output [n, oh, ow, o]."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    cg: int
+    o: int
+    groups: int
+    strides: tuple
+    dilations: tuple
+    pads: tuple
+    oh: int
+    ow: int
+
+
+def conv_geometry(x_shape, w_shape, strides=(1, 1), dilations=(1, 1), padding="valid", groups=1):
+    """The ConvGeometry of x_shape [N, H, W, C] convolved with w_shape [KH, KW, C/G, O]; padding as
+    in conv2d(). Raises for shapes that do not fit."""
+    n, h, wd, c = (int(d) for d in x_shape)
+    kh, kw, cg, o = (int(d) for d in w_shape)
     if c != cg * groups or o % groups:
-        raise ValueError(f"input channels {c} and filters {w.shape} do not fit groups={groups}")
-    (sh, sw), (dh, dw) = strides, dilations
+        raise ValueError(f"input channels {c} and filters {tuple(w_shape)} do not fit groups={groups}")
+    (sh, sw), (dh, dw) = tuple(strides), tuple(dilations)
     if isinstance(padding, str):
         pads = (
             conv_padding(h, kh, sh, dh, "valid" if padding == "causal" else padding),
             conv_padding(wd, kw, sw, dw, padding),
         )
     else:
-        pads = tuple(tuple(p) for p in padding)
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
     hp, wp = h + sum(pads[0]), wd + sum(pads[1])
     oh, ow = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
     if oh < 1 or ow < 1:
-        raise ValueError(f"input {x.shape} is smaller than the dilated kernel {w.shape[:2]}")
+        raise ValueError(f"input {tuple(x_shape)} is smaller than the dilated kernel {tuple(w_shape[:2])}")
+    return ConvGeometry(n, h, wd, c, kh, kw, cg, o, groups, (sh, sw), (dh, dw), pads, oh, ow)
+
+
+def real_taps(g):
+    """[OH, OW, KH, KW] 0/1: whether the tap of each output reads a real input (not padding)."""
+    real = np.pad(np.ones((g.h, g.w)), g.pads)
+    return _patches(real[None, :, :, None], g.kh, g.kw, g.strides, g.dilations, (g.oh, g.ow))[0, ..., 0]
+
+
+def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", groups=1):
+    """Counts of a 2-D convolution: x [N, H, W, C], w [KH, KW, C/G, O], dy [N, OH, OW, O] (None:
+    counted as all non-zero). padding: "valid", "same", "causal" (width only, as conv1d) or
+    ((top, bottom), (left, right))."""
+    x, w = np.asarray(x), np.asarray(w)
+    g = conv_geometry(x.shape, w.shape, strides, dilations, padding, groups)
+    n, h, wd, c, kh, kw, cg, o, groups, (sh, sw), (dh, dw), pads, oh, ow = g
     og = o // groups
     ix = nonzero(x)
     iw = nonzero(w).reshape(kh, kw, cg, groups, og)
@@ -97,8 +131,7 @@ def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", gro
 
     xp = np.pad(ix, ((0, 0), pads[0], pads[1], (0, 0)))
     patches = _patches(xp, kh, kw, (sh, sw), (dh, dw), (oh, ow)).reshape(n, oh, ow, kh, kw, groups, cg)
-    real = np.pad(np.ones((h, wd)), pads)  # 1 at the input's own positions, 0 at padding
-    real_taps = _patches(real[None, :, :, None], kh, kw, (sh, sw), (dh, dw), (oh, ow))[0, ..., 0]  # [OH,OW,KH,KW]
+    taps = real_taps(g)
 
     macs = n * oh * ow * o * kh * kw * cg
     # Forward: x under each tap times the weights of that tap.
@@ -106,8 +139,8 @@ def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", gro
     # Weight gradient: each (x under a tap, dy at that output) pair of the same group.
     gw_nz = np.einsum("nabg,nabg->", patches.sum(axis=(3, 4, 6)), idy.sum(axis=4), optimize=True)
     # Input gradient: dy times each weight tap whose input position is real (not padding).
-    gi_macs = n * real_taps.sum() * cg * o
-    gi_nz = np.einsum("nabgo,hwcgo,abhw->", idy, iw, real_taps, optimize=True)
+    gi_macs = n * taps.sum() * cg * o
+    gi_nz = np.einsum("nabgo,hwcgo,abhw->", idy, iw, taps, optimize=True)
 
     # Outer-product tiles: one (sample, channel) plane of the unpadded operand against all
     # non-zero weights (or dy values) the other side pairs with it.
@@ -125,6 +158,38 @@ def conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid", gro
     }
 
 
+def conv2d_from_sums(g, tap_nnz, gw_nonzero, dy_nnz_at, x_plane, dy_plane, iw):
+    """conv2d()'s counts from the reductions the counting step computes in TensorFlow
+    (approxtrain/cost/graph.py), for ConvGeometry g:
+
+    tap_nnz [KH, KW, C]: non-zeros of the padded x under each tap, summed over samples and outputs;
+    gw_nonzero: the weight gradient's non-zero products (a number);
+    dy_nnz_at [OH, OW, O]: non-zeros of dy summed over samples;
+    x_plane [N, C], dy_plane [N, O]: non-zeros per (sample, channel) plane;
+    iw [KH, KW, C/G, O]: 0/1 of the kernel.
+
+    The sums are those of conv2d() with the sample axis summed first (integers in float64: exact)."""
+    n, _, _, _, kh, kw, cg, o, groups, _, _, _, oh, ow = g
+    og = o // groups
+    iw = np.asarray(iw, np.float64).reshape(kh, kw, cg, groups, og)
+    taps = real_taps(g)
+    macs = n * oh * ow * o * kh * kw * cg
+    fwd_nz = np.einsum("hwgc,hwcg->", np.asarray(tap_nnz, np.float64).reshape(kh, kw, groups, cg), iw.sum(axis=4))
+    gi_macs = n * taps.sum() * cg * o
+    dy_at = np.asarray(dy_nnz_at, np.float64).reshape(oh, ow, groups, og)
+    gi_nz = np.einsum("abgo,hwcgo,abhw->", dy_at, iw, taps, optimize=True)
+    x_plane = np.asarray(x_plane, np.float64).reshape(n, groups, cg)
+    dy_plane = np.asarray(dy_plane, np.float64).reshape(n, groups, og)
+    fwd_cart = np.einsum("ngc,cg->", x_plane, iw.sum(axis=(0, 1, 4)))
+    gw_cart = np.einsum("ngc,ngo->", x_plane, dy_plane)
+    gi_cart = np.einsum("ngo,go->", dy_plane, iw.sum(axis=(0, 1, 2)))
+    return {
+        "forward": _counts(macs, fwd_nz, fwd_cart),
+        "grad_input": _counts(gi_macs, gi_nz, gi_cart),
+        "grad_weight": _counts(macs, float(gw_nonzero), gw_cart),
+    }
+
+
 def depthwise_conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="valid"):
     """w [KH, KW, C, m]: the grouped convolution with G = C, read as [KH, KW, 1, C*m]."""
     w = np.asarray(w)
@@ -132,20 +197,40 @@ def depthwise_conv2d(x, w, dy=None, strides=(1, 1), dilations=(1, 1), padding="v
     return conv2d(x, w.reshape(kh, kw, 1, c * m), dy, strides, dilations, padding, groups=c)
 
 
-def einsum(equation, a, b, dy=None):
-    """Counts of `out = einsum(equation, a, b)` (two operands, explicit '->'); a is the left
-    operand: "grad_input" is the gradient of a, "grad_weight" that of b. Every product of an
-    outer-product mapping over the contracted letters lands on an output, so redundant = 0."""
+def einsum_phases(equation):
+    """(phase, left letters, right letters) of the three phases of `out = einsum(equation, a, b)`:
+    forward a.b, grad_input dy.b, grad_weight a.dy."""
     inputs, out = equation.replace(" ", "").split("->")
     la, lb = inputs.split(",")
     if "..." in equation:
         raise ValueError(f"einsum equation {equation!r}: write the batch letters out instead of '...'")
-    a, b = np.asarray(a), np.asarray(b)
+    return (("forward", la, lb), ("grad_input", out, lb), ("grad_weight", la, out))
+
+
+def einsum_sizes(equation, a_shape, b_shape):
+    """{letter: size} of the two operands of `equation`; raises where a letter has two sizes."""
+    la, lb = einsum_phases(equation)[0][1:]
     sizes = {}
-    for letters, t in ((la, a), (lb, b)):
-        for letter, d in zip(letters, t.shape):
-            if sizes.setdefault(letter, d) != d:
+    for letters, shape in ((la, a_shape), (lb, b_shape)):
+        for letter, d in zip(letters, shape):
+            if sizes.setdefault(letter, int(d)) != int(d):
                 raise ValueError(f"einsum {equation!r}: letter {letter!r} has sizes {sizes[letter]} and {d}")
+    return sizes
+
+
+def shared_letters(l1, l2):
+    """The letters of l1 that l2 has too, in l1's order: what a phase's product sums over pairs of."""
+    return "".join(letter for letter in l1 if letter in l2)
+
+
+def einsum(equation, a, b, dy=None):
+    """Counts of `out = einsum(equation, a, b)` (two operands, explicit '->'); a is the left
+    operand: "grad_input" is the gradient of a, "grad_weight" that of b. Every product of an
+    outer-product mapping over the contracted letters lands on an output, so redundant = 0."""
+    phases = einsum_phases(equation)
+    a, b = np.asarray(a), np.asarray(b)
+    sizes = einsum_sizes(equation, a.shape, b.shape)
+    out = phases[1][1]
     if dy is None:
         dy = np.ones([sizes[letter] for letter in out])
     ia, ib, idy = nonzero(a), nonzero(b), nonzero(dy)
@@ -156,11 +241,25 @@ def einsum(equation, a, b, dy=None):
         nz = np.einsum(f"{l1},{l2}->", t1, t2, optimize=True)
         return _counts(macs, nz, nz)
 
+    la, lb = phases[0][1:]
     return {
         "forward": phase(la, ia, lb, ib),
         "grad_input": phase(out, idy, lb, ib),
         "grad_weight": phase(la, ia, out, idy),
     }
+
+
+def einsum_from_sums(equation, sizes, reduced):
+    """einsum()'s counts from reduced 0/1 sums: reduced[phase] = (r1, r2), each phase operand's
+    non-zeros summed over the letters the other operand lacks (r1 in its letters' order, r2 in
+    its own), as the counting step computes them in TensorFlow."""
+    result = {}
+    for phase, l1, l2 in einsum_phases(equation):
+        macs = int(np.prod([sizes[letter] for letter in set(l1) | set(l2)], dtype=np.float64))
+        r1, r2 = (np.asarray(r, np.float64) for r in reduced[phase])
+        nz = np.einsum(f"{shared_letters(l1, l2)},{shared_letters(l2, l1)}->", r1, r2)
+        result[phase] = _counts(macs, nz, nz)
+    return result
 
 
 def dense(x, w, dy=None):

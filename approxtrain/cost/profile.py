@@ -1,9 +1,12 @@
 """Runs training steps on real batches, captures each multiply-heavy layer's operands and output
 gradients, and counts their products (docs/cost.md).
 
-Capture: each counted layer's `call` is wrapped for the duration (an instance attribute, removed
-afterwards) to record its input and its output *before* the activation, whose gradient the tape
-then gives: dy of the product itself. Weights are only read. The counting runs after the step.
+The step is a tf.function (_CountingStep). While it is traced, each counted layer's `call` is
+wrapped (an instance attribute, removed afterwards) to record its input and its output *before*
+the activation, whose gradient the tape then gives: dy of the product itself. In the same graph
+the recorded tensors are reduced to small integer sums (approxtrain/cost/graph.py), which NumPy
+turns into counts (approxtrain/cost/counts.py). Weights are only read (and, with an optimizer,
+updated after the read, as in training).
 """
 
 import contextlib
@@ -12,22 +15,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from approxtrain.cost import counts, energy
+from approxtrain.cost import counts, energy, graph
 
 
 def _kind(layer):
-    L = keras.layers
-    if isinstance(layer, L.MultiHeadAttention):
+    kinds = keras.layers
+    if isinstance(layer, kinds.MultiHeadAttention):
         return "attention"
-    if isinstance(layer, L.DepthwiseConv2D):
+    if isinstance(layer, kinds.DepthwiseConv2D):
         return "depthwise_conv2d"
-    if isinstance(layer, (L.SeparableConv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+    if isinstance(
+        layer,
+        (kinds.SeparableConv2D, kinds.Conv3D, kinds.Conv1DTranspose, kinds.Conv2DTranspose, kinds.Conv3DTranspose),
+    ):
         return None  # not counted yet (listed under "skipped")
-    if isinstance(layer, (L.Conv1D, L.Conv2D)):
-        return "conv1d" if isinstance(layer, L.Conv1D) else "conv2d"
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, (kinds.Conv1D, kinds.Conv2D)):
+        return "conv1d" if isinstance(layer, kinds.Conv1D) else "conv2d"
+    if isinstance(layer, kinds.Dense):
         return "dense"
-    if isinstance(layer, L.EinsumDense):
+    if isinstance(layer, kinds.EinsumDense):
         return "einsum_dense"
     return None
 
@@ -79,16 +85,44 @@ class _Recorder:
         return compute
 
 
-def _conv_counts(layer, kind, x, dy):
-    w = layer.kernel.numpy()
+def _conv_geometry(layer, kind, x_shape):
+    """ConvGeometry of a counted conv layer; conv1d is read as conv2d with H = 1, depthwise as the
+    grouped conv with G = C and filters [KH, KW, 1, C*m]."""
+    w_shape = tuple(layer.kernel.shape)
     strides, dilations = tuple(layer.strides), tuple(layer.dilation_rate)
-    padding = layer.padding
+    groups = getattr(layer, "groups", 1)
     if kind == "conv1d":
-        x, dy, w = x[:, None], dy[:, None], w[None]
+        x_shape, w_shape = (x_shape[0], 1, *x_shape[1:]), (1, *w_shape)
         strides, dilations = (1,) + strides, (1,) + dilations
     if kind == "depthwise_conv2d":
-        return counts.depthwise_conv2d(x, w, dy, strides, dilations, padding)
-    return counts.conv2d(x, w, dy, strides, dilations, padding, groups=layer.groups)
+        kh, kw, c, m = w_shape
+        w_shape, groups = (kh, kw, 1, c * m), c
+    return counts.conv_geometry(x_shape, w_shape, strides, dilations, layer.padding, groups)
+
+
+def _graph_sums(layer, kind, t, dy):
+    """(finish, tensors): the layer's count reductions as graph tensors, and the NumPy function
+    that turns their values into {phase: Counts}. The kernel is read here, before any update."""
+    if kind == "attention":
+        # Both products' operands are activations; their counts are taken in NumPy (small models).
+        tensors = {**{n: t[n] for n in "qkvp"}, "y": dy}
+        return (lambda v: _attention_counts(layer, v, {"y": v["y"]})), tensors
+    x, kernel = t["x"], tf.convert_to_tensor(layer.kernel)
+    if kind in ("conv2d", "conv1d", "depthwise_conv2d"):
+        g = _conv_geometry(layer, kind, tuple(x.shape))
+        x = tf.reshape(x, (g.n, g.h, g.w, g.c))
+        kernel = tf.reshape(kernel, (g.kh, g.kw, g.cg, g.o))
+        dy = tf.reshape(dy, (g.n, g.oh, g.ow, g.o))
+        return (lambda v: counts.conv2d_from_sums(g, **v)), graph.conv2d_sums(x, kernel, dy, g)
+    if kind == "dense":
+        equation = "mk,ku->mu"
+        x, dy = tf.reshape(x, (-1, x.shape[-1])), tf.reshape(dy, (-1, kernel.shape[-1]))
+    elif kind == "einsum_dense":
+        equation = layer.equation
+    else:
+        raise AssertionError(kind)
+    sizes = counts.einsum_sizes(equation, tuple(x.shape), tuple(kernel.shape))
+    return (lambda v: counts.einsum_from_sums(equation, sizes, v)), graph.einsum_sums(equation, x, kernel, dy)
 
 
 def _attention_counts(layer, t, grads):
@@ -106,47 +140,56 @@ def _attention_counts(layer, t, grads):
     return scores, combine
 
 
-def _layer_counts(layer, kind, t, grads):
-    x = np.asarray(t["x"]) if "x" in t else None
-    dy = np.asarray(grads["y"]) if "y" in grads else None
-    if kind in ("conv2d", "conv1d", "depthwise_conv2d"):
-        result = _conv_counts(layer, kind, x, dy)
-    elif kind == "dense":
-        result = counts.dense(x, layer.kernel.numpy(), dy)
-    elif kind == "einsum_dense":
-        result = counts.einsum(layer.equation, x, layer.kernel.numpy(), dy)
-    else:
-        raise AssertionError(kind)
-    return result
+class _CountingStep:
+    """One training step as a tf.function that returns the count reductions of every call of a
+    counted layer (nothing else leaves the graph); calling it runs the step and finishes the
+    counts in NumPy: [(layer, kind, grad_input computed, {phase: Counts} or (scores, combine))].
 
+    The hooks are installed only while the function is traced, so the graph is the model's own
+    step with the layers' pre-activation outputs as extra tape targets; with an optimizer the
+    gradients are applied in the same graph, after the reductions have read the weights."""
 
-def _gradients(model, loss_fn, x, y, recorder):
-    with tf.GradientTape(persistent=True) as tape:
-        probs = model(x, training=True)
-        loss = loss_fn(y, probs)
-    watched = [t.get("y") for _, _, t in recorder.calls]
-    inputs = [t.get("x", t.get("q")) for _, _, t in recorder.calls]
-    variables = model.trainable_variables
-    grads = tape.gradient(loss, watched + inputs + list(variables))
-    del tape
-    n = len(watched)
-    return loss, grads[:n], grads[n : 2 * n], grads[2 * n :]
+    def __init__(self, model, targets, optimizer=None):
+        self.model, self.targets, self.optimizer = model, targets, optimizer
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        self.static = None  # [(layer, kind, grad_input computed, finish)], set by each trace
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(model.trainable_variables)  # its variables cannot be made in the graph
+        self._graph = tf.function(self._step)
+
+    def _step(self, x, y):
+        recorder = _Recorder()
+        with recorder.hooked(self.targets):
+            with tf.GradientTape() as tape:
+                probs = self.model(x, training=True)
+                loss = self.loss_fn(y, probs)
+        watched = [t["y"] for _, _, t in recorder.calls]
+        inputs = [t.get("x", t.get("q")) for _, _, t in recorder.calls]
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, watched + inputs + list(variables))
+        n = len(watched)
+        static, sums = [], []
+        for (layer, kind, t), dy, dx in zip(recorder.calls, grads[:n], grads[n : 2 * n]):
+            finish, tensors = _graph_sums(layer, kind, t, tf.zeros_like(t["y"]) if dy is None else dy)
+            # Keras computes no gradient for the model input: the tape gives None for it.
+            static.append((layer, kind, kind == "attention" or dx is not None, finish))
+            sums.append(tensors)
+        if self.optimizer is not None:
+            with tf.control_dependencies(tf.nest.flatten(sums)):
+                self.optimizer.apply_gradients(zip(grads[2 * n :], variables))
+        self.static = static
+        return sums
+
+    def __call__(self, x, y):
+        values = tf.nest.map_structure(lambda t: t.numpy(), self._graph(x, y))
+        return [(layer, kind, gi, finish(v)) for (layer, kind, gi, finish), v in zip(self.static, values)]
 
 
 NO_PRODUCTS = counts.Counts(0, 0, 0, 0, 0)
 
 
-def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, name=None):
-    """Counts the products of `batches` training steps of `model` on `dataset` (batches of
-    (x, labels)); returns the report dict of docs/cost.md, averaged over the batches.
-
-    optimizer: applied to the step's gradients when given (the run's own; the weights change as
-    in training), else the steps compute forward and backward only."""
-    if isinstance(multipliers, str):
-        multipliers = [m for m in multipliers.split(",") if m]
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
-        raise ValueError(f"batches must be a positive integer, got {batches!r}")
-    figures = {m: energy.figure(m) for m in multipliers}
+def _targets(model):
+    """([(layer, kind)] of the counted layers, [names of the conv layers not counted])."""
     targets, skipped = [], []
     for layer in _all_layers(model):
         kind = _kind(layer)
@@ -163,37 +206,46 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
             ),
         ):
             skipped.append(layer.name)
+    return targets, skipped
+
+
+def counting_step(model, optimizer=None):
+    """The step profile() runs per batch, callable as step(x, labels) (for benchmarks):
+    [(layer, kind, grad_input computed, counts)] per call of a counted layer."""
+    return _CountingStep(model, _targets(model)[0], optimizer)
+
+
+def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, name=None):
+    """Counts the products of `batches` training steps of `model` on `dataset` (batches of
+    (x, labels)); returns the report dict of docs/cost.md, averaged over the batches.
+
+    optimizer: applied to the step's gradients when given (the run's own; the weights change as
+    in training), else the steps compute forward and backward only."""
+    if isinstance(multipliers, str):
+        multipliers = [m for m in multipliers.split(",") if m]
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive integer, got {batches!r}")
+    figures = {m: energy.figure(m) for m in multipliers}
+    targets, skipped = _targets(model)
     # attention: its projections are EinsumDense sublayers, counted on their own
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
     totals = {}  # entry name -> {"type", phase -> summed Counts, "grad_input_computed"}
     order = []
     batch_size = None
     done = 0
+    step = _CountingStep(model, targets, optimizer)
     for x, y in dataset:
         if done == batches:
             break
         batch_size = batch_size or int(x.shape[0])
-        recorder = _Recorder()
-        with recorder.hooked(targets):
-            _, out_grads, in_grads, var_grads = _gradients(model, loss_fn, x, y, recorder)
-        if optimizer is not None:
-            optimizer.apply_gradients(zip(var_grads, model.trainable_variables))
         seen = {}
-        for (layer, kind, t), dy, dx in zip(recorder.calls, out_grads, in_grads):
+        for layer, kind, gi_computed, result in step(x, y):
             seen[layer.name] = seen.get(layer.name, 0) + 1
             base = layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}"
-            tensors = {k: v.numpy() for k, v in t.items()}
-            grads = {"y": dy.numpy() if dy is not None else np.zeros(tensors["y"].shape, np.float32)}
             if kind == "attention":
-                parts = zip(
-                    (f"{base}/scores", f"{base}/combine"),
-                    ("attention_scores", "attention_combine"),
-                    _attention_counts(layer, tensors, grads),
-                )
+                parts = zip((f"{base}/scores", f"{base}/combine"), ("attention_scores", "attention_combine"), result)
             else:
-                parts = [(base, kind, _layer_counts(layer, kind, tensors, grads))]
+                parts = [(base, kind, result)]
             for entry, etype, result in parts:
-                gi_computed = not (kind != "attention" and dx is None)
                 if not gi_computed:
                     result = dict(result, grad_input=NO_PRODUCTS)
                 if entry not in totals:

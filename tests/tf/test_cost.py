@@ -414,3 +414,91 @@ def test_profile_of_conv1d_and_grouped_conv2d_layers():
         c2["grad_input"]["macs"] > 0
         and c2["grad_input"]["valid"] == c2["grad_input"]["macs"] - c2["grad_input"]["zero_operand"]
     )
+
+
+# ---------------------------------------------------------------- the traced counting step
+
+
+CONV_GEOMETRIES = [
+    # (x shape, w shape, strides, dilations, padding, groups)
+    ((2, 6, 7, 4), (3, 2, 4, 4), (1, 1), (1, 1), "valid", 1),
+    ((2, 7, 7, 4), (3, 3, 4, 5), (2, 2), (1, 1), "same", 1),
+    ((2, 8, 9, 4), (3, 2, 2, 6), (2, 1), (2, 2), ((2, 1), (0, 3)), 2),
+    ((3, 1, 9, 3), (1, 3, 3, 2), (1, 2), (1, 2), "causal", 1),
+    ((1, 5, 5, 3), (3, 3, 1, 6), (2, 2), (1, 1), "same", 3),  # depthwise, multiplier 2
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,dilations,padding,groups", CONV_GEOMETRIES)
+def test_graph_conv_sums_give_the_numpy_counts(x_shape, w_shape, strides, dilations, padding, groups):
+    import tensorflow as tf
+
+    from approxtrain.cost import graph
+
+    rng = np.random.default_rng(len(x_shape) + sum(w_shape))
+    g = counts.conv_geometry(x_shape, w_shape, strides, dilations, padding, groups)
+    x, w = sparse(rng, x_shape, 0.6), sparse(rng, w_shape, 0.7)
+    x.flat[0], x.flat[1] = np.float32(1e-40), np.float32(np.nan)  # subnormal and NaN: non-zero
+    dy = sparse(rng, (g.n, g.oh, g.ow, g.o), 0.5)
+    for d in (dy, np.zeros_like(dy)):
+        sums = tf.function(graph.conv2d_sums)(x, w, d, g)
+        got = counts.conv2d_from_sums(g, **{k: v.numpy() for k, v in sums.items()})
+        assert got == counts.conv2d(x, w, d, strides, dilations, padding, groups)
+
+
+@pytest.mark.parametrize(
+    "equation,a_shape,b_shape",
+    [
+        ("mk,ku->mu", (6, 5), (5, 4)),
+        ("abc,cde->abde", (2, 3, 4), (4, 2, 3)),
+        ("abcd,cde->abe", (2, 3, 2, 4), (2, 4, 3)),
+    ],
+)
+def test_graph_einsum_sums_give_the_numpy_counts(equation, a_shape, b_shape):
+    import tensorflow as tf
+
+    from approxtrain.cost import graph
+
+    rng = np.random.default_rng(9)
+    a, b = sparse(rng, a_shape, 0.5), sparse(rng, b_shape, 0.6)
+    sizes = counts.einsum_sizes(equation, a.shape, b.shape)
+    out = equation.split("->")[1]
+    dy = sparse(rng, [sizes[letter] for letter in out], 0.5)
+    reduced = graph.einsum_sums(equation, tf.constant(a), tf.constant(b), tf.constant(dy))
+    reduced = {p: tuple(r.numpy() for r in pair) for p, pair in reduced.items()}
+    assert counts.einsum_from_sums(equation, sizes, reduced) == counts.einsum(equation, a, b, dy)
+
+
+def test_counting_step_trains_as_a_plain_compiled_step():
+    """profile() with an optimizer updates the weights exactly as a plain tf.function training step."""
+    import keras
+    import tensorflow as tf
+
+    import approxtrain.models as zoo
+    from approxtrain import cost
+
+    keras.utils.set_random_seed(3)
+    counted = zoo.build("lenet5", (28, 28, 1), 10)
+    plain = zoo.build("lenet5", (28, 28, 1), 10)
+    initial = counted.get_weights()
+    plain.set_weights(initial)
+    rng = np.random.default_rng(4)
+    x, y = rng.random((16, 28, 28, 1), "float32"), rng.integers(0, 10, 16).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    opt_counted, opt_plain = keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.SGD(0.1, momentum=0.9)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, plain(xb, training=True))
+        opt_plain.apply_gradients(zip(tape.gradient(loss, plain.trainable_variables), plain.trainable_variables))
+
+    opt_plain.build(plain.trainable_variables)
+    for xb, yb in ds:
+        step(xb, yb)
+    report = cost.profile(counted, ds, batches=2, optimizer=opt_counted)
+    assert report["batches"] == 2
+    for a, b in zip(plain.weights, counted.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert all(not np.array_equal(a, b.numpy()) for a, b in zip(initial, counted.trainable_weights))  # it trained
