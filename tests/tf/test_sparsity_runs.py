@@ -1,0 +1,157 @@
+"""`approxtrain train/compare` with sparsity flags: resume bit for bit, results.json, bad values."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from _runs import SMALL, assert_same_weights, checkpoint_state, needs_fashion  # noqa: E402
+
+from approxtrain import cli  # noqa: E402
+
+# SMALL: 256 images in batches of 64, 4 steps per epoch; the sparsity updates straddle epoch 1's end.
+PRUNE = ["--prune", "0.8", "--prune-start", "0.25", "--prune-end", "1.75", "--prune-every", "1", "--prune-scope", "global"]
+CHASE = ["--dst", "chase", "--sparsity", "0.8", "--channel-sparsity", "0.25", "--dst-end", "1.5",
+         "--dst-update-every", "1", "--multiplier", "mbm7"]  # fmt: skip
+
+
+def results(out):
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)
+
+
+def latest(out, key):
+    entry = checkpoint_state(out)["checkpoints"][-1]
+    return os.path.join(out, "checkpoint", entry[key])
+
+
+def sparsity_arrays(path):
+    with np.load(path, allow_pickle=False) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+@needs_fashion
+@pytest.mark.parametrize("flags", [PRUNE, CHASE], ids=["prune", "chase"])
+def test_resumed_sparse_run_equals_the_uninterrupted_one(tmp_path, flags):
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert cli.main(["train", *SMALL, *flags, "--epochs", "2", "--out", whole]) == 0
+    assert cli.main(["train", *SMALL, *flags, "--epochs", "1", "--out", parts]) == 0
+    assert cli.main(["train", *SMALL, *flags, "--epochs", "2", "--out", parts, "--resume"]) == 0
+    assert_same_weights(latest(parts, "weights"), latest(whole, "weights"))
+    got, want = sparsity_arrays(latest(parts, "sparsity")), sparsity_arrays(latest(whole, "sparsity"))
+    assert sorted(got) == sorted(want) and int(want["step"]) == 8
+    assert any(k.startswith("mask/") for k in want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    # The masks changed during epoch 2 (the resumed part), so the equality is not vacuous.
+    first = sparsity_arrays(os.path.join(parts, "checkpoint", "epoch-0001.sparsity.npz"))
+    assert any(np.any(first[k] != want[k]) for k in want if k.startswith("mask/"))
+    assert results(parts)["sparsity"] == results(whole)["sparsity"]
+
+
+@needs_fashion
+def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
+    import keras
+
+    import approxtrain.layers  # noqa: F401 - registers the AM layers
+
+    out = str(tmp_path / "chase")
+    assert cli.main(["train", *SMALL, *CHASE, "--epochs", "2", "--out", out]) == 0
+    res = results(out)
+    assert res["settings"]["sparsity"] == {
+        "method": "chase", "sparsity": 0.8, "channel_sparsity": 0.25, "end": 1.5, "update_every": 1,
+        "drop_fraction": 0.3, "distribution": "uniform",
+    }  # fmt: skip
+    assert res["sparsity"]["settings"] == res["settings"]["sparsity"]
+    model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
+    kernels = [layer.kernel.numpy() for layer in model.layers if hasattr(layer, "kernel")]
+    zeros = sum(int((k == 0).sum()) for k in kernels)
+    assert res["sparsity"]["weight_sparsity"] == zeros / sum(k.size for k in kernels)
+    assert res["sparsity"]["weight_sparsity"] >= 0.8
+    # lenet300100's hidden layers: 300 and 100 units, a quarter of each removed.
+    assert res["sparsity"]["channel_sparsity"] == (75 + 25) / 400
+    fc1 = model.get_layer("fc1").kernel.numpy()
+    assert res["sparsity"]["layers"][0]["removed_channels"] == int((np.abs(fc1).sum(axis=0) == 0).sum()) == 75
+    # Dense layers use each weight once per example: multiplies skipped = zero weights' share.
+    assert res["sparsity"]["multiplies_skipped"] == pytest.approx(res["sparsity"]["weight_sparsity"])
+    assert res["approx_dropout"] == {"pattern": None, "rate": None}
+
+    out = str(tmp_path / "prune")
+    assert cli.main(["train", *SMALL, "--prune", "0.5", "--prune-schedule", "oneshot", "--epochs", "1",
+                     "--out", out]) == 0  # fmt: skip
+    res = results(out)
+    assert res["settings"]["sparsity"] == {
+        "method": "prune", "target": 0.5, "schedule": "oneshot", "start": 0.5, "end": 0.5, "every": None,
+        "scope": "layer",
+    }  # fmt: skip
+    assert res["sparsity"]["weight_sparsity"] == pytest.approx(0.5, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--prune", "1.5"], "--prune must be a fraction in (0, 1), got 1.5"),
+        (["--dst", "chase", "--sparsity", "-1"], "--sparsity must be a fraction in (0, 1), got -1.0"),
+        (["--dst", "chase", "--sparsity", "0.9", "--channel-sparsity", "1"],
+         "--channel-sparsity must be a fraction in [0, 1), got 1.0"),
+        (["--prune", "0.5", "--prune-end", "-1"], "--prune-end must be a number of epochs >= 0, got -1.0"),
+        (["--prune", "0.5", "--prune-start", "1", "--prune-end", "0.5"],
+         "--prune-end (0.5) must not come before --prune-start (1.0)"),
+        (["--prune", "0.5", "--dst", "chase"], "choose one of --prune and --dst"),
+        (["--sparsity", "0.5"], "--sparsity 0.5 needs --dst chase"),
+        (["--dst", "chase"], "--dst chase needs --sparsity S (e.g. 0.9)"),
+        (["--prune-end", "1"], "--prune-end 1.0 needs --prune S"),
+        (["--approx-dropout", "row", "--dropout-rate", "1.2"], "--dropout-rate must be a fraction in [0, 1), got 1.2"),
+    ],
+)  # fmt: skip
+def test_bad_sparsity_values_are_named(tmp_path, capsys, flags, message):
+    out = str(tmp_path / "bad")
+    assert cli.main(["train", *SMALL, "--epochs", "2", *flags, "--out", out]) == 2
+    assert capsys.readouterr().err == f"approxtrain train: error: {message}\n"
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        ("dense,prune1.5", "variant 'prune1.5' must be a fraction in (0, 1), got 1.5"),
+        ("dense,magic", "--sparsity-variants: unknown variant 'magic'; use dense, prune<S> (e.g. prune0.9), "
+                        "chase<S> or chase<S>c<C> (e.g. chase0.9c0.3)"),
+        ("dense,dense", "--sparsity-variants lists dense more than once"),
+    ],
+)  # fmt: skip
+def test_bad_sparsity_variants_are_named(tmp_path, capsys, variants, message):
+    out = str(tmp_path / "cmp")
+    argv = ["compare", *SMALL, "--epochs", "1", "--multipliers", "fp32", "--sparsity-variants", variants, "--out", out]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"approxtrain compare: error: {message}\n"
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_compare_sparsity_variants_writes_the_table_and_plot(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    argv = ["compare", *SMALL, "--epochs", "1", "--multipliers", "fp32,mbm7", "--sparsity-variants",
+            "dense,prune0.9,chase0.9c0.25", "--prune-end", "0.5", "--out", out]  # fmt: skip
+    assert cli.main(argv) == 0
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["variants"] == ["dense", "prune0.9", "chase0.9c0.25"] and summary["multipliers"] == ["fp32", "mbm7"]
+    for label, cell in summary["cells"].items():
+        assert cell["test_accuracy"] == results(os.path.join(out, *label.split("/")))["final"]["test_accuracy"]
+    assert summary["cells"]["dense/mbm7"]["weight_sparsity"] == 0.0
+    assert summary["cells"]["prune0.9/fp32"]["weight_sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert summary["cells"]["chase0.9c0.25/mbm7"]["channel_sparsity"] == 0.25
+    with open(os.path.join(out, "comparison.md")) as f:
+        table = f.read()
+    rows = [line for line in table.splitlines() if line.startswith("| fp32 |") or line.startswith("| mbm7 |")]
+    assert len(rows) == 2
+    for row, name in zip(rows, ["fp32", "mbm7"]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        want = [f"{100 * summary['cells'][f'{v}/{name}']['test_accuracy']:.2f}" for v in summary["variants"]]
+        assert cells == [name, *want]
+    with open(os.path.join(out, "accuracy_vs_sparsity.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
