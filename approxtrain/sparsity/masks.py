@@ -49,7 +49,7 @@ def _kernel_attributes(layer):
     return (), False
 
 
-def prunable(model):
+def prunable(model, required=True):
     """The kernels of the model's multiply-heavy layers (Dense, EinsumDense, Conv*, their AM
     twins, inside nested models and MultiHeadAttention too), in layer order. Biases,
     BatchNormalization and embeddings are never pruned."""
@@ -63,7 +63,7 @@ def prunable(model):
             seen.add(id(kernel))
             bias = getattr(layer, "bias", None) if channels else None
             targets.append(Target(layer, kernel, bias, channels and attribute == "kernel"))
-    if not targets:
+    if not targets and required:
         raise ValueError(f"model {model.name!r} has no prunable layer (Dense, EinsumDense, Conv and their AM twins)")
     return targets
 

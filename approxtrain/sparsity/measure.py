@@ -1,5 +1,6 @@
 """What a (sparse) model's weights achieve: weight sparsity, channel sparsity, multiplies skipped."""
 
+import keras
 import numpy as np
 
 from approxtrain.sparsity.masks import prunable
@@ -7,18 +8,16 @@ from approxtrain.sparsity.masks import prunable
 
 def _uses_per_weight(target):
     """How often one kernel weight is multiplied per example: the output positions it is applied
-    at (1 for a 2-D Dense; height x width of the output for a Conv2D). 1 when unknown."""
+    at (1 for a Dense on vectors, height x width of the output for a Conv2D or DepthwiseConv2D).
+    1 for the other layers (EinsumDense, transposed and separable convs) and when unknown."""
+    L = keras.layers
+    if not isinstance(target.layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D)):
+        return 1
     try:
         shape = target.layer.output.shape
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError):  # a layer called more than once, or never built in a graph
         return 1
-    kernel = tuple(int(d) for d in target.kernel.shape)
-    positions = int(np.prod([int(d) for d in shape[1:-1]])) if len(shape) > 2 else 1
-    if target.channels or "Dense" in type(target.layer).__name__ and len(kernel) == 2:
-        return positions
-    if "Depthwise" in type(target.layer).__name__:
-        return positions
-    return 1
+    return int(np.prod([int(d) for d in shape[1:-1]])) if len(shape) > 2 else 1
 
 
 def sparsity_report(model):
@@ -27,7 +26,9 @@ def sparsity_report(model):
     channel_sparsity: all-zero output channels / output channels of the Dense/Conv kernels but
     the last (the outputs); multiplies_skipped: share of the prunable layers' multiplies per
     example whose weight is zero (each weight counted at every output position it is applied)."""
-    targets = prunable(model)
+    targets = prunable(model, required=False)
+    if not targets:
+        return {"weight_sparsity": 0.0, "channel_sparsity": 0.0, "multiplies_skipped": 0.0, "layers": []}
     layers, zeros, total, macs, skipped, channels, dead = [], 0, 0, 0, 0, 0, 0
     for i, target in enumerate(targets):
         w = np.asarray(target.kernel.numpy() if hasattr(target.kernel, "numpy") else target.kernel)

@@ -183,3 +183,22 @@ def test_bad_pruning_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError) as e:
         sparsity.MagnitudePruning(**kwargs)
     assert str(e.value) == message
+
+
+def test_sparsity_report_counts_each_weight_at_every_output_position():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = am.AMConv2D(4, 3, padding="same", multiplier="mbm7", name="conv")(inputs)  # 8x8 outputs
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+    conv = model.get_layer("conv")
+    kernel, bias = conv.get_weights()
+    kernel[..., 0] = 0.0  # one output channel: 27 weights, each used at 64 positions
+    kernel[0, 0, 0, 1] = 0.0
+    conv.set_weights([kernel, bias])
+    report = sparsity.sparsity_report(model)
+    macs = 108 * 64 + 256 * 2
+    assert report["multiplies_skipped"] == (28 * 64) / macs
+    assert report["weight_sparsity"] == 28 / (108 + 512)
+    assert report["channel_sparsity"] == 1 / 4  # the last kernel (the outputs) is not counted
+    assert [row["zero"] for row in report["layers"]] == [28, 0]
