@@ -1,6 +1,7 @@
 """Integer (8-bit) multipliers in the registry: C models in each published signature style, PDK45
 figures, the store, TFApprox .bin import/export, and every bad model registering nothing."""
 
+import os
 import re
 
 import numpy as np
@@ -9,7 +10,14 @@ from integer_reference import FIXTURES, exact_products, fixture_path, fixture_pr
 from store_helpers import registry_files
 
 from approxtrain import multipliers
-from approxtrain.multipliers import DamagedTableError, IntegerMultiplier, ModelError, builder, integer_builder
+from approxtrain.multipliers import (
+    DamagedTableError,
+    IntegerMultiplier,
+    ModelError,
+    builder,
+    integer_builder,
+    integer_table_file,
+)
 from approxtrain.multipliers.integer_metrics import integer_error_metrics
 
 
@@ -298,3 +306,78 @@ def test_cost_energy_is_power_times_delay_labelled_an_estimate(home):
     assert fig["multiply_pj"] == pytest.approx(0.391 * 1.37) and fig["estimate"] is True
     assert fig["source"].startswith("estimate: power x delay of the circuit's published figures (0.391 mW x 1.37 ns")
     assert energy.figure("mul8u_exact") is None  # no published figures: no energy, never a guess
+
+
+def test_cplusplus_integer_model(home, tmp_path):
+    cc = tmp_path / "drop.cpp"
+    cc.write_text(
+        "#include <cstdint>\nnamespace approx {\n"
+        "template <int K> std::int16_t drop(std::int8_t a, std::int8_t b) "
+        "{ return (std::int16_t)((a * b) & ~((1 << K) - 1)); }\n"
+        "template std::int16_t drop<3>(std::int8_t, std::int8_t);\n"
+        "inline float unrelated(float a, float b) { return a + b; }\n}\n"
+    )
+    m = multipliers.register("drop3", cc, integer_bits=8, signed=True)
+    np.testing.assert_array_equal(m.products, exact_products(True) & ~7)
+    assert registry_files(home) == ["drop3.amlut", "drop3.cpp"]
+
+
+def test_npy_round_trip(home, tmp_path):
+    m = multipliers.get("mul8s_mitchell")
+    path = multipliers.export_table("mul8s_mitchell", tmp_path / "mitchell.npy")
+    saved = np.load(path)
+    assert saved.dtype == np.int32 and saved.shape == (256, 256)
+    back = multipliers.register_table("mitchell_copy", path, integer_bits=8, signed=True)
+    np.testing.assert_array_equal(back.products, m.products)
+    np.save(tmp_path / "neg.npy", exact_products(True))
+    with pytest.raises(ValueError) as e:
+        multipliers.register_table("neg_as_unsigned", tmp_path / "neg.npy", integer_bits=8, signed=False)
+    assert str(e.value) == (
+        f"{tmp_path / 'neg.npy'}: the product of patterns (1, 128) is -128, outside the 16-bit unsigned range "
+        "[0, 65535] (is signed right?)"
+    )
+    assert "neg_as_unsigned" not in multipliers.names()
+
+
+def test_integer_table_of_a_newer_version(home):
+    multipliers.register("fx64", fixture_path("mul8u_fx64"), integer_bits=8, signed=False)
+    path = home / "multipliers" / "fx64.amlut"
+    data = bytearray(path.read_bytes())
+    data[6] = 9  # the format version, after the 6-byte magic
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedTableError) as e:
+        multipliers.get("fx64")
+    assert e.value.reason == (
+        "integer table format version 9 is not supported (this approxtrain reads version 1); written by a newer "
+        "approxtrain: upgrade approxtrain, or rebuild the table"
+    )
+
+
+def test_list_shows_a_damaged_integer_table(home, capsys):
+    from approxtrain.cli import main
+
+    multipliers.register("fx64", fixture_path("mul8u_fx64"), integer_bits=8, signed=False)
+    path = home / "multipliers" / "fx64.amlut"
+    path.write_bytes(path.read_bytes()[:-10])
+    assert main(["multipliers", "list"]) == 0
+    assert re.search(
+        rf"^fx64\s+\?\s+\?\s+DAMAGED\s+{re.escape(str(path))}: truncated integer table file: 65536 int32 "
+        "products need 262144 bytes, found 262134$",
+        capsys.readouterr().out,
+        re.M,
+    )
+
+
+def test_shipped_integer_table_is_cached_and_rebuilt_when_damaged(home):
+    first = multipliers.get("mul8u_trunc4").products.copy()
+    cached = home / "cache" / "tables" / "mul8u_trunc4.amlut"
+    assert cached.is_file()
+    data = bytearray(cached.read_bytes())
+    data[-1] ^= 0x01
+    cached.write_bytes(bytes(data))
+    os.utime(cached, ns=(0, 0))  # a new (mtime, size) key: the registry reads the file again
+    np.testing.assert_array_equal(multipliers.get("mul8u_trunc4").products, first)
+    header, products = integer_table_file.read_table(cached)  # rebuilt whole
+    assert header.name == "mul8u_trunc4" and not header.signed
+    np.testing.assert_array_equal(products, first)
+    assert multipliers.describe("mul8u_trunc4")["kind"] == "shipped"

@@ -8,6 +8,11 @@
     approxtrain.multipliers.register_table("mbm7at", "MBM_7.bin", mantissa_bits=7)  # ApproxTrain .bin, .npy
     approxtrain.multipliers.export_table("mbm7", "mbm7.bin")
 
+8-bit integer circuits are the second kind (IntegerMultiplier, .kind == "integer"; .products):
+    approxtrain.multipliers.register("mul8u_x", "mul8u_x.c", integer_bits=8, signed=False)  # EvoApproxLib C file
+    approxtrain.multipliers.register_table("l40", "mul8u_L40.bin", integer_bits=8, signed=False)  # TFApprox map
+    approxtrain.multipliers.get("mul8s_mitchell").products                 # int32 (256, 256)
+
 This package imports nothing of approxtrain outside itself at import time,
 so setup.py can load it to build the shipped tables before _core exists.
 """
@@ -16,6 +21,8 @@ from ._integer import INTEGER_BITS, IntegerMultiplier
 from ._multiplier import ROUNDINGS, Multiplier
 from .builder import ModelError, build_table
 from .compiler import LANGUAGES
+from .integer_formats import FORMATS as INTEGER_TABLE_FORMATS
+from .integer_metrics import integer_error_metrics
 from .metrics import error_metrics
 from .registry import (
     NATIVE,
@@ -46,6 +53,7 @@ __all__ = [
     "ROUNDINGS",
     "LANGUAGES",
     "TABLE_FORMATS",
+    "INTEGER_TABLE_FORMATS",
     "NATIVE",
     "names",
     "get",
@@ -60,6 +68,7 @@ __all__ = [
     "home",
     "user_dir",
     "error_metrics",
+    "integer_error_metrics",
     "build_table",
     "build_shipped_tables",
     "read_table",
