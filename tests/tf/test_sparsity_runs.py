@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from _runs import SMALL, assert_same_weights, checkpoint_state, needs_fashion  # noqa: E402
+from _runs import SMALL, assert_same_weights, checkpoint_state, needs_fashion, run_child  # noqa: E402
 
 from approxtrain import cli  # noqa: E402
 
@@ -34,11 +34,24 @@ def sparsity_arrays(path):
 
 
 @needs_fashion
-@pytest.mark.parametrize("flags", [PRUNE, CHASE], ids=["prune", "chase"])
-def test_resumed_sparse_run_equals_the_uninterrupted_one(tmp_path, flags):
+@pytest.mark.parametrize(
+    "flags, killed",
+    [
+        pytest.param(PRUNE, False, id="prune"),
+        pytest.param(CHASE, False, id="chase"),
+        pytest.param(CHASE, True, id="chase-killed", marks=pytest.mark.slow),  # a second process: ~40 s
+    ],
+)
+def test_resumed_sparse_run_equals_the_uninterrupted_one(tmp_path, flags, killed):
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     assert cli.main(["train", *SMALL, *flags, "--epochs", "2", "--out", whole]) == 0
-    assert cli.main(["train", *SMALL, *flags, "--epochs", "1", "--out", parts]) == 0
+    if killed:  # a process killed (SIGKILL) as epoch 2 begins
+        rc, child = run_child(["train", *SMALL, *flags, "--epochs", "2", "--out", parts], timeout=300,
+                              APPROXTRAIN_TEST_KILL_AT="epoch-begin:2")  # fmt: skip
+        assert rc == -9, child.stderr
+        assert checkpoint_state(parts)["epoch"] == 1
+    else:  # a run of 1 epoch, continued to 2
+        assert cli.main(["train", *SMALL, *flags, "--epochs", "1", "--out", parts]) == 0
     assert cli.main(["train", *SMALL, *flags, "--epochs", "2", "--out", parts, "--resume"]) == 0
     assert_same_weights(latest(parts, "weights"), latest(whole, "weights"))
     got, want = sparsity_arrays(latest(parts, "sparsity")), sparsity_arrays(latest(whole, "sparsity"))
@@ -78,6 +91,12 @@ def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
     # Dense layers use each weight once per example: multiplies skipped = zero weights' share.
     assert res["sparsity"]["multiplies_skipped"] == pytest.approx(res["sparsity"]["weight_sparsity"])
     assert res["approx_dropout"] == {"pattern": None, "rate": None}
+    # export-slim: the removed channels physically gone, the outputs the same.
+    assert cli.main(["export-slim", out]) == 0
+    slim = keras.saving.load_model(os.path.join(out, "model_slim.keras"), compile=False)
+    assert [slim.get_layer(n).kernel.shape[-1] for n in ("fc1", "fc2", "logits")] == [225, 75, 10]
+    x = np.random.default_rng(0).uniform(0, 1, size=(16, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(slim(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-7)
 
     out = str(tmp_path / "prune")
     assert cli.main(["train", *SMALL, "--prune", "0.5", "--prune-schedule", "oneshot", "--epochs", "1",
@@ -88,6 +107,23 @@ def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
         "scope": "layer",
     }  # fmt: skip
     assert res["sparsity"]["weight_sparsity"] == pytest.approx(0.5, abs=1e-5)
+
+
+@needs_fashion
+def test_approx_dropout_flags_become_model_options_and_are_recorded(tmp_path, capsys):
+    out = str(tmp_path / "drop")
+    argv = ["train", *SMALL, "--epochs", "1", "--approx-dropout", "tile", "--dropout-rate", "0.25", "--out", out]
+    assert cli.main(argv) == 0
+    res = results(out)
+    assert res["settings"]["model_options"] == {"approx_dropout": "tile", "dropout_rate": 0.25}
+    assert res["model"]["options"] == res["settings"]["model_options"]
+    assert res["approx_dropout"] == {"pattern": "tile", "rate": 0.25}
+    assert res["settings"]["sparsity"] is None and res["sparsity"]["weight_sparsity"] == 0.0
+    argv = ["train", *SMALL, "--model-option", "approx_dropout=row", "--approx-dropout", "tile", "--out", out + "2"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.endswith(
+        "approxtrain train: error: --model-option approx_dropout='row' contradicts --approx-dropout tile\n"
+    )
 
 
 @pytest.mark.parametrize(
