@@ -165,12 +165,21 @@ def _bad(tmp_path, name, source):
     return c
 
 
+@pytest.fixture
+def store(home):
+    """A store holding one integer multiplier, "keep", that a failed registration must leave alone."""
+    multipliers.register("keep", lambda a, b: a * b, integer_bits=8, signed=True)
+    return home
+
+
 def _assert_nothing_registered(home, name):
     assert name not in multipliers.names()
     assert not any(home.rglob(f"{name}*"))
+    assert registry_files(home) == ["keep.amlut"]
+    np.testing.assert_array_equal(multipliers.get("keep").products, exact_products(True))
 
 
-def test_wrong_signature(home, tmp_path):
+def test_wrong_signature(home, store, tmp_path):
     c = _bad(tmp_path, "wrong", "int32_t mulx(int32_t a, int32_t b) { return a * b; }\n")
     with pytest.raises(ModelError) as e:
         multipliers.register("wrong", c, integer_bits=8, signed=True)
@@ -182,7 +191,7 @@ def test_wrong_signature(home, tmp_path):
     _assert_nothing_registered(home, "wrong")
 
 
-def test_wrong_signature_of_a_named_symbol(home, tmp_path):
+def test_wrong_signature_of_a_named_symbol(home, store, tmp_path):
     c = _bad(
         tmp_path,
         "two",
@@ -197,7 +206,7 @@ def test_wrong_signature_of_a_named_symbol(home, tmp_path):
     _assert_nothing_registered(home, "two")
 
 
-def test_product_wider_than_16_bits_names_the_pair(home, tmp_path):
+def test_product_wider_than_16_bits_names_the_pair(home, store, tmp_path):
     c = _bad(
         tmp_path,
         "wide",
@@ -213,7 +222,7 @@ def test_product_wider_than_16_bits_names_the_pair(home, tmp_path):
     _assert_nothing_registered(home, "wide")
 
 
-def test_signed_product_in_uint64_may_be_sign_extended(home, tmp_path):
+def test_signed_product_in_uint64_may_be_sign_extended(home, store, tmp_path):
     c = _bad(
         tmp_path,
         "sext",
@@ -221,12 +230,13 @@ def test_signed_product_in_uint64_may_be_sign_extended(home, tmp_path):
     )
     m = multipliers.register("sext", c, integer_bits=8, signed=True)
     np.testing.assert_array_equal(m.products, exact_products(True))
+    multipliers.unregister("sext")
     with pytest.raises(ModelError, match=re.escape("for operands (1, 128) it returned 18446744073709551488")):
         multipliers.register("sext_u", c, integer_bits=8, signed=False)
     _assert_nothing_registered(home, "sext_u")
 
 
-def test_crashing_model(home, tmp_path):
+def test_crashing_model(home, store, tmp_path):
     c = _bad(
         tmp_path,
         "boom",
@@ -241,15 +251,18 @@ def test_crashing_model(home, tmp_path):
     _assert_nothing_registered(home, "boom")
 
 
-def test_hanging_model(home, tmp_path):
+def test_hanging_model(home, store, tmp_path):
     c = _bad(tmp_path, "spin", "int16_t spin(int8_t a, int8_t b) { if (a == -5) for (;;) {} return a * b; }\n")
     with pytest.raises(ModelError) as e:
         multipliers.register("spin", c, integer_bits=8, signed=True, timeout=3)
-    assert str(e.value).startswith(f"building the table of spin ({c}) did not finish within 3 s: does the model")
+    assert str(e.value) == (
+        f"building the table of spin ({c}) did not finish within 3 s: does the model loop forever for some pair? "
+        "Nothing was registered (a slow model needs a longer time limit: timeout=, --timeout on the command line)"
+    )
     _assert_nothing_registered(home, "spin")
 
 
-def test_compile_error(home, tmp_path):
+def test_compile_error(home, store, tmp_path):
     c = _bad(tmp_path, "broken", "int16_t broken(int8_t a, int8_t b) { return a * b }\n")
     with pytest.raises(ModelError) as e:
         multipliers.register("broken", c, integer_bits=8, signed=True)
@@ -258,7 +271,7 @@ def test_compile_error(home, tmp_path):
     _assert_nothing_registered(home, "broken")
 
 
-def test_python_model_out_of_range(home):
+def test_python_model_out_of_range(home, store):
     with pytest.raises(ModelError) as e:
         multipliers.register("pyw", lambda a, b: a * b * 2, integer_bits=8, signed=True)
     assert str(e.value) == (
@@ -381,3 +394,15 @@ def test_shipped_integer_table_is_cached_and_rebuilt_when_damaged(home):
     assert header.name == "mul8u_trunc4" and not header.signed
     np.testing.assert_array_equal(products, first)
     assert multipliers.describe("mul8u_trunc4")["kind"] == "shipped"
+
+
+def test_a_tfapprox_map_imported_as_a_float_table_says_what_it_is(home, tmp_path):
+    path = multipliers.export_table("mul8u_exact", tmp_path / "exact.bin")
+    with pytest.raises(ValueError) as e:
+        multipliers.register_table("exact_as_float", path, mantissa_bits=7)
+    assert str(e.value).endswith(
+        "the file has 131072 bytes (is mantissa_bits right?) (131072 bytes is the size of a TFApprox 8-bit "
+        "multiplication map: import it as an integer multiplier, integer_bits=8 and signed=, --integer 8 "
+        "--signed|--unsigned)"
+    )
+    assert registry_files(home) == []

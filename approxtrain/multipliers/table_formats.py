@@ -35,6 +35,7 @@ import numpy as np
 FORMATS = ("approxtrain", "npy")
 _SUFFIX_FORMATS = {".bin": "approxtrain", ".npy": "npy"}
 APPROXTRAIN_UINT8_MAX_M = 7
+TFAPPROX_MAP_BYTES = 2 * 256 * 256  # integer_formats.py: TFApprox's uint16 multiplication map
 
 
 class TableImportError(ValueError):
@@ -83,9 +84,15 @@ def read_approxtrain(path, mantissa_bits):
             else f"{4 * count} bytes (uint32 entries; uint8 entries hold at most {APPROXTRAIN_UINT8_MAX_M} "
             "fraction bits)"
         )
+        tfapprox = (
+            " (131072 bytes is the size of a TFApprox 8-bit multiplication map: import it as an integer "
+            "multiplier, integer_bits=8 and signed=, --integer 8 --signed|--unsigned)"
+            if len(data) == TFAPPROX_MAP_BYTES
+            else ""
+        )
         raise TableImportError(
             f"{path}: an ApproxTrain table with mantissa_bits={m} has {count} entries: "
-            f"{sizes}; the file has {len(data)} bytes (is mantissa_bits right?)"
+            f"{sizes}; the file has {len(data)} bytes (is mantissa_bits right?){tfapprox}"
         )
     allowed, carry_bit, layout = _approxtrain_layout(width, m)
     stray = (raw & np.uint32(~allowed & 0xFFFFFFFF)) != 0
