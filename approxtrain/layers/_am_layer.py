@@ -10,8 +10,10 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from approxtrain import multipliers
-from approxtrain.multipliers import Multiplier
+from approxtrain.multipliers import IntegerMultiplier, Multiplier
+from approxtrain.quant.config import QuantConfig, quant_config
+from approxtrain.quant.multipliers import resolve_any
+from approxtrain.quant.quantize import minmax
 
 
 def check_multiplier(value, argument, optional=False):
@@ -20,7 +22,7 @@ def check_multiplier(value, argument, optional=False):
     if value is None and optional:
         return None
     try:
-        multipliers.resolve(value)
+        resolve_any(value)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{argument}: {e}") from None
     return value
@@ -36,16 +38,23 @@ READABLE_CONFIG_VERSIONS = (1,)
 
 def multiplier_name(value):
     """What get_config stores: the registry name (the table itself is not serialised)."""
-    return value.name if isinstance(value, Multiplier) else value
+    return value.name if isinstance(value, (Multiplier, IntegerMultiplier)) else value
 
 
 @dataclass(frozen=True)
 class AMMultipliers:
-    """The three multipliers of one layer, in the keyword form every approxtrain.ops function takes."""
+    """The three multipliers of one layer, in the keyword form every approxtrain.ops function takes,
+    and its quantization (a QuantConfig, None when not given; used by integer multipliers only)."""
 
     multiplier: object
     grad_input_multiplier: object = None
     grad_weight_multiplier: object = None
+    quantization: QuantConfig = None
+
+    @property
+    def integer(self):
+        """Whether the forward multiplier is an integer one (the products are quantized)."""
+        return isinstance(resolve_any(self.multiplier), IntegerMultiplier)
 
     def op_kwargs(self, activations_only=False):
         """Keyword arguments for an op. activations_only: both operands are activations (attention
@@ -53,18 +62,45 @@ class AMMultipliers:
         grad_weight = self.grad_input_multiplier if activations_only else self.grad_weight_multiplier
         if activations_only and grad_weight is None:
             grad_weight = self.multiplier
-        return dict(
+        kwargs = dict(
             multiplier=self.multiplier,
             grad_input_multiplier=self.grad_input_multiplier,
             grad_weight_multiplier=grad_weight,
         )
+        if self.quantization is not None and self.integer:
+            kwargs["quantization"] = self.quantization
+        return kwargs
 
     def config(self):
-        return {
+        config = {
             "multiplier": multiplier_name(self.multiplier),
             "grad_input_multiplier": multiplier_name(self.grad_input_multiplier),
             "grad_weight_multiplier": multiplier_name(self.grad_weight_multiplier),
         }
+        if self.quantization is not None:  # absent otherwise: configs of float layers stay as they were
+            config["quantization"] = self.quantization.get_config()
+        return config
+
+
+def range_kwargs(layer, x, name="inputs"):
+    """``input_range=`` for an op quantizing the activation x (a moving-average range), or nothing."""
+    input_range = getattr(layer, "input_range", None)
+    value = None if input_range is None else input_range(x, name)
+    return {} if value is None else {"input_range": value}
+
+
+def _training():
+    """Keras's training flag of the current layer call (None: inference, as Keras treats it)."""
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    training = None if context is None else context.get_value("training")
+    if training is None or isinstance(training, bool):
+        return bool(training)
+    static = tf.get_static_value(training)
+    if static is None:
+        raise ValueError("calibration='moving_average' needs a Python training flag, got a symbolic one")
+    return bool(static)
 
 
 def to_float32(layer, *tensors):
@@ -116,9 +152,16 @@ class AMLayer:
             layer input (None: same as `multiplier`).
         grad_weight_multiplier: multiplier of the products giving the gradient w.r.t. the
             weights (None: same as `multiplier`).
+        quantization: for an integer multiplier (`approxtrain.multipliers.IntegerMultiplier`
+            or its name), how operands are quantized: an `approxtrain.quant.QuantConfig` or its
+            dict (None: its defaults).  See docs/integer.md.
     """
 
     keras_twin = None  # set by each AM layer class, e.g. keras.layers.Dense for AMDense
+    # The activations a layer quantizes, each with a moving-average range when
+    # calibration="moving_average" (layer state); None: the layer does not support that mode.
+    quantized_inputs = None
+    supports_integer = True  # False: an integer multiplier is refused at construction
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -126,13 +169,32 @@ class AMLayer:
         if twin is not None and not issubclass(cls, twin):
             raise TypeError(f"{cls.__name__}.keras_twin must be one of its bases, got {twin.__name__}")
 
-    def __init__(self, *args, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, **kwargs):
+    def __init__(
+        self, *args, multiplier, grad_input_multiplier=None, grad_weight_multiplier=None, quantization=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.am_multipliers = AMMultipliers(
             check_multiplier(multiplier, "multiplier"),
             check_multiplier(grad_input_multiplier, "grad_input_multiplier", optional=True),
             check_multiplier(grad_weight_multiplier, "grad_weight_multiplier", optional=True),
+            None if quantization is None else quant_config(quantization),
         )
+        self._check_quantization()
+        if self._moving_average():
+            # [low, high, seen]: the running range of each quantized input, saved with the weights.
+            # Made here, not in build: its shape does not depend on the input's, and Keras calls a
+            # build it did not define with the input shape by parameter name.
+            self._quant_ranges = {
+                name: self.add_weight(
+                    name=f"{name}_range",
+                    shape=(3,),
+                    initializer="zeros",
+                    trainable=False,
+                    autocast=False,
+                    aggregation="mean",
+                )
+                for name in self.quantized_inputs
+            }
         # The AM ops are custom kernels XLA cannot compile. Keras's trainer compiles a model
         # with XLA only if every layer has supports_jit (trainer.model_supports_jit), so
         # jit_compile="auto" (and True, with a warning) falls back to a plain tf.function.
@@ -141,6 +203,65 @@ class AMLayer:
     @property
     def multiplier(self):
         return self.am_multipliers.multiplier
+
+    @property
+    def quantization(self):
+        """The QuantConfig (None: not given, the defaults apply to an integer multiplier)."""
+        return self.am_multipliers.quantization
+
+    def _moving_average(self):
+        q = self.am_multipliers.quantization
+        return q is not None and q.calibration == "moving_average" and self.am_multipliers.integer
+
+    def _check_quantization(self):
+        if not self.supports_integer and self.am_multipliers.integer:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} does not support integer multipliers yet, got "
+                f"{multiplier_name(self.multiplier)!r}; give it a float multiplier or 'fp32' "
+                "(e.g. substitute(..., exclude=[...]))"
+            )
+        if self._moving_average() and self.quantized_inputs is None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: calibration='moving_average' is not supported by this "
+                f"layer with integer multiplier {multiplier_name(self.multiplier)!r}; use calibration='minmax' "
+                "or 'percentile'"
+            )
+
+    # The twins' own save/load_own_variables write their weights by index (kernel, bias, ...) and
+    # check the count on load; the moving-average ranges go after them.
+    def save_own_variables(self, store):
+        if not self._moving_average():
+            return super().save_own_variables(store)
+        own = {}
+        super().save_own_variables(own)
+        for key, value in own.items():
+            store[key] = value
+        for i, name in enumerate(self.quantized_inputs):
+            store[str(len(own) + i)] = self._quant_ranges[name].numpy()
+
+    def load_own_variables(self, store):
+        if not self._moving_average():
+            return super().load_own_variables(store)
+        count = len(store.keys()) - len(self.quantized_inputs)
+        super().load_own_variables(store)  # reads its own indices; checks the count of all variables
+        for i, name in enumerate(self.quantized_inputs):
+            self._quant_ranges[name].assign(store[str(count + i)])
+
+    def input_range(self, x, name="inputs"):
+        """The range of the quantized input `name` for an op's ``input_range``: None (the op calibrates)
+        unless calibration="moving_average", whose state is updated here in training only."""
+        if not self._moving_average():
+            return None
+        state = self._quant_ranges[name]
+        lo, hi = minmax(tf.stop_gradient(tf.cast(x, tf.float32)))
+        seen = state[2] > 0
+        if not _training():
+            return tf.where(seen, state[0], lo), tf.where(seen, state[1], hi)
+        m = self.am_multipliers.quantization.momentum
+        lo = tf.where(seen, m * state[0] + (1.0 - m) * lo, lo)
+        hi = tf.where(seen, m * state[1] + (1.0 - m) * hi, hi)
+        state.assign(tf.stack([lo, hi, tf.constant(1.0)]))
+        return lo, hi
 
     @property
     def grad_input_multiplier(self):

@@ -7,7 +7,7 @@ activation, so build, weights, LoRA and serialisation stay Keras's.
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, range_kwargs, to_float32
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -26,6 +26,7 @@ class AMConv2D(AMLayer, keras.layers.Conv2D):
     """
 
     keras_twin = keras.layers.Conv2D
+    quantized_inputs = ("inputs",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -42,6 +43,7 @@ class AMConv2D(AMLayer, keras.layers.Conv2D):
             dilations=self.dilation_rate,
             groups=self.groups,
             **self.am_multipliers.op_kwargs(),
+            **range_kwargs(self, x),
         )
         return from_float32(self, y)
 
@@ -62,6 +64,7 @@ class AMConv1D(AMLayer, keras.layers.Conv1D):
     """
 
     keras_twin = keras.layers.Conv1D
+    quantized_inputs = ("inputs",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,6 +81,7 @@ class AMConv1D(AMLayer, keras.layers.Conv1D):
             dilations=self.dilation_rate[0],
             groups=self.groups,
             **self.am_multipliers.op_kwargs(),
+            **range_kwargs(self, x),
         )
         return from_float32(self, y)
 

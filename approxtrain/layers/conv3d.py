@@ -27,6 +27,7 @@ class AMConv3D(AMLayer, keras.layers.Conv3D):
     """
 
     keras_twin = keras.layers.Conv3D
+    supports_integer = False  # approxtrain.ops.conv3d has no integer path yet
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

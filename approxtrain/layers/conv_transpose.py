@@ -64,6 +64,7 @@ class AMConv1DTranspose(_AMConvTranspose, keras.layers.Conv1DTranspose):
     `grad_weight_multiplier`. data_format must be "channels_last"."""
 
     keras_twin = keras.layers.Conv1DTranspose
+    supports_integer = False  # the transposed convs have no integer path yet
     _op = staticmethod(ops.conv1d_transpose)
 
     def _op_window(self):
@@ -77,6 +78,7 @@ class AMConv2DTranspose(_AMConvTranspose, keras.layers.Conv2DTranspose):
     `grad_weight_multiplier`. data_format must be "channels_last"."""
 
     keras_twin = keras.layers.Conv2DTranspose
+    supports_integer = False  # the transposed convs have no integer path yet
     _op = staticmethod(ops.conv2d_transpose)
 
 
@@ -88,4 +90,5 @@ class AMConv3DTranspose(_AMConvTranspose, keras.layers.Conv3DTranspose):
     known when the layer is built."""
 
     keras_twin = keras.layers.Conv3DTranspose
+    supports_integer = False  # the transposed convs have no integer path yet
     _op = staticmethod(ops.conv3d_transpose)

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, range_kwargs, to_float32
 
 
 def dense_matmul(layer, inputs, kernel, bound_rank):
@@ -22,7 +22,7 @@ def dense_matmul(layer, inputs, kernel, bound_rank):
     flat = tf.reshape(x, [-1, x.shape[free_rank:].num_elements()])
     if (bound_rank, kernel.shape.rank) != (1, 2):
         kernel = tf.reshape(kernel, [flat.shape[-1], out_shape.num_elements()])
-    y = ops.matmul(flat, kernel, **layer.am_multipliers.op_kwargs())
+    y = ops.matmul(flat, kernel, **layer.am_multipliers.op_kwargs(), **range_kwargs(layer, flat))
     y = tf.reshape(y, tf.concat([tf.shape(x)[:free_rank], out_shape.as_list()], axis=0))
     y.set_shape(x.shape[:free_rank].concatenate(out_shape))
     return from_float32(layer, y)
@@ -49,6 +49,7 @@ class AMDense(AMLayer, keras.layers.Dense):
     """
 
     keras_twin = keras.layers.Dense
+    quantized_inputs = ("inputs",)
 
     def call(self, inputs, training=None):
         return add_bias_and_activate(self, dense_matmul(self, inputs, self.kernel, bound_rank=1))

@@ -7,7 +7,14 @@ so they override `call`; build, weights and serialisation stay Keras's.
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import (
+    AMLayer,
+    add_bias_and_activate,
+    check_rank,
+    from_float32,
+    range_kwargs,
+    to_float32,
+)
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -26,6 +33,7 @@ class AMDepthwiseConv2D(AMLayer, keras.layers.DepthwiseConv2D):
     """
 
     keras_twin = keras.layers.DepthwiseConv2D
+    quantized_inputs = ("inputs",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +49,7 @@ class AMDepthwiseConv2D(AMLayer, keras.layers.DepthwiseConv2D):
             padding=self.padding.upper(),
             dilations=self.dilation_rate,
             **self.am_multipliers.op_kwargs(),
+            **range_kwargs(self, x),
         )
         return add_bias_and_activate(self, from_float32(self, y))
 
@@ -64,6 +73,7 @@ class AMSeparableConv2D(AMLayer, keras.layers.SeparableConv2D):
     """
 
     keras_twin = keras.layers.SeparableConv2D
+    quantized_inputs = ("inputs", "pointwise")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -80,6 +90,7 @@ class AMSeparableConv2D(AMLayer, keras.layers.SeparableConv2D):
             padding=self.padding.upper(),
             dilations=self.dilation_rate,
             **multipliers,
+            **range_kwargs(self, x),
         )
-        y = ops.conv2d(y, pointwise, strides=1, padding="VALID", **multipliers)
+        y = ops.conv2d(y, pointwise, strides=1, padding="VALID", **multipliers, **range_kwargs(self, y, "pointwise"))
         return add_bias_and_activate(self, from_float32(self, y))

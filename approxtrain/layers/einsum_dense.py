@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, range_kwargs, to_float32
 
 _EQUATION = re.compile(r"^([a-zA-Z.]+),([a-zA-Z]+)->([a-zA-Z.]+)$")
 
@@ -82,7 +82,7 @@ def einsum_matmul(layer, equation, inputs, kernel):
     lead = [prod(batch)] if batch else []
     xt = tf.reshape(xt, tf.stack(lead + [prod(free_input), prod(contracted)]))
     wt = tf.reshape(wt, lead + [prod(contracted), prod(free_kernel)])
-    y = ops.matmul(xt, wt, **layer.am_multipliers.op_kwargs())
+    y = ops.matmul(xt, wt, **layer.am_multipliers.op_kwargs(), **range_kwargs(layer, xt))
     order = batch + free_input + free_kernel
     y = tf.reshape(y, tf.stack([size[c] for c in order]))
     y = tf.transpose(y, [order.index(c) for c in out])
@@ -108,6 +108,7 @@ class AMEinsumDense(AMLayer, keras.layers.EinsumDense):
     """
 
     keras_twin = keras.layers.EinsumDense
+    quantized_inputs = ("inputs",)
 
     def call(self, inputs, training=None):
         if getattr(self, "quantization_mode", None):

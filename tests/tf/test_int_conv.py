@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import _int_reference as ref
+from _int_reference import reference_conv, windows
 from approxtrain import ops
 from approxtrain.quant import QuantConfig, _gemm
 
@@ -16,41 +17,6 @@ F = np.float32
 def int_gemm(monkeypatch):
     if not ref.have_int_matmul_op():
         monkeypatch.setattr(_gemm, "patterns_matmul", ref.reference_patterns_matmul)
-
-
-def windows(codes, kh, kw, strides, dilations, pads, fill):
-    """[N, OH, OW, KH, KW, C] windows of the padded codes, by explicit loops."""
-    top, bottom, left, right = pads
-    xp = np.pad(codes, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
-    n, h, w, c = xp.shape
-    (sh, sw), (dh, dw) = strides, dilations
-    oh, ow = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
-    out = np.zeros((n, oh, ow, kh, kw, c), np.int64)
-    for i in range(oh):
-        for j in range(ow):
-            for a in range(kh):
-                for b in range(kw):
-                    out[:, i, j, a, b] = xp[:, i * sh + a * dh, j * sw + b * dw]
-    return out, xp.shape
-
-
-def reference_conv(x, w, m, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), per_channel=False):
-    kh, kw, cg, o = w.shape
-    groups = x.shape[-1] // cg
-    og = o // groups
-    px, pw = ref.minmax_params(x, m.signed), ref.minmax_params(w, m.signed, per_channel)
-    qx, qw = ref.quantize(x, px), ref.quantize(w, pw)
-    win, _ = windows(qx, kh, kw, strides, dilations, pads, px[1])
-    n, oh, ow = win.shape[:3]
-    acc = np.zeros((n, oh, ow, o), np.int64)
-    zw = np.broadcast_to(pw[1], (o,))
-    for g in range(groups):
-        rows = win[..., g * cg : (g + 1) * cg].reshape(-1, kh * kw * cg)
-        filt = qw[..., g * og : (g + 1) * og].reshape(kh * kw * cg, og)
-        acc[..., g * og : (g + 1) * og] = ref.table_matmul(
-            rows, filt, px[1], zw[g * og : (g + 1) * og], m.products
-        ).reshape(n, oh, ow, og)
-    return acc.astype(F) * (px[0] * pw[0]).astype(F), (px, pw, qx, qw)
 
 
 def images(seed, shape=(2, 7, 8, 4), wshape=(3, 3, 4, 6)):
