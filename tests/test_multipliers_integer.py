@@ -381,7 +381,11 @@ def test_list_shows_a_damaged_integer_table(home, capsys):
     )
 
 
-def test_shipped_integer_table_is_cached_and_rebuilt_when_damaged(home):
+def test_shipped_integer_table_is_cached_and_rebuilt_when_damaged(home, tmp_path, monkeypatch):
+    from approxtrain.multipliers import registry
+
+    monkeypatch.setattr(registry, "PACKAGE_TABLES", tmp_path / "no_tables")  # a source checkout, never built
+    monkeypatch.setattr(registry, "_in_memory", {})  # tables an earlier test could not cache on disk
     first = multipliers.get("mul8u_trunc4").products.copy()
     cached = home / "cache" / "tables" / "mul8u_trunc4.amlut"
     assert cached.is_file()
@@ -406,3 +410,18 @@ def test_a_tfapprox_map_imported_as_a_float_table_says_what_it_is(home, tmp_path
         "--signed|--unsigned)"
     )
     assert registry_files(home) == []
+
+
+def test_package_build_writes_integer_tables_that_get_reads(home, tmp_path, monkeypatch):
+    from approxtrain.multipliers import registry
+
+    written = registry.build_shipped_tables(registry.SOURCE_DIR, tmp_path / "tables")
+    assert {p.name for p in written} >= {"mul8s_exact.amlut", "mul8u_trunc4.amlut", "mbm7.amlut"}
+    header, products = integer_table_file.read_table(tmp_path / "tables" / "mul8s_exact.amlut")
+    assert (header.name, header.signed, header.bits, header.symbol) == ("mul8s_exact", True, 8, "mul8s_exact")
+    np.testing.assert_array_equal(products, exact_products(True))
+    monkeypatch.setattr(registry, "PACKAGE_TABLES", tmp_path / "tables")
+    monkeypatch.setattr(registry, "_in_memory", {})
+    np.testing.assert_array_equal(multipliers.get("mul8s_exact").products, exact_products(True))
+    assert multipliers.describe("mul8s_exact")["table"] == str(tmp_path / "tables" / "mul8s_exact.amlut")
+    assert not (home / "cache").exists()  # read from the package, nothing built on first use
