@@ -55,8 +55,8 @@ def add_parser(sub):
     add.add_argument("--rounding", choices=ROUNDINGS, help="operand rounding of a float multiplier (default: truncate)")
     add.add_argument(
         "--symbol",
-        help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only "
-        "float f(float, float) function, or the one called NAME)",
+        help="the model function, e.g. mbm or ns::mbm<7> (default: the file's only model "
+        "function, float f(float, float) or with --integer an 8-bit one, or the one called NAME)",
     )
     add.add_argument(
         "--language",
