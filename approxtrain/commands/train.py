@@ -14,7 +14,9 @@ def add_parser(sub):
     )
     add_run_arguments(p)
     p.add_argument("--multiplier", default="fp32", help="multiplier of forward products (default fp32 = native)")
-    p.add_argument("--out", help="output directory (default runs/<model>_<dataset>_<multiplier>)")
+    p.add_argument(
+        "--out", help="output directory (default runs/<model>_<dataset>_<multiplier>[_prune<S>|_chase<S>])"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.set_defaults(func=run)
 
@@ -197,7 +199,8 @@ def config_from_args(args, multiplier, out, sparsity="flags"):
 def run(args):
     from approxtrain.train import train
 
-    out = args.out or f"runs/{args.model}_{args.dataset}_{args.multiplier}"
+    tag = f"_prune{args.prune}" if args.prune is not None else f"_{args.dst}{args.sparsity}" if args.dst else ""
+    out = args.out or f"runs/{args.model}_{args.dataset}_{args.multiplier}{tag}"
     results = train(config_from_args(args, args.multiplier, out), resume=args.resume)
     from approxtrain._coverage import zoo_summary
     from approxtrain.report import fmt
