@@ -347,6 +347,36 @@ def test_matmul_rank_and_batch_errors_name_the_shapes():
     assert core.matmul(ones(2, 1, 3, 4), ones(3, 4, 5), mult).shape == (2, 3, 3, 5)
 
 
+def _pool_size_in_child(env_update, cpus=None):
+    """_core's default pool size in a fresh process with `env_update` and, if given, pinned to `cpus`."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("APPROXTRAIN_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.update(env_update)
+    code = "import os, sys\n"
+    if cpus is not None:
+        code += f"os.sched_setaffinity(0, {sorted(cpus)!r})\n"
+    code += "from approxtrain import core\nprint(core.num_threads())\n"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_pool_uses_the_cores_it_is_given():
+    """The pool's size: APPROXTRAIN_NUM_THREADS, else OMP_NUM_THREADS, else the cores this process
+    may run on (its affinity mask), not the machine's core count."""
+    import os
+
+    given = sorted(os.sched_getaffinity(0))
+    assert _pool_size_in_child({}) == len(given)
+    assert _pool_size_in_child({}, cpus=given[:1]) == 1
+    assert _pool_size_in_child({"OMP_NUM_THREADS": "1"}) == 1
+    assert _pool_size_in_child({"OMP_NUM_THREADS": "3"}) == 3
+    assert _pool_size_in_child({"APPROXTRAIN_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}) == 2
+    assert _pool_size_in_child({"OMP_NUM_THREADS": "0"}, cpus=given[:1]) == 1  # not a count: ignored
+
+
 def test_matmul_same_bits_with_one_or_two_threads():
     rng = np.random.default_rng(5)
     saved = core.num_threads()

@@ -4,6 +4,10 @@
 #include <cstdlib>
 #include <memory>
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 namespace approxtrain {
 
 namespace {
@@ -87,12 +91,26 @@ std::unique_ptr<ThreadPool>& pool_slot() {
   static std::unique_ptr<ThreadPool> pool;
   return pool;
 }
+int positive_env(const char* name) {
+  const char* env = std::getenv(name);
+  const int n = env ? std::atoi(env) : 0;
+  return n > 0 ? n : 0;
+}
+// The cores this process may run on (taskset, cgroup cpusets), not the machine's.
+int cores_given() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+// APPROXTRAIN_NUM_THREADS, else OMP_NUM_THREADS (what the user gave every
+// threaded library), else the cores given: a pool wider than its cores
+// only time-slices against itself.
 int configured_threads() {
-  if (const char* env = std::getenv("APPROXTRAIN_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
+  for (const char* name : {"APPROXTRAIN_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const int n = positive_env(name)) return n;
+  return cores_given();
 }
 }  // namespace
 
