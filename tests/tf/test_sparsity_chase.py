@@ -138,3 +138,19 @@ def test_export_slim_refuses_graphs_it_cannot_shrink():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     with pytest.raises(sparsity.SlimError, match="cannot shrink through layer 'bn' \\(BatchNormalization\\)"):
         sparsity.export_slim(model)
+
+
+def test_chase_erk_start_keeps_the_total_density():
+    keras.utils.set_random_seed(0)
+    model = models.build("lenet5", (16, 16, 1), 10)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    chase = sparsity.Chase(0.9, distribution="erk", end=10, seed=1)
+    chase.attach(model)
+    chase.on_train_begin()
+    masks = chase.mask_values()
+    sizes = [m.size for m in masks]
+    assert [int(m.sum()) for m in masks] == chase.counts
+    assert abs(sum(chase.counts) - 0.1 * sum(sizes)) <= len(sizes)  # rounding per kernel
+    assert chase.counts[0] / sizes[0] > chase.counts[2] / sizes[2]  # conv1 (150 weights) denser than fc1
+    for kernel, mask in zip(chase.kernel_values(), masks):
+        assert np.all(kernel[mask == 0] == 0) and np.all(kernel[mask == 1] != 0)

@@ -191,3 +191,25 @@ def test_compare_sparsity_variants_writes_the_table_and_plot(tmp_path, capsys):
         assert cells == [name, *want]
     with open(os.path.join(out, "accuracy_vs_sparsity.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_fashion
+def test_a_damaged_sparsity_file_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *SMALL, *PRUNE, "--epochs", "2", "--out", out]) == 0
+    path = os.path.join(out, "checkpoint", "epoch-0002.sparsity.npz")
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00garbage\x00")
+    capsys.readouterr()
+    assert cli.main(["train", *SMALL, *PRUNE, "--epochs", "3", "--out", out, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {path}: damaged (SHA-256 " in captured.err
+    assert "resuming after epoch 1 of 3" in captured.out
+    state = checkpoint_state(out)
+    assert [c["epoch"] for c in state["checkpoints"]] == [2, 3]
+    assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == [
+        "epoch-0002.sparsity.npz", "epoch-0002.weights.h5", "epoch-0003.sparsity.npz", "epoch-0003.weights.h5",
+        "state.json",
+    ]  # fmt: skip
+    assert int(sparsity_arrays(latest(out, "sparsity"))["step"]) == 12
