@@ -238,7 +238,10 @@ def write_variant_outputs(out, variants, names, configs, results):
     cells = {
         label: {
             "test_accuracy": r["final"]["test_accuracy"],
-            **{k: (r.get("sparsity") or {}).get(k) for k in ("weight_sparsity", "channel_sparsity", "multiplies_skipped")},
+            **{
+                k: (r.get("sparsity") or {}).get(k)
+                for k in ("weight_sparsity", "channel_sparsity", "multiplies_skipped")
+            },
             "sparsity_settings": configs[label].sparsity,
         }
         for label, r in results.items()

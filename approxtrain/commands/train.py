@@ -14,9 +14,7 @@ def add_parser(sub):
     )
     add_run_arguments(p)
     p.add_argument("--multiplier", default="fp32", help="multiplier of forward products (default fp32 = native)")
-    p.add_argument(
-        "--out", help="output directory (default runs/<model>_<dataset>_<multiplier>[_prune<S>|_chase<S>])"
-    )
+    p.add_argument("--out", help="output directory (default runs/<model>_<dataset>_<multiplier>[_prune<S>|_chase<S>])")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.set_defaults(func=run)
 
@@ -74,32 +72,80 @@ def add_sparsity_arguments(p):
     """Sparse training (approxtrain.sparsity, docs/sparsity.md) and approximate random dropout."""
     g = p.add_argument_group("sparse training (docs/sparsity.md)")
     g.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to weight sparsity S, e.g. 0.9")
-    g.add_argument("--prune-schedule", choices=("gradual", "oneshot"), default="gradual",
-                   help="gradual: Zhu & Gupta's cubic ramp from --prune-start to --prune-end; oneshot: all at --prune-start")  # fmt: skip
-    g.add_argument("--prune-start", type=float, metavar="E",
-                   help="epoch (may be fractional) pruning starts (default 0; oneshot: half of --epochs)")  # fmt: skip
-    g.add_argument("--prune-end", type=float, metavar="E",
-                   help="epoch the target sparsity is reached (default: half of --epochs); later epochs fine-tune")  # fmt: skip
-    g.add_argument("--prune-every", type=int, metavar="N",
-                   help="optimizer steps between gradual pruning updates (default: 1/10 epoch)")  # fmt: skip
-    g.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
-                   help="one magnitude threshold per layer, or one over all layers")  # fmt: skip
+    g.add_argument(
+        "--prune-schedule",
+        choices=("gradual", "oneshot"),
+        default="gradual",
+        help="gradual: Zhu & Gupta's cubic ramp from --prune-start to --prune-end; oneshot: all at --prune-start",
+    )
+    g.add_argument(
+        "--prune-start",
+        type=float,
+        metavar="E",
+        help="epoch (may be fractional) pruning starts (default 0; oneshot: half of --epochs)",
+    )
+    g.add_argument(
+        "--prune-end",
+        type=float,
+        metavar="E",
+        help="epoch the target sparsity is reached (default: half of --epochs); later epochs fine-tune",
+    )
+    g.add_argument(
+        "--prune-every",
+        type=int,
+        metavar="N",
+        help="optimizer steps between gradual pruning updates (default: 1/10 epoch)",
+    )
+    g.add_argument(
+        "--prune-scope",
+        choices=("layer", "global"),
+        default="layer",
+        help="one magnitude threshold per layer, or one over all layers",
+    )
     g.add_argument("--dst", choices=("chase",), help="dynamic sparse training method: chase (Yin et al. 2023)")
     g.add_argument("--sparsity", type=float, metavar="S", help="--dst weight sparsity, e.g. 0.9")
-    g.add_argument("--channel-sparsity", type=float, default=None, metavar="C",
-                   help="--dst chase: share of output channels removed by --dst-end (default 0)")  # fmt: skip
-    g.add_argument("--dst-update-every", type=int, metavar="N",
-                   help="optimizer steps between prune-and-grow updates (default: 1/4 epoch)")  # fmt: skip
-    g.add_argument("--dst-end", type=float, metavar="E",
-                   help="epoch the updates stop and the channel sparsity is reached (default: 3/4 of --epochs)")  # fmt: skip
-    g.add_argument("--drop-fraction", type=float, default=0.3,
-                   help="share of active weights moved at the first update, cosine-decayed (default 0.3)")  # fmt: skip
-    g.add_argument("--sparse-init", choices=("uniform", "erk"), default="uniform",
-                   help="per-layer density of the sparse start (default uniform)")  # fmt: skip
-    g.add_argument("--approx-dropout", choices=("row", "tile"),
-                   help="approximate random dropout on the hidden Dense layers (lenet300100, lenet5)")  # fmt: skip
-    g.add_argument("--dropout-rate", type=float, metavar="R",
-                   help="dropout rate (default 0.5 with --approx-dropout; alone: plain Dropout)")  # fmt: skip
+    g.add_argument(
+        "--channel-sparsity",
+        type=float,
+        default=None,
+        metavar="C",
+        help="--dst chase: share of output channels removed by --dst-end (default 0)",
+    )
+    g.add_argument(
+        "--dst-update-every",
+        type=int,
+        metavar="N",
+        help="optimizer steps between prune-and-grow updates (default: 1/4 epoch)",
+    )
+    g.add_argument(
+        "--dst-end",
+        type=float,
+        metavar="E",
+        help="epoch the updates stop and the channel sparsity is reached (default: 3/4 of --epochs)",
+    )
+    g.add_argument(
+        "--drop-fraction",
+        type=float,
+        default=0.3,
+        help="share of active weights moved at the first update, cosine-decayed (default 0.3)",
+    )
+    g.add_argument(
+        "--sparse-init",
+        choices=("uniform", "erk"),
+        default="uniform",
+        help="per-layer density of the sparse start (default uniform)",
+    )
+    g.add_argument(
+        "--approx-dropout",
+        choices=("row", "tile"),
+        help="approximate random dropout on the hidden Dense layers (lenet300100, lenet5)",
+    )
+    g.add_argument(
+        "--dropout-rate",
+        type=float,
+        metavar="R",
+        help="dropout rate (default 0.5 with --approx-dropout; alone: plain Dropout)",
+    )
 
 
 def sparsity_from_args(args, epochs=None):
@@ -110,28 +156,46 @@ def sparsity_from_args(args, epochs=None):
     if args.prune is not None and args.dst is not None:
         raise ValueError("choose one of --prune and --dst")
     if args.dst is None:
-        for flag, value in (("--sparsity", args.sparsity), ("--channel-sparsity", args.channel_sparsity),
-                            ("--dst-update-every", args.dst_update_every), ("--dst-end", args.dst_end)):  # fmt: skip
+        for flag, value in (
+            ("--sparsity", args.sparsity),
+            ("--channel-sparsity", args.channel_sparsity),
+            ("--dst-update-every", args.dst_update_every),
+            ("--dst-end", args.dst_end),
+        ):
             if value is not None:
                 raise ValueError(f"{flag} {value} needs --dst chase")
     if args.prune is None:
-        for flag, value in (("--prune-start", args.prune_start), ("--prune-end", args.prune_end),
-                            ("--prune-every", args.prune_every)):  # fmt: skip
+        for flag, value in (
+            ("--prune-start", args.prune_start),
+            ("--prune-end", args.prune_end),
+            ("--prune-every", args.prune_every),
+        ):
             if value is not None:
                 raise ValueError(f"{flag} {value} needs --prune S")
     if args.prune is not None:
         settings.check_fraction("--prune", args.prune, lower_inclusive=False)
         return settings.prune_settings(
-            args.prune, args.prune_schedule, args.prune_start, args.prune_end, args.prune_every, args.prune_scope, epochs
+            args.prune,
+            args.prune_schedule,
+            args.prune_start,
+            args.prune_end,
+            args.prune_every,
+            args.prune_scope,
+            epochs,
         )
     if args.dst is not None:
         if args.sparsity is None:
             raise ValueError("--dst chase needs --sparsity S (e.g. 0.9)")
         settings.check_fraction("--sparsity", args.sparsity, lower_inclusive=False)
         return settings.chase_settings(
-            args.sparsity, args.channel_sparsity or 0.0, args.dst_end, args.dst_update_every,
-            args.drop_fraction, args.sparse_init, epochs,
-        )  # fmt: skip
+            args.sparsity,
+            args.channel_sparsity or 0.0,
+            args.dst_end,
+            args.dst_update_every,
+            args.drop_fraction,
+            args.sparse_init,
+            epochs,
+        )
     return None
 
 

@@ -128,7 +128,9 @@ class Chase(MaskedTraining):
             mask[order[:dropped]] = 0.0
             # ...and regrow where the gradient is largest, up to the kernel's count.
             need = min(self.counts[i], int(allowed.sum())) - int(mask.sum())
-            score = np.where((mask == 0) & allowed.ravel(), np.abs(self._gradients[id(target.kernel)].numpy()).ravel(), -1.0)
+            score = np.where(
+                (mask == 0) & allowed.ravel(), np.abs(self._gradients[id(target.kernel)].numpy()).ravel(), -1.0
+            )
             grow = np.argsort(-score, kind="stable")[: max(need, 0)]
             mask[grow] = 1.0
             grown = np.zeros_like(mask)

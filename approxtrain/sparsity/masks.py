@@ -37,14 +37,14 @@ class Target(NamedTuple):
 
 def _kernel_attributes(layer):
     """(attribute names of the layer's prunable kernels, whether output channels are removable)."""
-    L = keras.layers
-    if isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D)):
+    kl = keras.layers
+    if isinstance(layer, (kl.Dense, kl.Conv1D, kl.Conv2D, kl.Conv3D)):
         return ("kernel",), getattr(layer, "groups", 1) == 1
-    if isinstance(layer, (L.EinsumDense, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+    if isinstance(layer, (kl.EinsumDense, kl.Conv1DTranspose, kl.Conv2DTranspose, kl.Conv3DTranspose)):
         return ("kernel",), False
-    if isinstance(layer, L.DepthwiseConv2D):
+    if isinstance(layer, kl.DepthwiseConv2D):
         return ("kernel",), False
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+    if isinstance(layer, (kl.SeparableConv1D, kl.SeparableConv2D)):
         return ("depthwise_kernel", "pointwise_kernel"), False
     return (), False
 
@@ -219,7 +219,9 @@ class MaskedTraining(keras.callbacks.Callback):
         if kind != type(self).__name__:
             raise ValueError(f"the sparsity state is of {kind}, not {type(self).__name__}")
         if names != [t.name for t in self.targets]:
-            raise ValueError(f"the sparsity state masks {names}, this model's kernels are {[t.name for t in self.targets]}")
+            raise ValueError(
+                f"the sparsity state masks {names}, this model's kernels are {[t.name for t in self.targets]}"
+            )
         self.step, self.initialised = int(arrays["step"]), bool(arrays["initialised"])
         for i, mask in enumerate(self.masks):
             mask.assign(arrays[f"mask/{i}"])

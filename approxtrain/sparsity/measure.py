@@ -10,8 +10,8 @@ def _uses_per_weight(target):
     """How often one kernel weight is multiplied per example: the output positions it is applied
     at (1 for a Dense on vectors, height x width of the output for a Conv2D or DepthwiseConv2D).
     1 for the other layers (EinsumDense, transposed and separable convs) and when unknown."""
-    L = keras.layers
-    if not isinstance(target.layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D)):
+    kl = keras.layers
+    if not isinstance(target.layer, (kl.Dense, kl.Conv1D, kl.Conv2D, kl.Conv3D, kl.DepthwiseConv2D)):
         return 1
     try:
         shape = target.layer.output.shape

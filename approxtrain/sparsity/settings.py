@@ -155,7 +155,9 @@ def parse_variants(text):
         if label == "dense":
             variants.append((label, "dense", ()))
         elif m := re.fullmatch(f"prune{number}", label):
-            variants.append((label, "prune", (check_fraction(f"variant {label!r}", float(m[1]), lower_inclusive=False),)))
+            variants.append(
+                (label, "prune", (check_fraction(f"variant {label!r}", float(m[1]), lower_inclusive=False),))
+            )
         elif m := re.fullmatch(f"chase{number}(?:c{number})?", label):
             s = check_fraction(f"variant {label!r}", float(m[1]), lower_inclusive=False)
             c = check_fraction(f"channel sparsity of variant {label!r}", float(m[2])) if m[2] else None

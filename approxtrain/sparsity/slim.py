@@ -85,8 +85,8 @@ def export_slim(model):
 
 
 def _is_channel_layer(layer):
-    L = keras.layers
-    return isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D)) and getattr(layer, "groups", 1) == 1
+    kl = keras.layers
+    return isinstance(layer, (kl.Dense, kl.Conv1D, kl.Conv2D, kl.Conv3D)) and getattr(layer, "groups", 1) == 1
 
 
 def _maps_zero_to_zero(layer):

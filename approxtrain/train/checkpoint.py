@@ -208,7 +208,9 @@ def restore_sparsity(run_dir, sparse, entry):
             sparse.load_state({k: arrays[k] for k in arrays.files})
     except (OSError, ValueError, KeyError) as e:
         first_line = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise DamagedRunFiles(run_dir, [(path, f"cannot be loaded as this run's sparsity state ({first_line})")]) from None
+        raise DamagedRunFiles(
+            run_dir, [(path, f"cannot be loaded as this run's sparsity state ({first_line})")]
+        ) from None
 
 
 def warn(message):

@@ -64,7 +64,9 @@ def test_chase_keeps_density_and_removes_channels_as_scheduled(multiplier):
     assert watch.seen[8]["removed"][:-1] == [round(0.5 * n) for n in channels[:-1]]
     assert watch.seen[12]["removed"] == watch.seen[8]["removed"]
     # Removed channels: kernel slice and bias exactly 0, no active weight.
-    for cm, mask, kernel, bias in zip(chase.channel_masks, *(watch.seen[12][k] for k in ("masks", "kernels", "biases"))):
+    for cm, mask, kernel, bias in zip(
+        chase.channel_masks, *(watch.seen[12][k] for k in ("masks", "kernels", "biases"))
+    ):
         if cm is None:
             continue
         dead = cm.numpy() == 0

@@ -98,8 +98,10 @@ def test_pruned_weights_stay_exactly_zero_under_model_fit(optimizer):
 def test_gradual_schedule_follows_the_cubic_formula_and_reaches_its_target_at_end():
     target, start, end, every = 0.9, 10, 70, 20
     pruning = sparsity.MagnitudePruning(target, start=start, end=end, every=every)
-    for step in range(0, 100):
-        want = 0.0 if step < start else target + (0.0 - target) * (1 - min(step - start, end - start) / (end - start)) ** 3
+    for step in range(100):
+        want = (
+            0.0 if step < start else target + (0.0 - target) * (1 - min(step - start, end - start) / (end - start)) ** 3
+        )
         assert pruning.sparsity_at(step) == pytest.approx(want, abs=1e-12)
     assert pruning.sparsity_at(end) == target
     assert [s for s in range(100) if pruning.is_update_step(s)] == [10, 30, 50, 70]
@@ -133,7 +135,10 @@ def test_gradual_pruning_reaches_the_target_exactly_at_the_end_step():
 
 def test_layer_and_global_scope_thresholds_match_numpy():
     rng = np.random.default_rng(5)
-    weights = [rng.normal(scale=s, size=shape).astype(np.float32) for s, shape in ((1.0, (30, 20)), (0.1, (20, 10)), (3.0, (10, 4)))]
+    weights = [
+        rng.normal(scale=s, size=shape).astype(np.float32)
+        for s, shape in ((1.0, (30, 20)), (0.1, (20, 10)), (3.0, (10, 4)))
+    ]
     ones = [np.ones_like(w) for w in weights]
     layer = sparsity.magnitude_masks(weights, ones, 0.7, "layer")
     for w, m in zip(weights, layer):

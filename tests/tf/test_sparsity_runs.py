@@ -13,7 +13,18 @@ from _runs import SMALL, assert_same_weights, checkpoint_state, needs_fashion, r
 from approxtrain import cli  # noqa: E402
 
 # SMALL: 256 images in batches of 64, 4 steps per epoch; the sparsity updates straddle epoch 1's end.
-PRUNE = ["--prune", "0.8", "--prune-start", "0.25", "--prune-end", "1.75", "--prune-every", "1", "--prune-scope", "global"]
+PRUNE = [
+    "--prune",
+    "0.8",
+    "--prune-start",
+    "0.25",
+    "--prune-end",
+    "1.75",
+    "--prune-every",
+    "1",
+    "--prune-scope",
+    "global",
+]
 CHASE = ["--dst", "chase", "--sparsity", "0.8", "--channel-sparsity", "0.25", "--dst-end", "1.5",
          "--dst-update-every", "1", "--multiplier", "mbm7"]  # fmt: skip
 
@@ -183,7 +194,7 @@ def test_compare_sparsity_variants_writes_the_table_and_plot(tmp_path, capsys):
     assert summary["cells"]["chase0.9c0.25/mbm7"]["channel_sparsity"] == 0.25
     with open(os.path.join(out, "comparison.md")) as f:
         table = f.read()
-    rows = [line for line in table.splitlines() if line.startswith("| fp32 |") or line.startswith("| mbm7 |")]
+    rows = [line for line in table.splitlines() if line.startswith(("| fp32 |", "| mbm7 |"))]
     assert len(rows) == 2
     for row, name in zip(rows, ["fp32", "mbm7"]):
         cells = [c.strip() for c in row.strip("|").split("|")]
