@@ -194,18 +194,21 @@ def plot_accuracy_vs_sparsity(variants, names, results, path, title=None):
     from approxtrain import report
 
     plt = report._pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name in names:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for index, name in enumerate(names):
         points = sorted(
             (results[f"{v}/{name}"]["sparsity"]["weight_sparsity"], results[f"{v}/{name}"]["final"]["test_accuracy"], v)
             for v in variants
         )
         ax.plot([100 * p[0] for p in points], [100 * p[1] for p in points], marker="o", label=name)
-        for x, y, label in points:
-            ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xlabel="weight sparsity (%)", ylabel="test accuracy (%)", title=title or "Accuracy vs sparsity")
+        if index == 0:  # one label per variant is enough
+            for x, y, label in points:
+                ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set(xlabel="weight sparsity (%)", ylabel="test accuracy (%)", title="Test accuracy vs weight sparsity")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     report._save(plt, fig, path, dpi=120)
 
