@@ -7,6 +7,10 @@ resume verifies the newest against its hash and falls back to the one before whe
 newest is damaged. A crash between the two writes leaves state.json naming the previous
 epoch, and the new weights file unnamed: it is ignored and removed on resume.
 
+A sparse run (approxtrain.sparsity) also writes checkpoint/epoch-NNNN.sparsity.npz (masks,
+schedule position, RNG) before state.json, which names it with its SHA-256 beside the weights;
+a checkpoint is intact only when both files are.
+
 The optimizer is rebuilt from the current settings and only its variables (iteration
 count, momenta) are restored, so a run resumed with more --epochs gets schedules sized
 for the new total while continuing from the saved step.
