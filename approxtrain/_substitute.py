@@ -11,6 +11,12 @@ then every variable copied), and the copy is rewritten in place -- or the model 
   list, tuple or dict): the attribute and Keras's tracking lists (`_layers`) are updated.
 
 A layer reached twice (shared) is replaced once, so the AM copy is shared too.
+
+Saving: where a layer was replaced inside a model or layer that rebuilds its sublayers from its
+own arguments (keras_hub backbones and their transformer layers, subclassed models, custom
+layers), the model's own config would load native layers; such a model is marked to save as a
+substituted model, and `keras.models.load_model` (after `import approxtrain.layers`) puts the
+AM layers back (approxtrain/_substituted_save.py).
 """
 
 import sys
@@ -22,6 +28,7 @@ import keras
 from keras.src.models.functional import Functional
 from keras.src.ops.node import KerasHistory
 
+from approxtrain import _substituted_save
 from approxtrain import layers as am
 
 # Keras layer -> AM twin, from each AM layer's `keras_twin`. The AM layers map to themselves,
@@ -174,6 +181,8 @@ def substitute(
     target = model if inplace else _copy(model)
     rewriter = _Rewriter(multipliers, include, exclude)
     rewriter.visit(target, selected=include is None)
+    if rewriter.mark_needed:  # its own config would rebuild native layers: save it as substituted
+        _substituted_save.mark(target, [_substituted_save.record(new) for new in rewriter.made])
     left = [layer for layer in rewriter.left if not isinstance(layer, am.AMLayer)]
     if left:
         listing = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in left)
@@ -195,6 +204,9 @@ class _Rewriter:
         self.seen = set()  # ids of layers already visited (or replaced)
         self.left = []  # selected multiply-heavy layers left native
         self.replaced = []  # the originals, kept alive while their ids key self.new
+        self.made = []  # the AM layers made, in walk order
+        self.holders = []  # the layers being visited, outermost first
+        self.mark_needed = False  # a layer was replaced where the model's config cannot say so
 
     def _selection(self, layer, selected):
         """Whether layer is selected, given its container's selection (inherited downwards)."""
@@ -210,11 +222,13 @@ class _Rewriter:
             return layer
         self.seen.add(id(layer))
         selected = self._selection(layer, selected)
-        twin = _twins().get(type(layer))
-        if selected and twin is not None:
-            new = self.new[id(layer)] = _make_twin(layer, twin, self.multipliers)
+        new = self._replacement(layer, selected)
+        if new is not None and new is not layer:
+            self.new[id(layer)] = new
             self.replaced.append(layer)
             self.seen.add(id(new))
+            self.made.append(new)
+            self.mark_needed = self.mark_needed or _substituted_save.needs_mark(self.holders)
             return new
         if is_multiply_heavy(layer):  # atomic: its sublayers are part of its own arithmetic
             if selected and not isinstance(layer, am.AMLayer):
@@ -223,8 +237,22 @@ class _Rewriter:
         self.visit(layer, selected)
         return layer
 
+    def _replacement(self, layer, selected):
+        """The AM layer to put in `layer`'s place, or None."""
+        twin = _twins().get(type(layer))
+        if selected and twin is not None:
+            return _make_twin(layer, twin, self.multipliers)
+        return None
+
     def visit(self, layer, selected):
         """Rewrite what `layer` holds: graph nodes, Sequential's list, attributes."""
+        self.holders.append(layer)
+        try:
+            self._visit(layer, selected)
+        finally:
+            self.holders.pop()
+
+    def _visit(self, layer, selected):
         self.seen.add(id(layer))
         if isinstance(layer, keras.Sequential) and layer._functional is not None:
             self._rewrite_graph(layer._functional, selected)
@@ -284,6 +312,46 @@ class _Rewriter:
             for old_id in [i for i in ids if i in self.new]:
                 ids.discard(old_id)
                 ids.add(id(self.new[old_id]))
+
+
+class _Replayer(_Rewriter):
+    """Puts a loaded substituted model's recorded AM layers back (approxtrain/_substituted_save.py):
+    the same walk as substitute()'s, each recorded layer in the place of the layer it replaced
+    there (same name, the class it is the twin of). A layer its config made AM already stays."""
+
+    def __init__(self, records):
+        super().__init__({}, None, None)
+        self.records = records
+        self.next = 0
+
+    def _replacement(self, layer, selected):
+        if self.next == len(self.records):
+            return None
+        entry = self.records[self.next]
+        twin = _twins().get(type(layer))
+        if twin is None or twin.__name__ != entry["class_name"] or layer.name != entry["config"].get("name"):
+            return None
+        self.next += 1
+        if type(layer) is twin:
+            return layer
+        new = keras.saving.deserialize_keras_object(deepcopy(entry))  # built from its build config
+        _copy_paths(layer, new)  # the paths of the layer its parent made in its name scope
+        return new
+
+
+def replay(model, records):
+    """Put the recorded AM layers (records of approxtrain._substituted_save) into `model`, a model
+    just built from its own config; raises if one of them has no place in it."""
+    replayer = _Replayer(records)
+    replayer.visit(model, selected=True)
+    if replayer.next != len(records):
+        entry = records[replayer.next]
+        raise ValueError(
+            f"cannot load the substituted {type(model).__name__} {model.name!r}: its AM layer "
+            f"{entry['config'].get('name')!r} ({entry['class_name']}) has no place in the model its "
+            "config builds (did the model's class change since it was saved?); loading it with "
+            "native layers would silently drop the approximate multiplier"
+        )
 
 
 # Attributes that hold no sublayer to replace (graph bookkeeping is rewritten by _rewrite_graph).

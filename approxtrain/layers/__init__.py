@@ -7,6 +7,7 @@ Each layer is its Keras twin plus `multiplier`, `grad_input_multiplier` and
     layer = at.layers.AMDense(64, activation="relu", multiplier="mbm7")
 """
 
+from approxtrain import _substituted_save  # noqa: F401  (registers what .keras files of substituted models name)
 from approxtrain.layers._am_layer import AMLayer
 from approxtrain.layers.approx_dropout import ApproxDropoutDense, ApproxRandomDropout
 from approxtrain.layers.attention import AMMultiHeadAttention

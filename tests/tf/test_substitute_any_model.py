@@ -16,6 +16,7 @@ from keras import ops  # noqa: E402
 import approxtrain  # noqa: E402
 from approxtrain import layers as am  # noqa: E402
 from approxtrain._substitute import MULTIPLY_HEAVY, left_native  # noqa: E402
+from approxtrain._substituted_save import original_class  # noqa: E402
 from _compare import BF16, assert_bits_equal, bf16_values, random_table  # noqa: E402
 
 
@@ -243,7 +244,8 @@ def test_subclassed_model():
     out = model(x)
     before = state(model)
     new = substitute_quietly(model, BF16)
-    assert type(new) is Net and new is not model and new.name == "net"
+    # its class: Net's save-as-substituted subclass (approxtrain/_substituted_save.py)
+    assert original_class(type(new)) is Net and new is not model and new.name == "net"
     assert type(new.conv) is am.AMConv1D and type(new.attention) is am.AMMultiHeadAttention
     assert [type(d) for d in new.mlp] == [am.AMDense, am.AMDense] and type(new.head) is am.AMDense
     assert [w.path for w in new.weights] == [w.path for w in model.weights]
@@ -564,7 +566,7 @@ def test_keras_hub_bert_and_vit_fully_substituted():
         assert len(left_native(model)) == heavy
         before, out = state(model), model(x)
         new = substitute_quietly(model, BF16, strict=True)
-        assert type(new) is type(model) and left_native(new) == []
+        assert original_class(type(new)) is type(model) and left_native(new) == []
         assert_close_and_different(model, x, 0.05)
         assert_training_step_finite(new, x)
         assert_untouched(model, before, x, out)
@@ -584,7 +586,7 @@ def test_keras_hub_gpt2_fully_substituted():
     assert [type(layer).__name__ for layer in left_native(gpt2)] == ["CachedMultiHeadAttention", "Dense", "Dense"]
     before, out = state(gpt2), gpt2(x)
     new = substitute_quietly(gpt2, "mbm7", strict=True)
-    assert type(new) is type(gpt2) and left_native(new) == []
+    assert original_class(type(new)) is type(gpt2) and left_native(new) == []
     attention = new.get_layer("transformer_layer_0")._self_attention_layer
     assert type(attention) is AMCachedMultiHeadAttention and attention.multiplier == "mbm7"
     assert_close_and_different(gpt2, x, 0.1)
@@ -648,3 +650,132 @@ def test_cached_attention_twin_is_am_attention_with_keras_hubs_call():
     # Static cache (no update index): the cached keys and values are used, the inputs ignored.
     static, _ = cached(x, np.zeros_like(x), attention_mask=causal, cache=cache)
     assert_bits_equal(static, got, "static cache")
+
+
+# ---------------------------------------------------------------- .keras round trip of rebuilt layers
+
+
+def assert_same_layers(loaded, substituted):
+    """The same multiply-heavy layers, each of the same class and multiplier, none native."""
+    assert left_native(loaded) == []
+    pairs = list(zip(_leaves_of(loaded), _leaves_of(substituted), strict=True))
+    assert pairs
+    for a, b in pairs:
+        assert (a.name, type(a), a.multiplier) == (b.name, type(b), b.multiplier)
+
+
+def _leaves_of(model):
+    from approxtrain._substitute import _leaves
+
+    return _leaves(model)
+
+
+def assert_round_trip(substituted, x, path):
+    """Saved and loaded, the substituted model is itself again: AM layers, weights, outputs bit for bit."""
+    out = flat(substituted(x, training=False))
+    substituted.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(substituted) and isinstance(loaded, type(substituted).__mro__[1])
+    assert_same_layers(loaded, substituted)
+    # Keras names the top scope of a layer loaded twice in one process "outer_1": compare below it.
+    assert [w.path.partition("/")[2] for w in loaded.weights] == [w.path.partition("/")[2] for w in substituted.weights]
+    for a, b in zip(loaded.weights, substituted.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    np.testing.assert_array_equal(flat(loaded(x, training=False)), out)
+    return loaded
+
+
+def test_custom_layers_inside_a_functional_model_reload_as_am_layers(tmp_path):
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((3, 6))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Outer(name="outer")(inputs)))
+    x = np.random.default_rng(1).standard_normal((2, 3, 6)).astype(np.float32)
+    new = substitute_quietly(model, "mbm7")
+    loaded = assert_round_trip(new, x, tmp_path / "outer.keras")
+    block = loaded.get_layer("outer").block
+    assert type(block.proj) is am.AMDense and block.proj.multiplier == "mbm7"
+    assert relative_l2(flat(loaded(x)), flat(model(x))) > 1e-4  # mbm7, not the native products
+    # Saved again, it loads again (the loaded model is marked as the substituted one was).
+    assert_round_trip(loaded, x, tmp_path / "again.keras")
+    # A model of Keras layers only stores its AM layers' configs itself: it keeps its class.
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    assert type(substitute_quietly(plain, "mbm7")) is keras.Sequential
+
+
+def test_loading_refuses_an_am_layer_without_its_place():
+    from approxtrain._substitute import replay
+    from approxtrain._substituted_save import record
+
+    inputs = keras.Input((3, 6))
+    model = keras.Model(inputs, Outer(name="outer")(inputs), name="m")
+    stray = am.AMDense(4, name="not_there", multiplier="mbm7")
+    stray.build((None, 6))
+    with pytest.raises(ValueError) as e:
+        replay(model, [record(stray)])
+    assert str(e.value) == (
+        "cannot load the substituted Functional 'm': its AM layer 'not_there' (AMDense) has no "
+        "place in the model its config builds (did the model's class change since it was saved?); "
+        "loading it with native layers would silently drop the approximate multiplier"
+    )
+    assert left_native(model) != []  # and nothing was replaced on the way
+
+
+def keras_hub_backbones(keras_hub):
+    """Tiny BERT, GPT-2 and ViT backbones (no weights download) and an input for each."""
+    keras.utils.set_random_seed(0)
+    image = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    small = dict(num_heads=2, hidden_dim=8)
+    return [
+        (
+            keras_hub.models.BertBackbone(
+                vocabulary_size=50, num_layers=2, intermediate_dim=16, max_sequence_length=8, **small
+            ),
+            token_inputs(True),
+        ),
+        (
+            keras_hub.models.GPT2Backbone(
+                vocabulary_size=50, num_layers=1, intermediate_dim=16, max_sequence_length=8, **small
+            ),
+            token_inputs(False),
+        ),
+        (keras_hub.models.ViTBackbone(image_shape=(8, 8, 3), patch_size=4, num_layers=2, mlp_dim=16, **small), image),
+    ]
+
+
+def test_keras_hub_backbones_reload_from_keras_files(tmp_path):
+    keras_hub = import_keras_hub()
+    for model, x in keras_hub_backbones(keras_hub):
+        new = substitute_quietly(model, "mbm7", strict=True)
+        assert approxtrain.coverage(new, inputs=x)["share"] == 1.0
+        loaded = assert_round_trip(new, x, tmp_path / f"{model.name}.keras")
+        assert approxtrain.coverage(loaded, inputs=x)["share"] == 1.0
+        assert relative_l2(flat(loaded(x)), flat(model(x))) > 1e-4, model.name  # not native
+
+
+@pytest.mark.slow  # a new Python importing TensorFlow: ~25 s on 2 cores
+def test_substituted_gpt2_loads_in_a_fresh_process(tmp_path):
+    """As a user loads it: a new Python that imports approxtrain.layers only (not keras_hub, not
+    approxtrain's keras_hub twins) before keras.models.load_model."""
+    import subprocess
+    import sys
+
+    keras_hub = import_keras_hub()
+    model, x = keras_hub_backbones(keras_hub)[1]
+    new = substitute_quietly(model, "mbm7", strict=True)
+    np.save(tmp_path / "ids.npy", x["token_ids"])
+    np.save(tmp_path / "out.npy", np.asarray(new(x, training=False)))
+    new.save(tmp_path / "gpt2.keras")
+    script = (
+        "import sys, numpy as np, keras, approxtrain.layers\n"
+        "from approxtrain._substitute import left_native, _leaves\n"
+        "d = sys.argv[1]\n"
+        "m = keras.models.load_model(d + '/gpt2.keras')\n"
+        "ids = np.load(d + '/ids.npy')\n"
+        "out = np.asarray(m({'token_ids': ids, 'padding_mask': np.ones_like(ids)}, training=False))\n"
+        "assert left_native(m) == [], left_native(m)\n"
+        "print(sorted(type(layer).__name__ for layer in _leaves(m)))\n"
+        "print(np.array_equal(out, np.load(d + '/out.npy')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-3:] == ["['AMCachedMultiHeadAttention', 'AMDense', 'AMDense']", "True", ""]
