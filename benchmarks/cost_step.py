@@ -5,8 +5,9 @@ round on the same batch:
 - plain: `model.train_on_batch(x, y)` (Keras's compiled step: forward, backward, SGD update);
 - counted: one step of approxtrain.cost.profile's counting step (forward, backward, the count
   reductions in the same tf.function, the NumPy finish of the counts; no update, as
-  `approxtrain cost` without --run).
-It prints the median of each and their ratio, plus the first call of each (tracing included).
+  `approxtrain cost` without --run);
+- counted + update: the same with an SGD update in the graph (as `approxtrain cost --run`).
+It prints the median of each, the ratios to plain, and the first call of each (tracing included).
 
     python benchmarks/cost_step.py [--batch-size 128] [--rounds 10]
 
@@ -47,15 +48,18 @@ def measure(name, shape, batch_size, rounds):
     plain.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy())
     counted = models.build(name, shape, 10)
     step = cost_profile.counting_step(counted)
+    updating = cost_profile.counting_step(models.build(name, shape, 10), keras.optimizers.SGD(0.01))
     first_plain = timed(lambda: plain.train_on_batch(x, y))
     first_counted = timed(lambda: step(x, y))
-    t_plain, t_counted = [], []
+    timed(lambda: updating(x, y))
+    t_plain, t_counted, t_updating = [], [], []
     for _ in range(rounds):
         t_plain.append(timed(lambda: plain.train_on_batch(x, y)))
         t_counted.append(timed(lambda: step(x, y)))
-    p, c = statistics.median(t_plain), statistics.median(t_counted)
-    times = f"{p * 1e3:.1f} | {c * 1e3:.1f} | {c / p:.2f} | {first_plain:.2f} | {first_counted:.2f}"
-    return f"| {name} | {batch_size} | {times} |"
+        t_updating.append(timed(lambda: updating(x, y)))
+    p, c, u = (statistics.median(t) for t in (t_plain, t_counted, t_updating))
+    times = f"{p * 1e3:.1f} | {c * 1e3:.1f} | {c / p:.2f} | {u * 1e3:.1f} | {u / p:.2f}"
+    return f"| {name} | {batch_size} | {times} | {first_plain:.2f} | {first_counted:.2f} |"
 
 
 def main():
@@ -65,8 +69,11 @@ def main():
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} CPUs, load average {load:.2f} at the start\n")
-    print("| model | batch | plain step ms | counted step ms | ratio | first plain s | first counted s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | batch | plain step ms | counted step ms | ratio | counted + update ms | ratio "
+        "| first plain s | first counted s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, shape in MODELS:
         print(measure(name, shape, args.batch_size, args.rounds), flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
