@@ -36,6 +36,15 @@ class QuantParams(NamedTuple):
     signed: bool
 
 
+def _divide(x, y):
+    """x / y, correctly rounded in eager and graph mode alike.
+
+    A plain float32 division inside a tf.function may come out an ulp off (TF's graph
+    rewrites), which would make a traced model quantize differently from the same model
+    run eagerly; DivNoNan is left alone (y is never 0 here)."""
+    return tf.math.divide_no_nan(tf.cast(x, tf.float32), tf.cast(y, tf.float32))
+
+
 def _round_half_away(v):
     """std::round for v >= 0 without the floor(v + 0.5) rounding slip at 0.49999997."""
     down = tf.floor(v)
@@ -52,11 +61,11 @@ def params_from_range(lo, hi, signed):
         lo = -hi
     span = hi - lo
     # An all-zero operand: any scale represents it; 1 keeps 1/scale finite.
-    scale = tf.where(span > 0, span / float(qmax - qmin), tf.ones_like(span))
+    scale = tf.where(span > 0, _divide(span, float(qmax - qmin)), tf.ones_like(span))
     if signed:
         zero_point = tf.zeros_like(scale)
     else:
-        from_min = float(qmin) - lo / scale
+        from_min = float(qmin) - _divide(lo, scale)
         zero_point = tf.clip_by_value(_round_half_away(tf.maximum(from_min, 0.0)), float(qmin), float(qmax))
     nudged_min = (float(qmin) - zero_point) * scale
     nudged_max = (float(qmax) - zero_point) * scale
@@ -67,7 +76,7 @@ def quantize(x, params):
     """int32 codes of float32 x (per-channel params broadcast over the last axis)."""
     qmin = code_range(params.signed)[0]
     clamped = tf.clip_by_value(x, params.nudged_min, params.nudged_max)
-    shifted = (clamped - params.nudged_min) * (1.0 / params.scale) + 0.5
+    shifted = (clamped - params.nudged_min) * _divide(1.0, params.scale) + 0.5
     return tf.cast(tf.floor(shifted), tf.int32) + qmin
 
 

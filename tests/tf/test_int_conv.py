@@ -97,11 +97,25 @@ def test_depthwise_and_conv1d(signed):
 
 
 def conv_grads(x, w, dy, **kwargs):
-    x, w = tf.constant(x), tf.constant(w)
-    with tf.GradientTape() as tape:
-        tape.watch([x, w])
-        y = ops.conv2d(x, w, **kwargs)
-    return [g.numpy() for g in tape.gradient(y, [x, w], output_gradients=tf.constant(dy))]
+    """dX, dW eagerly; checked against those of a tf.function (batch size unknown when traced): equal
+    for integer gradients, within float rounding for the native float ones."""
+
+    def grads(x, w, dy):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = ops.conv2d(x, w, **kwargs)
+        return tape.gradient(y, [x, w], output_gradients=dy)
+
+    eager = [g.numpy() for g in grads(tf.constant(x), tf.constant(w), tf.constant(dy))]
+    spec = [tf.TensorSpec([None, *x.shape[1:]]), tf.TensorSpec(w.shape), tf.TensorSpec([None, *dy.shape[1:]])]
+    traced = [g.numpy() for g in tf.function(grads, input_signature=spec)(x, w, dy)]
+    integer = kwargs.get("quantization") is not None and kwargs["quantization"].integer_backward
+    for e, t in zip(eager, traced):
+        if integer:
+            np.testing.assert_array_equal(e, t)
+        else:
+            np.testing.assert_allclose(e, t, rtol=1e-5, atol=1e-6)
+    return eager
 
 
 @pytest.mark.parametrize("signed", [True, False])

@@ -146,3 +146,14 @@ def test_long_sums_split_into_int32_safe_chunks(monkeypatch):
     assert len(calls) == 3 and sum(calls) == 70000
     s = ref.params(0.0, 1.0, False)[0]
     assert y[0, 0] == np.float32(70000 * 255 * 255) * (s * s)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_traced_equals_numpy(signed):
+    """Inside a tf.function too (where TF may rewrite a float division an ulp off)."""
+    a, b = operands(9, m=16, k=40, n=8)
+    m = ref.random_multiplier(signed, seed=9)
+    cfg = QuantConfig(granularity="per_channel")
+    traced = tf.function(lambda a, b: ops.matmul(a, b, m, quantization=cfg))
+    expected, _ = ref.quantized_matmul(a, b, m, per_channel=True)
+    np.testing.assert_array_equal(traced(a, b).numpy(), expected)
