@@ -25,6 +25,7 @@ __all__ = [
     "conv2d_input_grad",
     "conv2d_filter_grad",
     "conv_paddings",
+    "int_matmul",
     "num_threads",
     "set_num_threads",
 ]
@@ -139,6 +140,46 @@ def conv2d_filter_grad(
     filter_shape = [int(t) for t in filter_shape]
     s, d, p = _conv_args(x.shape, filter_shape, strides, padding, dilations)
     return _backend(device, "conv2d_filter_grad")(x, filter_shape, dy, *m.core_args, s, d, p, int(groups))
+
+
+def _integer_multiplier(multiplier):
+    m = multipliers.resolve(multiplier)
+    if m is None or getattr(m, "kind", "float") != "integer":
+        raise ValueError(f"int_matmul needs an integer multiplier (an IntegerMultiplier or its name), got {multiplier!r}")
+    return m
+
+
+def _patterns(x, m, what):
+    """The 8-bit patterns (uint8) of integer operand values, each checked against m.code_range."""
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"int_matmul: {what} must hold integers (e.g. int8 or uint8), got {arr.dtype}")
+    low, high = m.code_range
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < low or hi > high:
+            bad = lo if lo < low else hi
+            kind = "signed" if m.signed else "unsigned"
+            raise ValueError(
+                f"int_matmul: {what} holds {int(bad)}, outside the {kind} 8-bit code range [{low}, {high}] of {m.name!r}"
+            )
+    if arr.dtype in (np.int8, np.uint8):
+        return np.ascontiguousarray(arr).view(np.uint8)
+    return np.ascontiguousarray(arr.astype(np.int64).astype(np.uint8))
+
+
+def int_matmul(a, b, multiplier, device="cpu", transpose_a=False, transpose_b=False):
+    """Exact integer matrix product through an integer multiplier's table, numpy ``matmul`` semantics.
+
+    ``a``, ``b``: integer VALUES in the multiplier's ``code_range`` (any integer dtype; a value
+    out of range is a ValueError naming it), rank >= 2, batch dimensions broadcast.  Returns
+    int64 ``C[..., i, j] = sum_k products[pattern(a[..., i, k]), pattern(b[..., k, j])]`` with the
+    table row from ``a``; the sums are exact (int32 inside blocks that cannot overflow, int64
+    across).
+    """
+    m = _integer_multiplier(multiplier)
+    pa, pb = _patterns(a, m, "a"), _patterns(b, m, "b")
+    return _backend(device, "int_matmul")(pa, pb, m.products, bool(transpose_a), bool(transpose_b))
 
 
 def num_threads():

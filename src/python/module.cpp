@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "approxtrain native core: AMSim arithmetic, CPU (and CUDA) kernels on numpy arrays";
   approxtrain::bind_cpu(m);
   approxtrain::bind_cuda(m);
+  approxtrain::bind_int(m);
   pybind11::dict info;
   info["version"] = APPROXTRAIN_VERSION;
   info["compiler"] = __VERSION__;
