@@ -64,7 +64,8 @@ def table_sum(pa, pb, multiplier):
 def exact_product(qa, qb, za, zb, multiplier, zb_per_row=False):
     """sum_k (qa - za)(qb - zb) with the products of the codes taken from the table, int64 [..., M, N].
 
-    qa: int32 codes [..., M, K]; qb: int32 codes [..., K, N]; za: int32 scalar; zb: int32 scalar,
+    qa: int32 codes [..., M, K] (or their uint8 patterns: the codes themselves when unsigned);
+    qb: int32 codes [..., K, N] (or uint8 patterns likewise); za: int32 scalar; zb: int32 scalar,
     or broadcastable to [..., 1, N] (a zero point per column), or with zb_per_row broadcastable
     to [..., K] (one per row of qb: per term of the sum).
     """

@@ -95,7 +95,10 @@ def in_range(x, params):
 
 
 def patterns(codes):
-    """The uint8 bit patterns of int32 codes, as the table indexes them (two's complement)."""
+    """The uint8 bit patterns of int32 codes, as the table indexes them (two's complement);
+    uint8 input is taken as patterns already."""
+    if codes.dtype == tf.uint8:
+        return codes
     return tf.cast(tf.bitwise.bitwise_and(codes, 255), tf.uint8)
 
 
