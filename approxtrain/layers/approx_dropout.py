@@ -29,9 +29,10 @@ from approxtrain.layers.dense import AMDense
 class ApproxRandomDropout(keras.layers.Layer):
     """Structured dropout drawn online: whole units (``"row"``) or whole kernel tiles (``"tile"``).
 
-    One pattern per training step for the whole mini-batch; the kept values are scaled by
-    n / kept, which is the usual 1 / (1 - rate) whenever n * (1 - rate) is a whole number
-    (see `_dropout_patterns.scale`). Identity at inference.
+    A fresh pattern at every training step for each group of `group_size` consecutive
+    examples; the kept values are scaled by n / kept, which is the usual 1 / (1 - rate)
+    whenever n * (1 - rate) is a whole number (see `_dropout_patterns.scale`). Identity at
+    inference.
 
     Args:
         rate: share dropped, a float in [0, 1).
@@ -39,32 +40,38 @@ class ApproxRandomDropout(keras.layers.Layer):
             Dense layer it is fused with; see `ApproxDropoutDense`).
         tile: tile size (rows, cols) of the kernel [in, out], or one int for square tiles;
             used by the tile pattern only.
+        group_size: examples (rows) that share one pattern. None (default): the whole batch
+            shares one, as in the paper -- one plain compacted GEMM, the fewest extra ops; but
+            the dropout noise no longer averages over the batch, so SGD with momentum needs a
+            smaller step than without dropout (e.g. lr 0.01 instead of 0.05 for LeNet-300-100).
+            An int gives each group of that many rows its own pattern (one batched GEMM over the
+            groups: the same multiplies, more gathers and smaller GEMMs, hence slower on CPU).
         seed: int seed of the pattern stream (None: drawn from Keras's global seed).
 
     Used alone (after any layer) only the row pattern applies: it zeroes whole features of
-    its input, the same for every example of the batch. To skip the multiplies of the
-    dropped units, give it to `ApproxDropoutDense` instead.
+    its input. To skip the multiplies of the dropped units, give it to `ApproxDropoutDense`.
     """
 
-    def __init__(self, rate, pattern="row", tile=32, seed=None, **kwargs):
+    def __init__(self, rate, pattern="row", tile=32, group_size=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = patterns.check_rate(rate)
         self.pattern = patterns.check_pattern(pattern)
         self.tile = patterns.check_tile(tile)
+        self.group_size = patterns.check_group_size(group_size)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
 
-    def kept_units(self, n):
-        """Sorted int32 indices of the units kept this step (a fresh draw at every call)."""
-        uniform = keras.random.uniform((n,), seed=self.seed_generator)
+    def kept_units(self, n, groups=1):
+        """[groups, kept] sorted int32 indices of the units each group keeps (fresh at every call)."""
+        uniform = keras.random.uniform(tf.stack([groups, n]), seed=self.seed_generator)
         return patterns.random_subsets(uniform, patterns.kept_count(n, self.rate))
 
-    def kept_tiles(self, row_tiles, col_tiles):
-        """[col_tiles, kept] sorted int32 row-tile indices kept in each column block of tiles."""
-        uniform = keras.random.uniform((col_tiles, row_tiles), seed=self.seed_generator)
+    def kept_tiles(self, row_tiles, col_tiles, groups=1):
+        """[groups, col_tiles, kept] sorted int32 row-tile indices kept in each column block of tiles."""
+        uniform = keras.random.uniform(tf.stack([groups, col_tiles, row_tiles]), seed=self.seed_generator)
         return patterns.random_subsets(uniform, patterns.kept_count(row_tiles, self.rate))
 
     def call(self, inputs, training=None):
@@ -76,16 +83,20 @@ class ApproxRandomDropout(keras.layers.Layer):
         if not training or self.rate == 0.0:
             return inputs
         n = inputs.shape[-1]
-        kept = self.kept_units(n)
-        mask = tf.scatter_nd(kept[:, None], tf.ones_like(kept, inputs.dtype), [n])
-        return inputs * (mask * tf.cast(patterns.scale(n, self.rate), inputs.dtype))
+        flat = tf.reshape(inputs, [-1, n])
+        grouped, groups = patterns.group_rows(flat, self.group_size)
+        mask = tf.cast(patterns.positions(self.kept_units(n, groups), n) > 0, inputs.dtype)
+        out = grouped * (mask[:, None, :] * tf.cast(patterns.scale(n, self.rate), inputs.dtype))
+        return tf.reshape(patterns.ungroup_rows(out, tf.shape(flat)[0]), tf.shape(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(rate=self.rate, pattern=self.pattern, tile=list(self.tile), seed=self.seed)
+        config.update(
+            rate=self.rate, pattern=self.pattern, tile=list(self.tile), group_size=self.group_size, seed=self.seed
+        )
         return config
 
 
@@ -137,45 +148,55 @@ class ApproxDropoutDense(AMDense):
             return super().call(inputs)
         x, kernel = to_float32(self, inputs, self.kernel)
         flat = tf.reshape(x, [-1, x.shape[-1]])
+        grouped, groups = patterns.group_rows(flat, self.dropout.group_size)  # [groups, rows, in]
         if self.dropout.pattern == "row":
-            y = self._row_dropped(flat, kernel)
+            y = self._row_dropped(grouped, groups, kernel)
         else:
-            y = self._tile_dropped(flat, kernel)
+            y = self._tile_dropped(grouped, groups, kernel)
+        y = patterns.ungroup_rows(y, tf.shape(flat)[0])
         y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.units]], axis=0))
         y.set_shape(x.shape[:-1].concatenate([self.units]))
         return y
 
-    def _row_dropped(self, flat, kernel):
+    def _row_dropped(self, grouped, groups, kernel):
+        """act(x . kernel[:, K] + bias[K]) * scale per group, spread back to all units."""
         units = self.units
-        kept = self.dropout.kept_units(units)
-        y = from_float32(self, ops.matmul(flat, tf.gather(kernel, kept, axis=1), **self.am_multipliers.op_kwargs()))
+        kept = self.dropout.kept_units(units, groups)  # [groups, kept]
+        if self.dropout.group_size is None:  # one pattern: a plain 2-D product, no transposes
+            y = ops.matmul(grouped[0], tf.gather(kernel, kept[0], axis=1), **self.am_multipliers.op_kwargs())[None]
+        else:
+            w = tf.transpose(tf.gather(kernel, kept, axis=1), [1, 0, 2])  # [groups, in, kept]
+            y = ops.matmul(grouped, w, **self.am_multipliers.op_kwargs())
+        y = from_float32(self, y)
         if self.bias is not None:
-            y = keras.ops.add(y, tf.gather(self.bias, kept))
+            y = keras.ops.add(y, tf.gather(self.bias, kept)[:, None, :])
         if self.activation is not None:
             y = self.activation(y)
         y = y * tf.cast(patterns.scale(units, self.dropout.rate), y.dtype)
-        # Back to all units: column j is y's column position[j] - 1, or the zero column 0.
-        position = tf.scatter_nd(kept[:, None], tf.range(1, tf.size(kept) + 1), [units])
-        padded = tf.concat([tf.zeros_like(y[:, :1]), y], axis=1)
-        return tf.gather(padded, position, axis=1)
+        return patterns.spread(y, kept, units)
 
-    def _tile_dropped(self, flat, kernel):
+    def _tile_dropped(self, grouped, groups, kernel):
+        """act((x . (kernel * M)) * scale + bias) per group, M the group's tile mask."""
         n_in, units = kernel.shape
         tile_rows, tile_cols = self.dropout.tile
         row_tiles, col_tiles = patterns.tile_grid(n_in, units, self.dropout.tile)
-        kept = self.dropout.kept_tiles(row_tiles, col_tiles)  # [col_tiles, kept]
+        kept = self.dropout.kept_tiles(row_tiles, col_tiles, groups)  # [groups, col_tiles, kept]
         # Zero-pad to whole tiles: a padded zero adds +0 to a sum, which leaves it unchanged.
         k_pad, n_pad = row_tiles * tile_rows - n_in, col_tiles * tile_cols - units
         kernel = tf.pad(kernel, [[0, k_pad], [0, n_pad]])
-        flat = tf.pad(flat, [[0, 0], [0, k_pad]])
-        # kernel tiles [col_tiles, row_tiles, tile_rows, tile_cols], each block's kept ones
+        grouped = tf.pad(grouped, [[0, 0], [0, 0], [0, k_pad]])
+        rows = tf.shape(grouped)[1]
+        # kernel tiles [col_tiles, row_tiles, tile_rows, tile_cols]; the kept ones of each
+        # (group, column block): [groups, col_tiles, kept * tile_rows, tile_cols]
         w = tf.transpose(tf.reshape(kernel, [row_tiles, tile_rows, col_tiles, tile_cols]), [2, 0, 1, 3])
-        w = tf.reshape(tf.gather(w, kept, batch_dims=1), [col_tiles, -1, tile_cols])
-        # input slices [row_tiles, rows, tile_rows] -> per block [col_tiles, rows, kept*tile_rows]
-        x = tf.transpose(tf.reshape(flat, [-1, row_tiles, tile_rows]), [1, 0, 2])
-        x = tf.reshape(tf.transpose(tf.gather(x, kept), [0, 2, 1, 3]), [col_tiles, tf.shape(flat)[0], -1])
-        y = ops.matmul(x, w, **self.am_multipliers.op_kwargs())  # [col_tiles, rows, tile_cols]
-        y = tf.reshape(tf.transpose(y, [1, 0, 2]), [-1, col_tiles * tile_cols])[:, :units]
+        w = tf.gather(w, tf.transpose(kept, [1, 0, 2]), batch_dims=1)  # [col_tiles, groups, kept, tr, tc]
+        w = tf.reshape(tf.transpose(w, [1, 0, 2, 3, 4]), tf.stack([groups, col_tiles, -1, tile_cols]))
+        # the matching input slices: [groups, col_tiles, rows, kept * tile_rows]
+        x = tf.transpose(tf.reshape(grouped, tf.stack([groups, rows, row_tiles, tile_rows])), [0, 2, 1, 3])
+        x = tf.transpose(tf.gather(x, kept, batch_dims=1), [0, 1, 3, 2, 4])  # [groups, ct, rows, kept, tr]
+        x = tf.reshape(x, tf.stack([groups, col_tiles, rows, -1]))
+        y = ops.matmul(x, w, **self.am_multipliers.op_kwargs())  # [groups, col_tiles, rows, tile_cols]
+        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), tf.stack([groups, rows, col_tiles * tile_cols]))[:, :, :units]
         y = from_float32(self, y * patterns.scale(row_tiles, self.dropout.rate))
         if self.bias is not None:
             y = keras.ops.add(y, self.bias)
@@ -185,7 +206,10 @@ class ApproxDropoutDense(AMDense):
 
     def get_config(self):
         config = super().get_config()
-        config["dropout"] = None if self.dropout is None else keras.saving.serialize_keras_object(self.dropout)
+        dropout = None if self.dropout is None else keras.saving.serialize_keras_object(self.dropout)
+        if dropout is not None:
+            dropout.pop("build_config", None)  # built with this layer: not part of its configuration
+        config["dropout"] = dropout
         return config
 
 

@@ -8,15 +8,19 @@ Both take the dropout options of their hidden Dense layers (fc1, fc2):
 - ``dropout_rate`` alone: a plain per-element `keras.layers.Dropout` after each hidden Dense,
   the baseline approximate random dropout replaces;
 - neither (the default): no dropout.
+
+``dropout_group_size``: examples sharing one pattern (None: the whole batch, as in the paper);
+see `ApproxRandomDropout`.
 """
 
 from keras import layers
 
 APPROX_DROPOUT_PATTERNS = ("row", "tile")
 DEFAULT_DROPOUT_RATE = 0.5
+DEFAULT_GROUP_SIZE = None  # the whole batch shares one pattern, as in the paper
 
 
-def _hidden_dense(x, units, name, approx_dropout, dropout_rate):
+def _hidden_dense(x, units, name, approx_dropout, dropout_rate, group_size):
     """One hidden Dense (ReLU) with the dropout the options ask for."""
     if approx_dropout is None:
         x = layers.Dense(units, activation="relu", name=name)(x)
@@ -25,7 +29,7 @@ def _hidden_dense(x, units, name, approx_dropout, dropout_rate):
 
     rate = DEFAULT_DROPOUT_RATE if dropout_rate is None else dropout_rate
     # multiplier "fp32" here; models.build() re-targets it with substitute() like every Dense.
-    dropout = ApproxRandomDropout(rate, approx_dropout, name=f"{name}_dropout")
+    dropout = ApproxRandomDropout(rate, approx_dropout, group_size=group_size, name=f"{name}_dropout")
     return ApproxDropoutDense(units, activation="relu", dropout=dropout, multiplier="fp32", name=name)(x)
 
 
@@ -41,15 +45,15 @@ def _check_dropout_options(approx_dropout, dropout_rate):
         raise ValueError(f"dropout_rate must be a number in [0, 1), got {dropout_rate!r}")
 
 
-def lenet300100(inputs, num_classes, approx_dropout=None, dropout_rate=None):
+def lenet300100(inputs, num_classes, approx_dropout=None, dropout_rate=None, dropout_group_size=DEFAULT_GROUP_SIZE):
     _check_dropout_options(approx_dropout, dropout_rate)
     x = layers.Flatten()(inputs)
-    x = _hidden_dense(x, 300, "fc1", approx_dropout, dropout_rate)
-    x = _hidden_dense(x, 100, "fc2", approx_dropout, dropout_rate)
+    x = _hidden_dense(x, 300, "fc1", approx_dropout, dropout_rate, dropout_group_size)
+    x = _hidden_dense(x, 100, "fc2", approx_dropout, dropout_rate, dropout_group_size)
     return layers.Dense(num_classes, name="logits")(x)
 
 
-def lenet5(inputs, num_classes, approx_dropout=None, dropout_rate=None):
+def lenet5(inputs, num_classes, approx_dropout=None, dropout_rate=None, dropout_group_size=DEFAULT_GROUP_SIZE):
     """LeNet-5 with ReLU and max pooling; the first conv pads so 28x28 inputs work as 32x32 did."""
     _check_dropout_options(approx_dropout, dropout_rate)
     height, width = inputs.shape[1], inputs.shape[2]
@@ -60,6 +64,6 @@ def lenet5(inputs, num_classes, approx_dropout=None, dropout_rate=None):
     x = layers.Conv2D(16, 5, padding="valid", activation="relu", name="conv2")(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
-    x = _hidden_dense(x, 120, "fc1", approx_dropout, dropout_rate)
-    x = _hidden_dense(x, 84, "fc2", approx_dropout, dropout_rate)
+    x = _hidden_dense(x, 120, "fc1", approx_dropout, dropout_rate, dropout_group_size)
+    x = _hidden_dense(x, 84, "fc2", approx_dropout, dropout_rate, dropout_group_size)
     return layers.Dense(num_classes, name="logits")(x)
