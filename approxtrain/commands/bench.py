@@ -7,7 +7,7 @@ from importlib import import_module
 from approxtrain.bench.core_cpu import CPU_PATHS
 
 # Sections in the order they run; a section whose needs are missing is skipped with a note.
-SECTIONS = ("core_cpu", "tf_ops", "tf_train", "layers", "zoo")
+SECTIONS = ("core_cpu", "int_core", "tf_ops", "tf_train", "layers", "zoo")
 PATH_ENV = "APPROXTRAIN_CPU_PATH"
 
 
