@@ -191,3 +191,26 @@ def test_unsupported_layers_and_modes_are_refused():
         ops.matmul(
             np.ones((2, 2), F), np.ones((2, 2), F), "t8s_exact", quantization=QuantConfig(calibration="moving_average")
         )
+
+
+def test_substitute_and_zoo_take_shipped_integer_multipliers_by_name():
+    """substitute / models.build with "mul8s_exact": every AM layer gets it; the model's output is
+    the composition of the integer ops on the original weights."""
+    import approxtrain as at
+
+    inputs = keras.Input((8, 8, 2))
+    h = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inputs)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(4, name="dense")(h)
+    model = keras.Model(inputs, outputs)
+    am = at.substitute(model, multiplier="mul8s_exact")
+    assert [type(layer).__name__ for layer in am.layers[1:]] == ["AMConv2D", "Flatten", "AMDense"]
+    assert all(layer.multiplier == "mul8s_exact" for layer in (am.get_layer("conv"), am.get_layer("dense")))
+    x = np.random.default_rng(7).normal(size=(2, 8, 8, 2)).astype(F)
+    conv, dense = model.get_layer("conv"), model.get_layer("dense")
+    h = tf.nn.relu(ops.conv2d(x, conv.kernel, "mul8s_exact", padding="SAME") + conv.bias)
+    expected = ops.matmul(tf.reshape(h, [2, -1]), dense.kernel, "mul8s_exact") + dense.bias
+    np.testing.assert_array_equal(am(x).numpy(), expected.numpy())
+    zoo = at.models.build("lenet5", (28, 28, 1), 10, multiplier="mul8u_trunc4")
+    integer_layers = [layer for layer in zoo.layers if getattr(layer, "multiplier", None) == "mul8u_trunc4"]
+    assert len(integer_layers) >= 4
