@@ -231,7 +231,8 @@ class AMLayer:
     # check the count on load; the moving-average ranges go after them.
     def save_own_variables(self, store):
         if not self._moving_average():
-            return super().save_own_variables(store)
+            super().save_own_variables(store)
+            return
         own = {}
         super().save_own_variables(own)
         for key, value in own.items():
@@ -241,7 +242,8 @@ class AMLayer:
 
     def load_own_variables(self, store):
         if not self._moving_average():
-            return super().load_own_variables(store)
+            super().load_own_variables(store)
+            return
         count = len(store.keys()) - len(self.quantized_inputs)
         super().load_own_variables(store)  # reads its own indices; checks the count of all variables
         for i, name in enumerate(self.quantized_inputs):

@@ -11,7 +11,14 @@ import tensorflow as tf
 from keras.src.backend.common.backend_utils import compute_conv_transpose_output_shape
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import (
+    AMLayer,
+    add_bias_and_activate,
+    check_rank,
+    from_float32,
+    range_kwargs,
+    to_float32,
+)
 
 
 class _AMConvTranspose(AMLayer):
@@ -52,6 +59,7 @@ class _AMConvTranspose(AMLayer):
             padding=self.padding.upper(),
             dilations=dilations,
             **self.am_multipliers.op_kwargs(),
+            **range_kwargs(self, x),
         )
         return add_bias_and_activate(self, from_float32(self, y))
 
@@ -64,7 +72,7 @@ class AMConv1DTranspose(_AMConvTranspose, keras.layers.Conv1DTranspose):
     `grad_weight_multiplier`. data_format must be "channels_last"."""
 
     keras_twin = keras.layers.Conv1DTranspose
-    supports_integer = False  # the transposed convs have no integer path yet
+    quantized_inputs = ("inputs",)
     _op = staticmethod(ops.conv1d_transpose)
 
     def _op_window(self):
@@ -78,7 +86,7 @@ class AMConv2DTranspose(_AMConvTranspose, keras.layers.Conv2DTranspose):
     `grad_weight_multiplier`. data_format must be "channels_last"."""
 
     keras_twin = keras.layers.Conv2DTranspose
-    supports_integer = False  # the transposed convs have no integer path yet
+    quantized_inputs = ("inputs",)
     _op = staticmethod(ops.conv2d_transpose)
 
 
@@ -90,5 +98,5 @@ class AMConv3DTranspose(_AMConvTranspose, keras.layers.Conv3DTranspose):
     known when the layer is built."""
 
     keras_twin = keras.layers.Conv3DTranspose
-    supports_integer = False  # the transposed convs have no integer path yet
+    supports_integer = False  # approxtrain.ops.conv3d_transpose has no integer path yet
     _op = staticmethod(ops.conv3d_transpose)

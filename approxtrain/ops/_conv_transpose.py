@@ -16,7 +16,6 @@ w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channe
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
-from approxtrain.quant.multipliers import refuse_integer
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._op_table import op_table_for
@@ -167,16 +166,31 @@ def conv2d_transpose(
     conv2d, of the convolution it transposes); x is the table row of the forward and of the
     filter gradient, dy of the input gradient.
     """
-    refuse_integer(
-        "conv2d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
-    )
-    resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    integer = _conv._integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
+    resolved = None if integer else resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv2d_transpose input x")
     w = float32_tensor(w, "conv2d_transpose filter w")
     require_rank(x, (4,), "conv2d_transpose input x [N, H, W, C]")
     require_rank(w, (4,), "conv2d_transpose filter w [KH, KW, O, C]")
     sizes = _output_sizes(x, w, output_shape, "conv2d_transpose")
     attrs = _conv.conv_attrs(strides, padding, dilations)
+    if integer:  # quantized, through the integer table (docs/integer.md)
+        from approxtrain.quant import ops as quant_ops
+
+        y = quant_ops.conv2d_transpose(
+            x,
+            w,
+            multiplier,
+            sizes,
+            attrs,
+            grad_input_multiplier,
+            grad_weight_multiplier,
+            quantization,
+            input_range,
+            "conv2d_transpose",
+        )
+        y.set_shape(tensor_util.constant_value_as_shape(sizes))
+        return y
     # All phases fp32: TF's own op where its CPU kernels take the window; a dilated one is
     # Conv2DBackpropInput with dilations, which TF's CPU kernels reject without oneDNN, so it
     # goes the way below, whose native products (ops/_native_conv_grads.py) work on every CPU.
@@ -210,9 +224,6 @@ def conv1d_transpose(
 ):
     """AM transposed 1-D convolution: x [N, W, C] by w [K, O, C] -> output_shape [N, OW, O],
     as conv2d_transpose with H = 1 (padding "SAME" | "VALID" | [left, right])."""
-    refuse_integer(
-        "conv1d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
-    )
     x = float32_tensor(x, "conv1d_transpose input x")
     w = float32_tensor(w, "conv1d_transpose filter w")
     require_rank(x, (3,), "conv1d_transpose input x [N, W, C]")
@@ -225,8 +236,11 @@ def conv1d_transpose(
         raise ValueError(f"conv1d_transpose: output_shape must have 3 entries (N, W, O), got {output_shape!r}")
     sizes2d = tf.stack([sizes[0], 1, sizes[1], sizes[2]])
     static = tf.get_static_value(sizes)
+    partial = tensor_util.constant_value_as_shape(sizes)
     if static is not None:
         sizes2d = [int(static[0]), 1, int(static[1]), int(static[2])]
+    elif partial[1:].is_fully_defined():  # a run-time batch: keep the rest static for the shapes
+        sizes2d = tf.stack([sizes[0], 1, partial[1], partial[2]])
     y = conv2d_transpose(
         tf.expand_dims(x, 1),
         tf.expand_dims(w, 0),
@@ -237,5 +251,7 @@ def conv1d_transpose(
         dilations=(1, dilations),
         grad_input_multiplier=grad_input_multiplier,
         grad_weight_multiplier=grad_weight_multiplier,
+        quantization=quantization,
+        input_range=input_range,
     )
     return tf.squeeze(y, 1)

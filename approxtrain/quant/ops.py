@@ -377,3 +377,87 @@ def _conv_input_grad_integer(dy, x, qw, pw, geometry, multiplier):
     summed = tape.gradient(patches, zeros, output_gradients=d_patches)
     summed = summed[:, top : top + x.shape[1], left : left + x.shape[2], :]
     return tf.cast(summed, tf.float32) * pg.scale
+
+
+# --- conv2d_transpose: the GEMM x . W^T, its columns summed onto the output (col2im) ----------
+
+
+def conv2d_transpose(
+    x, w, multiplier, output_sizes, attrs, grad_input_multiplier, grad_weight_multiplier, quantization, input_range, op
+):
+    """NHWC transposed conv2d through an integer multiplier: x [N, H, W, C] by w [KH, KW, O, C].
+
+    Each input pixel's codes times the filter, ``d[n, h, w, (a, b, o)] = sum_c (qx - zx)(qw[a, b, o, c]
+    - zw[o])`` (one table GEMM, x the table row), summed exactly onto the output positions the
+    transposed conv sends them to, then scaled.  Per-channel weights: per output channel o.
+    Gradients: straight-through (or the float/fp32 grad multipliers) on the dequantized operands;
+    integer gradients are refused.
+    """
+    from tensorflow.python.framework import tensor_util
+
+    from approxtrain.ops import _conv_transpose
+
+    forward, config, rule_x, rule_w = resolve_rules(
+        multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
+    )
+    for rule, what in ((rule_x, "grad_input_multiplier"), (rule_w, "grad_weight_multiplier")):
+        if rule.kind == "integer":
+            raise ValueError(
+                f"{op} does not support integer gradients yet ({what} or integer_backward with "
+                f"{rule.multiplier.name!r}); use the straight-through default or a float grad multiplier"
+            )
+    out_shape = tensor_util.constant_value_as_shape(output_sizes)
+    if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
+        raise ValueError(
+            f"{op} with an integer multiplier needs static spatial and channel sizes, got input {x.shape}, "
+            f"filter {w.shape} and output shape {out_shape}"
+        )
+    kh, kw, out_channels, channels = w.shape.as_list()
+    _, oh, ow, _ = out_shape.as_list()
+    # The convolution this one transposes: from the output [N, OH, OW, O] to x's positions.
+    conv_of_output = tf.TensorSpec([None, oh, ow, out_channels])
+    geometry = _im2col(conv_of_output, tf.transpose(w, [0, 1, 3, 2]), attrs, 1, op)
+    top, bottom, left, right = geometry.pads
+    padded_static = [oh + top + bottom, ow + left + right, out_channels]
+    px = activation_params(x, config, forward.signed, input_range, op)
+    wt = tf.transpose(w, [0, 1, 3, 2])  # [KH, KW, C, O]: the output channel last, for per-channel scales
+    pw = weight_params(wt, config, forward.signed)
+
+    @tf.custom_gradient
+    def conv_transpose(x, w):
+        qx = quantize(x, px)
+        qw = quantize(tf.transpose(w, [0, 1, 3, 2]), pw)  # [KH, KW, C, O]
+        columns = tf.reshape(tf.transpose(qw, [2, 0, 1, 3]), [channels, kh * kw * out_channels])
+        zw = pw.zero_point if not pw.zero_point.shape.rank else tf.tile(pw.zero_point, [kh * kw])
+        acc = exact_product(tf.reshape(qx, [-1, channels]), columns, px.zero_point, zw, forward)
+        batch = tf.shape(x)[:1]
+        d_patches = tf.reshape(tf.cast(acc, tf.float64), tf.concat([batch, [x.shape[1], x.shape[2], -1]], 0))
+        with tf.GradientTape() as tape:
+            zeros = tf.zeros(tf.concat([batch, padded_static], 0), tf.float64)
+            zeros = tf.ensure_shape(zeros, [None, *padded_static])
+            tape.watch(zeros)
+            patches = geometry.patches(zeros)
+        summed = tape.gradient(patches, zeros, output_gradients=d_patches)  # exact integer sums
+        y = dequantized_product(summed[:, top : top + oh, left : left + ow, :], px.scale * pw.scale)
+
+        def grad(dy):
+            dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 3, 2])
+            with tf.GradientTape() as inner:
+                inner.watch([dqx, dqw])
+                native = _conv_transpose.conv2d_transpose(
+                    dqx,
+                    dqw,
+                    "fp32",
+                    output_sizes,
+                    strides=tuple(attrs.strides[1:3]),
+                    padding=[[top, bottom], [left, right]],
+                    dilations=tuple(attrs.dilations[1:3]),
+                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
+                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
+                )
+            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 3, 2])
+
+        return y, grad
+
+    return conv_transpose(x, w)

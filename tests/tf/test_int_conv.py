@@ -181,12 +181,6 @@ UNSUPPORTED = {
     "conv3d_transpose": lambda m: ops.conv3d_transpose(
         np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F), m, output_shape=(1, 2, 2, 2, 1)
     ),
-    "conv2d_transpose": lambda m: ops.conv2d_transpose(
-        np.zeros((1, 2, 2, 1), F), np.zeros((1, 1, 1, 1), F), m, output_shape=(1, 2, 2, 1)
-    ),
-    "conv1d_transpose": lambda m: ops.conv1d_transpose(
-        np.zeros((1, 2, 1), F), np.zeros((1, 1, 1), F), m, output_shape=(1, 2, 1)
-    ),
 }
 
 
