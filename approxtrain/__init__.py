@@ -12,7 +12,7 @@ machine without it.
 
 from importlib import import_module
 
-from approxtrain import core, multipliers
+from approxtrain import _keras_registration, core, multipliers
 from approxtrain._build_info import build_info
 from approxtrain._version import __version__ as __version__  # re-exported
 
@@ -23,6 +23,9 @@ _LAZY = {
     "data": "approxtrain.data",
     "sparsity": "approxtrain.sparsity",
 }
+
+# Keras loads .keras files with AM layers after `import approxtrain` alone, in either import order.
+_keras_registration.install()
 
 
 def __getattr__(name):
