@@ -8,7 +8,7 @@ docs/design.md give the summation order).
 import keras
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, check_rank, from_float32, range_kwargs, to_float32
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -27,7 +27,7 @@ class AMConv3D(AMLayer, keras.layers.Conv3D):
     """
 
     keras_twin = keras.layers.Conv3D
-    supports_integer = False  # approxtrain.ops.conv3d has no integer path yet
+    quantized_inputs = ("inputs",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,5 +44,6 @@ class AMConv3D(AMLayer, keras.layers.Conv3D):
             dilations=self.dilation_rate,
             groups=self.groups,
             **self.am_multipliers.op_kwargs(),
+            **range_kwargs(self, x),
         )
         return from_float32(self, y)

@@ -161,14 +161,31 @@ def conv3d(
     Depth and the filter depth must be static.  x is the table row of the forward and of the
     filter gradient, dy of the input gradient; the summation orders are in this module's doc.
     """
-    refuse_integer("conv3d", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
-    resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    integer = _conv._integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
+    resolved = None if integer else resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv3d input x")
     w = float32_tensor(w, "conv3d filter w")
     require_rank(x, (5,), "conv3d input x [N, D, H, W, C]")
     require_rank(w, (5,), "conv3d filter w [KD, KH, KW, C/groups, O]")
     groups, x = _conv.resolve_groups(x, w, groups, "conv3d")
     attrs = DepthAttrs(strides, padding, dilations, groups)
+    if integer:  # quantized, through the integer table (docs/integer.md)
+        from approxtrain.quant import ops as quant_ops
+
+        window = (strides, padding, dilations)
+        return quant_ops.conv3d(
+            x,
+            w,
+            multiplier,
+            attrs,
+            groups,
+            window,
+            grad_input_multiplier,
+            grad_weight_multiplier,
+            quantization,
+            input_range,
+            "conv3d",
+        )
     # All phases fp32: TF's own op, where its CPU kernels take the window (no dilation); dilated
     # ones go the per-tap way below, whose native 2-D products work on every CPU.
     if all(m is None for m in resolved) and groups == 1 and _triple(dilations) == (1, 1, 1):

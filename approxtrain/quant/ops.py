@@ -297,6 +297,21 @@ def _im2col(x, w, attrs, groups, op):
     return Im2Col(kh, kw, strides, dilations, pads, groups, x.shape[-1], out_channels)
 
 
+def conv_sums(qx, px, qw, pw, geometry, multiplier):
+    """The exact int64 sums [N, OH, OW, O] of a conv2d of codes qx [N, H, W, C] by qw, and the
+    grouped patch rows [G, M, KH*KW*C/G] (uint8 patterns)."""
+    from approxtrain.quant.quantize import patterns
+
+    # The padding holds the code of real 0 (the zero point), as an integer accelerator pads.
+    patches = geometry.patches(geometry.pad(patterns(qx), tf.cast(px.zero_point, tf.uint8)))
+    rows = geometry.grouped_rows(patches)  # uint8 patterns (the codes themselves when unsigned)
+    acc = exact_product(
+        rows, geometry.grouped_filter(qw), px.zero_point, geometry.grouped_channels(pw.zero_point), multiplier
+    )
+    out_shape = tf.concat([tf.shape(patches)[:3], [geometry.out_channels]], 0)
+    return geometry.ungrouped_outputs(acc, out_shape), rows
+
+
 def conv2d(
     x, w, multiplier, attrs, groups, grad_input_multiplier, grad_weight_multiplier, quantization, input_range, op
 ):
@@ -310,22 +325,11 @@ def conv2d(
     px = activation_params(x, config, forward.signed, input_range, op)
     pw = weight_params(w, config, forward.signed)
 
-    def padded_patterns(codes, params):
-        # The padding holds the code of real 0 (the zero point), as an integer accelerator pads.
-        from approxtrain.quant.quantize import patterns
-
-        return geometry.pad(patterns(codes), tf.cast(params.zero_point, tf.uint8))
-
     @tf.custom_gradient
     def conv(x, w):
         qx, qw = quantize(x, px), quantize(w, pw)
-        patches = geometry.patches(padded_patterns(qx, px))
-        rows = geometry.grouped_rows(patches)  # uint8 patterns (the codes themselves when unsigned)
-        acc = exact_product(
-            rows, geometry.grouped_filter(qw), px.zero_point, geometry.grouped_channels(pw.zero_point), forward
-        )
-        out_shape = tf.concat([tf.shape(patches)[:3], [geometry.out_channels]], 0)
-        y = dequantized_product(geometry.ungrouped_outputs(acc, out_shape), px.scale * pw.scale)
+        acc, rows = conv_sums(qx, px, qw, pw, geometry, forward)
+        y = dequantized_product(acc, px.scale * pw.scale)
 
         def grad(dy):
             if rule_x.kind == "integer":
@@ -400,12 +404,7 @@ def conv2d_transpose(
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    for rule, what in ((rule_x, "grad_input_multiplier"), (rule_w, "grad_weight_multiplier")):
-        if rule.kind == "integer":
-            raise ValueError(
-                f"{op} does not support integer gradients yet ({what} or integer_backward with "
-                f"{rule.multiplier.name!r}); use the straight-through default or a float grad multiplier"
-            )
+    _refuse_integer_gradients(op, rule_x, rule_w)
     out_shape = tensor_util.constant_value_as_shape(output_sizes)
     if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
         raise ValueError(
@@ -461,3 +460,89 @@ def conv2d_transpose(
         return y, grad
 
     return conv_transpose(x, w)
+
+
+# --- conv3d: the 2-D integer sums of the depth taps, added exactly -----------------------------
+
+
+def conv3d(
+    x,
+    w,
+    multiplier,
+    attrs,
+    groups,
+    window,
+    grad_input_multiplier,
+    grad_weight_multiplier,
+    quantization,
+    input_range,
+    op,
+):
+    """NDHWC conv3d through an integer multiplier: per depth tap kd, the exact sums of the 2-D conv of
+    the input slice by w[kd] (approxtrain.ops._conv3d's lowering), added in int64, then scaled.
+    attrs: a _conv3d.DepthAttrs; window: (strides, padding, dilations) as given, for the gradient.
+    Gradients: straight-through (or float grad multipliers); integer gradients are refused."""
+    from approxtrain.ops import _conv3d
+
+    forward, config, rule_x, rule_w = resolve_rules(
+        multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
+    )
+    _refuse_integer_gradients(op, rule_x, rule_w)
+    if not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined() or groups is None:
+        raise ValueError(
+            f"{op} with an integer multiplier needs static input sizes and a static filter shape, got input "
+            f"{x.shape} and filter {w.shape}"
+        )
+    depth, kernel_depth = x.shape[1], w.shape[0]
+    out_depth = attrs.out_depth(depth, kernel_depth)
+    front, back = attrs.depth_pads(depth, kernel_depth, out_depth)
+    geometry = _im2col(tf.TensorSpec([None, *x.shape[2:]]), w[0], attrs.plane, groups, op)
+    px = activation_params(x, config, forward.signed, input_range, op)
+    pw = weight_params(w, config, forward.signed)
+
+    @tf.custom_gradient
+    def conv(x, w):
+        qx, qw = quantize(x, px), quantize(w, pw)
+        padded = tf.pad(qx, [[0, 0], [front, back], [0, 0], [0, 0], [0, 0]], constant_values=px.zero_point)
+        batch = tf.shape(x)[0]
+        span = (out_depth - 1) * attrs.sd + 1
+        total = None
+        for kd in range(kernel_depth):
+            taps = padded[:, kd * attrs.dd : kd * attrs.dd + span : attrs.sd]  # [N, OD, H, W, C]
+            acc, _ = conv_sums(tf.reshape(taps, [-1, *x.shape[2:]]), px, qw[kd], pw, geometry, forward)
+            total = acc if total is None else total + acc
+        shape = tf.shape(total)
+        total = tf.reshape(total, tf.stack([batch, out_depth, shape[1], shape[2], shape[3]]))
+        y = dequantized_product(total, px.scale * pw.scale)
+
+        def grad(dy):
+            dqx, dqw = dequantize(qx, px), dequantize(qw, pw)
+            strides, padding, dilations = window
+            with tf.GradientTape() as inner:
+                inner.watch([dqx, dqw])
+                native = _conv3d.conv3d(
+                    dqx,
+                    dqw,
+                    "fp32",
+                    strides,
+                    padding,
+                    dilations,
+                    groups,
+                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
+                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
+                )
+            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            return dx * in_range(x, px), dw * in_range(w, pw)
+
+        return y, grad
+
+    return conv(x, w)
+
+
+def _refuse_integer_gradients(op, *rules):
+    for rule in rules:
+        if rule.kind == "integer":
+            raise ValueError(
+                f"{op} does not support integer gradients yet (integer_backward or an integer grad multiplier, "
+                f"{rule.multiplier.name!r}); use the straight-through default or a float grad multiplier"
+            )

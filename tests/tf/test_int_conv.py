@@ -177,7 +177,6 @@ def test_conv_integer_backward_matches_numpy(signed):
 
 
 UNSUPPORTED = {
-    "conv3d": lambda m: ops.conv3d(np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F), m),
     "conv3d_transpose": lambda m: ops.conv3d_transpose(
         np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F), m, output_shape=(1, 2, 2, 2, 1)
     ),
@@ -190,3 +189,50 @@ def test_unsupported_ops_refuse_integer_multipliers(op):
     message = f"{op} does not support integer multipliers yet, got integer multiplier 'mul8s_mine'"
     with pytest.raises(ValueError, match=message):
         UNSUPPORTED[op](m)
+
+
+def reference_conv3d(x, w, m, strides, pads, per_channel=False):
+    """Per output depth and depth tap, the 2-D loop reference's integer sums, added in int64."""
+    kd_, kh, kw, cg, o = w.shape
+    px, pw = ref.minmax_params(x, m.signed), ref.minmax_params(w, m.signed, per_channel)
+    qx, qw = ref.quantize(x, px), ref.quantize(w, pw)
+    (front, back), plane_pads = pads[0], pads[1:]
+    xp = np.pad(qx, ((0, 0), (front, back), (0, 0), (0, 0), (0, 0)), constant_values=px[1])
+    out_depth = (xp.shape[1] - kd_) // strides[0] + 1
+    zw = np.broadcast_to(pw[1], (o,))
+    total = None
+    for d in range(out_depth):
+        acc = 0
+        for kd in range(kd_):
+            win, _ = windows(xp[:, d * strides[0] + kd], kh, kw, strides[1:], (1, 1), plane_pads, px[1])
+            n, oh, ow = win.shape[:3]
+            rows = win.reshape(-1, kh * kw * cg)
+            acc = acc + ref.table_matmul(rows, qw[kd].reshape(-1, o), px[1], zw, m.products).reshape(n, oh, ow, o)
+        total = acc[:, None] if total is None else np.concatenate([total, acc[:, None]], 1)
+    return total.astype(F) * (px[0] * pw[0]).astype(F), (px, pw, qx, qw)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_conv3d_matches_numpy_and_fake_quant(signed):
+    rng = np.random.default_rng(13)
+    x, w = rng.normal(0.2, 1, size=(2, 5, 6, 6, 2)).astype(F), rng.normal(0, 0.3, size=(3, 3, 3, 2, 4)).astype(F)
+    m = ref.random_multiplier(signed, seed=14)
+    cfg = QuantConfig(granularity="per_channel")
+    y = ops.conv3d(x, w, m, strides=(2, 1, 2), padding="SAME", quantization=cfg).numpy()
+    expected, _ = reference_conv3d(x, w, m, (2, 1, 2), ((1, 1), 1, 1, 0, 1), per_channel=True)
+    np.testing.assert_array_equal(y, expected)
+    exact = ref.exact_multiplier(signed)
+    tx, tw = tf.constant(x), tf.constant(w)
+    with tf.GradientTape() as tape:
+        tape.watch([tx, tw])
+        y = ops.conv3d(tx, tw, exact, strides=(2, 1, 2), padding="SAME")
+    dx, dw = tape.gradient(y, [tx, tw])
+    _, (px, pw, qx, qw) = reference_conv3d(x, w, exact, (2, 1, 2), ((1, 1), 1, 1, 0, 1))
+    cx, cw = tf.constant(ref.dequantize(qx, px)), tf.constant(ref.dequantize(qw, pw))
+    with tf.GradientTape() as tape:
+        tape.watch([cx, cw])
+        native = tf.nn.conv3d(cx, cw, [1, 2, 1, 2, 1], "SAME")
+    ex, ew = tape.gradient(native, [cx, cw])
+    np.testing.assert_allclose(y.numpy(), native.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx.numpy(), ex.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw.numpy(), ew.numpy(), rtol=1e-5, atol=1e-5)
