@@ -1,0 +1,126 @@
+"""Approximate random dropout: time saved by the skipped multiplies (docs/approx-dropout.md).
+
+Two sections, both interleaved (base, dropout, base, dropout, ...) and reporting the best round
+of process CPU time (robust to other processes on a shared machine) and of wall time:
+
+- layer: one training step (forward, backward, SGD update) of AMDense against ApproxDropoutDense
+  (row, tile 32, row with group_size 32) at rate 0.5, for a few shapes;
+- epoch: one epoch of LeNet-300-100 with mbm7 on the full Fashion-MNIST (the offline IDX files),
+  SGD lr 0.01 momentum 0.9, with and without ``approx_dropout="row", dropout_rate=0.5``, at
+  batch sizes 128 and 512.
+
+    python benchmarks/approx_dropout.py [--section layer|epoch|all] [--rounds 2]
+"""
+
+import argparse
+import gzip
+import os
+import time
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def best_of(step, rounds, repeat=1):
+    """(best CPU s, best wall s) of `rounds` calls of `repeat` steps."""
+    cpu = wall = float("inf")
+    for _ in range(rounds):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(repeat):
+            step()
+        cpu = min(cpu, (time.process_time() - c0) / repeat)
+        wall = min(wall, (time.perf_counter() - w0) / repeat)
+    return cpu, wall
+
+
+def layer_section(rounds):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from approxtrain import layers as am
+
+    def stepper(layer, x):
+        layer.build(x.shape)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x, training=True))
+            grads = tape.gradient(loss, layer.trainable_weights)
+            optimizer.apply_gradients(zip(grads, layer.trainable_weights))
+
+        step()  # trace
+        return step
+
+    dropouts = {
+        "row": lambda: am.ApproxRandomDropout(0.5),
+        "tile32": lambda: am.ApproxRandomDropout(0.5, "tile"),
+        "row g=32": lambda: am.ApproxRandomDropout(0.5, group_size=32),
+    }
+    for rows, n_in, units in ((128, 784, 300), (512, 784, 300), (256, 1024, 1024)):
+        x = tf.constant(np.random.default_rng(0).random((rows, n_in)).astype(np.float32))
+        steps = {"AMDense": stepper(am.AMDense(units, activation="relu", multiplier="mbm7"), x)}
+        for name, make in dropouts.items():
+            layer = am.ApproxDropoutDense(units, activation="relu", multiplier="mbm7", dropout=make())
+            steps[name] = stepper(layer, x)
+        cpu = {name: float("inf") for name in steps}
+        for _ in range(rounds * 3):
+            for name, step in steps.items():
+                cpu[name] = min(cpu[name], best_of(step, 1, repeat=10)[0])
+        base = cpu["AMDense"]
+        cells = ", ".join(f"{name} {t * 1e3:.2f} ms ({t / base:.2f}x)" for name, t in cpu.items())
+        print(f"layer [{rows}x{n_in}] -> {units}, CPU per step: {cells}", flush=True)
+
+
+def epoch_section(rounds):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from approxtrain import models
+
+    def idx(name, offset):
+        with gzip.open(os.path.join(FASHION, name)) as f:
+            return np.frombuffer(f.read(), np.uint8)[offset:]
+
+    x = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1).astype(np.float32) / 255
+    y = idx("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
+
+    def model(options):
+        keras.utils.set_random_seed(1)
+        m = models.build("lenet300100", (28, 28, 1), 10, multiplier="mbm7", **options)
+        m.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy")
+        return m
+
+    for batch in (128, 512):
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).prefetch(2)
+        runs = {"base": model({}), "row": model(dict(approx_dropout="row", dropout_rate=0.5))}
+        for m in runs.values():
+            m.fit(data.take(3), epochs=1, verbose=0)  # trace
+        best = {name: (float("inf"), float("inf")) for name in runs}
+        for _ in range(rounds):
+            for name, m in runs.items():
+                cpu, wall = best_of(lambda m=m: m.fit(data, epochs=1, verbose=0), 1)
+                best[name] = (min(best[name][0], cpu), min(best[name][1], wall))
+        (bc, bw), (rc, rw) = best["base"], best["row"]
+        print(
+            f"epoch, batch {batch}: CPU s/epoch base {bc:.2f} row {rc:.2f} ({rc / bc:.2f}x); "
+            f"wall base {bw:.2f} row {rw:.2f} ({rw / bw:.2f}x)",
+            flush=True,
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--section", choices=("layer", "epoch", "all"), default="all")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best one reported)")
+    args = parser.parse_args(argv)
+    if args.section in ("layer", "all"):
+        layer_section(args.rounds)
+    if args.section in ("epoch", "all"):
+        epoch_section(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
