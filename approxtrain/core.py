@@ -145,7 +145,9 @@ def conv2d_filter_grad(
 def _integer_multiplier(multiplier):
     m = multipliers.resolve(multiplier)
     if m is None or getattr(m, "kind", "float") != "integer":
-        raise ValueError(f"int_matmul needs an integer multiplier (an IntegerMultiplier or its name), got {multiplier!r}")
+        raise ValueError(
+            f"int_matmul needs an integer multiplier (an IntegerMultiplier or its name), got {multiplier!r}"
+        )
     return m
 
 
@@ -161,7 +163,8 @@ def _patterns(x, m, what):
             bad = lo if lo < low else hi
             kind = "signed" if m.signed else "unsigned"
             raise ValueError(
-                f"int_matmul: {what} holds {int(bad)}, outside the {kind} 8-bit code range [{low}, {high}] of {m.name!r}"
+                f"int_matmul: {what} holds {int(bad)}, outside the {kind} 8-bit code range "
+                f"[{low}, {high}] of {m.name!r}"
             )
     if arr.dtype in (np.int8, np.uint8):
         return np.ascontiguousarray(arr).view(np.uint8)

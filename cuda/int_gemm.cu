@@ -45,8 +45,8 @@ __device__ __forceinline__ int32_t entry(const void* table, uint32_t index) {
 }
 
 template <IntTableWidth kWidth, bool kSharedTable, class Out>
-__global__ void __launch_bounds__(kThreads) int_gemm_kernel(IntGemmProblem p, const void* __restrict__ table,
-                                                            Out* __restrict__ c) {
+__global__ void __launch_bounds__(kThreads)
+    int_gemm_kernel(IntGemmProblem p, const void* __restrict__ table, Out* __restrict__ c) {
   extern __shared__ __align__(16) unsigned char smem[];
   const void* t = table;
   unsigned char* staging = smem;

@@ -68,6 +68,8 @@ def test_forced_path_is_taken(monkeypatch, path, expected):
 def test_automatic_choice_by_shape(monkeypatch):
     set_path(monkeypatch, "auto")
     assert _core.int_gemm_cpu_path(2, 3, 4) == "direct"
+    assert _core.int_gemm_cpu_path(64, 64, 64) == "direct"  # the expansion's fixed cost dominates
+    assert _core.int_gemm_cpu_path(16, 16, 1024) == "direct"  # 256 table rows per k for 16 rows
     assert _core.int_gemm_cpu_path(8192, 64, 576).startswith("bucket-")
     assert not _core.int_gemm_cpu_path(8192, 64, 576).endswith("/transposed")
     assert _core.int_gemm_cpu_path(16, 8192, 576).endswith("/transposed")
@@ -196,9 +198,13 @@ def test_values_exact_multiplier_is_integer_matmul():
 
 def test_value_out_of_range_is_named():
     mul = signed_multiplier()
-    with pytest.raises(ValueError, match=r"int_matmul: b holds 128, outside the signed 8-bit code range \[-128, 127\] of 't8s_random'"):
+    with pytest.raises(
+        ValueError, match=r"int_matmul: b holds 128, outside the signed 8-bit code range \[-128, 127\] of 't8s_random'"
+    ):
         core.int_matmul(np.zeros((2, 3), np.int16), np.full((3, 4), 128, np.int16), mul)
-    with pytest.raises(ValueError, match=r"int_matmul: a holds -1, outside the unsigned 8-bit code range \[0, 255\] of 't8u_random'"):
+    with pytest.raises(
+        ValueError, match=r"int_matmul: a holds -1, outside the unsigned 8-bit code range \[0, 255\] of 't8u_random'"
+    ):
         core.int_matmul(np.full((2, 3), -1), np.zeros((3, 4), np.uint8), unsigned_multiplier())
 
 
@@ -215,7 +221,9 @@ def test_float_multiplier_rejected():
 
 def test_core_rejects_bad_arguments():
     ok = np.zeros((2, 3), np.uint8), np.zeros((3, 4), np.uint8)
-    with pytest.raises(ValueError, match=r"products must be an int32 array of shape \(256, 256\), got shape \(256, 128\)"):
+    with pytest.raises(
+        ValueError, match=r"products must be an int32 array of shape \(256, 256\), got shape \(256, 128\)"
+    ):
         _core.int_matmul(*ok, np.zeros((256, 128), np.int32))
     with pytest.raises(TypeError):  # noconvert: int8 patterns are not silently reinterpreted
         _core.int_matmul(np.zeros((2, 3), np.int8), ok[1], table("signed"))

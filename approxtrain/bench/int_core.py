@@ -57,7 +57,9 @@ def run(args):
         core.set_num_threads(threads)
     products = _table()
     print(f"[int_core] int_matmul MxNxK, _core ({core.num_threads()} threads) vs numpy float32, median of {repeats}")
-    print(f"  {'MxNxK':>16}  {'path':<26} {'int ms':>9} {'numpy ms':>9} {'int Gprod/s':>11} {'np GMAC/s':>9} {'ratio':>7}")
+    print(
+        f"  {'MxNxK':>16}  {'path':<26} {'int ms':>9} {'numpy ms':>9} {'int Gprod/s':>11} {'np GMAC/s':>9} {'ratio':>7}"
+    )
     rows = []
     for shape in shapes:
         row = _row(tuple(shape), repeats, products)

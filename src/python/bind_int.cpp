@@ -129,8 +129,8 @@ bool cuda_usable() {
   return true;
 }
 
-SumArray int_matmul_cuda(const PatternArray& a, const PatternArray& b, const ProductsArray& products,
-                         bool transpose_a, bool transpose_b) {
+SumArray int_matmul_cuda(const PatternArray& a, const PatternArray& b, const ProductsArray& products, bool transpose_a,
+                         bool transpose_b) {
   require_products(products);
   const amsim::BatchPlan plan = int_plan(a, b, transpose_a, transpose_b);
   SumArray c = empty_sums(plan.output_dims());

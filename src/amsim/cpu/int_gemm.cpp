@@ -32,13 +32,14 @@ constexpr int64_t kTargetTasks = 8;
 constexpr int64_t kMinRowsPerPart = 512;
 constexpr int64_t kMaxRowsPerPart = 2048;
 
-// Cost model (ns on one core, rough): per padded int32 add of the bucket
-// panel, per T element expanded, per table entry transposed, per product of
-// the direct path (a dependent table read).
+// Cost model (ns on one core, rough; measured on Zen 4, where the two
+// methods break even near 96^3): per padded int32 add of the bucket panel,
+// per T element expanded, per table entry transposed (with the method's
+// other fixed costs), per product of the direct path (a table read).
 constexpr double kAddNs = 0.04;
 constexpr double kExpandNs = 0.12;
-constexpr double kTransposeNs = 1.0;
-constexpr double kDirectNs = 0.8;
+constexpr double kTransposeNs = 1.5;
+constexpr double kDirectNs = 0.55;
 
 // The orientation-free problem: out = L . R through table(l, r), with
 // L rows x k (row-major, ld_left), R k x cols (row-major, ld_right); output
@@ -149,10 +150,9 @@ template <class Out>
 void run_bucket(const IntBucketKernels& kernels, const int32_t* table_t, const Problem& p, const Output<Out>& out,
                 int64_t chunk_k, const ParallelFor& parallel) {
   const int64_t col_blocks = ceil_div(p.cols, kIntTileCols);
-  const int64_t parts =
-      std::max(ceil_div(p.rows, kMaxRowsPerPart),
-               std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
-                                   std::max<int64_t>(1, p.rows / kMinRowsPerPart)));
+  const int64_t parts = std::max(
+      ceil_div(p.rows, kMaxRowsPerPart),
+      std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1, std::max<int64_t>(1, p.rows / kMinRowsPerPart)));
   const int64_t rows_per_part = ceil_div(p.rows, parts);
   const int64_t block_k = std::min(kBlockK, p.k);
   parallel(parts * col_blocks, rows_per_part * kIntTileCols * p.k / 16 + 1, [&](int64_t t0, int64_t t1) {

@@ -39,12 +39,12 @@ void AMIntMatMulFunctor<GPUDevice>::operator()(tensorflow::OpKernelContext* ctx,
     src = narrowed.data();
     bytes = kEntries * sizeof(uint16_t);
   }
-  OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
-                                 "AMIntMatMul (table copy)"));
+  OP_REQUIRES_OK(
+      ctx, CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "AMIntMatMul (table copy)"));
   const int64_t chunk_k = std::max<int64_t>(1, std::min(s.k, amsim::int_safe_block_k(max_abs)));
-  OP_REQUIRES_OK(ctx, CudaStatus(amsim::cuda::batched_int_gemm(amsim::cuda::IntTable{dst, width}, plan, a, b, c,
-                                                               chunk_k, stream),
-                                 "AMIntMatMul"));
+  OP_REQUIRES_OK(
+      ctx, CudaStatus(amsim::cuda::batched_int_gemm(amsim::cuda::IntTable{dst, width}, plan, a, b, c, chunk_k, stream),
+                      "AMIntMatMul"));
 }
 
 // products in host memory: the op reads it on the host (overflow bound,

@@ -16,9 +16,8 @@
 namespace approxtrain {
 namespace tf {
 
-inline absl::Status PlanIntMatMul(const tensorflow::TensorShape& a, const tensorflow::TensorShape& b,
-                                  bool transpose_a, bool transpose_b, tensorflow::TensorShape* out,
-                                  amsim::BatchPlan* plan) {
+inline absl::Status PlanIntMatMul(const tensorflow::TensorShape& a, const tensorflow::TensorShape& b, bool transpose_a,
+                                  bool transpose_b, tensorflow::TensorShape* out, amsim::BatchPlan* plan) {
   const auto dims = [](const tensorflow::TensorShape& s) {
     const auto sizes = s.dim_sizes();
     return std::vector<int64_t>(sizes.begin(), sizes.end());
@@ -74,11 +73,11 @@ class AMIntMatMulOp : public tensorflow::OpKernel {
     const tensorflow::Tensor& a = ctx->input(0);
     const tensorflow::Tensor& b = ctx->input(1);
     const tensorflow::Tensor& products = ctx->input(2);
-    OP_REQUIRES(ctx,
-                products.dims() == 2 && products.dim_size(0) == amsim::kIntTableSide &&
-                    products.dim_size(1) == amsim::kIntTableSide,
-                InvalidArgument("AMIntMatMul: products must have shape [256, 256], got ",
-                                products.shape().DebugString()));
+    OP_REQUIRES(
+        ctx,
+        products.dims() == 2 && products.dim_size(0) == amsim::kIntTableSide &&
+            products.dim_size(1) == amsim::kIntTableSide,
+        InvalidArgument("AMIntMatMul: products must have shape [256, 256], got ", products.shape().DebugString()));
     tensorflow::TensorShape out_shape;
     amsim::BatchPlan plan;
     OP_REQUIRES_OK(ctx, PlanIntMatMul(a.shape(), b.shape(), transpose_a_, transpose_b_, &out_shape, &plan));
