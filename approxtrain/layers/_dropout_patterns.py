@@ -130,3 +130,11 @@ def spread(compact, kept, n):
     group = tf.broadcast_to(tf.range(groups)[:, None], tf.shape(kept))
     out = tf.scatter_nd(tf.stack([group, kept], axis=-1), tf.transpose(compact, [0, 2, 1]), tf.stack([groups, n, rows]))
     return tf.transpose(out, [0, 2, 1])
+
+
+def spread_last(values, kept, n):
+    """values [..., kept] -> [..., n] (+0 at the dropped units), one pattern `kept` [kept]."""
+    flat = tf.reshape(values, [1, -1, values.shape[-1]])
+    out = tf.reshape(spread(flat, kept[None], n), tf.concat([tf.shape(values)[:-1], [n]], axis=0))
+    out.set_shape(values.shape[:-1].concatenate([n]))
+    return out

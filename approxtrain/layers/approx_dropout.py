@@ -100,7 +100,7 @@ class ApproxRandomDropout(keras.layers.Layer):
         return config
 
 
-def _dropout_argument(dropout):
+def dropout_argument(dropout):
     """None, an ApproxRandomDropout, or its serialised form (as from_config passes it)."""
     if isinstance(dropout, dict):
         dropout = keras.saving.deserialize_keras_object(dropout)
@@ -136,7 +136,7 @@ class ApproxDropoutDense(AMDense):
 
     def __init__(self, units, dropout=None, **kwargs):
         super().__init__(units, **kwargs)
-        self.dropout = _dropout_argument(dropout)
+        self.dropout = dropout_argument(dropout)
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -116,19 +116,25 @@ class AMLSTMCell(_AMCell, keras.layers.LSTMCell):
     def step(self, x_kernel, states, training=False):
         h_tm1, c_tm1 = states[0], states[1]
         h_kernel = gate_products(self, h_tm1, self.recurrent_kernel, self._recurrent_masks(h_tm1, training), 4)
-        if self.use_bias and self.implementation == 1:
-            z = (x_kernel + self.bias) + h_kernel
-        else:
-            z = x_kernel + h_kernel
-            if self.use_bias:
-                z = z + self.bias
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        c = f * c_tm1 + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o)
-        h = o * self.activation(c)
-        return h, [h, c]
+        return lstm_gates(self, x_kernel, h_kernel, c_tm1, self.bias if self.use_bias else None)
+
+
+def lstm_gates(cell, x_kernel, h_kernel, c_tm1, bias):
+    """The LSTM step after its two products: z = x.W + h.U + b (bias first under
+    implementation=1, as Keras), then the gates i, f, c~, o; returns h, [h, c]."""
+    if bias is not None and cell.implementation == 1:
+        z = (x_kernel + bias) + h_kernel
+    else:
+        z = x_kernel + h_kernel
+        if bias is not None:
+            z = z + bias
+    z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+    i = cell.recurrent_activation(z_i)
+    f = cell.recurrent_activation(z_f)
+    c = f * c_tm1 + i * cell.activation(z_c)
+    o = cell.recurrent_activation(z_o)
+    h = o * cell.activation(c)
+    return h, [h, c]
 
 
 @keras.saving.register_keras_serializable(package="approxtrain")
@@ -288,7 +294,87 @@ class AMGRU(_AMRecurrent, keras.layers.GRU):
 
 @keras.saving.register_keras_serializable(package="approxtrain")
 class AMLSTM(_AMRecurrent, keras.layers.LSTM):
-    __doc__ = "Long Short-Term Memory layer with AM products.\n" + _ARGS_DOC.format(twin="keras.layers.LSTM")
+    __doc__ = (
+        "Long Short-Term Memory layer with AM products.\n"
+        + _ARGS_DOC.format(twin="keras.layers.LSTM")
+        + """
+    approx_dropout: an `ApproxRandomDropout` with pattern "row" and group_size None (default
+        None: none). In training, a fresh random subset K of the hidden units is kept for each
+        batch of sequences, the same for every time step; the layer then runs as an LSTM of
+        |K| units whose weights are the kept units' gate columns (and, for U, rows): every
+        product -- x . W over the whole sequence and h . U at each step -- is compacted, so the
+        dropped units cost no multiply. Outputs of dropped units are exact zeros; the kept
+        outputs are scaled by units / |K| (the returned states are not scaled). Not combinable
+        with dropout / recurrent_dropout. See docs/approx-dropout.md.
+"""
+    )
 
     keras_twin = keras.layers.LSTM
     cell_class = AMLSTMCell
+
+    def __init__(self, *args, approx_dropout=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from approxtrain.layers.approx_dropout import dropout_argument
+
+        self.approx_dropout = dropout_argument(approx_dropout)
+        if self.approx_dropout is not None:
+            d = self.approx_dropout
+            if d.pattern != "row" or d.group_size is not None:
+                raise ValueError(
+                    f"AMLSTM approx_dropout drops whole hidden units for the whole batch: it needs pattern='row' "
+                    f"and group_size=None, got pattern={d.pattern!r}, group_size={d.group_size!r}"
+                )
+            if self.cell.dropout or self.cell.recurrent_dropout:
+                raise ValueError("AMLSTM: approx_dropout replaces dropout and recurrent_dropout; set those to 0")
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        super().build(sequences_shape, initial_state_shape)
+        if self.approx_dropout is not None and not self.approx_dropout.built:
+            self.approx_dropout.build(sequences_shape)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not training or self.approx_dropout is None or self.approx_dropout.rate == 0.0:
+            return super().inner_loop(sequences, initial_state, mask, training)
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        return self._compacted_loop(sequences, initial_state, mask)
+
+    def _compacted_loop(self, sequences, initial_state, mask):
+        """The loop of the LSTM of the kept units only (see the class docstring)."""
+        from approxtrain.layers import _dropout_patterns as patterns
+
+        cell, units = self.cell, self.cell.units
+        kept = self.approx_dropout.kept_units(units)[0]
+        columns = ops.concatenate([kept + gate * units for gate in range(4)], axis=0)  # i, f, c~, o blocks
+        kernel = ops.take(cell.kernel, columns, axis=1)
+        recurrent_kernel = ops.take(ops.take(cell.recurrent_kernel, kept, axis=0), columns, axis=1)
+        bias = ops.take(cell.bias, columns, axis=0) if cell.use_bias else None
+        projected = dense_matmul(cell, sequences, kernel, bound_rank=1)
+
+        def step(x_kernel, states):
+            h_kernel = dense_matmul(cell, states[0], recurrent_kernel, bound_rank=1)
+            return lstm_gates(cell, x_kernel, h_kernel, states[1], bias)
+
+        states = [ops.take(s, kept, axis=-1) for s in initial_state]
+        last, outputs, states = keras_backend.rnn(
+            step,
+            projected,
+            states,
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=projected.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+        scale = patterns.scale(units, self.approx_dropout.rate)
+        last, outputs = (patterns.spread_last(t * scale, kept, units) for t in (last, outputs))
+        return last, outputs, [patterns.spread_last(s, kept, units) for s in states]
+
+    def get_config(self):
+        config = super().get_config()
+        if self.approx_dropout is not None:  # absent otherwise: configs stay those of the twin
+            dropout = keras.saving.serialize_keras_object(self.approx_dropout)
+            dropout.pop("build_config", None)
+            config["approx_dropout"] = dropout
+        return config

@@ -33,14 +33,15 @@ def fused(multiplier, pattern="row", rate=0.5, group_size=8, tile=(4, 3), seed=3
     return layer
 
 
-def drawn(layer, draw):
+def drawn(layer, draw, attribute="dropout"):
     """What `draw(dropout)` returns from the layer's current seed state, the state left as it was:
     the pattern the layer's next training call will use."""
-    state = [v.numpy() for v in layer.dropout.variables]
+    dropout = getattr(layer, attribute)
+    state = [v.numpy() for v in dropout.variables]
     try:
-        return draw(layer.dropout).numpy()
+        return draw(dropout).numpy()
     finally:
-        for v, s in zip(layer.dropout.variables, state):
+        for v, s in zip(dropout.variables, state):
             v.assign(s)
 
 
@@ -360,3 +361,101 @@ def test_fit_trains_with_approx_dropout():
     history = model.fit(x[:256], y[:256], batch_size=32, epochs=4, verbose=0).history["loss"]
     assert np.all(np.diff(history) < 0), history
     assert model.evaluate(x[256:], y[256:], verbose=0)[1] > 0.6  # chance: 0.25
+
+
+# --- AMLSTM: whole hidden units dropped per batch of sequences ---------------------------------
+
+LSTM_UNITS = 6
+
+
+def lstm_with_dropout(rate=0.5, seed=5, **kwargs):
+    layer = am.AMLSTM(
+        LSTM_UNITS,
+        multiplier="mbm7",
+        approx_dropout=am.ApproxRandomDropout(rate, seed=seed),
+        **kwargs,
+    )
+    layer.build((None, 5, 4))
+    rng = np.random.default_rng(21)
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in layer.get_weights()])
+    return layer
+
+
+def kept_lstm_weights(layer, kept):
+    """The weights of the LSTM of the kept units: their gate columns (and rows of U)."""
+    kernel, recurrent, bias = layer.get_weights()
+    columns = np.concatenate([kept + gate * LSTM_UNITS for gate in range(4)])
+    return [kernel[:, columns], recurrent[kept][:, columns], bias[columns]]
+
+
+def test_lstm_dropped_units_are_zero_at_every_step_and_kept_ones_a_smaller_lstm_bit_for_bit():
+    layer = lstm_with_dropout(return_sequences=True, return_state=True)
+    x = data(20, (3, 5, 4))
+    kept = drawn(layer, lambda d: d.kept_units(LSTM_UNITS), "approx_dropout")[0]
+    assert len(kept) == 3
+    outputs, h, c = (t.numpy() for t in layer(x, training=True))
+    small = am.AMLSTM(3, multiplier="mbm7", return_sequences=True, return_state=True)
+    small.build((None, 5, 4))
+    small.set_weights(kept_lstm_weights(layer, kept))
+    small_outputs, small_h, small_c = (t.numpy() for t in small(x))
+    dropped = np.setdiff1d(np.arange(LSTM_UNITS), kept)
+    np.testing.assert_array_equal(outputs[..., kept], small_outputs * np.float32(2.0))
+    np.testing.assert_array_equal(outputs[..., dropped], 0)
+    np.testing.assert_array_equal(h[:, kept], small_h)  # states: not scaled
+    np.testing.assert_array_equal(c[:, kept], small_c)
+    np.testing.assert_array_equal(np.concatenate([h[:, dropped], c[:, dropped]]), 0)
+
+
+def test_lstm_dropped_units_get_zero_gradient_and_products_are_compacted(monkeypatch):
+    layer = lstm_with_dropout()
+    x = tf.constant(data(22, (3, 5, 4)))
+    kept = drawn(layer, lambda d: d.kept_units(LSTM_UNITS), "approx_dropout")[0]
+    calls = gemm_shapes(monkeypatch)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) * data(23, (3, LSTM_UNITS)))
+    dw, du, db = (tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, layer.trainable_weights))
+    dropped = np.setdiff1d(np.arange(LSTM_UNITS), kept)
+    dropped_columns = np.concatenate([dropped + gate * LSTM_UNITS for gate in range(4)])
+    np.testing.assert_array_equal(dw[:, dropped_columns], 0)
+    np.testing.assert_array_equal(du[:, dropped_columns], 0)
+    np.testing.assert_array_equal(du[dropped], 0)
+    np.testing.assert_array_equal(db[dropped_columns], 0)
+    assert np.all(np.any(dw != 0, axis=0) == ~np.isin(np.arange(4 * LSTM_UNITS), dropped_columns))
+    # forward: x . W of the whole sequence once, then h . U per step -- all with 3 of 6 units
+    assert calls[0] == ((15, 4), (4, 12), False, False)
+    assert set(calls[1:]) >= {((3, 3), (3, 12), False, False)}
+    assert not any(d in (LSTM_UNITS, 4 * LSTM_UNITS) for a, b, _, _ in calls for d in a + b)  # nor in the gradients
+
+
+def test_lstm_inference_is_the_plain_layer_and_config_round_trips(tmp_path):
+    layer = lstm_with_dropout(return_sequences=True)
+    plain = am.AMLSTM(LSTM_UNITS, multiplier="mbm7", return_sequences=True)
+    plain.build((None, 5, 4))
+    plain.set_weights(layer.get_weights())
+    x = data(24, (2, 5, 4))
+    np.testing.assert_array_equal(layer(x).numpy(), plain(x).numpy())
+    config = layer.get_config()
+    assert config["approx_dropout"]["config"]["rate"] == 0.5 and "approx_dropout" not in plain.get_config()
+    assert am.AMLSTM.from_config(config).get_config() == config
+    inputs = keras.Input((5, 4))
+    model = keras.Model(inputs, lstm_with_dropout(seed=6)(inputs))
+    model.save(tmp_path / "lstm.keras")
+    loaded = keras.models.load_model(tmp_path / "lstm.keras")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    np.testing.assert_array_equal(loaded(x, training=True).numpy(), model(x, training=True).numpy())
+
+
+def test_lstm_approx_dropout_errors():
+    for dropout, message in (
+        (am.ApproxRandomDropout(0.5, "tile"), "pattern='tile', group_size=None"),
+        (am.ApproxRandomDropout(0.5, group_size=4), "pattern='row', group_size=4"),
+    ):
+        with pytest.raises(ValueError) as info:
+            am.AMLSTM(4, multiplier="mbm7", approx_dropout=dropout)
+        assert str(info.value) == (
+            "AMLSTM approx_dropout drops whole hidden units for the whole batch: it needs pattern='row' "
+            f"and group_size=None, got {message}"
+        )
+    with pytest.raises(ValueError) as info:
+        am.AMLSTM(4, multiplier="mbm7", recurrent_dropout=0.2, approx_dropout=am.ApproxRandomDropout(0.5))
+    assert str(info.value) == "AMLSTM: approx_dropout replaces dropout and recurrent_dropout; set those to 0"
