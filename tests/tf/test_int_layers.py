@@ -90,8 +90,9 @@ def test_moving_average_updates_in_training_only():
     np.testing.assert_array_equal(y, ops.matmul(first, layer.kernel, "t8s_exact", input_range=(lo, hi)).numpy())
 
 
-def test_moving_average_state_updates_in_fit():
-    cfg = QuantConfig(calibration="moving_average")
+@pytest.mark.parametrize("integer_backward", [False, True])
+def test_moving_average_state_updates_in_fit(integer_backward):
+    cfg = QuantConfig(calibration="moving_average", integer_backward=integer_backward)
     model = keras.Sequential(
         [
             keras.Input((6, 6, 1)),
