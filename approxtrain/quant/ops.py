@@ -6,8 +6,8 @@ and calibrated by ``QuantConfig.calibration`` (or the range a layer passes as ``
 the right one (the weights) is calibrated by its min/max, per tensor or per output channel (its
 last axis).  The table row is the left operand, as for float multipliers.
 
-Gradients (the quantizers pass the gradient where the operand lies in its nudged range and
-stop it outside, as TensorFlow's fake-quant ops do):
+Gradients (the quantizers pass the gradient where the operand lies in its calibrated range and
+stop it outside, see quantize.in_range):
 
 - default (``integer_backward=False``, no grad multiplier given): the straight-through
   estimator, dX = dY . W^T and dW = X^T . dY as native float32 products of the dequantized
@@ -18,6 +18,9 @@ stop it outside, as TensorFlow's fake-quant ops do):
 - a grad multiplier given explicitly: an integer one (same signedness as the forward) runs
   that product as integer_backward does with its table; a float `Multiplier` runs the float AM
   op on the dequantized operands; ``"fp32"`` the native op.
+
+matmul and conv2d (with depthwise and conv1d) have all three; conv2d_transpose and conv3d refuse
+integer gradients for now.
 """
 
 from typing import NamedTuple
