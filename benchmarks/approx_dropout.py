@@ -4,7 +4,7 @@ Two sections, both interleaved (base, dropout, base, dropout, ...) and reporting
 of process CPU time (robust to other processes on a shared machine) and of wall time:
 
 - layer: one training step (forward, backward, SGD update) of AMDense against ApproxDropoutDense
-  (row, tile 32, row with group_size 32) at rate 0.5, for a few shapes;
+  (row, tile 32x64, row with group_size 32) at rate 0.5, for a few shapes;
 - epoch: one epoch of LeNet-300-100 with mbm7 on the full Fashion-MNIST (the offline IDX files),
   SGD lr 0.01 momentum 0.9, with and without ``approx_dropout="row", dropout_rate=0.5``, at
   batch sizes 128 and 512.
@@ -55,7 +55,7 @@ def layer_section(rounds):
 
     dropouts = {
         "row": lambda: am.ApproxRandomDropout(0.5),
-        "tile32": lambda: am.ApproxRandomDropout(0.5, "tile"),
+        "tile32x64": lambda: am.ApproxRandomDropout(0.5, "tile"),
         "row g=32": lambda: am.ApproxRandomDropout(0.5, group_size=32),
     }
     for rows, n_in, units in ((128, 784, 300), (512, 784, 300), (256, 1024, 1024)):
