@@ -161,7 +161,6 @@ class AMLayer:
     # The activations a layer quantizes, each with a moving-average range when
     # calibration="moving_average" (layer state); None: the layer does not support that mode.
     quantized_inputs = None
-    supports_integer = True  # False: an integer multiplier is refused at construction
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -214,12 +213,6 @@ class AMLayer:
         return q is not None and q.calibration == "moving_average" and self.am_multipliers.integer
 
     def _check_quantization(self):
-        if not self.supports_integer and self.am_multipliers.integer:
-            raise ValueError(
-                f"{type(self).__name__} {self.name!r} does not support integer multipliers yet, got "
-                f"{multiplier_name(self.multiplier)!r}; give it a float multiplier or 'fp32' "
-                "(e.g. substitute(..., exclude=[...]))"
-            )
         if self._moving_average() and self.quantized_inputs is None:
             raise ValueError(
                 f"{type(self).__name__} {self.name!r}: calibration='moving_average' is not supported by this "

@@ -98,5 +98,5 @@ class AMConv3DTranspose(_AMConvTranspose, keras.layers.Conv3DTranspose):
     known when the layer is built."""
 
     keras_twin = keras.layers.Conv3DTranspose
-    supports_integer = False  # approxtrain.ops.conv3d_transpose has no integer path yet
+    quantized_inputs = ("inputs",)
     _op = staticmethod(ops.conv3d_transpose)

@@ -21,7 +21,6 @@ so adding a +0 where a tap does not reach changes nothing.
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
-from approxtrain.quant.multipliers import refuse_integer
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._conv_transpose import input_grad as plane_input_grad, transpose_with_gradients
@@ -226,16 +225,32 @@ def conv3d_transpose(
     [N, OD, OH, OW, O] (static depths), as tf.nn.conv3d_transpose.  Built from the conv3d
     products as conv2d_transpose is from conv2d's (see _conv_transpose): x the table row of the
     forward and of the filter gradient (through the operand-exchanged table), dy of dX."""
-    refuse_integer(
-        "conv3d_transpose", multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range
-    )
-    resolved = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
+    integer = _conv._integer(multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, input_range)
+    resolved = None if integer else resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     x = float32_tensor(x, "conv3d_transpose input x")
     w = float32_tensor(w, "conv3d_transpose filter w")
     require_rank(x, (5,), "conv3d_transpose input x [N, D, H, W, C]")
     require_rank(w, (5,), "conv3d_transpose filter w [KD, KH, KW, O, C]")
     sizes = tf.cast(tf.convert_to_tensor(output_shape), tf.int32)
     attrs = DepthAttrs(strides, padding, dilations)
+    if integer:  # quantized, through the integer table (docs/integer.md)
+        from approxtrain.quant import ops as quant_ops
+
+        y = quant_ops.conv3d_transpose(
+            x,
+            w,
+            multiplier,
+            sizes,
+            attrs,
+            (strides, padding, dilations),
+            grad_input_multiplier,
+            grad_weight_multiplier,
+            quantization,
+            input_range,
+            "conv3d_transpose",
+        )
+        y.set_shape(tensor_util.constant_value_as_shape(sizes))
+        return y
     if all(m is None for m in resolved) and _triple(dilations) == (1, 1, 1):  # as conv3d above
         return tf.nn.conv3d_transpose(
             x, w, sizes, [1, *_triple(strides), 1], attrs.padding, dilations=[1, *_triple(dilations), 1]

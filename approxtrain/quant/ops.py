@@ -389,6 +389,24 @@ def _conv_input_grad_integer(dy, x, qw, pw, geometry, multiplier):
 # --- conv2d_transpose: the GEMM x . W^T, its columns summed onto the output (col2im) ----------
 
 
+def transposed_sums(qx, px, qw, pw, geometry, padded_static, multiplier):
+    """The exact sums (float64, integers) of a 2-D transposed conv of codes qx [N, H, W, C] by codes
+    qw [KH, KW, C, O], on the padded output plane [N, *padded_static]: each input pixel's GEMM
+    row (x the table row) added onto the output positions it reaches (col2im)."""
+    kh, kw, channels, out_channels = qw.shape.as_list()
+    columns = tf.reshape(tf.transpose(qw, [2, 0, 1, 3]), [channels, kh * kw * out_channels])
+    zw = pw.zero_point if not pw.zero_point.shape.rank else tf.tile(pw.zero_point, [kh * kw])
+    acc = exact_product(tf.reshape(qx, [-1, channels]), columns, px.zero_point, zw, multiplier)
+    batch = tf.shape(qx)[:1]
+    d_patches = tf.reshape(tf.cast(acc, tf.float64), tf.concat([batch, [qx.shape[1], qx.shape[2], -1]], 0))
+    with tf.GradientTape() as tape:
+        zeros = tf.zeros(tf.concat([batch, padded_static], 0), tf.float64)
+        zeros = tf.ensure_shape(zeros, [None, *padded_static])
+        tape.watch(zeros)
+        patches = geometry.patches(zeros)
+    return tape.gradient(patches, zeros, output_gradients=d_patches)  # float64 holds the sums exactly
+
+
 def conv2d_transpose(
     x, w, multiplier, output_sizes, attrs, grad_input_multiplier, grad_weight_multiplier, quantization, input_range, op
 ):
@@ -429,17 +447,7 @@ def conv2d_transpose(
     def conv_transpose(x, w):
         qx = quantize(x, px)
         qw = quantize(tf.transpose(w, [0, 1, 3, 2]), pw)  # [KH, KW, C, O]
-        columns = tf.reshape(tf.transpose(qw, [2, 0, 1, 3]), [channels, kh * kw * out_channels])
-        zw = pw.zero_point if not pw.zero_point.shape.rank else tf.tile(pw.zero_point, [kh * kw])
-        acc = exact_product(tf.reshape(qx, [-1, channels]), columns, px.zero_point, zw, forward)
-        batch = tf.shape(x)[:1]
-        d_patches = tf.reshape(tf.cast(acc, tf.float64), tf.concat([batch, [x.shape[1], x.shape[2], -1]], 0))
-        with tf.GradientTape() as tape:
-            zeros = tf.zeros(tf.concat([batch, padded_static], 0), tf.float64)
-            zeros = tf.ensure_shape(zeros, [None, *padded_static])
-            tape.watch(zeros)
-            patches = geometry.patches(zeros)
-        summed = tape.gradient(patches, zeros, output_gradients=d_patches)  # exact integer sums
+        summed = transposed_sums(qx, px, qw, pw, geometry, padded_static, forward)
         y = dequantized_product(summed[:, top : top + oh, left : left + ow, :], px.scale * pw.scale)
 
         def grad(dy):
@@ -549,3 +557,94 @@ def _refuse_integer_gradients(op, *rules):
                 f"{op} does not support integer gradients yet (integer_backward or an integer grad multiplier, "
                 f"{rule.multiplier.name!r}); use the straight-through default or a float grad multiplier"
             )
+
+
+def conv3d_transpose(
+    x,
+    w,
+    multiplier,
+    output_sizes,
+    attrs,
+    window,
+    grad_input_multiplier,
+    grad_weight_multiplier,
+    quantization,
+    input_range,
+    op,
+):
+    """NDHWC transposed conv3d through an integer multiplier: x [N, D, H, W, C] by w [KD, KH, KW, O, C].
+
+    Per depth tap kd, the 2-D transposed sums of every input depth slice by w[kd] (transposed_sums)
+    land at output depth d * sd + kd * dd of the padded output; all are added exactly, cropped and
+    scaled.  attrs: a _conv3d.DepthAttrs; window: (strides, padding, dilations) as given.
+    Gradients: straight-through (or float grad multipliers); integer gradients are refused."""
+    from tensorflow.python.framework import tensor_util
+
+    from approxtrain.ops import _conv3d
+
+    forward, config, rule_x, rule_w = resolve_rules(
+        multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
+    )
+    _refuse_integer_gradients(op, rule_x, rule_w)
+    out_shape = tensor_util.constant_value_as_shape(output_sizes)
+    if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
+        raise ValueError(
+            f"{op} with an integer multiplier needs static spatial and channel sizes, got input {x.shape}, "
+            f"filter {w.shape} and output shape {out_shape}"
+        )
+    kd_, kh, kw, out_channels, channels = w.shape.as_list()
+    _, od, oh, ow, _ = out_shape.as_list()
+    depth = x.shape[1]
+    front, back = attrs.depth_pads(od, kd_, depth)
+    plane = tf.TensorSpec([None, oh, ow, out_channels])
+    geometry = _im2col(plane, tf.zeros([kh, kw, channels, out_channels]), attrs.plane, 1, op)
+    top, bottom, left, right = geometry.pads
+    padded_static = [oh + top + bottom, ow + left + right, out_channels]
+    px = activation_params(x, config, forward.signed, input_range, op)
+    wt = tf.transpose(w, [0, 1, 2, 4, 3])  # [KD, KH, KW, C, O]: the output channel last
+    pw = weight_params(wt, config, forward.signed)
+    padded_depth = od + front + back
+
+    @tf.custom_gradient
+    def conv_transpose(x, w):
+        qx = quantize(x, px)
+        qw = quantize(tf.transpose(w, [0, 1, 2, 4, 3]), pw)
+        batch = tf.shape(x)[0]
+        slices = tf.reshape(qx, [-1, *x.shape[2:]])  # [N * D, H, W, C]
+        total = None
+        for kd in range(kd_):
+            sums = transposed_sums(slices, px, qw[kd], pw, geometry, padded_static, forward)
+            sums = tf.reshape(sums, tf.stack([batch, depth, *padded_static]))
+            if attrs.sd > 1:  # input depth d lands at d * sd: zeros in between
+                spread = tf.stack([sums] + [tf.zeros_like(sums)] * (attrs.sd - 1), axis=2)
+                sums = tf.reshape(spread, tf.stack([batch, depth * attrs.sd, *padded_static]))
+                sums = sums[:, : (depth - 1) * attrs.sd + 1]
+            start = kd * attrs.dd
+            after = padded_depth - start - ((depth - 1) * attrs.sd + 1)
+            sums = tf.pad(sums, [[0, 0], [start, after], [0, 0], [0, 0], [0, 0]])
+            total = sums if total is None else total + sums
+        cropped = total[:, front : front + od, top : top + oh, left : left + ow, :]
+        y = dequantized_product(cropped, px.scale * pw.scale)
+
+        def grad(dy):
+            dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 2, 4, 3])
+            strides, padding, dilations = window
+            with tf.GradientTape() as inner:
+                inner.watch([dqx, dqw])
+                native = _conv3d.conv3d_transpose(
+                    dqx,
+                    dqw,
+                    "fp32",
+                    output_sizes,
+                    strides,
+                    padding,
+                    dilations,
+                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
+                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
+                )
+            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 2, 4, 3])
+
+        return y, grad
+
+    return conv_transpose(x, w)

@@ -176,21 +176,6 @@ def test_conv_integer_backward_matches_numpy(signed):
     assert np.isfinite(dx).all() and np.isfinite(dw).all()
 
 
-UNSUPPORTED = {
-    "conv3d_transpose": lambda m: ops.conv3d_transpose(
-        np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F), m, output_shape=(1, 2, 2, 2, 1)
-    ),
-}
-
-
-@pytest.mark.parametrize("op", sorted(UNSUPPORTED))
-def test_unsupported_ops_refuse_integer_multipliers(op):
-    m = ref.exact_multiplier(True, name="mul8s_mine")
-    message = f"{op} does not support integer multipliers yet, got integer multiplier 'mul8s_mine'"
-    with pytest.raises(ValueError, match=message):
-        UNSUPPORTED[op](m)
-
-
 def reference_conv3d(x, w, m, strides, pads, per_channel=False):
     """Per output depth and depth tap, the 2-D loop reference's integer sums, added in int64."""
     kd_, kh, kw, cg, o = w.shape

@@ -116,6 +116,13 @@ def test_integer_gradients_are_refused():
     m = ref.exact_multiplier(True)
     with pytest.raises(ValueError, match="conv2d_transpose does not support integer gradients yet"):
         ops.conv2d_transpose(x, w, m, (2, 6, 7, 4), quantization=QuantConfig(integer_backward=True))
+    x3, w3 = np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F)
+    for op, call in (
+        ("conv3d_transpose", lambda: ops.conv3d_transpose(x3, w3, m, (1, 2, 2, 2, 1), grad_input_multiplier=m)),
+        ("conv3d", lambda: ops.conv3d(x3, w3, m, grad_weight_multiplier=m)),
+    ):
+        with pytest.raises(ValueError, match=f"{op} does not support integer gradients yet"):
+            call()
 
 
 def test_conv2d_transpose_layer_matches_numpy_and_trains():
@@ -134,3 +141,64 @@ def test_conv2d_transpose_layer_matches_numpy_and_trains():
     model.compile("sgd", "mse")
     loss = model.fit(x, rng.normal(size=(2, 9, 11, 2)).astype(F), epochs=1, verbose=0).history["loss"]
     assert np.isfinite(loss).all()
+
+
+def reference_conv3d_transpose(x, w, m, out_shape, strides, pads, per_channel=False):
+    kd, kh, kw, o, c = w.shape
+    wt = w.transpose(0, 1, 2, 4, 3)  # [KD, KH, KW, C, O]
+    px, pw = ref.minmax_params(x, m.signed), ref.minmax_params(wt, m.signed, per_channel)
+    qx, qw = ref.quantize(x, px), ref.quantize(wt, pw)
+    zx, zw = px[1], np.broadcast_to(pw[1], (o,))
+    front, back, top, bottom, left, right = pads
+    n, depth, h, width, _ = x.shape
+    _, od, oh, ow, _ = out_shape
+    table = m.products.astype(np.int64)
+    padded = np.zeros((n, od + front + back, oh + top + bottom, ow + left + right, o), np.int64)
+    for d in range(depth):
+        for i in range(h):
+            for j in range(width):
+                for a in range(kd):
+                    for b in range(kh):
+                        for e in range(kw):
+                            qa, qb = qx[:, d, i, j, :, None], qw[a, b, e][None]
+                            terms = table[qa & 255, qb & 255] - qa * zw - zx * qb + zx * zw
+                            padded[:, d * strides[0] + a, i * strides[1] + b, j * strides[2] + e] += terms.sum(axis=1)
+    y = padded[:, front : front + od, top : top + oh, left : left + ow]
+    return y.astype(F) * (px[0] * pw[0]).astype(F), (px, pw, qx, qw)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_conv3d_transpose_matches_numpy(signed):
+    rng = np.random.default_rng(9)
+    x, w = rng.normal(0.2, 1, size=(2, 3, 3, 4, 2)).astype(F), rng.normal(0, 0.4, size=(3, 3, 3, 4, 2)).astype(F)
+    m = ref.random_multiplier(signed, seed=10)
+    cfg = QuantConfig(granularity="per_channel")
+    y = ops.conv3d_transpose(x, w, m, (2, 6, 6, 8, 4), strides=2, padding="SAME", quantization=cfg).numpy()
+    expected, _ = reference_conv3d_transpose(x, w, m, (2, 6, 6, 8, 4), (2, 2, 2), (0, 1, 0, 1, 0, 1), True)
+    np.testing.assert_array_equal(y, expected)
+    y = ops.conv3d_transpose(x, w, m, (2, 5, 5, 6, 4), padding="VALID").numpy()
+    expected, (px, pw, qx, qw) = reference_conv3d_transpose(x, w, m, (2, 5, 5, 6, 4), (1, 1, 1), (0,) * 6)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_exact_conv3d_transpose_equals_float_of_fake_quant_operands():
+    rng = np.random.default_rng(11)
+    x, w = rng.normal(size=(2, 3, 3, 4, 2)).astype(F), rng.normal(size=(3, 3, 3, 4, 2)).astype(F)
+    m = ref.exact_multiplier(False)
+    y = ops.conv3d_transpose(x, w, m, (2, 6, 6, 8, 4), strides=2, padding="SAME").numpy()
+    _, (px, pw, qx, qw) = reference_conv3d_transpose(x, w, m, (2, 6, 6, 8, 4), (2, 2, 2), (0, 1, 0, 1, 0, 1))
+    dqx, dqw = ref.dequantize(qx, px), ref.dequantize(qw, pw).transpose(0, 1, 2, 4, 3)
+    expected = tf.nn.conv3d_transpose(dqx, dqw, (2, 6, 6, 8, 4), 2, "SAME").numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv3d_transpose_layer():
+    from approxtrain import layers
+
+    x = np.random.default_rng(12).normal(size=(2, 3, 3, 4, 2)).astype(F)
+    m = ref.random_multiplier(True, seed=13)
+    layer = layers.AMConv3DTranspose(4, 3, strides=2, padding="same", multiplier=m, use_bias=False)
+    y = layer(x).numpy()
+    kernel = layer.kernel.numpy()
+    expected, _ = reference_conv3d_transpose(x, kernel, m, (2, 6, 6, 8, 4), (2, 2, 2), (0, 1, 0, 1, 0, 1))
+    np.testing.assert_array_equal(y, expected)

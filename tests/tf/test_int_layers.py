@@ -181,10 +181,6 @@ def test_unsupported_layers_and_modes_are_refused():
     with pytest.raises(ValueError, match="quantization: unknown QuantConfig field"):
         layers.AMDense(3, multiplier="t8s_exact", quantization={"bits": 4})
     with pytest.raises(
-        ValueError, match="AMConv3DTranspose 'c3' does not support integer multipliers yet, got 't8s_exact'"
-    ):
-        layers.AMConv3DTranspose(2, 3, multiplier="t8s_exact", name="c3")
-    with pytest.raises(
         ValueError, match="AMMultiHeadAttention 'mha': calibration='moving_average' is not supported by this layer"
     ):
         layers.AMMultiHeadAttention(
