@@ -22,6 +22,7 @@ _LAZY = {
     "models": "approxtrain.models",
     "data": "approxtrain.data",
     "sparsity": "approxtrain.sparsity",
+    "quant": "approxtrain.quant",
 }
 
 # Keras loads .keras files with AM layers after `import approxtrain` alone, in either import order.
@@ -38,4 +39,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
 
 
-__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "sparsity", "substitute", "coverage"]
+__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "sparsity", "quant", "substitute", "coverage"]

@@ -1,8 +1,9 @@
-/* 8-bit integer multipliers: exact references and two approximate circuits.
+/* 8-bit integer multipliers: exact references and three approximate circuits.
  *
  * approxtrain: name=mul8s_exact symbol=mul8s_exact integer_bits=8 signed=true description="exact 8x8-bit signed (two's complement) multiply"
  * approxtrain: name=mul8u_exact symbol=mul8u_exact integer_bits=8 signed=false description="exact 8x8-bit unsigned multiply"
  * approxtrain: name=mul8u_trunc4 symbol=mul8u_trunc4 integer_bits=8 signed=false description="unsigned array multiplier, 4 least significant partial-product columns dropped"
+ * approxtrain: name=mul8u_trunc8 symbol=mul8u_trunc8 integer_bits=8 signed=false description="unsigned array multiplier, 8 least significant partial-product columns dropped"
  * approxtrain: name=mul8s_mitchell symbol=mul8s_mitchell integer_bits=8 signed=true description="Mitchell logarithmic multiplier on sign and magnitude, signed 8-bit"
  *
  * Each is an integer circuit as a C function of the operands' values; the table
@@ -15,17 +16,23 @@ int16_t mul8s_exact(int8_t a, int8_t b) { return (int16_t)((int32_t)a * (int32_t
 
 uint16_t mul8u_exact(uint8_t a, uint8_t b) { return (uint16_t)((uint32_t)a * (uint32_t)b); }
 
-/* The 64 partial products a_i b_j sit in column i + j of the array; the adders of
- * columns 0..3 (10 partial products) are removed, so those bits never reach the sum.
- * The result never exceeds the exact product and falls short by at most
- * 1*1 + 2*2 + 3*4 + 4*8 = 49. */
-uint16_t mul8u_trunc4(uint8_t a, uint8_t b) {
+/* The 64 partial products a_i b_j sit in column i + j of the array; a truncated
+ * array removes the adders of the columns below `dropped`, so those bits never
+ * reach the sum.  The result never exceeds the exact product. */
+static uint16_t truncated_array(uint8_t a, uint8_t b, int dropped) {
   uint32_t sum = 0;
   for (int i = 0; i < 8; ++i)
     for (int j = 0; j < 8; ++j)
-      if (i + j >= 4) sum += (uint32_t)(((a >> i) & 1u) & ((b >> j) & 1u)) << (i + j);
+      if (i + j >= dropped) sum += (uint32_t)(((a >> i) & 1u) & ((b >> j) & 1u)) << (i + j);
   return (uint16_t)sum;
 }
+
+/* Columns 0..3 (10 partial products) dropped: short by at most 1*1 + 2*2 + 3*4 + 4*8 = 49. */
+uint16_t mul8u_trunc4(uint8_t a, uint8_t b) { return truncated_array(a, b, 4); }
+
+/* Columns 0..7 (36 partial products) dropped: short by at most sum_{c<8} (c+1) 2^c = 1793;
+ * every product below 2^8 is lost entirely (e.g. 15 x 15 = 0). */
+uint16_t mul8u_trunc8(uint8_t a, uint8_t b) { return truncated_array(a, b, 8); }
 
 /* floor(log2(m)) of m >= 1: the position of the leading one. */
 static int leading_one(uint32_t m) {

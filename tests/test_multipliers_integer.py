@@ -82,15 +82,19 @@ def test_python_integer_model(home):
 
 def test_shipped_integer_models(home):
     names = multipliers.names()
-    for name in ("mul8s_exact", "mul8u_exact", "mul8u_trunc4", "mul8s_mitchell"):
+    for name in ("mul8s_exact", "mul8u_exact", "mul8u_trunc4", "mul8u_trunc8", "mul8s_mitchell"):
         assert name in names and multipliers.describe(name)["type"] == "integer"
     np.testing.assert_array_equal(multipliers.get("mul8s_exact").products, exact_products(True))
     np.testing.assert_array_equal(multipliers.get("mul8u_exact").products, exact_products(False))
     a = np.arange(256)[:, None]
     b = np.arange(256)[None, :]
-    trunc = sum(((a >> i) & 1) * ((b >> j) & 1) << (i + j) for i in range(8) for j in range(8) if i + j >= 4)
-    np.testing.assert_array_equal(multipliers.get("mul8u_trunc4").products, trunc)
-    assert int((exact_products(False) - trunc).max()) == 49
+    for dropped, wce in ((4, 49), (8, 1793)):
+        trunc = sum(
+            ((a >> i) & 1) * ((b >> j) & 1) << (i + j) for i in range(8) for j in range(8) if i + j >= dropped
+        )
+        np.testing.assert_array_equal(multipliers.get(f"mul8u_trunc{dropped}").products, trunc)
+        assert int((exact_products(False) - trunc).max()) == wce
+    assert multipliers.get("mul8u_trunc8").multiply([15], [15])[0] == 0
 
 
 def _mitchell_reference(x, y):
