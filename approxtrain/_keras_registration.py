@@ -2,10 +2,10 @@
 
 Keras finds a custom layer class only once the module defining it has run, while
 ``import approxtrain`` leaves TensorFlow alone (the core and the registry work without it).
-So the layers are imported as soon as both Keras and TensorFlow are importable and loaded:
-at once when they already are, else right after the outermost of their imports finishes
-(TensorFlow's import loads parts of Keras and Keras's loads TensorFlow, so the inner one
-must not trigger it).
+So the layers are imported as soon as Keras and TensorFlow are loaded: at once when they
+already are, else right after the outermost import in progress finishes. Outermost matters:
+TensorFlow's import loads parts of Keras and Keras's loads TensorFlow, and an approxtrain
+module that imports TensorFlow must finish before approxtrain.layers can import from it.
 """
 
 import importlib
@@ -13,21 +13,24 @@ import importlib.abc
 import sys
 import warnings
 
-_WATCHED = ("keras", "tensorflow")
+_NEEDED = ("keras", "tensorflow")
 
 
-def _loaded(name, finishing):
-    """True when module `name` has run to its end (`finishing`: the one whose exec just returned)."""
-    if name == finishing:
-        return True
+def _watched(name):
+    return name in _NEEDED or name.startswith("approxtrain.")
+
+
+def _initializing(name, finishing):
+    """True while module `name` runs (`finishing`: the one whose exec just returned counts as done)."""
     module = sys.modules.get(name)
-    spec = getattr(module, "__spec__", None)
-    return module is not None and not getattr(spec, "_initializing", False)
+    return name != finishing and getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 def _register_layers(finishing=None):
-    if not all(_loaded(name, finishing) for name in _WATCHED):
+    if not all(sys.modules.get(name) is not None and not _initializing(name, finishing) for name in _NEEDED):
         return False
+    if any(_initializing(name, finishing) for name in list(sys.modules) if name.startswith("approxtrain.")):
+        return False  # that module's end calls again
     _uninstall()
     try:
         importlib.import_module("approxtrain.layers")
@@ -37,10 +40,10 @@ def _register_layers(finishing=None):
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Wraps the loaders of keras and tensorflow so their end calls _register_layers."""
+    """Wraps the loaders of keras, tensorflow and approxtrain's modules so their end calls _register_layers."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in _WATCHED:
+        if not _watched(fullname):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

@@ -39,15 +39,29 @@ def saved(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "imports",
-    ["import approxtrain\nimport keras", "import approxtrain\nimport tensorflow\nimport keras"],
-    ids=["approxtrain-then-keras", "approxtrain-then-tensorflow"],
+    [
+        "import approxtrain\nimport keras",
+        "import approxtrain\nimport tensorflow\nimport keras",
+        # approxtrain.quant imports TensorFlow itself: the layers wait until it has finished
+        "from approxtrain.quant import QuantConfig\nimport keras",
+    ],
+    ids=["approxtrain-then-keras", "approxtrain-then-tensorflow", "through-approxtrain-quant"],
 )
 def test_load_after_import_approxtrain(saved, imports, tmp_path):
     folder, expected = saved
     script = LOAD.format(imports=imports)
     out = tmp_path / "y.npy"
     done = subprocess.run(
-        [sys.executable, "-c", script, str(folder / "m.keras"), str(out), str(folder / "x.npy")],
+        [
+            sys.executable,
+            "-W",
+            "error::UserWarning",
+            "-c",
+            script,
+            str(folder / "m.keras"),
+            str(out),
+            str(folder / "x.npy"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
