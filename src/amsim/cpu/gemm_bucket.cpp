@@ -24,6 +24,8 @@ constexpr int64_t kTBlockBytes = int64_t{512} << 10;
 constexpr int kWideTableBits = 9;
 constexpr int64_t kWideTBlockBytes = int64_t{1} << 20;
 constexpr int64_t kMaxBlockK = 64;
+// Rows of a column-major selecting operand packed together: 16 floats, one cache line per k.
+constexpr int64_t kLeftGroup = 16;
 // Tasks per GEMM the driver aims at: each task expands its own T, so more
 // row parts than threads need cost expansions for nothing.
 constexpr int64_t kTargetTasks = 4;
@@ -151,17 +153,42 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   const auto left_at = [&](int64_t kb, int64_t i) { return packed_left.data() + (kb * rows + i) * block_k; };
   std::vector<uint8_t> special(static_cast<size_t>(rows));
   ExponentRange l_range;
+  // A selecting operand whose rows are adjacent in memory (a transposed view:
+  // the patch matrix of a filter gradient, K-major patch lines) is read
+  // kLeftGroup rows at a time, one cache line per k, into a small row-major
+  // tile: packing it row by row would stride through the whole operand once
+  // per row.  The packed values are the same either way.
+  const bool left_rows_adjacent = p.left.row_stride == 1 && p.left.col_stride != 1;
   parallel(rows, k * 2, [&](int64_t i0, int64_t i1) {
     ExponentRange range;
-    for (int64_t i = i0; i < i1; ++i) {
-      bool row_special = false;
-      for (int64_t kb = 0; kb < k_blocks; ++kb) {
-        const int64_t k0 = kb * block_k;
-        row_special |=
-            kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride, p.left.col_stride,
-                              std::min(block_k, k - k0), mbits, rounding, left_at(kb, i), &range.min, &range.max);
+    if (!left_rows_adjacent) {
+      for (int64_t i = i0; i < i1; ++i) {
+        bool row_special = false;
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          const int64_t k0 = kb * block_k;
+          row_special |=
+              kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride, p.left.col_stride,
+                                std::min(block_k, k - k0), mbits, rounding, left_at(kb, i), &range.min, &range.max);
+        }
+        special[i] = row_special;
       }
-      special[i] = row_special;
+    } else {
+      std::vector<float> tile(static_cast<size_t>(kLeftGroup * block_k));
+      for (int64_t g0 = i0; g0 < i1; g0 += kLeftGroup) {
+        const int64_t gn = std::min(i1 - g0, kLeftGroup);
+        bool group_special[kLeftGroup] = {};
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          const int64_t k0 = kb * block_k, kn = std::min(block_k, k - k0);
+          for (int64_t kk = 0; kk < kn; ++kk) {
+            const float* src = p.left.data + g0 + (k0 + kk) * p.left.col_stride;
+            for (int64_t r = 0; r < gn; ++r) tile[r * block_k + kk] = src[r];
+          }
+          for (int64_t r = 0; r < gn; ++r)
+            group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, rounding,
+                                                  left_at(kb, g0 + r), &range.min, &range.max);
+        }
+        for (int64_t r = 0; r < gn; ++r) special[g0 + r] = group_special[r];
+      }
     }
     const std::lock_guard<std::mutex> lock(merge);
     l_range.merge(range);
