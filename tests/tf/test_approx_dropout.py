@@ -60,7 +60,7 @@ def relu(v):
 
 
 @pytest.mark.parametrize("multiplier", ["mbm7", "fp32"])
-def test_row_dropout_keeps_the_undropped_values_times_the_scale_bit_for_bit(multiplier):
+def test_row_dropout_keeps_the_undropped_values_times_the_scale(multiplier):
     layer = fused(multiplier, rate=0.5, group_size=8)
     x = data(0, (20, IN))  # 3 groups of 7 rows (the last padded by one row)
     kept = drawn(layer, lambda d: d.kept_units(UNITS, 3))
@@ -75,7 +75,10 @@ def test_row_dropout_keeps_the_undropped_values_times_the_scale_bit_for_bit(mult
     assert kept.shape == (3, 5)
     for rows, units in zip(group_slices(20, 8), kept):
         dropped = np.setdiff1d(np.arange(UNITS), units)
-        np.testing.assert_array_equal(y[rows][:, units], undropped[rows][:, units] * np.float32(2.0))
+        if multiplier == "mbm7":  # AM products and sums follow the canonical order: the same bits
+            np.testing.assert_array_equal(y[rows][:, units], undropped[rows][:, units] * np.float32(2.0))
+        else:  # a native matmul's blocking (hence its rounding) may depend on the operand shapes
+            np.testing.assert_allclose(y[rows][:, units], undropped[rows][:, units] * np.float32(2.0), rtol=1e-5)
         assert np.all(y[rows][:, dropped] == 0) and not np.signbit(y[rows][:, dropped]).any()
 
 
