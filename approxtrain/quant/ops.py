@@ -168,6 +168,24 @@ def _float_table(rule):
     return op_table_for(rule.multiplier) if rule.kind == "float" else None
 
 
+def _straight_through(float_op, dy, dqx, dqw, rule_x, rule_w, *args, **kwargs):
+    """(dX, dW) by the straight-through estimator: the gradients of `float_op` (an approxtrain op taking
+    ``(x, w, multiplier, *args, ...)``) on the dequantized operands, each through its float grad
+    multiplier, or native where that is not a float one."""
+    with tf.GradientTape() as inner:
+        inner.watch([dqx, dqw])
+        y = float_op(
+            dqx,
+            dqw,
+            "fp32",
+            *args,
+            grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
+            grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
+            **kwargs,
+        )
+    return inner.gradient(y, [dqx, dqw], output_gradients=dy)
+
+
 def _matmul_input_grad(dy, a, b, qb, pb, rule):
     """dA = dY . B^T."""
     if rule.kind != "integer":
@@ -452,20 +470,18 @@ def conv2d_transpose(
 
         def grad(dy):
             dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 3, 2])
-            with tf.GradientTape() as inner:
-                inner.watch([dqx, dqw])
-                native = _conv_transpose.conv2d_transpose(
-                    dqx,
-                    dqw,
-                    "fp32",
-                    output_sizes,
-                    strides=tuple(attrs.strides[1:3]),
-                    padding=[[top, bottom], [left, right]],
-                    dilations=tuple(attrs.dilations[1:3]),
-                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
-                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
-                )
-            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            dx, dw = _straight_through(
+                _conv_transpose.conv2d_transpose,
+                dy,
+                dqx,
+                dqw,
+                rule_x,
+                rule_w,
+                output_sizes,
+                strides=tuple(attrs.strides[1:3]),
+                padding=[[top, bottom], [left, right]],
+                dilations=tuple(attrs.dilations[1:3]),
+            )
             return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 3, 2])
 
         return y, grad
@@ -528,21 +544,7 @@ def conv3d(
 
         def grad(dy):
             dqx, dqw = dequantize(qx, px), dequantize(qw, pw)
-            strides, padding, dilations = window
-            with tf.GradientTape() as inner:
-                inner.watch([dqx, dqw])
-                native = _conv3d.conv3d(
-                    dqx,
-                    dqw,
-                    "fp32",
-                    strides,
-                    padding,
-                    dilations,
-                    groups,
-                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
-                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
-                )
-            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            dx, dw = _straight_through(_conv3d.conv3d, dy, dqx, dqw, rule_x, rule_w, *window, groups)
             return dx * in_range(x, px), dw * in_range(w, pw)
 
         return y, grad
@@ -628,21 +630,7 @@ def conv3d_transpose(
 
         def grad(dy):
             dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 2, 4, 3])
-            strides, padding, dilations = window
-            with tf.GradientTape() as inner:
-                inner.watch([dqx, dqw])
-                native = _conv3d.conv3d_transpose(
-                    dqx,
-                    dqw,
-                    "fp32",
-                    output_sizes,
-                    strides,
-                    padding,
-                    dilations,
-                    grad_input_multiplier=rule_x.multiplier if rule_x.kind == "float" else "fp32",
-                    grad_weight_multiplier=rule_w.multiplier if rule_w.kind == "float" else "fp32",
-                )
-            dx, dw = inner.gradient(native, [dqx, dqw], output_gradients=dy)
+            dx, dw = _straight_through(_conv3d.conv3d_transpose, dy, dqx, dqw, rule_x, rule_w, output_sizes, *window)
             return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 2, 4, 3])
 
         return y, grad
