@@ -202,3 +202,30 @@ def test_conv3d_transpose_layer():
     kernel = layer.kernel.numpy()
     expected, _ = reference_conv3d_transpose(x, kernel, m, (2, 6, 6, 8, 4), (2, 2, 2), (0, 1, 0, 1, 0, 1))
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv3d", "conv3d_transpose"])
+def test_3d_ste_gradients_are_float_gradients_of_dequantized_operands(transposed):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, 3, 4, 4, 3)).astype(F)
+    w = rng.normal(size=(2, 2, 2, 3, 3)).astype(F)  # [KD, KH, KW, in, out] (transposed: [.., out, in])
+    m = ref.exact_multiplier(True)
+    out_shape = (2, 6, 8, 8, 3)
+
+    def run(op, a, b):
+        a, b = tf.constant(a), tf.constant(b)
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            y = op(a, b)
+        return tape.gradient(y, [a, b], output_gradients=tf.ones_like(y))
+
+    if transposed:
+        ours = run(lambda a, b: ops.conv3d_transpose(a, b, m, out_shape, strides=2, padding="SAME"), x, w)
+        native = lambda a, b: tf.nn.conv3d_transpose(a, b, out_shape, (1, 2, 2, 2, 1), "SAME")  # noqa: E731
+    else:
+        ours = run(lambda a, b: ops.conv3d(a, b, m, padding="SAME"), x, w)
+        native = lambda a, b: tf.nn.conv3d(a, b, (1, 1, 1, 1, 1), "SAME")  # noqa: E731
+    dq = [ref.dequantize(ref.quantize(v, p), p) for v in (x, w) for p in [ref.minmax_params(v, m.signed)]]
+    expected = run(native, *dq)
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
