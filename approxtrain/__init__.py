@@ -39,4 +39,16 @@ def __getattr__(name):
     raise AttributeError(f"module 'approxtrain' has no attribute {name!r}")
 
 
-__all__ = ["core", "multipliers", "build_info", "ops", "layers", "models", "data", "sparsity", "quant", "substitute", "coverage"]
+__all__ = [
+    "core",
+    "multipliers",
+    "build_info",
+    "ops",
+    "layers",
+    "models",
+    "data",
+    "sparsity",
+    "quant",
+    "substitute",
+    "coverage",
+]
