@@ -220,10 +220,21 @@ class AMLayer:
                 "or 'percentile'"
             )
 
-    # The twins' own save/load_own_variables write their weights by index (kernel, bias, ...) and
-    # check the count on load; the moving-average ranges go after them.
+    def _twin_saves_every_variable(self):
+        """Whether the twin saves with keras.Layer's own save_own_variables, which writes every
+        variable of the layer (the ranges included), rather than its own list (Dense's kernel, bias)."""
+        mro = type(self).__mro__
+        for klass in mro[mro.index(AMLayer) + 1 :]:
+            if "save_own_variables" in vars(klass):
+                return klass is keras.Layer
+        return True
+
+    # Twins with their own save/load_own_variables (Dense, EinsumDense, the convolutions) write
+    # their weights by index and check the count on load; the moving-average ranges go after them.
+    # Twins on keras.Layer's (DepthwiseConv2D, SeparableConv2D, the RNN cells, MultiHeadAttention)
+    # already write every variable, the ranges among them.
     def save_own_variables(self, store):
-        if not self._moving_average():
+        if not self._moving_average() or self._twin_saves_every_variable():
             super().save_own_variables(store)
             return
         own = {}
@@ -234,7 +245,7 @@ class AMLayer:
             store[str(len(own) + i)] = self._quant_ranges[name].numpy()
 
     def load_own_variables(self, store):
-        if not self._moving_average():
+        if not self._moving_average() or self._twin_saves_every_variable():
             super().load_own_variables(store)
             return
         count = len(store.keys()) - len(self.quantized_inputs)
@@ -247,8 +258,16 @@ class AMLayer:
         unless calibration="moving_average", whose state is updated here in training only."""
         if not self._moving_average():
             return None
+        return self.moving_range(name, *minmax(tf.stop_gradient(tf.cast(x, tf.float32))))
+
+    def moving_range(self, name, lo, hi):
+        """The moving-average range of the quantized input `name`, given this batch's range (lo, hi).
+
+        Training: the first training batch sets the state to (lo, hi), later ones move it,
+        ``range = momentum * range + (1 - momentum) * (lo, hi)``; the new range is returned.
+        Inference: the stored range, untouched ((lo, hi) until a training batch has been seen)."""
         state = self._quant_ranges[name]
-        lo, hi = minmax(tf.stop_gradient(tf.cast(x, tf.float32)))
+        lo, hi = tf.cast(lo, tf.float32), tf.cast(hi, tf.float32)
         seen = state[2] > 0
         if not _training():
             return tf.where(seen, state[0], lo), tf.where(seen, state[1], hi)

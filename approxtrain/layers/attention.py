@@ -5,13 +5,22 @@ projections, and the two attention products (scores = Q K^T, output = scores V).
 builds the projections as EinsumDense sublayers; after Keras's build they are turned into
 `_AMProjection` (an EinsumDense whose `call` is an AM matmul), so weights, their paths
 and serialisation stay exactly Keras's.
+
+With an integer multiplier and calibration="moving_average", every left (activation) operand
+has its own running range, a non-trainable weight of the attention layer named
+``<operand>_range``: the inputs of the projections (`query_projection`, `key_projection`,
+`value_projection`, `gate_projection` when use_gate, `output_projection`), the scaled query of
+the scores product (`score_query`) and the attention probabilities of the context product
+(`context_probabilities`). The right operands of the two attention products (keys, values)
+are calibrated by their own min/max, like a weight (the ops take a range for the left
+operand only).
 """
 
 import keras
 import tensorflow as tf
 
 from approxtrain import ops
-from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, to_float32
+from approxtrain.layers._am_layer import AMLayer, add_bias_and_activate, from_float32, range_kwargs, to_float32
 from approxtrain.layers.dense import dense_matmul
 
 
@@ -19,6 +28,13 @@ class _AMProjection(keras.layers.EinsumDense):
     """An EinsumDense of the projection form "<free><bound>,<bound><out>-><free><out>"
     (what MultiHeadAttention builds), computed as one AM matmul. Only made by
     AMMultiHeadAttention.build, from Keras's own sublayer."""
+
+    # Set by AMMultiHeadAttention.build: this projection's input range from the attention layer's
+    # moving-average state (a function of the input), or None (the op calibrates).
+    _range_of_input = None
+
+    def input_range(self, x, name="inputs"):
+        return None if self._range_of_input is None else self._range_of_input(x)
 
     def call(self, inputs, training=None):
         _, bound, _ = _projection_parts(self.equation)
@@ -58,6 +74,21 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
     """
 
     keras_twin = keras.layers.MultiHeadAttention
+    _PROJECTIONS = {
+        "_query_dense": "query_projection",
+        "_key_dense": "key_projection",
+        "_value_dense": "value_projection",
+        "_gate_dense": "gate_projection",
+        "_output_dense": "output_projection",
+    }
+
+    @property
+    def quantized_inputs(self):
+        """The activations quantized with a moving-average range (see the module docstring)."""
+        projections = ["query_projection", "key_projection", "value_projection"]
+        if self._use_gate:
+            projections.append("gate_projection")
+        return (*projections, "output_projection", "score_query", "context_probabilities")
 
     def __init__(self, *args, flash_attention=None, **kwargs):
         if flash_attention:
@@ -69,14 +100,21 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
 
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
-        for name in ("_query_dense", "_key_dense", "_value_dense", "_output_dense", "_gate_dense"):
-            projection = getattr(self, name, None)
+        for attribute, range_name in self._PROJECTIONS.items():
+            projection = getattr(self, attribute, None)
             if projection is None:
                 continue
             _projection_parts(projection.equation)  # fail at build, not at the first call
             projection.__class__ = _AMProjection
             projection.am_multipliers = self.am_multipliers
             projection.supports_jit = False
+            if self._moving_average():
+                projection._range_of_input = self._input_range_function(range_name)
+
+    def _input_range_function(self, name):
+        # A plain function, not the layer: an attribute holding this layer would make the
+        # projection track its parent as a sublayer.
+        return lambda x: self.input_range(x, name)
 
     def _compute_attention(
         self,
@@ -114,16 +152,19 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
             tf.reshape(k32, tf.stack([-1, k_len, k.shape[-1]])),
             transpose_b=True,
             **activation_kwargs,
+            **range_kwargs(self, q32, "score_query"),
         )
         # Keras's layout: [<batch and heads>, <query attention axes>, <key attention axes>].
         scores = tf.reshape(scores, tf.concat([q_shape[: nb + na], k_shape[nb : nb + na]], axis=0))
         scores = self._masked_softmax(from_float32(self, scores), attention_mask)
         probabilities = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
 
+        probabilities = tf.reshape(to_float32(self, probabilities), tf.stack([-1, q_len, k_len]))
         out = ops.matmul(
-            tf.reshape(to_float32(self, probabilities), tf.stack([-1, q_len, k_len])),
+            probabilities,
             tf.reshape(v32, tf.stack([-1, k_len, v.shape[-1]])),
             **activation_kwargs,
+            **range_kwargs(self, probabilities, "context_probabilities"),
         )
         out = tf.reshape(out, tf.concat([q_shape[:-1], [v.shape[-1]]], axis=0))
         out = tf.transpose(out, [order.index(i) for i in range(rank)])

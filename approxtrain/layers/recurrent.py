@@ -21,12 +21,31 @@ gradient is TensorFlow's sum over the steps of the loop.
 
 The layers never take Keras's fused cuDNN / backend paths (which would multiply natively):
 ``use_cudnn`` is always False, and ``use_cudnn=True`` is an error.
+
+Moving-average calibration (an integer multiplier with calibration="moving_average") is state
+of the cell, one non-trainable ``<name>_range`` weight per quantized activation: ``inputs``
+(x_t), ``recurrent`` (h_{t-1}) and, for a GRU with ``reset_after=False``, ``reset_recurrent``
+(r_t * h_{t-1}). Each is moved at most once per training batch (`StepCalibration`):
+
+- ``inputs``: the hoisted input product quantizes the whole sequence with the moved range, as
+  AMDense does (this batch's range: the min/max of the sequence, after input dropout).
+- ``recurrent`` / ``reset_recurrent``: every step quantizes its operand with the range stored
+  before this batch (the operand's own min/max while none is stored, e.g. in the first training
+  batch); the state is never assigned inside the time loop. The loop carries the min/max of
+  the operands (after recurrent dropout) over the rows and steps whose results the mask keeps
+  (all of them without a mask), and after the loop the state moves once by that range. No
+  kept step (every row masked at every step): the state is left as it is.
+
+In inference every product uses the stored ranges and nothing is updated. A cell called step
+by step (``keras.layers.RNN(cell)``) would move its ranges once per time step, so it refuses
+moving-average calibration; the AM recurrent layers run the loop themselves.
 """
 
 import keras
+import tensorflow as tf
 from keras.src import backend as keras_backend
 
-from approxtrain.layers._am_layer import AMLayer
+from approxtrain.layers._am_layer import AMLayer, _training
 from approxtrain.layers.dense import dense_matmul
 
 ops = keras.ops
@@ -42,18 +61,95 @@ def _masked(x, mask):
     return x * mask
 
 
-def gate_products(cell, x, weight, masks, gates):
+def gate_products(cell, x, weight, masks, gates, calibrate=None):
     """x . weight through the cell's AM multipliers (x the table row), x of shape [batch, k] or
     [batch, time, k]. masks: None, one dropout mask, or one mask per gate (Keras's
-    implementation=1), in which case each gate's column block multiplies its own masked x."""
-    if masks is None:
-        return dense_matmul(cell, x, weight, bound_rank=1)
-    if not isinstance(masks, (list, tuple)):
-        return dense_matmul(cell, _masked(x, masks), weight, bound_rank=1)
+    implementation=1), in which case each gate's column block multiplies its own masked x.
+    calibrate: None, or a function of the list of operands giving the one range all of them
+    are quantized with (moving-average calibration)."""
+    if masks is None or not isinstance(masks, (list, tuple)):
+        operand = x if masks is None else _masked(x, masks)
+        input_range = None if calibrate is None else calibrate([operand])
+        return dense_matmul(cell, operand, weight, bound_rank=1, input_range=input_range)
+    operands = [_masked(x, m) for m in masks[:gates]]
+    input_range = None if calibrate is None else calibrate(operands)
     blocks = ops.split(weight, gates, axis=1)
     return ops.concatenate(
-        [dense_matmul(cell, _masked(x, m), w, bound_rank=1) for m, w in zip(masks[:gates], blocks)], axis=-1
+        [dense_matmul(cell, o, w, bound_rank=1, input_range=input_range) for o, w in zip(operands, blocks)],
+        axis=-1,
     )
+
+
+def _float32(x):
+    return tf.stop_gradient(tf.cast(x, tf.float32))
+
+
+def _moving_input_range(cell):
+    """`calibrate` of the input product: the sequence's min/max moves the ``inputs`` state."""
+    if not cell._moving_average():
+        return None
+
+    def calibrate(operands):
+        lo = tf.reduce_min([tf.reduce_min(_float32(o)) for o in operands])
+        hi = tf.reduce_max([tf.reduce_max(_float32(o)) for o in operands])
+        return cell.moving_range("inputs", lo, hi)
+
+    return calibrate
+
+
+class StepCalibration:
+    """Moving-average calibration of a cell's per-step products for one pass of the time loop
+    (the rule: module docstring).
+
+    The stored ranges are read once, before the loop. The loop carries, per product, the
+    running min and max of its operands per batch row ([batch, 1] each) as extra states, so
+    Keras's masking keeps a masked row's values; `update` moves the cell's state after the loop.
+    """
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.names = cell.step_range_names
+        self.stored = {name: tf.convert_to_tensor(cell._quant_ranges[name]) for name in self.names}
+        self._running = None
+
+    def initial_states(self, batch_size):
+        shape = tf.stack([batch_size, 1])
+        return [tf.fill(shape, tf.float32.max * sign) for _ in self.names for sign in (1.0, -1.0)]
+
+    def begin_step(self, running):
+        """Start a step with the running [lo, hi] states (in the order of `initial_states`)."""
+        self._running = {name: [running[2 * i], running[2 * i + 1]] for i, name in enumerate(self.names)}
+
+    def end_step(self):
+        return [bound for name in self.names for bound in self._running[name]]
+
+    def calibrate(self, name):
+        """`calibrate` of the per-step product `name`: the stored range (the operands' own while
+        none is stored); the operands' per-row min/max join the running range."""
+
+        def calibrate(operands):
+            operands = [_float32(o) for o in operands]
+            lo = tf.reduce_min([tf.reduce_min(o, axis=-1, keepdims=True) for o in operands], axis=0)
+            hi = tf.reduce_max([tf.reduce_max(o, axis=-1, keepdims=True) for o in operands], axis=0)
+            running = self._running[name]
+            self._running[name] = [tf.minimum(running[0], lo), tf.maximum(running[1], hi)]
+            state = self.stored[name]
+            seen = state[2] > 0
+            return tf.where(seen, state[0], tf.reduce_min(lo)), tf.where(seen, state[1], tf.reduce_max(hi))
+
+        return calibrate
+
+    def update(self, running):
+        """After the loop, in training: move each state by the range of the kept operands."""
+        if not _training():
+            return
+        for i, name in enumerate(self.names):
+            lo, hi = tf.reduce_min(running[2 * i]), tf.reduce_max(running[2 * i + 1])
+            tf.cond(
+                lo <= hi,  # some step was kept
+                lambda name=name, lo=lo, hi=hi: tf.stack(self.cell.moving_range(name, lo, hi)),
+                lambda lo=lo, hi=hi: tf.stack([lo, hi]),
+            )
 
 
 class _AMCell(AMLayer):
@@ -63,6 +159,15 @@ class _AMCell(AMLayer):
     """
 
     gates = None  # column blocks of kernel / recurrent_kernel
+
+    @property
+    def step_range_names(self):
+        """The quantized activations of the per-step products (moving-average state names)."""
+        return ("recurrent",)
+
+    @property
+    def quantized_inputs(self):
+        return ("inputs", *self.step_range_names)
 
     def _input_masks(self, inputs, training):
         if not training or not 0.0 < self.dropout < 1.0:
@@ -76,10 +181,21 @@ class _AMCell(AMLayer):
 
     def input_products(self, inputs, training=False):
         """inputs . kernel (dropout applied), for one step [batch, k] or a whole sequence [batch, time, k]."""
-        return gate_products(self, inputs, self.kernel, self._input_masks(inputs, training), self.gates)
+        masks = self._input_masks(inputs, training)
+        return gate_products(self, inputs, self.kernel, masks, self.gates, _moving_input_range(self))
 
     def call(self, inputs, states, training=False):
+        if self._moving_average():
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: calibration='moving_average' is not supported for a cell "
+                "called step by step (its ranges would move once per time step); use the AM recurrent layer "
+                "(AMSimpleRNN, AMGRU, AMLSTM), or calibration='minmax' or 'percentile'"
+            )
         return self.step(self.input_products(inputs, training), states, training)
+
+
+def _calibrate(calibration, name):
+    return None if calibration is None else calibration.calibrate(name)
 
 
 def _first_state(states):
@@ -93,10 +209,11 @@ class AMSimpleRNNCell(_AMCell, keras.layers.SimpleRNNCell):
     keras_twin = keras.layers.SimpleRNNCell
     gates = 1
 
-    def step(self, x_kernel, states, training=False):
+    def step(self, x_kernel, states, training=False, calibration=None):
         h_tm1 = _first_state(states)
         z = x_kernel if self.bias is None else ops.add(x_kernel, self.bias)
-        z = z + gate_products(self, h_tm1, self.recurrent_kernel, self._recurrent_masks(h_tm1, training), 1)
+        masks = self._recurrent_masks(h_tm1, training)
+        z = z + gate_products(self, h_tm1, self.recurrent_kernel, masks, 1, _calibrate(calibration, "recurrent"))
         if self.activation is not None:
             z = self.activation(z)
         return z, ([z] if isinstance(states, (list, tuple)) else z)
@@ -113,9 +230,10 @@ class AMLSTMCell(_AMCell, keras.layers.LSTMCell):
     keras_twin = keras.layers.LSTMCell
     gates = 4
 
-    def step(self, x_kernel, states, training=False):
+    def step(self, x_kernel, states, training=False, calibration=None):
         h_tm1, c_tm1 = states[0], states[1]
-        h_kernel = gate_products(self, h_tm1, self.recurrent_kernel, self._recurrent_masks(h_tm1, training), 4)
+        masks = self._recurrent_masks(h_tm1, training)
+        h_kernel = gate_products(self, h_tm1, self.recurrent_kernel, masks, 4, _calibrate(calibration, "recurrent"))
         return lstm_gates(self, x_kernel, h_kernel, c_tm1, self.bias if self.use_bias else None)
 
 
@@ -150,6 +268,10 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
     keras_twin = keras.layers.GRUCell
     gates = 3
 
+    @property
+    def step_range_names(self):
+        return ("recurrent",) if self.reset_after else ("recurrent", "reset_recurrent")
+
     def _biases(self):
         if not self.use_bias:
             return None, None
@@ -157,7 +279,7 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
             return self.bias, None
         return self.bias[0], self.bias[1]
 
-    def step(self, x_kernel, states, training=False):
+    def step(self, x_kernel, states, training=False, calibration=None):
         h_tm1 = _first_state(states)
         input_bias, recurrent_bias = self._biases()
         x = x_kernel if input_bias is None else x_kernel + input_bias
@@ -165,12 +287,13 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
         masks = self._recurrent_masks(h_tm1, training)
         u = self.units
         if self.reset_after:
-            inner = gate_products(self, h_tm1, self.recurrent_kernel, masks, 3)
+            inner = gate_products(self, h_tm1, self.recurrent_kernel, masks, 3, _calibrate(calibration, "recurrent"))
             if recurrent_bias is not None:
                 inner = inner + recurrent_bias
             m_z, m_r, m_h = ops.split(inner, 3, axis=-1)
         else:
-            inner = gate_products(self, h_tm1, self.recurrent_kernel[:, : 2 * u], masks, 2)
+            recurrent = _calibrate(calibration, "recurrent")
+            inner = gate_products(self, h_tm1, self.recurrent_kernel[:, : 2 * u], masks, 2, recurrent)
             m_z, m_r = ops.split(inner, 2, axis=-1)
         z = self.recurrent_activation(x_z + m_z)
         r = self.recurrent_activation(x_r + m_r)
@@ -178,7 +301,8 @@ class AMGRUCell(_AMCell, keras.layers.GRUCell):
             m_h = r * m_h
         else:
             h_h = h_tm1 if masks is None else _masked(h_tm1, masks[2] if isinstance(masks, (list, tuple)) else masks)
-            m_h = dense_matmul(self, r * h_h, self.recurrent_kernel[:, 2 * u :], bound_rank=1)
+            reset = _calibrate(calibration, "reset_recurrent")
+            m_h = gate_products(self, r * h_h, self.recurrent_kernel[:, 2 * u :], None, 1, reset)
         candidate = self.activation(x_h + m_h)
         h = z * h_tm1 + (1 - z) * candidate
         return h, ([h] if isinstance(states, (list, tuple)) else h)
@@ -191,6 +315,7 @@ class _AMRecurrent(AMLayer):
     """What AMSimpleRNN, AMGRU and AMLSTM share: the AM cell and the hoisted loop."""
 
     cell_class = None
+    quantized_inputs = ()  # the moving-average ranges are the cell's
 
     def __init__(self, *args, **kwargs):
         if "use_cudnn" in kwargs:
@@ -237,16 +362,34 @@ class _AMRecurrent(AMLayer):
         """The time loop on the input products ``x . kernel`` of the whole sequence: Keras's
         backend loop (go_backwards, masking, unroll) over the cell's `step`."""
 
-        def step(x_kernel, states):
-            output, new_states = self.cell.step(x_kernel, states, training)
+        def step(x_kernel, states, calibration):
+            output, new_states = self.cell.step(x_kernel, states, training, calibration)
             return output, (new_states if keras.tree.is_nested(new_states) else [new_states])
 
         if not keras.tree.is_nested(initial_state):
             initial_state = [initial_state]
-        return keras_backend.rnn(
-            step,
+        return self.time_loop(step, projected, list(initial_state), mask)
+
+    def time_loop(self, step, projected, states, mask):
+        """Keras's backend loop of ``step(x_kernel, states, calibration)`` over the time axis of
+        `projected`; with moving-average calibration the loop also carries the per-step products'
+        running ranges (`StepCalibration`), and the cell's state moves once, after the loop."""
+        calibration = StepCalibration(self.cell) if self.cell._moving_average() else None
+        count = len(states)
+
+        def loop_step(x_kernel, loop_states):
+            if calibration is None:
+                return step(x_kernel, loop_states, None)
+            calibration.begin_step(loop_states[count:])
+            output, new_states = step(x_kernel, loop_states[:count], calibration)
+            return output, list(new_states) + calibration.end_step()
+
+        if calibration is not None:
+            states = states + calibration.initial_states(tf.shape(projected)[0])
+        last, outputs, new_states = keras_backend.rnn(
+            loop_step,
             projected,
-            list(initial_state),
+            states,
             go_backwards=self.go_backwards,
             mask=mask,
             unroll=self.unroll,
@@ -254,6 +397,9 @@ class _AMRecurrent(AMLayer):
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,
         )
+        if calibration is not None:
+            calibration.update(new_states[count:])
+        return last, outputs, list(new_states[:count])
 
 
 _ARGS_DOC = """
@@ -349,24 +495,14 @@ class AMLSTM(_AMRecurrent, keras.layers.LSTM):
         kernel = ops.take(cell.kernel, columns, axis=1)
         recurrent_kernel = ops.take(ops.take(cell.recurrent_kernel, kept, axis=0), columns, axis=1)
         bias = ops.take(cell.bias, columns, axis=0) if cell.use_bias else None
-        projected = dense_matmul(cell, sequences, kernel, bound_rank=1)
+        projected = gate_products(cell, sequences, kernel, None, 4, _moving_input_range(cell))
 
-        def step(x_kernel, states):
-            h_kernel = dense_matmul(cell, states[0], recurrent_kernel, bound_rank=1)
+        def step(x_kernel, states, calibration):
+            h_kernel = gate_products(cell, states[0], recurrent_kernel, None, 4, _calibrate(calibration, "recurrent"))
             return lstm_gates(cell, x_kernel, h_kernel, states[1], bias)
 
         states = [ops.take(s, kept, axis=-1) for s in initial_state]
-        last, outputs, states = keras_backend.rnn(
-            step,
-            projected,
-            states,
-            go_backwards=self.go_backwards,
-            mask=mask,
-            unroll=self.unroll,
-            input_length=projected.shape[1],
-            zero_output_for_mask=self.zero_output_for_mask,
-            return_all_outputs=self.return_sequences,
-        )
+        last, outputs, states = self.time_loop(step, projected, states, mask)
         scale = patterns.scale(units, self.approx_dropout.rate)
         last, outputs = (patterns.spread_last(t * scale, kept, units) for t in (last, outputs))
         return last, outputs, [patterns.spread_last(s, kept, units) for s in states]

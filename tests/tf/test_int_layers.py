@@ -180,12 +180,6 @@ def test_bad_quant_configs(kwargs, message):
 def test_unsupported_layers_and_modes_are_refused():
     with pytest.raises(ValueError, match="quantization: unknown QuantConfig field"):
         layers.AMDense(3, multiplier="t8s_exact", quantization={"bits": 4})
-    with pytest.raises(
-        ValueError, match="AMMultiHeadAttention 'mha': calibration='moving_average' is not supported by this layer"
-    ):
-        layers.AMMultiHeadAttention(
-            2, 4, multiplier="t8s_exact", quantization={"calibration": "moving_average"}, name="mha"
-        )
     with pytest.raises(ValueError, match="stateless op takes calibration='minmax' or 'percentile'"):
         ops.matmul(
             np.ones((2, 2), F), np.ones((2, 2), F), "t8s_exact", quantization=QuantConfig(calibration="moving_average")
