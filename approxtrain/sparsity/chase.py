@@ -1,6 +1,7 @@
 """Chase: channel-aware dynamic sparse training (Yin et al. 2023, arXiv 2305.19454)."""
 
 import json
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -10,6 +11,65 @@ from approxtrain.sparsity.schedule import cosine_fraction, cubic_sparsity, erk_d
 from approxtrain.sparsity.settings import check_fraction, check_steps
 
 DISTRIBUTIONS = ("uniform", "erk")
+CHANNEL_SCORES = ("umm", "active_mean")
+CHANNEL_SCOPES = ("global", "layer")
+
+
+def channel_scores(magnitude, mask, criterion="umm"):
+    """Each output channel's (the kernel's last axis) score for removal, lowest first.
+
+    "umm", the paper's unmasked mean magnitude: mean |w| over ALL the channel's weights, pruned
+    ones counting as 0, so a channel left sparse by prune-and-grow scores low (Chase's official
+    code, --mag_wise). "active_mean": mean |w| over the channel's active weights only (0 when none
+    is; approxtrain before 2026-12, the code's --mask_wise)."""
+    channels = magnitude.shape[-1]
+    active = np.asarray(mask, np.float64).reshape(-1, channels)
+    total = (np.abs(np.asarray(magnitude, np.float64)).reshape(-1, channels) * active).sum(axis=0)
+    if criterion == "umm":
+        return total / active.shape[0]
+    if criterion == "active_mean":
+        count = active.sum(axis=0)
+        return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    raise ValueError(f"channel_score must be one of {', '.join(CHANNEL_SCORES)}, got {criterion!r}")
+
+
+def channel_floors(sizes, channel_sparsity, min_channels):
+    """The fewest live channels each layer keeps under global channel removal:
+    max(1, floor(min_channels * (1 - channel_sparsity) * channels)) (the paper's beta)."""
+    return [max(1, int(math.floor(min_channels * (1.0 - channel_sparsity) * n + 1e-9))) for n in sizes]
+
+
+def remove_channels(scores, live, want, floors=None):
+    """New live-channel masks (1 = live) removing the live channels of lowest score until `want`
+    are removed in all (channels already removed count; none comes back).
+
+    `scores` and `live` are per-layer arrays. floors=None ranks each layer on its own, `want` then
+    being a list (one count per layer); with `floors` (one int per layer) `want` is one total over
+    all layers, ranked together, and a layer stops losing channels at its floor. Ties go to the
+    earlier layer, then the lower channel index."""
+    live = [np.array(v, np.float32) for v in live]
+    if floors is None:
+        for v, s, w in zip(live, scores, want):
+            extra = int(w) - int((v == 0).sum())
+            if extra > 0:
+                v[np.argsort(np.where(v > 0, s, np.inf), kind="stable")[:extra]] = 0.0
+        return live
+    extra = int(want) - sum(int((v == 0).sum()) for v in live)
+    if extra <= 0:
+        return live
+    layer = np.concatenate([np.full(v.size, i) for i, v in enumerate(live)])
+    index = np.concatenate([np.arange(v.size) for v in live])
+    flat = np.concatenate([np.where(v > 0, s, np.inf) for v, s in zip(live, scores)])
+    left = [int(v.sum()) for v in live]
+    for k in np.argsort(flat, kind="stable"):
+        if extra == 0 or not np.isfinite(flat[k]):
+            break
+        i = int(layer[k])
+        if left[i] > floors[i]:
+            live[i][index[k]] = 0.0
+            left[i] -= 1
+            extra -= 1
+    return live
 
 
 class Chase(MaskedTraining):
@@ -19,13 +79,17 @@ class Chase(MaskedTraining):
       density; "erk": Erdos-Renyi-Kernel densities with the same total), drawn from
       numpy's default_rng(`seed`).
     - After every `update_every`-th optimizer step up to step `end` (and after step `end`):
-      1. channels: of each Dense/Conv kernel but the last (the outputs), the output channels
-         with the lowest "unmasked mean magnitude" (mean |w| over the channel's active weights;
-         0 when none is active) are removed until round(c_t * channels) are, c_t following the
-         cubic schedule from 0 at step 0 to `channel_sparsity` at step `end`. A removed
-         channel's kernel slice and bias stay 0 for good, so its output is activation(0) (0 for
-         ReLU); the next layer's input slice for it stays (it multiplies zeros) until
-         `export_slim` removes it.
+      1. channels (Chase's "gradual amenable channel pruning"): output channels of the Dense/Conv
+         kernels but the last (the outputs) are removed until round(c_t * channels) are, c_t
+         following the cubic schedule from 0 at step 0 to `channel_sparsity` at step `end`; the
+         lowest `channel_score` goes first: "umm" (default, the paper's unmasked mean magnitude:
+         mean |w| over all the channel's weights, pruned ones as 0) or "active_mean" (mean |w| over
+         its active weights). channel_scope="global" (default, the paper's): all kernels' channels
+         ranked together, `channels` counting them all, each layer keeping at least
+         max(1, floor(min_channels * (1 - channel_sparsity) * its channels)) (the paper's beta);
+         "layer": each kernel loses round(c_t * its channels). A removed channel's kernel slice
+         and bias stay 0 for good, so its output is activation(0) (0 for ReLU); the next layer's
+         input slice for it stays (it multiplies zeros) until `export_slim` removes it.
       2. prune and grow (RigL, Evci et al. 2020): the share f_t = drop_fraction / 2 *
          (1 + cos(pi t / end)) of each kernel's active weights with the smallest |w| is
          dropped, and as many weights (plus those lost with removed channels) are regrown where
@@ -40,8 +104,15 @@ class Chase(MaskedTraining):
     channel_masks_used = True
 
     def __init__(self, sparsity, channel_sparsity=0.0, update_every=100, end=None, drop_fraction=0.3,
-                 distribution="uniform", seed=0):  # fmt: skip
+                 distribution="uniform", seed=0, channel_score="umm", channel_scope="global",
+                 min_channels=0.5):  # fmt: skip
         super().__init__()
+        if channel_score not in CHANNEL_SCORES:
+            raise ValueError(f"channel_score must be one of {', '.join(CHANNEL_SCORES)}, got {channel_score!r}")
+        if channel_scope not in CHANNEL_SCOPES:
+            raise ValueError(f"channel_scope must be one of {', '.join(CHANNEL_SCOPES)}, got {channel_scope!r}")
+        self.channel_score, self.channel_scope = channel_score, channel_scope
+        self.min_channels = check_fraction("min_channels", min_channels, upper_inclusive=True)
         self.sparsity = check_fraction("sparsity", sparsity, lower_inclusive=False)
         self.channel_sparsity = check_fraction("channel_sparsity", channel_sparsity)
         self.update_every = check_steps("update_every", update_every, minimum=1)
@@ -112,15 +183,15 @@ class Chase(MaskedTraining):
     def update(self, step):
         """One channel-removal and prune-and-grow update, as after optimizer step `step`."""
         fraction = cosine_fraction(step, self.end, self.drop_fraction)
-        channel_target = self.channel_sparsity_at(step)
+        weights, masks = self.kernel_values(), self.mask_values()
+        self._update_channels(weights, masks, self.channel_sparsity_at(step))
         new_masks, regrown = [], []
-        for i, (target, weight, mask) in enumerate(zip(self.targets, self.kernel_values(), self.mask_values())):
+        for i, (target, weight, mask) in enumerate(zip(self.targets, weights, masks)):
             magnitude = np.abs(weight)
             allowed = np.ones(mask.shape, bool)
             channel_mask = self.channel_masks[i]
             if channel_mask is not None:
-                live = self._remove_channels(channel_mask, magnitude, mask, channel_target)
-                allowed = np.broadcast_to(live > 0, mask.shape)
+                allowed = np.broadcast_to(channel_mask.numpy() > 0, mask.shape)
             mask = (mask * allowed).ravel()
             # Drop the smallest active magnitudes...
             dropped = int(round(fraction * mask.sum()))
@@ -139,22 +210,23 @@ class Chase(MaskedTraining):
             regrown.append(grown.reshape(weight.shape))
         self._set_masks(new_masks, regrown)
 
-    @staticmethod
-    def _remove_channels(channel_mask, magnitude, mask, channel_target):
-        """Removes the live channels of lowest unmasked mean magnitude until round(target *
-        channels) are removed; returns the channel mask (1 = live)."""
-        live = channel_mask.numpy()
-        want = int(round(channel_target * live.size))
-        removed = int((live == 0).sum())
-        if want > removed:
-            active = mask.reshape(-1, live.size)
-            count = active.sum(axis=0)
-            total = (magnitude.reshape(-1, live.size) * active).sum(axis=0)
-            umm = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-            order = np.argsort(np.where(live > 0, umm, np.inf), kind="stable")
-            live[order[: want - removed]] = 0.0
-            channel_mask.assign(live)
-        return live
+    def _update_channels(self, weights, masks, channel_target):
+        """Removes output channels until round(channel_target * channels) are: of all removable
+        kernels together above each layer's floor ("global"), or of each kernel ("layer")."""
+        which = [i for i, channel_mask in enumerate(self.channel_masks) if channel_mask is not None]
+        if not which:
+            return
+        scores = [channel_scores(weights[i], masks[i], self.channel_score) for i in which]
+        live = [self.channel_masks[i].numpy() for i in which]
+        if self.channel_scope == "layer":
+            new = remove_channels(scores, live, [int(round(channel_target * v.size)) for v in live])
+        else:
+            sizes = [v.size for v in live]
+            floors = channel_floors(sizes, self.channel_sparsity, self.min_channels)
+            new = remove_channels(scores, live, int(round(channel_target * sum(sizes))), floors)
+        for i, old, v in zip(which, live, new):
+            if np.any(old != v):
+                self.channel_masks[i].assign(v)
 
     def state(self):
         arrays = super().state()

@@ -8,6 +8,7 @@ import keras  # noqa: E402
 
 from approxtrain import models  # noqa: E402
 from approxtrain import sparsity  # noqa: E402
+from approxtrain.sparsity import chase as chase_module  # noqa: E402
 from approxtrain.train import loop  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def test_chase_keeps_density_and_removes_channels_as_scheduled(multiplier):
     keras.utils.set_random_seed(0)
     model = models.build("lenet5", (16, 16, 1), 10, multiplier=multiplier)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy())
-    chase = sparsity.Chase(0.8, channel_sparsity=0.5, update_every=2, end=8, seed=4)
+    chase = sparsity.Chase(0.8, channel_sparsity=0.5, update_every=2, end=8, seed=4, channel_scope="layer")
     watch = Watch(chase)
     loop.fit(model, data((16, 16, 1)), epochs=3, callbacks=[chase, watch])  # 12 steps, updates after 2, 4, 6, 8
     sizes = [m.size for m in chase.mask_values()]
@@ -78,14 +79,131 @@ def test_chase_keeps_density_and_removes_channels_as_scheduled(multiplier):
     assert report["channel_sparsity"] == pytest.approx(sum(round(0.5 * n) for n in channels[:-1]) / sum(channels[:-1]))
 
 
-def test_channels_removed_are_those_of_lowest_unmasked_mean_magnitude():
-    live = tf.Variable(np.ones(4, np.float32))
-    magnitude = np.array([[1.0, 5.0, 0.2, 9.0], [3.0, 5.0, 0.4, 9.0]])
-    mask = np.array([[1, 1, 1, 0], [0, 1, 1, 1]], np.float32)  # means: 1.0, 5.0, 0.3, 9.0
-    magnitude[0, 3] = 0.0  # an inactive weight's value does not count
-    assert list(sparsity.Chase._remove_channels(live, magnitude, mask, 0.5)) == [0, 1, 0, 1]
+def test_global_channel_removal_reaches_the_total_and_keeps_the_floors():
+    keras.utils.set_random_seed(0)
+    model = models.build("lenet5", (16, 16, 1), 10)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy())
+    chase = sparsity.Chase(0.8, channel_sparsity=0.5, update_every=2, end=8, seed=4, min_channels=0.5)
+    watch = Watch(chase)
+    loop.fit(model, data((16, 16, 1)), epochs=3, callbacks=[chase, watch])  # updates after 2, 4, 6, 8
+    channels = [int(t.kernel.shape[-1]) for t in chase.targets][:-1]
+    floors = [max(1, int(0.25 * n)) for n in channels]
+    for step in (2, 4, 6, 8, 12):
+        c_t = 0.5 * (1 - (1 - min(step, 8) / 8) ** 3)
+        removed = watch.seen[step]["removed"][:-1]
+        assert sum(removed) == round(c_t * sum(channels)), step
+        assert all(n - r >= f for n, r, f in zip(channels, removed, floors)), step
+        for mask, kernel in zip(watch.seen[step]["masks"], watch.seen[step]["kernels"]):
+            assert np.all(kernel[mask == 0] == 0.0)
+    report = sparsity.sparsity_report(model)
+    assert report["channel_sparsity"] == pytest.approx(round(0.5 * sum(channels)) / sum(channels))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"channel_score": "l1"}, "channel_score must be one of umm, active_mean, got 'l1'"),
+        ({"channel_scope": "net"}, "channel_scope must be one of global, layer, got 'net'"),
+        ({"min_channels": 1.5}, "min_channels must be a fraction in [0, 1], got 1.5"),
+    ],
+)
+def test_bad_chase_channel_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        sparsity.Chase(0.9, channel_sparsity=0.3, **kwargs)
+    assert str(e.value) == message
+
+
+def test_channel_scores_are_the_unmasked_and_the_active_mean_magnitude():
+    magnitude = np.array([[1.0, -5.0, 0.25, 9.0], [3.0, 5.0, 0.5, 9.0]])
+    mask = np.array([[1, 1, 1, 0], [0, 1, 1, 1]], np.float32)
+    magnitude[0, 3] = 0.0  # a pruned weight is 0
+    # UMM: sum of |w| over active weights / all weights of the channel (2 here).
+    assert list(chase_module.channel_scores(magnitude, mask, "umm")) == [0.5, 5.0, 0.375, 4.5]
+    assert list(chase_module.channel_scores(magnitude, mask, "active_mean")) == [1.0, 5.0, 0.375, 9.0]
+    # A channel without active weights scores 0 under both.
+    assert chase_module.channel_scores(magnitude, np.zeros_like(mask), "active_mean").tolist() == [0.0] * 4
+    # A conv kernel's output channel is its last axis: (kh, kw, in, out).
+    kernel = np.arange(2 * 2 * 3 * 2, dtype=np.float64).reshape(2, 2, 3, 2)
+    ones = np.ones_like(kernel, np.float32)
+    assert chase_module.channel_scores(kernel, ones, "umm").tolist() == [kernel[..., 0].mean(), kernel[..., 1].mean()]
+    with pytest.raises(ValueError) as e:
+        chase_module.channel_scores(kernel, ones, "l2")
+    assert str(e.value) == "channel_score must be one of umm, active_mean, got 'l2'"
+
+
+def test_channels_removed_per_layer_are_those_of_lowest_score():
+    scores = [np.array([0.5, 5.0, 0.375, 4.5])]
+    live = chase_module.remove_channels(scores, [np.ones(4)], [2])
+    assert live[0].tolist() == [0, 1, 0, 1]
     # Already removed channels stay removed; the next lowest goes.
-    assert list(sparsity.Chase._remove_channels(live, magnitude, mask, 0.75)) == [0, 0, 0, 1]
+    assert chase_module.remove_channels(scores, live, [3])[0].tolist() == [0, 1, 0, 0]
+    # Fewer wanted than already removed: nothing comes back.
+    assert chase_module.remove_channels(scores, live, [1])[0].tolist() == [0, 1, 0, 1]
+
+
+def test_global_channel_removal_ranks_all_layers_and_stops_at_each_floor():
+    scores = [np.array([0.1, 0.2, 0.9]), np.array([0.3, 0.05, 0.15, 0.4, 0.8])]
+    live = [np.ones(3), np.ones(5)]
+    # Lowest first: b1 0.05, a0 0.1, b2 0.15, a1 0.2 (layer a at its floor 2: kept), b0 0.3.
+    new = chase_module.remove_channels(scores, live, 4, floors=[2, 1])
+    assert [v.tolist() for v in new] == [[0, 1, 1], [0, 0, 0, 1, 1]]
+    # A later, larger target continues from there: b3 0.4 next (a1 still at its floor).
+    new = chase_module.remove_channels(scores, new, 5, floors=[2, 1])
+    assert [v.tolist() for v in new] == [[0, 1, 1], [0, 0, 0, 0, 1]]
+    # Floors that leave too little: as many as the floors allow, no more.
+    new = chase_module.remove_channels(scores, live, 8, floors=[1, 1])
+    assert [v.tolist() for v in new] == [[0, 0, 1], [0, 0, 0, 0, 1]]
+    # Ties go to the earlier layer, then the lower index.
+    tied = chase_module.remove_channels([np.array([1.0, 1.0]), np.array([1.0])], [np.ones(2), np.ones(1)], 2, [0, 0])
+    assert [v.tolist() for v in tied] == [[0, 0], [1]]
+
+
+def test_channel_floors_are_beta_times_the_kept_share_of_each_layer():
+    # LeNet-5's removable layers, 30 % channel sparsity, beta 0.5: floor(0.35 n), at least 1.
+    assert chase_module.channel_floors([6, 16, 120, 84], 0.3, 0.5) == [2, 5, 42, 29]
+    assert chase_module.channel_floors([6, 16, 120, 84], 0.3, 0.2) == [1, 2, 16, 11]
+    assert chase_module.channel_floors([2, 10], 0.9, 0.5) == [1, 1]
+    assert chase_module.channel_floors([10], 0.3, 1.0) == [7]
+
+
+def test_drop_fraction_follows_rigls_cosine_decay_exactly():
+    # f_t = drop_fraction / 2 (1 + cos(pi t / end)): the full fraction at 0, half at end / 2,
+    # 0 at end and after it.
+    assert sparsity.cosine_fraction(0, 400, 0.3) == 0.3
+    assert sparsity.cosine_fraction(200, 400, 0.3) == 0.15
+    assert sparsity.cosine_fraction(400, 400, 0.3) == 0.0
+    assert sparsity.cosine_fraction(1000, 400, 0.3) == 0.0
+    # A quarter and three quarters of the way: 0.5 / 2 (1 +- sqrt(1/2)), to the last bit or so.
+    assert sparsity.cosine_fraction(100, 400, 0.5) == pytest.approx(0.25 * (1 + np.sqrt(0.5)), abs=1e-16)
+    assert sparsity.cosine_fraction(300, 400, 0.5) == pytest.approx(0.25 * (1 - np.sqrt(0.5)), abs=1e-16)
+    # The same as the half-angle form drop_fraction * cos^2(pi t / (2 end)) at every step.
+    for step in range(0, 401, 7):
+        assert sparsity.cosine_fraction(step, 400, 0.3) == pytest.approx(
+            0.3 * np.cos(np.pi * step / 800) ** 2, abs=1e-15
+        )
+
+
+def test_each_update_drops_the_cosine_share_of_active_weights():
+    keras.utils.set_random_seed(0)
+    model = models.build("lenet300100", (8, 8, 1), 10)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    chase = sparsity.Chase(0.8, update_every=2, end=8, drop_fraction=0.4, seed=3)
+    chase.attach(model)
+    chase.on_train_begin()
+    for step in (2, 4, 6, 8):
+        before = chase.mask_values()
+        # Large gradients on every inactive weight, none on active ones: the dropped weights are
+        # not regrown at once, so the ones that flip 1 -> 0 are exactly the dropped ones.
+        for target, mask in zip(chase.targets, before):
+            chase._gradients[id(target.kernel)].assign(1.0 - mask)
+        chase.update(step)
+        after = chase.mask_values()
+        fraction = 0.2 * (1 + np.cos(np.pi * step / 8))
+        for count, old, new in zip(chase.counts, before, after):
+            assert int(((old == 1) & (new == 0)).sum()) == int(round(fraction * count)), step
+            assert int(new.sum()) == count
+    # At the end step the share is 0: nothing moves.
+    assert fraction == 0.0
 
 
 def test_erk_densities_keep_the_total_and_cap_at_one():
