@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from approxtrain import ops
 from approxtrain.layers import _dropout_patterns as patterns
+from approxtrain.layers import _kept_units as kept_units
 from approxtrain.layers._am_layer import from_float32, to_float32
 from approxtrain.layers.dense import AMDense
 
@@ -146,35 +147,67 @@ class ApproxDropoutDense(AMDense):
 
     def call(self, inputs, training=None):
         if not training or self.dropout is None or self.dropout.rate == 0.0:
-            return super().call(inputs)
+            return super().call(inputs, training=training)
         x, kernel = to_float32(self, inputs, self.kernel)
+        if self.dropout.pattern == "row" and self.dropout.group_size is None:
+            return self._row_dropped_batch(inputs, x, kernel)
         flat = tf.reshape(x, [-1, x.shape[-1]])
         grouped, groups = patterns.group_rows(flat, self.dropout.group_size)  # [groups, rows, in]
         if self.dropout.pattern == "row":
             y = self._row_dropped(grouped, groups, kernel)
         else:
             y = self._tile_dropped(grouped, groups, kernel)
-        y = patterns.ungroup_rows(y, tf.shape(flat)[0])
+        return self._unflatten(patterns.ungroup_rows(y, tf.shape(flat)[0]), x)
+
+    def _unflatten(self, y, x):
+        """[rows, units] -> [*x.shape[:-1], units]."""
         y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.units]], axis=0))
         y.set_shape(x.shape[:-1].concatenate([self.units]))
         return y
 
-    def _row_dropped(self, grouped, groups, kernel):
-        """act(x . kernel[:, K] + bias[K]) * scale per group, spread back to all units."""
-        units = self.units
-        kept = self.dropout.kept_units(units, groups)  # [groups, kept]
-        if self.dropout.group_size is None:  # one pattern: a plain 2-D product, no transposes
-            y = ops.matmul(grouped[0], tf.gather(kernel, kept[0], axis=1), **self.am_multipliers.op_kwargs())[None]
-        else:
-            w = tf.transpose(tf.gather(kernel, kept, axis=1), [1, 0, 2])  # [groups, in, kept]
-            y = ops.matmul(grouped, w, **self.am_multipliers.op_kwargs())
+    def _finish(self, y, kept):
+        """act(y + bias[kept]) * scale for the kept units' product y: [rows, kept] for kept [kept],
+        [groups, rows, kept] for kept [groups, kept]."""
         y = from_float32(self, y)
         if self.bias is not None:
-            y = keras.ops.add(y, tf.gather(self.bias, kept)[:, None, :])
+            bias = tf.gather(self.bias, kept)
+            y = keras.ops.add(y, bias if kept.shape.rank == 1 else bias[:, None, :])
         if self.activation is not None:
             y = self.activation(y)
-        y = y * tf.cast(patterns.scale(units, self.dropout.rate), y.dtype)
-        return patterns.spread(y, kept, units)
+        return y * tf.cast(patterns.scale(self.units, self.dropout.rate), y.dtype)
+
+    def _row_dropped_batch(self, inputs, x, kernel):
+        """One pattern for the batch: ONE plain 2-D product on the kept columns of the kernel.
+
+        The kept columns are gathered as rows of the transposed kernel (a gather along the last
+        axis, and its gradient, cost TensorFlow far more). The input may itself be the spread of
+        a row-dropped layer (`_kept_units`): then only its kept units enter the product. A
+        rank-2 result carries its compact values for the next layer.
+        """
+        stash = None if self.am_multipliers.integer else kept_units.of(inputs, kernel.shape[0])
+        if stash is None:
+            rows, kernel_rows = tf.reshape(x, [-1, x.shape[-1]]), kernel
+        else:
+            rows, kernel_rows = kept_units.inputs(stash, kernel)
+            rows = to_float32(self, rows)
+        kept = self.dropout.kept_units(self.units)[0]
+        w_t = tf.gather(tf.transpose(kernel_rows), kept)  # [kept, in]
+        y = ops.matmul(rows, w_t, transpose_b=True, **self.am_multipliers.op_kwargs())
+        if stash is not None:
+            y = kept_units.poison(y, stash, kernel, columns=kept)
+        compact = self._finish(y, kept)
+        full = self._unflatten(patterns.spread(compact[None], kept[None], self.units)[0], x)
+        if x.shape.rank == 2 and not self.am_multipliers.integer:
+            kept_units.attach(full, compact, kept, self.units)
+        return full
+
+    def _row_dropped(self, grouped, groups, kernel):
+        """act(x . kernel[:, K] + bias[K]) * scale per group of rows, spread back to all units."""
+        kept = self.dropout.kept_units(self.units, groups)  # [groups, kept]
+        w = tf.transpose(tf.gather(kernel, kept, axis=1), [1, 0, 2])  # [groups, in, kept]
+        y = ops.matmul(grouped, w, **self.am_multipliers.op_kwargs())
+        y = self._finish(y, kept)
+        return patterns.spread(y, kept, self.units)
 
     def _tile_dropped(self, grouped, groups, kernel):
         """act((x . (kernel * M)) * scale + bias) per group, M the group's tile mask."""

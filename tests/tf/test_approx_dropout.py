@@ -207,9 +207,10 @@ def test_am_products_run_on_compacted_operands_forward_and_backward(monkeypatch)
         ((2, 2, 4, 8), (2, 2, 8, 5), False, False),
         ((2, 2, 4, 5), (2, 2, 8, 5), False, True),
         ((2, 2, 4, 8), (2, 2, 4, 5), True, False),
-        # one pattern for the batch: plain 2-D products, 3 of 10 units
-        ((8, IN), (IN, 3), False, False),
-        ((8, 3), (IN, 3), False, True),
+        # one pattern for the batch: plain 2-D products, 3 of 10 units (the kept kernel columns
+        # gathered as rows of the transposed kernel)
+        ((8, IN), (3, IN), False, True),
+        ((8, 3), (3, IN), False, False),
         ((8, IN), (8, 3), True, False),
     ]
 
@@ -227,7 +228,119 @@ def test_fp32_products_run_on_compacted_operands():
     graph = step.get_concrete_function(tf.TensorSpec((6, IN), tf.float32)).graph
     products = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3")]
     shapes = sorted(tuple(tuple(t.shape) for t in op.inputs) for op in products)
-    assert shapes == sorted([((6, IN), (IN, 5)), ((6, 5), (IN, 5)), ((6, IN), (6, 5))])  # 5 of 10 units
+    # 5 of 10 units; the kept kernel columns as rows [5, IN] of the transposed kernel
+    # (TF's gradient of the transposed kernel is dY^T . X: [6, 5]^T x [6, IN])
+    assert shapes == sorted([((6, IN), (5, IN)), ((6, 5), (5, IN)), ((6, 5), (6, IN))])
+
+
+# --- the next layer skips the dropped units too (_kept_units) ----------------------------------
+
+
+def dropout_chain(multiplier, consumer_multiplier=None, poisoned=None):
+    """Input [*, IN] -> ApproxDropoutDense(10, row 0.5) -> ApproxDropoutDense(6, row 0.5) -> AMDense(4),
+    one pattern per batch, fixed seeds and weights; `poisoned` (row, column): an inf in fc2's kernel."""
+    consumer_multiplier = consumer_multiplier or multiplier
+    fc1 = am.ApproxDropoutDense(
+        UNITS, activation="relu", multiplier=multiplier, dropout=am.ApproxRandomDropout(0.5, seed=21)
+    )
+    fc2 = am.ApproxDropoutDense(
+        6, activation="relu", multiplier=consumer_multiplier, dropout=am.ApproxRandomDropout(0.5, seed=22)
+    )
+    fc3 = am.AMDense(4, multiplier=consumer_multiplier)
+    for layer, n_in, seed in ((fc1, IN, 30), (fc2, UNITS, 32), (fc3, 6, 34)):
+        layer.build((None, n_in))
+        kernel = data(seed, (n_in, layer.units))
+        if layer is fc2 and poisoned is not None:
+            kernel[poisoned] = np.inf
+        layer.set_weights([kernel, data(seed + 1, (layer.units,))])
+    return [fc1, fc2, fc3]
+
+
+def chain_step(layers, x):
+    """(output, gradients w.r.t. x and every weight) of one training call of the chain."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        h = x
+        for layer in layers:
+            h = layer(h, training=True)
+        loss = tf.reduce_sum(h * h)
+    weights = [w for layer in layers for w in layer.trainable_weights]
+    return [h.numpy()] + [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [x] + weights)]
+
+
+def without_compaction(monkeypatch):
+    from approxtrain.layers import _kept_units
+
+    monkeypatch.setattr(_kept_units, "of", lambda inputs, n_in: None)
+
+
+@pytest.mark.parametrize("multiplier", ["mbm7", "fp32"])
+def test_next_layers_skip_dropped_units_bit_for_bit(monkeypatch, multiplier):
+    x = tf.constant(data(9, (8, IN)))
+    calls = gemm_shapes(monkeypatch)
+    compact = chain_step(dropout_chain(multiplier), x)
+    compact_calls = list(calls)
+    without_compaction(monkeypatch)
+    full = chain_step(dropout_chain(multiplier), x)
+    for got, want in zip(compact, full):
+        if multiplier == "fp32":  # TF's own matmul: its summation order depends on k, so only close
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(got, want)
+    if multiplier == "mbm7":  # fc2 multiplies only fc1's 5 kept units, fc3 only fc2's 3
+        assert compact_calls[:2] == [((8, IN), (5, IN), False, True), ((8, 5), (3, 5), False, True)]
+        assert compact_calls[2] == ((8, 3), (3, 4), False, False)
+        assert calls[len(compact_calls) : len(compact_calls) + 3] == [
+            ((8, IN), (5, IN), False, True),
+            ((8, UNITS), (3, UNITS), False, True),
+            ((8, 6), (6, 4), False, False),
+        ]
+
+
+def test_next_layers_skip_dropped_units_in_a_compiled_fit():
+    """In model.fit (a tf.function) the consumers take the compact values: the spread is unused."""
+    from approxtrain.layers import _kept_units
+
+    hits = []
+    original = _kept_units.inputs
+
+    def counting(stash, kernel):
+        hits.append(tuple(kernel.shape))
+        return original(stash, kernel)
+
+    keras.utils.set_random_seed(1)
+    model = models.build("lenet300100", (28, 28, 1), 10, multiplier="mbm7", approx_dropout="row", dropout_rate=0.5)
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    _kept_units.inputs, saved = counting, _kept_units.inputs
+    try:
+        model.fit(data(1, (16, 28, 28, 1)), np.zeros(16, np.int64), batch_size=16, epochs=1, verbose=0)
+    finally:
+        _kept_units.inputs = saved
+    assert set(hits) == {(300, 100), (100, 10)}
+
+
+def test_a_nonfinite_weight_of_a_dropped_unit_poisons_its_column_as_the_full_product(monkeypatch):
+    x = tf.constant(np.abs(data(9, (8, IN))))
+    fc1, fc2, _ = dropout_chain("mbm7")
+    dropped = sorted(set(range(UNITS)) - set(drawn(fc1, lambda d: d.kept_units(UNITS))[0]))
+    column = int(drawn(fc2, lambda d: d.kept_units(6))[0][0])  # a unit fc2 keeps
+    layers = dropout_chain("mbm7", poisoned=(dropped[0], column))
+    compact = layers[1](layers[0](x, training=True), training=True).numpy()
+    without_compaction(monkeypatch)
+    layers = dropout_chain("mbm7", poisoned=(dropped[0], column))
+    full = layers[1](layers[0](x, training=True), training=True).numpy()
+    np.testing.assert_array_equal(compact, full)
+    assert np.isnan(full[:, column]).all()  # 0 x inf in every row
+    assert not np.isnan(np.delete(full, column, axis=1)).any()
+
+
+def test_an_integer_consumer_takes_the_full_input(monkeypatch):
+    x = tf.constant(data(9, (8, IN)))
+    compact = chain_step(dropout_chain("mbm7", consumer_multiplier="mul8s_exact"), x)
+    without_compaction(monkeypatch)
+    full = chain_step(dropout_chain("mbm7", consumer_multiplier="mul8s_exact"), x)
+    for got, want in zip(compact, full):
+        np.testing.assert_array_equal(got, want)
 
 
 # --- patterns and seeds ------------------------------------------------------------------------
