@@ -16,6 +16,9 @@ batch, n outermost), the canonical orders (docs/design.md, "Canonical summation 
 Depth padding follows TensorFlow's "SAME" rule (pad_front = total // 2); height and width are
 the 2-D op's own.  The float32 adds between taps are TF adds of partial sums that are never -0,
 so adding a +0 where a tap does not reach changes nothing.
+
+Integer multipliers go to approxtrain.quant.ops, whose module doc gives the same per-tap order
+for the integer gradients (exact integer sums there, so the order changes no bit).
 """
 
 import tensorflow as tf

@@ -11,6 +11,8 @@ The filter-gradient kernel takes its table row from its first input, which is dy
 contract wants the layer input x there (dW = X^T . dY), so that product runs with the
 operand-exchanged table (_transposed_table), which makes x the row without moving data.
 w is [KH, KW, O, C] (Keras's and TF's layout: output channels, then input channels).
+Integer multipliers go to approxtrain.quant.ops, whose integer gradients are the same two
+products on the codes (dX the conv of dY by w, dW the filter gradient with x as the row).
 """
 
 import tensorflow as tf

@@ -19,8 +19,27 @@ stop it outside, see quantize.in_range):
   that product as integer_backward does with its table; a float `Multiplier` runs the float AM
   op on the dequantized operands; ``"fp32"`` the native op.
 
-matmul and conv2d (with depthwise and conv1d) have all three; conv2d_transpose and conv3d refuse
-integer gradients for now.
+Every op has all three: matmul (operands broadcast over batch axes too), conv2d (with depthwise
+and conv1d), conv3d and the transposed convolutions.  The integer gradients, exact integer sums
+scaled once (so the order of the integer additions does not change a bit):
+
+- matmul: the GEMMs of the codes per output batch index; an operand broadcast over batch axes
+  gets the int64 sum of its per-batch products over those axes (a rank-2 b shared by every batch:
+  one GEMM whose sum runs over all rows, the same integers);
+- conv2d: dX = col2im of the patch gradients dY_q . W_q^T per group (float64 integers),
+  dW = patches(X_q)^T . dY_q per group;
+- conv2d_transpose (x [N, H, W, C] by w [KH, KW, O, C]; conv1d_transpose with H = 1): dX is the
+  forward integer conv2d of dY_q by W_q (A = dY; the weights' zero points zw[o] per term of the
+  sum over (kh, kw, o)), dW the conv2d filter gradient with x and dY exchanged,
+  dW[kh, kw, o, c] = sum over (n, h, w) of X_q[n, h, w, c] * dY_q padded[n, h*sh + kh*dh, w*sw + kw*dw, o]
+  (A = X; the padding holds dY's zero point);
+- conv3d, canonical order: with the depth padded (front, back) by the zero point and tap kd's
+  slice xs_kd[(n, od)] = x_padded[n, od*sd + kd*dd] (as approxtrain.ops._conv3d),
+      dX[n, d] = sum over kd ascending of tap kd's 2-D dX sums (conv2d above) placed at padded
+                 depth od*sd + kd*dd, cropped (float64 integers), then scaled,
+      dW[kd]   = the 2-D dW sums of tap kd (xs_kd by dY flattened to [N*OD, ...]), then scaled;
+- conv3d_transpose: per depth tap kd the 2-D transposed gradients above on the depth-padded dY's
+  tap slices, dX the int64 sum over kd ascending, dW[kd] tap kd's.
 """
 
 from typing import NamedTuple
@@ -32,6 +51,17 @@ from approxtrain.multipliers import IntegerMultiplier
 from approxtrain.ops import _matmul
 from approxtrain.ops._checks import float32_tensor
 from approxtrain.ops._op_table import op_table_for
+from approxtrain.quant._conv_grads import (
+    col2im,
+    depth_col2im,
+    depth_taps,
+    filter_sums,
+    input_sums,
+    patch_rows,
+    quantized_gradient,
+    transposed_filter_sums,
+    transposed_input_sums,
+)
 from approxtrain.quant._gemm import exact_product
 from approxtrain.quant.config import quant_config
 from approxtrain.quant.multipliers import describe, resolve_any
@@ -104,11 +134,6 @@ def weight_params(w, config, signed):
     return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
 
 
-def gradient_params(dy, signed):
-    """dY is quantized per tensor by its min/max."""
-    return params_from_range(*minmax(dy), signed)
-
-
 def dequantized_product(acc, scale):
     """An exact int64 sum back to float32: float32(sum) * scale (the scales' product, float32)."""
     return tf.cast(acc, tf.float32) * scale
@@ -118,7 +143,16 @@ def dequantized_product(acc, scale):
 
 
 def _same_batch(x, y):
-    return x.shape[:-2].is_fully_defined() and x.shape[:-2] == y.shape[:-2]
+    return x.shape.rank == y.shape.rank and x.shape[:-2].is_fully_defined() and x.shape[:-2] == y.shape[:-2]
+
+
+def _summed_to(acc, operand, dy):
+    """Per-output-batch int64 sums [..., R, C] summed exactly over the batch axes `operand` is
+    broadcast over (a missing leading axis, or a size-1 one), in `operand`'s shape."""
+    if _same_batch(operand, dy):
+        return acc
+    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(operand)[:-2], s1=tf.shape(dy)[:-2])
+    return tf.reshape(tf.reduce_sum(acc, axis=axes), tf.shape(operand))
 
 
 def matmul(
@@ -190,33 +224,25 @@ def _matmul_input_grad(dy, a, b, qb, pb, rule):
     """dA = dY . B^T."""
     if rule.kind != "integer":
         return _matmul.grad_a(dy, a, dequantize(qb, pb), _float_table(rule), False, False)
-    if not _same_batch(a, dy):
-        raise ValueError(
-            f"matmul: integer backward through {rule.multiplier.name!r} needs operand a with the output's batch "
-            f"dimensions, got a {a.shape} for output {dy.shape}"
-        )
-    scaled = dy * pb.scale  # per-channel weight scales folded into dY: one scale for the sum over n
-    pg = gradient_params(scaled, rule.multiplier.signed)
-    qg = quantize(scaled, pg)
+    # per-channel weight scales folded into dY: one scale for the sum over n
+    qg, pg = quantized_gradient(dy, rule.multiplier.signed, pb.scale)
+    # AMIntMatMul broadcasts the batch axes: one GEMM per output batch index, summed below
     acc = exact_product(qg, tf.linalg.matrix_transpose(qb), pg.zero_point, pb.zero_point, rule.multiplier, True)
-    return dequantized_product(acc, pg.scale)
+    return dequantized_product(_summed_to(acc, a, dy), pg.scale)
 
 
 def _matmul_weight_grad(dy, a, b, qa, pa, rule):
     """dB = A^T . dY."""
     if rule.kind != "integer":
         return _matmul.grad_b(dy, dequantize(qa, pa), b, _float_table(rule), False, False)
+    qd, pd = quantized_gradient(dy, rule.multiplier.signed)
     if b.shape.rank == 2 and a.shape.rank > 2:  # b shared by every batch: one GEMM over all rows
         qa = tf.reshape(qa, [-1, tf.shape(qa)[-1]])
-        dy = tf.reshape(dy, [-1, tf.shape(dy)[-1]])
-    elif not _same_batch(b, dy):
-        raise ValueError(
-            f"matmul: integer backward through {rule.multiplier.name!r} needs operand b of rank 2 or with the "
-            f"output's batch dimensions, got b {b.shape} for output {dy.shape}"
-        )
-    pd = gradient_params(dy, rule.multiplier.signed)
-    qd = quantize(dy, pd)
-    acc = exact_product(tf.linalg.matrix_transpose(qa), qd, pa.zero_point, pd.zero_point, rule.multiplier)
+        qd = tf.reshape(qd, [-1, tf.shape(qd)[-1]])
+        acc = exact_product(tf.linalg.matrix_transpose(qa), qd, pa.zero_point, pd.zero_point, rule.multiplier)
+    else:
+        acc = exact_product(tf.linalg.matrix_transpose(qa), qd, pa.zero_point, pd.zero_point, rule.multiplier)
+        acc = _summed_to(acc, b, dy)
     return tf.reshape(dequantized_product(acc, pa.scale * pd.scale), tf.shape(b))
 
 
@@ -321,15 +347,11 @@ def _im2col(x, w, attrs, groups, op):
 def conv_sums(qx, px, qw, pw, geometry, multiplier):
     """The exact int64 sums [N, OH, OW, O] of a conv2d of codes qx [N, H, W, C] by qw, and the
     grouped patch rows [G, M, KH*KW*C/G] (uint8 patterns)."""
-    from approxtrain.quant.quantize import patterns
-
-    # The padding holds the code of real 0 (the zero point), as an integer accelerator pads.
-    patches = geometry.patches(geometry.pad(patterns(qx), tf.cast(px.zero_point, tf.uint8)))
-    rows = geometry.grouped_rows(patches)  # uint8 patterns (the codes themselves when unsigned)
+    rows, patches_shape = patch_rows(qx, px.zero_point, geometry)  # uint8 patterns (unsigned: the codes)
     acc = exact_product(
         rows, geometry.grouped_filter(qw), px.zero_point, geometry.grouped_channels(pw.zero_point), multiplier
     )
-    out_shape = tf.concat([tf.shape(patches)[:3], [geometry.out_channels]], 0)
+    out_shape = tf.concat([patches_shape[:3], [geometry.out_channels]], 0)
     return geometry.ungrouped_outputs(acc, out_shape), rows
 
 
@@ -354,7 +376,7 @@ def conv2d(
 
         def grad(dy):
             if rule_x.kind == "integer":
-                dx = _conv_input_grad_integer(dy, x, qw, pw, geometry, rule_x.multiplier)
+                dx = _conv_input_grad_integer(dy, x.shape[1:], qw, pw, geometry, rule_x.multiplier)
             else:
                 dx = _conv.input_grad(tf.shape(x), dequantize(qw, pw), dy, _float_table(rule_x), attrs, groups)
             if rule_w.kind == "integer":
@@ -370,38 +392,17 @@ def conv2d(
 
 def _conv_filter_grad_integer(dy, rows, px, w, geometry, multiplier):
     """dW = X^T . dY over the patches (A = X), per group."""
-    pd = gradient_params(dy, multiplier.signed)
-    qd = geometry.grouped_outputs(quantize(dy, pd))  # [G, M, O/G]
-    acc = exact_product(tf.linalg.matrix_transpose(rows), qd, px.zero_point, pd.zero_point, multiplier)
-    # acc [G, KH*KW*C/G, O/G] -> [KH*KW*C/G, G, O/G] -> the filter's layout
-    dw = tf.reshape(tf.transpose(acc, [1, 0, 2]), tf.shape(w))
-    return dequantized_product(dw, px.scale * pd.scale)
+    qd, pd = quantized_gradient(dy, multiplier.signed)
+    sums = filter_sums(rows, px.zero_point, qd, pd.zero_point, geometry, tf.shape(w), multiplier)
+    return dequantized_product(sums, px.scale * pd.scale)
 
 
-def _conv_input_grad_integer(dy, x, qw, pw, geometry, multiplier):
-    """dX: dPatches = dY . W^T (A = dY) per group, summed back onto the input (col2im), exactly."""
-    scaled = dy * pw.scale  # per-channel filter scales folded into dY
-    pg = gradient_params(scaled, multiplier.signed)
-    qg = geometry.grouped_outputs(quantize(scaled, pg))  # [G, M, O/G]
-    wt = tf.linalg.matrix_transpose(geometry.grouped_filter(qw))  # [G, O/G, KH*KW*C/G]
-    zw = pw.zero_point
-    if zw.shape.rank:  # one zero point per output channel: per term of each group's sum
-        zw = tf.reshape(zw, [geometry.groups, -1])
-    acc = exact_product(qg, wt, pg.zero_point, zw, multiplier, zb_per_row=True)
-    top, bottom, left, right = geometry.pads
-    padded_static = [x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3]]
-    patches_shape = tf.concat([tf.shape(dy)[:3], [geometry.kh * geometry.kw * geometry.channels]], 0)
-    d_patches = geometry.ungrouped_rows(tf.cast(acc, tf.float64), patches_shape)
-    # col2im as the gradient of the patches; float64 holds these integer sums exactly
-    with tf.GradientTape() as tape:
-        zeros = tf.ensure_shape(
-            tf.zeros(tf.concat([tf.shape(x)[:1], padded_static], 0), tf.float64), [None, *padded_static]
-        )
-        tape.watch(zeros)
-        patches = geometry.patches(zeros)
-    summed = tape.gradient(patches, zeros, output_gradients=d_patches)
-    summed = summed[:, top : top + x.shape[1], left : left + x.shape[2], :]
-    return tf.cast(summed, tf.float32) * pg.scale
+def _conv_input_grad_integer(dy, plane, qw, pw, geometry, multiplier):
+    """dX: dPatches = dY . W^T (A = dY) per group, summed back onto the input (col2im), exactly;
+    plane: the input's static (H, W, C)."""
+    qg, pg = quantized_gradient(dy, multiplier.signed, pw.scale)  # per-channel filter scales folded in
+    sums = input_sums(qg, pg.zero_point, qw, pw.zero_point, geometry, plane, multiplier)
+    return dequantized_product(sums, pg.scale)
 
 
 # --- conv2d_transpose: the GEMM x . W^T, its columns summed onto the output (col2im) ----------
@@ -417,12 +418,26 @@ def transposed_sums(qx, px, qw, pw, geometry, padded_static, multiplier):
     acc = exact_product(tf.reshape(qx, [-1, channels]), columns, px.zero_point, zw, multiplier)
     batch = tf.shape(qx)[:1]
     d_patches = tf.reshape(tf.cast(acc, tf.float64), tf.concat([batch, [qx.shape[1], qx.shape[2], -1]], 0))
-    with tf.GradientTape() as tape:
-        zeros = tf.zeros(tf.concat([batch, padded_static], 0), tf.float64)
-        zeros = tf.ensure_shape(zeros, [None, *padded_static])
-        tape.watch(zeros)
-        patches = geometry.patches(zeros)
-    return tape.gradient(patches, zeros, output_gradients=d_patches)  # float64 holds the sums exactly
+    return col2im(d_patches, geometry, padded_static)  # float64 holds the sums exactly
+
+
+def _transposed_grads(dy, qx, px, qw, pw, geometry, rules, straight_through):
+    """(dX, dW) of a transposed conv2d whose forward codes are qx [N, H, W, C] and qw [KH, KW, O, C]
+    (per-channel weight params per o), dY [N, OH, OW, O]; each product integer (its rule's
+    multiplier) or the straight-through / float one, ``straight_through()``."""
+    rule_x, rule_w = rules
+    dx = dw = None
+    if rule_x.kind != "integer" or rule_w.kind != "integer":
+        dx, dw = straight_through()
+    if rule_x.kind == "integer":
+        qg, pg = quantized_gradient(dy, rule_x.multiplier.signed, pw.scale)  # the sum over o has one scale
+        sums = transposed_input_sums(qg, pg.zero_point, qw, pw.zero_point, geometry, rule_x.multiplier)
+        dx = dequantized_product(sums, pg.scale)
+    if rule_w.kind == "integer":
+        qd, pd = quantized_gradient(dy, rule_w.multiplier.signed)
+        sums = transposed_filter_sums(qx, px.zero_point, qd, pd.zero_point, geometry, rule_w.multiplier)
+        dw = dequantized_product(sums, px.scale * pd.scale)
+    return dx, dw
 
 
 def conv2d_transpose(
@@ -433,8 +448,8 @@ def conv2d_transpose(
     Each input pixel's codes times the filter, ``d[n, h, w, (a, b, o)] = sum_c (qx - zx)(qw[a, b, o, c]
     - zw[o])`` (one table GEMM, x the table row), summed exactly onto the output positions the
     transposed conv sends them to, then scaled.  Per-channel weights: per output channel o.
-    Gradients: straight-through (or the float/fp32 grad multipliers) on the dequantized operands;
-    integer gradients are refused.
+    Gradients (module doc): dX the integer conv2d of dY by w, dW conv2d's filter gradient with x
+    and dY exchanged; or straight-through / the float grad multipliers on the dequantized operands.
     """
     from tensorflow.python.framework import tensor_util
 
@@ -443,7 +458,6 @@ def conv2d_transpose(
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    _refuse_integer_gradients(op, rule_x, rule_w)
     out_shape = tensor_util.constant_value_as_shape(output_sizes)
     if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
         raise ValueError(
@@ -454,7 +468,7 @@ def conv2d_transpose(
     _, oh, ow, _ = out_shape.as_list()
     # The convolution this one transposes: from the output [N, OH, OW, O] to x's positions.
     conv_of_output = tf.TensorSpec([None, oh, ow, out_channels])
-    geometry = _im2col(conv_of_output, tf.transpose(w, [0, 1, 3, 2]), attrs, 1, op)
+    geometry = _im2col(conv_of_output, w, attrs, 1, op)
     top, bottom, left, right = geometry.pads
     padded_static = [oh + top + bottom, ow + left + right, out_channels]
     px = activation_params(x, config, forward.signed, input_range, op)
@@ -469,18 +483,28 @@ def conv2d_transpose(
         y = dequantized_product(summed[:, top : top + oh, left : left + ow, :], px.scale * pw.scale)
 
         def grad(dy):
+            dy = tf.ensure_shape(dy, [None, oh, ow, out_channels])
             dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 3, 2])
-            dx, dw = _straight_through(
-                _conv_transpose.conv2d_transpose,
+            dx, dw = _transposed_grads(
                 dy,
-                dqx,
-                dqw,
-                rule_x,
-                rule_w,
-                output_sizes,
-                strides=tuple(attrs.strides[1:3]),
-                padding=[[top, bottom], [left, right]],
-                dilations=tuple(attrs.dilations[1:3]),
+                qx,
+                px,
+                tf.transpose(qw, [0, 1, 3, 2]),
+                pw,
+                geometry,
+                (rule_x, rule_w),
+                lambda: _straight_through(
+                    _conv_transpose.conv2d_transpose,
+                    dy,
+                    dqx,
+                    dqw,
+                    rule_x,
+                    rule_w,
+                    output_sizes,
+                    strides=tuple(attrs.strides[1:3]),
+                    padding=[[top, bottom], [left, right]],
+                    dilations=tuple(attrs.dilations[1:3]),
+                ),
             )
             return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 3, 2])
 
@@ -508,13 +532,13 @@ def conv3d(
     """NDHWC conv3d through an integer multiplier: per depth tap kd, the exact sums of the 2-D conv of
     the input slice by w[kd] (approxtrain.ops._conv3d's lowering), added in int64, then scaled.
     attrs: a _conv3d.DepthAttrs; window: (strides, padding, dilations) as given, for the gradient.
-    Gradients: straight-through (or float grad multipliers); integer gradients are refused."""
+    Gradients: the module doc's canonical order (per tap the 2-D integer gradients), or
+    straight-through / the float grad multipliers."""
     from approxtrain.ops import _conv3d
 
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    _refuse_integer_gradients(op, rule_x, rule_w)
     if not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined() or groups is None:
         raise ValueError(
             f"{op} with an integer multiplier needs static input sizes and a static filter shape, got input "
@@ -522,7 +546,7 @@ def conv3d(
         )
     depth, kernel_depth = x.shape[1], w.shape[0]
     out_depth = attrs.out_depth(depth, kernel_depth)
-    front, back = attrs.depth_pads(depth, kernel_depth, out_depth)
+    pads = attrs.depth_pads(depth, kernel_depth, out_depth)
     geometry = _im2col(tf.TensorSpec([None, *x.shape[2:]]), w[0], attrs.plane, groups, op)
     px = activation_params(x, config, forward.signed, input_range, op)
     pw = weight_params(w, config, forward.signed)
@@ -530,35 +554,44 @@ def conv3d(
     @tf.custom_gradient
     def conv(x, w):
         qx, qw = quantize(x, px), quantize(w, pw)
-        padded = tf.pad(qx, [[0, 0], [front, back], [0, 0], [0, 0], [0, 0]], constant_values=px.zero_point)
         batch = tf.shape(x)[0]
-        span = (out_depth - 1) * attrs.sd + 1
-        total = None
-        for kd in range(kernel_depth):
-            taps = padded[:, kd * attrs.dd : kd * attrs.dd + span : attrs.sd]  # [N, OD, H, W, C]
-            acc, _ = conv_sums(tf.reshape(taps, [-1, *x.shape[2:]]), px, qw[kd], pw, geometry, forward)
+        total, tap_rows = None, []
+        for kd, taps in enumerate(depth_taps(qx, px.zero_point, pads, kernel_depth, out_depth, attrs.sd, attrs.dd)):
+            acc, rows = conv_sums(taps, px, qw[kd], pw, geometry, forward)
+            tap_rows.append(rows)
             total = acc if total is None else total + acc
         shape = tf.shape(total)
         total = tf.reshape(total, tf.stack([batch, out_depth, shape[1], shape[2], shape[3]]))
         y = dequantized_product(total, px.scale * pw.scale)
 
         def grad(dy):
-            dqx, dqw = dequantize(qx, px), dequantize(qw, pw)
-            dx, dw = _straight_through(_conv3d.conv3d, dy, dqx, dqw, rule_x, rule_w, *window, groups)
+            dx = dw = None
+            if rule_x.kind != "integer" or rule_w.kind != "integer":
+                dqx, dqw = dequantize(qx, px), dequantize(qw, pw)
+                dx, dw = _straight_through(_conv3d.conv3d, dy, dqx, dqw, rule_x, rule_w, *window, groups)
+            flat = tf.concat([[-1], tf.shape(dy)[2:]], 0)  # [N * OD, OH, OW, O]: the taps' 2-D batch
+            if rule_x.kind == "integer":
+                qg, pg = quantized_gradient(dy, rule_x.multiplier.signed, pw.scale)
+                qg = tf.reshape(qg, flat)
+                per_tap = [
+                    input_sums(qg, pg.zero_point, qw[kd], pw.zero_point, geometry, x.shape[2:], rule_x.multiplier)
+                    for kd in range(kernel_depth)
+                ]
+                sums = depth_col2im(per_tap, batch, out_depth, depth, pads, attrs.sd, attrs.dd)
+                dx = dequantized_product(sums, pg.scale)
+            if rule_w.kind == "integer":
+                qd, pd = quantized_gradient(dy, rule_w.multiplier.signed)
+                qd = tf.reshape(qd, flat)
+                sums = [
+                    filter_sums(rows, px.zero_point, qd, pd.zero_point, geometry, w.shape[1:], rule_w.multiplier)
+                    for rows in tap_rows
+                ]
+                dw = dequantized_product(tf.stack(sums), px.scale * pd.scale)
             return dx * in_range(x, px), dw * in_range(w, pw)
 
         return y, grad
 
     return conv(x, w)
-
-
-def _refuse_integer_gradients(op, *rules):
-    for rule in rules:
-        if rule.kind == "integer":
-            raise ValueError(
-                f"{op} does not support integer gradients yet (integer_backward or an integer grad multiplier, "
-                f"{rule.multiplier.name!r}); use the straight-through default or a float grad multiplier"
-            )
 
 
 def conv3d_transpose(
@@ -579,7 +612,8 @@ def conv3d_transpose(
     Per depth tap kd, the 2-D transposed sums of every input depth slice by w[kd] (transposed_sums)
     land at output depth d * sd + kd * dd of the padded output; all are added exactly, cropped and
     scaled.  attrs: a _conv3d.DepthAttrs; window: (strides, padding, dilations) as given.
-    Gradients: straight-through (or float grad multipliers); integer gradients are refused."""
+    Gradients: per depth tap the 2-D transposed integer gradients (module doc), or
+    straight-through / the float grad multipliers."""
     from tensorflow.python.framework import tensor_util
 
     from approxtrain.ops import _conv3d
@@ -587,7 +621,6 @@ def conv3d_transpose(
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    _refuse_integer_gradients(op, rule_x, rule_w)
     out_shape = tensor_util.constant_value_as_shape(output_sizes)
     if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
         raise ValueError(
@@ -599,7 +632,7 @@ def conv3d_transpose(
     depth = x.shape[1]
     front, back = attrs.depth_pads(od, kd_, depth)
     plane = tf.TensorSpec([None, oh, ow, out_channels])
-    geometry = _im2col(plane, tf.zeros([kh, kw, channels, out_channels]), attrs.plane, 1, op)
+    geometry = _im2col(plane, tf.TensorSpec([kh, kw, out_channels, channels]), attrs.plane, 1, op)
     top, bottom, left, right = geometry.pads
     padded_static = [oh + top + bottom, ow + left + right, out_channels]
     px = activation_params(x, config, forward.signed, input_range, op)
@@ -629,8 +662,31 @@ def conv3d_transpose(
         y = dequantized_product(cropped, px.scale * pw.scale)
 
         def grad(dy):
-            dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 2, 4, 3])
-            dx, dw = _straight_through(_conv3d.conv3d_transpose, dy, dqx, dqw, rule_x, rule_w, output_sizes, *window)
+            dy = tf.ensure_shape(dy, [None, od, oh, ow, out_channels])
+            dx = dw = None
+            if rule_x.kind != "integer" or rule_w.kind != "integer":
+                dqx, dqw = dequantize(qx, px), tf.transpose(dequantize(qw, pw), [0, 1, 2, 4, 3])
+                dx, dw = _straight_through(
+                    _conv3d.conv3d_transpose, dy, dqx, dqw, rule_x, rule_w, output_sizes, *window
+                )
+            qw_oc = tf.transpose(qw, [0, 1, 2, 4, 3])  # [KD, KH, KW, O, C]
+            # The conv this one transposes takes dY's depth od to x's depth: its depth taps of dY.
+            if rule_x.kind == "integer":
+                qg, pg = quantized_gradient(dy, rule_x.multiplier.signed, pw.scale)
+                taps = depth_taps(qg, pg.zero_point, (front, back), kd_, depth, attrs.sd, attrs.dd)
+                sums = None
+                for kd, t in enumerate(taps):
+                    s = transposed_input_sums(t, pg.zero_point, qw_oc[kd], pw.zero_point, geometry, rule_x.multiplier)
+                    sums = s if sums is None else sums + s
+                dx = dequantized_product(tf.reshape(sums, tf.shape(x)), pg.scale)
+            if rule_w.kind == "integer":
+                qd, pd = quantized_gradient(dy, rule_w.multiplier.signed)
+                taps = depth_taps(qd, pd.zero_point, (front, back), kd_, depth, attrs.sd, attrs.dd)
+                sums = [
+                    transposed_filter_sums(slices, px.zero_point, t, pd.zero_point, geometry, rule_w.multiplier)
+                    for t in taps
+                ]
+                dw = dequantized_product(tf.stack(sums), px.scale * pd.scale)
             return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 2, 4, 3])
 
         return y, grad

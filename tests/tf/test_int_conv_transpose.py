@@ -111,20 +111,6 @@ def test_conv1d_transpose_and_traced():
     np.testing.assert_array_equal(traced(x, w).numpy(), y)
 
 
-def test_integer_gradients_are_refused():
-    x, w = data(6)
-    m = ref.exact_multiplier(True)
-    with pytest.raises(ValueError, match="conv2d_transpose does not support integer gradients yet"):
-        ops.conv2d_transpose(x, w, m, (2, 6, 7, 4), quantization=QuantConfig(integer_backward=True))
-    x3, w3 = np.zeros((1, 2, 2, 2, 1), F), np.zeros((1, 1, 1, 1, 1), F)
-    for op, call in (
-        ("conv3d_transpose", lambda: ops.conv3d_transpose(x3, w3, m, (1, 2, 2, 2, 1), grad_input_multiplier=m)),
-        ("conv3d", lambda: ops.conv3d(x3, w3, m, grad_weight_multiplier=m)),
-    ):
-        with pytest.raises(ValueError, match=f"{op} does not support integer gradients yet"):
-            call()
-
-
 def test_conv2d_transpose_layer_matches_numpy_and_trains():
     import keras
 
