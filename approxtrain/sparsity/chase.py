@@ -13,6 +13,7 @@ from approxtrain.sparsity.settings import check_fraction, check_steps
 DISTRIBUTIONS = ("uniform", "erk")
 CHANNEL_SCORES = ("umm", "active_mean")
 CHANNEL_SCOPES = ("global", "layer")
+EXPLORATIONS = ("layer", "global")
 
 
 def channel_scores(magnitude, mask, criterion="umm"):
@@ -72,6 +73,23 @@ def remove_channels(scores, live, want, floors=None):
     return live
 
 
+def prune_and_grow(magnitude, gradient, mask, allowed, fraction, count):
+    """RigL's update of one flat mask: drops round(fraction * active) active weights of smallest
+    magnitude, then regrows where |gradient| is largest among the inactive `allowed` positions
+    until min(count, allowed) are active. Returns (new mask, regrown 0/1). Ties: lower index."""
+    mask = np.array(mask, np.float32)
+    dropped = int(round(fraction * mask.sum()))
+    order = np.argsort(np.where(mask > 0, magnitude, np.inf), kind="stable")
+    mask[order[:dropped]] = 0.0
+    need = min(int(count), int(allowed.sum())) - int(mask.sum())
+    score = np.where((mask == 0) & allowed, gradient, -1.0)
+    grow = np.argsort(-score, kind="stable")[: max(need, 0)]
+    mask[grow] = 1.0
+    grown = np.zeros_like(mask)
+    grown[grow] = 1.0
+    return mask, grown
+
+
 class Chase(MaskedTraining):
     """Dynamic sparse training at a fixed density that also removes whole output channels.
 
@@ -96,6 +114,9 @@ class Chase(MaskedTraining):
          the dense gradient of that step is largest in magnitude, outside removed channels. Each
          kernel thus keeps its number of active weights (fewer only when its live channels
          cannot hold them); regrown weights start at 0 with zeroed optimizer slots.
+         exploration="global" (Chase's official code: global magnitude death, global gradient
+         growth) ranks all kernels' weights together instead: the total is kept, and weights
+         move between kernels.
     `update_every` and `end` count OPTIMIZER STEPS; end=None: 3/4 of the steps Keras' callback
     params announce. Regrowth needs the dense gradient, which `approxtrain.train.loop.fit`'s step
     hook records: Chase refuses plain `model.fit` at its first update, and one replica only.
@@ -105,8 +126,11 @@ class Chase(MaskedTraining):
 
     def __init__(self, sparsity, channel_sparsity=0.0, update_every=100, end=None, drop_fraction=0.3,
                  distribution="uniform", seed=0, channel_score="umm", channel_scope="global",
-                 min_channels=0.5):  # fmt: skip
+                 min_channels=0.5, exploration="layer"):  # fmt: skip
         super().__init__()
+        if exploration not in EXPLORATIONS:
+            raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, got {exploration!r}")
+        self.exploration = exploration
         if channel_score not in CHANNEL_SCORES:
             raise ValueError(f"channel_score must be one of {', '.join(CHANNEL_SCORES)}, got {channel_score!r}")
         if channel_scope not in CHANNEL_SCOPES:
@@ -185,30 +209,30 @@ class Chase(MaskedTraining):
         fraction = cosine_fraction(step, self.end, self.drop_fraction)
         weights, masks = self.kernel_values(), self.mask_values()
         self._update_channels(weights, masks, self.channel_sparsity_at(step))
-        new_masks, regrown = [], []
+        magnitudes, gradients, flat_masks, alloweds = [], [], [], []
         for i, (target, weight, mask) in enumerate(zip(self.targets, weights, masks)):
-            magnitude = np.abs(weight)
             allowed = np.ones(mask.shape, bool)
             channel_mask = self.channel_masks[i]
             if channel_mask is not None:
                 allowed = np.broadcast_to(channel_mask.numpy() > 0, mask.shape)
-            mask = (mask * allowed).ravel()
-            # Drop the smallest active magnitudes...
-            dropped = int(round(fraction * mask.sum()))
-            order = np.argsort(np.where(mask > 0, magnitude.ravel(), np.inf), kind="stable")
-            mask[order[:dropped]] = 0.0
-            # ...and regrow where the gradient is largest, up to the kernel's count.
-            need = min(self.counts[i], int(allowed.sum())) - int(mask.sum())
-            score = np.where(
-                (mask == 0) & allowed.ravel(), np.abs(self._gradients[id(target.kernel)].numpy()).ravel(), -1.0
-            )
-            grow = np.argsort(-score, kind="stable")[: max(need, 0)]
-            mask[grow] = 1.0
-            grown = np.zeros_like(mask)
-            grown[grow] = 1.0
-            new_masks.append(mask.reshape(weight.shape))
-            regrown.append(grown.reshape(weight.shape))
-        self._set_masks(new_masks, regrown)
+            magnitudes.append(np.abs(weight).ravel())
+            gradients.append(np.abs(self._gradients[id(target.kernel)].numpy()).ravel())
+            flat_masks.append((mask * allowed).ravel())
+            alloweds.append(allowed.ravel())
+        if self.exploration == "layer":
+            moved = [
+                prune_and_grow(*arrays, fraction, count)
+                for *arrays, count in zip(magnitudes, gradients, flat_masks, alloweds, self.counts)
+            ]
+        else:  # one ranking over all kernels: the total count is kept, per-kernel counts move
+            joined = [np.concatenate(a) for a in (magnitudes, gradients, flat_masks, alloweds)]
+            mask, grown = prune_and_grow(*joined, fraction, sum(self.counts))
+            bounds = np.cumsum([0] + [m.size for m in flat_masks])
+            moved = [(mask[a:b], grown[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._set_masks(
+            [mask.reshape(w.shape) for (mask, _), w in zip(moved, weights)],
+            [grown.reshape(w.shape) for (_, grown), w in zip(moved, weights)],
+        )
 
     def _update_channels(self, weights, masks, channel_target):
         """Removes output channels until round(channel_target * channels) are: of all removable

@@ -105,6 +105,7 @@ def test_global_channel_removal_reaches_the_total_and_keeps_the_floors():
         ({"channel_score": "l1"}, "channel_score must be one of umm, active_mean, got 'l1'"),
         ({"channel_scope": "net"}, "channel_scope must be one of global, layer, got 'net'"),
         ({"min_channels": 1.5}, "min_channels must be a fraction in [0, 1], got 1.5"),
+        ({"exploration": "both"}, "exploration must be one of layer, global, got 'both'"),
     ],
 )
 def test_bad_chase_channel_arguments_are_named(kwargs, message):
@@ -181,6 +182,50 @@ def test_drop_fraction_follows_rigls_cosine_decay_exactly():
         assert sparsity.cosine_fraction(step, 400, 0.3) == pytest.approx(
             0.3 * np.cos(np.pi * step / 800) ** 2, abs=1e-15
         )
+
+
+def test_prune_and_grow_drops_smallest_magnitudes_and_grows_largest_gradients():
+    magnitude = np.array([0.5, 0.1, 0.3, 0.0, 0.0, 0.2])
+    gradient = np.array([0.0, 0.0, 0.0, 0.9, 0.4, 0.0])
+    mask = np.array([1, 1, 1, 0, 0, 1], np.float32)
+    everywhere = np.ones(6, bool)
+    # Half of 4 active: 0.1 and 0.2 dropped; the two largest gradients grown.
+    new, grown = chase_module.prune_and_grow(magnitude, gradient, mask, everywhere, 0.5, 4)
+    assert new.tolist() == [1, 0, 1, 1, 1, 0] and grown.tolist() == [0, 0, 0, 1, 1, 0]
+    # Position 3 not allowed (a removed channel): the next best, a tie at 0, goes to the lower
+    # index, which may be a weight just dropped (RigL allows it; it restarts from 0).
+    allowed = np.array([1, 1, 1, 0, 1, 1], bool)
+    new, grown = chase_module.prune_and_grow(magnitude, gradient, mask, allowed, 0.5, 4)
+    assert new.tolist() == [1, 1, 1, 0, 1, 0] and grown.tolist() == [0, 1, 0, 0, 1, 0]
+    # Fewer allowed positions than the count (the caller masks the disallowed out first): all of
+    # them, no more; the one dropped is the only place to grow.
+    allowed = np.array([1, 0, 1, 0, 0, 0], bool)
+    new, grown = chase_module.prune_and_grow(magnitude, gradient, mask * allowed, allowed, 0.5, 4)
+    assert new.tolist() == [1, 0, 1, 0, 0, 0] and grown.tolist() == [0, 0, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("exploration", ["layer", "global"])
+def test_global_exploration_moves_weights_between_kernels_keeping_the_total(exploration):
+    keras.utils.set_random_seed(0)
+    model = models.build("lenet300100", (8, 8, 1), 10)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    chase = sparsity.Chase(0.8, update_every=2, end=8, drop_fraction=0.4, seed=3, exploration=exploration)
+    chase.attach(model)
+    chase.on_train_begin()
+    before = chase.mask_values()
+    # fc1's active weights tiny, the others' large; only fc2's inactive weights have gradients.
+    for target, mask, scale, grad in zip(chase.targets, before, (1e-3, 1.0, 1.0), (0.0, 1.0, 0.0)):
+        target.kernel.assign(mask * scale)
+        chase._gradients[id(target.kernel)].assign((1.0 - mask) * grad)
+    chase.update(2)
+    after = [int(m.sum()) for m in chase.mask_values()]
+    fraction = 0.2 * (1 + np.cos(np.pi * 2 / 8))
+    if exploration == "layer":
+        assert after == chase.counts
+    else:  # all the drops from fc1 (smallest |w| overall), all the growth in fc2
+        dropped = int(round(fraction * sum(chase.counts)))
+        assert dropped < chase.counts[0]
+        assert after == [chase.counts[0] - dropped, chase.counts[1] + dropped, chase.counts[2]]
 
 
 def test_each_update_drops_the_cosine_share_of_active_weights():
