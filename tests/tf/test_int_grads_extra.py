@@ -219,7 +219,7 @@ def test_conv1d_transpose_integer_grad_multipliers_and_traced():
 # --- conv3d --------------------------------------------------------------------------------
 
 
-def reference_conv3d_grads(x, w, dy, m, strides, pads, per_channel=False):
+def reference_conv3d_grads(x, w, dy, m, strides, pads, per_channel=False, dilations=(1, 1, 1)):
     """conv3d's integer gradients by explicit loops over output depth, depth tap and window."""
     signed, table = m.signed, m.products
     kd_, kh, kw, c, o = w.shape
@@ -237,8 +237,10 @@ def reference_conv3d_grads(x, w, dy, m, strides, pads, per_channel=False):
     dw = np.zeros(w.shape, np.int64)
     for d in range(od):
         for kd in range(kd_):
-            depth = d * strides[0] + kd
-            win, _ = ref.windows(xp[:, depth], kh, kw, strides[1:], (1, 1), plane_pads, px[1])  # [n, oh, ow, kh, kw, c]
+            depth = d * strides[0] + kd * dilations[0]
+            win, _ = ref.windows(
+                xp[:, depth], kh, kw, strides[1:], dilations[1:], plane_pads, px[1]
+            )  # [n, oh, ow, kh, kw, c]
             dw[kd] += terms(win[..., None], qd[:, d, :, :, None, None, None, :], px[1], pd[1], table).sum(
                 axis=(0, 1, 2)
             )
@@ -250,7 +252,8 @@ def reference_conv3d_grads(x, w, dy, m, strides, pads, per_channel=False):
                 for j in range(ow):
                     for a in range(kh):
                         for b in range(kw):
-                            dx_padded[:, depth, i * strides[1] + a, j * strides[2] + b] += d_win[:, i, j, a, b]
+                            at = (i * strides[1] + a * dilations[1], j * strides[2] + b * dilations[2])
+                            dx_padded[:, depth, at[0], at[1]] += d_win[:, i, j, a, b]
     dx = dx_padded[:, front : front + x.shape[1], top : top + x.shape[2], left : left + x.shape[3]]
     return dx.astype(F) * pg[0], dw.astype(F) * (px[0] * pd[0])
 
@@ -258,6 +261,12 @@ def reference_conv3d_grads(x, w, dy, m, strides, pads, per_channel=False):
 CONV3D = {
     "same": dict(kw=dict(padding="SAME"), strides=(1, 1, 1), pads=((0, 1), 1, 1, 1, 1)),
     "valid_stride2": dict(kw=dict(padding="VALID", strides=2), strides=(2, 2, 2), pads=((0, 0), 0, 0, 0, 0)),
+    "same_dilated": dict(
+        kw=dict(padding="SAME", dilations=(2, 1, 2)),
+        strides=(1, 1, 1),
+        pads=((1, 1), 1, 1, 2, 2),
+        dilations=(2, 1, 2),
+    ),
 }
 
 
@@ -271,7 +280,9 @@ def test_conv3d_integer_gradients_match_numpy(case, name):
     y = ops.conv3d(x, w, m, **spec["kw"])
     dy = rng.normal(0, 0.01, size=y.shape).astype(F)
     dx, dw = gradients(lambda a, b: ops.conv3d(a, b, m, quantization=PER_CHANNEL, **spec["kw"]), x, w, dy)
-    expected_dx, expected_dw = reference_conv3d_grads(x, w, dy, m, spec["strides"], spec["pads"], per_channel=True)
+    expected_dx, expected_dw = reference_conv3d_grads(
+        x, w, dy, m, spec["strides"], spec["pads"], per_channel=True, dilations=spec.get("dilations", (1, 1, 1))
+    )
     np.testing.assert_array_equal(dx, expected_dx)
     np.testing.assert_array_equal(dw, expected_dw)
     assert np.isfinite(dx).all() and np.isfinite(dw).all()
@@ -290,6 +301,22 @@ def test_conv3d_approximate_table_changes_integer_gradients():
             np.testing.assert_array_equal(got, want)
     for exact, approximate in zip(out["mul8u_exact"], out["mul8u_trunc4"]):
         assert not np.array_equal(exact, approximate)
+
+
+def test_grouped_conv3d_of_one_depth_tap_is_conv2d():
+    """Depth 1 and a one-tap filter: conv3d's integer gradients are conv2d's (grouped, per-channel,
+    unsigned; conv2d's are checked against their own reference in test_int_conv.py), bit for bit."""
+    rng = np.random.default_rng(12)
+    x, w = rng.normal(0.3, 1, size=(2, 1, 6, 7, 4)).astype(F), rng.normal(0, 0.3, size=(1, 3, 3, 2, 6)).astype(F)
+    dy = rng.normal(size=(2, 1, 3, 4, 6)).astype(F)
+    m = shipped("mul8u_trunc4")
+    kwargs = dict(strides=(1, 2, 2), padding="SAME", groups=2, quantization=PER_CHANNEL)
+    dx, dw = gradients(lambda a, b: ops.conv3d(a, b, m, **kwargs), x, w, dy)
+    kwargs2 = dict(strides=2, padding="SAME", quantization=PER_CHANNEL)
+    dx2, dw2 = gradients(lambda a, b: ops.conv2d(a, b, m, **kwargs2), x[:, 0], w[0], dy[:, 0])
+    np.testing.assert_array_equal(dx[:, 0], dx2)
+    np.testing.assert_array_equal(dw[0], dw2)
+    assert np.abs(dx).max() > 0 and np.abs(dw).max() > 0
 
 
 # --- conv3d_transpose ------------------------------------------------------------------------
@@ -412,6 +439,13 @@ def test_layers_train_with_integer_backward(layer_name):
     before = layer.kernel.numpy().copy()
     keras.optimizers.SGD(0.01).apply_gradients(zip(grads, layer.trainable_weights))
     assert np.isfinite(layer.kernel.numpy()).all() and not np.array_equal(layer.kernel.numpy(), before)
+    # and in Keras's traced training step (batch size unknown)
+    model = keras.Sequential([keras.Input(shape[1:]), make({"integer_backward": True})])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    kernel = model.layers[0].kernel.numpy().copy()
+    target = np.zeros((shape[0], *model.output_shape[1:]), F)
+    loss = model.fit(x, target, batch_size=shape[0], epochs=1, verbose=0).history["loss"]
+    assert np.isfinite(loss).all() and not np.array_equal(model.layers[0].kernel.numpy(), kernel)
 
 
 def test_mismatched_integer_grad_multiplier_is_refused_with_its_message():
