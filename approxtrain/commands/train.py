@@ -132,8 +132,8 @@ def add_sparsity_arguments(p):
     g.add_argument(
         "--sparse-init",
         choices=("uniform", "erk"),
-        default="uniform",
-        help="per-layer density of the sparse start (default uniform)",
+        default="erk",
+        help="per-layer density of the sparse start: Erdos-Renyi-Kernel (default, as Chase and RigL) or uniform",
     )
     g.add_argument(
         "--approx-dropout",
@@ -286,4 +286,7 @@ def run(args):
             f"{fmt(sparse['channel_sparsity'], '.3f')}, multiplies skipped {fmt(sparse['multiplies_skipped'], '.3f')}; "
             f"model: {out}/model.keras"
         )
+    skipped = (results.get("approx_dropout") or {}).get("multiplies_skipped")
+    if skipped is not None:
+        print(f"approximate random dropout skips {fmt(100 * skipped, '.1f')}% of the Dense layers' training multiplies")
     return 0

@@ -7,18 +7,19 @@
     approxtrain.train.loop.fit(model, data, epochs=5, callbacks=[chase])
     slim = at.sparsity.export_slim(model)                     # removed channels physically gone
     at.sparsity.sparsity_report(model)                        # weight/channel sparsity, MACs skipped
+    at.sparsity.dropout_report(model)                         # MACs approximate random dropout skips
 
 All step counts (start, end, every, update_every) are optimizer steps. See docs/sparsity.md.
 """
 
 from approxtrain.sparsity.chase import Chase
 from approxtrain.sparsity.masks import MaskedTraining, magnitude_masks, prunable
-from approxtrain.sparsity.measure import sparsity_report
+from approxtrain.sparsity.measure import dropout_report, sparsity_report
 from approxtrain.sparsity.pruning import MagnitudePruning
 from approxtrain.sparsity.schedule import cosine_fraction, cubic_sparsity, erk_densities
 from approxtrain.sparsity.slim import SlimError, export_slim
 
 __all__ = [
     "Chase", "MagnitudePruning", "MaskedTraining", "SlimError", "cosine_fraction", "cubic_sparsity",
-    "erk_densities", "export_slim", "magnitude_masks", "prunable", "sparsity_report",
+    "dropout_report", "erk_densities", "export_slim", "magnitude_masks", "prunable", "sparsity_report",
 ]  # fmt: skip

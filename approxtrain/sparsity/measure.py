@@ -47,3 +47,57 @@ def sparsity_report(model):
         "multiplies_skipped": skipped / macs,
         "layers": layers,
     }
+
+
+def _producer(layer):
+    """The layer whose output is `layer`'s single input in a functional model, else None."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    history = getattr(nodes[0].input_tensors[0], "_keras_history", None)
+    return None if history is None else history.operation
+
+
+def _kept_share(layer):
+    """The share of its output units (row) or kernel row tiles (tile) a dropout-fused Dense keeps."""
+    from approxtrain.layers import _dropout_patterns as patterns
+
+    dropout = getattr(layer, "dropout", None)
+    if dropout is None or dropout.rate == 0.0:
+        return 1.0
+    n_in, units = layer.kernel.shape
+    if dropout.pattern == "row":
+        return patterns.kept_count(units, dropout.rate) / units
+    row_tiles = patterns.tile_grid(n_in, units, dropout.tile)[0]
+    return patterns.kept_count(row_tiles, dropout.rate) / row_tiles
+
+
+def dropout_report(model):
+    """{"multiplies_skipped", "layers": [...]}: the share of the Dense layers' training multiplies
+    (forward, per example; the gradient products shrink alike) that approximate random dropout
+    skips. A dropout-fused Dense (`ApproxDropoutDense`) skips its dropped units or tiles; the AM
+    Dense right after a row pattern drawn for the whole batch skips its dropped inputs too
+    (approxtrain/layers/_kept_units.py). 0.0 for a model without approximate dropout."""
+    from approxtrain.layers import AMDense, ApproxDropoutDense
+
+    layers, macs, performed = [], 0, 0.0
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Dense) or len(layer.kernel.shape) != 2:
+            continue
+        n_in, units = (int(d) for d in layer.kernel.shape)
+        share = _kept_share(layer) if isinstance(layer, ApproxDropoutDense) else 1.0
+        producer = _producer(layer)
+        integer = isinstance(layer, AMDense) and layer.am_multipliers.integer
+        if (
+            isinstance(layer, AMDense)
+            and not integer
+            and isinstance(producer, ApproxDropoutDense)
+            and producer.dropout is not None
+            and producer.dropout.pattern == "row"
+            and producer.dropout.group_size is None
+            and not producer.am_multipliers.integer
+        ):
+            share *= _kept_share(producer)
+        layers.append({"layer": layer.name, "macs": n_in * units, "kept": share})
+        macs, performed = macs + n_in * units, performed + n_in * units * share
+    return {"multiplies_skipped": 1.0 - performed / macs if macs else 0.0, "layers": layers}

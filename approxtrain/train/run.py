@@ -319,10 +319,7 @@ def _results(config, model, info, rows, strategy, started):
             "this_invocation_wall_s": time.time() - started,
         },
         "sparsity": _sparsity_results(config, model),
-        "approx_dropout": {
-            "pattern": config.model_options.get("approx_dropout"),
-            "rate": config.model_options.get("dropout_rate"),
-        },
+        "approx_dropout": _dropout_results(config, model),
         "model": {
             "name": config.model,
             "keras_name": model.name,
@@ -347,6 +344,17 @@ def _sparsity_results(config, model):
     report = sparsity_report(model)
     return {"settings": config.sparsity, **{k: report[k] for k in ("weight_sparsity", "channel_sparsity",
             "multiplies_skipped")}, "layers": report["layers"]}  # fmt: skip
+
+
+def _dropout_results(config, model):
+    """The approximate random dropout asked for and the share of Dense multiplies it skips."""
+    from approxtrain.sparsity import dropout_report
+
+    pattern, rate = config.model_options.get("approx_dropout"), config.model_options.get("dropout_rate")
+    results = {"pattern": pattern, "rate": rate}
+    if pattern is not None:
+        results["multiplies_skipped"] = dropout_report(model)["multiplies_skipped"]
+    return results
 
 
 def _check_multipliers(config):

@@ -343,6 +343,22 @@ def test_an_integer_consumer_takes_the_full_input(monkeypatch):
         np.testing.assert_array_equal(got, want)
 
 
+def test_dropout_report_counts_the_products_the_training_call_runs(monkeypatch):
+    """The skipped share equals 1 - (the forward products a training call runs) / (the dense count),
+    both counted per example: the first from the GEMM shapes recorded in the call."""
+    from approxtrain.sparsity import dropout_report
+
+    model = models.build("lenet300100", (28, 28, 1), 10, multiplier="mbm7", approx_dropout="row", dropout_rate=0.3)
+    calls = gemm_shapes(monkeypatch)
+    model(data(2, (4, 28, 28, 1)), training=True)
+    run = sum(np.prod(a) * (b[0] if transpose_b else b[1]) for a, b, _, transpose_b in calls) / 4
+    dense = 784 * 300 + 300 * 100 + 100 * 10
+    report = dropout_report(model)
+    assert run == 784 * 210 + 210 * 70 + 70 * 10  # round(300 * 0.7) and round(100 * 0.7) kept
+    assert report["multiplies_skipped"] == pytest.approx(1 - run / dense, rel=1e-12)
+    assert dropout_report(models.build("lenet300100", (28, 28, 1), 10, multiplier="mbm7"))["multiplies_skipped"] == 0
+
+
 # --- patterns and seeds ------------------------------------------------------------------------
 
 

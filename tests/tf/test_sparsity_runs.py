@@ -87,7 +87,7 @@ def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
     res = results(out)
     assert res["settings"]["sparsity"] == {
         "method": "chase", "sparsity": 0.8, "channel_sparsity": 0.25, "end": 1.5, "update_every": 1,
-        "drop_fraction": 0.3, "distribution": "uniform",
+        "drop_fraction": 0.3, "distribution": "erk",
     }  # fmt: skip
     assert res["sparsity"]["settings"] == res["settings"]["sparsity"]
     model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
@@ -136,7 +136,12 @@ def test_approx_dropout_flags_become_model_options_and_are_recorded(tmp_path, ca
     res = results(out)
     assert res["settings"]["model_options"] == {"approx_dropout": "tile", "dropout_rate": 0.25}
     assert res["model"]["options"] == res["settings"]["model_options"]
-    assert res["approx_dropout"] == {"pattern": "tile", "rate": 0.25}
+    # 784 -> 300 -> 100 -> 10, tiles of 32 rows: round(25 * 0.75) = 19 of 25 row tiles kept in fc1,
+    # round(10 * 0.75) = 8 of 10 in fc2; the logits layer multiplies all (tile patterns keep every unit)
+    kept = 784 * 300 * 19 / 25 + 300 * 100 * 8 / 10 + 100 * 10
+    assert res["approx_dropout"] == {"pattern": "tile", "rate": 0.25,
+                                     "multiplies_skipped": pytest.approx(1 - kept / 266_200, rel=1e-12)}  # fmt: skip
+    assert "approximate random dropout skips" in capsys.readouterr().out
     assert res["settings"]["sparsity"] is None and res["sparsity"]["weight_sparsity"] == 0.0
     argv = ["train", *SMALL, "--model-option", "approx_dropout=row", "--approx-dropout", "tile", "--out", out + "2"]
     assert cli.main(argv) == 2
