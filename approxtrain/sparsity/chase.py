@@ -93,9 +93,9 @@ def prune_and_grow(magnitude, gradient, mask, allowed, fraction, count):
 class Chase(MaskedTraining):
     """Dynamic sparse training at a fixed density that also removes whole output channels.
 
-    - Start: a random sparse mask at density 1 - `sparsity` ("uniform": every kernel at that
-      density; "erk": Erdos-Renyi-Kernel densities with the same total), drawn from
-      numpy's default_rng(`seed`).
+    - Start: a random sparse mask at density 1 - `sparsity` ("erk", the default as in Chase and
+      RigL: Erdos-Renyi-Kernel densities, small kernels denser, the same total; "uniform": every
+      kernel at that density), drawn from numpy's default_rng(`seed`).
     - After every `update_every`-th optimizer step up to step `end` (and after step `end`):
       1. channels (Chase's "gradual amenable channel pruning"): output channels of the Dense/Conv
          kernels but the last (the outputs) are removed until round(c_t * channels) are, c_t
@@ -125,7 +125,7 @@ class Chase(MaskedTraining):
     channel_masks_used = True
 
     def __init__(self, sparsity, channel_sparsity=0.0, update_every=100, end=None, drop_fraction=0.3,
-                 distribution="uniform", seed=0, channel_score="umm", channel_scope="global",
+                 distribution="erk", seed=0, channel_score="umm", channel_scope="global",
                  min_channels=0.5, exploration="layer"):  # fmt: skip
         super().__init__()
         if exploration not in EXPLORATIONS:

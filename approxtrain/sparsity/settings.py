@@ -3,7 +3,7 @@
     {"method": "prune", "target": 0.9, "schedule": "gradual", "start": 0.0, "end": 5.0,
      "every": None, "scope": "layer"}
     {"method": "chase", "sparsity": 0.9, "channel_sparsity": 0.3, "end": 7.5,
-     "update_every": None, "drop_fraction": 0.3, "distribution": "uniform"}
+     "update_every": None, "drop_fraction": 0.3, "distribution": "erk"}
 
 start/end are EPOCHS here (floats; the callbacks count optimizer steps: end epochs =
 round(end * steps_per_epoch) steps); every/update_every are steps, None = a default from the
@@ -99,7 +99,7 @@ def prune_settings(target, schedule="gradual", start=None, end=None, every=None,
 
 
 def chase_settings(sparsity, channel_sparsity=0.0, end=None, update_every=None, drop_fraction=0.3,
-                   distribution="uniform", epochs=1):  # fmt: skip
+                   distribution="erk", epochs=1):  # fmt: skip
     """TrainConfig.sparsity for Chase; updates stop at `end` epochs (default 3/4 of `epochs`, as RigL)."""
     return {
         "method": "chase", "sparsity": sparsity, "channel_sparsity": channel_sparsity,

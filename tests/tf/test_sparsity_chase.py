@@ -42,7 +42,9 @@ def test_chase_keeps_density_and_removes_channels_as_scheduled(multiplier):
     keras.utils.set_random_seed(0)
     model = models.build("lenet5", (16, 16, 1), 10, multiplier=multiplier)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy())
-    chase = sparsity.Chase(0.8, channel_sparsity=0.5, update_every=2, end=8, seed=4, channel_scope="layer")
+    chase = sparsity.Chase(
+        0.8, channel_sparsity=0.5, update_every=2, end=8, seed=4, channel_scope="layer", distribution="uniform"
+    )
     watch = Watch(chase)
     loop.fit(model, data((16, 16, 1)), epochs=3, callbacks=[chase, watch])  # 12 steps, updates after 2, 4, 6, 8
     sizes = [m.size for m in chase.mask_values()]
@@ -209,7 +211,9 @@ def test_global_exploration_moves_weights_between_kernels_keeping_the_total(expl
     keras.utils.set_random_seed(0)
     model = models.build("lenet300100", (8, 8, 1), 10)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
-    chase = sparsity.Chase(0.8, update_every=2, end=8, drop_fraction=0.4, seed=3, exploration=exploration)
+    chase = sparsity.Chase(
+        0.8, update_every=2, end=8, drop_fraction=0.4, seed=3, exploration=exploration, distribution="uniform"
+    )
     chase.attach(model)
     chase.on_train_begin()
     before = chase.mask_values()
@@ -232,7 +236,7 @@ def test_each_update_drops_the_cosine_share_of_active_weights():
     keras.utils.set_random_seed(0)
     model = models.build("lenet300100", (8, 8, 1), 10)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
-    chase = sparsity.Chase(0.8, update_every=2, end=8, drop_fraction=0.4, seed=3)
+    chase = sparsity.Chase(0.8, update_every=2, end=8, drop_fraction=0.4, seed=3, distribution="uniform")
     chase.attach(model)
     chase.on_train_begin()
     for step in (2, 4, 6, 8):
