@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #ifdef APPROXTRAIN_WITH_CUDA
 #include <cuda_runtime_api.h>
 
+#include "amsim/int_table_cache.h"
 #include "cuda/int_launchers.h"
 #endif
 
@@ -120,6 +122,13 @@ class DeviceBytes {
   size_t bytes_ = 0;
 };
 
+// The tables' device copies, made once per table (amsim/int_table_cache.h).
+// Never destroyed: the CUDA runtime may be gone when static objects die.
+amsim::IntTableCache<std::shared_ptr<DeviceBytes>>& device_tables() {
+  static auto* tables = new amsim::IntTableCache<std::shared_ptr<DeviceBytes>>(amsim::kCachedIntTables);
+  return *tables;
+}
+
 bool cuda_usable() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
@@ -141,22 +150,21 @@ SumArray int_matmul_cuda(const PatternArray& a, const PatternArray& b, const Pro
   const size_t c_bytes = static_cast<size_t>(c.nbytes());
   py::gil_scoped_release nogil;
   if (!cuda_usable()) throw std::runtime_error("no usable CUDA device (no GPU, no driver, or an older driver)");
-  constexpr int64_t kEntries = int64_t{amsim::kIntTableSide} * amsim::kIntTableSide;
-  const amsim::IntTableWidth width = amsim::int_table_width(table, kEntries);
-  std::vector<uint16_t> narrow;
-  const void* host_table = table;
-  size_t table_bytes = kEntries * sizeof(int32_t);
-  if (width != amsim::IntTableWidth::kInt32) {
-    narrow.resize(kEntries);
-    for (int64_t e = 0; e < kEntries; ++e) narrow[e] = static_cast<uint16_t>(table[e]);
-    host_table = narrow.data();
-    table_bytes = kEntries * sizeof(uint16_t);
-  }
   const int64_t chunk_k = std::min<int64_t>(std::max<int64_t>(plan.shape.k, 1),
                                             amsim::int_safe_block_k(amsim::int_products_max_abs(table)));
-  DeviceBytes d_table(host_table, table_bytes), d_a(pa, a_bytes), d_b(pb, b_bytes), d_c(c_bytes);
-  check(amsim::cuda::batched_int_gemm(amsim::cuda::IntTable{d_table.as<void>(), width}, plan, d_a.as<uint8_t>(),
-                                      d_b.as<uint8_t>(), d_c.as<int64_t>(), chunk_k, nullptr),
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  amsim::CachedIntTable<std::shared_ptr<DeviceBytes>> d_table;
+  device_tables().get(
+      device, table,
+      [](const amsim::IntTableUpload& what, std::shared_ptr<DeviceBytes>* copy) {
+        *copy = std::make_shared<DeviceBytes>(what.entries, what.bytes);  // throws when it fails
+        return true;
+      },
+      &d_table);
+  DeviceBytes d_a(pa, a_bytes), d_b(pb, b_bytes), d_c(c_bytes);
+  check(amsim::cuda::batched_int_gemm(amsim::cuda::IntTable{d_table.buffer->as<void>(), d_table.width}, plan,
+                                      d_a.as<uint8_t>(), d_b.as<uint8_t>(), d_c.as<int64_t>(), chunk_k, nullptr),
         "int_matmul_cuda (launch)");
   check(cudaStreamSynchronize(nullptr), "int_matmul_cuda (kernel)");
   if (c_bytes) check(cudaMemcpy(pc, d_c.as<void>(), c_bytes, cudaMemcpyDeviceToHost), "the copy from the GPU");
