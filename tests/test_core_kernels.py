@@ -405,6 +405,26 @@ def test_matmul_same_bits_with_one_or_two_threads():
         core.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("m_bits", [3, 7, 10])
+def test_matmul_follows_a_table_changed_in_place_and_tables_at_one_width(cpu_path, m_bits):
+    """The bucket paths keep each table's float copy between GEMMs (content_cache.h): a table
+    edited in place, and other tables of the same width in turn, must give their own products."""
+    rng = np.random.default_rng(m_bits)
+    a = rng.standard_normal((40, 33)).astype(np.float32)
+    b = rng.standard_normal((33, 70)).astype(np.float32)
+    first, second = multiplier(m_bits, table="random", seed=1), multiplier(m_bits, table="random", seed=2)
+    for mult in (first, second, first):
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+    lut = random_table(np.random.default_rng(3), m_bits)
+    edited = Multiplier("edited", m_bits, "truncate", lut)
+    assert_same_bits(core.matmul(a, b, edited), ref_matmul(a, b, edited))
+    lut.flags.writeable = True  # Multiplier froze it
+    lut[:] = np.roll(lut.copy(), 1)  # the same memory, other contents
+    got = core.matmul(a, b, edited)
+    assert_same_bits(got, ref_matmul(a, b, edited))
+    assert not np.array_equal(got, ref_matmul(a, b, Multiplier("before", m_bits, "truncate", np.roll(lut, -1))))
+
+
 def test_matmul_zero_sized():
     mult = multiplier(7)
     assert core.matmul(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32), mult).shape == (0, 4)

@@ -4,10 +4,12 @@
 #include "amsim/cpu/gemm_bucket.h"
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "amsim/amsim.h"
+#include "amsim/content_cache.h"
 #include "amsim/cpu/aligned_buffer.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/gemm_blocked.h"
@@ -37,7 +39,7 @@ constexpr int64_t kMinRowsPerPart = 96;
 constexpr double kAddNs = 0.09;  // per padded column x row x k (the panel)
 constexpr double kWideAddNs = 0.15;  // the same for M >= kWideTableBits (T rows miss L1 more)
 constexpr double kExpandNs = 0.25;  // per T element
-constexpr double kTableNs = 3.5;  // per table entry (the float table, allocated per GEMM)
+constexpr double kTableNs = 0.05;  // per table entry (comparing the kept float table's source)
 constexpr double kPackLeftNs = 0.3;  // per selecting operand packed
 constexpr double kPackRightNs = 2.0;  // per expanded operand packed
 
@@ -71,6 +73,43 @@ inline Packed pack_value(float x, int mantissa_bits, Rounding rounding) {
   const uint32_t e = (r >> 23) & 0xffu;
   if (e == 0xffu) return {0u, bits_float((u & kSignMask) | kInfBits), e, Kind::kRoundsToInf};
   return {(r >> shift) & ((1u << mantissa_bits) - 1u), bits_float(r & kSignExponentMask), e, Kind::kOrdinary};
+}
+
+// table_t[x][s] = the entry of (x, s) as a float, contiguous over the
+// selecting fraction s for one expanded fraction x; (x, s) is (ib, ia), or
+// (ia, ib) when the GEMM runs transposed.  Made once per table and
+// orientation and kept (content_cache.h): a training step runs the same few
+// tables in every GEMM, and making one costs 2^(2M) conversions (a million
+// for M = 10) against a compare of its 2^(2M) entries when kept.
+using FloatTable = std::shared_ptr<const std::vector<float>>;
+constexpr size_t kCachedFloatTables = 8;  // forward and two gradient multipliers, both orientations
+
+FloatTable float_table(const Table& table, bool left_is_b, const ParallelFor& parallel) {
+  static ContentCache<FloatTable>& cache = *new ContentCache<FloatTable>(kCachedFloatTables);  // never destroyed
+  const int64_t side = int64_t{1} << table.mantissa_bits;
+  const int64_t tag = int64_t{table.mantissa_bits} * 2 + (left_is_b ? 1 : 0);
+  FloatTable out;
+  cache.get(
+      tag, table.entries, static_cast<size_t>(side * side) * sizeof(uint16_t),
+      [&](FloatTable* made) {
+        auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(side * side));
+        float* t = values->data();
+        // In 32 x 32 tiles: one of the two sides is read or written across rows.
+        constexpr int64_t kTile = 32;
+        parallel(ceil_div(side, kTile), side * kTile * 2, [&](int64_t b0, int64_t b1) {
+          for (int64_t x0 = b0 * kTile; x0 < std::min(side, b1 * kTile); x0 += kTile)
+            for (int64_t s0 = 0; s0 < side; s0 += kTile)
+              for (int64_t x = x0; x < std::min(side, x0 + kTile); ++x)
+                for (int64_t s = s0; s < std::min(side, s0 + kTile); ++s) {
+                  const int64_t ia = left_is_b ? x : s, ib = left_is_b ? s : x;
+                  t[x * side + s] = entry_value(table.entries[ia * side + ib]);
+                }
+        });
+        *made = std::move(values);
+        return true;
+      },
+      &out);
+  return out;
 }
 
 double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits) {
@@ -198,19 +237,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   std::vector<int64_t> ordinary_rows, special_rows;
   for (int64_t i = 0; i < rows; ++i) (special[i] ? special_rows : ordinary_rows).push_back(i);
 
-  // table_t[x][s]: contiguous over the selecting fraction s for one expanded x.
-  AlignedBuffer<float> table_t(side * side);
-  // In 32 x 32 tiles: one of the two sides is read or written across rows.
-  constexpr int64_t kTile = 32;
-  parallel(ceil_div(side, kTile), side * kTile * 2, [&](int64_t b0, int64_t b1) {
-    for (int64_t x0 = b0 * kTile; x0 < std::min(side, b1 * kTile); x0 += kTile)
-      for (int64_t s0 = 0; s0 < side; s0 += kTile)
-        for (int64_t x = x0; x < std::min(side, x0 + kTile); ++x)
-          for (int64_t s = s0; s < std::min(side, s0 + kTile); ++s) {
-            const int64_t ia = p.left_is_b ? x : s, ib = p.left_is_b ? s : x;
-            table_t.data()[x * side + s] = entry_value(table.entries[ia * side + ib]);
-          }
-  });
+  const FloatTable table_t = float_table(table, p.left_is_b, parallel);
 
   const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
   const int64_t row_parts =
@@ -237,7 +264,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
       for (int64_t k0 = 0; k0 < k; k0 += block_k) {
         const int64_t kc = std::min(block_k, k - k0);
         BucketExpansion e;
-        e.table_t = table_t.data();
+        e.table_t = table_t->data();
         e.mantissa_bits = mbits;
         e.index = r_index.data() + k0 * cols + j0;
         e.scale = r_scale.data() + k0 * cols + j0;
