@@ -57,16 +57,33 @@ def test_zoo_section_quick_rows(tmp_path):
     (row,) = json.loads(out.read_text())
     assert (row["section"], row["model"], row["batch"], row["threads"]) == ("zoo", "lenet300100", 4, 1)
     assert (row["cpu_path"], row["cpu_gemm_path"]) == ("no-avx512", "avx2")
-    for v in zoo.VARIANTS:
+    for v in ("fp32", *zoo.DEFAULT_MULTIPLIERS):
         assert row[f"{v}_ms"] > 0 and row[f"{v}_peak_mib"] >= 0
     assert row["mbm7_over_fp32"] == pytest.approx(row["mbm7_ms"] / row["fp32_ms"], rel=1e-12)
     assert row["bf16_over_fp32"] == pytest.approx(row["bf16_ms"] / row["fp32_ms"], rel=1e-12)
 
 
-def test_zoo_options_are_checked():
+def test_zoo_section_takes_integer_multipliers(tmp_path):
+    out = tmp_path / "zoo.json"
+    argv = ["bench", "--section", "zoo", "--quick", "--models", "lenet5", "--sizes", "4", "--threads", "1",
+            "--zoo-multipliers", "mul8s_exact", "--json", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["mul8s_exact_over_fp32"] == pytest.approx(row["mul8s_exact_ms"] / row["fp32_ms"], rel=1e-12)
+    assert "mbm7_ms" not in row and row["mul8s_exact_peak_mib"] >= 0
+
+
+def test_zoo_options_are_checked(capsys):
     parser = cli.build_parser()
     args = parser.parse_args(["bench", "--section", "zoo", "--models", "resnet20,transformer", "--path", "avx2"])
     assert (args.models, args.path) == (["resnet20", "transformer"], "avx2")
+    args = parser.parse_args(["bench", "--zoo-multipliers", "mul8s_exact,bf16"])
+    assert args.zoo_multipliers == ("mul8s_exact", "bf16")
+    for bad, message in (("mbm9", "unknown multiplier 'mbm9'"), ("fp32", "unknown multiplier 'fp32'"),
+                         ("bf16,bf16", "give distinct multiplier names")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "--zoo-multipliers", bad])
+        assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--models", "resnet21"])
     with pytest.raises(SystemExit):

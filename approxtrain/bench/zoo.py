@@ -1,9 +1,10 @@
 """Bench section `zoo`: one training step of each zoo model, mbm7 and bf16 against fp32.
 
 Per model, a fresh Python process (`python -m approxtrain.bench.zoo --worker ...`) builds
-the model three times (fp32 Keras, mbm7 and bf16 AM twins, same initial weights), traces one
-SGD step of each and then times the three in turn, step by step (interleaved_medians), so
-machine load hits all three alike.  Rows report median step times and the ratios AM / fp32.
+the model once per variant (fp32 Keras, then the AM twins: mbm7 and bf16, or the multipliers
+given with --zoo-multipliers, float or integer; same initial weights), traces one SGD step of
+each and then times them in turn, step by step (interleaved_medians), so machine load hits
+all alike.  Rows report median step times and the ratios AM / fp32.
 
 Peak memory is the step's peak resident-set growth, read from the kernel, in a second process
 per model (with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1, else oneDNN's tensor pool would hide the
@@ -37,7 +38,7 @@ MODELS = (
     ("mobilenetv2", (32, 32, 3), 64),
     ("transformer", (32, 32, 3), 128),
 )
-VARIANTS = ("fp32", "mbm7", "bf16")  # fp32 first: the reference of every ratio
+DEFAULT_MULTIPLIERS = ("mbm7", "bf16")  # against "fp32", the reference of every ratio
 QUICK_MODELS = ("lenet300100", "lenet5")
 QUICK_BATCH = 8
 NUM_CLASSES = 10
@@ -56,6 +57,28 @@ def add_arguments(parser):
         type=_parse_models,
         help=f"zoo section: only these models, comma separated ({', '.join(m for m, _, _ in MODELS)})",
     )
+    parser.add_argument(
+        "--zoo-multipliers",
+        type=_parse_multipliers,
+        metavar="NAMES",
+        help=f"zoo section: the AM multipliers timed against fp32, comma separated, float or integer "
+        f"(default {','.join(DEFAULT_MULTIPLIERS)})",
+    )
+
+
+def _parse_multipliers(text):
+    from approxtrain import multipliers
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = set(multipliers.names())
+    for name in names:
+        if name == "fp32" or name not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown multiplier {name!r} (fp32 is always the reference; see `approxtrain multipliers list`)"
+            )
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"give distinct multiplier names, got {text!r}")
+    return tuple(names)
 
 
 def _parse_models(text):
@@ -132,9 +155,10 @@ def _worker(spec):
     shape, batch = tuple(spec["input_shape"]), spec["batch"]
     x = tf.constant(rng.uniform(0, 1, (batch, *shape)).astype(np.float32))
     y = tf.constant(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
+    variants = ("fp32", *spec["multipliers"])
     steps = []
-    for variant in VARIANTS:
-        keras.utils.set_random_seed(0)  # the same initial weights for all three
+    for variant in variants:
+        keras.utils.set_random_seed(0)  # the same initial weights for all
         model = models.build(spec["model"], shape, NUM_CLASSES, multiplier=variant)
         steps.append(_train_step(model, x, y))
     out = {
@@ -142,9 +166,9 @@ def _worker(spec):
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
     }
     if spec["phase"] == "time":
-        out["times_s"] = dict(zip(VARIANTS, interleaved_medians(steps, spec["repeats"], warmup=spec["warmup"])))
+        out["times_s"] = dict(zip(variants, interleaved_medians(steps, spec["repeats"], warmup=spec["warmup"])))
     else:
-        out["peak_mib"] = dict(zip(VARIANTS, _step_peak_mib(steps, spec["memory_rounds"])))
+        out["peak_mib"] = dict(zip(variants, _step_peak_mib(steps, spec["memory_rounds"])))
     return out
 
 
@@ -186,14 +210,21 @@ def run(args):
     threads = getattr(args, "threads", None)
     path = getattr(args, "path", None) or os.environ.get(PATH_ENV) or "auto"
     env = _worker_env(path, threads)
+    multipliers = getattr(args, "zoo_multipliers", None) or DEFAULT_MULTIPLIERS
+    variants = ("fp32", *multipliers)
     load = os.getloadavg()[0]
     print(
-        f"[zoo] training step (SGD, batch as shown), mbm7 and bf16 AM vs fp32 Keras, median of {repeats} "
-        f"interleaved repeats, CPU path {path}, load average {load:.1f} at start"
+        f"[zoo] training step (SGD, batch as shown), {' and '.join(multipliers)} AM vs fp32 Keras, median of "
+        f"{repeats} interleaved repeats, CPU path {path}, load average {load:.1f} at start"
     )
     print(
-        f"  {'model':<12} {'batch':>5} {'fp32 ms':>9} {'mbm7 ms':>9} {'bf16 ms':>9} {'mbm7/fp32':>9} "
-        f"{'bf16/fp32':>9} {'fp32 MiB':>9} {'mbm7 MiB':>9} {'bf16 MiB':>9}  gemm path"
+        f"  {'model':<12} {'batch':>5} "
+        + " ".join(f"{v + ' ms':>9}" for v in variants)
+        + " "
+        + " ".join(f"{v + '/fp32':>9}" for v in multipliers)
+        + " "
+        + " ".join(f"{v + ' MiB':>9}" for v in variants)
+        + "  gemm path"
     )
     rows = []
     for name, shape, default_batch in MODELS:
@@ -208,6 +239,7 @@ def run(args):
                 "warmup": 1 if quick else 2,
                 "threads": threads,
                 "memory_rounds": 1 if quick else MEMORY_ROUNDS,
+                "multipliers": list(multipliers),
             }
             out = _run_worker({**spec, "phase": "time"}, env)
             mem = _run_worker({**spec, "phase": "memory"}, {**env, **MEMORY_ENV})["peak_mib"]
@@ -221,17 +253,21 @@ def run(args):
                 "cpu_gemm_path": out["cpu_gemm_path"],
                 "threads": out["tf_intra_op_threads"],
                 "repeats": repeats,
-                **{f"{v}_ms": t[v] * 1e3 for v in VARIANTS},
-                **{f"{v}_over_fp32": t[v] / t["fp32"] for v in VARIANTS[1:]},
-                **{f"{v}_peak_mib": mem[v] for v in VARIANTS},
-                **{f"{v}_peak_over_fp32": mem[v] / mem["fp32"] if mem["fp32"] > 0 else None for v in VARIANTS[1:]},
+                **{f"{v}_ms": t[v] * 1e3 for v in variants},
+                **{f"{v}_over_fp32": t[v] / t["fp32"] for v in multipliers},
+                **{f"{v}_peak_mib": mem[v] for v in variants},
+                **{f"{v}_peak_over_fp32": mem[v] / mem["fp32"] if mem["fp32"] > 0 else None for v in multipliers},
                 "load_average": load,
             }
             rows.append(row)
             print(
-                f"  {name:<12} {batch:>5} {row['fp32_ms']:>9.1f} {row['mbm7_ms']:>9.1f} {row['bf16_ms']:>9.1f} "
-                f"{row['mbm7_over_fp32']:>9.2f} {row['bf16_over_fp32']:>9.2f} {mem['fp32']:>9.1f} "
-                f"{mem['mbm7']:>9.1f} {mem['bf16']:>9.1f}  {row['cpu_gemm_path']}",
+                f"  {name:<12} {batch:>5} "
+                + " ".join(f"{row[v + '_ms']:>9.1f}" for v in variants)
+                + " "
+                + " ".join(f"{row[v + '_over_fp32']:>9.2f}" for v in multipliers)
+                + " "
+                + " ".join(f"{mem[v]:>9.1f}" for v in variants)
+                + f"  {row['cpu_gemm_path']}",
                 flush=True,
             )
     return rows
