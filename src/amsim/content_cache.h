@@ -42,8 +42,9 @@ class ContentCache {
     entry.tag = tag;
     entry.bytes.assign(static_cast<const unsigned char*>(bytes), static_cast<const unsigned char*>(bytes) + size);
     if (!make(&entry.value)) return false;
-    *out = entry.value;
     std::lock_guard<std::mutex> lock(mutex_);
+    if (find_locked(tag, bytes, size, out)) return true;  // another thread made it meanwhile: keep one copy
+    *out = entry.value;
     entries_.push_front(std::move(entry));
     if (entries_.size() > capacity_) entries_.pop_back();
     return true;
@@ -63,6 +64,10 @@ class ContentCache {
 
   bool find(int64_t tag, const void* bytes, size_t size, Value* out) {
     std::lock_guard<std::mutex> lock(mutex_);
+    return find_locked(tag, bytes, size, out);
+  }
+
+  bool find_locked(int64_t tag, const void* bytes, size_t size, Value* out) {
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
       if (it->tag == tag && it->bytes.size() == size && std::memcmp(it->bytes.data(), bytes, size) == 0) {
         entries_.splice(entries_.begin(), entries_, it);  // most recently used first

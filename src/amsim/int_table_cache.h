@@ -3,15 +3,12 @@
 // The CUDA integer GEMM (cuda/int_gemm.cu) reads its 256 x 256 table from
 // device memory.  Its callers (the AMIntMatMul GPU kernel, _core's
 // int_matmul_cuda) get the host table at every call; instead of copying it to
-// the device each time they keep one device copy per table here:
-//
-//  - found by device and content: the host table is compared exactly with a
-//    copy kept here, so a table changed in place, or another table at a reused
-//    address, is never taken for an old one;
-//  - made on a miss by the caller's upload function, given the entries at the
-//    width the kernel reads them (16 bits where every entry fits, else 32),
-//    decided here once per table;
-//  - at most `capacity` tables are kept, the least recently used goes first.
+// the device each time they keep one device copy per table in a ContentCache
+// (content_cache.h, the mechanism the bucket GEMM keeps its float tables in):
+// found by device and the table's exact content, made on a miss by the
+// caller's upload function, given the entries at the width the kernel reads
+// them (16 bits where every entry fits, else 32), decided here once per
+// table; at most `capacity` tables, the least recently used goes first.
 //
 // Host logic only (no CUDA, no TF): Buffer is whatever owns the caller's device
 // memory (a TF Tensor, a shared_ptr to a cudaMalloc'd block), copied out to
@@ -23,12 +20,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <list>
-#include <mutex>
-#include <utility>
 #include <vector>
 
+#include "amsim/content_cache.h"
 #include "amsim/int_table.h"
 
 namespace amsim {
@@ -51,60 +45,33 @@ struct CachedIntTable {
 template <class Buffer>
 class IntTableCache {
  public:
-  explicit IntTableCache(size_t capacity) : capacity_(capacity < 1 ? 1 : capacity) {}
-  IntTableCache(const IntTableCache&) = delete;
-  IntTableCache& operator=(const IntTableCache&) = delete;
+  explicit IntTableCache(size_t capacity) : tables_(capacity) {}
 
   // The device copy of `products` (kIntTableEntries int32, row = a's pattern)
   // on `device`: the cached one, or made by upload(const IntTableUpload&,
-  // Buffer*) -> bool.  False when the upload fails (nothing is cached then;
-  // the upload reports why).
+  // Buffer*) -> bool, outside the cache's lock.  False when the upload fails
+  // (nothing is cached then; the upload reports why).
   template <class Upload>
   bool get(int device, const int32_t* products, Upload&& upload, CachedIntTable<Buffer>* out) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->device == device && std::memcmp(it->products.data(), products, kBytes) == 0) {
-        entries_.splice(entries_.begin(), entries_, it);  // most recently used first
-        *out = it->table;
-        return true;
+    const auto make = [&](CachedIntTable<Buffer>* made) {
+      made->width = int_table_width(products, kIntTableEntries);
+      std::vector<uint16_t> narrow;
+      IntTableUpload what{products, kIntTableEntries * sizeof(int32_t), made->width};
+      if (made->width != IntTableWidth::kInt32) {
+        narrow.resize(kIntTableEntries);
+        for (int64_t e = 0; e < kIntTableEntries; ++e) narrow[e] = static_cast<uint16_t>(products[e]);
+        what.entries = narrow.data();
+        what.bytes = narrow.size() * sizeof(uint16_t);
       }
-    }
-    Entry entry;
-    entry.device = device;
-    entry.products.assign(products, products + kIntTableEntries);
-    entry.table.width = int_table_width(products, kIntTableEntries);
-    std::vector<uint16_t> narrow;
-    IntTableUpload what{products, kBytes, entry.table.width};
-    if (entry.table.width != IntTableWidth::kInt32) {
-      narrow.resize(kIntTableEntries);
-      for (int64_t e = 0; e < kIntTableEntries; ++e) narrow[e] = static_cast<uint16_t>(products[e]);
-      what.entries = narrow.data();
-      what.bytes = narrow.size() * sizeof(uint16_t);
-    }
-    if (!upload(static_cast<const IntTableUpload&>(what), &entry.table.buffer)) return false;
-    *out = entry.table;
-    entries_.push_front(std::move(entry));
-    if (entries_.size() > capacity_) entries_.pop_back();
-    return true;
+      return upload(static_cast<const IntTableUpload&>(what), &made->buffer);
+    };
+    return tables_.get(device, products, kIntTableEntries * sizeof(int32_t), make, out);
   }
 
-  size_t size() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return entries_.size();
-  }
+  size_t size() const { return tables_.size(); }
 
  private:
-  static constexpr size_t kBytes = kIntTableEntries * sizeof(int32_t);
-
-  struct Entry {
-    int device = 0;
-    std::vector<int32_t> products;  // the host table it was made from
-    CachedIntTable<Buffer> table;
-  };
-
-  const size_t capacity_;
-  mutable std::mutex mutex_;
-  std::list<Entry> entries_;  // most recently used first
+  ContentCache<CachedIntTable<Buffer>> tables_;
 };
 
 // Tables kept per process by the GPU callers: a model uses one to three
