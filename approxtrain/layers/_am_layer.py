@@ -260,12 +260,15 @@ class AMLayer:
             return None
         return self.moving_range(name, *minmax(tf.stop_gradient(tf.cast(x, tf.float32))))
 
-    def moving_range(self, name, lo, hi):
+    def moving_range(self, name, lo, hi, valid=None):
         """The moving-average range of the quantized input `name`, given this batch's range (lo, hi).
 
         Training: the first training batch sets the state to (lo, hi), later ones move it,
         ``range = momentum * range + (1 - momentum) * (lo, hi)``; the new range is returned.
-        Inference: the stored range, untouched ((lo, hi) until a training batch has been seen)."""
+        Inference: the stored range, untouched ((lo, hi) until a training batch has been seen).
+        valid: None, or a boolean scalar tensor; where it is False the batch had no values and
+        the state stays as it is (chosen by tf.where: a tf.cond around the assignment would
+        break under tf.distribute)."""
         state = self._quant_ranges[name]
         lo, hi = tf.cast(lo, tf.float32), tf.cast(hi, tf.float32)
         seen = state[2] > 0
@@ -274,7 +277,8 @@ class AMLayer:
         m = self.am_multipliers.quantization.momentum
         lo = tf.where(seen, m * state[0] + (1.0 - m) * lo, lo)
         hi = tf.where(seen, m * state[1] + (1.0 - m) * hi, hi)
-        state.assign(tf.stack([lo, hi, tf.constant(1.0)]))
+        moved = tf.stack([lo, hi, tf.constant(1.0)])
+        state.assign(moved if valid is None else tf.where(valid, moved, tf.convert_to_tensor(state)))
         return lo, hi
 
     @property

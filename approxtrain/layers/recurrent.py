@@ -145,11 +145,7 @@ class StepCalibration:
             return
         for i, name in enumerate(self.names):
             lo, hi = tf.reduce_min(running[2 * i]), tf.reduce_max(running[2 * i + 1])
-            tf.cond(
-                lo <= hi,  # some step was kept
-                lambda name=name, lo=lo, hi=hi: tf.stack(self.cell.moving_range(name, lo, hi)),
-                lambda lo=lo, hi=hi: tf.stack([lo, hi]),
-            )
+            self.cell.moving_range(name, lo, hi, valid=lo <= hi)  # lo > hi: no step was kept
 
 
 class _AMCell(AMLayer):

@@ -170,6 +170,19 @@ def test_masked_steps_are_left_out_of_the_recurrent_range():
     np.testing.assert_array_equal(state(layer, "recurrent"), first([h_previous[mask]]))
 
 
+def test_a_batch_with_no_kept_step_leaves_the_recurrent_range():
+    x = np.random.default_rng(11).normal(size=(2, 3, 4)).astype(F)
+    layer = layers.AMSimpleRNN(5, multiplier="mul8s_exact", quantization=MOVING)
+    layer(x, mask=np.zeros((2, 3), bool), training=True)
+    np.testing.assert_array_equal(state(layer, "recurrent"), [0, 0, 0])
+    layer(x, training=True)
+    trained = state(layer, "recurrent")
+    assert trained[2] == 1
+    layer(x * 5, mask=np.zeros((2, 3), bool), training=True)
+    np.testing.assert_array_equal(state(layer, "recurrent"), trained)
+    np.testing.assert_array_equal(state(layer, "inputs"), moved(first([x]), [x * 5]))  # inputs still move
+
+
 def test_recurrent_graph_mode_moves_state_once_per_batch():
     """In a tf.function (the time loop a tf.while_loop) the state ends as in eager mode."""
     rng = np.random.default_rng(6)
@@ -270,3 +283,24 @@ def test_layers_saving_every_variable_keep_their_ranges_once(tmp_path, make):
     for path, value in ranges(loaded).items():
         np.testing.assert_array_equal(value, saved[path], err_msg=path)
     np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
+
+
+def test_mirrored_training_averages_the_replicas_ranges():
+    """Under MirroredStrategy (two logical CPUs, tests/tf/conftest.py) each replica moves the
+    state by its share of the batch and the states are averaged (the weights' aggregation)."""
+    from approxtrain.train.strategy import mirrored_strategy
+
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(cpus) == 2, f"tests/tf/conftest.py should configure two logical CPUs, found {cpus}"
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(8, 5, 4)).astype(F), rng.normal(size=(8, 3)).astype(F)
+    with mirrored_strategy(cpus).scope():
+        model = sequence_model()
+        model.compile("sgd", "mse")
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"]).all()
+    saved = ranges(model)
+    assert len(saved) == 12 and all(np.isfinite(r).all() and r[2] == 1 for r in saved.values())
+    halves = [first([x[:4]]), first([x[4:]])]
+    lstm_inputs = next(v for path, v in saved.items() if "lstm" in path and path.endswith("inputs_range"))
+    np.testing.assert_array_equal(lstm_inputs, (halves[0] + halves[1]) / F(2))
