@@ -202,6 +202,11 @@ def _run_worker(spec, env):
     return json.loads(lines[-1])
 
 
+def _table_line(model, batch, times, ratios, mibs, path):
+    """One line of the section's table: the header's labels or a row's formatted figures."""
+    return f"  {model:<12} {batch:>5} " + " ".join(f"{c:>9}" for c in (*times, *ratios, *mibs)) + f"  {path}"
+
+
 def run(args):
     quick = bool(getattr(args, "quick", False))
     names = getattr(args, "models", None) or (QUICK_MODELS if quick else [m for m, _, _ in MODELS])
@@ -218,13 +223,14 @@ def run(args):
         f"{repeats} interleaved repeats, CPU path {path}, load average {load:.1f} at start"
     )
     print(
-        f"  {'model':<12} {'batch':>5} "
-        + " ".join(f"{v + ' ms':>9}" for v in variants)
-        + " "
-        + " ".join(f"{v + '/fp32':>9}" for v in multipliers)
-        + " "
-        + " ".join(f"{v + ' MiB':>9}" for v in variants)
-        + "  gemm path"
+        _table_line(
+            "model",
+            "batch",
+            [f"{v} ms" for v in variants],
+            [f"{v}/fp32" for v in multipliers],
+            [f"{v} MiB" for v in variants],
+            "gemm path",
+        )
     )
     rows = []
     for name, shape, default_batch in MODELS:
@@ -261,13 +267,14 @@ def run(args):
             }
             rows.append(row)
             print(
-                f"  {name:<12} {batch:>5} "
-                + " ".join(f"{row[v + '_ms']:>9.1f}" for v in variants)
-                + " "
-                + " ".join(f"{row[v + '_over_fp32']:>9.2f}" for v in multipliers)
-                + " "
-                + " ".join(f"{mem[v]:>9.1f}" for v in variants)
-                + f"  {row['cpu_gemm_path']}",
+                _table_line(
+                    name,
+                    batch,
+                    [f"{row[v + '_ms']:.1f}" for v in variants],
+                    [f"{row[v + '_over_fp32']:.2f}" for v in multipliers],
+                    [f"{mem[v]:.1f}" for v in variants],
+                    row["cpu_gemm_path"],
+                ),
                 flush=True,
             )
     return rows
