@@ -11,9 +11,10 @@ has its own running range, a non-trainable weight of the attention layer named
 ``<operand>_range``: the inputs of the projections (`query_projection`, `key_projection`,
 `value_projection`, `gate_projection` when use_gate, `output_projection`), the scaled query of
 the scores product (`score_query`) and the attention probabilities of the context product
-(`context_probabilities`). The right operands of the two attention products (keys, values)
-are calibrated by their own min/max, like a weight (the ops take a range for the left
-operand only).
+(`context_probabilities`); the right operands of the two attention products are activations
+too and keep theirs (`score_key`, `context_values`), each quantized per tensor with it
+(``weight_range``). With the other calibrations keys and values are calibrated like the
+weights of a projection (their own min/max, per tensor or per channel).
 """
 
 import keras
@@ -88,7 +89,8 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
         projections = ["query_projection", "key_projection", "value_projection"]
         if self._use_gate:
             projections.append("gate_projection")
-        return (*projections, "output_projection", "score_query", "context_probabilities")
+        return (*projections, "output_projection", "score_query", "score_key", "context_probabilities",
+                "context_values")  # fmt: skip
 
     def __init__(self, *args, flash_attention=None, **kwargs):
         if flash_attention:
@@ -110,6 +112,12 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
             projection.supports_jit = False
             if self._moving_average():
                 projection._range_of_input = self._input_range_function(range_name)
+
+    def _right_range(self, x, name):
+        """``weight_range=`` for an attention product's right operand (an activation) under a
+        moving-average calibration, else nothing (the op calibrates it like a weight)."""
+        value = self.input_range(x, name)
+        return {} if value is None else {"weight_range": value}
 
     def _input_range_function(self, name):
         # A plain function, not the layer: an attribute holding this layer would make the
@@ -153,6 +161,7 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
             transpose_b=True,
             **activation_kwargs,
             **range_kwargs(self, q32, "score_query"),
+            **self._right_range(k32, "score_key"),
         )
         # Keras's layout: [<batch and heads>, <query attention axes>, <key attention axes>].
         scores = tf.reshape(scores, tf.concat([q_shape[: nb + na], k_shape[nb : nb + na]], axis=0))
@@ -165,6 +174,7 @@ class AMMultiHeadAttention(AMLayer, keras.layers.MultiHeadAttention):
             tf.reshape(v32, tf.stack([-1, k_len, v.shape[-1]])),
             **activation_kwargs,
             **range_kwargs(self, probabilities, "context_probabilities"),
+            **self._right_range(v32, "context_values"),
         )
         out = tf.reshape(out, tf.concat([q_shape[:-1], [v.shape[-1]]], axis=0))
         out = tf.transpose(out, [order.index(i) for i in range(rank)])

@@ -154,6 +154,7 @@ def matmul(
     grad_weight_multiplier=None,
     quantization=None,
     input_range=None,
+    weight_range=None,
 ):
     """AM matrix product ``op(a) . op(b)`` with numpy batch broadcasting (rank >= 2).
 
@@ -166,11 +167,14 @@ def matmul(
     An integer multiplier (`approxtrain.multipliers.IntegerMultiplier` or its name) quantizes
     the operands as ``quantization`` (an `approxtrain.quant.QuantConfig`; None: its defaults)
     says, ``a`` the activation (its range may be given as ``input_range=(lo, hi)``) and ``b``
-    the weights, and multiplies their 8-bit codes through its table (docs/integer.md).
+    the weights (calibrated by their own min/max, or per tensor by ``weight_range=(lo, hi)``
+    when ``b`` is an activation with a running range, as attention's keys and values), and
+    multiplies their 8-bit codes through its table (docs/integer.md).
     """
     if (
         quantization is not None
         or input_range is not None
+        or weight_range is not None
         or any_integer(multiplier, grad_input_multiplier, grad_weight_multiplier)
     ):
         from approxtrain.quant import ops as quant_ops
@@ -185,6 +189,7 @@ def matmul(
             grad_weight_multiplier,
             quantization,
             input_range,
+            weight_range,
         )
     forward, grad_in, grad_w = resolve_three(multiplier, grad_input_multiplier, grad_weight_multiplier)
     a = float32_tensor(a, "matmul operand a")

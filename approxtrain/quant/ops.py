@@ -104,8 +104,8 @@ def resolve_rules(multiplier, grad_input_multiplier, grad_weight_multiplier, qua
     config = quant_config(quantization)
     if not isinstance(forward, IntegerMultiplier):
         raise ValueError(
-            f"{op}: quantization=, input_range= and integer grad multipliers need an integer forward multiplier "
-            f"(the backward reuses its quantized operands), got multiplier={describe(multiplier)!r}"
+            f"{op}: quantization=, input_range=, weight_range= and integer grad multipliers need an integer "
+            f"forward multiplier (the backward reuses its quantized operands), got multiplier={describe(multiplier)!r}"
         )
     return (
         forward,
@@ -129,8 +129,9 @@ def activation_params(x, config, signed, input_range, op):
     return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
 
 
-def weight_params(w, config, signed):
-    lo, hi = minmax(w, per_channel=config.granularity == "per_channel")
+def weight_params(w, config, signed, weight_range=None):
+    """QuantParams of the right operand: its own min/max (per tensor or channel), or the range given."""
+    lo, hi = minmax(w, per_channel=config.granularity == "per_channel") if weight_range is None else weight_range
     return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
 
 
@@ -165,8 +166,10 @@ def matmul(
     grad_weight_multiplier=None,
     quantization=None,
     input_range=None,
+    weight_range=None,
 ):
-    """``op(a) . op(b)`` through an integer multiplier (see the module doc); a is the activation."""
+    """``op(a) . op(b)`` through an integer multiplier (see the module doc); a is the activation.
+    weight_range=(lo, hi): b's range (per tensor) instead of its own min/max."""
     forward, config, rule_a, rule_b = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, "matmul"
     )
@@ -181,7 +184,7 @@ def matmul(
     if transpose_b:
         b = tf.linalg.matrix_transpose(b)
     pa = activation_params(a, config, forward.signed, input_range, "matmul")
-    pb = weight_params(b, config, forward.signed)
+    pb = weight_params(b, config, forward.signed, weight_range)
 
     @tf.custom_gradient
     def product(a, b):

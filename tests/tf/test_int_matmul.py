@@ -132,6 +132,25 @@ def test_input_range_is_used_as_given():
     np.testing.assert_array_equal(y, expected)
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_weight_range_is_used_as_given_per_tensor(signed):
+    """weight_range (an activation's running range for the right operand, as attention's keys)
+    replaces b's own min/max, per tensor even under per-channel granularity."""
+    a, b = operands(8)
+    m = ref.exact_multiplier(signed)
+    config = QuantConfig(granularity="per_channel")
+    y = ops.matmul(a, b, m, quantization=config, input_range=(-3.0, 5.0), weight_range=(-2.0, 1.5)).numpy()
+    pa, pb = ref.params(-3.0, 5.0, signed), ref.params(-2.0, 1.5, signed)
+    qa, qb = ref.quantize(a, pa), ref.quantize(b, pb)
+    expected = ref.table_matmul(qa, qb, pa[1], pb[1], m.products).astype(np.float32) * (pa[0] * pb[0]).astype(
+        np.float32
+    )
+    np.testing.assert_array_equal(y, expected)
+    assert not np.array_equal(y, ops.matmul(a, b, m, quantization=config, input_range=(-3.0, 5.0)).numpy())
+    with pytest.raises(ValueError, match=r"weight_range= .*need an integer forward multiplier.*got multiplier='mbm7'"):
+        ops.matmul(a, b, "mbm7", weight_range=(-2.0, 1.5))
+
+
 def test_long_sums_split_into_int32_safe_chunks(monkeypatch):
     """K = 70000 unsigned products of up to 255*255 overflow int32: the sum is split and done in int64."""
     rng = np.random.default_rng(8)

@@ -17,6 +17,8 @@ F = np.float32
 M = F(0.75)
 MOVING = QuantConfig(calibration="moving_average", momentum=0.75)
 ATTENTION_NAMES = ("query_projection", "key_projection", "value_projection", "score_query", "context_probabilities")
+# The ranges of the attention products' right operands, by the product (named by its left operand's range).
+RIGHT_NAMES = {"score_query": "score_key", "context_probabilities": "context_values"}
 
 
 @pytest.fixture(autouse=True)
@@ -24,15 +26,27 @@ def tmp_store(monkeypatch, tmp_path):
     monkeypatch.setenv("APPROXTRAIN_HOME", str(tmp_path))
 
 
+class _Calls(list):
+    """The left operands and their ranges; `.right`: the right operands and theirs, call by call."""
+
+    def clear(self):
+        super().clear()
+        self.right.clear()
+
+
 @pytest.fixture
 def products(monkeypatch):
     """Every approxtrain.ops.matmul call (the layers' products): (a, input_range) as NumPy."""
-    calls = []
+    calls = _Calls()
     real = approxtrain.ops.matmul
 
-    def spy(a, b, *args, input_range=None, **kwargs):
+    def spy(a, b, *args, input_range=None, weight_range=None, **kwargs):
         calls.append((np.asarray(a), None if input_range is None else tuple(float(v) for v in input_range)))
-        return real(a, b, *args, input_range=input_range, **kwargs)
+        right_operands.append((np.asarray(b), None if weight_range is None else tuple(float(v) for v in weight_range)))
+        return real(a, b, *args, input_range=input_range, weight_range=weight_range, **kwargs)
+
+    right_operands = []
+    calls.right = right_operands
 
     monkeypatch.setattr(approxtrain.ops, "matmul", spy)
     return calls
@@ -68,7 +82,7 @@ def test_attention_ranges_move_per_training_batch(products, multiplier, use_gate
     rng = np.random.default_rng(1)
     batches = [(rng.normal(0, s, size=(2, 5, 8)).astype(F), rng.normal(1, s, size=(2, 3, 6)).astype(F)) for s in (1, 3)]
     layer = layers.AMMultiHeadAttention(2, 4, multiplier=multiplier, quantization=MOVING, use_gate=use_gate)
-    names = attention_calls([None] * (7 if use_gate else 6), use_gate).keys()
+    names = [*attention_calls([None] * (7 if use_gate else 6), use_gate), *RIGHT_NAMES.values()]
     assert sorted(v.name for v in layer.non_trainable_weights) == sorted(f"{n}_range" for n in names)
 
     expected = {}
@@ -80,6 +94,13 @@ def test_attention_ranges_move_per_training_batch(products, multiplier, use_gate
             np.testing.assert_array_equal(state(layer, name), expected[name], err_msg=name)
             # the product was quantized with the moved range
             np.testing.assert_array_equal(used, expected[name][:2], err_msg=name)
+        right = attention_calls(products.right, use_gate)
+        for product, name in RIGHT_NAMES.items():  # the keys and values of the attention products
+            b, used = right[product]
+            expected[name] = first([b]) if step == 0 else moved(expected[name], [b])
+            np.testing.assert_array_equal(state(layer, name), expected[name], err_msg=name)
+            np.testing.assert_array_equal(used, expected[name][:2], err_msg=name)
+        assert all(right[n][1] is None for n in right if n not in RIGHT_NAMES)  # projections: weights
         calls = attention_calls(products, use_gate)
         for name in ("query_projection", "gate_projection"):
             if name in calls:
@@ -92,6 +113,10 @@ def test_attention_ranges_move_per_training_batch(products, multiplier, use_gate
     for name, (_, used) in attention_calls(products, use_gate).items():
         np.testing.assert_array_equal(state(layer, name), expected[name], err_msg=name)
         np.testing.assert_array_equal(used, expected[name][:2], err_msg=name)
+    right = attention_calls(products.right, use_gate)
+    for product, name in RIGHT_NAMES.items():
+        np.testing.assert_array_equal(state(layer, name), expected[name], err_msg=name)
+        np.testing.assert_array_equal(right[product][1], expected[name][:2], err_msg=name)
 
 
 def test_attention_inference_before_training_uses_each_batch_range(products):
@@ -245,7 +270,7 @@ def test_training_step_is_finite_and_keras_file_keeps_the_ranges(tmp_path):
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
     assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
     saved = ranges(model)
-    assert len(saved) == 2 + 7 + 3  # LSTM: inputs, recurrent; attention: 7; GRU: + reset_recurrent
+    assert len(saved) == 2 + 9 + 3  # LSTM: inputs, recurrent; attention: 9; GRU: + reset_recurrent
     assert all(r[2] == 1 and r[0] < r[1] for r in saved.values())
     model.predict(x, verbose=0)
     for path, value in ranges(model).items():
@@ -300,7 +325,7 @@ def test_mirrored_training_averages_the_replicas_ranges():
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
     saved = ranges(model)
-    assert len(saved) == 12 and all(np.isfinite(r).all() and r[2] == 1 for r in saved.values())
+    assert len(saved) == 14 and all(np.isfinite(r).all() and r[2] == 1 for r in saved.values())
     halves = [first([x[:4]]), first([x[4:]])]
     lstm_inputs = next(v for path, v in saved.items() if "lstm" in path and path.endswith("inputs_range"))
     np.testing.assert_array_equal(lstm_inputs, (halves[0] + halves[1]) / F(2))
