@@ -443,6 +443,20 @@ def _transposed_grads(dy, qx, px, qw, pw, geometry, rules, straight_through):
     return dx, dw
 
 
+def _static_output_shape(output_sizes, x, w, op):
+    """The transposed conv's output shape (a TensorShape); its spatial and channel sizes, x's and
+    w's must be static (the integer lowering is planned in Python)."""
+    from tensorflow.python.framework import tensor_util
+
+    out_shape = tensor_util.constant_value_as_shape(output_sizes)
+    if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
+        raise ValueError(
+            f"{op} with an integer multiplier needs static spatial and channel sizes, got input {x.shape}, "
+            f"filter {w.shape} and output shape {out_shape}"
+        )
+    return out_shape
+
+
 def conv2d_transpose(
     x, w, multiplier, output_sizes, attrs, grad_input_multiplier, grad_weight_multiplier, quantization, input_range, op
 ):
@@ -454,19 +468,12 @@ def conv2d_transpose(
     Gradients (module doc): dX the integer conv2d of dY by w, dW conv2d's filter gradient with x
     and dY exchanged; or straight-through / the float grad multipliers on the dequantized operands.
     """
-    from tensorflow.python.framework import tensor_util
-
     from approxtrain.ops import _conv_transpose
 
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    out_shape = tensor_util.constant_value_as_shape(output_sizes)
-    if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
-        raise ValueError(
-            f"{op} with an integer multiplier needs static spatial and channel sizes, got input {x.shape}, "
-            f"filter {w.shape} and output shape {out_shape}"
-        )
+    out_shape = _static_output_shape(output_sizes, x, w, op)
     kh, kw, out_channels, channels = w.shape.as_list()
     _, oh, ow, _ = out_shape.as_list()
     # The convolution this one transposes: from the output [N, OH, OW, O] to x's positions.
@@ -617,19 +624,12 @@ def conv3d_transpose(
     scaled.  attrs: a _conv3d.DepthAttrs; window: (strides, padding, dilations) as given.
     Gradients: per depth tap the 2-D transposed integer gradients (module doc), or
     straight-through / the float grad multipliers."""
-    from tensorflow.python.framework import tensor_util
-
     from approxtrain.ops import _conv3d
 
     forward, config, rule_x, rule_w = resolve_rules(
         multiplier, grad_input_multiplier, grad_weight_multiplier, quantization, op
     )
-    out_shape = tensor_util.constant_value_as_shape(output_sizes)
-    if not out_shape[1:].is_fully_defined() or not x.shape[1:].is_fully_defined() or not w.shape.is_fully_defined():
-        raise ValueError(
-            f"{op} with an integer multiplier needs static spatial and channel sizes, got input {x.shape}, "
-            f"filter {w.shape} and output shape {out_shape}"
-        )
+    out_shape = _static_output_shape(output_sizes, x, w, op)
     kd_, kh, kw, out_channels, channels = w.shape.as_list()
     _, od, oh, ow, _ = out_shape.as_list()
     depth = x.shape[1]

@@ -215,3 +215,23 @@ def test_3d_ste_gradients_are_float_gradients_of_dequantized_operands(transposed
     expected = run(native, *dq)
     for got, want in zip(ours, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "op, x_spec, w_shape, out_sizes",
+    [
+        ("conv2d_transpose", [2, None, None, 3], (3, 3, 4, 3), [2, 8, 8, 4]),
+        ("conv3d_transpose", [2, 3, None, None, 2], (3, 3, 3, 4, 2), [2, 6, 6, 8, 4]),
+    ],
+)
+def test_integer_transposed_convs_need_static_sizes(op, x_spec, w_shape, out_sizes):
+    """Traced with unknown spatial sizes, the integer lowering (planned in Python) cannot run:
+    the user sees which sizes are missing, never a float fallback."""
+    w = tf.constant(np.zeros(w_shape, F))
+
+    @tf.function(input_signature=[tf.TensorSpec(x_spec, tf.float32)])
+    def transposed(x):
+        return getattr(ops, op)(x, w, "mul8s_exact", out_sizes, strides=2, padding="SAME")
+
+    with pytest.raises(ValueError, match=rf"{op} with an integer multiplier needs static spatial and channel sizes"):
+        transposed.get_concrete_function()
