@@ -32,6 +32,25 @@ class KeptUnits:
         self.compact, self.kept, self.units = compact, kept, units
 
 
+def hands_on(layer):
+    """Whether an ApproxDropoutDense attaches its kept units in training: a row pattern drawn for
+    the whole batch, a float multiplier (rank-2 outputs only, checked when it runs)."""
+    dropout = layer.dropout
+    return (
+        dropout is not None
+        and dropout.rate > 0.0
+        and dropout.pattern == "row"
+        and dropout.group_size is None
+        and takes(layer)
+    )
+
+
+def takes(layer):
+    """Whether an AM Dense multiplies a row-dropped input's kept units only: with a float
+    multiplier (an integer one quantizes the whole tensor)."""
+    return not layer.am_multipliers.integer
+
+
 def attach(full, compact, kept, units):
     """Marks `full` [rows, units] as the spread of `compact` [rows, kept] at the indices `kept`."""
     setattr(full, _ATTRIBUTE, KeptUnits(compact, kept, units))

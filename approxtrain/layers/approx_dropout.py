@@ -184,7 +184,7 @@ class ApproxDropoutDense(AMDense):
         a row-dropped layer (`_kept_units`): then only its kept units enter the product. A
         rank-2 result carries its compact values for the next layer.
         """
-        stash = None if self.am_multipliers.integer else kept_units.of(inputs, kernel.shape[0])
+        stash = kept_units.of(inputs, kernel.shape[0]) if kept_units.takes(self) else None
         if stash is None:
             rows, kernel_rows = tf.reshape(x, [-1, x.shape[-1]]), kernel
         else:
@@ -197,7 +197,7 @@ class ApproxDropoutDense(AMDense):
             y = kept_units.poison(y, stash, kernel, columns=kept)
         compact = self._finish(y, kept)
         full = self._unflatten(patterns.spread(compact[None], kept[None], self.units)[0], x)
-        if x.shape.rank == 2 and not self.am_multipliers.integer:
+        if x.shape.rank == 2 and kept_units.hands_on(self):
             kept_units.attach(full, compact, kept, self.units)
         return full
 

@@ -55,7 +55,7 @@ class AMDense(AMLayer, keras.layers.Dense):
     quantized_inputs = ("inputs",)
 
     def call(self, inputs, training=None):
-        stash = kept_units.of(inputs, self.kernel.shape[0]) if training and not self.am_multipliers.integer else None
+        stash = kept_units.of(inputs, self.kernel.shape[0]) if training and kept_units.takes(self) else None
         if stash is not None:  # after a row-dropped layer: its dropped units cost no multiply here either
             compact, rows = kept_units.inputs(stash, self.kernel)
             y = kept_units.poison(dense_matmul(self, compact, rows, bound_rank=1), stash, self.kernel)

@@ -79,6 +79,7 @@ def dropout_report(model):
     Dense right after a row pattern drawn for the whole batch skips its dropped inputs too
     (approxtrain/layers/_kept_units.py). 0.0 for a model without approximate dropout."""
     from approxtrain.layers import AMDense, ApproxDropoutDense
+    from approxtrain.layers import _kept_units as kept_units
 
     layers, macs, performed = [], 0, 0.0
     for layer in model.layers:
@@ -87,15 +88,11 @@ def dropout_report(model):
         n_in, units = (int(d) for d in layer.kernel.shape)
         share = _kept_share(layer) if isinstance(layer, ApproxDropoutDense) else 1.0
         producer = _producer(layer)
-        integer = isinstance(layer, AMDense) and layer.am_multipliers.integer
         if (
             isinstance(layer, AMDense)
-            and not integer
+            and kept_units.takes(layer)
             and isinstance(producer, ApproxDropoutDense)
-            and producer.dropout is not None
-            and producer.dropout.pattern == "row"
-            and producer.dropout.group_size is None
-            and not producer.am_multipliers.integer
+            and kept_units.hands_on(producer)
         ):
             share *= _kept_share(producer)
         layers.append({"layer": layer.name, "macs": n_in * units, "kept": share})
