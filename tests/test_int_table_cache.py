@@ -4,8 +4,9 @@ upload per (device, table content), the 16/32-bit width, least-recently-used evi
 uploads not cached, one upload under concurrent callers."""
 
 import shutil
-import subprocess
 from pathlib import Path
+
+from native_build import build_and_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +15,7 @@ def test_int_table_cache_host_checks(tmp_path):
     compiler = shutil.which("c++") or shutil.which("g++")
     assert compiler, "a C++ compiler (c++ or g++) is needed to build the native parts and this check"
     exe = tmp_path / "int_table_cache_check"
-    build = subprocess.run(
+    stdout = build_and_run(
         [
             compiler,
             "-std=c++17",
@@ -28,11 +29,6 @@ def test_int_table_cache_host_checks(tmp_path):
             "-o",
             str(exe),
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        exe,
     )
-    assert build.returncode == 0, build.stderr[-4000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-4000:]
-    assert run.stdout.strip() == "all int table cache checks passed"
+    assert stdout.strip() == "all int table cache checks passed"
