@@ -1,6 +1,8 @@
 """Per-multiply energy of each multiplier, with its source (docs/multipliers.md, "Energy and area").
 
-A multiplier without a sourced figure has none: its energy is reported as null, never guessed.
+Figures are published (fp32, fp16m) or estimates built from published 45 nm component figures
+by a stated rule (labelled `estimate`); a multiplier with neither (a user's, unless given
+`--energy-pj`) has none: its energy is reported as null, never guessed.
 Every sum is a float32 addition whatever the multiplier (docs/design.md, "Accumulation"), so the
 accumulate energy is the fp32 add's for all of them.
 """
@@ -27,6 +29,49 @@ FIGURES = {
     ),
     "bf16_trunc": (_BF16_PJ, True, "estimate: as bf16 (an 8x8-bit significand product, truncated result)"),
 }
+
+# The logarithmic and truncating multipliers have no published per-multiply energy at these
+# significand widths; their estimates are built from the same 45 nm figures by what the circuit
+# does on a normalised float significand (no leading-one detector or shifter is needed there).
+ADD_PJ_PER_BIT = 0.03 / 8  # 8-bit integer add 0.03 pJ (32-bit: 0.1 pJ, 0.0031 per bit), Horowitz
+EXPONENT_BITS = 8
+
+
+def _adder_pj(bits):
+    return round(bits * ADD_PJ_PER_BIT, 4)
+
+
+def _log_multiplier_figures():
+    """mitchellM: one M-bit fraction add and the 8-bit exponent add; mbmM adds its correction
+    constant with a second M-bit add (mbm5, mbm7; mbm1 and mbm3 have none); drumK: a K x K
+    significand multiplier, fp16's multiply scaled by (K/11)^2 as bf16's is."""
+    figures = {}
+    for m in (1, 3, 5, 7):
+        figures[f"mitchell{m}"] = (
+            _adder_pj(m + EXPONENT_BITS),
+            True,
+            f"estimate: a {m}-bit fraction add plus the {EXPONENT_BITS}-bit exponent add, at the 8-bit integer "
+            f"add's 0.03 pJ / 8 bits (Horowitz ISSCC 2014, 45 nm)",
+        )
+        corrected = m >= 5
+        figures[f"mbm{m}"] = (
+            _adder_pj((2 * m if corrected else m) + EXPONENT_BITS),
+            True,
+            f"estimate: Mitchell's {m}-bit fraction add"
+            + (f", a second {m}-bit add for the bias correction," if corrected else " (no correction at this width)")
+            + f" plus the {EXPONENT_BITS}-bit exponent add, at 0.03 pJ / 8 bits (Horowitz ISSCC 2014, 45 nm)",
+        )
+    for k in (4, 5, 6):
+        figures[f"drum{k}"] = (
+            round(1.1 * (k / 11) ** 2, 3),
+            True,
+            f"estimate: fp16 multiply 1.1 pJ (Horowitz ISSCC 2014, 45 nm) x ({k}/11)^2, a {k}x{k}-bit "
+            "significand product",
+        )
+    return figures
+
+
+FIGURES.update(_log_multiplier_figures())
 SIDECAR_SUFFIX = ".energy.json"
 
 

@@ -266,7 +266,11 @@ def test_profile_counts_the_real_tensors_and_leaves_weights_alone(monkeypatch, t
     assert report["layers"][1]["forward"]["zero_operand"] == zero2
     fwd = hidden["forward"]
     assert fwd["energy_pj"]["fp32"] == pytest.approx({"dense": 120 * 4.6, "zero_skipping": (120 - zero) * 4.6})
-    assert fwd["energy_pj"]["mbm7"] is None  # no sourced figure: no number
+    # mbm7's figure is an estimate: a 7-bit fraction add, a 7-bit correction add and the 8-bit
+    # exponent add at 0.03 pJ per 8 bits, plus the fp32 accumulate.
+    assert fwd["energy_pj"]["mbm7"] == pytest.approx(
+        {"dense": 120 * (22 * 0.03 / 8 + 0.9), "zero_skipping": (120 - zero) * (22 * 0.03 / 8 + 0.9)}
+    )
     from approxtrain.cost import output
 
     output.check_schema(json.loads(json.dumps(report)))
@@ -327,8 +331,38 @@ def test_energy_pj_of_a_user_multiplier(tmp_path, monkeypatch, capsys):
     assert main(["multipliers", "add", "ex5", str(c), "--mantissa-bits", "4", "--energy-pj", "-1"]) == 2
     assert "--energy-pj must be a positive number of picojoules, got -1.0" in capsys.readouterr().err
     assert main(["multipliers", "remove", "ex4"]) == 0
-    assert energy.figure("ex4") is None and energy.figure("mitchell7") is None
+    assert energy.figure("ex4") is None  # a user multiplier without --energy-pj: no number
     assert energy.figure("fp32")["multiply_pj"] == 3.7
+
+
+@pytest.mark.parametrize(
+    "name, pj",
+    [
+        ("mitchell1", 9 * 0.03 / 8),
+        ("mitchell7", 15 * 0.03 / 8),
+        ("mbm3", 11 * 0.03 / 8),  # no correction below mbm5
+        ("mbm5", 18 * 0.03 / 8),
+        ("mbm7", 22 * 0.03 / 8),
+        ("drum4", 1.1 * 16 / 121),
+        ("drum6", 1.1 * 36 / 121),
+        ("bf16", 1.1 * 64 / 121),
+    ],
+)
+def test_every_shipped_float_multiplier_has_a_labelled_estimate(name, pj):
+    from approxtrain.cost import energy
+
+    fig = energy.figure(name)
+    assert fig["multiply_pj"] == pytest.approx(pj, abs=6e-4)
+    assert fig["estimate"] is True and fig["source"].startswith("estimate: ") and "Horowitz" in fig["source"]
+    assert fig["accumulate_pj"] == 0.9
+
+
+def test_every_shipped_float_multiplier_has_a_figure():
+    from approxtrain.cost import energy
+    from approxtrain.multipliers import registry
+
+    floats = [n for n in registry.shipped_names() if registry.describe(n)["type"] != "integer"]
+    assert floats and all(energy.figure(n) is not None for n in floats)
 
 
 def test_cost_of_a_run_folder_uses_its_last_checkpoint(tmp_path, monkeypatch, capsys):
