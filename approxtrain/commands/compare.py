@@ -135,7 +135,7 @@ def variant_settings(args, kind, values):
     sparsity, channels = values
     return settings.chase_settings(
         sparsity, args.channel_sparsity or 0.0 if channels is None else channels, args.dst_end,
-        args.dst_update_every, args.drop_fraction, args.sparse_init, args.epochs,
+        args.dst_update_every, args.drop_fraction, args.sparse_init, args.epochs, exploration=args.dst_exploration,
     )  # fmt: skip
 
 

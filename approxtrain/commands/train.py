@@ -136,6 +136,13 @@ def add_sparsity_arguments(p):
         help="per-layer density of the sparse start: Erdos-Renyi-Kernel (default, as Chase and RigL) or uniform",
     )
     g.add_argument(
+        "--dst-exploration",
+        choices=("layer", "global"),
+        default="layer",
+        help="Chase's prune-and-grow: per layer at its density (default, RigL) or one global ranking "
+        "(Chase's official code)",
+    )
+    g.add_argument(
         "--approx-dropout",
         choices=("row", "tile"),
         help="approximate random dropout on the hidden Dense layers (lenet300100, lenet5)",
@@ -195,6 +202,7 @@ def sparsity_from_args(args, epochs=None):
             args.drop_fraction,
             args.sparse_init,
             epochs,
+            exploration=args.dst_exploration,
         )
     return None
 

@@ -14,6 +14,9 @@ DISTRIBUTIONS = ("uniform", "erk")
 CHANNEL_SCORES = ("umm", "active_mean")
 CHANNEL_SCOPES = ("global", "layer")
 EXPLORATIONS = ("layer", "global")
+# Chase's channel and exploration rules as defaults; a run's settings record them (settings.py),
+# so a later change of a default never changes a resumed run.
+RULE_DEFAULTS = {"channel_score": "umm", "channel_scope": "global", "min_channels": 0.5, "exploration": "layer"}
 
 
 def channel_scores(magnitude, mask, criterion="umm"):
@@ -125,8 +128,9 @@ class Chase(MaskedTraining):
     channel_masks_used = True
 
     def __init__(self, sparsity, channel_sparsity=0.0, update_every=100, end=None, drop_fraction=0.3,
-                 distribution="erk", seed=0, channel_score="umm", channel_scope="global",
-                 min_channels=0.5, exploration="layer"):  # fmt: skip
+                 distribution="erk", seed=0, channel_score=RULE_DEFAULTS["channel_score"],
+                 channel_scope=RULE_DEFAULTS["channel_scope"], min_channels=RULE_DEFAULTS["min_channels"],
+                 exploration=RULE_DEFAULTS["exploration"]):  # fmt: skip
         super().__init__()
         if exploration not in EXPLORATIONS:
             raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, got {exploration!r}")

@@ -3,18 +3,31 @@
     {"method": "prune", "target": 0.9, "schedule": "gradual", "start": 0.0, "end": 5.0,
      "every": None, "scope": "layer"}
     {"method": "chase", "sparsity": 0.9, "channel_sparsity": 0.3, "end": 7.5,
-     "update_every": None, "drop_fraction": 0.3, "distribution": "erk"}
+     "update_every": None, "drop_fraction": 0.3, "distribution": "erk", "exploration": "layer",
+     "channel_score": "umm", "channel_scope": "global", "min_channels": 0.5}
 
 start/end are EPOCHS here (floats; the callbacks count optimizer steps: end epochs =
 round(end * steps_per_epoch) steps); every/update_every are steps, None = a default from the
-steps per epoch (10 pruning updates, 4 prune-and-grow updates per epoch).
+steps per epoch (10 pruning updates, 4 prune-and-grow updates per epoch). Chase's rule keys
+(exploration, channel_score, channel_scope, min_channels) were added later: settings without them
+(older run folders) read as chase.RULE_DEFAULTS, the rules those runs trained with.
 """
 
 import math
 
 METHODS = ("prune", "chase")
 PRUNE_KEYS = ("method", "target", "schedule", "start", "end", "every", "scope")
-CHASE_KEYS = ("method", "sparsity", "channel_sparsity", "end", "update_every", "drop_fraction", "distribution")
+CHASE_RULES = ("exploration", "channel_score", "channel_scope", "min_channels")
+CHASE_KEYS = (
+    "method",
+    "sparsity",
+    "channel_sparsity",
+    "end",
+    "update_every",
+    "drop_fraction",
+    "distribution",
+    *CHASE_RULES,
+)
 
 
 def check_fraction(what, value, upper_inclusive=False, lower_inclusive=True):
@@ -43,11 +56,16 @@ def check_epochs(what, value):
 
 
 def validate(settings, epochs):
-    """`settings` (TrainConfig.sparsity) checked for a run of `epochs`; returns it unchanged."""
+    """`settings` (TrainConfig.sparsity) checked for a run of `epochs`; returns them, Chase's
+    rule keys filled in where older settings lack them."""
     if settings is None:
         return None
     if not isinstance(settings, dict) or settings.get("method") not in METHODS:
         raise ValueError(f"sparsity settings must be a dict with method 'prune' or 'chase', got {settings!r}")
+    if settings["method"] == "chase":
+        from approxtrain.sparsity.chase import RULE_DEFAULTS
+
+        settings = {**{k: RULE_DEFAULTS[k] for k in CHASE_RULES}, **settings}
     keys = PRUNE_KEYS if settings["method"] == "prune" else CHASE_KEYS
     unknown, missing = sorted(set(settings) - set(keys)), sorted(set(keys) - set(settings))
     if unknown or missing:
@@ -67,7 +85,7 @@ def validate(settings, epochs):
         if settings["every"] is not None:
             check_steps("--prune-every", settings["every"], minimum=1)
     else:
-        from approxtrain.sparsity.chase import DISTRIBUTIONS
+        from approxtrain.sparsity.chase import CHANNEL_SCOPES, CHANNEL_SCORES, DISTRIBUTIONS, EXPLORATIONS
 
         check_fraction("--sparsity", settings["sparsity"], lower_inclusive=False)
         check_fraction("--channel-sparsity", settings["channel_sparsity"])
@@ -81,6 +99,14 @@ def validate(settings, epochs):
             raise ValueError(
                 f"--sparse-init must be one of {', '.join(DISTRIBUTIONS)}, got {settings['distribution']!r}"
             )
+        for key, flag, choices in (
+            ("exploration", "--dst-exploration", EXPLORATIONS),
+            ("channel_score", "channel_score", CHANNEL_SCORES),
+            ("channel_scope", "channel_scope", CHANNEL_SCOPES),
+        ):
+            if settings[key] not in choices:
+                raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {settings[key]!r}")
+        check_fraction("min_channels", settings["min_channels"], upper_inclusive=True)
     return settings
 
 
@@ -99,12 +125,19 @@ def prune_settings(target, schedule="gradual", start=None, end=None, every=None,
 
 
 def chase_settings(sparsity, channel_sparsity=0.0, end=None, update_every=None, drop_fraction=0.3,
-                   distribution="erk", epochs=1):  # fmt: skip
-    """TrainConfig.sparsity for Chase; updates stop at `end` epochs (default 3/4 of `epochs`, as RigL)."""
+                   distribution="erk", epochs=1, **rules):  # fmt: skip
+    """TrainConfig.sparsity for Chase; updates stop at `end` epochs (default 3/4 of `epochs`, as RigL).
+    `rules`: any of CHASE_RULES (default chase.RULE_DEFAULTS), recorded so a resume uses them."""
+    from approxtrain.sparsity.chase import RULE_DEFAULTS
+
+    unknown = sorted(set(rules) - set(CHASE_RULES))
+    if unknown:
+        raise TypeError(f"chase_settings: unknown rule(s) {unknown}; choose from {list(CHASE_RULES)}")
     return {
         "method": "chase", "sparsity": sparsity, "channel_sparsity": channel_sparsity,
         "end": 0.75 * epochs if end is None else end, "update_every": update_every,
         "drop_fraction": drop_fraction, "distribution": distribution,
+        **{k: rules.get(k, RULE_DEFAULTS[k]) for k in CHASE_RULES},
     }  # fmt: skip
 
 
@@ -137,6 +170,7 @@ def make_callback(settings, steps_per_epoch, seed=0):
         drop_fraction=settings["drop_fraction"],
         distribution=settings["distribution"],
         seed=seed,
+        **{k: settings[k] for k in CHASE_RULES},
     )
 
 

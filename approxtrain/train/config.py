@@ -80,7 +80,7 @@ class TrainConfig:
         if self.sparsity is not None:
             from approxtrain.sparsity.settings import validate
 
-            validate(self.sparsity, self.epochs)
+            self.sparsity = validate(self.sparsity, self.epochs)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -87,7 +87,8 @@ def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
     res = results(out)
     assert res["settings"]["sparsity"] == {
         "method": "chase", "sparsity": 0.8, "channel_sparsity": 0.25, "end": 1.5, "update_every": 1,
-        "drop_fraction": 0.3, "distribution": "erk",
+        "drop_fraction": 0.3, "distribution": "erk", "exploration": "layer", "channel_score": "umm",
+        "channel_scope": "global", "min_channels": 0.5,
     }  # fmt: skip
     assert res["sparsity"]["settings"] == res["settings"]["sparsity"]
     model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
@@ -129,6 +130,34 @@ def test_sparsity_flags_round_trip_into_results_and_model_keras(tmp_path):
 
 
 @needs_fashion
+def test_chase_rules_are_recorded_and_older_settings_read_as_the_defaults():
+    from approxtrain.sparsity import settings
+    from approxtrain.sparsity.chase import Chase
+    from approxtrain.train.config import TrainConfig
+
+    recorded = settings.chase_settings(0.9, 0.3, epochs=4, exploration="global")
+    assert recorded["exploration"] == "global" and recorded["channel_score"] == "umm"
+    callback = settings.make_callback(recorded, steps_per_epoch=10)
+    assert isinstance(callback, Chase) and callback.exploration == "global"
+    assert (callback.channel_score, callback.channel_scope, callback.min_channels) == ("umm", "global", 0.5)
+    # A run folder written before the rules were recorded: its settings lack the four keys.
+    older = {k: v for k, v in recorded.items() if k not in settings.CHASE_RULES}
+    config = TrainConfig(model="lenet5", dataset="fashion_mnist", out="unused", sparsity=older)
+    assert config.sparsity == {**recorded, "exploration": "layer"}
+    with pytest.raises(ValueError, match="--dst-exploration must be one of layer, global, got 'wide'"):
+        settings.validate({**recorded, "exploration": "wide"}, 4)
+    with pytest.raises(ValueError, match="min_channels must be a fraction"):
+        settings.validate({**recorded, "min_channels": 2}, 4)
+    with pytest.raises(TypeError, match=r"unknown rule\(s\) \['beta'\]"):
+        settings.chase_settings(0.9, beta=0.5)
+
+
+def test_dst_exploration_flag_reaches_the_recorded_settings(tmp_path):
+    out = str(tmp_path / "chase")
+    assert cli.main(["train", *SMALL, *CHASE, "--dst-exploration", "global", "--epochs", "1", "--out", out]) == 0
+    assert results(out)["settings"]["sparsity"]["exploration"] == "global"
+
+
 def test_approx_dropout_flags_become_model_options_and_are_recorded(tmp_path, capsys):
     out = str(tmp_path / "drop")
     argv = ["train", *SMALL, "--epochs", "1", "--approx-dropout", "tile", "--dropout-rate", "0.25", "--out", out]
