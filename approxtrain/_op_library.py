@@ -12,7 +12,7 @@ never the working directory.
 import os
 import threading
 
-from approxtrain._native import PACKAGE_DIR, REBUILD_COMMAND, rebuild_hint
+from approxtrain._native import PACKAGE_DIR, REBUILD_COMMAND, rebuild_hint  # noqa: F401 - REBUILD_COMMAND re-exported
 
 LIBRARY_FILE = "_approxtrain_ops.so"
 STAMP_FILE = "_approxtrain_ops.tf_version"

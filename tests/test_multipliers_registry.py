@@ -8,7 +8,7 @@ import pytest
 
 import amsim_reference as ref
 from approxtrain import core, multipliers
-from approxtrain.multipliers import Multiplier, ModelError, registry, table_file
+from approxtrain.multipliers import Multiplier, registry, table_file
 from store_helpers import registry_files
 
 MODELS = Path(__file__).resolve().parents[1] / "multipliers"

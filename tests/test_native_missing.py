@@ -65,7 +65,7 @@ def test_missing_core_imports_and_first_use_names_file_and_command(tmp_path):
             at.core.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), m)
         except ImportError as e:
             print(type(e).__name__ + ": " + str(e))
-        """
+        """  # noqa: UP031 - the script's own braces stay literal
         % str(tree),
         tmp_path,
     )

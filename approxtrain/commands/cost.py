@@ -5,7 +5,6 @@ weight gradient), the dense products, those with a zero operand, and the outer-p
 dataflow's redundant products; with energy per multiplier (docs/cost.md).
 """
 
-import json
 import sys
 
 

@@ -24,7 +24,7 @@ import fcntl
 import os
 import re
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from . import builder, integer_builder, integer_formats, integer_table_file, python_model, table_file, table_formats
@@ -57,7 +57,7 @@ def cache_dir():
     return home() / "cache" / "tables"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_specs(source_dir):
     """{name: (ModelSpec, source digest)} declared by the C files of source_dir."""
     specs = {}
@@ -259,7 +259,9 @@ def _shipped_table_path(name):
         cached.parent.mkdir(parents=True, exist_ok=True)
         _write_shipped(cached, spec, digest, table)
     except OSError as e:
-        warnings.warn(f"cannot cache the table of {name!r} in {cached.parent} ({e}); keeping it in memory")
+        warnings.warn(
+            f"cannot cache the table of {name!r} in {cached.parent} ({e}); keeping it in memory", stacklevel=2
+        )
         if spec.is_integer:
             _in_memory[name] = integer_table_file.multiplier_of(_header(spec, digest), table)
         else:

@@ -36,7 +36,7 @@ def is_plain(attrs, groups):
     return groups == 1 and tuple(attrs.dilations) == (1, 1, 1, 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onednn_enabled():
     """Whether TF's oneDNN CPU kernels are on (read once, at TF import, from TF_ENABLE_ONEDNN_OPTS
     and the CPU). Unknown counts as off: the portable formulation works everywhere."""
@@ -125,7 +125,7 @@ def portable_input_grad(input_sizes, w, dy, attrs, groups):
     up = _upsample(_upsample(dy, 1, sh), 2, sw)
     spans = ((input_sizes[1], kh, dh, sh, before[0]), (input_sizes[2], kw, dw, sw, before[1]))
     lead, begin, size = [], [0], [-1]
-    for axis, (length, k, d, s, pad_before) in zip((1, 2), spans):
+    for axis, (length, k, d, _stride, pad_before) in zip((1, 2), spans):
         reach = (k - 1) * d
         front = reach - pad_before  # zeros in front of dy's first row (< 0: crop)
         back = length + reach - front - tf.shape(up)[axis]  # zeros after the last row (< 0: crop)

@@ -7,8 +7,6 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
-from approxtrain.multipliers import Multiplier  # noqa: E402
-import amsim_reference as ref  # noqa: E402
 from _compare import BF16  # noqa: E402
 
 

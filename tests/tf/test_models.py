@@ -150,7 +150,10 @@ def test_resnet_depths():
 def test_stem_choice_changes_the_resolution():
     cifar = models.build("resnet18", (32, 32, 3), 10, width=2, stem="cifar")
     imagenet = models.build("resnet18", (32, 32, 3), 10, width=2, stem="imagenet")
-    last = lambda m: [l for l in m.layers if isinstance(l, keras.layers.GlobalAveragePooling2D)][0].input.shape
+
+    def last(m):
+        return [la for la in m.layers if isinstance(la, keras.layers.GlobalAveragePooling2D)][0].input.shape
+
     assert last(cifar)[1:3] == (4, 4) and last(imagenet)[1:3] == (1, 1)
 
 

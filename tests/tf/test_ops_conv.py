@@ -13,10 +13,10 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import amsim_reference as ref  # noqa: E402
-from _compare import (
+from _compare import (  # noqa: E402
     assert_bits_equal,
     assert_close_to_native,
-    bf16_values,  # noqa: E402
+    bf16_values,
     conv2d_exact_with_bounds,
 )
 
