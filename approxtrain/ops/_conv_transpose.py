@@ -149,6 +149,30 @@ def _output_sizes(x, w, output_shape, what):
     return sizes
 
 
+def _check_transposes(x, w, sizes, attrs, what):
+    """The convolution a transposed conv is the input gradient of must map output_shape back to
+    x's spatial shape (TensorFlow's own kernels refuse otherwise); checked where shapes are static."""
+    static = tf.get_static_value(sizes)
+    spatial = x.shape[1:3].as_list()
+    if static is None or None in spatial or None in w.shape[:2].as_list():
+        return
+    got = []
+    for axis, (size, k) in enumerate(zip(static[1:3], w.shape[:2].as_list())):
+        s, d = attrs.strides[1 + axis], attrs.dilations[1 + axis]
+        extent = (k - 1) * d + 1
+        if attrs.padding == "SAME":
+            got.append(-(-int(size) // s))
+        else:
+            pads = sum(attrs.explicit_paddings[2 + 2 * axis : 4 + 2 * axis]) if attrs.padding == "EXPLICIT" else 0
+            got.append((int(size) + pads - extent) // s + 1)
+    if got != spatial:
+        raise ValueError(
+            f"{what}: output_shape {[int(v) for v in static]} is not the transpose of input {tuple(x.shape)}: "
+            f"the convolution of that shape by a {tuple(w.shape[:2])} filter (strides {attrs.strides[1:3]}, "
+            f"padding {attrs.padding}) gives spatial {tuple(got)}, not {tuple(spatial)}"
+        )
+
+
 def conv2d_transpose(
     x,
     w,
@@ -176,6 +200,7 @@ def conv2d_transpose(
     require_rank(w, (4,), "conv2d_transpose filter w [KH, KW, O, C]")
     sizes = _output_sizes(x, w, output_shape, "conv2d_transpose")
     attrs = _conv.conv_attrs(strides, padding, dilations)
+    _check_transposes(x, w, sizes, attrs, "conv2d_transpose")
     if integer:  # quantized, through the integer table (docs/integer.md)
         from approxtrain.quant import ops as quant_ops
 

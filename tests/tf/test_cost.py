@@ -536,3 +536,195 @@ def test_counting_step_trains_as_a_plain_compiled_step():
     for a, b in zip(plain.weights, counted.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert all(not np.array_equal(a, b.numpy()) for a, b in zip(initial, counted.trainable_weights))  # it trained
+
+
+# ------------------------------------------------ transposed and separable convolution layers
+
+
+def _identity_front(x_shape):
+    """A 1x1 conv with identity kernel and zero bias: the next layer's input equals the batch
+    exactly, and Keras computes that layer's input gradient (it is not the model input)."""
+    import keras
+
+    c = x_shape[-1]
+    conv = keras.layers.Conv2D(c, 1, name="id", use_bias=False)
+    conv.build((None, *x_shape[1:]))
+    conv.kernel.assign(np.eye(c, dtype=np.float32)[None, None])
+    return conv
+
+
+def _gradient_of_output(model, layer_name, x, y):
+    """(layer input, layer output, d loss / d output) as the counting step's loss sees them."""
+    import keras
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        h = tf.convert_to_tensor(x)
+        for layer in model.layers:
+            h_in = h
+            h = layer(h, training=True)
+            if layer.name == layer_name:
+                u, z = h_in, h
+        loss = keras.losses.SparseCategoricalCrossentropy()(y, h)
+    return u.numpy(), z.numpy(), tape.gradient(loss, z).numpy()
+
+
+def _landing(u_hw, k_hw, z_hw, strides, padding):
+    """{(i, j, a, b): (r, s) or None}: where input position (i, j) under tap (a, b) lands in the
+    transposed conv's output, read off TensorFlow's own op on one-hot tensors."""
+    import tensorflow as tf
+
+    where = {}
+    for i, j, a, b in itertools.product(range(u_hw[0]), range(u_hw[1]), range(k_hw[0]), range(k_hw[1])):
+        u = np.zeros((1, *u_hw, 1), np.float32)
+        w = np.zeros((*k_hw, 1, 1), np.float32)
+        u[0, i, j, 0], w[a, b, 0, 0] = 1, 1
+        z = tf.nn.conv2d_transpose(u, w, (1, *z_hw, 1), (1, *strides, 1), padding.upper()).numpy()[0, ..., 0]
+        hits = np.argwhere(z != 0)
+        where[(i, j, a, b)] = tuple(hits[0]) if len(hits) else None
+    return where
+
+
+@pytest.mark.parametrize(
+    "strides,padding,output_padding,multiplier,kernel",
+    [
+        ((2, 2), "same", None, None, (3, 2)),
+        ((2, 1), "valid", None, None, (3, 2)),
+        ((2, 2), "same", (1, 1), "bf16", (3, 3)),
+    ],
+)
+def test_conv2d_transpose_counts_match_every_product(strides, padding, output_padding, multiplier, kernel):
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+    from approxtrain import layers as am
+
+    rng = np.random.default_rng(sum(strides))
+    x = sparse(rng, (2, 3, 4, 3), 0.6)
+    # TensorFlow's oneDNN kernel rejects this output_padding shape: the AM twin (counted the same) runs it.
+    kind, extra = (
+        (keras.layers.Conv2DTranspose, {}) if multiplier is None else (am.AMConv2DTranspose, {"multiplier": multiplier})
+    )
+    tc = kind(2, kernel, strides, padding, output_padding=output_padding, name="tc", **extra)
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), _identity_front(x.shape), tc, keras.layers.ReLU(), keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    tc.kernel.assign(sparse(rng, tuple(tc.kernel.shape), 0.6))
+    y = np.array([0, 2], "int32")
+    u, z, dz = _gradient_of_output(model, "tc", x, y)
+    assert np.array_equal(u, x)
+    w = tc.kernel.numpy()  # [KH, KW, filters, C]
+    land = _landing(u.shape[1:3], w.shape[:2], z.shape[1:3], strides, padding)
+    fwd = [0, 0]
+    gi = [0, 0]
+    gw = [0, 0]
+    for (i, j, a, b), pos in land.items():
+        for n, c, f in itertools.product(range(u.shape[0]), range(u.shape[3]), range(w.shape[2])):
+            uv, wv = u[n, i, j, c], w[a, b, f, c]
+            dv = 0 if pos is None else dz[n, pos[0], pos[1], f]
+            if pos is not None:  # forward: a product onto no output position is never formed
+                fwd[0] += 1
+                fwd[1] += uv != 0 and wv != 0
+            gi[0] += 1  # dU: every tap of every input position, dZ padded with zeros
+            gi[1] += dv != 0 and wv != 0
+            gw[0] += 1
+            gw[1] += dv != 0 and uv != 0
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    entry = next(e for e in cost.profile(model, ds)["layers"] if e["name"] == "tc")
+    assert entry["type"] == "conv2d_transpose"
+    for phase, (macs, nonzero) in (("forward", fwd), ("grad_input", gi), ("grad_weight", gw)):
+        got = entry[phase]
+        assert (got["macs"], got["macs"] - got["zero_operand"]) == (macs, nonzero), phase
+        assert got["valid"] == got["macs"] - got["zero_operand"] and got["cartesian"] >= got["valid"]
+
+
+def test_conv1d_transpose_first_layer_counts_no_input_gradient():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    rng = np.random.default_rng(4)
+    x = sparse(rng, (2, 5, 3), 0.7)
+    model = keras.Sequential(
+        [keras.Input((5, 3)), keras.layers.Conv1DTranspose(2, 3, strides=2, name="t1"), keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([1, 0], "int32"))).batch(2)
+    entry = cost.profile(model, ds)["layers"][0]
+    assert entry["name"] == "t1" and entry["type"] == "conv1d_transpose"
+    # valid padding: every input position lands under every tap, so forward counts all of them.
+    assert entry["forward"]["macs"] == 2 * 5 * 3 * 3 * 2
+    zero = sum(
+        1
+        for n, t, k, c, f in itertools.product(range(2), range(5), range(3), range(3), range(2))
+        if x[n, t, c] == 0 or model.layers[0].kernel.numpy()[k, f, c] == 0
+    )
+    assert entry["forward"]["zero_operand"] == zero
+    assert entry["grad_input"]["macs"] == 0 and "not computed" in entry["grad_input"]["note"]
+
+
+def _depthwise_numpy(x, dk, strides, pads):
+    n, h, w, c = x.shape
+    kh, kw, _, m = dk.shape
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    oh, ow = (xp.shape[1] - kh) // strides[0] + 1, (xp.shape[2] - kw) // strides[1] + 1
+    out = np.zeros((n, oh, ow, c * m), np.float64)
+    for a, b, ci, j in itertools.product(range(kh), range(kw), range(c), range(m)):
+        window = xp[
+            :, a : a + (oh - 1) * strides[0] + 1 : strides[0], b : b + (ow - 1) * strides[1] + 1 : strides[1], ci
+        ]
+        out[..., ci * m + j] += window.astype(np.float64) * dk[a, b, ci, j]
+    return out
+
+
+def test_separable_conv2d_counts_both_products():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    rng = np.random.default_rng(6)
+    x = sparse(rng, (2, 6, 6, 3), 0.5)
+    sep = keras.layers.SeparableConv2D(4, 3, strides=2, padding="same", depth_multiplier=2, name="sep")
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), _identity_front(x.shape), sep, keras.layers.ReLU(), keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    sep.depthwise_kernel.assign(sparse(rng, (3, 3, 3, 2), 0.5))
+    sep.pointwise_kernel.assign(sparse(rng, (1, 1, 6, 4), 0.6))
+    y = np.array([2, 1], "int32")
+    u, _, dz = _gradient_of_output(model, "sep", x, y)
+    dk, pk = sep.depthwise_kernel.numpy(), sep.pointwise_kernel.numpy()
+    pads = ((0, 1), (0, 1))  # "same", 6 -> 3 at stride 2: one row and column after
+    mid = _depthwise_numpy(u, dk, (2, 2), pads)
+    dmid = np.einsum("nhwo,co->nhwc", dz.astype(np.float64), pk[0, 0])
+    want_depthwise = brute_conv(u, dk.reshape(3, 3, 1, 6), dmid, (2, 2), (1, 1), pads, 3)
+    want_pointwise = brute_conv(mid, pk, dz, (1, 1), (1, 1), ((0, 0), (0, 0)), 1)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    report = cost.profile(model, ds)
+    entries = {e["name"]: e for e in report["layers"]}
+    assert entries["sep/depthwise"]["type"] == "depthwise_conv2d" and entries["sep/pointwise"]["type"] == "conv2d"
+    for name, want in (("sep/depthwise", want_depthwise), ("sep/pointwise", want_pointwise)):
+        for phase in counts.PHASES:
+            macs, nonzero, cartesian = want[phase]
+            got = entries[name][phase]
+            assert (got["macs"], got["macs"] - got["zero_operand"], got["cartesian"]) == (macs, nonzero, cartesian)
+    assert "sep" not in report["not_counted"]
+
+
+def test_layers_not_counted_are_listed():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    model = keras.Sequential(
+        [keras.Input((4, 4, 4, 1)), keras.layers.Conv3D(2, 3, name="c3"), keras.layers.Flatten(),
+         keras.layers.Dense(2, activation="softmax", name="out")]
+    )  # fmt: skip
+    x = np.ones((1, 4, 4, 4, 1), np.float32)
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, np.array([1], "int32"))).batch(1))
+    assert report["not_counted"] == ["c3"] and [e["name"] for e in report["layers"]] == ["out"]

@@ -454,6 +454,16 @@ def test_bad_shapes_are_clear_errors():
         at.ops.conv2d_transpose(x, np.zeros((2, 2, 3, 2), np.float32), BF16, [1, 6, 8, 5], strides=2)
     with pytest.raises(ValueError, match=r"input channels 2 must equal the filter's last dimension 4"):
         at.ops.conv2d_transpose(x, np.zeros((2, 2, 3, 4), np.float32), BF16, [1, 6, 8, 3], strides=2)
+    # An output_shape whose convolution does not give back x's 3 x 4 (TF's kernels refuse it too).
+    message = (
+        r"conv2d_transpose: output_shape \[1, 6, 6, 3\] is not the transpose of input \(1, 3, 4, 2\): the "
+        r"convolution of that shape by a \(3, 2\) filter \(strides \(2, 2\), padding SAME\) gives spatial "
+        r"\(3, 3\), not \(3, 4\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        at.ops.conv2d_transpose(x, np.zeros((3, 2, 3, 2), np.float32), BF16, [1, 6, 6, 3], strides=2, padding="SAME")
+    with pytest.raises(ValueError, match=r"gives spatial \(2, 3\), not \(3, 4\)"):
+        at.ops.conv2d_transpose(x, np.zeros((3, 2, 3, 2), np.float32), BF16, [1, 6, 7, 3], strides=2)
     with pytest.raises(ValueError, match=r"3-D convolutions take padding 'SAME' or 'VALID', got 'CAUSAL'"):
         at.ops.conv3d(
             np.zeros((1, 3, 3, 3, 2), np.float32), np.zeros((2, 2, 2, 2, 3), np.float32), BF16, padding="CAUSAL"
