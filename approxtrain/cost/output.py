@@ -72,6 +72,10 @@ def markdown(report):
         f"Step: {_m(t['macs'])} MMACs, {100 * t['skippable_share']:.1f} % with a zero operand. "
         "Energy in microjoules (multiply + fp32 accumulate); n/a: no sourced figure.",
     ]
+    if report["not_counted"]:
+        lines.append(
+            f"Not counted (no count for these layer kinds yet; not in the totals): {', '.join(report['not_counted'])}."
+        )
     return "\n".join(lines) + "\n"
 
 
