@@ -24,8 +24,12 @@ def _kind(layer):
         return "attention"
     if isinstance(layer, kinds.DepthwiseConv2D):
         return "depthwise_conv2d"
+    if isinstance(layer, kinds.DepthwiseConv1D):
+        return "depthwise_conv1d"
     if isinstance(layer, kinds.SeparableConv2D):
         return "separable_conv2d"
+    if isinstance(layer, kinds.SeparableConv1D):
+        return "separable_conv1d"
     if isinstance(layer, kinds.Conv1DTranspose):
         return "conv1d_transpose"
     if isinstance(layer, kinds.Conv2DTranspose):
@@ -87,15 +91,15 @@ class _Recorder:
 
 
 def _conv_geometry(layer, kind, x_shape, w_shape=None):
-    """ConvGeometry of a counted conv layer; conv1d is read as conv2d with H = 1, depthwise as the
-    grouped conv with G = C and filters [KH, KW, 1, C*m]."""
+    """ConvGeometry of a counted conv layer; the 1-D kinds are read as 2-D with H = 1, depthwise
+    as the grouped conv with G = C and filters [KH, KW, 1, C*m]."""
     w_shape = tuple(layer.kernel.shape) if w_shape is None else w_shape
     strides, dilations = tuple(layer.strides), tuple(layer.dilation_rate)
     groups = getattr(layer, "groups", 1)
-    if kind == "conv1d":
+    if kind in ("conv1d", "depthwise_conv1d"):
         x_shape, w_shape = (x_shape[0], 1, *x_shape[1:]), (1, *w_shape)
         strides, dilations = (1,) + strides, (1,) + dilations
-    if kind == "depthwise_conv2d":
+    if kind in ("depthwise_conv2d", "depthwise_conv1d"):
         kh, kw, c, m = w_shape
         w_shape, groups = (kh, kw, 1, c * m), c
     return counts.conv_geometry(x_shape, w_shape, strides, dilations, layer.padding, groups)
@@ -127,19 +131,24 @@ def _as_transposed(conv):
     return {"forward": conv["grad_input"], "grad_input": conv["forward"], "grad_weight": conv["grad_weight"]}
 
 
-def _separable_sums(layer, x, dy):
-    """SeparableConv2D as its two products: the depthwise conv x -> mid, then the pointwise 1x1
-    conv mid -> y. mid and its gradient are recomputed natively from the layer's kernels (their
-    zeros are what an exact multiplier gives; an approximate one changes them only where a sum
-    of non-zero products happens to cancel exactly)."""
+def _separable_sums(layer, kind, x, dy):
+    """SeparableConv1D/2D as its two products: the depthwise conv x -> mid, then the pointwise 1x1
+    conv mid -> y (1-D read as 2-D with H = 1). mid and its gradient are recomputed natively from
+    the layer's kernels (their zeros are what an exact multiplier gives; an approximate one
+    changes them only where a sum of non-zero products happens to cancel exactly)."""
     dk, pk = tf.convert_to_tensor(layer.depthwise_kernel), tf.convert_to_tensor(layer.pointwise_kernel)
-    strides, dilations = tuple(layer.strides), tuple(layer.dilation_rate)
+    depthwise = "depthwise_conv1d" if kind == "separable_conv1d" else "depthwise_conv2d"
+    g1 = _conv_geometry(layer, depthwise, tuple(x.shape), w_shape=tuple(dk.shape))
+    if kind == "separable_conv1d":
+        x, dk, pk = tf.expand_dims(x, 1), tf.expand_dims(dk, 0), tf.expand_dims(pk, 0)
+        dy = tf.expand_dims(dy, 1)
+    kh, kw, c, m = dk.shape
+    # mid on the explicitly padded input: the same pads for every padding mode ("causal" too).
+    xp = tf.pad(x, [[0, 0], list(g1.pads[0]), list(g1.pads[1]), [0, 0]])
     mid = tf.nn.depthwise_conv2d(
-        x, dk, (1, *strides, 1), layer.padding.upper(), dilations=dilations if strides == (1, 1) else None
+        xp, dk, (1, *g1.strides, 1), "VALID", dilations=g1.dilations if g1.strides == (1, 1) else None
     )
     dmid = tf.einsum("nhwo,co->nhwc", dy, pk[0, 0])
-    g1 = _conv_geometry(layer, "depthwise_conv2d", tuple(x.shape), w_shape=tuple(dk.shape))
-    kh, kw, c, m = dk.shape
     g2 = counts.conv_geometry(tuple(mid.shape), tuple(pk.shape))
     s1 = graph.conv2d_sums(x, tf.reshape(dk, (kh, kw, 1, c * m)), dmid, g1)
     s2 = graph.conv2d_sums(mid, pk, dy, g2)
@@ -153,8 +162,8 @@ def _graph_sums(layer, kind, t, dy):
         # Both products' operands are activations; their counts are taken in NumPy (small models).
         tensors = {**{n: t[n] for n in "qkvp"}, "y": dy}
         return (lambda v: _attention_counts(layer, v, {"y": v["y"]})), tensors
-    if kind == "separable_conv2d":
-        return _separable_sums(layer, t["x"], dy)
+    if kind in ("separable_conv2d", "separable_conv1d"):
+        return _separable_sums(layer, kind, t["x"], dy)
     x, kernel = t["x"], tf.convert_to_tensor(layer.kernel)
     if kind in ("conv1d_transpose", "conv2d_transpose"):
         g = _transpose_geometry(layer, kind, tuple(x.shape), tuple(t["y"].shape))
@@ -162,7 +171,7 @@ def _graph_sums(layer, kind, t, dy):
         dz = tf.reshape(dy, (g.n, g.h, g.w, g.c))
         kernel = tf.reshape(kernel, (g.kh, g.kw, g.cg, g.o))
         return (lambda v: _as_transposed(counts.conv2d_from_sums(g, **v))), graph.conv2d_sums(dz, kernel, u, g)
-    if kind in ("conv2d", "conv1d", "depthwise_conv2d"):
+    if kind in ("conv2d", "conv1d", "depthwise_conv2d", "depthwise_conv1d"):
         g = _conv_geometry(layer, kind, tuple(x.shape))
         x = tf.reshape(x, (g.n, g.h, g.w, g.c))
         kernel = tf.reshape(kernel, (g.kh, g.kw, g.cg, g.o))
@@ -289,10 +298,11 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
             if kind == "attention":
                 parts = [(f"{base}/scores", "attention_scores", result[0], True)]
                 parts += [(f"{base}/combine", "attention_combine", result[1], True)]
-            elif kind == "separable_conv2d":
+            elif kind in ("separable_conv2d", "separable_conv1d"):
                 # The pointwise conv's input gradient (of the inner tensor) is always computed.
-                parts = [(f"{base}/depthwise", "depthwise_conv2d", result[0], gi_computed)]
-                parts += [(f"{base}/pointwise", "conv2d", result[1], True)]
+                dims = kind[-2:]
+                parts = [(f"{base}/depthwise", f"depthwise_conv{dims}", result[0], gi_computed)]
+                parts += [(f"{base}/pointwise", f"conv{dims}", result[1], True)]
             else:
                 parts = [(base, kind, result, gi_computed)]
             for entry, etype, result, gi_computed in parts:

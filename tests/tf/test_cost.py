@@ -546,10 +546,10 @@ def _identity_front(x_shape):
     exactly, and Keras computes that layer's input gradient (it is not the model input)."""
     import keras
 
-    c = x_shape[-1]
-    conv = keras.layers.Conv2D(c, 1, name="id", use_bias=False)
+    c, rank = x_shape[-1], len(x_shape) - 2
+    conv = (keras.layers.Conv1D if rank == 1 else keras.layers.Conv2D)(c, 1, name="id", use_bias=False)
     conv.build((None, *x_shape[1:]))
-    conv.kernel.assign(np.eye(c, dtype=np.float32)[None, None])
+    conv.kernel.assign(np.eye(c, dtype=np.float32).reshape((1,) * rank + (c, c)))
     return conv
 
 
@@ -731,3 +731,42 @@ def test_layers_not_counted_are_listed():
     # The LSTM's inner cell is part of it: named once, not as a Dense of its own.
     assert report["not_counted"] == ["c3", "rnn"] and [e["name"] for e in report["layers"]] == ["out"]
     assert "Not counted (no count for these layer kinds yet; not in the totals): c3, rnn." in output.markdown(report)
+
+
+def test_one_dimensional_depthwise_and_separable_counts_match_every_product():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    rng = np.random.default_rng(9)
+    x = sparse(rng, (2, 7, 2), 0.6)
+    dw = keras.layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", dilation_rate=2, name="dw")
+    sep = keras.layers.SeparableConv1D(3, 2, strides=2, padding="valid", name="sep")
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), _identity_front(x.shape), dw, keras.layers.ReLU(), sep, keras.layers.ReLU(),
+         keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    dw.kernel.assign(sparse(rng, (3, 2, 2), 0.6))
+    sep.depthwise_kernel.assign(sparse(rng, (2, 4, 1), 0.6))
+    sep.pointwise_kernel.assign(sparse(rng, (1, 4, 3), 0.6))
+    y = np.array([0, 1], "int32")
+    u, z, dz = _gradient_of_output(model, "dw", x, y)
+    want = brute_conv(
+        u[:, None], dw.kernel.numpy().reshape(1, 3, 1, 4), dz[:, None], (1, 1), (1, 2), ((0, 0), (2, 2)), 2
+    )
+    s_in, _, s_dz = _gradient_of_output(model, "sep", x, y)
+    dk, pk = sep.depthwise_kernel.numpy(), sep.pointwise_kernel.numpy()
+    mid = _depthwise_numpy(s_in[:, None], dk[None], (1, 2), ((0, 0), (0, 0)))
+    dmid = np.einsum("nlo,co->nlc", s_dz.astype(np.float64), pk[0])[:, None]
+    want_dw = brute_conv(s_in[:, None], dk.reshape(1, 2, 1, 4), dmid, (1, 2), (1, 1), ((0, 0), (0, 0)), 4)
+    want_pw = brute_conv(mid, pk[None], s_dz[:, None], (1, 1), (1, 1), ((0, 0), (0, 0)), 1)
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
+    entries = {e["name"]: e for e in report["layers"]}
+    assert entries["dw"]["type"] == "depthwise_conv1d" and entries["sep/pointwise"]["type"] == "conv1d"
+    for name, expected in (("dw", want), ("sep/depthwise", want_dw), ("sep/pointwise", want_pw)):
+        for phase in counts.PHASES:
+            macs, nonzero, cartesian = expected[phase]
+            got = entries[name][phase]
+            assert (got["macs"], got["macs"] - got["zero_operand"], got["cartesian"]) == (macs, nonzero, cartesian)
+    assert report["not_counted"] == []
