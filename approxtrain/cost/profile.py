@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from approxtrain.cost import counts, energy, graph
+from approxtrain.cost import conv3d, counts, energy, graph
 
 
 def _kind(layer):
@@ -34,6 +34,10 @@ def _kind(layer):
         return "conv1d_transpose"
     if isinstance(layer, kinds.Conv2DTranspose):
         return "conv2d_transpose"
+    if isinstance(layer, kinds.Conv3DTranspose):
+        return "conv3d_transpose"
+    if isinstance(layer, kinds.Conv3D):
+        return "conv3d"
     if isinstance(layer, (kinds.Conv1D, kinds.Conv2D)):
         return "conv1d" if isinstance(layer, kinds.Conv1D) else "conv2d"
     if isinstance(layer, kinds.Dense):
@@ -105,24 +109,48 @@ def _conv_geometry(layer, kind, x_shape, w_shape=None):
     return counts.conv_geometry(x_shape, w_shape, strides, dilations, layer.padding, groups)
 
 
+def _transpose_pads(layer, u_spatial, z_spatial, k_spatial, strides, dilations):
+    """TensorFlow's pads for conv_transpose: those of the conv of the output size back to u."""
+    pads = []
+    for u, z, k, s, d in zip(u_spatial, z_spatial, k_spatial, strides, dilations):
+        total = 0 if layer.padding == "valid" else max((u - 1) * s + (k - 1) * d + 1 - z, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
 def _transpose_geometry(layer, kind, u_shape, z_shape):
     """The ConvGeometry of the convolution a transposed conv layer is the input gradient of: its
     input z has the layer's output shape, its output the layer's input shape u, its kernel
-    [KH, KW, filters, C] is the layer's. The pads are TensorFlow's for conv_transpose (from the
-    output size, as for the conv's own input gradient); conv1d_transpose reads as H = 1."""
+    [KH, KW, filters, C] is the layer's. conv1d_transpose reads as H = 1."""
     w_shape = tuple(layer.kernel.shape)
     strides, dilations = tuple(layer.strides), tuple(layer.dilation_rate)
     if kind == "conv1d_transpose":
         u_shape, z_shape, w_shape = (u_shape[0], 1, *u_shape[1:]), (z_shape[0], 1, *z_shape[1:]), (1, *w_shape)
         strides, dilations = (1,) + strides, (1,) + dilations
-    pads = []
-    for u, z, k, s, d in zip(u_shape[1:3], z_shape[1:3], w_shape[:2], strides, dilations):
-        total = 0 if layer.padding == "valid" else max((u - 1) * s + (k - 1) * d + 1 - z, 0)
-        pads.append((total // 2, total - total // 2))
-    g = counts.conv_geometry(z_shape, w_shape, strides, dilations, tuple(pads))
+    pads = _transpose_pads(layer, u_shape[1:3], z_shape[1:3], w_shape[:2], strides, dilations)
+    g = counts.conv_geometry(z_shape, w_shape, strides, dilations, pads)
     if (g.n, g.oh, g.ow, g.o) != tuple(u_shape):
         raise ValueError(f"{layer.name}: transposed conv of {u_shape} -> {z_shape} has no matching convolution")
     return g
+
+
+def _conv3d_sums(layer, kind, x, y, dy):
+    """Conv3D, or Conv3DTranspose as the input gradient of the conv3d from its output shape."""
+    kernel = tf.convert_to_tensor(layer.kernel)
+    strides, dilations = tuple(layer.strides), tuple(layer.dilation_rate)
+    if kind == "conv3d":
+        pads = tuple(
+            counts.conv_padding(int(size), int(k), s, d, layer.padding)
+            for size, k, s, d in zip(x.shape[1:4], kernel.shape[:3], strides, dilations)
+        )
+        g = conv3d.geometry(tuple(x.shape), tuple(kernel.shape), strides, dilations, pads, layer.groups)
+        return (lambda v: conv3d.from_sums(g, **v)), conv3d.graph_sums(x, kernel, dy, g)
+    u_shape, z_shape = tuple(x.shape), tuple(y.shape)
+    pads = _transpose_pads(layer, u_shape[1:4], z_shape[1:4], kernel.shape[:3], strides, dilations)
+    g = conv3d.geometry(z_shape, tuple(kernel.shape), strides, dilations, pads)
+    if (g.n, g.od, g.plane.oh, g.plane.ow, g.plane.o) != u_shape:
+        raise ValueError(f"{layer.name}: transposed conv of {u_shape} -> {z_shape} has no matching convolution")
+    return (lambda v: _as_transposed(conv3d.from_sums(g, **v))), conv3d.graph_sums(dy, kernel, x, g)
 
 
 def _as_transposed(conv):
@@ -164,6 +192,8 @@ def _graph_sums(layer, kind, t, dy):
         return (lambda v: _attention_counts(layer, v, {"y": v["y"]})), tensors
     if kind in ("separable_conv2d", "separable_conv1d"):
         return _separable_sums(layer, kind, t["x"], dy)
+    if kind in ("conv3d", "conv3d_transpose"):
+        return _conv3d_sums(layer, kind, t["x"], t["y"], dy)
     x, kernel = t["x"], tf.convert_to_tensor(layer.kernel)
     if kind in ("conv1d_transpose", "conv2d_transpose"):
         g = _transpose_geometry(layer, kind, tuple(x.shape), tuple(t["y"].shape))

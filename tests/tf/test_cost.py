@@ -770,3 +770,121 @@ def test_one_dimensional_depthwise_and_separable_counts_match_every_product():
             got = entries[name][phase]
             assert (got["macs"], got["macs"] - got["zero_operand"], got["cartesian"]) == (macs, nonzero, cartesian)
     assert report["not_counted"] == []
+
+
+def brute_conv3d(x, w, dy, strides, dilations, pads, groups):
+    """Every product of a grouped conv3d's three phases listed, and the cartesian products of
+    (sample, channel) volumes against the weights or dy values they pair with."""
+    n, d, h, wd, c = x.shape
+    kd, kh, kw, cg, o = w.shape
+    og = o // groups
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    od, oh, ow = dy.shape[1:4]
+    fwd = [0, 0]
+    gi = [0, 0]
+    gw = [0, 0]
+    for b, p, q, r, i, j, k, ci, oc in itertools.product(
+        range(n), range(od), range(oh), range(ow), range(kd), range(kh), range(kw), range(cg), range(o)
+    ):
+        g = oc // og
+        z, y_, x_ = (
+            p * strides[0] + i * dilations[0],
+            q * strides[1] + j * dilations[1],
+            r * strides[2] + k * dilations[2],
+        )
+        xv, wv, dv = xp[b, z, y_, x_, g * cg + ci], w[i, j, k, ci, oc], dy[b, p, q, r, oc]
+        fwd[0] += 1
+        fwd[1] += xv != 0 and wv != 0
+        gw[0] += 1
+        gw[1] += xv != 0 and dv != 0
+        if all(pads[a][0] <= pos < pads[a][0] + size for a, pos, size in ((0, z, d), (1, y_, h), (2, x_, wd))):
+            gi[0] += 1
+            gi[1] += dv != 0 and wv != 0
+    fwd_cart = gi_cart = gw_cart = 0
+    for b in range(n):
+        for cch in range(c):
+            g, ci = divmod(cch, cg)
+            xs = int((x[b, ..., cch] != 0).sum())
+            fwd_cart += xs * int((w[..., ci, g * og : (g + 1) * og] != 0).sum())
+            gw_cart += xs * int((dy[b, ..., g * og : (g + 1) * og] != 0).sum())
+        for oc in range(o):
+            g = oc // og
+            gi_cart += int((dy[b, ..., oc] != 0).sum()) * int((w[..., oc] != 0).sum())
+    return {"forward": (*fwd, fwd_cart), "grad_input": (*gi, gi_cart), "grad_weight": (*gw, gw_cart)}
+
+
+@pytest.mark.parametrize(
+    "strides,padding,groups,pads",
+    # depth 3 at stride 2 "same": tap 1 of the second output depth reads the back padding
+    [((1, 1, 1), "valid", 1, ((0, 0), (0, 0), (0, 0))), ((2, 1, 2), "same", 2, ((0, 1), (1, 1), (0, 0)))],
+)
+def test_conv3d_counts_match_every_product(strides, padding, groups, pads):
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    rng = np.random.default_rng(11 + groups)
+    x = sparse(rng, (2, 3, 3, 4, 2), 0.6)
+    c3 = keras.layers.Conv3D(4, (2, 3, 2), strides, padding, groups=groups, name="c3")
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), keras.layers.Conv3D(2, 1, use_bias=False, name="id"), c3, keras.layers.ReLU(),
+         keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    model.get_layer("id").kernel.assign(np.eye(2, dtype=np.float32)[None, None, None])
+    c3.kernel.assign(sparse(rng, tuple(c3.kernel.shape), 0.6))
+    y = np.array([1, 2], "int32")
+    u, _, dz = _gradient_of_output(model, "c3", x, y)
+    assert np.array_equal(u, x)
+    want = brute_conv3d(u, c3.kernel.numpy(), dz, strides, (1, 1, 1), pads, groups)
+    entry = next(e for e in cost.profile(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(2))["layers"]
+                 if e["name"] == "c3")  # fmt: skip
+    assert entry["type"] == "conv3d"
+    for phase in counts.PHASES:
+        macs, nonzero, cartesian = want[phase]
+        got = entry[phase]
+        assert (got["macs"], got["macs"] - got["zero_operand"], got["cartesian"]) == (macs, nonzero, cartesian), phase
+
+
+def test_conv3d_transpose_counts_its_landing_products():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    rng = np.random.default_rng(12)
+    x = sparse(rng, (1, 2, 3, 2, 2), 0.7)
+    tc = keras.layers.Conv3DTranspose(3, (2, 3, 2), strides=(2, 1, 2), padding="same", name="t3")
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), keras.layers.Conv3D(2, 1, use_bias=False, name="id"), tc, keras.layers.ReLU(),
+         keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")]
+    )  # fmt: skip
+    model.get_layer("id").kernel.assign(np.eye(2, dtype=np.float32)[None, None, None])
+    tc.kernel.assign(sparse(rng, tuple(tc.kernel.shape), 0.6))
+    y = np.array([1], "int32")
+    u, z, dz = _gradient_of_output(model, "t3", x, y)
+    w = tc.kernel.numpy()  # [KD, KH, KW, filters, C]
+    fwd = [0, 0]
+    gi = [0, 0]
+    for pos_u in itertools.product(*(range(v) for v in u.shape[1:4])):
+        for tap in itertools.product(*(range(v) for v in w.shape[:3])):
+            one_u = np.zeros((1, *u.shape[1:4], 1), np.float32)
+            one_w = np.zeros((*w.shape[:3], 1, 1), np.float32)
+            one_u[(0, *pos_u, 0)], one_w[(*tap, 0, 0)] = 1, 1
+            out = tf.nn.conv3d_transpose(one_u, one_w, (1, *z.shape[1:4], 1), (1, 2, 1, 2, 1), "SAME").numpy()
+            hits = np.argwhere(out[0, ..., 0] != 0)
+            for c, f in itertools.product(range(u.shape[4]), range(w.shape[3])):
+                uv, wv = u[(0, *pos_u, c)], w[(*tap, f, c)]
+                if len(hits):
+                    fwd[0] += 1
+                    fwd[1] += uv != 0 and wv != 0
+                dv = dz[(0, *hits[0], f)] if len(hits) else 0
+                gi[0] += 1
+                gi[1] += dv != 0 and wv != 0
+    entry = next(e for e in cost.profile(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(1))["layers"]
+                 if e["name"] == "t3")  # fmt: skip
+    assert entry["type"] == "conv3d_transpose"
+    for phase, (macs, nonzero) in (("forward", fwd), ("grad_input", gi)):
+        got = entry[phase]
+        assert (got["macs"], got["macs"] - got["zero_operand"]) == (macs, nonzero), phase
+    assert entry["grad_weight"]["macs"] == gi[0]  # every (input position, tap) pair, as dU
