@@ -1,4 +1,5 @@
-"""AMIntMatMul: the TF op of the integer table GEMM on 8-bit operand patterns (no gradient).
+"""AMIntMatMul: the TF op of the integer table GEMM on 8-bit operand patterns (no gradient), and
+AMIntMatMulZeroPoint: the same GEMM with the zero-point terms, in int64 (CPU only).
 
 The quantized layers (approxtrain.quant) call it on the codes' bit patterns and define their
 own gradients at the quantized level, so no gradient is registered here.
@@ -9,10 +10,10 @@ import tensorflow as tf
 from approxtrain._op_library import library
 
 
-def _tensor(x, dtype, what):
+def _tensor(x, dtype, what, op="int_matmul_patterns"):
     t = tf.convert_to_tensor(x)
     if t.dtype != dtype:
-        raise TypeError(f"int_matmul_patterns: {what} must be a {dtype.name} tensor, got {t.dtype.name}")
+        raise TypeError(f"{op}: {what} must be a {dtype.name} tensor, got {t.dtype.name}")
     return t
 
 
@@ -29,3 +30,21 @@ def int_matmul_patterns(a, b, products, transpose_a=False, transpose_b=False):
     b = _tensor(b, tf.uint8, "b")
     products = _tensor(products, tf.int32, "products")
     return library().am_int_mat_mul(a, b, products, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+
+def int_matmul_zero_point(a, b, products, za, zb, transpose_a=False, transpose_b=False):
+    """``C[..., i, j] = sum_k (op(a)[..., i, k] - za) * (op(b)[..., k, j] - zb[j])`` in int64, the
+    products of the patterns as stored taken from ``products`` and the zero-point terms exact
+    integer sums (AMIntMatMulZeroPoint, CPU only).
+
+    a, b, products as in :func:`int_matmul_patterns`; za: int32 scalar; zb: int32 scalar or [N]
+    (one per column, every batch alike).  K is not bounded (the table sums are split into
+    int32-safe blocks inside the op).
+    """
+    op = "int_matmul_zero_point"
+    a, b = _tensor(a, tf.uint8, "a", op), _tensor(b, tf.uint8, "b", op)
+    products = _tensor(products, tf.int32, "products", op)
+    za, zb = _tensor(za, tf.int32, "za", op), _tensor(zb, tf.int32, "zb", op)
+    return library().am_int_mat_mul_zero_point(
+        a, b, products, za, zb, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b)
+    )

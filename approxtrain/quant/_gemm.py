@@ -6,8 +6,14 @@
 The first sum is the table op (AMIntMatMul: the products of the codes as stored, what
 the hardware multiplier sees, accumulated in int32); the zero-point terms are exact
 integer sums, in int64.  Signed operands have zero point 0 and need none of them.
+
+Where no GPU is, a scalar zb or one per column makes the whole sum one op,
+AMIntMatMulZeroPoint (int64 out, the terms added as the output is written, K split inside);
+otherwise (a GPU, a zb per row or per batch) AMIntMatMul per int32-safe chunk of K and the
+terms as TF ops.  Both give the same integers.
 """
 
+import functools
 import threading
 
 import numpy as np
@@ -61,6 +67,36 @@ def table_sum(pa, pb, multiplier):
     return total
 
 
+@functools.cache
+def fused_op_usable():
+    """AMIntMatMulZeroPoint has a CPU kernel only: used where no GPU is (else AMIntMatMul's
+    GPU kernel and the zero-point terms as TF ops)."""
+    return not tf.config.list_logical_devices("GPU")
+
+
+def _column_zero_points(zb, zb_per_row, n):
+    """zb as AMIntMatMulZeroPoint takes it (a scalar, or [N]: one per column, every batch alike),
+    or None where it is not one of those (per row of qb, or per batch)."""
+    if zb.shape.rank == 0:
+        return zb
+    if zb_per_row or n is None or not zb.shape.is_fully_defined():
+        return None
+    dims = zb.shape.as_list()
+    if dims[-1] != n or any(d != 1 for d in dims[:-1]):
+        return None
+    return tf.reshape(zb, [n])
+
+
+def _zero_point_matmul(pa, pb, za, zb, multiplier):
+    """AMIntMatMulZeroPoint: sum_k (pa - za)(pb - zb) in int64 (signed: za = zb = 0)."""
+    from approxtrain.ops._int_matmul_op import int_matmul_zero_point
+
+    products = products_tensor(multiplier)
+    if not tf.executing_eagerly():
+        products = tf.identity(products)  # as table_sum
+    return int_matmul_zero_point(pa, pb, products, za, zb)
+
+
 def exact_product(qa, qb, za, zb, multiplier, zb_per_row=False):
     """sum_k (qa - za)(qb - zb) with the products of the codes taken from the table, int64 [..., M, N].
 
@@ -68,9 +104,17 @@ def exact_product(qa, qb, za, zb, multiplier, zb_per_row=False):
     qb: int32 codes [..., K, N] (or uint8 patterns likewise); za: int32 scalar; zb: int32 scalar,
     or broadcastable to [..., 1, N] (a zero point per column), or with zb_per_row broadcastable
     to [..., K] (one per row of qb: per term of the sum).
+
+    On the CPU, a scalar zb or one per column is one op (AMIntMatMulZeroPoint: the table sums and
+    the zero-point terms added as the output is written, no pass over the operands in TF).
     """
     from approxtrain.quant.quantize import patterns
 
+    if fused_op_usable():
+        zb_columns = tf.zeros([], tf.int32) if multiplier.signed else _column_zero_points(zb, zb_per_row, qb.shape[-1])
+        if zb_columns is not None:
+            za_scalar = tf.zeros([], tf.int32) if multiplier.signed else tf.cast(za, tf.int32)
+            return _zero_point_matmul(patterns(qa), patterns(qb), za_scalar, tf.cast(zb_columns, tf.int32), multiplier)
     total = table_sum(patterns(qa), patterns(qb), multiplier)
     if multiplier.signed:
         return total  # symmetric quantization: every zero point is 0

@@ -135,6 +135,19 @@ def weight_params(w, config, signed, weight_range=None):
     return params_from_range(tf.stop_gradient(lo), tf.stop_gradient(hi), signed)
 
 
+def calibrated_by_itself(config, given_range):
+    """Whether an operand's range is its own min/max (no range given; an activation calibrated by
+    'minmax', a weight by its min/max per tensor or channel): then every element lies in it."""
+    return given_range is None and (config is None or config.calibration == "minmax")
+
+
+def masked(grad, x, params, by_itself):
+    """grad where x lies in its calibrated range and 0 elsewhere (quantize.in_range); an operand
+    calibrated by its own min/max lies in it everywhere, so grad as it is, with no pass over x
+    (a NaN in x makes its range NaN, and the whole product with it)."""
+    return grad if by_itself else grad * in_range(x, params)
+
+
 def dequantized_product(acc, scale):
     """An exact int64 sum back to float32: float32(sum) * scale (the scales' product, float32)."""
     return tf.cast(acc, tf.float32) * scale
@@ -194,7 +207,10 @@ def matmul(
         def grad(dy):
             da = _matmul_input_grad(dy, a, b, qb, pb, rule_a)
             db = _matmul_weight_grad(dy, a, b, qa, pa, rule_b)
-            return da * in_range(a, pa), db * in_range(b, pb)
+            return (
+                masked(da, a, pa, calibrated_by_itself(config, input_range)),
+                masked(db, b, pb, calibrated_by_itself(None, weight_range)),
+            )
 
         return y, grad
 
@@ -386,7 +402,7 @@ def conv2d(
                 dw = _conv_filter_grad_integer(dy, rows, px, w, geometry, rule_w.multiplier)
             else:
                 dw = _conv.filter_grad(dequantize(qx, px), tf.shape(w), dy, _float_table(rule_w), attrs, groups)
-            return dx * in_range(x, px), dw * in_range(w, pw)
+            return masked(dx, x, px, calibrated_by_itself(config, input_range)), dw  # w: its own min/max
 
         return y, grad
 
@@ -516,7 +532,7 @@ def conv2d_transpose(
                     dilations=tuple(attrs.dilations[1:3]),
                 ),
             )
-            return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 3, 2])
+            return masked(dx, x, px, calibrated_by_itself(config, input_range)), dw  # w: its own min/max
 
         return y, grad
 
@@ -597,7 +613,7 @@ def conv3d(
                     for rows in tap_rows
                 ]
                 dw = dequantized_product(tf.stack(sums), px.scale * pd.scale)
-            return dx * in_range(x, px), dw * in_range(w, pw)
+            return masked(dx, x, px, calibrated_by_itself(config, input_range)), dw  # w: its own min/max
 
         return y, grad
 
@@ -690,7 +706,7 @@ def conv3d_transpose(
                     for t in taps
                 ]
                 dw = dequantized_product(tf.stack(sums), px.scale * pd.scale)
-            return dx * in_range(x, px), dw * tf.transpose(in_range(wt, pw), [0, 1, 2, 4, 3])
+            return masked(dx, x, px, calibrated_by_itself(config, input_range)), dw  # w: its own min/max
 
         return y, grad
 

@@ -99,7 +99,8 @@ def patterns(codes):
     uint8 input is taken as patterns already."""
     if codes.dtype == tf.uint8:
         return codes
-    return tf.cast(tf.bitwise.bitwise_and(codes, 255), tf.uint8)
+    # A cast to an unsigned type keeps the low 8 bits (modulo 2^8, as C++ defines it): one pass.
+    return tf.cast(codes, tf.uint8)
 
 
 # --- calibration -------------------------------------------------------------------------------

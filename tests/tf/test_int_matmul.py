@@ -158,12 +158,16 @@ def test_long_sums_split_into_int32_safe_chunks(monkeypatch):
     b = rng.uniform(0, 1, size=(70000, 1)).astype(np.float32)
     a[0, :] = 1.0
     b[:, 0] = 1.0
+    s = ref.params(0.0, 1.0, False)[0]
+    # On the CPU, AMIntMatMulZeroPoint splits K inside the op.
+    assert ops.matmul(a, b, ref.exact_multiplier(False)).numpy()[0, 0] == np.float32(70000 * 255 * 255) * (s * s)
+    # Where a GPU is, AMIntMatMul per int32-safe chunk, added in int64.
+    monkeypatch.setattr(_gemm, "fused_op_usable", lambda: False)
     calls = []
     inner = _gemm.patterns_matmul
     monkeypatch.setattr(_gemm, "patterns_matmul", lambda x, y, p: calls.append(x.shape[-1]) or inner(x, y, p))
     y = ops.matmul(a, b, ref.exact_multiplier(False)).numpy()
     assert len(calls) == 3 and sum(calls) == 70000
-    s = ref.params(0.0, 1.0, False)[0]
     assert y[0, 0] == np.float32(70000 * 255 * 255) * (s * s)
 
 

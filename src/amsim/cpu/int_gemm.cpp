@@ -18,19 +18,22 @@ namespace amsim {
 namespace {
 
 using cpu::AlignedBuffer;
+using cpu::int_tile_cols;
 using cpu::IntBucketKernels;
+using cpu::IntTileKernels;
 using cpu::kIntSide;
 using cpu::kIntTileCols;
 
-// T of one K block: kc x 256 x 32 int32 = 32 KiB per k, kept in L2 with the
-// C scratch of a row part beside it.
+// T of one K block: kc x 256 x w int32 (32 KiB per k for the widest block
+// w = 32), kept in L2 with the C scratch of a row part beside it.
 constexpr int64_t kTBlockBytes = int64_t{256} << 10;
-constexpr int64_t kBlockK = kTBlockBytes / (kIntSide * kIntTileCols * 4);
+int64_t block_k_for(int64_t tile) { return kTBlockBytes / (kIntSide * tile * 4); }
 // Row parts: each expands its own T, so parts are few and large; capped so
-// that a part's C scratch (rows x 32 int32) stays near L2 too.
+// that a part's C scratch (rows x w int32) stays near L2 too: 2048 rows of
+// the widest block, more of a narrower one.
 constexpr int64_t kTargetTasks = 8;
 constexpr int64_t kMinRowsPerPart = 512;
-constexpr int64_t kMaxRowsPerPart = 2048;
+int64_t max_rows_per_part(int64_t tile) { return 2048 * (kIntTileCols / tile); }
 
 // Cost model (ns on one core, rough; measured on Zen 4, where the two
 // methods break even near 96^3): per padded int32 add of the bucket panel,
@@ -85,8 +88,9 @@ const IntBucketKernels* best_kernels(bool allow_avx512) {
 }
 
 double bucket_cost(int64_t rows, int64_t cols, int64_t k) {
-  const double padded = double(ceil_div(cols, kIntTileCols) * kIntTileCols);
-  const double parts = double(std::max<int64_t>(1, ceil_div(rows, kMaxRowsPerPart)));
+  const int64_t tile = int_tile_cols(cols);
+  const double padded = double(ceil_div(cols, tile) * tile);
+  const double parts = double(std::max<int64_t>(1, ceil_div(rows, max_rows_per_part(tile))));
   return double(k) * padded * (double(rows) * kAddNs + parts * double(kIntSide) * kExpandNs) +
          double(kIntSide * kIntSide) * kTransposeNs;
 }
@@ -149,23 +153,25 @@ void run_direct(const int32_t* table, const Problem& p, const Output<Out>& out, 
 template <class Out>
 void run_bucket(const IntBucketKernels& kernels, const int32_t* table_t, const Problem& p, const Output<Out>& out,
                 int64_t chunk_k, const ParallelFor& parallel) {
-  const int64_t col_blocks = ceil_div(p.cols, kIntTileCols);
+  const IntTileKernels& tile_kernels = kernels.for_cols(p.cols);
+  const int64_t tile = tile_kernels.cols;
+  const int64_t col_blocks = ceil_div(p.cols, tile);
   const int64_t parts = std::max(
-      ceil_div(p.rows, kMaxRowsPerPart),
+      ceil_div(p.rows, max_rows_per_part(tile)),
       std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1, std::max<int64_t>(1, p.rows / kMinRowsPerPart)));
   const int64_t rows_per_part = ceil_div(p.rows, parts);
-  const int64_t block_k = std::min(kBlockK, p.k);
-  parallel(parts * col_blocks, rows_per_part * kIntTileCols * p.k / 16 + 1, [&](int64_t t0, int64_t t1) {
-    AlignedBuffer<int32_t> t(block_k * kIntSide * kIntTileCols);
-    AlignedBuffer<int32_t> scratch(rows_per_part * kIntTileCols);
+  const int64_t block_k = std::min(block_k_for(tile), p.k);
+  parallel(parts * col_blocks, rows_per_part * tile * p.k / 16 + 1, [&](int64_t t0, int64_t t1) {
+    AlignedBuffer<int32_t> t(block_k * kIntSide * tile);
+    AlignedBuffer<int32_t> scratch(rows_per_part * tile);
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t part = task / col_blocks, cb = task % col_blocks;
       const int64_t r0 = part * rows_per_part, nr = std::min(p.rows, r0 + rows_per_part) - r0;
-      const int64_t j0 = cb * kIntTileCols, nc = std::min(p.cols, j0 + kIntTileCols) - j0;
+      const int64_t j0 = cb * tile, nc = std::min(p.cols, j0 + tile) - j0;
       if (nr <= 0) continue;
       for (int64_t c0 = 0; c0 < p.k; c0 += chunk_k) {
         const int64_t c1 = std::min(p.k, c0 + chunk_k);
-        std::memset(scratch.data(), 0, static_cast<size_t>(nr * kIntTileCols) * sizeof(int32_t));
+        std::memset(scratch.data(), 0, static_cast<size_t>(nr * tile) * sizeof(int32_t));
         for (int64_t k0 = c0; k0 < c1; k0 += block_k) {
           const int64_t kc = std::min(block_k, c1 - k0);
           cpu::IntExpansion e;
@@ -175,7 +181,7 @@ void run_bucket(const IntBucketKernels& kernels, const int32_t* table_t, const P
           e.kc = kc;
           e.ncols = nc;
           e.out = t.data();
-          kernels.expand(e);
+          tile_kernels.expand(e);
           cpu::IntPanel panel;
           panel.t = t.data();
           panel.kc = kc;
@@ -183,10 +189,10 @@ void run_bucket(const IntBucketKernels& kernels, const int32_t* table_t, const P
           panel.ld_left = p.ld_left;
           panel.c = scratch.data();
           panel.rows = nr;
-          kernels.panel(panel);
+          tile_kernels.panel(panel);
         }
         for (int64_t r = 0; r < nr; ++r)
-          for (int64_t j = 0; j < nc; ++j) emit(out, r0 + r, j0 + j, scratch.data()[r * kIntTileCols + j], c0 == 0);
+          for (int64_t j = 0; j < nc; ++j) emit(out, r0 + r, j0 + j, scratch.data()[r * tile + j], c0 == 0);
       }
     }
   });
@@ -247,6 +253,73 @@ void batched(const int32_t* products, const BatchPlan& plan, const uint8_t* a, c
   }
 }
 
+// sum over k of v(r, k) for one row of an operand view (uint8 values).
+int64_t row_sum(const uint8_t* row, int64_t stride, int64_t k) {
+  int64_t total = 0;
+  // uint32 blocks: 2^24 values of at most 255 cannot overflow; vectorizes.
+  constexpr int64_t kBlock = int64_t{1} << 24;
+  for (int64_t k0 = 0; k0 < k; k0 += kBlock) {
+    const int64_t k1 = std::min(k, k0 + kBlock);
+    uint32_t part = 0;
+    if (stride == 1) {
+      for (int64_t kk = k0; kk < k1; ++kk) part += row[kk];
+    } else {
+      for (int64_t kk = k0; kk < k1; ++kk) part += row[kk * stride];
+    }
+    total += part;
+  }
+  return total;
+}
+
+// sum over k of v(k, j) for every column j of a k x n operand view.
+std::vector<int64_t> column_sums(const IntMatrixView& v, int64_t k, int64_t n) {
+  std::vector<int64_t> sums(static_cast<size_t>(n), 0);
+  if (v.col_stride != 1) {
+    for (int64_t j = 0; j < n; ++j) sums[j] = row_sum(v.data + j * v.col_stride, v.row_stride, k);
+    return sums;
+  }
+  // Row by row (unit stride), in uint32 blocks of k that cannot overflow.
+  constexpr int64_t kBlock = int64_t{1} << 24;
+  std::vector<uint32_t> part(static_cast<size_t>(n));
+  for (int64_t k0 = 0; k0 < k; k0 += kBlock) {
+    std::fill(part.begin(), part.end(), 0u);
+    for (int64_t kk = k0; kk < std::min(k, k0 + kBlock); ++kk) {
+      const uint8_t* row = v.data + kk * v.row_stride;
+      for (int64_t j = 0; j < n; ++j) part[j] += row[j];
+    }
+    for (int64_t j = 0; j < n; ++j) sums[j] += part[j];
+  }
+  return sums;
+}
+
+// Adds the zero-point terms of one GEMM (batched_int_gemm_zero_point_cpu) to
+// its table sums c (m x n, dense).
+void add_zero_point_terms(const GemmShape& s, const IntMatrixView& a, const IntMatrixView& b, int64_t za,
+                          const int32_t* zb, int64_t zb_count, int64_t* c, const ParallelFor& parallel) {
+  const auto zb_at = [&](int64_t j) { return int64_t{zb[zb_count == 1 ? 0 : j]}; };
+  bool any_zb = false;
+  for (int64_t j = 0; j < zb_count; ++j) any_zb = any_zb || zb[j] != 0;
+  if (za == 0 && !any_zb) return;
+  // column_term[j] = za * (K * zb[j] - sum_k pb(k, j))
+  std::vector<int64_t> column_term(static_cast<size_t>(s.n), 0);
+  if (za != 0) {
+    const std::vector<int64_t> b_sums = column_sums(b, s.k, s.n);
+    for (int64_t j = 0; j < s.n; ++j) column_term[j] = za * (s.k * zb_at(j) - b_sums[j]);
+  }
+  parallel(s.m, s.k + 2 * s.n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t a_sum = any_zb ? row_sum(a.data + i * a.row_stride, a.col_stride, s.k) : 0;
+      int64_t* out = c + i * s.n;
+      if (zb_count == 1) {
+        const int64_t row_term = zb[0] * a_sum;
+        for (int64_t j = 0; j < s.n; ++j) out[j] += column_term[j] - row_term;
+      } else {
+        for (int64_t j = 0; j < s.n; ++j) out[j] += column_term[j] - zb[j] * a_sum;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 int64_t int_products_max_abs(const int32_t* products) {
@@ -293,6 +366,21 @@ void batched_int_gemm_cpu(const int32_t* products, const BatchPlan& plan, const 
 void batched_int_gemm_cpu(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b,
                           int32_t* c, const ParallelFor& parallel) {
   batched(products, plan, a, b, c, parallel);
+}
+
+void batched_int_gemm_zero_point_cpu(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b,
+                                     int32_t za, const int32_t* zb, int64_t zb_count, int64_t* c,
+                                     const ParallelFor& parallel) {
+  const GemmShape& s = plan.shape;
+  for (const BatchRun& run : plan.runs) {
+    for (int64_t q = 0; q < run.count; ++q) {
+      const IntMatrixView va{a + run.a_offset + q * run.a_stride, plan.a.row_stride, plan.a.col_stride};
+      const IntMatrixView vb{b + run.b_offset + q * run.b_stride, plan.b.row_stride, plan.b.col_stride};
+      int64_t* out = c + (run.begin + q) * s.m * s.n;
+      int_gemm(products, s, va, vb, out, s.n, parallel);
+      if (s.m > 0 && s.n > 0) add_zero_point_terms(s, va, vb, za, zb, zb_count, out, parallel);
+    }
+  }
 }
 
 }  // namespace amsim

@@ -70,4 +70,18 @@ void batched_int_gemm_cpu(const int32_t* products, const BatchPlan& plan, const 
 void batched_int_gemm_cpu(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b,
                           int32_t* c, const ParallelFor& parallel);
 
+// The GEMMs of `plan` with zero points, as an integer accelerator computes
+// sum_k (pa(i, k) - za)(pb(k, j) - zb[j]): the table sees the patterns as
+// stored and the zero-point terms are exact integer sums, added as each
+// GEMM's output is written (no pass over the operands besides one row sum
+// of A and one column sum of B):
+//   C[i, j] = sum_k products[pa][pb] - zb[j] * sum_k pa + za * (K * zb[j] - sum_k pb).
+// zb: one zero point (zb_count == 1) or one per column (zb_count == n), the
+// same for every batch.  With za == 0 and every zb == 0 this is
+// batched_int_gemm_cpu widened to int64 (K needs no int32 bound: sums are
+// split into int32-safe blocks and added in int64).
+void batched_int_gemm_zero_point_cpu(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b,
+                                     int32_t za, const int32_t* zb, int64_t zb_count, int64_t* c,
+                                     const ParallelFor& parallel);
+
 }  // namespace amsim
