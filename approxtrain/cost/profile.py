@@ -18,33 +18,28 @@ import tensorflow as tf
 from approxtrain.cost import conv3d, counts, energy, graph
 
 
+# (Keras class, kind) in the order they are tried: a class before any it subclasses. AM twins
+# subclass their Keras class, so they are counted as it.
+_KINDS = (
+    (keras.layers.MultiHeadAttention, "attention"),
+    (keras.layers.DepthwiseConv2D, "depthwise_conv2d"),
+    (keras.layers.DepthwiseConv1D, "depthwise_conv1d"),
+    (keras.layers.SeparableConv2D, "separable_conv2d"),
+    (keras.layers.SeparableConv1D, "separable_conv1d"),
+    (keras.layers.Conv1DTranspose, "conv1d_transpose"),
+    (keras.layers.Conv2DTranspose, "conv2d_transpose"),
+    (keras.layers.Conv3DTranspose, "conv3d_transpose"),
+    (keras.layers.Conv3D, "conv3d"),
+    (keras.layers.Conv1D, "conv1d"),
+    (keras.layers.Conv2D, "conv2d"),
+    (keras.layers.Dense, "dense"),
+    (keras.layers.EinsumDense, "einsum_dense"),
+)
+
+
 def _kind(layer):
-    kinds = keras.layers
-    if isinstance(layer, kinds.MultiHeadAttention):
-        return "attention"
-    if isinstance(layer, kinds.DepthwiseConv2D):
-        return "depthwise_conv2d"
-    if isinstance(layer, kinds.DepthwiseConv1D):
-        return "depthwise_conv1d"
-    if isinstance(layer, kinds.SeparableConv2D):
-        return "separable_conv2d"
-    if isinstance(layer, kinds.SeparableConv1D):
-        return "separable_conv1d"
-    if isinstance(layer, kinds.Conv1DTranspose):
-        return "conv1d_transpose"
-    if isinstance(layer, kinds.Conv2DTranspose):
-        return "conv2d_transpose"
-    if isinstance(layer, kinds.Conv3DTranspose):
-        return "conv3d_transpose"
-    if isinstance(layer, kinds.Conv3D):
-        return "conv3d"
-    if isinstance(layer, (kinds.Conv1D, kinds.Conv2D)):
-        return "conv1d" if isinstance(layer, kinds.Conv1D) else "conv2d"
-    if isinstance(layer, kinds.Dense):
-        return "dense"
-    if isinstance(layer, kinds.EinsumDense):
-        return "einsum_dense"
-    return None
+    """The count kind of a layer, None where it has none."""
+    return next((kind for cls, kind in _KINDS if isinstance(layer, cls)), None)
 
 
 def _all_layers(model):
