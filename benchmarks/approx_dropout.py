@@ -6,8 +6,9 @@ of process CPU time (robust to other processes on a shared machine) and of wall 
 - layer: one training step (forward, backward, SGD update) of AMDense against ApproxDropoutDense
   (row, tile 32x64, row with group_size 32) at rate 0.5, for a few shapes;
 - epoch: one epoch of LeNet-300-100 with mbm7 on the full Fashion-MNIST (the offline IDX files),
-  SGD lr 0.01 momentum 0.9, with and without ``approx_dropout="row", dropout_rate=0.5``, at
-  batch sizes 128 and 512.
+  SGD lr 0.01 momentum 0.9, at batch sizes 128 and 512, three variants: ``base`` (no dropout),
+  ``row`` (``approx_dropout="row", dropout_rate=0.5``) and ``elem`` (``dropout_rate=0.5`` alone:
+  Keras's per-element Dropout(0.5) after each hidden layer, what row dropout replaces).
 
     python benchmarks/approx_dropout.py [--section layer|epoch|all] [--rounds 2]
 """
@@ -95,7 +96,11 @@ def epoch_section(rounds):
 
     for batch in (128, 512):
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).prefetch(2)
-        runs = {"base": model({}), "row": model(dict(approx_dropout="row", dropout_rate=0.5))}
+        runs = {
+            "base": model({}),
+            "row": model(dict(approx_dropout="row", dropout_rate=0.5)),
+            "elem": model(dict(dropout_rate=0.5)),
+        }
         for m in runs.values():
             m.fit(data.take(3), epochs=1, verbose=0)  # trace
         best = {name: (float("inf"), float("inf")) for name in runs}
@@ -103,12 +108,13 @@ def epoch_section(rounds):
             for name, m in runs.items():
                 cpu, wall = best_of(lambda m=m: m.fit(data, epochs=1, verbose=0), 1)
                 best[name] = (min(best[name][0], cpu), min(best[name][1], wall))
-        (bc, bw), (rc, rw) = best["base"], best["row"]
-        print(
-            f"epoch, batch {batch}: CPU s/epoch base {bc:.2f} row {rc:.2f} ({rc / bc:.2f}x); "
-            f"wall base {bw:.2f} row {rw:.2f} ({rw / bw:.2f}x)",
-            flush=True,
-        )
+        for kind, i in (("CPU", 0), ("wall", 1)):
+            base, row, elem = (best[name][i] for name in ("base", "row", "elem"))
+            print(
+                f"epoch, batch {batch}, {kind} s/epoch: base {base:.2f}, row {row:.2f} ({row / base:.2f}x base), "
+                f"elem {elem:.2f} ({elem / base:.2f}x base); row/elem {row / elem:.2f}x",
+                flush=True,
+            )
 
 
 def main(argv=None):

@@ -74,6 +74,17 @@ def random_subsets(uniform, k):
     return tf.sort(tf.math.top_k(uniform, k=k, sorted=False).indices, axis=-1)
 
 
+def random_split(uniform, k):
+    """(kept, dropped) for one row of i.i.d. uniform draws [n]: kept is `random_subsets(uniform, k)`
+    (the same set, ascending), dropped the other n - k units in no particular order.
+
+    One top_k over all n: top_k ranks equal values by index, so its first k are the set that
+    top_k(uniform, k) picks, and the draw for a seed is the one `random_subsets` makes.
+    """
+    order = tf.math.top_k(uniform, k=uniform.shape[-1]).indices
+    return tf.sort(order[:k]), order[k:]
+
+
 def tile_grid(n_in, n_out, tile):
     """(row tiles, column tiles) covering a [n_in, n_out] kernel; the last ones may be partial."""
     return math.ceil(n_in / tile[0]), math.ceil(n_out / tile[1])

@@ -71,6 +71,12 @@ class ApproxRandomDropout(keras.layers.Layer):
         uniform = keras.random.uniform(tf.stack([groups, n]), seed=self.seed_generator)
         return patterns.random_subsets(uniform, patterns.kept_count(n, self.rate))
 
+    def kept_and_dropped_units(self, n):
+        """(kept, dropped) int32 units of one pattern for the whole batch: kept sorted, the same
+        draw as ``kept_units(n)[0]``; dropped the others, unsorted (fresh at every call)."""
+        uniform = keras.random.uniform(tf.stack([1, n]), seed=self.seed_generator)
+        return patterns.random_split(uniform[0], patterns.kept_count(n, self.rate))
+
     def kept_tiles(self, row_tiles, col_tiles, groups=1):
         """[groups, col_tiles, kept] sorted int32 row-tile indices kept in each column block of tiles."""
         uniform = keras.random.uniform(tf.stack([groups, col_tiles, row_tiles]), seed=self.seed_generator)
@@ -170,8 +176,10 @@ class ApproxDropoutDense(AMDense):
         [groups, rows, kept] for kept [groups, kept]."""
         y = from_float32(self, y)
         if self.bias is not None:
-            bias = tf.gather(self.bias, kept)
-            y = keras.ops.add(y, bias if kept.shape.rank == 1 else bias[:, None, :])
+            if kept.shape.rank == 1:
+                y = keras.ops.add(y, kept_units.rows(self.bias, kept))
+            else:
+                y = keras.ops.add(y, tf.gather(self.bias, kept)[:, None, :])
         if self.activation is not None:
             y = self.activation(y)
         return y * tf.cast(patterns.scale(self.units, self.dropout.rate), y.dtype)
@@ -180,25 +188,28 @@ class ApproxDropoutDense(AMDense):
         """One pattern for the batch: ONE plain 2-D product on the kept columns of the kernel.
 
         The kept columns are gathered as rows of the transposed kernel (a gather along the last
-        axis, and its gradient, cost TensorFlow far more). The input may itself be the spread of
-        a row-dropped layer (`_kept_units`): then only its kept units enter the product. A
-        rank-2 result carries its compact values for the next layer.
+        axis of a large kernel, and its gradient, cost TensorFlow far more). The input may itself
+        be the spread of a row-dropped layer (`_kept_units`): then only its kept units enter the
+        product, and the small block kernel[kept in, kept out] is gathered without a transpose
+        (`_kept_units.columns`, whose gradient is one gather). A rank-2 result carries its compact
+        values for the next layer.
         """
         stash = kept_units.of(inputs, kernel.shape[0]) if kept_units.takes(self) else None
+        kept, dropped = self.dropout.kept_and_dropped_units(self.units)
+        op_kwargs = self.am_multipliers.op_kwargs()
         if stash is None:
-            rows, kernel_rows = tf.reshape(x, [-1, x.shape[-1]]), kernel
+            rows = tf.reshape(x, [-1, x.shape[-1]])
+            w_t = kept_units.rows(tf.transpose(kernel), kept)  # [kept, in]
+            y = ops.matmul(rows, w_t, transpose_b=True, **op_kwargs)
         else:
             rows, kernel_rows = kept_units.inputs(stash, kernel)
-            rows = to_float32(self, rows)
-        kept = self.dropout.kept_units(self.units)[0]
-        w_t = tf.gather(tf.transpose(kernel_rows), kept)  # [kept, in]
-        y = ops.matmul(rows, w_t, transpose_b=True, **self.am_multipliers.op_kwargs())
-        if stash is not None:
+            w = kept_units.columns(kernel_rows, kept)  # [kept inputs, kept]
+            y = ops.matmul(to_float32(self, rows), w, **op_kwargs)
             y = kept_units.poison(y, stash, kernel, columns=kept)
         compact = self._finish(y, kept)
         full = self._unflatten(patterns.spread(compact[None], kept[None], self.units)[0], x)
         if x.shape.rank == 2 and kept_units.hands_on(self):
-            kept_units.attach(full, compact, kept, self.units)
+            kept_units.attach(full, compact, kept, self.units, dropped)
         return full
 
     def _row_dropped(self, grouped, groups, kernel):

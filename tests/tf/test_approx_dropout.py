@@ -288,7 +288,8 @@ def test_next_layers_skip_dropped_units_bit_for_bit(monkeypatch, multiplier):
         else:
             np.testing.assert_array_equal(got, want)
     if multiplier == "mbm7":  # fc2 multiplies only fc1's 5 kept units, fc3 only fc2's 3
-        assert compact_calls[:2] == [((8, IN), (5, IN), False, True), ((8, 5), (3, 5), False, True)]
+        # fc2's small block kernel[kept in, kept out] is gathered as it lies (no transpose: cheaper)
+        assert compact_calls[:2] == [((8, IN), (5, IN), False, True), ((8, 5), (5, 3), False, False)]
         assert compact_calls[2] == ((8, 3), (3, 4), False, False)
         assert calls[len(compact_calls) : len(compact_calls) + 3] == [
             ((8, IN), (5, IN), False, True),
@@ -317,6 +318,57 @@ def test_next_layers_skip_dropped_units_in_a_compiled_fit():
     finally:
         _kept_units.inputs = saved
     assert set(hits) == {(300, 100), (100, 10)}
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("row", ["dropped", "kept"])
+def test_a_nonfinite_weight_poisons_exactly_the_columns_the_full_product_does(monkeypatch, value, row):
+    """In a dropped row, inf and NaN make their whole column NaN (0 x inf); in a kept row they
+    enter the compact product itself: compact and full agree either way, column by column."""
+    x = tf.constant(np.abs(data(9, (8, IN))) + 0.5)
+    fc1, fc2, _ = dropout_chain("mbm7")
+    kept1 = drawn(fc1, lambda d: d.kept_units(UNITS))[0]
+    unit = sorted(set(range(UNITS)) - set(kept1))[1] if row == "dropped" else int(kept1[2])
+    column = int(drawn(fc2, lambda d: d.kept_units(6))[0][1])
+
+    def second_layer():
+        layers = dropout_chain("mbm7", poisoned=(unit, column))
+        return layers[1](layers[0](x, training=True), training=True).numpy()
+
+    compact = second_layer()
+    without_compaction(monkeypatch)
+    full = second_layer()
+    np.testing.assert_array_equal(compact, full)
+    assert not np.isnan(np.delete(full, column, axis=1)).any()
+    if row == "dropped":
+        assert np.isnan(full[:, column]).all()
+
+
+def test_kept_gathers_have_tensorflows_gradients_densely():
+    """_kept_units.rows / columns: TensorFlow's gather values, and its gradients (made dense) bit
+    for bit -- the kept entries' gradients in place, +0 elsewhere -- without IndexedSlices."""
+    from approxtrain.layers import _kept_units
+
+    matrix = tf.constant(data(40, (7, 9)))
+    d_out = data(41, (7, 9))
+    for gather, ours, kept in (
+        (lambda m, k: tf.gather(m, k), _kept_units.rows, [0, 3, 4, 6]),
+        (lambda m, k: tf.gather(m, k, axis=1), _kept_units.columns, [1, 2, 8]),
+        (lambda m, k: tf.gather(m, k), _kept_units.rows, []),
+    ):
+        kept = tf.constant(kept, tf.int32)
+        results = []
+        for fn in (gather, ours):
+            with tf.GradientTape() as tape:
+                tape.watch(matrix)
+                out = fn(matrix, kept)
+                loss = tf.reduce_sum(out * d_out[: out.shape[0], : out.shape[1]])
+            results.append((out.numpy(), tape.gradient(loss, matrix)))
+        (want, want_grad), (got, got_grad) = results
+        assert not isinstance(got_grad, tf.IndexedSlices)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_grad.numpy(), tf.convert_to_tensor(want_grad).numpy())
+        assert not np.signbit(got_grad.numpy()[got_grad.numpy() == 0]).any()
 
 
 def test_a_nonfinite_weight_of_a_dropped_unit_poisons_its_column_as_the_full_product(monkeypatch):
@@ -375,6 +427,38 @@ def test_row_pattern_is_redrawn_each_step_and_keeps_exactly_its_share():
         assert all(len(p) == expected for p in patterns)
         if expected < units - 1:
             assert len(set(patterns)) == 4
+
+
+def test_one_pattern_split_is_the_top_k_draw_and_its_complement():
+    """kept: the k largest draws, equal ones ranked by index (NumPy's stable argsort as the
+    reference), ascending -- the set random_subsets picks; dropped: every other unit once."""
+    from approxtrain.layers import _dropout_patterns as patterns
+
+    rng = np.random.default_rng(31)
+    for n, k, levels in ((10, 5, 4), (300, 150, 1 << 23), (37, 1, 3), (37, 36, 3), (8, 8, 2)):
+        uniform = (rng.integers(0, levels, n) / levels).astype(np.float32)  # few levels: many ties
+        kept, dropped = (t.numpy() for t in patterns.random_split(tf.constant(uniform), k))
+        np.testing.assert_array_equal(kept, np.sort(np.argsort(-uniform, kind="stable")[:k]))
+        np.testing.assert_array_equal(kept, patterns.random_subsets(tf.constant(uniform[None]), k).numpy()[0])
+        np.testing.assert_array_equal(np.sort(np.concatenate([kept, dropped])), np.arange(n))
+        assert kept.dtype == dropped.dtype == np.int32
+
+
+def test_row_pattern_is_uniform_over_units_and_pairs():
+    """Every unit is kept with probability kept/n, every pair of units with the probability of a
+    uniformly random subset of that size (what the layer draws at each training step)."""
+    dropout = am.ApproxRandomDropout(0.3, seed=12)  # 7 of 10 kept
+    draws = 2000
+    masks = np.zeros((draws, 10), bool)
+    for i in range(draws):
+        kept, dropped = (t.numpy() for t in dropout.kept_and_dropped_units(10))
+        assert len(kept) == 7 and np.all(np.diff(kept) > 0) and set(kept).isdisjoint(dropped)
+        masks[i, kept] = True
+    share = masks.mean(0)
+    np.testing.assert_allclose(share, 0.7, atol=4 * np.sqrt(0.21 / draws))
+    pairs = (masks[:, :, None] & masks[:, None, :]).mean(0)[np.triu_indices(10, 1)]
+    both = 7 * 6 / (10 * 9)  # P(two given units are both in a uniform 7-subset of 10)
+    np.testing.assert_allclose(pairs, both, atol=4 * np.sqrt(both * (1 - both) / draws))
 
 
 def test_tile_pattern_keeps_each_tile_at_the_rate_on_average():
