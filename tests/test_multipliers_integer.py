@@ -89,9 +89,7 @@ def test_shipped_integer_models(home):
     a = np.arange(256)[:, None]
     b = np.arange(256)[None, :]
     for dropped, wce in ((4, 49), (8, 1793)):
-        trunc = sum(
-            ((a >> i) & 1) * ((b >> j) & 1) << (i + j) for i in range(8) for j in range(8) if i + j >= dropped
-        )
+        trunc = sum(((a >> i) & 1) * ((b >> j) & 1) << (i + j) for i in range(8) for j in range(8) if i + j >= dropped)
         np.testing.assert_array_equal(multipliers.get(f"mul8u_trunc{dropped}").products, trunc)
         assert int((exact_products(False) - trunc).max()) == wce
     assert multipliers.get("mul8u_trunc8").multiply([15], [15])[0] == 0
