@@ -83,10 +83,24 @@ class _Recorder:
 
         def compute(query, key, value, *args, **kw):
             out, scores = original(query, key, value, *args, **kw)
+            if scores is None:  # Keras's fused dot_product_attention gives none: P by the explicit path
+                scores = _attention_scores(original, query, key, value, args, kw)
             self.calls.append((layer, "attention", {"q": query, "k": key, "v": value, "p": scores, "y": out}))
             return out, scores
 
         return compute
+
+
+def _attention_scores(original, query, key, value, args, kw):
+    """MultiHeadAttention's softmax P for Q, K, V [B, T|S, N, H] through Keras's explicit path
+    (the layer's mask, a causal one made explicit), for the count only: the layer's own output
+    is kept."""
+    names = ("attention_mask", "training", "return_attention_scores", "use_causal_mask")
+    bound = {**dict(zip(names, args)), **kw}
+    if bound.get("use_causal_mask") and bound.get("attention_mask") is None:
+        bound["attention_mask"] = tf.linalg.band_part(tf.ones((1, query.shape[1], key.shape[1]), tf.bool), -1, 0)
+    bound.update(return_attention_scores=True, use_causal_mask=False)
+    return original(query, key, value, **bound)[1]
 
 
 def _conv_geometry(layer, kind, x_shape, w_shape=None):

@@ -886,3 +886,63 @@ def test_conv3d_transpose_counts_its_landing_products():
         got = entry[phase]
         assert (got["macs"], got["macs"] - got["zero_operand"]) == (macs, nonzero), phase
     assert entry["grad_weight"]["macs"] == gi[0]  # every (input position, tap) pair, as dU
+
+
+def test_forward_macs_equal_coverages_independent_count():
+    # approxtrain.coverage counts a forward pass's MACs analytically from shapes (its own code):
+    # every counted kind must agree with it (transposed convs with "valid" padding, where every
+    # product lands on an output, as coverage counts them).
+    import keras
+    import tensorflow as tf
+
+    import approxtrain as at
+    from approxtrain import cost
+
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.SeparableConv2D(6, 3, strides=2, depth_multiplier=2)(h)
+    h = keras.layers.DepthwiseConv2D(2, padding="same")(h)
+    h = keras.layers.Conv2DTranspose(3, 2, strides=2)(h)
+    v = keras.layers.Reshape((2, 3, 6, 3))(h)
+    v = keras.layers.Conv3D(2, (2, 2, 3), padding="same")(v)
+    v = keras.layers.Conv3DTranspose(2, (1, 2, 2))(v)
+    s = keras.layers.Reshape((28, 4))(v)
+    s = keras.layers.Conv1D(5, 3, dilation_rate=2, padding="causal")(s)
+    s = keras.layers.DepthwiseConv1D(3, depth_multiplier=2)(s)
+    s = keras.layers.SeparableConv1D(4, 2, strides=2)(s)
+    s = keras.layers.Conv1DTranspose(4, 3)(s)
+    s = keras.layers.MultiHeadAttention(2, 4)(s, s)
+    s = keras.layers.EinsumDense("btc,cd->btd", (15, 6))(s)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(s))
+    model = keras.Model(inputs, out)
+    x = np.random.default_rng(5).random((2, 8, 8, 3)).astype(np.float32)
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, np.array([0, 2], "int32"))).batch(2))
+    assert report["not_counted"] == []
+    c = at.coverage(model)
+    assert report["total"]["forward"]["macs"] == 2 * (c["approximate_macs"] + c["native_macs"])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_without_dropout_is_counted_from_its_softmax(causal):
+    # Keras's MultiHeadAttention without dropout runs the fused dot_product_attention, which
+    # returns no softmax; the count takes P from Keras's explicit path (the causal mask made
+    # explicit). With a causal mask P is exactly 0 above the diagonal: those P.V products have a
+    # zero operand, and (V having no zeros) no others do.
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    b, t, d, heads, dim = 2, 5, 6, 2, 3
+    inputs = keras.Input((t, d))
+    mha = keras.layers.MultiHeadAttention(heads, dim, name="mha")
+    h = mha(inputs, inputs, use_causal_mask=causal)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, out)
+    x = np.random.default_rng(3).standard_normal((b, t, d)).astype(np.float32)
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, np.array([0, 1], "int32"))).batch(b))
+    entries = {e["name"]: e for e in report["layers"]}
+    scores, combine = entries["mha/scores"]["forward"], entries["mha/combine"]["forward"]
+    assert scores["macs"] == combine["macs"] == b * heads * t * t * dim
+    masked = t * (t - 1) // 2 if causal else 0
+    assert combine["zero_operand"] == b * heads * masked * dim
