@@ -69,10 +69,13 @@ from approxtrain.quant.multipliers import describe, resolve_any
 from approxtrain.quant.quantize import (
     batch_range,
     dequantize,
+    dequantize_steps,
     in_range,
     minmax,
     params_from_range,
+    patterns_of_steps,
     quantize,
+    quantize_steps,
 )
 
 
@@ -202,12 +205,13 @@ def matmul(
 
     @tf.custom_gradient
     def product(a, b):
-        qa, qb = quantize(a, pa), quantize(b, pb)
+        sa, sb = quantize_steps(a, pa), quantize_steps(b, pb)
+        qa, qb = patterns_of_steps(sa, pa), patterns_of_steps(sb, pb)  # uint8
         y = dequantized_product(exact_product(qa, qb, pa.zero_point, pb.zero_point, forward), pa.scale * pb.scale)
 
         def grad(dy):
-            da = _matmul_input_grad(dy, a, b, qb, pb, rule_a)
-            db = _matmul_weight_grad(dy, a, b, qa, pa, rule_b)
+            da = _matmul_input_grad(dy, a, b, qb, sb, pb, rule_a)
+            db = _matmul_weight_grad(dy, a, b, qa, sa, pa, rule_b)
             return (
                 masked(da, a, pa, calibrated_by_itself(config, input_range)),
                 masked(db, b, pb, calibrated_by_itself(None, weight_range)),
@@ -240,10 +244,10 @@ def _straight_through(float_op, dy, dqx, dqw, rule_x, rule_w, *args, **kwargs):
     return inner.gradient(y, [dqx, dqw], output_gradients=dy)
 
 
-def _matmul_input_grad(dy, a, b, qb, pb, rule):
-    """dA = dY . B^T."""
+def _matmul_input_grad(dy, a, b, qb, sb, pb, rule):
+    """dA = dY . B^T (qb: B's patterns, sb: its quantize_steps)."""
     if rule.kind != "integer":
-        return _matmul.grad_a(dy, a, dequantize(qb, pb), _float_table(rule), False, False)
+        return _matmul.grad_a(dy, a, dequantize_steps(sb, pb), _float_table(rule), False, False)
     # per-channel weight scales folded into dY: one scale for the sum over n
     qg, pg = quantized_gradient(dy, rule.multiplier.signed, pb.scale)
     # AMIntMatMul broadcasts the batch axes: one GEMM per output batch index, summed below
@@ -251,10 +255,10 @@ def _matmul_input_grad(dy, a, b, qb, pb, rule):
     return dequantized_product(_summed_to(acc, a, dy), pg.scale)
 
 
-def _matmul_weight_grad(dy, a, b, qa, pa, rule):
-    """dB = A^T . dY."""
+def _matmul_weight_grad(dy, a, b, qa, sa, pa, rule):
+    """dB = A^T . dY (qa: A's patterns, sa: its quantize_steps)."""
     if rule.kind != "integer":
-        return _matmul.grad_b(dy, dequantize(qa, pa), b, _float_table(rule), False, False)
+        return _matmul.grad_b(dy, dequantize_steps(sa, pa), b, _float_table(rule), False, False)
     qd, pd = quantized_gradient(dy, rule.multiplier.signed)
     if b.shape.rank == 2 and a.shape.rank > 2:  # b shared by every batch: one GEMM over all rows
         qa = tf.reshape(qa, [-1, tf.shape(qa)[-1]])
@@ -397,7 +401,8 @@ def conv2d(
 
     @tf.custom_gradient
     def conv(x, w):
-        qx, qw = quantize(x, px), quantize(w, pw)
+        sx, sw = quantize_steps(x, px), quantize_steps(w, pw)
+        qx, qw = patterns_of_steps(sx, px), patterns_of_steps(sw, pw)  # uint8
         acc, rows = conv_sums(qx, px, qw, pw, geometry, forward)
         y = dequantized_product(acc, px.scale * pw.scale)
 
@@ -405,11 +410,13 @@ def conv2d(
             if rule_x.kind == "integer":
                 dx = _conv_input_grad_integer(dy, x.shape[1:], qw, pw, geometry, rule_x.multiplier)
             else:
-                dx = _conv.input_grad(tf.shape(x), dequantize(qw, pw), dy, _float_table(rule_x), attrs, groups)
+                dqw = dequantize_steps(sw, pw)
+                dx = _conv.input_grad(tf.shape(x), dqw, dy, _float_table(rule_x), attrs, groups)
             if rule_w.kind == "integer":
                 dw = _conv_filter_grad_integer(dy, rows, px, w, geometry, rule_w.multiplier)
             else:
-                dw = _conv.filter_grad(dequantize(qx, px), tf.shape(w), dy, _float_table(rule_w), attrs, groups)
+                dqx = dequantize_steps(sx, px)
+                dw = _conv.filter_grad(dqx, tf.shape(w), dy, _float_table(rule_w), attrs, groups)
             return masked(dx, x, px, calibrated_by_itself(config, input_range)), dw  # w: its own min/max
 
         return y, grad

@@ -72,17 +72,38 @@ def params_from_range(lo, hi, signed):
     return QuantParams(scale, tf.cast(zero_point, tf.int32), nudged_min, nudged_max, lo, hi, bool(signed))
 
 
-def quantize(x, params):
-    """int32 codes of float32 x (per-channel params broadcast over the last axis)."""
-    qmin = code_range(params.signed)[0]
+def quantize_steps(x, params):
+    """code - qmin of float32 x as float32 (exact integers; per-channel params broadcast over the
+    last axis): what quantize casts, kept by the hot ops to take patterns and dequantized values
+    from without another pass through int32."""
     clamped = tf.clip_by_value(x, params.nudged_min, params.nudged_max)
     shifted = (clamped - params.nudged_min) * _divide(1.0, params.scale) + 0.5
-    return tf.cast(tf.floor(shifted), tf.int32) + qmin
+    return tf.floor(shifted)
+
+
+def quantize(x, params):
+    """int32 codes of float32 x (per-channel params broadcast over the last axis)."""
+    return tf.cast(quantize_steps(x, params), tf.int32) + code_range(params.signed)[0]
+
+
+def patterns_of_steps(steps, params):
+    """The uint8 patterns of the codes whose quantize_steps are `steps`: unsigned codes are the
+    steps themselves (0..255, cast exactly); signed ones go through their int32 codes."""
+    if not params.signed:
+        return tf.cast(steps, tf.uint8)
+    return patterns(tf.cast(steps, tf.int32) + code_range(True)[0])
 
 
 def dequantize(codes, params):
     """The real values of int32 codes: (code - zero_point) * scale."""
     return tf.cast(codes - params.zero_point, tf.float32) * params.scale
+
+
+def dequantize_steps(steps, params):
+    """dequantize of the codes whose quantize_steps are `steps`, bit for bit: code - zero_point is
+    the exact float32 integer steps + (qmin - zero_point), then times the scale."""
+    offset = tf.cast(code_range(params.signed)[0] - params.zero_point, tf.float32)
+    return (steps + offset) * params.scale
 
 
 def in_range(x, params):
