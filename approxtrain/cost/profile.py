@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from approxtrain.cost import conv3d, counts, energy, graph
+from approxtrain.cost import conv3d, counts, energy, graph, recurrent
 
 
 # (Keras class, kind) in the order they are tried: a class before any it subclasses. AM twins
@@ -34,12 +34,15 @@ _KINDS = (
     (keras.layers.Conv2D, "conv2d"),
     (keras.layers.Dense, "dense"),
     (keras.layers.EinsumDense, "einsum_dense"),
+    *recurrent.KINDS,
 )
+RECURRENT = tuple(kind for _, kind in recurrent.KINDS)
 
 
 def _kind(layer):
-    """The count kind of a layer, None where it has none."""
-    return next((kind for cls, kind in _KINDS if isinstance(layer, cls)), None)
+    """The count kind of a layer, None where it has none (a recurrent layer with dropout)."""
+    kind = next((kind for cls, kind in _KINDS if isinstance(layer, cls)), None)
+    return None if kind in RECURRENT and not recurrent.countable(layer) else kind
 
 
 def _all_layers(model):
@@ -56,6 +59,8 @@ class _Recorder:
             for layer, kind in layers:
                 if kind == "attention":
                     layer._compute_attention = self._attention_hook(layer)
+                elif kind in RECURRENT:
+                    layer.call = self._recurrent_hook(layer, kind)
                 else:
                     layer.call = self._product_hook(layer, kind)
             yield
@@ -75,6 +80,16 @@ class _Recorder:
                 layer.activation = activation
             self.calls.append((layer, kind, {"x": inputs, "y": pre}))
             return pre if activation is None else activation(pre)
+
+        return call
+
+    def _recurrent_hook(self, layer, kind):
+        original = type(layer).call.__get__(layer)
+
+        def call(sequences, initial_state=None, mask=None, training=False):
+            out = original(sequences, initial_state=initial_state, mask=mask, training=training)
+            self.calls.append((layer, kind, {"x": sequences, "y": out, "initial_state": initial_state, "mask": mask}))
+            return out
 
         return call
 
@@ -203,6 +218,8 @@ def _graph_sums(layer, kind, t, dy):
         return _separable_sums(layer, kind, t["x"], dy)
     if kind in ("conv3d", "conv3d_transpose"):
         return _conv3d_sums(layer, kind, t["x"], t["y"], dy)
+    if kind in RECURRENT:
+        return recurrent.graph_sums(layer, kind, t["x"], dy, t["initial_state"], t["mask"])
     x, kernel = t["x"], tf.convert_to_tensor(layer.kernel)
     if kind in ("conv1d_transpose", "conv2d_transpose"):
         g = _transpose_geometry(layer, kind, tuple(x.shape), tuple(t["y"].shape))
@@ -242,6 +259,15 @@ def _attention_counts(layer, t, grads):
     return scores, combine
 
 
+def _or_zeros(grad, like):
+    """The gradient of `like` (a tensor or a list of them), zeros where the tape gave None."""
+    if grad is None:
+        return tf.nest.map_structure(tf.zeros_like, like)
+    if isinstance(like, (list, tuple)):
+        return [tf.zeros_like(y) if g is None else g for g, y in zip(grad, like)]
+    return grad
+
+
 class _CountingStep:
     """One training step as a tf.function that returns the count reductions of every call of a
     counted layer (nothing else leaves the graph); calling it runs the step and finishes the
@@ -272,7 +298,7 @@ class _CountingStep:
         n = len(watched)
         static, sums = [], []
         for (layer, kind, t), dy, dx in zip(recorder.calls, grads[:n], grads[n : 2 * n]):
-            finish, tensors = _graph_sums(layer, kind, t, tf.zeros_like(t["y"]) if dy is None else dy)
+            finish, tensors = _graph_sums(layer, kind, t, _or_zeros(dy, t["y"]))
             # Keras computes no gradient for the model input: the tape gives None for it.
             static.append((layer, kind, kind == "attention" or dx is not None, finish))
             sums.append(tensors)
@@ -342,6 +368,11 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
                 dims = kind[-2:]
                 parts = [(f"{base}/depthwise", f"depthwise_conv{dims}", result[0], gi_computed)]
                 parts += [(f"{base}/pointwise", f"conv{dims}", result[1], True)]
+            elif kind in RECURRENT:
+                # Only the input products read the layer input; the state's gradient is internal.
+                parts = [(f"{base}/input", "rnn_input", result["input"], gi_computed)]
+                parts += [(f"{base}/{name}", f"rnn_{name}", result[name], True) for name in ("state", "candidate")
+                          if name in result]  # fmt: skip
             else:
                 parts = [(base, kind, result, gi_computed)]
             for entry, etype, result, gi_computed in parts:

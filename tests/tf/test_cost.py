@@ -946,3 +946,104 @@ def test_attention_without_dropout_is_counted_from_its_softmax(causal):
     assert scores["macs"] == combine["macs"] == b * heads * t * t * dim
     masked = t * (t - 1) // 2 if causal else 0
     assert combine["zero_operand"] == b * heads * masked * dim
+
+
+RNN_CASES = {
+    "simple_rnn": (lambda u: __import__("keras").layers.SimpleRNN(u, return_sequences=True, name="rnn"), 1),
+    "gru": (lambda u: __import__("keras").layers.GRU(u, return_sequences=True, name="rnn"), 3),
+    "gru_reset_before": (
+        lambda u: __import__("keras").layers.GRU(u, return_sequences=True, reset_after=False, name="rnn"),
+        3,
+    ),
+    "lstm": (lambda u: __import__("keras").layers.LSTM(u, return_sequences=True, name="rnn"), 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RNN_CASES))
+def test_recurrent_products_are_counted_from_the_real_sequences(case):
+    # Forward zeros listed product by product: x . kernel from the input, h_{t-1} . recurrent
+    # kernel from the layer's own outputs (h_{-1} = 0; a masked step holds the state). The input
+    # product's dX: dz is exactly 0 on masked steps (their new state is dropped) and at t = 0 on
+    # the gate that multiplies a zero there (LSTM: forget gate, c_{-1} = 0; GRU: reset gate,
+    # h_{-1} . R = 0); elsewhere it has no zeros.
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    make, gates = RNN_CASES[case]
+    b, t, f, u = 2, 5, 3, 4
+    g = gates * u
+    rng = np.random.default_rng(len(case))
+    x = sparse(rng, (b, t, f), 0.7)
+    x[:, :, 0] = rng.uniform(0.5, 1.0, (b, t))  # no step is all zero ...
+    x[0, 3:] = 0  # ... but the last two of sample 0: masked
+    layer = make(u)
+    identity = keras.layers.Dense(f, use_bias=False, kernel_initializer="identity")  # so Keras computes dX
+    model = keras.Sequential(
+        [keras.Input((t, f)), keras.layers.Masking(0.0), identity, layer, keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )  # fmt: skip
+    cell = layer.cell
+    # Sparse kernels whose first rows have no zeros: with x's first feature and h never zero, no
+    # product output (gate pre-activation) is zero by accident, only by the rules below.
+    w, r = sparse(rng, (f, g), 0.6), sparse(rng, (u, g), 0.6)
+    w[0], r[0] = rng.uniform(0.5, 1.0, g), rng.uniform(0.5, 1.0, g)
+    cell.kernel.assign(w)
+    cell.recurrent_kernel.assign(r)
+    y = np.array([0, 2], "int32")
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(b))
+    entries = {e["name"]: e for e in report["layers"]}
+    assert report["not_counted"] == []
+
+    fwd = entries["rnn/input"]["forward"]
+    assert fwd["macs"] == b * t * f * g
+    assert fwd["zero_operand"] == sum(1 for i, s, k, j in np.ndindex(b, t, f, g) if x[i, s, k] == 0 or w[k, j] == 0)
+
+    h = layer(identity(model.layers[0](x))).numpy()  # the layer's real outputs h_0 .. h_{T-1}
+    h_prev = np.concatenate([np.zeros((b, 1, u), np.float32), h[:, :-1]], axis=1)
+    assert np.array_equal(h_prev[0, 4], h[0, 2])  # the masked steps held the state
+    cols = slice(0, 2 * u) if case == "gru_reset_before" else slice(0, g)
+    rs = r[:, cols]
+    state = entries["rnn/state"]
+    assert state["forward"]["macs"] == b * t * u * rs.shape[1]
+    zero = sum(1 for i, s, k, j in np.ndindex(b, t, u, rs.shape[1]) if h_prev[i, s, k] == 0 or rs[k, j] == 0)
+    assert state["forward"]["zero_operand"] == zero
+    # No initial state passed: the first step's product has no input gradient.
+    assert state["grad_input"]["macs"] == b * (t - 1) * rs.shape[1] * u
+
+    masked = {(0, 3), (0, 4)}
+    dz_zero = np.zeros((b, t, g), bool)
+    for i, s in masked:
+        dz_zero[i, s] = True
+    if case == "lstm":
+        dz_zero[:, 0, u : 2 * u] = True
+    if case.startswith("gru"):  # the reset gate multiplies h_{-1} . R (+ a zero bias) = 0 at t = 0
+        dz_zero[:, 0, u : 2 * u] = True
+    gi = entries["rnn/input"]["grad_input"]
+    assert gi["macs"] == b * t * g * f
+    assert gi["zero_operand"] == sum(1 for i, s, j, k in np.ndindex(b, t, g, f) if dz_zero[i, s, j] or w[k, j] == 0)
+    if case == "gru_reset_before":
+        cand = entries["rnn/candidate"]["forward"]
+        assert cand["macs"] == b * t * u * u
+    else:
+        assert "rnn/candidate" not in entries
+
+
+def test_bidirectional_and_dropout_recurrent_layers():
+    import keras
+    import tensorflow as tf
+
+    from approxtrain import cost
+
+    model = keras.Sequential(
+        [keras.Input((4, 3)), keras.layers.Bidirectional(keras.layers.LSTM(2, return_sequences=True), name="bi"),
+         keras.layers.GRU(2, dropout=0.5, name="dropped"), keras.layers.Dense(2, activation="softmax")]
+    )  # fmt: skip
+    x = np.random.default_rng(2).standard_normal((2, 4, 3)).astype(np.float32)
+    report = cost.profile(model, tf.data.Dataset.from_tensor_slices((x, np.array([0, 1], "int32"))).batch(2))
+    names = [e["name"] for e in report["layers"]]
+    forward, backward = model.layers[0].forward_layer.name, model.layers[0].backward_layer.name
+    assert {f"{forward}/input", f"{forward}/state", f"{backward}/input", f"{backward}/state"} <= set(names)
+    # Dropout masks cannot be drawn again: that layer is named, not counted.
+    assert report["not_counted"] == ["dropped"]
