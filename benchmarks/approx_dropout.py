@@ -10,7 +10,10 @@ of process CPU time (robust to other processes on a shared machine) and of wall 
   ``row`` (``approx_dropout="row", dropout_rate=0.5``) and ``elem`` (``dropout_rate=0.5`` alone:
   Keras's per-element Dropout(0.5) after each hidden layer, what row dropout replaces).
 
-    python benchmarks/approx_dropout.py [--section layer|epoch|all] [--rounds 2]
+    python benchmarks/approx_dropout.py [--section layer|epoch|all] [--rounds 2] [--threads N]
+
+--threads 1 runs TensorFlow on one thread (inter- and intra-op): slower, but its CPU times count
+the work of a step without the thread pools' waiting, so they hold on a machine others load.
 """
 
 import argparse
@@ -121,7 +124,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", choices=("layer", "epoch", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best one reported)")
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow inter- and intra-op threads")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     if args.section in ("layer", "all"):
         layer_section(args.rounds)
     if args.section in ("epoch", "all"):

@@ -69,47 +69,51 @@ def of(inputs, n_in):
 
 def inputs(stash, kernel):
     """(compact [rows, kept], kernel[kept, :]): the consumer's operands without the dropped units."""
-    return stash.compact, rows(kernel, stash.kept)
+    return stash.compact, tf.gather(kernel, stash.kept)
 
 
-# Gathers whose gradients are one gather too. TensorFlow's own gradient of a gather is sparse
-# (IndexedSlices) and made dense by an UnsortedSegmentSum, ~2.5x slower than gathering whole rows
-# from a copy padded with a +0 row; along the last axis it runs two transposes as well, and a
-# transpose of even a small matrix costs a fixed ~0.05 ms here (oneDNN). The gradients are the
-# same values: the kept entries' gradients in place, +0 everywhere else.
-
-
-def _places(kept, n):
-    """[n] int32: 1 + the place of each of the n entries in `kept`, 0 for the others."""
-    return tf.scatter_nd(kept[:, None], tf.range(1, tf.size(kept) + 1), [n])
-
-
-def rows(matrix, kept):
-    """matrix[kept] (kept: int32 indices along the first axis), with a dense one-gather gradient."""
-
-    @tf.custom_gradient
-    def gathered(matrix):
-        def grad(d_kept):
-            padding = [[1, 0]] + [[0, 0]] * (matrix.shape.rank - 1)
-            return tf.gather(tf.pad(d_kept, padding), _places(kept, matrix.shape[0]))
-
-        return tf.gather(matrix, kept), grad
-
-    return gathered(tf.convert_to_tensor(matrix))  # a variable is read outside: its gradient is the read's
+# Below this many elements a matrix's columns are gathered by TensorFlow's own ops: the XLA
+# launch then costs more than it saves (measured on LeNet-300-100: XLA for fc1's 784 x 300
+# kernel, TensorFlow for fc2's 150 x 100 block of kept rows).
+XLA_MIN_ELEMENTS = 1 << 16
 
 
 def columns(matrix, kept):
-    """matrix[:, kept] of a small matrix [n, m] (kept: int32 indices along the last axis), with a
-    one-gather gradient. A large kernel is faster transposed once (see `ApproxDropoutDense`)."""
+    """matrix[:, kept] (kept: int32 indices along the last axis) and its gradient, the gradient of
+    the kept columns put back in place with +0 in the others, as one dense tensor.
+
+    TensorFlow's gather along the last axis copies element by element (~4x slower than XLA's on
+    a 784 x 300 kernel), and its own gradient runs two transposes and a segment sum; gathering rows
+    of the transposed kernel instead costs a transpose forward and two backward (one in the AM
+    product's gradient). Here both directions are one gather, XLA-compiled for large matrices.
+    """
+    matrix = tf.convert_to_tensor(matrix)  # a variable is read here: its gradient is the read's
+    xla = matrix.shape.num_elements() is not None and matrix.shape.num_elements() >= XLA_MIN_ELEMENTS
+    gather, spread = (_xla_gather_columns, _xla_spread_columns) if xla else (_gather_columns, _spread_columns)
 
     @tf.custom_gradient
     def gathered(matrix):
         def grad(d_kept):
-            return tf.gather(tf.pad(d_kept, [[0, 0], [1, 0]]), _places(kept, matrix.shape[1]), axis=1)
+            return spread(d_kept, kept, matrix.shape[-1])
 
-        return tf.gather(matrix, kept, axis=1), grad
+        return gather(matrix, kept), grad
 
-    return gathered(tf.convert_to_tensor(matrix))
+    return gathered(matrix)
+
+
+def _gather_columns(matrix, kept):
+    return tf.gather(matrix, kept, axis=1)
+
+
+def _spread_columns(d_kept, kept, n):
+    """[rows, kept] -> [rows, n]: column kept[j] is d_kept[:, j], the others +0 (a gather from a
+    copy with a leading +0 column, at 1 + each column's place in kept, 0 for the others)."""
+    places = tf.scatter_nd(kept[:, None], tf.range(1, tf.size(kept) + 1), [n])
+    return tf.gather(tf.pad(d_kept, [[0, 0], [1, 0]]), places, axis=1)
+
+
+_xla_gather_columns = tf.function(_gather_columns, jit_compile=True)
+_xla_spread_columns = tf.function(_spread_columns, jit_compile=True)
 
 
 def poison(y, stash, kernel, columns=None):

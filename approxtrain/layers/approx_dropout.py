@@ -176,10 +176,8 @@ class ApproxDropoutDense(AMDense):
         [groups, rows, kept] for kept [groups, kept]."""
         y = from_float32(self, y)
         if self.bias is not None:
-            if kept.shape.rank == 1:
-                y = keras.ops.add(y, kept_units.rows(self.bias, kept))
-            else:
-                y = keras.ops.add(y, tf.gather(self.bias, kept)[:, None, :])
+            bias = tf.gather(self.bias, kept)
+            y = keras.ops.add(y, bias if kept.shape.rank == 1 else bias[:, None, :])
         if self.activation is not None:
             y = self.activation(y)
         return y * tf.cast(patterns.scale(self.units, self.dropout.rate), y.dtype)
@@ -187,24 +185,20 @@ class ApproxDropoutDense(AMDense):
     def _row_dropped_batch(self, inputs, x, kernel):
         """One pattern for the batch: ONE plain 2-D product on the kept columns of the kernel.
 
-        The kept columns are gathered as rows of the transposed kernel (a gather along the last
-        axis of a large kernel, and its gradient, cost TensorFlow far more). The input may itself
-        be the spread of a row-dropped layer (`_kept_units`): then only its kept units enter the
-        product, and the small block kernel[kept in, kept out] is gathered without a transpose
-        (`_kept_units.columns`, whose gradient is one gather). A rank-2 result carries its compact
-        values for the next layer.
+        The kept columns are gathered by `_kept_units.columns` (one gather forward and one
+        backward: no transpose, no segment sum). The input may itself be the spread of a
+        row-dropped layer (`_kept_units`): then only its kept units enter the product, with the
+        block kernel[kept in][:, kept]. A rank-2 result carries its compact values for the next layer.
         """
         stash = kept_units.of(inputs, kernel.shape[0]) if kept_units.takes(self) else None
-        kept, dropped = self.dropout.kept_and_dropped_units(self.units)
-        op_kwargs = self.am_multipliers.op_kwargs()
         if stash is None:
-            rows = tf.reshape(x, [-1, x.shape[-1]])
-            w_t = kept_units.rows(tf.transpose(kernel), kept)  # [kept, in]
-            y = ops.matmul(rows, w_t, transpose_b=True, **op_kwargs)
+            rows, kernel_rows = tf.reshape(x, [-1, x.shape[-1]]), kernel
         else:
             rows, kernel_rows = kept_units.inputs(stash, kernel)
-            w = kept_units.columns(kernel_rows, kept)  # [kept inputs, kept]
-            y = ops.matmul(to_float32(self, rows), w, **op_kwargs)
+            rows = to_float32(self, rows)
+        kept, dropped = self.dropout.kept_and_dropped_units(self.units)
+        y = ops.matmul(rows, kept_units.columns(kernel_rows, kept), **self.am_multipliers.op_kwargs())
+        if stash is not None:
             y = kept_units.poison(y, stash, kernel, columns=kept)
         compact = self._finish(y, kept)
         full = self._unflatten(patterns.spread(compact[None], kept[None], self.units)[0], x)

@@ -138,7 +138,11 @@ def test_standalone_row_dropout_zeroes_whole_features_per_group():
 # --- gradients ---------------------------------------------------------------------------------
 
 
-def test_dropped_units_get_exactly_zero_gradient_and_kept_ones_the_compacted_products():
+@pytest.mark.parametrize("xla", [False, True])  # the kept columns gathered by TensorFlow or XLA
+def test_dropped_units_get_exactly_zero_gradient_and_kept_ones_the_compacted_products(monkeypatch, xla):
+    from approxtrain.layers import _kept_units
+
+    monkeypatch.setattr(_kept_units, "XLA_MIN_ELEMENTS", 1 if xla else 10**9)
     layer = fused("mbm7", rate=0.5, group_size=None, activation=None)
     x = tf.constant(data(5, (7, IN)))
     c = data(6, (7, UNITS))  # loss = sum(y * c): dL/dy = c
@@ -208,9 +212,9 @@ def test_am_products_run_on_compacted_operands_forward_and_backward(monkeypatch)
         ((2, 2, 4, 5), (2, 2, 8, 5), False, True),
         ((2, 2, 4, 8), (2, 2, 4, 5), True, False),
         # one pattern for the batch: plain 2-D products, 3 of 10 units (the kept kernel columns
-        # gathered as rows of the transposed kernel)
-        ((8, IN), (3, IN), False, True),
-        ((8, 3), (3, IN), False, False),
+        # gathered as they lie: no transposed operand, so the weight gradient needs no transpose)
+        ((8, IN), (IN, 3), False, False),
+        ((8, 3), (IN, 3), False, True),
         ((8, IN), (8, 3), True, False),
     ]
 
@@ -228,9 +232,8 @@ def test_fp32_products_run_on_compacted_operands():
     graph = step.get_concrete_function(tf.TensorSpec((6, IN), tf.float32)).graph
     products = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3")]
     shapes = sorted(tuple(tuple(t.shape) for t in op.inputs) for op in products)
-    # 5 of 10 units; the kept kernel columns as rows [5, IN] of the transposed kernel
-    # (TF's gradient of the transposed kernel is dY^T . X: [6, 5]^T x [6, IN])
-    assert shapes == sorted([((6, IN), (5, IN)), ((6, 5), (5, IN)), ((6, 5), (6, IN))])
+    # 5 of 10 units: the kept kernel columns [IN, 5]; dX = dY . W^T, dW = X^T . dY
+    assert shapes == sorted([((6, IN), (IN, 5)), ((6, 5), (IN, 5)), ((6, IN), (6, 5))])
 
 
 # --- the next layer skips the dropped units too (_kept_units) ----------------------------------
@@ -288,12 +291,12 @@ def test_next_layers_skip_dropped_units_bit_for_bit(monkeypatch, multiplier):
         else:
             np.testing.assert_array_equal(got, want)
     if multiplier == "mbm7":  # fc2 multiplies only fc1's 5 kept units, fc3 only fc2's 3
-        # fc2's small block kernel[kept in, kept out] is gathered as it lies (no transpose: cheaper)
-        assert compact_calls[:2] == [((8, IN), (5, IN), False, True), ((8, 5), (5, 3), False, False)]
+        # the kept kernel columns (fc2: of its kept rows) are gathered as they lie: no transposes
+        assert compact_calls[:2] == [((8, IN), (IN, 5), False, False), ((8, 5), (5, 3), False, False)]
         assert compact_calls[2] == ((8, 3), (3, 4), False, False)
         assert calls[len(compact_calls) : len(compact_calls) + 3] == [
-            ((8, IN), (5, IN), False, True),
-            ((8, UNITS), (3, UNITS), False, True),
+            ((8, IN), (IN, 5), False, False),
+            ((8, UNITS), (UNITS, 3), False, False),
             ((8, 6), (6, 4), False, False),
         ]
 
@@ -344,31 +347,31 @@ def test_a_nonfinite_weight_poisons_exactly_the_columns_the_full_product_does(mo
         assert np.isnan(full[:, column]).all()
 
 
-def test_kept_gathers_have_tensorflows_gradients_densely():
-    """_kept_units.rows / columns: TensorFlow's gather values, and its gradients (made dense) bit
-    for bit -- the kept entries' gradients in place, +0 elsewhere -- without IndexedSlices."""
+@pytest.mark.parametrize("xla", [False, True])
+@pytest.mark.parametrize("kept", [[1, 2, 8], [0, 3, 4, 5, 6, 7], [], list(range(9))])
+def test_kept_columns_have_tensorflows_values_and_gradients_densely(monkeypatch, kept, xla):
+    """_kept_units.columns (TensorFlow's ops, or XLA's for large matrices): TensorFlow's gather
+    values, and its gradient (made dense) bit for bit -- the kept columns' gradients in place,
+    +0 elsewhere -- as one dense tensor."""
     from approxtrain.layers import _kept_units
 
+    monkeypatch.setattr(_kept_units, "XLA_MIN_ELEMENTS", 1 if xla else 10**9)
     matrix = tf.constant(data(40, (7, 9)))
-    d_out = data(41, (7, 9))
-    for gather, ours, kept in (
-        (lambda m, k: tf.gather(m, k), _kept_units.rows, [0, 3, 4, 6]),
-        (lambda m, k: tf.gather(m, k, axis=1), _kept_units.columns, [1, 2, 8]),
-        (lambda m, k: tf.gather(m, k), _kept_units.rows, []),
-    ):
-        kept = tf.constant(kept, tf.int32)
-        results = []
-        for fn in (gather, ours):
-            with tf.GradientTape() as tape:
-                tape.watch(matrix)
-                out = fn(matrix, kept)
-                loss = tf.reduce_sum(out * d_out[: out.shape[0], : out.shape[1]])
-            results.append((out.numpy(), tape.gradient(loss, matrix)))
-        (want, want_grad), (got, got_grad) = results
-        assert not isinstance(got_grad, tf.IndexedSlices)
-        np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(got_grad.numpy(), tf.convert_to_tensor(want_grad).numpy())
-        assert not np.signbit(got_grad.numpy()[got_grad.numpy() == 0]).any()
+    kept = tf.constant(kept, tf.int32)
+    d_out = data(41, (7, len(kept)))
+    results = []
+    for gather in (lambda m: tf.gather(m, kept, axis=1), lambda m: _kept_units.columns(m, kept)):
+        with tf.GradientTape() as tape:
+            tape.watch(matrix)
+            out = gather(matrix)
+            loss = tf.reduce_sum(out * d_out)
+        results.append((out.numpy(), tape.gradient(loss, matrix)))
+    (want, want_grad), (got, got_grad) = results
+    assert not isinstance(got_grad, tf.IndexedSlices)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_grad.numpy(), tf.convert_to_tensor(want_grad).numpy())
+    dropped = np.setdiff1d(np.arange(9), kept.numpy())
+    assert np.all(got_grad.numpy()[:, dropped] == 0) and not np.signbit(got_grad.numpy()[:, dropped]).any()
 
 
 def test_a_nonfinite_weight_of_a_dropped_unit_poisons_its_column_as_the_full_product(monkeypatch):
