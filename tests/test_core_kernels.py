@@ -568,6 +568,78 @@ def test_narrow_conv_patch_lines(cpu_path, case, m_bits, table, specials):
     check_conv_bits(case, m_bits, table, 23 + m_bits, specials)
 
 
+# Narrow stride-1 convolutions on the AVX-512 table paths read their patch matrix in place
+# (gemm_shifted.h): each source value encoded once into zero-padded channel planes, every
+# grid position of the planes computed, the valid outputs kept. These cases cover the
+# forward pass (SAME; VALID runs the materialized path: too much of its grid is invalid) and
+# the input gradient (SAME, VALID, dilations, groups, asymmetric and oversized padding, which
+# falls back), with each table layout (M = 5: index dwords of both bytes; M = 7 random:
+# index bytes; M = 7 high-byte).
+SHIFTED_CONV_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 28, 28, 1, 5, 5, 6, 1, (1, 1), (1, 1), "SAME"),  # LeNet-5's first layer
+    (3, 14, 14, 6, 5, 5, 16, 1, (1, 1), (1, 1), "VALID"),  # its second: input gradient in place
+    (2, 8, 8, 32, 3, 3, 32, 1, (1, 1), (1, 1), "SAME"),  # 32 channels, 9 x 32 patch columns
+    (1, 9, 11, 4, 3, 3, 8, 1, (1, 1), (2, 1), "SAME"),  # dilation: taps two rows apart
+    (1, 8, 8, 6, 3, 3, 6, 2, (1, 1), (1, 1), "SAME"),  # groups: the planes of one group
+    (2, 7, 9, 3, 3, 2, 5, 1, (1, 1), (1, 1), [[2, 0], [1, 0]]),  # asymmetric padding
+    (1, 6, 7, 2, 3, 3, 4, 1, (1, 1), (1, 1), [[3, 0], [0, 3]]),  # padding past the filter: falls back
+]
+
+
+@pytest.mark.parametrize("case", SHIFTED_CONV_CASES)
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7]))
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_narrow_conv_read_in_place(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 31 + m_bits, specials)
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+def test_narrow_conv_huge_operands_take_the_materialized_path(cpu_path, where):
+    """Finite values of 2^126 and more (which the in-place path declines: their reduced
+    exponent may reach the packed operands' limits) in the source, the weights or dy: the
+    conv and its input gradient still give the reference's bits."""
+    case = (2, 12, 10, 3, 3, 3, 6, 1, (1, 1), (1, 1), "SAME")
+    groups, strides, dilations, padding = case[-4:]
+    rng = np.random.default_rng(41)
+    mult = multiplier(7, "nearest", "high")
+    args = mult.lut, 7, "nearest"
+    _, _, pads = conv_case(rng, *case)
+    x = ref.random_floats(rng, (2, 12, 10, 3), normal_fraction=1.0)
+    wt = ref.random_floats(rng, (3, 3, 3, 6), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (2, 12, 10, 6), normal_fraction=1.0)
+    {"x": x, "w": wt, "dy": dy}[where].flat[3] = np.float32(2.0**126 * 1.5)
+    kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
+    rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
+    y = core.conv2d(x, wt, mult, **kwargs)
+    assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
+    assert_same_bits(
+        core.conv2d_input_grad(x.shape, wt, dy, mult, **kwargs), ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw)
+    )
+
+
+def test_narrow_conv_read_in_place_same_bits_with_one_or_two_threads():
+    """The in-place conv encodes its planes and runs its GEMM in parallel parts: the bits do
+    not depend on how many threads share them."""
+    rng = np.random.default_rng(43)
+    mult = multiplier(7, "nearest", "random")
+    x = ref.random_floats(rng, (4, 20, 20, 3), normal_fraction=1.0)
+    wt = ref.random_floats(rng, (5, 5, 3, 6), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (4, 20, 20, 6), normal_fraction=1.0)
+    saved = core.num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            core.set_num_threads(threads)
+            results.append(
+                (core.conv2d(x, wt, mult, padding="SAME"), core.conv2d_input_grad(x.shape, wt, dy, mult, padding="SAME"))
+            )
+    finally:
+        core.set_num_threads(saved)
+    for one, two in zip(*results):
+        assert_same_bits(one, two)
+
+
 def test_depthwise_specials(cpu_path):
     """Padding zeros against infinite weights give NaN (against weights that only round to
     infinity, zeros); specials in x, w and dy."""

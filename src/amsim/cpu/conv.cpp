@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "amsim/cpu/conv_depthwise.h"
 #include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_shifted.h"
 #include "amsim/gemm.h"
 
 namespace amsim {
@@ -377,6 +379,156 @@ void lines_gemm(const Table& table, const PatchLines& lines, int64_t kcols, int6
   }
 }
 
+// --- narrow stride-1 convs read in place (gemm_shifted.h) ---
+
+// A stride-1 conv GEMM as gemm_cpu_shifted takes it.  The source is
+// channels [c0, c0 + count) of a dense NHWC tensor (batch x h x w x
+// channels), seen as placed at (top, left) in an unbounded zero plane per
+// channel; output pixel (y, x), y < valid_h, x < valid_w, sums over its
+// taps the plane value at (y + tap.rows, x + tap.cols) (0 <= tap.rows <=
+// reach_h, 0 <= tap.cols <= reach_w), in tap order (patch column kk =
+// taps[kk]), against row kk of b; out (ldc apart, n_out columns = b's).
+struct ShiftedTap {
+  int64_t plane, rows, cols;
+};
+struct ShiftedConv {
+  const float* src;
+  int64_t batch, h, w, channels, c0, count;
+  int64_t top, left, valid_h, valid_w, reach_h, reach_w;
+  std::vector<ShiftedTap> taps;
+  MatrixView b;
+  int64_t n_out;
+  float* out;
+  int64_t ldc;
+  // The planes as stored: image rows and image row length.  Each image and
+  // each row is stored once with only as many zeros after it as the reads
+  // past its data need: a read past a row (or image) lands in the zeros
+  // before the next one's data.
+  int64_t plane_h() const { return std::max(top + h, valid_h + reach_h - top); }
+  int64_t plane_w() const { return std::max(left + w, valid_w + reach_w - left); }
+};
+
+// The GEMM computes every grid position of the stored planes; the conv's
+// outputs are the valid part.  Beyond this ratio the materialized paths are faster.
+constexpr double kMaxShiftedWaste = 1.5;
+
+bool shifted_pays(const ShiftedConv& conv) {
+  return double(conv.plane_h() * conv.plane_w()) <= kMaxShiftedWaste * double(conv.valid_h * conv.valid_w);
+}
+
+// Runs `conv` (see ShiftedConv); false, having done nothing, where the
+// source or B holds a value the in-place path cannot take (inf, NaN, huge).
+bool run_shifted(const Table& table, cpu::RightLayout layout, const ShiftedConv& conv, const ParallelFor& parallel) {
+  const int64_t k = int64_t(conv.taps.size());
+  const int64_t plane_h = conv.plane_h(), plane_w = conv.plane_w();
+  const int64_t image = plane_h * plane_w, grid = conv.batch * image;
+  // Every strip reads 64 elements from each shifted position of the grid.
+  const int64_t reach = conv.reach_h * plane_w + conv.reach_w;
+  const int64_t plane_stride = ceil_div(grid + reach + 64, 64) * 64;
+  const int64_t index_bytes = layout == cpu::RightLayout::kLutPlanes ? 1 : 4;
+
+  // The planes: zeros (index 0 and scale +0: a zero's product, whatever
+  // its index), and each source value encoded once into its place, one
+  // source image row (all its channels) at a time.
+  std::vector<uint8_t> index_planes(static_cast<size_t>(conv.count * plane_stride * index_bytes), uint8_t{0});
+  std::vector<float> scale_planes(static_cast<size_t>(conv.count * plane_stride), 0.0f);
+  cpu::ExponentRange range;
+  bool ok = true;
+  std::mutex merge;
+  const int64_t row_values = conv.w * conv.channels;
+  parallel(conv.batch * conv.h, row_values * 4, [&](int64_t r0, int64_t r1) {
+    std::vector<uint32_t> index(static_cast<size_t>(row_values));
+    std::vector<float> scale(static_cast<size_t>(row_values));
+    cpu::ExponentRange task_range;
+    bool good = true;
+    for (int64_t r = r0; r < r1 && good; ++r) {
+      good = cpu::encode_right_values_avx512(layout, table, conv.src + r * row_values, row_values, index.data(),
+                                             scale.data(), &task_range);
+      const int64_t n = r / conv.h, y = r % conv.h;
+      for (int64_t c = 0; c < conv.count; ++c) {
+        const int64_t at = c * plane_stride + n * image + (y + conv.top) * plane_w + conv.left;
+        const int64_t from = conv.c0 + c;
+        float* sp = scale_planes.data() + at;
+        for (int64_t x = 0; x < conv.w; ++x) sp[x] = scale[from + x * conv.channels];
+        if (index_bytes == 1) {
+          uint8_t* ip = index_planes.data() + at;
+          for (int64_t x = 0; x < conv.w; ++x) ip[x] = uint8_t(index[from + x * conv.channels]);
+        } else {
+          uint32_t* ip = reinterpret_cast<uint32_t*>(index_planes.data()) + at;
+          for (int64_t x = 0; x < conv.w; ++x) ip[x] = index[from + x * conv.channels];
+        }
+      }
+    }
+    const std::lock_guard<std::mutex> lock(merge);
+    ok = ok && good;
+    range.merge(task_range);
+  });
+  if (!ok) return false;
+
+  std::vector<int64_t> offsets(static_cast<size_t>(k));
+  for (int64_t kk = 0; kk < k; ++kk)
+    offsets[kk] = conv.taps[kk].plane * plane_stride + conv.taps[kk].rows * plane_w + conv.taps[kk].cols;
+  cpu::ShiftedRight right;
+  right.index = index_planes.data();
+  right.index_bytes = index_bytes;
+  right.scales = scale_planes.data();
+  right.k_offsets = offsets.data();
+  right.range = range;
+  std::vector<float> ct(static_cast<size_t>(conv.n_out * grid));
+  if (!cpu::gemm_cpu_shifted(table, GemmShape{grid, conv.n_out, k}, conv.b, ct.data(), parallel, right)) return false;
+  parallel(conv.batch * conv.valid_h, conv.valid_w * conv.n_out * 2, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / conv.valid_h, y = r % conv.valid_h;
+      const float* from = ct.data() + n * image + y * plane_w;
+      float* to = conv.out + r * conv.valid_w * conv.ldc;
+      for (int64_t x = 0; x < conv.valid_w; ++x)
+        for (int64_t j = 0; j < conv.n_out; ++j) to[x * conv.ldc + j] = from[j * grid + x];
+    }
+  });
+  return true;
+}
+
+// The forward pass of group g as a ShiftedConv (stride 1 only).
+bool shifted_forward(const Table& table, cpu::RightLayout layout, const Conv2DShape& s, const float* x,
+                     const MatrixView& wb, int64_t g, float* y, const ParallelFor& parallel) {
+  if (s.stride_h != 1 || s.stride_w != 1) return false;
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  ShiftedConv conv{};
+  conv.src = x;
+  conv.batch = s.batch, conv.h = s.in_h, conv.w = s.in_w, conv.channels = s.in_c, conv.c0 = g * cg, conv.count = cg;
+  conv.top = s.pad_top, conv.left = s.pad_left, conv.valid_h = s.out_h, conv.valid_w = s.out_w;
+  conv.reach_h = s.effective_filter_h() - 1, conv.reach_w = s.effective_filter_w() - 1;
+  conv.b = wb, conv.n_out = og, conv.out = y + g * og, conv.ldc = s.out_c;
+  if (!shifted_pays(conv)) return false;
+  for (int64_t kh = 0; kh < s.filter_h; ++kh)
+    for (int64_t kw = 0; kw < s.filter_w; ++kw)
+      for (int64_t c = 0; c < cg; ++c) conv.taps.push_back({c, kh * s.dilation_h, kw * s.dilation_w});
+  return run_shifted(table, layout, conv, parallel);
+}
+
+// The input gradient of group g as a ShiftedConv over dy (stride 1 only):
+// dx pixel (ih, iw) reads dy at (ih + pad_top - kh dh, iw + pad_left - kw dw),
+// i.e. dy placed at (reach_h - pad_top, reach_w - pad_left) read at
+// (ih + reach_h - kh dh, iw + reach_w - kw dw).
+bool shifted_input_grad(const Table& table, cpu::RightLayout layout, const Conv2DShape& s, const float* dy,
+                        const MatrixView& wb, int64_t g, float* dx, const ParallelFor& parallel) {
+  if (s.stride_h != 1 || s.stride_w != 1) return false;
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t reach_h = s.effective_filter_h() - 1, reach_w = s.effective_filter_w() - 1;
+  if (s.pad_top > reach_h || s.pad_left > reach_w) return false;
+  ShiftedConv conv{};
+  conv.src = dy;
+  conv.batch = s.batch, conv.h = s.out_h, conv.w = s.out_w, conv.channels = s.out_c, conv.c0 = g * og, conv.count = og;
+  conv.top = reach_h - s.pad_top, conv.left = reach_w - s.pad_left, conv.valid_h = s.in_h, conv.valid_w = s.in_w;
+  conv.reach_h = reach_h, conv.reach_w = reach_w;
+  conv.b = wb, conv.n_out = cg, conv.out = dx + g * cg, conv.ldc = s.in_c;
+  if (!shifted_pays(conv)) return false;
+  for (int64_t kh = 0; kh < s.filter_h; ++kh)
+    for (int64_t kw = 0; kw < s.filter_w; ++kw)
+      for (int64_t o = 0; o < og; ++o) conv.taps.push_back({o, reach_h - kh * s.dilation_h, reach_w - kw * s.dilation_w});
+  return run_shifted(table, layout, conv, parallel);
+}
+
 // The forward patch matrix of group g: runs of Cg channels of x.
 GatheredLeft forward_left(const Conv2DShape& s, const float* x, int64_t g) {
   const int64_t cg = s.in_c_per_group();
@@ -416,6 +568,10 @@ void conv2d_forward_cpu(const Table& given, const Conv2DShape& s, const float* x
   for (int64_t g = 0; g < s.groups; ++g) {
     // B(k, o) = w[k * O + g * og + o], k = (kh, kw, c).
     const MatrixView wb{w + g * og, s.out_c, 1};
+    cpu::RightLayout layout;
+    if (cpu::shifted_layout(table, GemmShape{rows, og, kcols}, &layout) &&
+        shifted_forward(table, layout, s, x, wb, g, y, parallel))
+      continue;
     if (gemm_cpu_runs_transposed(table, GemmShape{rows, og, kcols}) && forward_runs_are_short(s)) {
       const ChannelPlanes planes(x, s.batch * s.in_h * s.in_w, s.in_c, g * cg, cg, parallel);
       lines_gemm(table, forward_lines(s, planes.data), kcols, rows, og, wb, y + g * og, s.out_c, parallel);
@@ -443,6 +599,10 @@ void conv2d_input_grad_cpu(const Table& given, const Conv2DShape& s, const float
       for (int64_t o = 0; o < og; ++o)
         for (int64_t c = 0; c < cg; ++c) wt[(t * og + o) * cg + c] = w[(t * cg + c) * s.out_c + g * og + o];
     const MatrixView wb{wt.data(), cg, 1};
+    cpu::RightLayout layout;
+    if (cpu::shifted_layout(table, GemmShape{rows, cg, kcols}, &layout) &&
+        shifted_input_grad(table, layout, s, dy, wb, g, dx, parallel))
+      continue;
     // An input-gradient patch row's runs are og values (its taps walk dy backwards).
     if (gemm_cpu_runs_transposed(table, GemmShape{rows, cg, kcols}) && og < kShortRun) {
       const ChannelPlanes planes(dy, s.batch * s.out_h * s.out_w, s.out_c, g * og, og, parallel);

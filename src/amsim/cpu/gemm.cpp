@@ -12,6 +12,7 @@
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/gemm_generic.h"
+#include "amsim/cpu/gemm_shifted.h"
 #include "amsim/cpu/multiply_simd.h"
 #include "amsim/packed_operands.h"
 
@@ -204,6 +205,38 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, c
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
   });
 }
+
+namespace cpu {
+
+bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
+  const Table table = with_entry_bytes(given);
+  if (!gemm_cpu_runs_transposed(table, shape)) return false;
+  const RightLayout l = blocked_path(table)->layout;
+  if (l != RightLayout::kLutBytes && l != RightLayout::kLutHighBytes && l != RightLayout::kLutPlanes) return false;
+  *layout = l;
+  return true;
+}
+
+bool gemm_cpu_shifted(const Table& given, const GemmShape& shape, const MatrixView& b, float* ct,
+                      const ParallelFor& parallel, const ShiftedRight& right) {
+  const Table table = with_entry_bytes(given);
+  // B is the transposed GEMM's left operand: a special value of it would
+  // need P's values (special_products), which are never materialized.
+  // From 2^126 on the reduced exponent may reach 254 (pack_a_avx512's limit).
+  constexpr uint32_t kLarge = 0x7e800000u;
+  bool large = false;
+  for (int64_t kk = 0; kk < shape.k; ++kk)
+    for (int64_t j = 0; j < shape.n; ++j) large |= (float_bits(b.at(kk, j)) & 0x7fffffffu) >= kLarge;
+  if (large) return false;
+  const std::vector<uint16_t> entries_t = transposed_entries(table);
+  const Table table_t{entries_t.data(), table.mantissa_bits, table.rounding, table.entry_bytes};  // same bytes
+  const MatrixView bt{b.data, b.col_stride, b.row_stride};
+  gemm_blocked(*blocked_path(table), table_t, GemmShape{shape.n, shape.m, shape.k}, bt, MatrixView{}, ct, shape.m,
+               parallel, /*accumulate=*/false, nullptr, &right);
+  return true;
+}
+
+}  // namespace cpu
 
 bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b, float* c,
                        int64_t ldc, const ParallelFor& parallel) {

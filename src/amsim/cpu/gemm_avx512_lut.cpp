@@ -46,7 +46,7 @@ struct RegisterRowLookup {
   struct Columns {
     __m512i idx[kVectorsPerStrip];
     explicit Columns(const uint32_t* pb) {
-      for (int v = 0; v < kVectorsPerStrip; ++v) idx[v] = _mm512_load_si512(pb + 16 * v);
+      for (int v = 0; v < kVectorsPerStrip; ++v) idx[v] = _mm512_loadu_si512(pb + 16 * v);
     }
   };
   struct Row {
@@ -83,9 +83,9 @@ struct ByteChunksLookup {
   struct Columns {
     __m512i ib;
     __mmask64 in_chunk[Chunks];  // [0] unused: chunk 0 is the base
-    explicit Columns(const uint32_t* pb) : ib(_mm512_load_si512(pb)) {
+    explicit Columns(const uint32_t* pb) : ib(_mm512_loadu_si512(pb)) {
       if (Chunks > 1) {
-        const __m512i chunk = _mm512_load_si512(pb + kStripCols / 4);
+        const __m512i chunk = _mm512_loadu_si512(pb + kStripCols / 4);
         for (int c = 1; c < Chunks; ++c) in_chunk[c] = _mm512_cmpeq_epi8_mask(chunk, _mm512_set1_epi8(char(c)));
       }
     }
@@ -110,13 +110,15 @@ using PlanesLookup = ByteChunksLookup<1>;
 
 // acc[v] += the 64 products of one left operand (its table row and scale)
 // and one (strip, k) of B (index columns and scales).
-template <typename Lookup, bool Fused>
+// Vectors: how many of the strip's 16-column vectors hold columns of C (a
+// narrow C's only strip, or the last one, may need fewer than all).
+template <typename Lookup, bool Fused, int Vectors = kVectorsPerStrip>
 void add_strip_products(__m512 (&acc)[kVectorsPerStrip], const typename Lookup::Row& row,
                         const typename Lookup::Columns& cols, const typename Lookup::Constants& consts, __m512i scale_a,
                         const float* scale_b) {
-  for (int v = 0; v < kVectorsPerStrip; ++v) {
+  for (int v = 0; v < Vectors; ++v) {
     const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-    acc[v] = accumulate<Fused>(acc[v], t_scaled, _mm512_load_ps(scale_b + 16 * v));
+    acc[v] = accumulate<Fused>(acc[v], t_scaled, _mm512_loadu_ps(scale_b + 16 * v));
   }
 }
 
@@ -132,7 +134,25 @@ void with_kernel_variant(bool specials, bool fused, const Run& run) {
     run(std::false_type{}, std::false_type{});
 }
 
-template <typename Lookup, int Rows, bool Specials, bool Fused>
+// Where the kernels read B's (strip, kk): the packed strips, or in place
+// (ShiftedRight: the index and scale planes at k_offsets[kk] + j0).
+template <bool Shifted>
+struct RightColumns {
+  const uint32_t* pb;
+  const float* scale_b;
+  RightColumns(const GemmPlan& p, int64_t strip, int64_t kk) {
+    if (Shifted) {
+      const int64_t at = p.shifted->k_offsets[kk] + strip * kStripCols;
+      pb = reinterpret_cast<const uint32_t*>(p.shifted->index + at * p.shifted->index_bytes);
+      scale_b = p.shifted->scales + at;
+    } else {
+      pb = packed_b_at(p, strip, kk);
+      scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
+    }
+  }
+};
+
+template <typename Lookup, int Rows, bool Specials, bool Fused, bool Shifted, int Vectors>
 void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   const int64_t j0 = strip * kStripCols;
   const StripMasks masks(p.n, j0);
@@ -140,14 +160,21 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   Tile<Rows> tile;
   tile.load(c, p.ldc, masks);
   const typename Lookup::Constants consts;
-  const uint32_t* pb = packed_b_at(p, strip, k0);
+  const uint32_t* pb = Shifted ? nullptr : packed_b_at(p, strip, k0);
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
   // do-while, not for: with a zero-trip path GCC 12 keeps the accumulators'
   // stack copies up to date in every iteration (16 extra stores per k).
   int64_t kk = k0;
   do {
+    const float* scale_b;
+    if (Shifted) {
+      const RightColumns<true> at(p, strip, kk);
+      pb = at.pb;
+      scale_b = at.scale_b;
+    } else {
+      scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
+    }
     const typename Lookup::Columns cols(pb);
-    const float* scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
     for (int r = 0; r < Rows; ++r) {
       const LeftRef a = pa[r * p.k + kk];
       if (Specials && a.row == kSpecialRow) {
@@ -155,9 +182,10 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
         continue;
       }
       const typename Lookup::Row row(p.lut_rows + int64_t{a.row} * p.lut_row_bytes, cols);
-      add_strip_products<Lookup, Fused>(tile.acc[r], row, cols, consts, _mm512_set1_epi32(int(a.scale)), scale_b);
+      add_strip_products<Lookup, Fused, Vectors>(tile.acc[r], row, cols, consts, _mm512_set1_epi32(int(a.scale)),
+                                                 scale_b);
     }
-    pb += p.words_per_k;
+    if (!Shifted) pb += p.words_per_k;
   } while (++kk < k1);
   tile.store(c, p.ldc, masks);
 }
@@ -166,8 +194,24 @@ template <typename Lookup, int Rows>
 void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   bool specials = false;
   for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
+  if (p.shifted != nullptr) {  // no special left operands (gemm_blocked's contract)
+    if (p.fused_multiply_add)
+      lut_tile<Lookup, Rows, false, true, true, kVectorsPerStrip>(p, i, strip, k0, k1);
+    else
+      lut_tile<Lookup, Rows, false, false, true, kVectorsPerStrip>(p, i, strip, k0, k1);
+    return;
+  }
+  // A strip of at most 16 or 32 columns (a filter gradient's 25 or 144 = 2 x 64 + 16
+  // patch columns) computes only the vectors that hold them.
+  const int64_t columns = p.n - strip * kStripCols;
   with_kernel_variant(specials, p.fused_multiply_add, [&](auto with_specials, auto fused) {
-    lut_tile<Lookup, Rows, decltype(with_specials)::value, decltype(fused)::value>(p, i, strip, k0, k1);
+    constexpr bool kSpecials = decltype(with_specials)::value, kFused = decltype(fused)::value;
+    if (columns <= 16)
+      lut_tile<Lookup, Rows, kSpecials, kFused, false, 1>(p, i, strip, k0, k1);
+    else if (columns <= 32)
+      lut_tile<Lookup, Rows, kSpecials, kFused, false, 2>(p, i, strip, k0, k1);
+    else
+      lut_tile<Lookup, Rows, kSpecials, kFused, false, kVectorsPerStrip>(p, i, strip, k0, k1);
   });
 }
 

@@ -57,7 +57,7 @@ void special_products(const GemmPlan& plan, int64_t i, int64_t k, int64_t j0, in
 
 void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape, const MatrixView& a,
                   const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate,
-                  const LeftRowPacker* left_rows) {
+                  const LeftRowPacker* left_rows, const ShiftedRight* shifted) {
   const int64_t m = shape.m, n = shape.n, k = shape.k;
   if (m == 0 || n == 0) return;
   if (k == 0) {
@@ -70,16 +70,19 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   // reads each packed strip of B once: each task then packs its own strips,
   // one K block at a time, into a buffer that stays in cache, instead of
   // all of B up front.
-  const bool stream_b = m <= path.block_rows;
+  const bool stream_b = m <= path.block_rows && shifted == nullptr;
 
   const bool lut = path.layout != RightLayout::kGatherPairs;
   const int64_t row_bytes = lut_row_bytes(path.layout, table.mantissa_bits);
   AlignedBuffer<uint8_t> lut_rows(lut ? row_bytes * ((int64_t{1} << table.mantissa_bits) + 1) : 0);
   if (lut) split_rows_avx512(path.layout, table, lut_rows.data());
-  AlignedBuffer<uint32_t> packed_b(stream_b ? 0 : strips * k * words);
+  AlignedBuffer<uint32_t> packed_b(stream_b || shifted != nullptr ? 0 : strips * k * words);
   AlignedBuffer<uint8_t> b_rounds_to_inf(stream_b ? 0 : k);
   ExponentRange b_range;
-  if (!stream_b) {
+  if (shifted != nullptr) {
+    std::fill(b_rounds_to_inf.data(), b_rounds_to_inf.data() + k, uint8_t{0});
+    b_range = shifted->range;
+  } else if (!stream_b) {
     std::mutex merge;
     parallel(k, n * 2, [&](int64_t k0, int64_t k1) {
       ExponentRange range;
@@ -104,6 +107,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   plan.lut_row_bytes = row_bytes;
   plan.c = c;
   plan.ldc = ldc;
+  plan.shifted = shifted;
 
   // Tasks: row blocks x groups of strips, smaller when C is small so both
   // cores get work.  A streamed B is packed once per row block, so its rows

@@ -80,6 +80,8 @@ constexpr int64_t kGatherWordsPerK = 3 * kStripCols;
 int64_t words_per_k(RightLayout layout);  // dwords per (strip, k)
 int64_t scales_offset(RightLayout layout);  // where the scales start in them
 
+struct ShiftedRight;  // below
+
 // Everything a block kernel reads; built by the driver, read-only while the
 // kernels run (except c).
 struct GemmPlan {
@@ -100,6 +102,7 @@ struct GemmPlan {
   float* c = nullptr;
   int64_t ldc = 0;
   bool fused_multiply_add = false;  // products_stay_normal() for this task's operands
+  const ShiftedRight* shifted = nullptr;  // B read in place instead of packed_b
 };
 
 // The packed right operand of (strip, kk).  `static`: each ISA's translation
@@ -129,12 +132,38 @@ struct LeftRowPacker {
   ExponentRange range;
 };
 
+// A right operand read in place (a stride-1 conv's patch matrix, gemm_shifted.h):
+// B[kk, j] is the encoded value at element k_offsets[kk] + j of an index
+// plane (index_bytes per element: the layout's index dword, or its index
+// byte for kLutPlanes) and of a scale plane (encode_right_values_avx512),
+// valid for every j < round_up(n, kStripCols); none is inf, NaN or
+// rounds to infinity, and range covers them all.
+struct ShiftedRight {
+  const uint8_t* index = nullptr;
+  int64_t index_bytes = 4;
+  const float* scales = nullptr;
+  const int64_t* k_offsets = nullptr;  // [k]
+  ExponentRange range;
+};
+
 // The driver: packs, schedules and runs `path` (same contract as gemm_cpu).
 // With left_rows, A's rows come from it (a is not read) and no row of B may
 // round to infinity (a zero left operand would be special against it).
+// With shifted, B is read in place from it (b is not read) and no value of
+// A may be special (its products would need b).
 void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& shape, const MatrixView& a,
                   const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate,
-                  const LeftRowPacker* left_rows = nullptr);
+                  const LeftRowPacker* left_rows = nullptr, const ShiftedRight* shifted = nullptr);
+
+// Right operands encoded one value at a time for a ShiftedRight (the rules
+// of pack_b_avx512, for kLutBytes, kLutHighBytes and kLutPlanes): index[i]
+// the value's index dword of the layout (kLutPlanes: its fraction, the
+// index byte), scale[i] its scale.  A zero gets index 0 (any index
+// gives a zero's product: its scale is +-0).  Returns false, leaving the
+// outputs undefined, when a value is inf, NaN or at least 2^126 in
+// magnitude (it could round to infinity); widens *range otherwise.
+bool encode_right_values_avx512(RightLayout layout, const Table& table, const float* x, int64_t count,
+                                uint32_t* index, float* scale, ExponentRange* range);
 
 // out[j] = am_multiply(A[i, k], B[k, j0 + j]) for j < ncols (baseline code,
 // called by the kernels for special left operands).

@@ -197,6 +197,33 @@ void pack_b_avx512(RightLayout layout, const Table& table, const MatrixView& b, 
   }
 }
 
+bool encode_right_values_avx512(RightLayout layout, const Table& table, const float* x, int64_t count,
+                                uint32_t* index, float* scale, ExponentRange* range) {
+  ExponentTracker exponents(range);
+  const __m512i zero = _mm512_setzero_si512(), large = _mm512_set1_epi32(0x7e800000);  // 2^126
+  const __m512i narrow_high = _mm512_set1_epi32(int(kLutNarrowHighIndex << 16));
+  __mmask16 too_large = 0;
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 lanes = tail_mask(count - i);
+    const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, x + i));
+    const Reduced16 r = reduce16(u, table.mantissa_bits, table.rounding);
+    too_large |= _mm512_mask_cmpge_epu32_mask(lanes, _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), large);
+    const __mmask16 ordinary = __mmask16(lanes & ~_mm512_cmpeq_epi32_mask(r.raw_exponent, zero));
+    exponents.add(ordinary, r.exponent);
+    // As RightEncoder::encode for these values: scale sign | e << 23 (+-0 for zeros).
+    const __m512i sc = _mm512_mask_mov_epi32(r.sign, ordinary, _mm512_or_si512(r.sign, _mm512_slli_epi32(r.exponent, 23)));
+    const __m512i f = r.fraction;
+    __m512i idx = f;
+    if (layout == RightLayout::kLutBytes)
+      idx = _mm512_or_si512(narrow_high, _mm512_or_si512(_mm512_slli_epi32(f, 16), _mm512_slli_epi32(f, 8)));
+    else if (layout == RightLayout::kLutHighBytes)
+      idx = _mm512_slli_epi32(f, 16);
+    _mm512_mask_storeu_epi32(index + i, lanes, _mm512_maskz_mov_epi32(ordinary, idx));
+    _mm512_mask_storeu_epi32(scale + i, lanes, sc);
+  }
+  return too_large == 0;
+}
+
 void split_rows_avx512(RightLayout layout, const Table& table, uint8_t* out) {
   const int64_t side = int64_t{1} << table.mantissa_bits, row_bytes = lut_row_bytes(layout, table.mantissa_bits);
   const bool high_only = layout == RightLayout::kLutHighBytes;
@@ -298,6 +325,9 @@ void pack_b_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_
 void pack_a_avx512(RightLayout, const Table&, const MatrixView&, int64_t, int64_t, int64_t, int64_t, int64_t,
                    const uint8_t*, LeftRef*, uint8_t*, ExponentRange*) {}
 void split_rows_avx512(RightLayout, const Table&, uint8_t*) {}
+bool encode_right_values_avx512(RightLayout, const Table&, const float*, int64_t, uint32_t*, float*, ExponentRange*) {
+  return false;
+}
 }  // namespace cpu
 }  // namespace amsim
 #endif
