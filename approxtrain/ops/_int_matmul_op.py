@@ -48,3 +48,12 @@ def int_matmul_zero_point(a, b, products, za, zb, transpose_a=False, transpose_b
     return library().am_int_mat_mul_zero_point(
         a, b, products, za, zb, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b)
     )
+
+
+def int_im2col(padded, kernel, strides, dilations):
+    """AMIntIm2Col (CPU only): the uint8 patches [N, OH, OW, KH*KW*C] of an already padded uint8
+    [N, H, W, C] tensor, ``patches[n, oh, ow, (a*KW + b)*C + c] = padded[n, oh*sh + a*dh, ow*sw + b*dw, c]``.
+    kernel, strides, dilations: (height, width) pairs of ints >= 1."""
+    padded = _tensor(padded, tf.uint8, "padded", "int_im2col")
+    window = [int(v) for v in (*kernel, *strides, *dilations)]
+    return library().am_int_im2_col(padded, window=window)

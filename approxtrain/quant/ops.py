@@ -63,7 +63,7 @@ from approxtrain.quant._conv_grads import (
     transposed_filter_sums,
     transposed_input_sums,
 )
-from approxtrain.quant._gemm import exact_product
+from approxtrain.quant._gemm import exact_product, fused_op_usable
 from approxtrain.quant.config import quant_config
 from approxtrain.quant.multipliers import describe, resolve_any
 from approxtrain.quant.quantize import (
@@ -287,8 +287,9 @@ class Im2Col(NamedTuple):
 
     def patches(self, padded):
         """[N, OH, OW, KH*KW*C] patches of a padded [N, H', W', C] tensor (row, column, channel order,
-        as tf.image.extract_patches, which is several times slower): one gather of the taps' pixels,
-        or with few channels at stride 1 one strided slice per tap."""
+        as tf.image.extract_patches, which is several times slower): for uint8 codes where no GPU is
+        the op AMIntIm2Col; else one gather of the taps' pixels, or with few channels at stride 1
+        one strided slice per tap (col2im differentiates this TF form, on float64)."""
         (sh, sw), (dh, dw) = self.strides, self.dilations
         height, width = padded.shape[1], padded.shape[2]
         oh = (height - (self.kh - 1) * dh - 1) // sh + 1
@@ -296,6 +297,10 @@ class Im2Col(NamedTuple):
         rows = [slice(a * dh, a * dh + (oh - 1) * sh + 1, sh) for a in range(self.kh)]
         columns = [slice(b * dw, b * dw + (ow - 1) * sw + 1, sw) for b in range(self.kw)]
         depth = self.kh * self.kw * self.channels
+        if padded.dtype == tf.uint8 and fused_op_usable():  # the codes' patches: one pass in C++
+            from approxtrain.ops._int_matmul_op import int_im2col
+
+            return int_im2col(padded, (self.kh, self.kw), self.strides, self.dilations)
         if self.channels >= 4 or (sh, sw) != (1, 1):
             # One gather of every tap's pixel from the flattened plane: a run of C bytes per index.
             # TF's strided slices of uint8 are several times slower, and very slow with a stride.
