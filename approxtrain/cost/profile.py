@@ -22,6 +22,7 @@ from approxtrain.cost import conv3d, counts, energy, graph, recurrent
 # subclass their Keras class, so they are counted as it.
 _KINDS = (
     (keras.layers.MultiHeadAttention, "attention"),
+    (keras.layers.GroupQueryAttention, "grouped_attention"),
     (keras.layers.DepthwiseConv2D, "depthwise_conv2d"),
     (keras.layers.DepthwiseConv1D, "depthwise_conv1d"),
     (keras.layers.SeparableConv2D, "separable_conv2d"),
@@ -37,6 +38,7 @@ _KINDS = (
     *recurrent.KINDS,
 )
 RECURRENT = tuple(kind for _, kind in recurrent.KINDS)
+ATTENTION = ("attention", "grouped_attention")
 
 
 def _kind(layer):
@@ -57,8 +59,8 @@ class _Recorder:
     def hooked(self, layers):
         try:
             for layer, kind in layers:
-                if kind == "attention":
-                    layer._compute_attention = self._attention_hook(layer)
+                if kind in ATTENTION:
+                    layer._compute_attention = self._attention_hook(layer, kind)
                 elif kind in RECURRENT:
                     layer.call = self._recurrent_hook(layer, kind)
                 else:
@@ -66,7 +68,7 @@ class _Recorder:
             yield
         finally:
             for layer, kind in layers:
-                layer.__dict__.pop("_compute_attention" if kind == "attention" else "call", None)
+                layer.__dict__.pop("_compute_attention" if kind in ATTENTION else "call", None)
 
     def _product_hook(self, layer, kind):
         original = type(layer).call.__get__(layer)
@@ -93,20 +95,21 @@ class _Recorder:
 
         return call
 
-    def _attention_hook(self, layer):
+    def _attention_hook(self, layer, kind):
         original = type(layer)._compute_attention.__get__(layer)
 
         def compute(query, key, value, *args, **kw):
             out, scores = original(query, key, value, *args, **kw)
             if scores is None:  # Keras's fused dot_product_attention gives none: P by the explicit path
-                scores = _attention_scores(original, query, key, value, args, kw)
-            self.calls.append((layer, "attention", {"q": query, "k": key, "v": value, "p": scores, "y": out}))
+                rescore = _attention_scores if kind == "attention" else _grouped_attention_scores
+                scores = rescore(layer, original, query, key, value, args, kw)
+            self.calls.append((layer, kind, {"q": query, "k": key, "v": value, "p": scores, "y": out}))
             return out, scores
 
         return compute
 
 
-def _attention_scores(original, query, key, value, args, kw):
+def _attention_scores(layer, original, query, key, value, args, kw):
     """MultiHeadAttention's softmax P for Q, K, V [B, T|S, N, H] through Keras's explicit path
     (the layer's mask, a causal one made explicit), for the count only: the layer's own output
     is kept."""
@@ -116,6 +119,17 @@ def _attention_scores(original, query, key, value, args, kw):
         bound["attention_mask"] = tf.linalg.band_part(tf.ones((1, query.shape[1], key.shape[1]), tf.bool), -1, 0)
     bound.update(return_attention_scores=True, use_causal_mask=False)
     return original(query, key, value, **bound)[1]
+
+
+def _grouped_attention_scores(layer, original, query, key, value, args, kw):
+    """GroupQueryAttention's softmax P (key and value already repeated to the query heads)
+    through Keras's explicit path, which it takes while the layer returns scores."""
+    asked = layer._return_attention_scores
+    layer._return_attention_scores = True
+    try:
+        return original(query, key, value, *args, **kw)[1]
+    finally:
+        layer._return_attention_scores = asked
 
 
 def _conv_geometry(layer, kind, x_shape, w_shape=None):
@@ -210,10 +224,10 @@ def _separable_sums(layer, kind, x, dy):
 def _graph_sums(layer, kind, t, dy):
     """(finish, tensors): the layer's count reductions as graph tensors, and the NumPy function
     that turns their values into {phase: Counts}. The kernel is read here, before any update."""
-    if kind == "attention":
+    if kind in ATTENTION:
         # Both products' operands are activations; their counts are taken in NumPy (small models).
         tensors = {**{n: t[n] for n in "qkvp"}, "y": dy}
-        return (lambda v: _attention_counts(layer, v, {"y": v["y"]})), tensors
+        return (lambda v: _attention_counts(layer, kind, v, {"y": v["y"]})), tensors
     if kind in ("separable_conv2d", "separable_conv1d"):
         return _separable_sums(layer, kind, t["x"], dy)
     if kind in ("conv3d", "conv3d_transpose"):
@@ -244,17 +258,19 @@ def _graph_sums(layer, kind, t, dy):
     return (lambda v: counts.einsum_from_sums(equation, sizes, v)), graph.einsum_sums(equation, x, kernel, dy)
 
 
-def _attention_counts(layer, t, grads):
+def _attention_counts(layer, kind, t, grads):
     """The two attention products Q.K^T and P.V, in Keras's equations. dS (the gradient of the
-    raw scores) is recomputed from P and dP = dOut.V^T through the softmax's Jacobian."""
+    raw scores) is recomputed from P and dP = dOut.V^T through the softmax's Jacobian.
+    MultiHeadAttention's score equation names the key first, GroupQueryAttention's the query."""
     q, k, v, p = (np.asarray(t[n]) for n in "qkvp")
     dout = np.asarray(grads["y"])
     (lp, lv), lo = layer._combine_equation.split("->")[0].split(","), layer._combine_equation.split("->")[1]
     dp = np.einsum(f"{lo},{lv}->{lp}", dout, v)
     ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # softmax over the (last) key axis
-    ab = layer._dot_product_equation.split("->")[0].split(",")  # (key letters, query letters)
+    ab = layer._dot_product_equation.split("->")[0].split(",")
+    lq, lk = (ab[1], ab[0]) if kind == "attention" else (ab[0], ab[1])
     out = layer._dot_product_equation.split("->")[1]
-    scores = counts.einsum(f"{ab[1]},{ab[0]}->{out}", q, k, ds)
+    scores = counts.einsum(f"{lq},{lk}->{out}", q, k, ds)
     combine = counts.einsum(layer._combine_equation, p, v, dout)
     return scores, combine
 
@@ -300,7 +316,7 @@ class _CountingStep:
         for (layer, kind, t), dy, dx in zip(recorder.calls, grads[:n], grads[n : 2 * n]):
             finish, tensors = _graph_sums(layer, kind, t, _or_zeros(dy, t["y"]))
             # Keras computes no gradient for the model input: the tape gives None for it.
-            static.append((layer, kind, kind == "attention" or dx is not None, finish))
+            static.append((layer, kind, kind in ATTENTION or dx is not None, finish))
             sums.append(tensors)
         if self.optimizer is not None:
             with tf.control_dependencies(tf.nest.flatten(sums)):
@@ -360,7 +376,7 @@ def profile(model, dataset, multipliers=("fp32",), batches=1, optimizer=None, na
         for layer, kind, gi_computed, result in step(x, y):
             seen[layer.name] = seen.get(layer.name, 0) + 1
             base = layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}"
-            if kind == "attention":
+            if kind in ATTENTION:
                 parts = [(f"{base}/scores", "attention_scores", result[0], True)]
                 parts += [(f"{base}/combine", "attention_combine", result[1], True)]
             elif kind in ("separable_conv2d", "separable_conv1d"):

@@ -912,6 +912,7 @@ def test_forward_macs_equal_coverages_independent_count():
     s = keras.layers.SeparableConv1D(4, 2, strides=2)(s)
     s = keras.layers.Conv1DTranspose(4, 3)(s)
     s = keras.layers.MultiHeadAttention(2, 4)(s, s)
+    s = keras.layers.GroupQueryAttention(3, 4, 2)(s, s, use_causal_mask=True)
     s = keras.layers.EinsumDense("btc,cd->btd", (15, 6))(s)
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(s))
     model = keras.Model(inputs, out)
@@ -922,12 +923,14 @@ def test_forward_macs_equal_coverages_independent_count():
     assert report["total"]["forward"]["macs"] == 2 * (c["approximate_macs"] + c["native_macs"])
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
-def test_attention_without_dropout_is_counted_from_its_softmax(causal):
-    # Keras's MultiHeadAttention without dropout runs the fused dot_product_attention, which
-    # returns no softmax; the count takes P from Keras's explicit path (the causal mask made
-    # explicit). With a causal mask P is exactly 0 above the diagonal: those P.V products have a
-    # zero operand, and (V having no zeros) no others do.
+def test_attention_without_dropout_is_counted_from_its_softmax(causal, grouped):
+    # Keras's MultiHeadAttention and GroupQueryAttention without dropout run the fused
+    # dot_product_attention, which returns no softmax; the count takes P from Keras's explicit
+    # path. With a causal mask P is exactly 0 above the diagonal: those P.V products have a
+    # zero operand, and (V having no zeros) no others do. GroupQueryAttention multiplies per
+    # query head, its key and value heads repeated.
     import keras
     import tensorflow as tf
 
@@ -935,7 +938,10 @@ def test_attention_without_dropout_is_counted_from_its_softmax(causal):
 
     b, t, d, heads, dim = 2, 5, 6, 2, 3
     inputs = keras.Input((t, d))
-    mha = keras.layers.MultiHeadAttention(heads, dim, name="mha")
+    if grouped:
+        mha = keras.layers.GroupQueryAttention(dim, heads, 1, name="mha")
+    else:
+        mha = keras.layers.MultiHeadAttention(heads, dim, name="mha")
     h = mha(inputs, inputs, use_causal_mask=causal)
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h))
     model = keras.Model(inputs, out)
