@@ -243,10 +243,18 @@ def _nonfinite_flags(tensors):
 
 
 def _probed_layers(model):
-    """The model's layers in order and each one's first float output (functional models only)."""
+    """The model's layers in order and each one's first float output (functional models only).
+
+    A row-dropout layer that hands its kept units to the next Dense is left out: its full-width
+    output would otherwise be computed every step only to be probed (the next layer, which
+    multiplies its kept units, shows a non-finite value of it anyway)."""
+    from approxtrain.layers import ApproxDropoutDense, _kept_units
+
     layers, outputs = [], []
     for layer in getattr(model, "layers", []):
         if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, ApproxDropoutDense) and _kept_units.hands_on(layer):
             continue
         try:
             output = layer.output

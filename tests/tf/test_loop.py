@@ -104,6 +104,19 @@ def test_non_finite_loss_names_epoch_step_and_first_layer():
     assert [i for name, i, _ in log.events if name == "batch_end"] == [0, 1]  # stopped at the bad step
 
 
+def test_row_dropout_layers_are_not_probed_so_their_spread_output_is_never_computed():
+    # A row-dropout layer hands its kept units to the next Dense; probing its full-width output
+    # would compute that spread every step. The layers after it are still probed.
+    from approxtrain import models
+
+    model = compiled(models.build("lenet300100", (28, 28, 1), 10, "mbm7", approx_dropout="row", dropout_rate=0.5))
+    probed = [layer.name for layer in loop._Steps(model, tf.distribute.get_strategy()).layers]
+    dropped = [layer.name for layer in model.layers if isinstance(layer, am.ApproxDropoutDense)]
+    assert len(dropped) == 2
+    others = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert probed == [name for name in others if name not in dropped]
+
+
 def test_loop_under_mirrored_strategy_matches_one_device(bf16):
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(cpus) >= 2, f"tests/tf/conftest.py should configure two logical CPUs, found {cpus}"
