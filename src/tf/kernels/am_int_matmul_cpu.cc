@@ -190,15 +190,30 @@ class AMIntIm2ColOp : public tensorflow::OpKernel {
     const int64_t run = dw == 1 ? kw * c : c, runs = dw == 1 ? 1 : kw;
     const int64_t row_bytes = ow * kh * kw * c;
     const uint8_t* src_end = src + in.NumElements();
+    const int64_t blocks = (run + 15) / 16 * 16;  // the bytes a block copy of one run moves
     IntraOpParallelFor(ctx)(n * oh, row_bytes + 1, [&](int64_t r0, int64_t r1) {
       const uint8_t* limit = dst + r1 * row_bytes;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t image = r / oh, y = r % oh;
         uint8_t* o = dst + r * row_bytes;
+        const uint8_t* top = src + (image * h + y * sh) * w * c;  // input row y * sh
+        // Block copies for the whole output row when its last run (the furthest read, the
+        // last write) has room: runs are read and written in increasing order.
+        const uint8_t* last_read = top + ((kh - 1) * dh * w + (ow - 1) * sw + (runs - 1) * dw) * c;
+        const bool room = last_read + blocks <= src_end && o + row_bytes - run + blocks <= limit;
         for (int64_t x = 0; x < ow; ++x) {
           for (int64_t a = 0; a < kh; ++a) {
-            const uint8_t* line = src + ((image * h + y * sh + a * dh) * w + x * sw) * c;
-            for (int64_t q = 0; q < runs; ++q, o += run) CopyRun(o, line + q * dw * c, run, src_end, limit);
+            const uint8_t* line = top + (a * dh * w + x * sw) * c;
+            for (int64_t q = 0; q < runs; ++q, o += run) {
+              const uint8_t* from = line + q * dw * c;
+              if (room && blocks == 16) {
+                std::memcpy(o, from, 16);
+              } else if (room) {
+                for (int64_t i = 0; i < blocks; i += 16) std::memcpy(o + i, from + i, 16);
+              } else {
+                CopyRun(o, from, run, src_end, limit);
+              }
+            }
           }
         }
       }
