@@ -618,6 +618,28 @@ def test_narrow_conv_huge_operands_take_the_materialized_path(cpu_path, where):
     )
 
 
+@pytest.mark.parametrize("channels, filters", [(32, 1), (1, 32)])
+def test_narrow_conv_read_in_place_over_several_image_chunks(channels, filters):
+    """Planes of more than 4 MiB are encoded and multiplied a few images at a time: with 32
+    planes of 130 x 130 each image is a chunk of its own, for the forward pass (32 input
+    channels) and for the input gradient (32 channels of dy). Bits as the reference's."""
+    rng = np.random.default_rng(47)
+    mult = multiplier(7, "nearest", "high")
+    args = mult.lut, 7, "nearest"
+    x = ref.random_floats(rng, (2, 128, 128, channels), normal_fraction=1.0)
+    wt = ref.random_floats(rng, (3, 3, channels, filters), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (2, 128, 128, filters), normal_fraction=1.0)
+    x.flat[::9] = 0.0
+    rkw = dict(strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=1)
+    if channels > filters:
+        assert_same_bits(core.conv2d(x, wt, mult, padding="SAME"), ref.conv2d(x, wt, *args, **rkw))
+    else:
+        assert_same_bits(
+            core.conv2d_input_grad(x.shape, wt, dy, mult, padding="SAME"),
+            ref.conv2d_input_grad(x.shape, wt, dy, *args, **rkw),
+        )
+
+
 def test_narrow_conv_read_in_place_same_bits_with_one_or_two_threads():
     """The in-place conv encodes its planes and runs its GEMM in parallel parts: the bits do
     not depend on how many threads share them."""

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -416,75 +417,100 @@ bool shifted_pays(const ShiftedConv& conv) {
   return double(conv.plane_h() * conv.plane_w()) <= kMaxShiftedWaste * double(conv.valid_h * conv.valid_w);
 }
 
-// Runs `conv` (see ShiftedConv); false, having done nothing, where the
-// source or B holds a value the in-place path cannot take (inf, NaN, huge).
+// Planes of at most this many bytes per GEMM (a few images of a wide
+// layer): they stay in cache while the kernels read them, as the patch
+// chunks do (kMaxPatchFloats).
+constexpr int64_t kMaxShiftedBytes = int64_t{4} << 20;
+
+// Runs `conv` (see ShiftedConv) a chunk of images at a time.  False where
+// the source or B holds a value the in-place path cannot take (inf, NaN,
+// huge): the outputs may then be partly written, and the caller computes
+// them all again on another path.
 bool run_shifted(const Table& table, cpu::RightLayout layout, const ShiftedConv& conv, const ParallelFor& parallel) {
   const int64_t k = int64_t(conv.taps.size());
-  const int64_t plane_h = conv.plane_h(), plane_w = conv.plane_w();
-  const int64_t image = plane_h * plane_w, grid = conv.batch * image;
+  const int64_t plane_h = conv.plane_h(), plane_w = conv.plane_w(), image = plane_h * plane_w;
+  const int64_t index_bytes = layout == cpu::RightLayout::kLutPlanes ? 1 : 4;
+  const int64_t chunk =
+      std::clamp<int64_t>(kMaxShiftedBytes / std::max<int64_t>(1, conv.count * image * (index_bytes + 4)), 1, conv.batch);
   // Every strip reads 64 elements from each shifted position of the grid.
   const int64_t reach = conv.reach_h * plane_w + conv.reach_w;
-  const int64_t plane_stride = ceil_div(grid + reach + 64, 64) * 64;
-  const int64_t index_bytes = layout == cpu::RightLayout::kLutPlanes ? 1 : 4;
-
-  // The planes: zeros (index 0 and scale +0: a zero's product, whatever
-  // its index), and each source value encoded once into its place, one
-  // source image row (all its channels) at a time.
-  std::vector<uint8_t> index_planes(static_cast<size_t>(conv.count * plane_stride * index_bytes), uint8_t{0});
-  std::vector<float> scale_planes(static_cast<size_t>(conv.count * plane_stride), 0.0f);
-  cpu::ExponentRange range;
-  bool ok = true;
-  std::mutex merge;
-  const int64_t row_values = conv.w * conv.channels;
-  parallel(conv.batch * conv.h, row_values * 4, [&](int64_t r0, int64_t r1) {
-    std::vector<uint32_t> index(static_cast<size_t>(row_values));
-    std::vector<float> scale(static_cast<size_t>(row_values));
-    cpu::ExponentRange task_range;
-    bool good = true;
-    for (int64_t r = r0; r < r1 && good; ++r) {
-      good = cpu::encode_right_values_avx512(layout, table, conv.src + r * row_values, row_values, index.data(),
-                                             scale.data(), &task_range);
-      const int64_t n = r / conv.h, y = r % conv.h;
-      for (int64_t c = 0; c < conv.count; ++c) {
-        const int64_t at = c * plane_stride + n * image + (y + conv.top) * plane_w + conv.left;
-        const int64_t from = conv.c0 + c;
-        float* sp = scale_planes.data() + at;
-        for (int64_t x = 0; x < conv.w; ++x) sp[x] = scale[from + x * conv.channels];
-        if (index_bytes == 1) {
-          uint8_t* ip = index_planes.data() + at;
-          for (int64_t x = 0; x < conv.w; ++x) ip[x] = uint8_t(index[from + x * conv.channels]);
-        } else {
-          uint32_t* ip = reinterpret_cast<uint32_t*>(index_planes.data()) + at;
-          for (int64_t x = 0; x < conv.w; ++x) ip[x] = index[from + x * conv.channels];
-        }
-      }
-    }
-    const std::lock_guard<std::mutex> lock(merge);
-    ok = ok && good;
-    range.merge(task_range);
-  });
-  if (!ok) return false;
-
+  const int64_t plane_stride = ceil_div(chunk * image + reach + 64, 64) * 64;
+  // Not value-initialized: every element is written below (the planes per
+  // image, their tails here; C by the GEMM).
+  std::unique_ptr<uint8_t[]> index_planes(new uint8_t[static_cast<size_t>(conv.count * plane_stride * index_bytes)]);
+  std::unique_ptr<float[]> scale_planes(new float[static_cast<size_t>(conv.count * plane_stride)]);
+  std::unique_ptr<float[]> ct(new float[static_cast<size_t>(conv.n_out * chunk * image)]);
   std::vector<int64_t> offsets(static_cast<size_t>(k));
   for (int64_t kk = 0; kk < k; ++kk)
     offsets[kk] = conv.taps[kk].plane * plane_stride + conv.taps[kk].rows * plane_w + conv.taps[kk].cols;
-  cpu::ShiftedRight right;
-  right.index = index_planes.data();
-  right.index_bytes = index_bytes;
-  right.scales = scale_planes.data();
-  right.k_offsets = offsets.data();
-  right.range = range;
-  std::vector<float> ct(static_cast<size_t>(conv.n_out * grid));
-  if (!cpu::gemm_cpu_shifted(table, GemmShape{grid, conv.n_out, k}, conv.b, ct.data(), parallel, right)) return false;
-  parallel(conv.batch * conv.valid_h, conv.valid_w * conv.n_out * 2, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / conv.valid_h, y = r % conv.valid_h;
-      const float* from = ct.data() + n * image + y * plane_w;
-      float* to = conv.out + r * conv.valid_w * conv.ldc;
-      for (int64_t x = 0; x < conv.valid_w; ++x)
-        for (int64_t j = 0; j < conv.n_out; ++j) to[x * conv.ldc + j] = from[j * grid + x];
+
+  for (int64_t n0 = 0; n0 < conv.batch; n0 += chunk) {
+    const int64_t images = std::min(chunk, conv.batch - n0), grid = images * image;
+    // Zeros past the chunk's images (index 0 and scale +0: a zero's product,
+    // whatever its index).
+    for (int64_t c = 0; c < conv.count; ++c) {
+      std::fill(index_planes.get() + (c * plane_stride + grid) * index_bytes,
+                index_planes.get() + (c + 1) * plane_stride * index_bytes, uint8_t{0});
+      std::fill(scale_planes.get() + c * plane_stride + grid, scale_planes.get() + (c + 1) * plane_stride, 0.0f);
     }
-  });
+    // Per image: its block of every plane zeroed, then each source value
+    // encoded once into its place, one source row (all channels) at a time.
+    cpu::ExponentRange range;
+    bool ok = true;
+    std::mutex merge;
+    const int64_t row_values = conv.w * conv.channels;
+    parallel(images, image * conv.count * 2, [&](int64_t i0, int64_t i1) {
+      std::vector<uint32_t> index(static_cast<size_t>(row_values));
+      std::vector<float> scale(static_cast<size_t>(row_values));
+      cpu::ExponentRange task_range;
+      bool good = true;
+      for (int64_t i = i0; i < i1 && good; ++i) {
+        for (int64_t c = 0; c < conv.count; ++c) {
+          const int64_t at = c * plane_stride + i * image;
+          std::fill(index_planes.get() + at * index_bytes, index_planes.get() + (at + image) * index_bytes, uint8_t{0});
+          std::fill(scale_planes.get() + at, scale_planes.get() + at + image, 0.0f);
+        }
+        for (int64_t y = 0; y < conv.h && good; ++y) {
+          const float* src = conv.src + ((n0 + i) * conv.h + y) * row_values;
+          good = cpu::encode_right_values_avx512(layout, table, src, row_values, index.data(), scale.data(), &task_range);
+          for (int64_t c = 0; c < conv.count; ++c) {
+            const int64_t at = c * plane_stride + i * image + (y + conv.top) * plane_w + conv.left;
+            const int64_t from = conv.c0 + c;
+            float* sp = scale_planes.get() + at;
+            for (int64_t x = 0; x < conv.w; ++x) sp[x] = scale[from + x * conv.channels];
+            if (index_bytes == 1) {
+              uint8_t* ip = index_planes.get() + at;
+              for (int64_t x = 0; x < conv.w; ++x) ip[x] = uint8_t(index[from + x * conv.channels]);
+            } else {
+              uint32_t* ip = reinterpret_cast<uint32_t*>(index_planes.get()) + at;
+              for (int64_t x = 0; x < conv.w; ++x) ip[x] = index[from + x * conv.channels];
+            }
+          }
+        }
+      }
+      const std::lock_guard<std::mutex> lock(merge);
+      ok = ok && good;
+      range.merge(task_range);
+    });
+    if (!ok) return false;
+
+    cpu::ShiftedRight right;
+    right.index = index_planes.get();
+    right.index_bytes = index_bytes;
+    right.scales = scale_planes.get();
+    right.k_offsets = offsets.data();
+    right.range = range;
+    if (!cpu::gemm_cpu_shifted(table, GemmShape{grid, conv.n_out, k}, conv.b, ct.get(), parallel, right)) return false;
+    parallel(images * conv.valid_h, conv.valid_w * conv.n_out * 2, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i = r / conv.valid_h, y = r % conv.valid_h;
+        const float* from = ct.get() + i * image + y * plane_w;
+        float* to = conv.out + (n0 * conv.valid_h + r) * conv.valid_w * conv.ldc;
+        for (int64_t x = 0; x < conv.valid_w; ++x)
+          for (int64_t j = 0; j < conv.n_out; ++j) to[x * conv.ldc + j] = from[j * grid + x];
+      }
+    });
+  }
   return true;
 }
 
