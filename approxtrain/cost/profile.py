@@ -209,11 +209,12 @@ def _separable_sums(layer, kind, x, dy):
         x, dk, pk = tf.expand_dims(x, 1), tf.expand_dims(dk, 0), tf.expand_dims(pk, 0)
         dy = tf.expand_dims(dy, 1)
     kh, kw, c, m = dk.shape
-    # mid on the explicitly padded input: the same pads for every padding mode ("causal" too).
+    # mid on the explicitly padded input (the same pads for every padding mode, "causal" too), at
+    # stride 1 and then subsampled: TensorFlow's CPU depthwise kernel without oneDNN refuses
+    # unequal strides, which a 1-D layer read as 2-D has.
     xp = tf.pad(x, [[0, 0], list(g1.pads[0]), list(g1.pads[1]), [0, 0]])
-    mid = tf.nn.depthwise_conv2d(
-        xp, dk, (1, *g1.strides, 1), "VALID", dilations=g1.dilations if g1.strides == (1, 1) else None
-    )
+    mid = tf.nn.depthwise_conv2d(xp, dk, (1, 1, 1, 1), "VALID", dilations=g1.dilations)
+    mid = mid[:, : (g1.oh - 1) * g1.strides[0] + 1 : g1.strides[0], : (g1.ow - 1) * g1.strides[1] + 1 : g1.strides[1]]
     dmid = tf.einsum("nhwo,co->nhwc", dy, pk[0, 0])
     g2 = counts.conv_geometry(tuple(mid.shape), tuple(pk.shape))
     s1 = graph.conv2d_sums(x, tf.reshape(dk, (kh, kw, 1, c * m)), dmid, g1)
