@@ -553,6 +553,16 @@ def _identity_front(x_shape):
     return conv
 
 
+def _model_around(x_shape, *layers, classes=3):
+    """Identity front, `layers` each followed by a ReLU, then a softmax head: a model whose
+    counted layers see the batch exactly and get a real, sparse output gradient."""
+    import keras
+
+    body = [step for layer in layers for step in (layer, keras.layers.ReLU())]
+    head = [keras.layers.Flatten(), keras.layers.Dense(classes, activation="softmax")]
+    return keras.Sequential([keras.Input(x_shape[1:]), _identity_front(x_shape), *body, *head])
+
+
 def _gradient_of_output(model, layer_name, x, y):
     """(layer input, layer output, d loss / d output) as the counting step's loss sees them."""
     import keras
@@ -607,10 +617,7 @@ def test_conv2d_transpose_counts_match_every_product(strides, padding, output_pa
         (keras.layers.Conv2DTranspose, {}) if multiplier is None else (am.AMConv2DTranspose, {"multiplier": multiplier})
     )
     tc = kind(2, kernel, strides, padding, output_padding=output_padding, name="tc", **extra)
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), _identity_front(x.shape), tc, keras.layers.ReLU(), keras.layers.Flatten(),
-         keras.layers.Dense(3, activation="softmax")]
-    )  # fmt: skip
+    model = _model_around(x.shape, tc)
     tc.kernel.assign(sparse(rng, tuple(tc.kernel.shape), 0.6))
     y = np.array([0, 2], "int32")
     u, z, dz = _gradient_of_output(model, "tc", x, y)
@@ -689,10 +696,7 @@ def test_separable_conv2d_counts_both_products():
     rng = np.random.default_rng(6)
     x = sparse(rng, (2, 6, 6, 3), 0.5)
     sep = keras.layers.SeparableConv2D(4, 3, strides=2, padding="same", depth_multiplier=2, name="sep")
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), _identity_front(x.shape), sep, keras.layers.ReLU(), keras.layers.Flatten(),
-         keras.layers.Dense(3, activation="softmax")]
-    )  # fmt: skip
+    model = _model_around(x.shape, sep)
     sep.depthwise_kernel.assign(sparse(rng, (3, 3, 3, 2), 0.5))
     sep.pointwise_kernel.assign(sparse(rng, (1, 1, 6, 4), 0.6))
     y = np.array([2, 1], "int32")
@@ -743,10 +747,7 @@ def test_one_dimensional_depthwise_and_separable_counts_match_every_product():
     x = sparse(rng, (2, 7, 2), 0.6)
     dw = keras.layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", dilation_rate=2, name="dw")
     sep = keras.layers.SeparableConv1D(3, 2, strides=2, padding="valid", name="sep")
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), _identity_front(x.shape), dw, keras.layers.ReLU(), sep, keras.layers.ReLU(),
-         keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
-    )  # fmt: skip
+    model = _model_around(x.shape, dw, sep)
     dw.kernel.assign(sparse(rng, (3, 2, 2), 0.6))
     sep.depthwise_kernel.assign(sparse(rng, (2, 4, 1), 0.6))
     sep.pointwise_kernel.assign(sparse(rng, (1, 4, 3), 0.6))
@@ -827,10 +828,7 @@ def test_conv3d_counts_match_every_product(strides, padding, groups, pads):
     rng = np.random.default_rng(11 + groups)
     x = sparse(rng, (2, 3, 3, 4, 2), 0.6)
     c3 = keras.layers.Conv3D(4, (2, 3, 2), strides, padding, groups=groups, name="c3")
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), _identity_front(x.shape), c3, keras.layers.ReLU(), keras.layers.Flatten(),
-         keras.layers.Dense(3, activation="softmax")]
-    )  # fmt: skip
+    model = _model_around(x.shape, c3)
     c3.kernel.assign(sparse(rng, tuple(c3.kernel.shape), 0.6))
     y = np.array([1, 2], "int32")
     u, _, dz = _gradient_of_output(model, "c3", x, y)
@@ -854,10 +852,7 @@ def test_conv3d_transpose_counts_its_landing_products():
     rng = np.random.default_rng(12)
     x = sparse(rng, (1, 2, 3, 2, 2), 0.7)
     tc = keras.layers.Conv3DTranspose(3, (2, 3, 2), strides=(2, 1, 2), padding="same", name="t3")
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), _identity_front(x.shape), tc, keras.layers.ReLU(), keras.layers.Flatten(),
-         keras.layers.Dense(2, activation="softmax")]
-    )  # fmt: skip
+    model = _model_around(x.shape, tc, classes=2)
     tc.kernel.assign(sparse(rng, tuple(tc.kernel.shape), 0.6))
     y = np.array([1], "int32")
     u, z, dz = _gradient_of_output(model, "t3", x, y)
