@@ -240,17 +240,26 @@ void int_gemm(const int32_t* products, const GemmShape& s, const IntMatrixView& 
   run_bucket(*path.kernels, products, p, Output<Out>{c, 1, ldc}, chunk_k, parallel);
 }
 
-template <class Out>
+// Every GEMM of a batch plan; `after(va, vb, out)` then runs on each one's operands and output.
+template <class Out, class After>
 void batched(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b, Out* c,
-             const ParallelFor& parallel) {
+             const ParallelFor& parallel, After after) {
   const GemmShape& s = plan.shape;
   for (const BatchRun& run : plan.runs) {
     for (int64_t q = 0; q < run.count; ++q) {
       const IntMatrixView va{a + run.a_offset + q * run.a_stride, plan.a.row_stride, plan.a.col_stride};
       const IntMatrixView vb{b + run.b_offset + q * run.b_stride, plan.b.row_stride, plan.b.col_stride};
-      int_gemm(products, s, va, vb, c + (run.begin + q) * s.m * s.n, s.n, parallel);
+      Out* out = c + (run.begin + q) * s.m * s.n;
+      int_gemm(products, s, va, vb, out, s.n, parallel);
+      after(va, vb, out);
     }
   }
+}
+
+template <class Out>
+void batched(const int32_t* products, const BatchPlan& plan, const uint8_t* a, const uint8_t* b, Out* c,
+             const ParallelFor& parallel) {
+  batched(products, plan, a, b, c, parallel, [](const IntMatrixView&, const IntMatrixView&, Out*) {});
 }
 
 // sum over k of v(r, k) for one row of an operand view (uint8 values).
@@ -372,15 +381,9 @@ void batched_int_gemm_zero_point_cpu(const int32_t* products, const BatchPlan& p
                                      int32_t za, const int32_t* zb, int64_t zb_count, int64_t* c,
                                      const ParallelFor& parallel) {
   const GemmShape& s = plan.shape;
-  for (const BatchRun& run : plan.runs) {
-    for (int64_t q = 0; q < run.count; ++q) {
-      const IntMatrixView va{a + run.a_offset + q * run.a_stride, plan.a.row_stride, plan.a.col_stride};
-      const IntMatrixView vb{b + run.b_offset + q * run.b_stride, plan.b.row_stride, plan.b.col_stride};
-      int64_t* out = c + (run.begin + q) * s.m * s.n;
-      int_gemm(products, s, va, vb, out, s.n, parallel);
-      if (s.m > 0 && s.n > 0) add_zero_point_terms(s, va, vb, za, zb, zb_count, out, parallel);
-    }
-  }
+  batched(products, plan, a, b, c, parallel, [&](const IntMatrixView& va, const IntMatrixView& vb, int64_t* out) {
+    if (s.m > 0 && s.n > 0) add_zero_point_terms(s, va, vb, za, zb, zb_count, out, parallel);
+  });
 }
 
 }  // namespace amsim
