@@ -654,7 +654,10 @@ def test_narrow_conv_read_in_place_same_bits_with_one_or_two_threads():
         for threads in (1, 2):
             core.set_num_threads(threads)
             results.append(
-                (core.conv2d(x, wt, mult, padding="SAME"), core.conv2d_input_grad(x.shape, wt, dy, mult, padding="SAME"))
+                (
+                    core.conv2d(x, wt, mult, padding="SAME"),
+                    core.conv2d_input_grad(x.shape, wt, dy, mult, padding="SAME"),
+                )
             )
     finally:
         core.set_num_threads(saved)
