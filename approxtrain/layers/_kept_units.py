@@ -22,6 +22,10 @@ way, an integer multiplier, which quantizes the whole input) the consumer runs i
 
 import tensorflow as tf
 
+from approxtrain import ops
+from approxtrain.layers._am_layer import to_float32
+from approxtrain.ops import _matmul_kept
+
 _ATTRIBUTE = "_approxtrain_kept_units"
 
 
@@ -70,6 +74,39 @@ def of(inputs, n_in):
 def inputs(stash, kernel):
     """(compact [rows, kept], kernel[kept, :]): the consumer's operands without the dropped units."""
     return stash.compact, tf.gather(kernel, stash.kept)
+
+
+def product(layer, x, kernel, stash=None, kept_columns=None):
+    """The float32 AM product of a Dense layer's training step on the kept part of its kernel:
+    ``x . kernel[K_in][:, kept_columns]``, K_in the stash's kept units (every row without a stash),
+    `kept_columns` int32 kept units of the layer's own row pattern (None: every column); with a stash,
+    NaN in the columns the full product has NaN in (`poison`).
+
+    x: [rows, in] (no stash) or the stash's compact [rows, kept]. On the CPU, with float AM
+    multipliers, ONE native op and two for its gradients (`approxtrain.ops._matmul_kept`);
+    otherwise (fp32, a GPU) TensorFlow's gathers around AMMatMul or MatMul -- the same bits.
+    """
+    x, kernel = to_float32(layer, x, kernel)
+    tables = native_tables(layer)
+    if tables is not None:
+        rows = _matmul_kept.every_index(kernel.shape[0]) if stash is None else stash.kept
+        dropped = _matmul_kept.no_index() if stash is None else stash.dropped
+        cols = _matmul_kept.every_index(kernel.shape[1]) if kept_columns is None else kept_columns
+        return _matmul_kept.matmul_kept(x, kernel, rows, cols, dropped, tables)
+    block = kernel if stash is None else inputs(stash, kernel)[1]
+    if kept_columns is not None:
+        block = columns(block, kept_columns)
+    y = ops.matmul(x, block, **layer.am_multipliers.op_kwargs())
+    return y if stash is None else poison(y, stash, kernel, columns=kept_columns)
+
+
+def native_tables(layer):
+    """The op tables of the native kept-block product for this layer's multipliers, or None where
+    it does not apply: a GPU visible (the layer runs there), fp32 or an integer multiplier."""
+    if not _matmul_kept.runs_natively():
+        return None
+    m = layer.am_multipliers
+    return _matmul_kept.op_tables(m.multiplier, m.grad_input_multiplier, m.grad_weight_multiplier)
 
 
 # Below this many elements a matrix's columns are gathered by TensorFlow's own ops: the XLA

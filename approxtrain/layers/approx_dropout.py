@@ -185,21 +185,16 @@ class ApproxDropoutDense(AMDense):
     def _row_dropped_batch(self, inputs, x, kernel):
         """One pattern for the batch: ONE plain 2-D product on the kept columns of the kernel.
 
-        The kept columns are gathered by `_kept_units.columns` (one gather forward and one
-        backward: no transpose, no segment sum). The input may itself be the spread of a
-        row-dropped layer (`_kept_units`): then only its kept units enter the product, with the
-        block kernel[kept in][:, kept]. A rank-2 result carries its compact values for the next layer.
+        `_kept_units.product`: on the CPU one native op that gathers the kept columns itself
+        (and two for the gradients), otherwise TensorFlow's gathers around the AM matmul. The
+        input may itself be the spread of a row-dropped layer (`_kept_units`): then only its kept
+        units enter the product, with the block kernel[kept in][:, kept]. A rank-2 result carries
+        its compact values for the next layer.
         """
         stash = kept_units.of(inputs, kernel.shape[0]) if kept_units.takes(self) else None
-        if stash is None:
-            rows, kernel_rows = tf.reshape(x, [-1, x.shape[-1]]), kernel
-        else:
-            rows, kernel_rows = kept_units.inputs(stash, kernel)
-            rows = to_float32(self, rows)
+        rows = tf.reshape(x, [-1, x.shape[-1]]) if stash is None else stash.compact
         kept, dropped = self.dropout.kept_and_dropped_units(self.units)
-        y = ops.matmul(rows, kept_units.columns(kernel_rows, kept), **self.am_multipliers.op_kwargs())
-        if stash is not None:
-            y = kept_units.poison(y, stash, kernel, columns=kept)
+        y = kept_units.product(self, rows, kernel, stash, kept_columns=kept)
         compact = self._finish(y, kept)
         full = self._unflatten(patterns.spread(compact[None], kept[None], self.units)[0], x)
         if x.shape.rank == 2 and kept_units.hands_on(self):

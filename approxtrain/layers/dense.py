@@ -57,7 +57,6 @@ class AMDense(AMLayer, keras.layers.Dense):
     def call(self, inputs, training=None):
         stash = kept_units.of(inputs, self.kernel.shape[0]) if training and kept_units.takes(self) else None
         if stash is not None:  # after a row-dropped layer: its dropped units cost no multiply here either
-            compact, rows = kept_units.inputs(stash, self.kernel)
-            y = kept_units.poison(dense_matmul(self, compact, rows, bound_rank=1), stash, self.kernel)
+            y = from_float32(self, kept_units.product(self, stash.compact, self.kernel, stash))
             return add_bias_and_activate(self, y)
         return add_bias_and_activate(self, dense_matmul(self, inputs, self.kernel, bound_rank=1))

@@ -9,7 +9,7 @@ import keras  # noqa: E402
 
 from approxtrain import layers as am  # noqa: E402
 from approxtrain import models, multipliers  # noqa: E402
-from approxtrain.ops import _matmul  # noqa: E402
+from approxtrain.ops import _matmul, _matmul_kept  # noqa: E402
 import amsim_reference as ref  # noqa: E402
 
 IN, UNITS = 12, 10
@@ -179,15 +179,29 @@ def test_grouped_gradients_vanish_for_units_no_group_kept():
 
 
 def gemm_shapes(monkeypatch):
-    """Record the operand shapes and transposes of every AM GEMM (forward and gradients)."""
+    """Record the operand shapes and transposes of every AM GEMM (forward and gradients): those of
+    AMMatMul, and those the native kept-block ops run (approxtrain/ops/_matmul_kept.py, on the CPU),
+    their B being the gathered block [kept rows, kept columns]."""
     calls = []
-    original = _matmul.gemm
+    original, original_kept = _matmul.gemm, _matmul_kept.kept_gemm
 
     def recording(a, b, op_table, transpose_a=False, transpose_b=False):
         calls.append((tuple(a.shape), tuple(b.shape), transpose_a, transpose_b))
         return original(a, b, op_table, transpose_a, transpose_b)
 
+    def recording_kept(op, matrices, indices, op_table):
+        block = (indices[0].shape[0], indices[1].shape[0])
+        calls.append(
+            {
+                "am_mat_mul_kept": (tuple(matrices[0].shape), block, False, False),  # a . block
+                "am_mat_mul_kept_grad_a": (tuple(matrices[0].shape), block, False, True),  # dY . block^T
+                "am_mat_mul_kept_grad_b": (tuple(matrices[0].shape), tuple(matrices[1].shape), True, False),  # a^T . dY
+            }[op]
+        )
+        return original_kept(op, matrices, indices, op_table)
+
     monkeypatch.setattr(_matmul, "gemm", recording)
+    monkeypatch.setattr(_matmul_kept, "kept_gemm", recording_kept)
     return calls
 
 
@@ -306,20 +320,21 @@ def test_next_layers_skip_dropped_units_in_a_compiled_fit():
     from approxtrain.layers import _kept_units
 
     hits = []
-    original = _kept_units.inputs
+    original = _kept_units.product
 
-    def counting(stash, kernel):
-        hits.append(tuple(kernel.shape))
-        return original(stash, kernel)
+    def counting(layer, x, kernel, stash=None, kept_columns=None):
+        if stash is not None:
+            hits.append(tuple(kernel.shape))
+        return original(layer, x, kernel, stash, kept_columns)
 
     keras.utils.set_random_seed(1)
     model = models.build("lenet300100", (28, 28, 1), 10, multiplier="mbm7", approx_dropout="row", dropout_rate=0.5)
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    _kept_units.inputs, saved = counting, _kept_units.inputs
+    _kept_units.product, saved = counting, _kept_units.product
     try:
         model.fit(data(1, (16, 28, 28, 1)), np.zeros(16, np.int64), batch_size=16, epochs=1, verbose=0)
     finally:
-        _kept_units.inputs = saved
+        _kept_units.product = saved
     assert set(hits) == {(300, 100), (100, 10)}
 
 
