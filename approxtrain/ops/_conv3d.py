@@ -71,59 +71,189 @@ def _static_shape(sizes):
     return tensor_util.constant_value_as_shape(tf.convert_to_tensor(sizes)).as_list()
 
 
-def _tap_slices(x, attrs, kernel_depth, out_depth, pads):
-    """Per depth tap, the input slice [N * OD, H, W, C] that tap multiplies."""
-    xp = tf.pad(x, [[0, 0], list(pads), [0, 0], [0, 0], [0, 0]])
-    shape = tf.shape(x)
-    flat = tf.stack([shape[0] * out_depth, shape[2], shape[3], shape[4]])
-    span = (out_depth - 1) * attrs.sd + 1
-    return [tf.reshape(xp[:, kd * attrs.dd : kd * attrs.dd + span : attrs.sd], flat) for kd in range(kernel_depth)]
+def _dims(t):
+    """t's shape, static sizes as ints and the others as scalar tensors (keeps reshapes static)."""
+    dynamic = tf.shape(t)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape.as_list())]
 
 
-def _unflatten(t, batch, out_depth):
-    shape = tf.shape(t)
-    return tf.reshape(t, tf.stack([batch, out_depth, shape[1], shape[2], shape[3]]))
+def _source_plane(out, tap, attrs, pad_front, depth):
+    """The unpadded input depth that tap `tap` reads at output depth `out`, or None (a padded plane)."""
+    d = out * attrs.sd + tap * attrs.dd - pad_front
+    return d if 0 <= d < depth else None
+
+
+def _runs_on(index, i):
+    """Whether position i continues position i - 1's run of index (both None, or consecutive planes)."""
+    a, b = index[i - 1], index[i]
+    return (a is None and b is None) or (a is not None and b is not None and b == a + 1)
+
+
+def _cuts(indices):
+    """Where any of the indices starts a new run: [0, ..., len]."""
+    length = len(indices[0])
+    return [0] + [i for i in range(1, length) if not all(_runs_on(ix, i) for ix in indices)] + [length]
+
+
+def _planes_of(fill, batch, length, tail):
+    """fill ([1, 1, ...], broadcastable) as `length` planes [N, length, *tail]."""
+    return tf.broadcast_to(fill, tf.stack([batch, length, *tail]))
+
+
+def _tap_sum(indices, take, fills, planes, batch, tail):
+    """sum over kd ascending of [N, len, *tail]: tap kd's plane indices[kd][i], or fills[kd]
+    ([1, 1, ...], broadcast) where that is None (a plane the tap does not reach).
+    take(kd, a, b) gives the tap's planes a..b-1; planes[kd] is how many it has.
+
+    Where every tap's index runs in steps of one (stride 1 along depth: the edge segments and
+    the interior) a segment is one slice per tap, the slices added and the segments
+    concatenated; a ragged index (the input gradient of a strided depth) is a gather per tap."""
+    cuts = _cuts(indices)
+    if len(cuts) <= 6:  # at most 5 segments: the two edges of a 3-tap window on each side, and the middle
+        segments = []
+        for a, b in zip(cuts, cuts[1:]):
+            total = None
+            for kd, ix in enumerate(indices):
+                term = fills[kd] if ix[a] is None else take(kd, ix[a], ix[a] + b - a)
+                total = term if total is None else total + term  # kd order; a fill broadcasts
+            if all(ix[a] is None for ix in indices):
+                total = _planes_of(total, batch, b - a, tail)
+            segments.append(total)
+        return segments[0] if len(segments) == 1 else tf.concat(segments, 1)
+    total = None
+    for kd, ix in enumerate(indices):
+        source = tf.concat([take(kd, 0, planes[kd]), _planes_of(fills[kd], batch, 1, tail)], 1)
+        term = tf.gather(source, [planes[kd] if i is None else i for i in ix], axis=1)
+        total = term if total is None else total + term
+    return total
+
+
+def _input_slice(x, index, batch, tail):
+    """[N, len(index), *tail]: plane index[i] of x [N, D, *tail], a +0 plane where index[i] is None."""
+    depth, cuts = x.shape[1], _cuts([index])
+    if index == list(range(depth)):
+        return x
+    zero = tf.zeros(tf.stack([1, 1, *tail]))
+    if len(cuts) <= 4:
+        pieces = [
+            _planes_of(zero, batch, b - a, tail) if index[a] is None else x[:, index[a] : index[a] + b - a]
+            for a, b in zip(cuts, cuts[1:])
+        ]
+        return pieces[0] if len(pieces) == 1 else tf.concat(pieces, 1)
+    source = tf.concat([x, _planes_of(zero, batch, 1, tail)], 1)
+    return tf.gather(source, [depth if i is None else i for i in index], axis=1)
+
+
+def _slot_planes(t, groups, slots, slot, a, b):
+    """Planes a..b-1 of slot `slot` of t [N, P, ..., groups * slots * Cs] (channels (g, slot, c)),
+    as [N, b - a, ..., groups * Cs]: one strided slice."""
+    dims = _dims(t)
+    split = tf.reshape(t, dims[:-1] + [groups, slots, -1])[:, a:b, ..., slot, :]
+    return tf.reshape(split, [dims[0], b - a] + dims[2:-1] + [-1])
+
+
+def _wide_filter(w, taps, groups):
+    """The taps' filters side by side as one conv2d filter [KH, KW, C/G, G * len(taps) * O/G], output
+    channels (g, slot, o within g): a grouped conv2d by it gives each tap's own conv2d sums."""
+    kh, kw, cg = _dims(w)[1:4]
+    picked = w if list(taps) == list(range(w.shape[0])) else tf.gather(w, taps)
+    split = tf.reshape(picked, [len(taps), kh, kw, cg, groups, -1])
+    return tf.reshape(tf.transpose(split, [1, 2, 3, 4, 0, 5]), [kh, kw, cg, -1])
+
+
+def _padded_plane_sums(w):
+    """Per tap, the AM conv2d sums over an all-padding input plane, [KD, 1, 1, 1, 1, O].
+
+    Every product there is a signed zero (a NaN against an inf or NaN weight), so a sum from +0
+    is +0, or NaN where that tap's filter of the output channel holds a non-finite weight; the
+    same at every (oh, ow), whatever the padding of height and width."""
+    finite = tf.reduce_all(tf.math.is_finite(w), axis=[1, 2, 3])  # [KD, O]
+    sums = tf.where(finite, tf.zeros_like(w[:, 0, 0, 0]), tf.fill(tf.shape(finite), float("nan")))
+    return tf.reshape(sums, [w.shape[0], 1, 1, 1, 1, -1])
 
 
 class Conv3DKernels:
-    """The three products of a 3-D conv with `DepthAttrs` attrs, in the orders above."""
+    """The three products of a 3-D conv with `DepthAttrs` attrs, in the orders above.
+
+    Forward and dX run the depth taps in one AM conv2d op each (the taps side by side in the
+    filter's output or input channels: each tap's sums are still its own conv2d sums from +0),
+    then add the taps' partial sums in kd order; dW is one filter gradient of the taps' input
+    slices side by side in the input channels (one per tap for grouped convs)."""
 
     @staticmethod
     def forward(x, w, op_table, attrs):
         depth, kernel_depth = _static(x.shape[1], "conv3d input depth"), _static(w.shape[0], "conv3d filter depth")
         out_depth = attrs.out_depth(depth, kernel_depth)
-        pads = attrs.depth_pads(depth, kernel_depth, out_depth)
-        total = None
-        for kd, xs in enumerate(_tap_slices(x, attrs, kernel_depth, out_depth, pads)):
-            term = _conv.forward(xs, w[kd], op_table, attrs.plane)
-            total = term if total is None else total + term
-        return _unflatten(total, tf.shape(x)[0], out_depth)
+        pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
+        batch, _, h, wd, c = _dims(x)
+        out_channels = _dims(w)[4]
+        # Taps grouped by the input planes they read (one class at depth stride 1): a class runs
+        # one conv2d on its planes only, so a strided depth computes no plane it does not use.
+        classes = {}
+        for kd in range(kernel_depth):
+            classes.setdefault((kd * attrs.dd - pad_front) % attrs.sd, []).append(kd)
+        indices, planes, source, fills = [None] * kernel_depth, [0] * kernel_depth, {}, [None] * kernel_depth
+        tail = None  # [OH, OW, O]
+        for first, taps in classes.items():
+            count, wide = len(range(first, depth, attrs.sd)), _wide_filter(w, taps, attrs.groups)
+            z = None
+            if count:
+                xs = x[:, first :: attrs.sd] if attrs.sd > 1 else x
+                z = _conv.forward(tf.reshape(xs, [batch * count, h, wd, c]), wide, op_table, attrs.plane)
+                tail = _dims(z)[1:3] + [out_channels]
+                z = tf.reshape(z, [batch, count] + _dims(z)[1:])
+            for slot, kd in enumerate(taps):
+                ix = [_source_plane(od, kd, attrs, pad_front, depth) for od in range(out_depth)]
+                indices[kd] = [None if i is None else (i - first) // attrs.sd for i in ix]
+                planes[kd], source[kd] = count, (z, len(taps), slot)
+            if not any(None in indices[kd] for kd in taps):
+                continue
+            if op_table is None or not count:
+                # The padded plane through the op itself: TF's native conv2d adds its zero
+                # products its own way (a -0 can come out); a class without planes needs its shape.
+                plane = _conv.forward(tf.zeros(tf.stack([1, h, wd, c])), wide, op_table, attrs.plane)[None]
+                tail = tail or _dims(plane)[2:4] + [out_channels]
+                for slot, kd in enumerate(taps):
+                    fills[kd] = _slot_planes(plane, attrs.groups, len(taps), slot, 0, 1)
+            else:
+                sums = _padded_plane_sums(w)
+                for kd in taps:
+                    fills[kd] = sums[kd]
+
+        def take(kd, a, b):
+            z, slots, slot = source[kd]
+            return _slot_planes(z, attrs.groups, slots, slot, a, b)
+
+        return _tap_sum(indices, take, fills, planes, batch, tail)
 
     @staticmethod
     def input_grad(input_sizes, w, dy, op_table, attrs):
         depth = _static(_static_shape(input_sizes)[1], "conv3d input depth")
         kernel_depth, out_depth = _static(w.shape[0], "conv3d filter depth"), _static(dy.shape[1], "dy depth")
-        pads = attrs.depth_pads(depth, kernel_depth, out_depth)
+        pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
         input_sizes = tf.cast(input_sizes, tf.int32)
-        batch = input_sizes[0]
-        plane_sizes = tf.stack([batch * out_depth, input_sizes[2], input_sizes[3], input_sizes[4]])
-        dy_shape = tf.shape(dy)
-        dy2 = tf.reshape(dy, tf.stack([dy_shape[0] * out_depth, dy_shape[2], dy_shape[3], dy_shape[4]]))
-        padded_depth = depth + pads[0] + pads[1]
-        span = (out_depth - 1) * attrs.sd + 1
-        total = None
+        batch, h, wd, c = (input_sizes[i] for i in (0, 2, 3, 4))
+        dy_dims = _dims(dy)
+        dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
+        kh, kw, cg, o = _dims(w)[1:]
+        # The taps side by side in the input channels (g, kd, c): each its own (kh, kw, o) sums.
+        wide = tf.reshape(tf.transpose(w, [1, 2, 0, 3, 4]), [kh, kw, kernel_depth * cg, o])
+        plane_sizes = tf.stack([batch * out_depth, h, wd, kernel_depth * c])
+        dxz = plane_input_grad(plane_sizes, wide, dy2, op_table, attrs.plane, attrs.groups)
+        dxz = tf.reshape(dxz, [batch, out_depth] + _dims(dxz)[1:])
+        indices = []  # per tap and input depth d, the output depth whose tap lands on d, or None (+0)
         for kd in range(kernel_depth):
-            dxs = _unflatten(
-                plane_input_grad(plane_sizes, w[kd], dy2, op_table, attrs.plane, attrs.groups), batch, out_depth
-            )
-            if attrs.sd > 1:  # zeros between the output depths: [N, OD, sd, ...] -> [N, OD * sd, ...]
-                dxs = tf.pad(tf.expand_dims(dxs, 2), [[0, 0], [0, 0], [0, attrs.sd - 1], [0, 0], [0, 0], [0, 0]])
-                s = tf.shape(dxs)
-                dxs = tf.reshape(dxs, tf.stack([s[0], out_depth * attrs.sd, s[3], s[4], s[5]]))[:, :span]
-            start = kd * attrs.dd
-            placed = tf.pad(dxs, [[0, 0], [start, max(padded_depth - start - span, 0)], [0, 0], [0, 0], [0, 0]])
-            total = placed if total is None else total + placed
-        return total[:, pads[0] : pads[0] + depth]
+            index = []
+            for d in range(depth):
+                od, rem = divmod(d + pad_front - kd * attrs.dd, attrs.sd)
+                index.append(od if rem == 0 and 0 <= od < out_depth else None)
+            indices.append(index)
+
+        def take(kd, a, b):
+            return _slot_planes(dxz, attrs.groups, kernel_depth, kd, a, b)
+
+        zero = tf.zeros(tf.stack([1, 1, h, wd, c]))
+        return _tap_sum(indices, take, [zero] * kernel_depth, [out_depth] * kernel_depth, batch, [h, wd, c])
 
     @staticmethod
     def filter_grad(x, filter_sizes, dy, op_table, attrs):
@@ -132,16 +262,36 @@ class Conv3DKernels:
             _static(_static_shape(filter_sizes)[0], "conv3d filter depth"),
         )
         out_depth = _static(dy.shape[1], "dy depth")
-        pads = attrs.depth_pads(depth, kernel_depth, out_depth)
-        dy_shape = tf.shape(dy)
-        dy2 = tf.reshape(dy, tf.stack([dy_shape[0] * out_depth, dy_shape[2], dy_shape[3], dy_shape[4]]))
+        pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
+        batch, _, h, wd, c = _dims(x)
+        dy_dims = _dims(dy)
+        dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
         filter_sizes = tf.cast(filter_sizes, tf.int32)
-        return tf.stack(
-            [
-                _conv.filter_grad(xs, filter_sizes[1:], dy2, op_table, attrs.plane, attrs.groups)
-                for xs in _tap_slices(x, attrs, kernel_depth, out_depth, pads)
-            ]
-        )
+        slices = []
+        for kd in range(kernel_depth):  # the tap's input slice, its padded planes +0
+            index = [_source_plane(od, kd, attrs, pad_front, depth) for od in range(out_depth)]
+            slices.append(_input_slice(x, index, batch, [h, wd, c]))
+        plane_sizes = filter_sizes[1:]
+        if attrs.groups > 1:
+            return tf.stack(
+                [
+                    _conv.filter_grad(
+                        tf.reshape(xs, [batch * out_depth, h, wd, c]),
+                        plane_sizes,
+                        dy2,
+                        op_table,
+                        attrs.plane,
+                        attrs.groups,
+                    )
+                    for xs in slices
+                ]
+            )
+        # One filter gradient of the slices side by side in the channels (kd, c): its row
+        # (kh, kw, (kd, c)) is tap kd's own sum over (n, od, oh, ow), in the same order.
+        xs = tf.reshape(tf.stack(slices, -2), [batch * out_depth, h, wd, kernel_depth * c])
+        kh, kw, cin, o = (plane_sizes[i] for i in range(4))
+        dw = _conv.filter_grad(xs, tf.stack([kh, kw, kernel_depth * cin, o]), dy2, op_table, attrs.plane, 1)
+        return tf.transpose(tf.reshape(dw, tf.stack([kh, kw, kernel_depth, cin, o])), [2, 0, 1, 3, 4])
 
 
 def conv3d(

@@ -194,6 +194,16 @@ def window_pads(padding, sizes, kernel, strides, dil, outs):
 CONV3D_CASES = {
     "strided_same": (dict(filters=4, kernel_size=(2, 3, 2), strides=(2, 1, 2), padding="same"), (2, 3, 4, 5, 2)),
     "dilated_grouped": (dict(filters=4, kernel_size=2, dilation_rate=(2, 1, 2), groups=2), (1, 4, 3, 4, 4)),
+    # Depth stride 1, both depth edges padded, an odd depth (the bench layer's window).
+    "same_odd_depth": (dict(filters=3, kernel_size=3, padding="same"), (2, 5, 3, 4, 2)),
+    "grouped_same": (dict(filters=4, kernel_size=(3, 2, 2), groups=2, padding="same"), (1, 4, 3, 3, 4)),
+    "valid_odd_depth": (dict(filters=2, kernel_size=(3, 1, 2)), (2, 5, 3, 4, 3)),
+    # Depth stride 2 over a deep input: the taps split by the planes they read, and dX / dW
+    # place the planes by gather (no run of consecutive planes).
+    "deep_depth_stride": (dict(filters=3, kernel_size=(3, 2, 2), strides=(2, 1, 1), padding="same"), (1, 9, 3, 3, 2)),
+    # Dilated SAME on a shallow input: some output depths read only padding, some input depths
+    # get no tap in dX.
+    "dilated_same_shallow": (dict(filters=3, kernel_size=2, dilation_rate=(3, 1, 1), padding="same"), (1, 2, 3, 3, 2)),
 }
 
 
@@ -209,6 +219,65 @@ def test_conv3d_bit_exact_in_every_phase(case):
     check("forward", y, lambda t: conv3d_ref(x, w, t, strides, dil, pads, y.shape[1], groups), FWD)
     check("dX", dx, lambda t: conv3d_input_grad_ref(shape, w, dy, t, strides, dil, pads, groups), GIN)
     check("dW", dw, lambda t: conv3d_filter_grad_ref(x, w.shape, dy, t, strides, dil, pads, groups), GW)
+
+
+def test_conv3d_padded_depth_against_an_inf_weight_is_nan():
+    """A padded depth plane is +0 operands multiplied like any other: against an inf weight of the
+    tap that reads it the product is NaN, so that output depth is NaN in that channel only."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 4, 3, 3, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 2, 2, 3)).astype(np.float32)
+    w[0, 1, 0, 1, 1] = np.inf  # tap kd = 0 reads the front padding at output depth 0
+    y = at.ops.conv3d(x, w, FWD, padding="SAME").numpy()
+    pads = window_pads("same", (4, 3, 3), (3, 2, 2), (1, 1, 1), (1, 1, 1), (4, 3, 3))
+    assert_bits_equal(y, conv3d_ref(x, w, FWD, (1, 1, 1), (1, 1, 1), pads, 4), "forward")
+    assert np.isnan(y[:, 0, :, :, 1]).all()
+    assert np.isfinite(y[..., [0, 2]]).all()
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv3d_op_strided_and_dilated_depth(padding):
+    """Depth stride and dilation together (Keras's layer refuses the pair; the op takes it): the
+    taps read planes of two residues, and dX lands on every other depth."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((2, 8, 3, 4, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 2, 2, 3)).astype(np.float32)
+    strides, dil = (2, 1, 1), (2, 1, 1)
+    x_t, w_t = tf.constant(x), tf.constant(w)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, w_t])
+        y = at.ops.conv3d(
+            x_t,
+            w_t,
+            FWD,
+            strides=strides,
+            padding=padding,
+            dilations=dil,
+            grad_input_multiplier=GIN,
+            grad_weight_multiplier=GW,
+        )
+    dy = bf16_values(rng, y.shape)
+    dx, dw = tape.gradient(y, [x_t, w_t], output_gradients=tf.constant(dy))
+    pads = window_pads(padding.lower(), x.shape[1:4], w.shape[:3], strides, dil, y.shape[1:4])
+    check("forward", y.numpy(), lambda t: conv3d_ref(x, w, t, strides, dil, pads, y.shape[1]), FWD)
+    check("dX", dx.numpy(), lambda t: conv3d_input_grad_ref(x.shape, w, dy, t, strides, dil, pads), GIN)
+    check("dW", dw.numpy(), lambda t: conv3d_filter_grad_ref(x, w.shape, dy, t, strides, dil, pads), GW)
+
+
+def test_conv3d_native_forward_with_am_gradients():
+    """Forward fp32 (TF's conv2d per tap, its padded planes through TF's op too), dX and dW through
+    their tables, bit for bit."""
+    kwargs, shape = CONV3D_CASES["same_odd_depth"]
+    layer = am.AMConv3D(
+        **kwargs, use_bias=False, multiplier="fp32", grad_input_multiplier=GIN, grad_weight_multiplier=GW
+    )
+    x = np.random.default_rng(16).standard_normal(shape).astype(np.float32)
+    y, dx, dw, dy = run_layer(layer, x)
+    w = layer.kernel.numpy()
+    np.testing.assert_allclose(y, tf.nn.conv3d(x, w, [1] * 5, "SAME").numpy(), rtol=1e-5, atol=1e-5)
+    pads = window_pads("same", shape[1:4], w.shape[:3], (1, 1, 1), (1, 1, 1), y.shape[1:4])
+    check("dX", dx, lambda t: conv3d_input_grad_ref(shape, w, dy, t, (1, 1, 1), (1, 1, 1), pads), GIN)
+    check("dW", dw, lambda t: conv3d_filter_grad_ref(x, w.shape, dy, t, (1, 1, 1), (1, 1, 1), pads), GW)
 
 
 TRANSPOSE_CASES = {
@@ -232,6 +301,12 @@ TRANSPOSE_CASES = {
         am.AMConv3DTranspose,
         dict(filters=3, kernel_size=2, strides=(2, 1, 2), padding="same"),
         (1, 2, 3, 2, 2),
+    ),
+    "3d_same_k3": (am.AMConv3DTranspose, dict(filters=3, kernel_size=3, padding="same"), (2, 3, 3, 3, 2)),
+    "3d_depth_stride3_valid": (
+        am.AMConv3DTranspose,
+        dict(filters=2, kernel_size=(4, 2, 2), strides=(3, 1, 1)),
+        (1, 3, 2, 2, 2),
     ),
 }
 
