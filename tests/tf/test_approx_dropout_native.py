@@ -78,6 +78,23 @@ def test_values_and_gradients_equal_the_numpy_amsim_on_the_kept_block(dropped):
     assert not np.signbit(db[outside]).any()  # +0 where nothing was kept
 
 
+@pytest.mark.parametrize("rows, cols", [([8, 0, 3], [5, 2, 7]), ([3, 0, 3], [5, 2, 2])])
+def test_unsorted_and_repeated_indices_gather_and_sum_as_tensorflows_gather(rows, cols):
+    """Any order gathers b[rows][:, cols]; a repeated row or column sums its gradients (onto +0)."""
+    a, b, c = data(1, (M, 3)), data(2, (K, N)), data(3, (M, 3))
+    a_t, b_t = tf.constant(a), tf.constant(b)
+    with tf.GradientTape() as tape:
+        tape.watch(b_t)
+        rows_t, cols_t = tf.constant(rows, tf.int32), tf.constant(cols, tf.int32)
+        y = _matmul_kept.matmul_kept(a_t, b_t, rows_t, cols_t, _matmul_kept.no_index(), _matmul_kept.op_tables("mbm7"))
+        loss = tf.reduce_sum(y * c)
+    db = tape.gradient(loss, b_t).numpy()
+    np.testing.assert_array_equal(y.numpy(), ref_matmul(a, b[np.ix_(rows, cols)], "mbm7"))
+    want = np.zeros((K, N), np.float32)
+    np.add.at(want, (np.array(rows)[:, None], np.array(cols)[None, :]), ref_matmul(a.T, c, "mbm7"))
+    np.testing.assert_array_equal(db, want)
+
+
 def test_bad_indices_and_shapes_are_errors_naming_them():
     table = tf.constant(multipliers.get("mbm7").lut, tf.uint16)
     a, b = tf.constant(data(1, (M, 3))), tf.constant(data(2, (K, N)))

@@ -5,6 +5,7 @@
 // bits of the TensorFlow-op path (gather, AMMatMul, its registered gradients, scatter back).
 // One op replaces the gathers, their gradients and the NaN check of the row-dropped step,
 // whose dispatch cost more than the small copies it does here.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -71,16 +72,53 @@ class KeptKernel : public tensorflow::OpKernel {
   amsim::Rounding rounding_ = amsim::Rounding::kTruncate;
 };
 
-// block [rows, cols] = b[rows][:, cols] (b row-major [K, N]).
-void GatherBlock(const Tensor& b, const Tensor& rows, const Tensor& cols, float* block) {
+// block [rows, cols] = b[rows][:, cols] (b row-major [K, N]), rows of the block in parallel.
+void GatherBlock(OpKernelContext* ctx, const Tensor& b, const Tensor& rows, const Tensor& cols, float* block) {
   const float* src = b.flat<float>().data();
   const int64_t n_b = b.dim_size(1);
-  const auto r = rows.flat<int32_t>();
-  const auto c = cols.flat<int32_t>();
-  for (int64_t t = 0; t < r.size(); ++t) {
-    const float* row = src + r(t) * n_b;
-    for (int64_t j = 0; j < c.size(); ++j) *block++ = row[c(j)];
+  const int32_t* r = rows.flat<int32_t>().data();
+  const int32_t* c = cols.flat<int32_t>().data();
+  const int64_t n = cols.NumElements();
+  IntraOpParallelFor(ctx)(rows.NumElements(), 2 * n, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* row = src + r[t] * n_b;
+      float* out = block + t * n;
+      for (int64_t j = 0; j < n; ++j) out[j] = row[c[j]];
+    }
+  });
+}
+
+// out [K, N] = +0 everywhere, plus block [rows, cols] added at (rows[t], cols[j]): as TensorFlow's
+// gather gradient sums its slices onto +0, so a repeated index sums. Distinct rows (every caller's
+// case): one parallel pass over the rows of out; otherwise zeroes, then adds in order.
+void ScatterBlock(OpKernelContext* ctx, const Tensor& rows, const Tensor& cols, const float* block, Tensor* grad) {
+  float* out = grad->flat<float>().data();
+  const int64_t n_rows = grad->dim_size(0), n_b = grad->dim_size(1);
+  const int32_t* r = rows.flat<int32_t>().data();
+  const int32_t* c = cols.flat<int32_t>().data();
+  const int64_t k = rows.NumElements(), n = cols.NumElements();
+  std::vector<int64_t> source(n_rows, -1);  // the block row that lands in each row of out
+  bool distinct = true;
+  for (int64_t t = 0; t < k && distinct; ++t) {
+    distinct = source[r[t]] < 0;
+    source[r[t]] = t;
   }
+  if (!distinct) {
+    std::fill(out, out + n_rows * n_b, 0.0f);
+    for (int64_t t = 0; t < k; ++t) {
+      for (int64_t j = 0; j < n; ++j) out[r[t] * n_b + c[j]] += block[t * n + j];
+    }
+    return;
+  }
+  IntraOpParallelFor(ctx)(n_rows, 2 * n_b, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = out + i * n_b;
+      std::fill(row, row + n_b, 0.0f);
+      if (source[i] < 0) continue;
+      const float* values = block + source[i] * n;
+      for (int64_t j = 0; j < n; ++j) row[c[j]] += values[j];
+    }
+  });
 }
 
 // c = op(a) . op(b) exactly as AMMatMul computes it (a, b dense row-major of the given dims).
@@ -146,7 +184,7 @@ class AMMatMulKeptOp : public KeptKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({n}), &poisoned));
     Tensor block;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({k, n}), &block));
-    GatherBlock(b, rows, cols, block.flat<float>().data());
+    GatherBlock(ctx, b, rows, cols, block.flat<float>().data());
     float* c = product->flat<float>().data();
     OP_REQUIRES_OK(ctx, AMGemm(ctx, table, a.shape(), block.shape(), false, false, a.flat<float>().data(),
                                block.flat<float>().data(), c));
@@ -190,7 +228,7 @@ class AMMatMulKeptGradAOp : public KeptKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m, k}), &grad));
     Tensor block, dy_scratch;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({k, n}), &block));
-    GatherBlock(b, rows, cols, block.flat<float>().data());
+    GatherBlock(ctx, b, rows, cols, block.flat<float>().data());
     absl::Status status;
     const float* dy_data = UnpoisonedGradient(ctx, dy, ctx->input(5), &dy_scratch, &status);
     OP_REQUIRES_OK(ctx, status);
@@ -226,9 +264,6 @@ class AMMatMulKeptGradBOp : public KeptKernel {
     OP_REQUIRES_OK(ctx, CheckPoisoned(ctx->input(6), n, type_string()));
     Tensor* grad = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, b.shape(), &grad));
-    float* out = grad->flat<float>().data();
-    const int64_t size = grad->NumElements();
-    for (int64_t i = 0; i < size; ++i) out[i] = 0.0f;
     Tensor block, dy_scratch;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({k, n}), &block));
     float* kept = block.flat<float>().data();
@@ -241,14 +276,7 @@ class AMMatMulKeptGradBOp : public KeptKernel {
       OP_REQUIRES_OK(ctx, AMGemm(ctx, table, a.shape(), dy.shape(), true, false, a.flat<float>().data(), dy_data,
                                  kept));
     }
-    // Added onto +0, as TensorFlow's gather gradient sums its slices: a repeated index sums.
-    const int64_t n_b = b.dim_size(1);
-    const auto r = rows.flat<int32_t>();
-    const auto c = cols.flat<int32_t>();
-    for (int64_t t = 0; t < k; ++t) {
-      float* row = out + r(t) * n_b;
-      for (int64_t j = 0; j < n; ++j) row[c(j)] += kept[t * n + j];
-    }
+    ScatterBlock(ctx, rows, cols, kept, grad);
   }
 };
 
