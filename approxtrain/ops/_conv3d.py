@@ -89,27 +89,22 @@ def _runs_on(index, i):
     return (a is None and b is None) or (a is not None and b is not None and b == a + 1)
 
 
-def _cuts(indices):
-    """Where any of the indices starts a new run: [0, ..., len]."""
-    length = len(indices[0])
-    return [0] + [i for i in range(1, length) if not all(_runs_on(ix, i) for ix in indices)] + [length]
-
-
-def _planes_of(fill, batch, length, tail):
-    """fill ([1, 1, ...], broadcastable) as `length` planes [N, length, *tail]."""
-    return tf.broadcast_to(fill, tf.stack([batch, length, *tail]))
-
-
-def _tap_sum(indices, take, fills, planes, batch, tail):
-    """sum over kd ascending of [N, len, *tail]: tap kd's plane indices[kd][i], or fills[kd]
-    ([1, 1, ...], broadcast) where that is None (a plane the tap does not reach).
-    take(kd, a, b) gives the tap's planes a..b-1; planes[kd] is how many it has.
+def _tap_sum(indices, take, fills, planes, shape):
+    """sum over kd ascending of [N, len, ...]: tap kd's plane indices[kd][i], or fills[kd] (all
+    ones but the last axes: it broadcasts) where that is None (a plane the tap does not reach).
+    take(kd, a, b) gives the tap's planes a..b-1; planes[kd] is how many it has; shape is a
+    plane's [N, 1, ...] (for positions that no tap reaches).
 
     Where every tap's index runs in steps of one (stride 1 along depth: the edge segments and
-    the interior) a segment is one slice per tap, the slices added and the segments
+    the middle) a segment is one slice per tap, the slices added and the segments
     concatenated; a ragged index (the input gradient of a strided depth) is a gather per tap."""
-    cuts = _cuts(indices)
-    if len(cuts) <= 6:  # at most 5 segments: the two edges of a 3-tap window on each side, and the middle
+    length = len(indices[0])
+    cuts = [0] + [i for i in range(1, length) if not all(_runs_on(ix, i) for ix in indices)] + [length]
+
+    def planes_of(fill, count):
+        return tf.broadcast_to(fill, tf.stack([shape[0], count, *shape[2:]]))
+
+    if len(cuts) <= 6:  # at most 5 segments (3-tap windows: two edges on each side and the middle)
         segments = []
         for a, b in zip(cuts, cuts[1:]):
             total = None
@@ -117,59 +112,46 @@ def _tap_sum(indices, take, fills, planes, batch, tail):
                 term = fills[kd] if ix[a] is None else take(kd, ix[a], ix[a] + b - a)
                 total = term if total is None else total + term  # kd order; a fill broadcasts
             if all(ix[a] is None for ix in indices):
-                total = _planes_of(total, batch, b - a, tail)
+                total = planes_of(total, b - a)
             segments.append(total)
         return segments[0] if len(segments) == 1 else tf.concat(segments, 1)
     total = None
     for kd, ix in enumerate(indices):
-        source = tf.concat([take(kd, 0, planes[kd]), _planes_of(fills[kd], batch, 1, tail)], 1)
+        source = tf.concat([take(kd, 0, planes[kd]), planes_of(fills[kd], 1)], 1)
         term = tf.gather(source, [planes[kd] if i is None else i for i in ix], axis=1)
         total = term if total is None else total + term
     return total
 
 
-def _input_slice(x, index, batch, tail):
-    """[N, len(index), *tail]: plane index[i] of x [N, D, *tail], a +0 plane where index[i] is None."""
-    depth, cuts = x.shape[1], _cuts([index])
-    if index == list(range(depth)):
-        return x
-    zero = tf.zeros(tf.stack([1, 1, *tail]))
-    if len(cuts) <= 4:
-        pieces = [
-            _planes_of(zero, batch, b - a, tail) if index[a] is None else x[:, index[a] : index[a] + b - a]
-            for a, b in zip(cuts, cuts[1:])
-        ]
-        return pieces[0] if len(pieces) == 1 else tf.concat(pieces, 1)
-    source = tf.concat([x, _planes_of(zero, batch, 1, tail)], 1)
-    return tf.gather(source, [depth if i is None else i for i in index], axis=1)
+def _planes(t, first, count, step):
+    """Planes first, first + step, ... (count of them) of t [N, P, ...]: a slice, or a gather for
+    step > 1 (TF's strided slice with a step is several times slower than the gather)."""
+    if step == 1:
+        return t if (first, count) == (0, t.shape[1]) else t[:, first : first + count]
+    return tf.gather(t, list(range(first, first + step * count, step)), axis=1)
 
 
-def _slot_planes(t, groups, slots, slot, a, b):
-    """Planes a..b-1 of slot `slot` of t [N, P, ..., groups * slots * Cs] (channels (g, slot, c)),
-    as [N, b - a, ..., groups * Cs]: one strided slice."""
+def _tap_slices(x, attrs, kernel_depth, out_depth, pads):
+    """Per depth tap, the input slice [N, OD, H, W, C] that tap multiplies (padded planes +0)."""
+    xp = tf.pad(x, [[0, 0], list(pads), [0, 0], [0, 0], [0, 0]]) if pads != (0, 0) else x
+    return [_planes(xp, kd * attrs.dd, out_depth, attrs.sd) for kd in range(kernel_depth)]
+
+
+def _split_channels(t, groups):
+    """t [..., C] as [..., G, C / G] (a view)."""
     dims = _dims(t)
-    split = tf.reshape(t, dims[:-1] + [groups, slots, -1])[:, a:b, ..., slot, :]
-    return tf.reshape(split, [dims[0], b - a] + dims[2:-1] + [-1])
+    return tf.reshape(t, dims[:-1] + [groups, -1])
 
 
-def _wide_filter(w, taps, groups):
-    """The taps' filters side by side as one conv2d filter [KH, KW, C/G, G * len(taps) * O/G], output
-    channels (g, slot, o within g): a grouped conv2d by it gives each tap's own conv2d sums."""
-    kh, kw, cg = _dims(w)[1:4]
-    picked = w if list(taps) == list(range(w.shape[0])) else tf.gather(w, taps)
-    split = tf.reshape(picked, [len(taps), kh, kw, cg, groups, -1])
-    return tf.reshape(tf.transpose(split, [1, 2, 3, 4, 0, 5]), [kh, kw, cg, -1])
-
-
-def _padded_plane_sums(w):
-    """Per tap, the AM conv2d sums over an all-padding input plane, [KD, 1, 1, 1, 1, O].
+def _padded_plane_sums(w, groups):
+    """Per tap, the AM conv2d sums over an all-padding input plane, KD x [1, 1, 1, 1, G, O/G].
 
     Every product there is a signed zero (a NaN against an inf or NaN weight), so a sum from +0
     is +0, or NaN where that tap's filter of the output channel holds a non-finite weight; the
     same at every (oh, ow), whatever the padding of height and width."""
     finite = tf.reduce_all(tf.math.is_finite(w), axis=[1, 2, 3])  # [KD, O]
-    sums = tf.where(finite, tf.zeros_like(w[:, 0, 0, 0]), tf.fill(tf.shape(finite), float("nan")))
-    return tf.reshape(sums, [w.shape[0], 1, 1, 1, 1, -1])
+    sums = tf.where(finite, 0.0, float("nan"))
+    return tf.unstack(tf.reshape(sums, [w.shape[0], 1, 1, 1, 1, groups, -1]))
 
 
 class Conv3DKernels:
@@ -178,7 +160,8 @@ class Conv3DKernels:
     Forward and dX run the depth taps in one AM conv2d op each (the taps side by side in the
     filter's output or input channels: each tap's sums are still its own conv2d sums from +0),
     then add the taps' partial sums in kd order; dW is one filter gradient of the taps' input
-    slices side by side in the input channels (one per tap for grouped convs)."""
+    slices side by side in the input channels (one per tap for grouped convs).  Inside, the
+    channels are split [G, C/G] so a tap's slot is one slice of the last axis."""
 
     @staticmethod
     def forward(x, w, op_table, attrs):
@@ -186,61 +169,69 @@ class Conv3DKernels:
         out_depth = attrs.out_depth(depth, kernel_depth)
         pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
         batch, _, h, wd, c = _dims(x)
-        out_channels = _dims(w)[4]
+        groups, per_group = attrs.groups, _dims(w)[4] // attrs.groups
         # Taps grouped by the input planes they read (one class at depth stride 1): a class runs
         # one conv2d on its planes only, so a strided depth computes no plane it does not use.
         classes = {}
         for kd in range(kernel_depth):
             classes.setdefault((kd * attrs.dd - pad_front) % attrs.sd, []).append(kd)
         indices, planes, source, fills = [None] * kernel_depth, [0] * kernel_depth, {}, [None] * kernel_depth
-        tail = None  # [OH, OW, O]
+        shape = None  # a plane's [N, 1, OH, OW, G, O/G]
+        am_fills = None
         for first, taps in classes.items():
-            count, wide = len(range(first, depth, attrs.sd)), _wide_filter(w, taps, attrs.groups)
+            count = len(range(first, depth, attrs.sd))
+            # The taps' filters side by side in the output channels (g, slot, o within g).
+            wide = tf.concat([_split_channels(w[kd], groups) for kd in taps], -1)
+            wide = tf.reshape(wide, _dims(wide)[:3] + [-1])
             z = None
             if count:
-                xs = x[:, first :: attrs.sd] if attrs.sd > 1 else x
+                xs = _planes(x, first, count, attrs.sd)
                 z = _conv.forward(tf.reshape(xs, [batch * count, h, wd, c]), wide, op_table, attrs.plane)
-                tail = _dims(z)[1:3] + [out_channels]
-                z = tf.reshape(z, [batch, count] + _dims(z)[1:])
+                z = tf.reshape(z, [batch, count] + _dims(z)[1:3] + [groups, -1])
+                shape = [batch, 1] + _dims(z)[2:5] + [per_group]
             for slot, kd in enumerate(taps):
                 ix = [_source_plane(od, kd, attrs, pad_front, depth) for od in range(out_depth)]
                 indices[kd] = [None if i is None else (i - first) // attrs.sd for i in ix]
-                planes[kd], source[kd] = count, (z, len(taps), slot)
+                planes[kd], source[kd] = count, (z, slot)
             if not any(None in indices[kd] for kd in taps):
                 continue
             if op_table is None or not count:
                 # The padded plane through the op itself: TF's native conv2d adds its zero
                 # products its own way (a -0 can come out); a class without planes needs its shape.
-                plane = _conv.forward(tf.zeros(tf.stack([1, h, wd, c])), wide, op_table, attrs.plane)[None]
-                tail = tail or _dims(plane)[2:4] + [out_channels]
+                plane = _conv.forward(tf.zeros(tf.stack([1, h, wd, c])), wide, op_table, attrs.plane)
+                plane = tf.reshape(plane, [1, 1] + _dims(plane)[1:3] + [groups, -1])
+                shape = shape or [batch, 1] + _dims(plane)[2:5] + [per_group]
                 for slot, kd in enumerate(taps):
-                    fills[kd] = _slot_planes(plane, attrs.groups, len(taps), slot, 0, 1)
+                    fills[kd] = plane[..., slot * per_group : (slot + 1) * per_group]
             else:
-                sums = _padded_plane_sums(w)
+                am_fills = am_fills or _padded_plane_sums(w, groups)
                 for kd in taps:
-                    fills[kd] = sums[kd]
+                    fills[kd] = am_fills[kd]
 
         def take(kd, a, b):
-            z, slots, slot = source[kd]
-            return _slot_planes(z, attrs.groups, slots, slot, a, b)
+            z, slot = source[kd]
+            return z[:, a:b, ..., slot * per_group : (slot + 1) * per_group]
 
-        return _tap_sum(indices, take, fills, planes, batch, tail)
+        y = _tap_sum(indices, take, fills, planes, shape)
+        return tf.reshape(y, _dims(y)[:4] + [-1])
 
     @staticmethod
     def input_grad(input_sizes, w, dy, op_table, attrs):
-        depth = _static(_static_shape(input_sizes)[1], "conv3d input depth")
+        known = _static_shape(input_sizes)
+        depth = _static(known[1], "conv3d input depth")
         kernel_depth, out_depth = _static(w.shape[0], "conv3d filter depth"), _static(dy.shape[1], "dy depth")
         pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
         input_sizes = tf.cast(input_sizes, tf.int32)
-        batch, h, wd, c = (input_sizes[i] for i in (0, 2, 3, 4))
+        # Static sizes stay ints: the strided plane input gradient runs per phase only on static shapes.
+        batch, h, wd, c = (input_sizes[i] if known[i] is None else known[i] for i in (0, 2, 3, 4))
         dy_dims = _dims(dy)
         dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
-        kh, kw, cg, o = _dims(w)[1:]
-        # The taps side by side in the input channels (g, kd, c): each its own (kh, kw, o) sums.
-        wide = tf.reshape(tf.transpose(w, [1, 2, 0, 3, 4]), [kh, kw, kernel_depth * cg, o])
+        groups, per_group = attrs.groups, _dims(w)[3]
+        # The taps side by side in the input channels (g, kd, c within g): each its own (kh, kw, o) sums.
+        wide = tf.concat(tf.unstack(w), 2)
         plane_sizes = tf.stack([batch * out_depth, h, wd, kernel_depth * c])
-        dxz = plane_input_grad(plane_sizes, wide, dy2, op_table, attrs.plane, attrs.groups)
-        dxz = tf.reshape(dxz, [batch, out_depth] + _dims(dxz)[1:])
+        dxz = plane_input_grad(plane_sizes, wide, dy2, op_table, attrs.plane, groups)
+        dxz = tf.reshape(dxz, [batch, out_depth] + _dims(dxz)[1:3] + [groups, -1])
         indices = []  # per tap and input depth d, the output depth whose tap lands on d, or None (+0)
         for kd in range(kernel_depth):
             index = []
@@ -250,10 +241,12 @@ class Conv3DKernels:
             indices.append(index)
 
         def take(kd, a, b):
-            return _slot_planes(dxz, attrs.groups, kernel_depth, kd, a, b)
+            return dxz[:, a:b, ..., kd * per_group : (kd + 1) * per_group]
 
-        zero = tf.zeros(tf.stack([1, 1, h, wd, c]))
-        return _tap_sum(indices, take, [zero] * kernel_depth, [out_depth] * kernel_depth, batch, [h, wd, c])
+        zero = tf.zeros([1] * 6)
+        shape = [batch, 1, h, wd, groups, per_group]
+        dx = _tap_sum(indices, take, [zero] * kernel_depth, [out_depth] * kernel_depth, shape)
+        return tf.reshape(dx, tf.stack([batch, depth, h, wd, c]))
 
     @staticmethod
     def filter_grad(x, filter_sizes, dy, op_table, attrs):
@@ -262,22 +255,19 @@ class Conv3DKernels:
             _static(_static_shape(filter_sizes)[0], "conv3d filter depth"),
         )
         out_depth = _static(dy.shape[1], "dy depth")
-        pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
+        pads = attrs.depth_pads(depth, kernel_depth, out_depth)
         batch, _, h, wd, c = _dims(x)
         dy_dims = _dims(dy)
         dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
         filter_sizes = tf.cast(filter_sizes, tf.int32)
-        slices = []
-        for kd in range(kernel_depth):  # the tap's input slice, its padded planes +0
-            index = [_source_plane(od, kd, attrs, pad_front, depth) for od in range(out_depth)]
-            slices.append(_input_slice(x, index, batch, [h, wd, c]))
-        plane_sizes = filter_sizes[1:]
+        kh, kw, cin, o = (filter_sizes[i] for i in range(1, 5))
+        slices = _tap_slices(x, attrs, kernel_depth, out_depth, pads)
         if attrs.groups > 1:
             return tf.stack(
                 [
                     _conv.filter_grad(
                         tf.reshape(xs, [batch * out_depth, h, wd, c]),
-                        plane_sizes,
+                        filter_sizes[1:],
                         dy2,
                         op_table,
                         attrs.plane,
@@ -288,8 +278,7 @@ class Conv3DKernels:
             )
         # One filter gradient of the slices side by side in the channels (kd, c): its row
         # (kh, kw, (kd, c)) is tap kd's own sum over (n, od, oh, ow), in the same order.
-        xs = tf.reshape(tf.stack(slices, -2), [batch * out_depth, h, wd, kernel_depth * c])
-        kh, kw, cin, o = (plane_sizes[i] for i in range(4))
+        xs = tf.reshape(tf.concat(slices, -1), [batch * out_depth, h, wd, kernel_depth * c])
         dw = _conv.filter_grad(xs, tf.stack([kh, kw, kernel_depth * cin, o]), dy2, op_table, attrs.plane, 1)
         return tf.transpose(tf.reshape(dw, tf.stack([kh, kw, kernel_depth, cin, o])), [2, 0, 1, 3, 4])
 

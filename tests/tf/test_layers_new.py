@@ -339,6 +339,44 @@ def test_conv_transpose_bit_exact_in_every_phase(case):
     )
 
 
+def test_conv3d_layer_step_runs_one_am_op_per_phase_and_strided_planes_per_phase():
+    """The lowering's structure, in the graph of a Keras training step with an unknown batch:
+    AMConv3D runs one AM op per product (all depth taps at once, no strided slice with a step);
+    AMConv3DTranspose (stride 2 in height and width) its forward as one stride-1 input gradient
+    per (row, column) phase, which needs the plane sizes static though the batch is not."""
+
+    def graph_ops(layer, shape):
+        @tf.function(input_signature=[tf.TensorSpec((None,) + shape, tf.float32)])
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x)
+            return tape.gradient(y, [x, layer.kernel])
+
+        return step.get_concrete_function().graph.get_operations()
+
+    conv = am.AMConv3D(filters=4, kernel_size=3, padding="same", multiplier=BF16)
+    conv.build((None, 5, 4, 4, 2))
+    ops = graph_ops(conv, (5, 4, 4, 2))
+    counts = {
+        t: sum(op.type == t for op in ops) for t in ("AMConv2D", "AMConv2DBackpropInput", "AMConv2DBackpropFilter")
+    }
+    assert counts == {"AMConv2D": 1, "AMConv2DBackpropInput": 1, "AMConv2DBackpropFilter": 1}, counts
+    stepped = [
+        op
+        for op in ops
+        if op.type == "StridedSlice"
+        and tf.get_static_value(op.inputs[3]) is not None
+        and (np.abs(tf.get_static_value(op.inputs[3])) > 1).any()
+    ]
+    assert not stepped, [op.name for op in stepped]
+
+    transposed = am.AMConv3DTranspose(filters=4, kernel_size=3, strides=(1, 2, 2), padding="same", multiplier=BF16)
+    transposed.build((None, 3, 4, 4, 2))
+    types = [op.type for op in graph_ops(transposed, (3, 4, 4, 2))]
+    assert types.count("AMConv2DBackpropInput") == 4, types
+
+
 # --- against the native twins, config, saving, substitution ----------------------------------
 
 TWIN_CASES = {
