@@ -14,8 +14,16 @@ batch, n outermost), the canonical orders (docs/design.md, "Canonical summation 
                                                                               (left: x)
 
 Depth padding follows TensorFlow's "SAME" rule (pad_front = total // 2); height and width are
-the 2-D op's own.  The float32 adds between taps are TF adds of partial sums that are never -0,
-so adding a +0 where a tap does not reach changes nothing.
+the 2-D op's own.
+
+The lowering runs one AM op per product (Conv3DKernels): the forward's taps side by side in
+the filter's output channels (a conv2d on the unpadded planes gives every tap's own sums at
+every plane), dX's side by side in the filter's input channels, dW's input slices side by side
+in the input channels (per tap for grouped convs); a tap's partial sums are then one slice of
+a [G, C/G] view, added in kd order per run of depths (the edges, where a tap reads padding,
+apart).  Padded depth planes keep their terms: in the forward the conv2d sums over an
+all-padding plane (+0, or NaN against a non-finite weight of that tap and channel), in dX a +0.
+Strided depths read their planes by gather (TF's stepped strided slice is several times slower).
 
 Integer multipliers go to approxtrain.quant.ops, whose module doc gives the same per-tap order
 for the integer gradients (exact integer sums there, so the order changes no bit).
