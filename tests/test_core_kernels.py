@@ -665,6 +665,94 @@ def test_narrow_conv_read_in_place_same_bits_with_one_or_two_threads():
         assert_same_bits(one, two)
 
 
+# Filter gradients with fewer than 64 output channels per group and a multiple of 16 input
+# channels per group run transposed on the AVX-512 table paths (M <= 7) and read x in place
+# (gemm_shifted.h): x encoded once into a zero-padded copy of the group's channels, each
+# 16-column vector of the patch matrix one tap's 16 channels at its own offset. Strides,
+# dilations, groups, explicit and VALID padding, a strip with a vector past the patch
+# columns (48 of 64), several strips with a 16-column tail (144), odd image sizes.
+SHIFTED_DW_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 9, 7, 16, 3, 3, 16, 1, (1, 1), (1, 1), "SAME"),  # ResNet-20's first stage, 144 columns
+    (1, 11, 10, 32, 3, 3, 32, 1, (2, 2), (1, 1), "SAME"),  # stride 2, 288 columns
+    (2, 8, 9, 32, 1, 3, 6, 2, (1, 1), (1, 2), [[1, 2], [0, 1]]),  # groups of 16, 48 columns, dilation
+    (1, 10, 12, 16, 3, 2, 40, 1, (2, 1), (2, 1), "VALID"),  # VALID, dilated rows, 40 channels
+]
+
+
+@pytest.mark.parametrize("case", SHIFTED_DW_CASES)
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_filter_grad_reads_x_in_place(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 67 + m_bits, specials)
+
+
+def test_filter_grad_reads_x_in_place_over_several_image_chunks(monkeypatch):
+    """Encoded images of more than 4 MiB in all are read a few images at a time (here one
+    padded 186 x 186 x 16 image per GEMM, three GEMMs accumulating): the bits of the bucket
+    path (forced), itself checked against the reference above."""
+    rng = np.random.default_rng(71)
+    mult = multiplier(5, "nearest", "random")
+    x = ref.random_floats(rng, (3, 184, 184, 16), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (3, 184, 184, 8), normal_fraction=1.0)
+    dy.flat[::13] = 0.0
+    auto = core.conv2d_filter_grad(x, (3, 3, 16, 8), dy, mult, padding="SAME")
+    monkeypatch.setenv(PATH_ENV, "bucket-portable")
+    assert_same_bits(auto, core.conv2d_filter_grad(x, (3, 3, 16, 8), dy, mult, padding="SAME"))
+
+
+# Other filter gradients that gemm_cpu runs as they are (C not transposed: 32 or more
+# output channels per group, or few patch columns) on the AVX-512 paths pack each input value once
+# into channel planes and copy the rows (kh, kw, c) of A from them, an output row's run at a
+# time (gemm_packed_left.h): strides, dilations, groups, asymmetric padding, 1 x 1 filters,
+# several GEMMs over K (at most 4096 output pixels each) and column tails. Specials, and values of
+# 2^126 or more, take the patch path.
+PACKED_DW_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 9, 11, 24, 3, 3, 32, 1, (1, 1), (1, 1), "SAME"),  # 216 patch columns, odd image sizes
+    (1, 11, 13, 4, 3, 3, 40, 1, (2, 2), (1, 1), "SAME"),  # stride 2: every other input column
+    (2, 10, 9, 6, 3, 2, 64, 2, (1, 2), (2, 1), [[2, 1], [0, 3]]),  # groups, dilation, explicit padding
+    (1, 70, 64, 2, 3, 3, 33, 1, (1, 1), (1, 1), "SAME"),  # K = 4480: two GEMMs, 33 columns
+    (3, 7, 5, 1, 1, 1, 48, 1, (1, 1), (1, 1), "VALID"),  # one channel, a 1 x 1 filter
+]
+
+
+@pytest.mark.parametrize("case", PACKED_DW_CASES)
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_filter_grad_from_packed_input_planes(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 53 + m_bits, specials)
+
+
+@pytest.mark.parametrize("where", ["x", "dy"])
+def test_filter_grad_huge_operands_take_the_patch_path(cpu_path, where):
+    """A finite value of 2^126 or more in x or dy (the packed input planes decline them)."""
+    case = (2, 9, 8, 5, 3, 3, 32, 1, (1, 1), (1, 1), "SAME")
+    rng = np.random.default_rng(59)
+    mult = multiplier(7, "nearest", "random")
+    _, _, pads = conv_case(rng, *case)
+    x = ref.random_floats(rng, (2, 9, 8, 5), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (2, 9, 8, 32), normal_fraction=1.0)
+    {"x": x, "dy": dy}[where].flat[7] = np.float32(-(2.0**126) * 1.25)
+    expected = ref.conv2d_filter_grad(x, (3, 3, 5, 32), dy, mult.lut, 7, "nearest", pads=pads)
+    assert_same_bits(core.conv2d_filter_grad(x, (3, 3, 5, 32), dy, mult, padding="SAME"), expected)
+
+
+def test_filter_grad_from_packed_input_planes_over_several_image_chunks(monkeypatch):
+    """Input planes of more than 8 MiB are packed a few images at a time (here one image of
+    210 x 210 x 24 per chunk, three chunks): the bits of the bucket path (forced), itself
+    checked against the reference above."""
+    rng = np.random.default_rng(61)
+    mult = multiplier(7, "nearest", "high")
+    x = ref.random_floats(rng, (3, 210, 210, 24), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (3, 105, 105, 32), normal_fraction=1.0)
+    x.flat[::11] = 0.0
+    kwargs = dict(strides=2, padding="SAME")
+    auto = core.conv2d_filter_grad(x, (3, 3, 24, 32), dy, mult, **kwargs)
+    monkeypatch.setenv(PATH_ENV, "bucket-portable")
+    assert_same_bits(auto, core.conv2d_filter_grad(x, (3, 3, 24, 32), dy, mult, **kwargs))
+
+
 def test_depthwise_specials(cpu_path):
     """Padding zeros against infinite weights give NaN (against weights that only round to
     infinity, zeros); specials in x, w and dy."""

@@ -13,6 +13,7 @@
 
 #include "amsim/cpu/conv_depthwise.h"
 #include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_packed_left.h"
 #include "amsim/cpu/gemm_shifted.h"
 #include "amsim/gemm.h"
 
@@ -555,6 +556,207 @@ bool shifted_input_grad(const Table& table, cpu::RightLayout layout, const Conv2
   return run_shifted(table, layout, conv, parallel);
 }
 
+// --- filter gradients whose transposed form reads x in place (gemm_shifted.h) ---
+// With fewer than 64 output channels the filter gradient runs transposed,
+// C^T = dy^T (x)' P (P the patch matrix, the table transposed: gemm_cpu's
+// narrow form), whether or not gemm_cpu would.  P's row kk (an output
+// pixel) holds, per tap, the group's cg channels of one input pixel.
+// With cg a multiple of 16 each 16-column vector of P is one tap's run of 16
+// channels: x's values are encoded once into a zero-padded copy of the
+// group's channels (pixel-major, cg per pixel) and the kernels read each
+// vector at k_offsets[kk] (the output pixel's window) + vector_offsets (the
+// tap and channel).  Any stride, dilation or padding; same products and K
+// order as the patch GEMM, so the same bits.
+
+// Encoded padded images of at most this many bytes per GEMM.
+constexpr int64_t kMaxShiftedDwBytes = int64_t{4} << 20;
+
+bool shifted_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, int64_t g,
+                         float* dw, const ParallelFor& parallel) {
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t taps = s.filter_h * s.filter_w, kcols = taps * cg, out_pixels = s.out_h * s.out_w;
+  cpu::RightLayout layout;
+  if (cg % 16 != 0 || !cpu::filter_grad_shifted_layout(table, GemmShape{kcols, og, s.batch * out_pixels}, &layout))
+    return false;
+  const int64_t index_bytes = layout == cpu::RightLayout::kLutPlanes ? 1 : 4;
+  // The padded image: rows ih + pad_top in [0, hp), columns iw + pad_left in [0, wp).
+  const int64_t hp = (s.out_h - 1) * s.stride_h + s.effective_filter_h();
+  const int64_t wp = (s.out_w - 1) * s.stride_w + s.effective_filter_w();
+  const int64_t image = hp * wp * cg;  // elements
+  const int64_t chunk =
+      std::clamp<int64_t>(kMaxShiftedDwBytes / std::max<int64_t>(1, image * (index_bytes + 4)), 1, s.batch);
+  std::unique_ptr<uint8_t[]> index(new uint8_t[static_cast<size_t>(chunk * image * index_bytes)]);
+  std::unique_ptr<float[]> scales(new float[static_cast<size_t>(chunk * image)]);
+  std::vector<int64_t> k_offsets(static_cast<size_t>(chunk * out_pixels));
+  // Vector v of strip st: patch column j = 16 (4 st + v) = (tap, c0); past
+  // kcols, any readable vector (its lanes are never stored).
+  const int64_t vectors = ceil_div(kcols, cpu::kStripCols) * (cpu::kStripCols / 16);
+  std::vector<int64_t> vector_offsets(static_cast<size_t>(vectors));
+  for (int64_t v = 0; v < vectors; ++v) {
+    const int64_t j = std::min(16 * v, kcols - 16), tap = j / cg, c0 = j % cg;
+    vector_offsets[v] = ((tap / s.filter_w) * s.dilation_h * wp + (tap % s.filter_w) * s.dilation_w) * cg + c0;
+  }
+  std::vector<float> ct(static_cast<size_t>(og * kcols), 0.0f);
+  const int64_t row_values = s.in_w * s.in_c;
+  for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    const int64_t images = std::min(chunk, s.batch - n0);
+    cpu::ExponentRange range;
+    bool ok = true;
+    std::mutex merge;
+    parallel(images, image * 2, [&](int64_t i0, int64_t i1) {
+      std::vector<uint32_t> row_index(static_cast<size_t>(row_values));
+      std::vector<float> row_scale(static_cast<size_t>(row_values));
+      cpu::ExponentRange task_range;
+      bool good = true;
+      for (int64_t i = i0; i < i1 && good; ++i) {
+        uint8_t* ib = index.get() + i * image * index_bytes;
+        float* sb = scales.get() + i * image;
+        std::fill(ib, ib + image * index_bytes, uint8_t{0});  // zeros: index 0, scale +0
+        std::fill(sb, sb + image, 0.0f);
+        for (int64_t ih = 0; ih < s.in_h && good; ++ih) {
+          const int64_t y = ih + s.pad_top;
+          if (y >= hp) break;
+          good = cpu::encode_right_values_avx512(layout, table, x + ((n0 + i) * s.in_h + ih) * row_values, row_values,
+                                                 row_index.data(), row_scale.data(), &task_range);
+          for (int64_t iw = 0; iw < s.in_w && iw + s.pad_left < wp; ++iw) {
+            const int64_t at = (y * wp + iw + s.pad_left) * cg, from = iw * s.in_c + g * cg;
+            std::copy(row_scale.data() + from, row_scale.data() + from + cg, sb + at);
+            if (index_bytes == 1)
+              for (int64_t c = 0; c < cg; ++c) ib[at + c] = uint8_t(row_index[from + c]);
+            else
+              std::memcpy(ib + at * 4, row_index.data() + from, sizeof(uint32_t) * cg);
+          }
+        }
+      }
+      const std::lock_guard<std::mutex> lock(merge);
+      ok = ok && good;
+      range.merge(task_range);
+    });
+    if (!ok) return false;  // dw untouched: the caller takes the patch path
+    const int64_t k = images * out_pixels;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int64_t n = kk / out_pixels, oh = (kk / s.out_w) % s.out_h, ow = kk % s.out_w;
+      k_offsets[kk] = n * image + (oh * s.stride_h * wp + ow * s.stride_w) * cg;
+    }
+    cpu::ShiftedRight right;
+    right.index = index.get();
+    right.index_bytes = index_bytes;
+    right.scales = scales.get();
+    right.k_offsets = k_offsets.data();
+    right.vector_offsets = vector_offsets.data();
+    right.range = range;
+    const MatrixView dyb{dy + n0 * out_pixels * s.out_c + g * og, s.out_c, 1};
+    if (!cpu::gemm_cpu_shifted(table, GemmShape{kcols, og, k}, dyb, ct.data(), parallel, right, /*accumulate=*/true))
+      return false;
+  }
+  for (int64_t j = 0; j < kcols; ++j)
+    for (int64_t o = 0; o < og; ++o) dw[j * s.out_c + g * og + o] = ct[o * kcols + j];
+  return true;
+}
+
+// --- filter gradients over inputs packed once (gemm_packed_left.h) ---
+// dW (kcols x O) = A . dy, A[(kh, kw, c), (n, oh, ow)] the input value under
+// tap (kh, kw) of output pixel (n, oh, ow): each input value sits in up to
+// kh x kw rows of A.  Where gemm_cpu runs this shape as is on a blocked
+// AVX-512 path (O >= 16 or so: no transposed form), each input value of a
+// chunk of images is packed once into channel planes of LeftRefs and A's
+// rows are copied from them, an output row's run at a time, instead of
+// built as patches and packed value by value through 16 x 16 transposes.
+// The rows, K order and products are those of the patch GEMM: the same bits.
+
+// Packed input planes of at most this many bytes per chunk of images.
+constexpr int64_t kMaxPackedPlaneBytes = int64_t{8} << 20;
+// Output pixels (K) per GEMM: packed B and each task's packed A rows stay small.
+constexpr int64_t kPackedLeftK = 4096;
+
+// No value of v is inf, NaN or 2^126 or more in magnitude: never a special
+// packed left operand, never one that rounds to infinity.  A plain loop the
+// compiler vectorizes.
+bool all_below_2_126(const float* v, int64_t count) {
+  int32_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t u;
+    std::memcpy(&u, v + i, sizeof(u));
+    bad |= int32_t(u & 0x7fffffffu) >= 0x7e800000;
+  }
+  return bad == 0;
+}
+
+// Adds group g's filter gradient to dw through packed input planes; false,
+// having done nothing, where gemm_cpu would not run it on a blocked path.
+// The caller has checked that x and dy pass all_below_2_126.
+bool packed_left_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, int64_t g,
+                             float* dw, const ParallelFor& parallel) {
+  const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
+  const int64_t kcols = s.filter_h * s.filter_w * cg, out_pixels = s.out_h * s.out_w;
+  const int64_t gemm_rows = std::max<int64_t>(1, kPackedLeftK / std::max<int64_t>(1, s.out_w));
+  cpu::RightLayout layout;
+  if (!cpu::packed_left_layout(table, GemmShape{kcols, og, std::min(gemm_rows * s.out_w, s.batch * out_pixels)},
+                               &layout))
+    return false;
+  const int64_t image = s.in_h * s.in_w;
+  const int64_t chunk = std::clamp<int64_t>(kMaxPackedPlaneBytes / std::max<int64_t>(1, image * cg * 8), 1,
+                                            std::max<int64_t>(1, s.batch));
+  std::unique_ptr<cpu::LeftRef[]> planes(new cpu::LeftRef[static_cast<size_t>(chunk * image * cg)]);
+  const std::vector<uint8_t> no_infinite_b(static_cast<size_t>(chunk * image), 0);
+  // A zero operand (padding) in this layout.
+  const float zero = 0.0f;
+  cpu::LeftRef zero_ref;
+  uint8_t zero_special;
+  cpu::ExponentRange zero_range;
+  cpu::pack_a_avx512(layout, table, MatrixView{&zero, 1, 1}, 1, 0, 1, 0, 1, no_infinite_b.data(), &zero_ref,
+                     &zero_special, &zero_range);
+
+  for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
+    const int64_t images = std::min(chunk, s.batch - n0), pixels = images * image;
+    // Plane c: channel g * cg + c of the chunk's pixels (A^T of x, packed).
+    cpu::LeftRowPacker rows;
+    std::mutex merge;
+    const MatrixView xt{x + n0 * image * s.in_c + g * cg, 1, s.in_c};
+    parallel(pixels, cg * 4, [&](int64_t p0, int64_t p1) {
+      cpu::ExponentRange range;
+      std::vector<uint8_t> special(static_cast<size_t>(cg));
+      cpu::pack_a_avx512(layout, table, xt, pixels, 0, cg, p0, p1, no_infinite_b.data(), planes.get(), special.data(),
+                         &range);
+      const std::lock_guard<std::mutex> lock(merge);
+      rows.range.merge(range);
+    });
+    const int64_t out_rows = images * s.out_h;  // (image, oh) of the chunk
+    for (int64_t q0 = 0; q0 < out_rows; q0 += gemm_rows) {
+      const int64_t q1 = std::min(out_rows, q0 + gemm_rows);
+      // Row i = (kh, kw, c) over output rows [q0, q1): per output row, the
+      // input row under tap kh, read at columns ow * stride + kw * dilation - pad.
+      rows.pack = [&](int64_t i0, int64_t i1, cpu::LeftRef* out) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t c = i % cg, tap = i / cg, kh = tap / s.filter_w, kw = tap % s.filter_w;
+          const int64_t col0 = kw * s.dilation_w - s.pad_left, sw = s.stride_w;
+          const int64_t lo = std::min(s.out_w, col0 >= 0 ? 0 : ceil_div(-col0, sw));
+          const int64_t hi = std::max(lo, std::min(s.out_w, s.in_w - 1 - col0 < 0 ? 0 : (s.in_w - 1 - col0) / sw + 1));
+          const cpu::LeftRef* plane = planes.get() + c * pixels;
+          for (int64_t q = q0; q < q1; ++q, out += s.out_w) {
+            const int64_t n = q / s.out_h, ih = (q % s.out_h) * s.stride_h + kh * s.dilation_h - s.pad_top;
+            if (ih < 0 || ih >= s.in_h) {
+              std::fill(out, out + s.out_w, zero_ref);
+              continue;
+            }
+            std::fill(out, out + lo, zero_ref);
+            const cpu::LeftRef* line = plane + (n * s.in_h + ih) * s.in_w + lo * sw + col0;
+            if (sw == 1)
+              std::memcpy(out + lo, line, sizeof(cpu::LeftRef) * (hi - lo));
+            else
+              for (int64_t u = lo; u < hi; ++u) out[u] = line[(u - lo) * sw];
+            std::fill(out + hi, out + s.out_w, zero_ref);
+          }
+        }
+      };
+      const MatrixView dyb{dy + ((n0 * s.out_h + q0) * s.out_w) * s.out_c + g * og, s.out_c, 1};
+      cpu::gemm_cpu_packed_left(table, GemmShape{kcols, og, (q1 - q0) * s.out_w}, rows, dyb, dw + g * og, s.out_c,
+                                parallel, /*accumulate=*/true);
+    }
+  }
+  return true;
+}
+
 // The forward patch matrix of group g: runs of Cg channels of x.
 GatheredLeft forward_left(const Conv2DShape& s, const float* x, int64_t g) {
   const int64_t cg = s.in_c_per_group();
@@ -651,8 +853,13 @@ void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const floa
   if (kcols == 0 || rows == 0) return;
   const bool short_runs = forward_runs_are_short(s);
   const int64_t chunk = short_runs ? line_chunk_rows(kcols) : rows_per_chunk(kcols);
-  std::vector<float> patches(static_cast<size_t>(std::min(rows, chunk) * kcols));
+  const bool moderate = all_below_2_126(x, s.batch * s.in_h * s.in_w * s.in_c) && all_below_2_126(dy, rows * s.out_c);
+  std::vector<float> patches;
   for (int64_t g = 0; g < s.groups; ++g) {
+    if (moderate && (shifted_filter_grad(table, s, x, dy, g, dw, parallel) ||
+                     packed_left_filter_grad(table, s, x, dy, g, dw, parallel)))
+      continue;
+    patches.resize(static_cast<size_t>(std::min(rows, chunk) * kcols));
     std::optional<ChannelPlanes> planes;
     if (short_runs) planes.emplace(x, s.batch * s.in_h * s.in_w, s.in_c, g * cg, cg, parallel);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {

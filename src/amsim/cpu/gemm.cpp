@@ -12,6 +12,7 @@
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/gemm_generic.h"
+#include "amsim/cpu/gemm_packed_left.h"
 #include "amsim/cpu/gemm_shifted.h"
 #include "amsim/cpu/multiply_simd.h"
 #include "amsim/packed_operands.h"
@@ -217,8 +218,18 @@ bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* lay
   return true;
 }
 
+bool filter_grad_shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
+  const Table table = with_entry_bytes(given);
+  const BlockedPath* path = blocked_path(table);
+  if (path == nullptr || bucket_for(table, shape) != nullptr || shape.n >= kStripCols) return false;
+  const RightLayout l = path->layout;
+  if (l != RightLayout::kLutBytes && l != RightLayout::kLutHighBytes && l != RightLayout::kLutPlanes) return false;
+  *layout = l;
+  return true;
+}
+
 bool gemm_cpu_shifted(const Table& given, const GemmShape& shape, const MatrixView& b, float* ct,
-                      const ParallelFor& parallel, const ShiftedRight& right) {
+                      const ParallelFor& parallel, const ShiftedRight& right, bool accumulate) {
   const Table table = with_entry_bytes(given);
   // B is the transposed GEMM's left operand: a special value of it would
   // need P's values (special_products), which are never materialized.
@@ -232,8 +243,22 @@ bool gemm_cpu_shifted(const Table& given, const GemmShape& shape, const MatrixVi
   const Table table_t{entries_t.data(), table.mantissa_bits, table.rounding, table.entry_bytes};  // same bytes
   const MatrixView bt{b.data, b.col_stride, b.row_stride};
   gemm_blocked(*blocked_path(table), table_t, GemmShape{shape.n, shape.m, shape.k}, bt, MatrixView{}, ct, shape.m,
-               parallel, /*accumulate=*/false, nullptr, &right);
+               parallel, accumulate, nullptr, &right);
   return true;
+}
+
+bool packed_left_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
+  const Table table = with_entry_bytes(given);
+  const BlockedPath* path = blocked_path(table);
+  if (path == nullptr || bucket_for(table, shape) != nullptr || gemm_cpu_runs_transposed(table, shape)) return false;
+  *layout = path->layout;
+  return true;
+}
+
+void gemm_cpu_packed_left(const Table& given, const GemmShape& shape, const LeftRowPacker& rows, const MatrixView& b,
+                          float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+  const Table table = with_entry_bytes(given);
+  gemm_blocked(*blocked_path(table), table, shape, MatrixView{}, b, c, ldc, parallel, accumulate, &rows);
 }
 
 }  // namespace cpu

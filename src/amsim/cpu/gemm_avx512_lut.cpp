@@ -35,6 +35,24 @@ namespace {
 
 constexpr int kTileRows = 4;
 
+// One (strip, kk) of a right operand read in place whose 16-column vectors
+// lie apart (ShiftedRight::vector_offsets).
+struct VectorColumns {
+  const uint8_t* index[kVectorsPerStrip];
+  const float* scale[kVectorsPerStrip];
+};
+
+// Where a (strip, kk)'s scale vectors are: one run of kStripCols floats, or
+// a pointer per vector.
+struct ContiguousScales {
+  const float* p;
+  __m512 operator()(int v) const { return _mm512_loadu_ps(p + 16 * v); }
+};
+struct VectorScales {
+  const float* const* p;
+  __m512 operator()(int v) const { return _mm512_loadu_ps(p[v]); }
+};
+
 // The whole table row in two zmm, the strip's index dwords as permute
 // indices: one merge-masked permute per 16 products.  The index's bytes
 // outside EntryBytes are zero, so they zero those of the entry.
@@ -42,11 +60,15 @@ constexpr int kTileRows = 4;
 //   M = 7 with zero low bytes: the row's 128 high bytes, index [0, 0, ib, 0].
 template <__mmask64 EntryBytes>
 struct RegisterRowLookup {
+  static constexpr bool kReadsVectorsApart = true;  // Columns(const VectorColumns&)
   struct Constants {};
   struct Columns {
     __m512i idx[kVectorsPerStrip];
     explicit Columns(const uint32_t* pb) {
       for (int v = 0; v < kVectorsPerStrip; ++v) idx[v] = _mm512_loadu_si512(pb + 16 * v);
+    }
+    explicit Columns(const VectorColumns& vc) {
+      for (int v = 0; v < kVectorsPerStrip; ++v) idx[v] = _mm512_loadu_si512(vc.index[v]);
     }
   };
   struct Row {
@@ -67,6 +89,7 @@ using HighByteLookup = RegisterRowLookup<kEntryHighBytes>;
 template <int Chunks>
 struct ByteChunksLookup {
   static constexpr int64_t kHigh = 128 * Chunks;  // offset of the high bytes in a row
+  static constexpr bool kReadsVectorsApart = Chunks == 1;
   // Dword d of vector v takes L[16v + d] into byte 1 and H[16v + d] (index
   // 64 + 16v + d: the second source) into byte 2.
   struct Constants {
@@ -88,6 +111,17 @@ struct ByteChunksLookup {
         const __m512i chunk = _mm512_loadu_si512(pb + kStripCols / 4);
         for (int c = 1; c < Chunks; ++c) in_chunk[c] = _mm512_cmpeq_epi8_mask(chunk, _mm512_set1_epi8(char(c)));
       }
+    }
+    // Index bytes 16 per vector (kLutPlanes only: one chunk).
+    explicit Columns(const VectorColumns& vc) {
+      static_assert(Chunks == 1, "vectors read apart only with M <= 7");
+      const __m256i low = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vc.index[0]))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(vc.index[1])), 1);
+      const __m256i high = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vc.index[2]))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(vc.index[3])), 1);
+      ib = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
     }
   };
   static __m512i plane(const uint8_t* bytes, const Columns& cols) {
@@ -112,13 +146,13 @@ using PlanesLookup = ByteChunksLookup<1>;
 // and one (strip, k) of B (index columns and scales).
 // Vectors: how many of the strip's 16-column vectors hold columns of C (a
 // narrow C's only strip, or the last one, may need fewer than all).
-template <typename Lookup, bool Fused, int Vectors = kVectorsPerStrip>
+template <typename Lookup, bool Fused, int Vectors = kVectorsPerStrip, typename Scales = ContiguousScales>
 void add_strip_products(__m512 (&acc)[kVectorsPerStrip], const typename Lookup::Row& row,
                         const typename Lookup::Columns& cols, const typename Lookup::Constants& consts, __m512i scale_a,
-                        const float* scale_b) {
+                        const Scales& scale_b) {
   for (int v = 0; v < Vectors; ++v) {
     const __m512 t_scaled = _mm512_castsi512_ps(_mm512_add_epi32(row.entry(v, cols, consts), scale_a));
-    acc[v] = accumulate<Fused>(acc[v], t_scaled, _mm512_loadu_ps(scale_b + 16 * v));
+    acc[v] = accumulate<Fused>(acc[v], t_scaled, scale_b(v));
   }
 }
 
@@ -152,29 +186,22 @@ struct RightColumns {
   }
 };
 
-template <typename Lookup, int Rows, bool Specials, bool Fused, bool Shifted, int Vectors>
+// How lut_tile reads B: packed strips, in place (one run per (strip, kk)),
+// or in place with each 16-column vector apart (ShiftedRight::vector_offsets).
+enum RightRead { kPackedRight, kShiftedRight, kShiftedVectors };
+
+template <typename Lookup, int Rows, bool Specials, bool Fused, int Read, int Vectors>
 void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
+  constexpr bool Shifted = Read == kShiftedRight;
   const int64_t j0 = strip * kStripCols;
   const StripMasks masks(p.n, j0);
   float* c = p.c + i * p.ldc + j0;
   Tile<Rows> tile;
   tile.load(c, p.ldc, masks);
   const typename Lookup::Constants consts;
-  const uint32_t* pb = Shifted ? nullptr : packed_b_at(p, strip, k0);
+  const uint32_t* pb = Read == kPackedRight ? packed_b_at(p, strip, k0) : nullptr;
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
-  // do-while, not for: with a zero-trip path GCC 12 keeps the accumulators'
-  // stack copies up to date in every iteration (16 extra stores per k).
-  int64_t kk = k0;
-  do {
-    const float* scale_b;
-    if (Shifted) {
-      const RightColumns<true> at(p, strip, kk);
-      pb = at.pb;
-      scale_b = at.scale_b;
-    } else {
-      scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
-    }
-    const typename Lookup::Columns cols(pb);
+  const auto add_rows = [&](int64_t kk, const typename Lookup::Columns& cols, const auto& scale_b) {
     for (int r = 0; r < Rows; ++r) {
       const LeftRef a = pa[r * p.k + kk];
       if (Specials && a.row == kSpecialRow) {
@@ -185,7 +212,32 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
       add_strip_products<Lookup, Fused, Vectors>(tile.acc[r], row, cols, consts, _mm512_set1_epi32(int(a.scale)),
                                                  scale_b);
     }
-    if (!Shifted) pb += p.words_per_k;
+  };
+  // do-while, not for: with a zero-trip path GCC 12 keeps the accumulators'
+  // stack copies up to date in every iteration (16 extra stores per k).
+  int64_t kk = k0;
+  do {
+    if constexpr (Read == kShiftedVectors) {
+      const int64_t at = p.shifted->k_offsets[kk];
+      const int64_t* apart = p.shifted->vector_offsets + strip * kVectorsPerStrip;
+      VectorColumns vc;
+      for (int v = 0; v < kVectorsPerStrip; ++v) {
+        vc.index[v] = p.shifted->index + (at + apart[v]) * p.shifted->index_bytes;
+        vc.scale[v] = p.shifted->scales + at + apart[v];
+      }
+      add_rows(kk, typename Lookup::Columns(vc), VectorScales{vc.scale});
+    } else {
+      const float* scale_b;
+      if (Shifted) {
+        const RightColumns<true> at(p, strip, kk);
+        pb = at.pb;
+        scale_b = at.scale_b;
+      } else {
+        scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
+      }
+      add_rows(kk, typename Lookup::Columns(pb), ContiguousScales{scale_b});
+      if (!Shifted) pb += p.words_per_k;
+    }
   } while (++kk < k1);
   tile.store(c, p.ldc, masks);
 }
@@ -194,24 +246,39 @@ template <typename Lookup, int Rows>
 void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   bool specials = false;
   for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
-  if (p.shifted != nullptr) {  // no special left operands (gemm_blocked's contract)
-    if (p.fused_multiply_add)
-      lut_tile<Lookup, Rows, false, true, true, kVectorsPerStrip>(p, i, strip, k0, k1);
-    else
-      lut_tile<Lookup, Rows, false, false, true, kVectorsPerStrip>(p, i, strip, k0, k1);
-    return;
-  }
   // A strip of at most 16 or 32 columns (a filter gradient's 25 or 144 = 2 x 64 + 16
   // patch columns) computes only the vectors that hold them.
   const int64_t columns = p.n - strip * kStripCols;
+  if (p.shifted != nullptr) {  // no special left operands (gemm_blocked's contract)
+    if constexpr (Lookup::kReadsVectorsApart) {
+      if (p.shifted->vector_offsets != nullptr) {
+        with_kernel_variant(false, p.fused_multiply_add, [&](auto, auto fused) {
+          constexpr bool kFused = decltype(fused)::value;
+          if (columns <= 16)
+            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, 1>(p, i, strip, k0, k1);
+          else if (columns <= 32)
+            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, 2>(p, i, strip, k0, k1);
+          else
+            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, kVectorsPerStrip>(p, i, strip, k0, k1);
+        });
+        return;
+      }
+    }
+    if (p.fused_multiply_add) {
+      lut_tile<Lookup, Rows, false, true, kShiftedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
+    } else {
+      lut_tile<Lookup, Rows, false, false, kShiftedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
+    }
+    return;
+  }
   with_kernel_variant(specials, p.fused_multiply_add, [&](auto with_specials, auto fused) {
     constexpr bool kSpecials = decltype(with_specials)::value, kFused = decltype(fused)::value;
     if (columns <= 16)
-      lut_tile<Lookup, Rows, kSpecials, kFused, false, 1>(p, i, strip, k0, k1);
+      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, 1>(p, i, strip, k0, k1);
     else if (columns <= 32)
-      lut_tile<Lookup, Rows, kSpecials, kFused, false, 2>(p, i, strip, k0, k1);
+      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, 2>(p, i, strip, k0, k1);
     else
-      lut_tile<Lookup, Rows, kSpecials, kFused, false, kVectorsPerStrip>(p, i, strip, k0, k1);
+      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
   });
 }
 
@@ -267,7 +334,7 @@ void lut_wide_row(const GemmPlan& p, int64_t i, int64_t s0, int64_t k0, int64_t 
       const typename Lookup::Columns cols(pb);
       const typename Lookup::Row row(row_bytes, cols);
       add_strip_products<Lookup, Fused>(tile.acc[s], row, cols, consts, scale_a,
-                                        reinterpret_cast<const float*>(pb + p.scales_offset));
+                                        ContiguousScales{reinterpret_cast<const float*>(pb + p.scales_offset)});
     }
   } while (++kk < k1);
   for (int s = 0; s < Strips; ++s)

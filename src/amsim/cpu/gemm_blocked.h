@@ -138,11 +138,16 @@ struct LeftRowPacker {
 // byte for kLutPlanes) and of a scale plane (encode_right_values_avx512),
 // valid for every j < round_up(n, kStripCols); none is inf, NaN or
 // rounds to infinity, and range covers them all.
+// With vector_offsets, each 16-column vector v of strip s lies elsewhere:
+// B[kk, j] at k_offsets[kk] + vector_offsets[s * (kStripCols / 16) + v] +
+// j % 16 (a filter gradient's patch columns: one tap's 16 channels per
+// vector); every such vector must be readable, past n too.
 struct ShiftedRight {
   const uint8_t* index = nullptr;
   int64_t index_bytes = 4;
   const float* scales = nullptr;
   const int64_t* k_offsets = nullptr;  // [k]
+  const int64_t* vector_offsets = nullptr;  // [strips * kStripCols / 16], or none
   ExponentRange range;
 };
 
