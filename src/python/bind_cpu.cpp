@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include "amsim/conv.h"
+#include "amsim/cpu/conv_depthwise.h"
 #include "amsim/gemm.h"
 #include "arrays.h"
 #include "bindings.h"
@@ -126,6 +127,9 @@ void bind_cpu(py::module_& m) {
       "mantissa_bits"_a, "lut"_a.noconvert() = py::none(), "shape"_a = py::none(),
       "Which CPU GEMM path runs for M mantissa bits (for this table, when given) and GEMM shape (m, n, k), "
       "by default 1024^3.");
+  m.def(
+      "depthwise_cpu_path", [] { return std::string(amsim::cpu::depthwise_cpu_path()); },
+      "Which elementwise product kernel the CPU depthwise convs use: avx512, avx2 or scalar.");
   m.def(
       "num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
   m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");

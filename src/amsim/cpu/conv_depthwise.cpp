@@ -1,21 +1,46 @@
 // Depthwise convolution: direct loops, one image at a time.  Every inner
 // loop is "sum[j] += a[j] (x) b[j]" over contiguous channels (Products::
-// accumulate): AVX-512 when the CPU has it, else scalar over operands packed
-// once per image (packed_operands.h).  Each output element sums its products
-// in the canonical order of conv.h; threads split outputs, never one
-// element's sum.
+// accumulate), by one of three kernels (depthwise_kernel()): AVX-512 or AVX2
+// over operands encoded once per image (encoded_operand.h: the inner loop
+// only adds two words, gathers the entry and composes), else scalar over
+// operands packed once per image (packed_operands.h).  Each output element
+// sums its products in the canonical order of conv.h; threads split outputs,
+// never one element's sum.
 #include "amsim/cpu/conv_depthwise.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "amsim/cpu/cpu_features.h"
+#include "amsim/cpu/encoded_operand.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/multiply_simd.h"
 #include "amsim/packed_operands.h"
 
 namespace amsim {
 namespace cpu {
+
+DepthwiseKernel depthwise_kernel() {
+  // "generic" turns every SIMD kernel off; "bucket-portable" stands for a CPU
+  // with neither AVX-512 nor AVX2 (the portable build); "no-avx512" and "avx2"
+  // choose as an AVX2 CPU without AVX-512 does.
+  if (forced_path_is("generic") || forced_path_is("bucket-portable")) return DepthwiseKernel::kScalar;
+  if (has_avx512_bw() && !forced_path_is("no-avx512") && !forced_path_is("avx2")) return DepthwiseKernel::kAvx512;
+  if (has_avx2_fma()) return DepthwiseKernel::kAvx2;
+  return DepthwiseKernel::kScalar;
+}
+
+const char* depthwise_cpu_path() {
+  switch (depthwise_kernel()) {
+    case DepthwiseKernel::kAvx512:
+      return "avx512";
+    case DepthwiseKernel::kAvx2:
+      return "avx2";
+    case DepthwiseKernel::kScalar:
+      break;
+  }
+  return "scalar";
+}
 
 namespace {
 
@@ -34,29 +59,57 @@ inline void add_product(float& sum, float product) {
 #endif
 }
 
+// Operands as one kernel multiplies them: the raw values, plus their packed
+// forms (scalar kernel) or encoded words (SIMD kernels).
+template <class Packed>
+struct OperandsAt {
+  const float* values = nullptr;
+  const Packed* packed = nullptr;
+  const uint32_t* encoded = nullptr;
+};
+
 // The elementwise products of one convolution (flush-to-zero on in callers).
 class Products {
  public:
-  explicit Products(const Table& table) : table_(table), simd_(has_avx512_bw() && !forced_path_is("generic")) {}
+  explicit Products(const Table& table) : table_(table), kernel_(depthwise_kernel()) {}
 
-  // The scalar form multiplies packed operands; the AVX-512 form raw floats.
-  bool packs() const { return !simd_; }
+  bool packs() const { return kernel_ == DepthwiseKernel::kScalar; }
   PackedLeft left(float a) const { return pack_left(a, table_.mantissa_bits, table_.rounding); }
   Right right(float b) const {
     return {pack_right(b, table_.mantissa_bits, table_.rounding),
             rounds_to_infinity(b, table_.mantissa_bits, table_.rounding)};
   }
-
-  // sum[j] += a[j] (x) b[j] for j < n; pa, pb: the packed forms (scalar only).
-  void accumulate(const float* a, const PackedLeft* pa, const float* b, const Right* pb, int64_t n, float* sum) const {
-    if (simd_) {
-      multiply_add_avx512(table_, a, b, sum, n);
-      return;
+  uint32_t encode(float x, bool left) const { return encode_operand(x, table_.mantissa_bits, table_.rounding, left); }
+  // words[i] = encode(x[i], left) for i < n, vectorized.
+  void encode(const float* x, uint32_t* words, int64_t n, bool left) const {
+    if (kernel_ == DepthwiseKernel::kAvx512) {
+      encode_operands_avx512(table_, x, words, n, left);
+    } else {
+      encode_operands_avx2(table_, x, words, n, left);
     }
-    for (int64_t j = 0; j < n; ++j) add_product(sum[j], product(a[j], pa[j], b[j], pb[j]));
+  }
+
+  // sum[j] += a[j] (x) b[j] for j < n.
+  void accumulate(const OperandsAt<PackedLeft>& a, const OperandsAt<Right>& b, int64_t n, float* sum) const {
+    switch (kernel_) {
+      case DepthwiseKernel::kAvx512:
+        multiply_add_encoded_avx512(table_, a.values, a.encoded, b.values, b.encoded, sum, n);
+        return;
+      case DepthwiseKernel::kAvx2:
+        multiply_add_encoded_avx2(table_, a.values, a.encoded, b.values, b.encoded, sum, n);
+        return;
+      case DepthwiseKernel::kScalar:
+        break;
+    }
+    accumulate_scalar(a.values, a.packed, b.values, b.packed, n, sum);
   }
 
  private:
+  // Out of line: inlined into the conv loops its pointers spill to the stack.
+  __attribute__((noinline)) void accumulate_scalar(const float* a, const PackedLeft* pa, const float* b,
+                                                   const Right* pb, int64_t n, float* sum) const {
+    for (int64_t j = 0; j < n; ++j) add_product(sum[j], product(a[j], pa[j], b[j], pb[j]));
+  }
   float product(float a, const PackedLeft& pa, float b, const Right& rb) const {
     if (__builtin_expect(pa.special || (rb.rounds_to_inf && is_zero_operand(a)), 0)) return exact(a, b);
     return (entry_as_float(table_.entries[pa.row_offset + rb.packed.index]) * pa.scale) * rb.packed.scale;
@@ -65,22 +118,24 @@ class Products {
   __attribute__((noinline)) float exact(float a, float b) const { return am_multiply(a, b, table_); }
 
   const Table& table_;
-  const bool simd_;
+  const DepthwiseKernel kernel_;
 };
 
-// Values and (for the scalar form) their packed forms, for one image or tap.
+// The operands of one image or of the filter, in the kernel's form.
 template <typename Packed>
 struct Operands {
   const float* values = nullptr;
   std::vector<Packed> packed;
-  const Packed* packed_at(int64_t i) const { return packed.empty() ? nullptr : packed.data() + i; }
+  std::vector<uint32_t> encoded;
+  OperandsAt<Packed> at(int64_t i) const {
+    return {values + i, packed.empty() ? nullptr : packed.data() + i, encoded.empty() ? nullptr : encoded.data() + i};
+  }
 };
 
-// Packs every value with pack(value) (products.left or products.right) when the
-// products use packed operands; otherwise the values are used as they are.
+// Packs (scalar kernel) or encodes (SIMD kernels) every value once.
 template <class Packed, class Pack>
-Operands<Packed> pack_operands(const Products& products, const float* values, int64_t n, const ParallelFor& parallel,
-                               const Pack& pack) {
+Operands<Packed> prepare(const Products& products, const float* values, int64_t n, bool left,
+                         const ParallelFor& parallel, const Pack& pack) {
   Operands<Packed> out;
   out.values = values;
   if (products.packs()) {
@@ -88,58 +143,77 @@ Operands<Packed> pack_operands(const Products& products, const float* values, in
     parallel(n, 20, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) out.packed[i] = pack(values[i]);
     });
+  } else {
+    out.encoded.resize(static_cast<size_t>(n));
+    parallel(n, 2, [&](int64_t b, int64_t e) { products.encode(values + b, out.encoded.data() + b, e - b, left); });
   }
   return out;
 }
 
-Operands<PackedLeft> pack_lefts(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
-  return pack_operands<PackedLeft>(products, values, n, parallel, [&](float v) { return products.left(v); });
+Operands<PackedLeft> prepare_lefts(const Products& products, const float* values, int64_t n,
+                                   const ParallelFor& parallel) {
+  return prepare<PackedLeft>(products, values, n, true, parallel, [&](float v) { return products.left(v); });
 }
 
-Operands<Right> pack_rights(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
-  return pack_operands<Right>(products, values, n, parallel, [&](float v) { return products.right(v); });
+Operands<Right> prepare_rights(const Products& products, const float* values, int64_t n, const ParallelFor& parallel) {
+  return prepare<Right>(products, values, n, false, parallel, [&](float v) { return products.right(v); });
 }
 
 // Left operands per output channel o: x[c = o / og] (og > 1 repeats each
-// channel), or the padding's zeros; the buffer keeps them contiguous.
+// channel), or the padding's zeros; the buffers keep them contiguous.
 class ExpandedLeft {
  public:
   ExpandedLeft(const Products& products, int64_t channels, int64_t og)
       : og_(og),
         values_(static_cast<size_t>(channels * og)),
         packed_(products.packs() ? channels * og : 0),
+        encoded_(products.packs() ? 0 : channels * og),
         zero_values_(static_cast<size_t>(channels * og), 0.0f),
-        zero_packed_(products.packs() ? channels * og : 0, products.left(0.0f)) {}
+        zero_packed_(products.packs() ? channels * og : 0, products.left(0.0f)),
+        zero_encoded_(products.packs() ? 0 : channels * og, products.encode(0.0f, true)) {}
 
   // Channels [o0, o1) of the operands at x (og == 1: no copy).
-  void set(const float* x, const PackedLeft* xp, int64_t o0, int64_t o1) {
+  void set(const OperandsAt<PackedLeft>& x, int64_t o0, int64_t o1) {
     if (og_ == 1) {
-      values_at_ = x + o0;
-      packed_at_ = xp ? xp + o0 : nullptr;
+      at_ = {x.values + o0, x.packed ? x.packed + o0 : nullptr, x.encoded ? x.encoded + o0 : nullptr};
       return;
     }
-    for (int64_t o = o0; o < o1; ++o) values_[o - o0] = x[o / og_];
-    if (xp)
-      for (int64_t o = o0; o < o1; ++o) packed_[o - o0] = xp[o / og_];
-    values_at_ = values_.data();
-    packed_at_ = xp ? packed_.data() : nullptr;
+    for (int64_t o = o0; o < o1; ++o) values_[o - o0] = x.values[o / og_];
+    if (x.packed)
+      for (int64_t o = o0; o < o1; ++o) packed_[o - o0] = x.packed[o / og_];
+    if (x.encoded)
+      for (int64_t o = o0; o < o1; ++o) encoded_[o - o0] = x.encoded[o / og_];
+    at_ = {values_.data(), x.packed ? packed_.data() : nullptr, x.encoded ? encoded_.data() : nullptr};
   }
   void set_zeros() {
-    values_at_ = zero_values_.data();
-    packed_at_ = zero_packed_.empty() ? nullptr : zero_packed_.data();
+    at_ = {zero_values_.data(), zero_packed_.empty() ? nullptr : zero_packed_.data(),
+           zero_encoded_.empty() ? nullptr : zero_encoded_.data()};
   }
-  const float* values() const { return values_at_; }
-  const PackedLeft* packed() const { return packed_at_; }
+  const OperandsAt<PackedLeft>& at() const { return at_; }
 
  private:
   int64_t og_;
   std::vector<float> values_;
   std::vector<PackedLeft> packed_;
+  std::vector<uint32_t> encoded_;
   std::vector<float> zero_values_;
   std::vector<PackedLeft> zero_packed_;
-  const float* values_at_ = nullptr;
-  const PackedLeft* packed_at_ = nullptr;
+  std::vector<uint32_t> zero_encoded_;
+  OperandsAt<PackedLeft> at_;
 };
+
+// The products of a zero left operand (padding, the gaps of a strided dX)
+// with each weight: they depend on the weight alone (signed zero, NaN
+// against inf/NaN), so each is formed once per call and then only added.
+std::vector<float> zero_products(const Table& table, const float* w, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[i] = am_multiply(0.0f, w[i], table);
+  return out;
+}
+
+inline void add_products(float* sum, const float* products, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) add_product(sum[j], products[j]);
+}
 
 }  // namespace
 
@@ -148,9 +222,10 @@ void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x,
   const Products products(table);
   const int64_t c_in = s.in_c, o_all = s.out_c, og = o_all / c_in, taps = s.filter_h * s.filter_w;
   const int64_t image = s.in_h * s.in_w * c_in;
-  const Operands<Right> wr = pack_rights(products, w, taps * o_all, parallel);
+  const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
+  const std::vector<float> padding = zero_products(table, w, taps * o_all);
   for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> xl = pack_lefts(products, x + n * image, image, parallel);
+    const Operands<PackedLeft> xl = prepare_lefts(products, x + n * image, image, parallel);
     parallel(s.out_h, s.out_w * o_all * taps * 4, [&](int64_t oh0, int64_t oh1) {
       FlushToZeroScope ftz;
       ExpandedLeft left(products, c_in, og);
@@ -164,12 +239,11 @@ void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x,
               const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dilation_w;
               const int64_t tap = (kh * s.filter_w + kw) * o_all;
               if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
-                left.set_zeros();
-              } else {
-                const int64_t at = (ih * s.in_w + iw) * c_in;
-                left.set(xl.values + at, xl.packed_at(at), 0, o_all);
+                add_products(sum, padding.data() + tap, o_all);
+                continue;
               }
-              products.accumulate(left.values(), left.packed(), wr.values + tap, wr.packed_at(tap), o_all, sum);
+              left.set(xl.at((ih * s.in_w + iw) * c_in), 0, o_all);
+              products.accumulate(left.at(), wr.at(tap), o_all, sum);
             }
           }
         }
@@ -183,13 +257,12 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
   const Products products(table);
   const int64_t c_in = s.in_c, o_all = s.out_c, og = o_all / c_in, taps = s.filter_h * s.filter_w;
   const int64_t image = s.out_h * s.out_w * o_all;
-  const Operands<Right> wr = pack_rights(products, w, taps * o_all, parallel);
+  const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
+  const std::vector<float> gaps = zero_products(table, w, taps * o_all);
   for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> dyl = pack_lefts(products, dy + n * image, image, parallel);
+    const Operands<PackedLeft> dyl = prepare_lefts(products, dy + n * image, image, parallel);
     parallel(s.in_h, s.in_w * o_all * taps * 4, [&](int64_t ih0, int64_t ih1) {
       FlushToZeroScope ftz;
-      ExpandedLeft zeros(products, o_all, 1);
-      zeros.set_zeros();
       // og > 1: the products of one tap, -0 + p = p exactly, then summed
       // into dx in (kh, kw, o) order.
       std::vector<float> tap_products(static_cast<size_t>(og > 1 ? o_all : 0));
@@ -205,20 +278,22 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
               const int64_t tw = iw + s.pad_left - kw * s.dilation_w;
               const int64_t ow = tw / s.stride_w;
               const int64_t tap = (kh * s.filter_w + kw) * o_all;
-              const float* a = zeros.values();
-              const PackedLeft* pa = zeros.packed();
-              if (row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w) {
-                const int64_t at = (oh * s.out_w + ow) * o_all;
-                a = dyl.values + at;
-                pa = dyl.packed_at(at);
-              }
+              const bool gap = !(row_ok && tw >= 0 && tw % s.stride_w == 0 && ow < s.out_w);
               if (og == 1) {
-                products.accumulate(a, pa, wr.values + tap, wr.packed_at(tap), o_all, sum);
+                if (gap) {
+                  add_products(sum, gaps.data() + tap, o_all);
+                } else {
+                  products.accumulate(dyl.at((oh * s.out_w + ow) * o_all), wr.at(tap), o_all, sum);
+                }
               } else {
-                std::fill(tap_products.begin(), tap_products.end(), -0.0f);
-                products.accumulate(a, pa, wr.values + tap, wr.packed_at(tap), o_all, tap_products.data());
+                const float* p = gaps.data() + tap;  // -0 + p = p: a gap's products as they are
+                if (!gap) {
+                  std::fill(tap_products.begin(), tap_products.end(), -0.0f);
+                  products.accumulate(dyl.at((oh * s.out_w + ow) * o_all), wr.at(tap), o_all, tap_products.data());
+                  p = tap_products.data();
+                }
                 for (int64_t c = 0; c < c_in; ++c)
-                  for (int64_t q = 0; q < og; ++q) add_product(sum[c], tap_products[c * og + q]);
+                  for (int64_t q = 0; q < og; ++q) add_product(sum[c], p[c * og + q]);
               }
             }
           }
@@ -237,8 +312,8 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
   constexpr int64_t kChannelsPerTask = 16;
   const int64_t tasks = ceil_div(o_all, kChannelsPerTask);
   for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> xl = pack_lefts(products, x + n * x_image, x_image, parallel);
-    const Operands<Right> dyr = pack_rights(products, dy + n * dy_image, dy_image, parallel);
+    const Operands<PackedLeft> xl = prepare_lefts(products, x + n * x_image, x_image, parallel);
+    const Operands<Right> dyr = prepare_rights(products, dy + n * dy_image, dy_image, parallel);
     // Each task owns channels [o0, o1) of dw and walks (oh, ow) ascending.
     parallel(tasks, kChannelsPerTask * s.out_h * s.out_w * taps * 4, [&](int64_t t0, int64_t t1) {
       FlushToZeroScope ftz;
@@ -255,10 +330,9 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
                 left.set_zeros();
               } else {
                 const int64_t at_x = (ih * s.in_w + iw) * c_in;
-                left.set(xl.values + at_x, xl.packed_at(at_x), o0, o1);
+                left.set(xl.at(at_x), o0, o1);
               }
-              products.accumulate(left.values(), left.packed(), dyr.values + at_dy, dyr.packed_at(at_dy), o1 - o0,
-                                  dw + (kh * s.filter_w + kw) * o_all + o0);
+              products.accumulate(left.at(), dyr.at(at_dy), o1 - o0, dw + (kh * s.filter_w + kw) * o_all + o0);
             }
           }
         }

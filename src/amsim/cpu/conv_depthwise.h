@@ -8,6 +8,13 @@
 namespace amsim {
 namespace cpu {
 
+// The elementwise product kernel the depthwise convs use on this CPU, under
+// APPROXTRAIN_CPU_PATH (cpu_features.h): read at each call.
+enum class DepthwiseKernel { kScalar, kAvx2, kAvx512 };
+DepthwiseKernel depthwise_kernel();
+// Its name: "avx512", "avx2" or "scalar" (_core.depthwise_cpu_path()).
+const char* depthwise_cpu_path();
+
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
                        const ParallelFor& parallel);
 void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
