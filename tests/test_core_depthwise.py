@@ -213,3 +213,13 @@ def test_depthwise_kernels_agree_on_a_mobilenet_layer(monkeypatch):
     for name in KERNELS[:-1]:
         for got, expected in zip(results[name], first):
             assert_same_bits(got, expected)
+
+
+def test_depthwise_over_several_image_chunks(kernel):
+    """Images of over 2^19 values are prepared and run one chunk of images at a time (the
+    filter gradient sums across chunks in image order)."""
+    rng = np.random.default_rng(51)
+    case = (2, 41, 100, 128, 1, 1, 1, (1, 1), (1, 1), "VALID")  # 524,800 values an image
+    x, w, dy = operands(rng, case, 0.95)
+    x[1, 10, 10, 7], dy[1, 5, 5, 3] = np.inf, np.nan
+    check_depthwise(x, w, dy, multiplier(rng, 7, "nearest", "random"), *case[-3:])

@@ -215,6 +215,21 @@ inline void add_products(float* sum, const float* products, int64_t n) {
   for (int64_t j = 0; j < n; ++j) add_product(sum[j], products[j]);
 }
 
+// Images [n0, n1) per chunk: a chunk's operands are prepared in one parallel
+// call and its products in another (per image, small late layers spent more
+// on waking threads than on work); at most about 2^20 values per chunk.
+struct ImageChunk {
+  int64_t n0, n1;
+  int64_t size() const { return n1 - n0; }
+};
+
+template <class Body>
+void for_each_chunk(int64_t batch, int64_t image_values, const Body& body) {
+  constexpr int64_t kChunkValues = int64_t{1} << 20;
+  const int64_t per_chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, image_values));
+  for (int64_t n0 = 0; n0 < batch; n0 += per_chunk) body(ImageChunk{n0, std::min(batch, n0 + per_chunk)});
+}
+
 }  // namespace
 
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
@@ -224,12 +239,14 @@ void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x,
   const int64_t image = s.in_h * s.in_w * c_in;
   const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
   const std::vector<float> padding = zero_products(table, w, taps * o_all);
-  for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> xl = prepare_lefts(products, x + n * image, image, parallel);
-    parallel(s.out_h, s.out_w * o_all * taps * 4, [&](int64_t oh0, int64_t oh1) {
+  for_each_chunk(s.batch, image, [&](const ImageChunk& chunk) {
+    const Operands<PackedLeft> xl = prepare_lefts(products, x + chunk.n0 * image, chunk.size() * image, parallel);
+    // One range item per output row (image, oh).
+    parallel(chunk.size() * s.out_h, s.out_w * o_all * taps * 4, [&](int64_t r0, int64_t r1) {
       FlushToZeroScope ftz;
       ExpandedLeft left(products, c_in, og);
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = chunk.n0 + r / s.out_h, oh = r % s.out_h, x_at = (r / s.out_h) * image;
         for (int64_t ow = 0; ow < s.out_w; ++ow) {
           float* sum = y + ((n * s.out_h + oh) * s.out_w + ow) * o_all;
           std::fill(sum, sum + o_all, 0.0f);
@@ -242,14 +259,14 @@ void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x,
                 add_products(sum, padding.data() + tap, o_all);
                 continue;
               }
-              left.set(xl.at((ih * s.in_w + iw) * c_in), 0, o_all);
+              left.set(xl.at(x_at + (ih * s.in_w + iw) * c_in), 0, o_all);
               products.accumulate(left.at(), wr.at(tap), o_all, sum);
             }
           }
         }
       }
     });
-  }
+  });
 }
 
 void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
@@ -259,14 +276,16 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
   const int64_t image = s.out_h * s.out_w * o_all;
   const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
   const std::vector<float> gaps = zero_products(table, w, taps * o_all);
-  for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> dyl = prepare_lefts(products, dy + n * image, image, parallel);
-    parallel(s.in_h, s.in_w * o_all * taps * 4, [&](int64_t ih0, int64_t ih1) {
+  for_each_chunk(s.batch, image, [&](const ImageChunk& chunk) {
+    const Operands<PackedLeft> dyl = prepare_lefts(products, dy + chunk.n0 * image, chunk.size() * image, parallel);
+    // One range item per input row (image, ih).
+    parallel(chunk.size() * s.in_h, s.in_w * o_all * taps * 4, [&](int64_t r0, int64_t r1) {
       FlushToZeroScope ftz;
       // og > 1: the products of one tap, -0 + p = p exactly, then summed
       // into dx in (kh, kw, o) order.
       std::vector<float> tap_products(static_cast<size_t>(og > 1 ? o_all : 0));
-      for (int64_t ih = ih0; ih < ih1; ++ih) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = chunk.n0 + r / s.in_h, ih = r % s.in_h, dy_at = (r / s.in_h) * image;
         for (int64_t iw = 0; iw < s.in_w; ++iw) {
           float* sum = dx + ((n * s.in_h + ih) * s.in_w + iw) * c_in;
           std::fill(sum, sum + c_in, 0.0f);
@@ -283,13 +302,14 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
                 if (gap) {
                   add_products(sum, gaps.data() + tap, o_all);
                 } else {
-                  products.accumulate(dyl.at((oh * s.out_w + ow) * o_all), wr.at(tap), o_all, sum);
+                  products.accumulate(dyl.at(dy_at + (oh * s.out_w + ow) * o_all), wr.at(tap), o_all, sum);
                 }
               } else {
                 const float* p = gaps.data() + tap;  // -0 + p = p: a gap's products as they are
                 if (!gap) {
                   std::fill(tap_products.begin(), tap_products.end(), -0.0f);
-                  products.accumulate(dyl.at((oh * s.out_w + ow) * o_all), wr.at(tap), o_all, tap_products.data());
+                  products.accumulate(dyl.at(dy_at + (oh * s.out_w + ow) * o_all), wr.at(tap), o_all,
+                                      tap_products.data());
                   p = tap_products.data();
                 }
                 for (int64_t c = 0; c < c_in; ++c)
@@ -300,7 +320,7 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
         }
       }
     });
-  }
+  });
 }
 
 void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, float* dw,
@@ -311,17 +331,18 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
   std::fill(dw, dw + taps * o_all, 0.0f);
   constexpr int64_t kChannelsPerTask = 16;
   const int64_t tasks = ceil_div(o_all, kChannelsPerTask);
-  for (int64_t n = 0; n < s.batch; ++n) {
-    const Operands<PackedLeft> xl = prepare_lefts(products, x + n * x_image, x_image, parallel);
-    const Operands<Right> dyr = prepare_rights(products, dy + n * dy_image, dy_image, parallel);
-    // Each task owns channels [o0, o1) of dw and walks (oh, ow) ascending.
-    parallel(tasks, kChannelsPerTask * s.out_h * s.out_w * taps * 4, [&](int64_t t0, int64_t t1) {
+  for_each_chunk(s.batch, std::max(x_image, dy_image), [&](const ImageChunk& chunk) {
+    const Operands<PackedLeft> xl = prepare_lefts(products, x + chunk.n0 * x_image, chunk.size() * x_image, parallel);
+    const Operands<Right> dyr = prepare_rights(products, dy + chunk.n0 * dy_image, chunk.size() * dy_image, parallel);
+    // Each task owns channels [o0, o1) of dw and walks (n, oh, ow) ascending.
+    parallel(tasks, chunk.size() * kChannelsPerTask * s.out_h * s.out_w * taps * 4, [&](int64_t t0, int64_t t1) {
       FlushToZeroScope ftz;
       const int64_t o0 = t0 * kChannelsPerTask, o1 = std::min(o_all, t1 * kChannelsPerTask);
       ExpandedLeft left(products, c_in, og);
-      for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      for (int64_t r = 0; r < chunk.size() * s.out_h; ++r) {
+        const int64_t oh = r % s.out_h, x_at = (r / s.out_h) * x_image;
         for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const int64_t at_dy = (oh * s.out_w + ow) * o_all + o0;
+          const int64_t at_dy = (r / s.out_h) * dy_image + (oh * s.out_w + ow) * o_all + o0;
           for (int64_t kh = 0; kh < s.filter_h; ++kh) {
             const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dilation_h;
             for (int64_t kw = 0; kw < s.filter_w; ++kw) {
@@ -329,7 +350,7 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
               if (ih < 0 || ih >= s.in_h || iw < 0 || iw >= s.in_w) {
                 left.set_zeros();
               } else {
-                const int64_t at_x = (ih * s.in_w + iw) * c_in;
+                const int64_t at_x = x_at + (ih * s.in_w + iw) * c_in;
                 left.set(xl.at(at_x), o0, o1);
               }
               products.accumulate(left.at(), dyr.at(at_dy), o1 - o0, dw + (kh * s.filter_w + kw) * o_all + o0);
@@ -338,7 +359,7 @@ void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float
         }
       }
     });
-  }
+  });
 }
 
 }  // namespace cpu
