@@ -573,7 +573,7 @@ def test_narrow_conv_patch_lines(cpu_path, case, m_bits, table, specials):
 # grid position of the planes computed, the valid outputs kept. These cases cover the
 # forward pass (SAME; VALID runs the materialized path: too much of its grid is invalid) and
 # the input gradient (SAME, VALID, dilations, groups, asymmetric and oversized padding, which
-# falls back), with each table layout (M = 5: index dwords of both bytes; M = 7 random:
+# falls back, strides up to K = 288), with each table layout (M = 5: index dwords of both bytes; M = 7 random:
 # index bytes; M = 7 high-byte).
 SHIFTED_CONV_CASES = [
     # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
@@ -584,6 +584,11 @@ SHIFTED_CONV_CASES = [
     (1, 8, 8, 6, 3, 3, 6, 2, (1, 1), (1, 1), "SAME"),  # groups: the planes of one group
     (2, 7, 9, 3, 3, 2, 5, 1, (1, 1), (1, 1), [[2, 0], [1, 0]]),  # asymmetric padding
     (1, 6, 7, 2, 3, 3, 4, 1, (1, 1), (1, 1), [[3, 0], [0, 3]]),  # padding past the filter: falls back
+    # strided: the input gradient reads dy spread out by the strides (zeros between)
+    (2, 12, 11, 4, 3, 3, 8, 1, (2, 2), (1, 1), "SAME"),  # ResNet-20's downsampling, odd width
+    (1, 13, 10, 6, 3, 2, 5, 1, (2, 3), (1, 2), "VALID"),  # unequal strides, dilation, leftover rows
+    (1, 9, 9, 3, 3, 3, 4, 1, (3, 2), (1, 1), [[1, 2], [2, 0]]),  # explicit padding
+    (1, 8, 8, 4, 3, 3, 40, 1, (2, 2), (1, 1), "SAME"),  # K = 360 > 288: the materialized path
 ]
 
 

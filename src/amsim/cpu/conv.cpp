@@ -402,12 +402,15 @@ struct ShiftedConv {
   int64_t n_out;
   float* out;
   int64_t ldc;
+  // Source pixel (y, x) sits at (top + y * stride_h, left + x * stride_w),
+  // zeros between (a strided conv's input gradient reads dy spread out so).
+  int64_t stride_h = 1, stride_w = 1;
   // The planes as stored: image rows and image row length.  Each image and
   // each row is stored once with only as many zeros after it as the reads
   // past its data need: a read past a row (or image) lands in the zeros
   // before the next one's data.
-  int64_t plane_h() const { return std::max(top + h, valid_h + reach_h - top); }
-  int64_t plane_w() const { return std::max(left + w, valid_w + reach_w - left); }
+  int64_t plane_h() const { return std::max(top + (h - 1) * stride_h + 1, valid_h + reach_h - top); }
+  int64_t plane_w() const { return std::max(left + (w - 1) * stride_w + 1, valid_w + reach_w - left); }
 };
 
 // The GEMM computes every grid position of the stored planes; the conv's
@@ -475,16 +478,16 @@ bool run_shifted(const Table& table, cpu::RightLayout layout, const ShiftedConv&
           const float* src = conv.src + ((n0 + i) * conv.h + y) * row_values;
           good = cpu::encode_right_values_avx512(layout, table, src, row_values, index.data(), scale.data(), &task_range);
           for (int64_t c = 0; c < conv.count; ++c) {
-            const int64_t at = c * plane_stride + i * image + (y + conv.top) * plane_w + conv.left;
-            const int64_t from = conv.c0 + c;
+            const int64_t at = c * plane_stride + i * image + (y * conv.stride_h + conv.top) * plane_w + conv.left;
+            const int64_t from = conv.c0 + c, sx = conv.stride_w;
             float* sp = scale_planes.get() + at;
-            for (int64_t x = 0; x < conv.w; ++x) sp[x] = scale[from + x * conv.channels];
+            for (int64_t x = 0; x < conv.w; ++x) sp[x * sx] = scale[from + x * conv.channels];
             if (index_bytes == 1) {
               uint8_t* ip = index_planes.get() + at;
-              for (int64_t x = 0; x < conv.w; ++x) ip[x] = uint8_t(index[from + x * conv.channels]);
+              for (int64_t x = 0; x < conv.w; ++x) ip[x * sx] = uint8_t(index[from + x * conv.channels]);
             } else {
               uint32_t* ip = reinterpret_cast<uint32_t*>(index_planes.get()) + at;
-              for (int64_t x = 0; x < conv.w; ++x) ip[x] = index[from + x * conv.channels];
+              for (int64_t x = 0; x < conv.w; ++x) ip[x * sx] = index[from + x * conv.channels];
             }
           }
         }
@@ -533,21 +536,27 @@ bool shifted_forward(const Table& table, cpu::RightLayout layout, const Conv2DSh
   return run_shifted(table, layout, conv, parallel);
 }
 
-// The input gradient of group g as a ShiftedConv over dy (stride 1 only):
-// dx pixel (ih, iw) reads dy at (ih + pad_top - kh dh, iw + pad_left - kw dw),
-// i.e. dy placed at (reach_h - pad_top, reach_w - pad_left) read at
-// (ih + reach_h - kh dh, iw + reach_w - kw dw).
+// The input gradient of group g as a ShiftedConv over dy: dx pixel (ih, iw)
+// reads dy spread out by the strides (zeros where a stride does not divide,
+// as in the patch matrix) at (ih + pad_top - kh dh, iw + pad_left - kw dw),
+// i.e. that spread-out dy placed at (reach_h - pad_top, reach_w - pad_left)
+// read at (ih + reach_h - kh dh, iw + reach_w - kw dw).
 bool shifted_input_grad(const Table& table, cpu::RightLayout layout, const Conv2DShape& s, const float* dy,
                         const MatrixView& wb, int64_t g, float* dx, const ParallelFor& parallel) {
-  if (s.stride_h != 1 || s.stride_w != 1) return false;
   const int64_t cg = s.in_c_per_group(), og = s.out_c_per_group();
   const int64_t reach_h = s.effective_filter_h() - 1, reach_w = s.effective_filter_w() - 1;
   if (s.pad_top > reach_h || s.pad_left > reach_w) return false;
+  // Strided, the in-place read pays up to K = 288 (ResNet-20's 16 -> 32
+  // channel conv, stride 2: -15%); at K = 576 (32 -> 64) it lost 15%: its
+  // planes hold 4x the values of dy and the strips' reads outgrow L1.
+  constexpr int64_t kMaxStridedShiftedK = 288;
+  if ((s.stride_h != 1 || s.stride_w != 1) && s.filter_h * s.filter_w * og > kMaxStridedShiftedK) return false;
   ShiftedConv conv{};
   conv.src = dy;
   conv.batch = s.batch, conv.h = s.out_h, conv.w = s.out_w, conv.channels = s.out_c, conv.c0 = g * og, conv.count = og;
   conv.top = reach_h - s.pad_top, conv.left = reach_w - s.pad_left, conv.valid_h = s.in_h, conv.valid_w = s.in_w;
   conv.reach_h = reach_h, conv.reach_w = reach_w;
+  conv.stride_h = s.stride_h, conv.stride_w = s.stride_w;
   conv.b = wb, conv.n_out = cg, conv.out = dx + g * cg, conv.ldc = s.in_c;
   if (!shifted_pays(conv)) return false;
   for (int64_t kh = 0; kh < s.filter_h; ++kh)
