@@ -217,7 +217,8 @@ inline void add_products(float* sum, const float* products, int64_t n) {
 
 // Images [n0, n1) per chunk: a chunk's operands are prepared in one parallel
 // call and its products in another (per image, small late layers spent more
-// on waking threads than on work); at most about 2^20 values per chunk.
+// on waking threads than on work); at most about 2^16 values per chunk (the
+// encoded chunk stays in L2 for the products; larger images go one by one).
 struct ImageChunk {
   int64_t n0, n1;
   int64_t size() const { return n1 - n0; }
@@ -225,7 +226,7 @@ struct ImageChunk {
 
 template <class Body>
 void for_each_chunk(int64_t batch, int64_t image_values, const Body& body) {
-  constexpr int64_t kChunkValues = int64_t{1} << 20;
+  constexpr int64_t kChunkValues = int64_t{1} << 16;
   const int64_t per_chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, image_values));
   for (int64_t n0 = 0; n0 < batch; n0 += per_chunk) body(ImageChunk{n0, std::min(batch, n0 + per_chunk)});
 }
