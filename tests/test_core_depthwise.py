@@ -13,24 +13,12 @@ import numpy as np
 import pytest
 
 import amsim_reference as ref
+from cpu_flags import FLAGS
 from approxtrain import _core, core
 from approxtrain.multipliers import Multiplier
 from test_core_kernels import PATH_ENV, assert_same_bits
 
 
-def cpu_flags():
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-FLAGS = cpu_flags()
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 HAS_AVX512 = X86 and {"avx512f", "avx512bw"} <= FLAGS
 HAS_AVX2 = X86 and {"avx2", "fma"} <= FLAGS

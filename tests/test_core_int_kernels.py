@@ -9,21 +9,10 @@ import pytest
 
 from approxtrain import _core, core
 from approxtrain.multipliers import IntegerMultiplier, Multiplier
+from cpu_flags import FLAGS
 from int_gemm_reference import INT32_MAX, INT32_MIN, patterns, reference, table
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-FLAGS = _cpu_flags()
 # (APPROXTRAIN_CPU_PATH, the path int_gemm_cpu_path must then report, before any "/transposed").
 # A forced path the CPU lacks falls back to the automatic choice (never enabled): not listed.
 FORCED = [("generic", "direct"), ("bucket-portable", "bucket-portable")]

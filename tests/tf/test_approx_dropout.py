@@ -273,8 +273,9 @@ def dropout_chain(multiplier, consumer_multiplier=None, poisoned=None):
     return [fc1, fc2, fc3]
 
 
-def chain_step(layers, x):
-    """(output, gradients w.r.t. x and every weight) of one training call of the chain."""
+def chain_gradients(layers, x):
+    """(output, gradients w.r.t. x and every weight) of one training call of the chain, as tensors
+    (traceable by tf.function)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         h = x
@@ -282,7 +283,12 @@ def chain_step(layers, x):
             h = layer(h, training=True)
         loss = tf.reduce_sum(h * h)
     weights = [w for layer in layers for w in layer.trainable_weights]
-    return [h.numpy()] + [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [x] + weights)]
+    return [h] + [tf.convert_to_tensor(g) for g in tape.gradient(loss, [x] + weights)]
+
+
+def chain_step(layers, x):
+    """chain_gradients as NumPy arrays."""
+    return [t.numpy() for t in chain_gradients(layers, x)]
 
 
 def without_compaction(monkeypatch):

@@ -13,6 +13,7 @@ from approxtrain import models, multipliers  # noqa: E402
 from approxtrain._op_library import library  # noqa: E402
 from approxtrain.ops import _matmul_kept  # noqa: E402
 import amsim_reference as ref  # noqa: E402
+from test_approx_dropout import chain_gradients, chain_step  # noqa: E402
 
 K, N, M = 9, 8, 5
 ROWS = [0, 2, 3, 5, 8]  # kept rows of b (the kept units of the previous layer)
@@ -140,24 +141,9 @@ def first_patterns():
     return [[int(u) for u in d.kept_units(n).numpy()[0]] for d, n in ((fc1.dropout, 10), (fc2.dropout, 6))]
 
 
-def traced(layers, x):
-    """(output, gradients w.r.t. x and every weight) of one training call of the chain."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        h = x
-        for layer in layers:
-            h = layer(h, training=True)
-        loss = tf.reduce_sum(h * h)
-    return [h] + [tf.convert_to_tensor(g) for g in tape.gradient(loss, [x] + [w for l in layers for w in l.weights])]
-
-
-def chain_step(layers, x):
-    return [t.numpy() for t in traced(layers, x)]
-
-
 def op_types(layers, x):
     """The op types of one traced training step of the chain."""
-    step = tf.function(lambda x: traced(layers, x))
+    step = tf.function(lambda x: chain_gradients(layers, x))
     return [op.type for op in step.get_concrete_function(x).graph.get_operations()]
 
 
