@@ -19,7 +19,6 @@ void multiply_add_avx512(const Table& table, const float* a, const float* b, flo
 // read only for vectors holding a kEncodedSpecial word.
 void multiply_add_encoded_avx512(const Table& table, const float* a, const uint32_t* wa, const float* b,
                                  const uint32_t* wb, float* sum, int64_t n);
-void encode_operands_avx2(const Table& table, const float* x, uint32_t* words, int64_t n, bool left);
 // words[i] = encode_operand(x[i], ..., left) (encoded_operand.h) for i < n.
 void encode_operands_avx512(const Table& table, const float* x, uint32_t* words, int64_t n, bool left);
 
