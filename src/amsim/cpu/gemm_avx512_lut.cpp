@@ -168,6 +168,20 @@ void with_kernel_variant(bool specials, bool fused, const Run& run) {
     run(std::false_type{}, std::false_type{});
 }
 
+// Calls run(vectors) with how many of a strip's 16-column vectors hold its
+// `columns` (1, 2 or all) as a compile-time constant: a strip of at most 16
+// or 32 columns (a filter gradient's 25 or 144 = 2 x 64 + 16 patch columns)
+// computes only those.
+template <typename Run>
+void with_vectors(int64_t columns, const Run& run) {
+  if (columns <= 16)
+    run(std::integral_constant<int, 1>{});
+  else if (columns <= 32)
+    run(std::integral_constant<int, 2>{});
+  else
+    run(std::integral_constant<int, kVectorsPerStrip>{});
+}
+
 // Where the kernels read B's (strip, kk): the packed strips, or in place
 // (ShiftedRight: the index and scale planes at k_offsets[kk] + j0).
 template <bool Shifted>
@@ -246,39 +260,29 @@ template <typename Lookup, int Rows>
 void lut_tile_rows(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k1) {
   bool specials = false;
   for (int r = 0; r < Rows; ++r) specials |= p.row_has_special[i - p.a_row0 + r] != 0;
-  // A strip of at most 16 or 32 columns (a filter gradient's 25 or 144 = 2 x 64 + 16
-  // patch columns) computes only the vectors that hold them.
   const int64_t columns = p.n - strip * kStripCols;
   if (p.shifted != nullptr) {  // no special left operands (gemm_blocked's contract)
     if constexpr (Lookup::kReadsVectorsApart) {
       if (p.shifted->vector_offsets != nullptr) {
         with_kernel_variant(false, p.fused_multiply_add, [&](auto, auto fused) {
-          constexpr bool kFused = decltype(fused)::value;
-          if (columns <= 16)
-            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, 1>(p, i, strip, k0, k1);
-          else if (columns <= 32)
-            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, 2>(p, i, strip, k0, k1);
-          else
-            lut_tile<Lookup, Rows, false, kFused, kShiftedVectors, kVectorsPerStrip>(p, i, strip, k0, k1);
+          with_vectors(columns, [&](auto vectors) {
+            lut_tile<Lookup, Rows, false, decltype(fused)::value, kShiftedVectors, decltype(vectors)::value>(
+                p, i, strip, k0, k1);
+          });
         });
         return;
       }
     }
-    if (p.fused_multiply_add) {
-      lut_tile<Lookup, Rows, false, true, kShiftedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
-    } else {
-      lut_tile<Lookup, Rows, false, false, kShiftedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
-    }
+    with_kernel_variant(false, p.fused_multiply_add, [&](auto, auto fused) {
+      lut_tile<Lookup, Rows, false, decltype(fused)::value, kShiftedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
+    });
     return;
   }
   with_kernel_variant(specials, p.fused_multiply_add, [&](auto with_specials, auto fused) {
-    constexpr bool kSpecials = decltype(with_specials)::value, kFused = decltype(fused)::value;
-    if (columns <= 16)
-      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, 1>(p, i, strip, k0, k1);
-    else if (columns <= 32)
-      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, 2>(p, i, strip, k0, k1);
-    else
-      lut_tile<Lookup, Rows, kSpecials, kFused, kPackedRight, kVectorsPerStrip>(p, i, strip, k0, k1);
+    with_vectors(columns, [&](auto vectors) {
+      lut_tile<Lookup, Rows, decltype(with_specials)::value, decltype(fused)::value, kPackedRight,
+               decltype(vectors)::value>(p, i, strip, k0, k1);
+    });
   });
 }
 
