@@ -96,6 +96,29 @@ def test_unsorted_and_repeated_indices_gather_and_sum_as_tensorflows_gather(rows
     np.testing.assert_array_equal(db, want)
 
 
+@pytest.mark.parametrize("m, rows, cols", [(M, [], [1, 4]), (M, [0, 2], []), (0, [0, 2], [1, 4])])
+def test_empty_sums_are_positive_zeros(m, rows, cols):
+    """No kept row (forward and dW sum over nothing), no kept column (dX sums over nothing) or an
+    empty batch (dW sums over nothing): each such output is +0, as AMMatMul gives for k = 0."""
+    a, b, c = data(1, (m, len(rows))), data(2, (K, N)), data(3, (m, len(cols)))
+    a_t, b_t = tf.constant(a), tf.constant(b)
+    with tf.GradientTape() as tape:
+        tape.watch([a_t, b_t])
+        rows_t, cols_t = tf.constant(rows, tf.int32), tf.constant(cols, tf.int32)
+        y = _matmul_kept.matmul_kept(a_t, b_t, rows_t, cols_t, _matmul_kept.no_index(), _matmul_kept.op_tables("mbm7"))
+        loss = tf.reduce_sum(y * c)
+    da, db = (g.numpy() for g in tape.gradient(loss, [a_t, b_t]))
+    want_y = ref_matmul(a, b[np.ix_(rows, cols)], "mbm7") if rows else np.zeros((m, len(cols)), np.float32)
+    want_da = ref_matmul(c, b[np.ix_(rows, cols)].T, "mbm7") if cols else np.zeros((m, len(rows)), np.float32)
+    want_db = np.zeros((K, N), np.float32)
+    if m:
+        want_db[np.ix_(rows, cols)] = ref_matmul(a.T, c, "mbm7")
+    for got, want in ((y.numpy(), want_y), (da, want_da), (db, want_db)):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert not np.signbit(got[want == 0]).any()
+
+
 def test_bad_indices_and_shapes_are_errors_naming_them():
     table = tf.constant(multipliers.get("mbm7").lut, tf.uint16)
     a, b = tf.constant(data(1, (M, 3))), tf.constant(data(2, (K, N)))

@@ -121,7 +121,8 @@ void ScatterBlock(OpKernelContext* ctx, const Tensor& rows, const Tensor& cols, 
   });
 }
 
-// c = op(a) . op(b) exactly as AMMatMul computes it (a, b dense row-major of the given dims).
+// c = op(a) . op(b) exactly as AMMatMul computes it (a, b dense row-major of the given dims);
+// an empty sum (k = 0) is +0, as the core GEMM writes it.
 absl::Status AMGemm(OpKernelContext* ctx, const amsim::Table& table, const TensorShape& a_shape,
                     const TensorShape& b_shape, bool transpose_a, bool transpose_b, const float* a, const float* b,
                     float* c) {
@@ -232,10 +233,6 @@ class AMMatMulKeptGradAOp : public KeptKernel {
     absl::Status status;
     const float* dy_data = UnpoisonedGradient(ctx, dy, ctx->input(5), &dy_scratch, &status);
     OP_REQUIRES_OK(ctx, status);
-    if (n == 0) {  // an empty sum: +0
-      for (int64_t i = 0; i < m * k; ++i) grad->flat<float>().data()[i] = 0.0f;
-      return;
-    }
     OP_REQUIRES_OK(ctx, AMGemm(ctx, table, dy.shape(), block.shape(), false, true, dy_data,
                                block.flat<float>().data(), grad->flat<float>().data()));
   }
@@ -267,15 +264,10 @@ class AMMatMulKeptGradBOp : public KeptKernel {
     Tensor block, dy_scratch;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({k, n}), &block));
     float* kept = block.flat<float>().data();
-    if (m == 0) {  // an empty sum: +0
-      for (int64_t i = 0; i < k * n; ++i) kept[i] = 0.0f;
-    } else {
-      absl::Status status;
-      const float* dy_data = UnpoisonedGradient(ctx, dy, ctx->input(6), &dy_scratch, &status);
-      OP_REQUIRES_OK(ctx, status);
-      OP_REQUIRES_OK(ctx, AMGemm(ctx, table, a.shape(), dy.shape(), true, false, a.flat<float>().data(), dy_data,
-                                 kept));
-    }
+    absl::Status status;
+    const float* dy_data = UnpoisonedGradient(ctx, dy, ctx->input(6), &dy_scratch, &status);
+    OP_REQUIRES_OK(ctx, status);
+    OP_REQUIRES_OK(ctx, AMGemm(ctx, table, a.shape(), dy.shape(), true, false, a.flat<float>().data(), dy_data, kept));
     ScatterBlock(ctx, rows, cols, kept, grad);
   }
 };
