@@ -36,6 +36,7 @@ from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._conv_transpose import input_grad as plane_input_grad, transpose_with_gradients
 from approxtrain.ops._op_table import op_table_for
+from approxtrain.ops._shapes import dims, static_shape
 from approxtrain.ops._tables import resolve_three
 
 
@@ -72,17 +73,6 @@ def _static(value, what):
     if value is None:
         raise ValueError(f"{what} must be known statically")
     return int(value)
-
-
-def _static_shape(sizes):
-    """What is known statically of a shape vector (tf.shape(t), or a stack of ints and tensors)."""
-    return tensor_util.constant_value_as_shape(tf.convert_to_tensor(sizes)).as_list()
-
-
-def _dims(t):
-    """t's shape, static sizes as ints and the others as scalar tensors (keeps reshapes static)."""
-    dynamic = tf.shape(t)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape.as_list())]
 
 
 def _source_plane(out, tap, attrs, pad_front, depth):
@@ -147,8 +137,7 @@ def _tap_slices(x, attrs, kernel_depth, out_depth, pads):
 
 def _split_channels(t, groups):
     """t [..., C] as [..., G, C / G] (a view)."""
-    dims = _dims(t)
-    return tf.reshape(t, dims[:-1] + [groups, -1])
+    return tf.reshape(t, dims(t)[:-1] + [groups, -1])
 
 
 def _padded_plane_sums(w, groups):
@@ -176,8 +165,8 @@ class Conv3DKernels:
         depth, kernel_depth = _static(x.shape[1], "conv3d input depth"), _static(w.shape[0], "conv3d filter depth")
         out_depth = attrs.out_depth(depth, kernel_depth)
         pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
-        batch, _, h, wd, c = _dims(x)
-        groups, per_group = attrs.groups, _dims(w)[4] // attrs.groups
+        batch, _, h, wd, c = dims(x)
+        groups, per_group = attrs.groups, dims(w)[4] // attrs.groups
         # Taps grouped by the input planes they read (one class at depth stride 1): a class runs
         # one conv2d on its planes only, so a strided depth computes no plane it does not use.
         classes = {}
@@ -190,13 +179,13 @@ class Conv3DKernels:
             count = len(range(first, depth, attrs.sd))
             # The taps' filters side by side in the output channels (g, slot, o within g).
             wide = tf.concat([_split_channels(w[kd], groups) for kd in taps], -1)
-            wide = tf.reshape(wide, _dims(wide)[:3] + [-1])
+            wide = tf.reshape(wide, dims(wide)[:3] + [-1])
             z = None
             if count:
                 xs = _planes(x, first, count, attrs.sd)
                 z = _conv.forward(tf.reshape(xs, [batch * count, h, wd, c]), wide, op_table, attrs.plane)
-                z = tf.reshape(z, [batch, count] + _dims(z)[1:3] + [groups, -1])
-                shape = [batch, 1] + _dims(z)[2:5] + [per_group]
+                z = tf.reshape(z, [batch, count] + dims(z)[1:3] + [groups, -1])
+                shape = [batch, 1] + dims(z)[2:5] + [per_group]
             for slot, kd in enumerate(taps):
                 ix = [_source_plane(od, kd, attrs, pad_front, depth) for od in range(out_depth)]
                 indices[kd] = [None if i is None else (i - first) // attrs.sd for i in ix]
@@ -207,8 +196,8 @@ class Conv3DKernels:
                 # The padded plane through the op itself: TF's native conv2d adds its zero
                 # products its own way (a -0 can come out); a class without planes needs its shape.
                 plane = _conv.forward(tf.zeros(tf.stack([1, h, wd, c])), wide, op_table, attrs.plane)
-                plane = tf.reshape(plane, [1, 1] + _dims(plane)[1:3] + [groups, -1])
-                shape = shape or [batch, 1] + _dims(plane)[2:5] + [per_group]
+                plane = tf.reshape(plane, [1, 1] + dims(plane)[1:3] + [groups, -1])
+                shape = shape or [batch, 1] + dims(plane)[2:5] + [per_group]
                 for slot, kd in enumerate(taps):
                     fills[kd] = plane[..., slot * per_group : (slot + 1) * per_group]
             else:
@@ -221,25 +210,25 @@ class Conv3DKernels:
             return z[:, a:b, ..., slot * per_group : (slot + 1) * per_group]
 
         y = _tap_sum(indices, take, fills, planes, shape)
-        return tf.reshape(y, _dims(y)[:4] + [-1])
+        return tf.reshape(y, dims(y)[:4] + [-1])
 
     @staticmethod
     def input_grad(input_sizes, w, dy, op_table, attrs):
-        known = _static_shape(input_sizes)
+        known = static_shape(input_sizes)
         depth = _static(known[1], "conv3d input depth")
         kernel_depth, out_depth = _static(w.shape[0], "conv3d filter depth"), _static(dy.shape[1], "dy depth")
         pad_front = attrs.depth_pads(depth, kernel_depth, out_depth)[0]
         input_sizes = tf.cast(input_sizes, tf.int32)
         # Static sizes stay ints: the strided plane input gradient runs per phase only on static shapes.
         batch, h, wd, c = (input_sizes[i] if known[i] is None else known[i] for i in (0, 2, 3, 4))
-        dy_dims = _dims(dy)
+        dy_dims = dims(dy)
         dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
-        groups, per_group = attrs.groups, _dims(w)[3]
+        groups, per_group = attrs.groups, dims(w)[3]
         # The taps side by side in the input channels (g, kd, c within g): each its own (kh, kw, o) sums.
         wide = tf.concat(tf.unstack(w), 2)
         plane_sizes = tf.stack([batch * out_depth, h, wd, kernel_depth * c])
         dxz = plane_input_grad(plane_sizes, wide, dy2, op_table, attrs.plane, groups)
-        dxz = tf.reshape(dxz, [batch, out_depth] + _dims(dxz)[1:3] + [groups, -1])
+        dxz = tf.reshape(dxz, [batch, out_depth] + dims(dxz)[1:3] + [groups, -1])
         indices = []  # per tap and input depth d, the output depth whose tap lands on d, or None (+0)
         for kd in range(kernel_depth):
             index = []
@@ -260,12 +249,12 @@ class Conv3DKernels:
     def filter_grad(x, filter_sizes, dy, op_table, attrs):
         depth, kernel_depth = (
             _static(x.shape[1], "conv3d input depth"),
-            _static(_static_shape(filter_sizes)[0], "conv3d filter depth"),
+            _static(static_shape(filter_sizes)[0], "conv3d filter depth"),
         )
         out_depth = _static(dy.shape[1], "dy depth")
         pads = attrs.depth_pads(depth, kernel_depth, out_depth)
-        batch, _, h, wd, c = _dims(x)
-        dy_dims = _dims(dy)
+        batch, _, h, wd, c = dims(x)
+        dy_dims = dims(dy)
         dy2 = tf.reshape(dy, [dy_dims[0] * out_depth] + dy_dims[2:])
         filter_sizes = tf.cast(filter_sizes, tf.int32)
         kh, kw, cin, o = (filter_sizes[i] for i in range(1, 5))

@@ -21,6 +21,7 @@ from tensorflow.python.framework import tensor_util
 from approxtrain.ops import _conv
 from approxtrain.ops._checks import float32_tensor, require_rank
 from approxtrain.ops._op_table import op_table_for
+from approxtrain.ops._shapes import static_shape
 from approxtrain.ops._tables import resolve_three
 from approxtrain.ops._transposed_table import transposed_op_table
 
@@ -58,7 +59,7 @@ def input_grad(input_sizes, w, dy, op_table, attrs, groups):
     leaves out those +0 products, so for finite weights the bits are the same, at 1 / (sh*sw)
     of the products.  (A +0 times an infinite weight is NaN: with infinite weights the phases
     may give a number where the one-op form gives NaN.)"""
-    sizes = tensor_util.constant_value_as_shape(tf.convert_to_tensor(input_sizes)).as_list()
+    sizes = static_shape(input_sizes)
     strides, kernel, out = attrs.strides[1:3], w.shape[:2].as_list(), dy.shape[1:3].as_list()
     if op_table is None or strides == (1, 1) or attrs.dilations != (1, 1, 1, 1) or None in sizes[1:] + kernel + out:
         return _conv.input_grad(input_sizes, w, dy, op_table, attrs, groups)

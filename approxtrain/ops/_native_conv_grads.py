@@ -28,6 +28,8 @@ import functools
 
 import tensorflow as tf
 
+from approxtrain.ops._shapes import dims
+
 
 def is_plain(attrs, groups):
     """True for convs whose gradients TF's own kernels compute on every backend.
@@ -114,7 +116,7 @@ def portable_input_grad(input_sizes, w, dy, attrs, groups):
     input_sizes = tf.cast(input_sizes, tf.int32)
     if groups is None:
         groups = input_sizes[3] // tf.shape(w)[2]
-    kh, kw, cg, o = _dims(w)
+    kh, kw, cg, o = dims(w)
     (sh, sw), (dh, dw) = attrs.strides[1:3], attrs.dilations[1:3]
     before = _pads_before(attrs, input_sizes[1:3], (kh, kw))
     # Flipped filter, transposed within each group: [KH, KW, C/g, g, O/g] -> [KH, KW, O/g, g * C/g].
@@ -166,14 +168,9 @@ def portable_filter_grad(x, filter_sizes, dy, attrs, groups):
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _dims(w):
-    shape = tf.shape(w)
-    return tuple(w.shape[i] if w.shape[i] is not None else shape[i] for i in range(4))
-
-
 def _as_depthwise_filter(w, groups):
     """The grouped filter [KH, KW, 1, C * mult] is the depthwise filter [KH, KW, C, mult] in memory."""
-    kh, kw, _, o = _dims(w)
+    kh, kw, _, o = dims(w)
     return tf.reshape(w, tf.stack([kh, kw, groups, o // groups]))
 
 
