@@ -23,4 +23,8 @@ def reached(point):
         os.kill(os.getpid(), signal.SIGKILL)
     if point in os.environ.get(PAUSE_AT, "").split(","):
         print(f"approxtrain-test: paused at {point}", file=sys.stderr, flush=True)
-        time.sleep(PAUSE_S)
+        # Short naps, not one sleep: a signal the kernel hands to another thread (TensorFlow's)
+        # interrupts no sleep of this one; Python runs its handler here only between naps.
+        deadline = time.monotonic() + PAUSE_S
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
