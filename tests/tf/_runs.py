@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -39,14 +40,23 @@ class Child:
     """`python -m approxtrain ARGS` in its own process; stderr collected line by line."""
 
     def __init__(self, args, **env):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "approxtrain", *args],
-            cwd=REPO,
-            env=child_env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # A shell starts a background job (`pytest ... &`) with SIGINT ignored, and an ignored
+        # signal stays ignored across exec: the child would then never see the Ctrl-C a test
+        # sends. A handled signal is reset to its default by exec, so hold it handled meanwhile.
+        inherited = signal.getsignal(signal.SIGINT)
+        if inherited == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "approxtrain", *args],
+                cwd=REPO,
+                env=child_env(**env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, inherited)
         self.out_lines, self.err_lines = [], []
         self._readers = [
             threading.Thread(target=self._read, args=(s, lines), daemon=True)
@@ -73,7 +83,11 @@ class Child:
         return False
 
     def wait(self, timeout):
-        rc = self.process.wait(timeout=timeout)
+        try:
+            rc = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"approxtrain {' '.join(self.process.args[3:])}: no exit within {timeout} s; its stderr:\n"
+                        + self.stderr)  # fmt: skip
         for reader in self._readers:
             reader.join(timeout=5)
         return rc
