@@ -193,6 +193,19 @@ def test_matmul_every_column_count():
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
+def test_matmul_every_column_count_on_every_path(cpu_path):
+    """1..70 columns and 37 rows on each path: the bucket kernels' 1- to 4-vector column tiles,
+    their 12/6/4/3-row tiles and the row and column tails of each (both orientations)."""
+    rng = np.random.default_rng(2)
+    mult = multiplier(7, "nearest", "random")
+    a = ref.random_floats(rng, (37, 9))
+    b_all = ref.random_floats(rng, (9, 70))
+    for n in range(1, 71):
+        b = np.ascontiguousarray(b_all[:, :n])
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+        assert_same_bits(core.matmul(b.T.copy(), a.T.copy(), mult), ref_matmul(b.T.copy(), a.T.copy(), mult))
+
+
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("m_bits", range(1, 12))
 def test_matmul_every_mantissa_width(cpu_path, m_bits, rounding):

@@ -36,8 +36,14 @@ constexpr int64_t kMinRowsPerPart = 96;
 
 // Cost model (ns on one Zen 4 core at 1024^3, 8192 x 64 x 576 and 64^3;
 // gemm.cpp weighs it against the other paths' ns per multiply-add).
-constexpr double kAddNs = 0.09;  // per padded column x row x k (the panel)
-constexpr double kWideAddNs = 0.15;  // the same for M >= kWideTableBits (T rows miss L1 more)
+// The panel, per row x k of one tile of V vectors (<= 4): a fixed part (the
+// selecting operand's offset and scale) and a part per vector; a full
+// 32-column tile comes to 0.09 ns per column.  Measured on Zen 4 (AVX2
+// kernels, one thread, 2560 x {8, 16, 32} x 400): 1.27, 1.56 and 2.54 ns per
+// row x k, scaled to the 0.09 the other constants were fitted with.
+constexpr double kTileNs = 0.95;
+constexpr double kVectorNs = 0.48;
+constexpr double kWideFactor = 1.6;  // M >= kWideTableBits (T rows miss L1 more)
 constexpr double kExpandNs = 0.25;  // per T element
 constexpr double kTableNs = 0.05;  // per table entry (comparing the kept float table's source)
 constexpr double kPackLeftNs = 0.3;  // per selecting operand packed
@@ -112,11 +118,22 @@ FloatTable float_table(const Table& table, bool left_is_b, const ParallelFor& pa
   return out;
 }
 
+// ns per row x k of the panel over `cols` columns: full tiles, then one of
+// the tail's vectors.
+double panel_row_ns(int64_t cols, int mantissa_bits) {
+  const int64_t full = cols / kBucketTileCols;
+  const int64_t tail_vectors = ceil_div(cols % kBucketTileCols, kBucketVectorCols);
+  const double tile_vectors = double(kBucketTileCols / kBucketVectorCols);
+  double ns = double(full) * (kTileNs + tile_vectors * kVectorNs);
+  if (tail_vectors > 0) ns += kTileNs + double(tail_vectors) * kVectorNs;
+  return mantissa_bits >= kWideTableBits ? ns * kWideFactor : ns;
+}
+
 double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits) {
   const double side = double(int64_t{1} << mantissa_bits);
-  const double padded = double(ceil_div(cols, kBucketTileCols) * kBucketTileCols);
-  const double add = mantissa_bits >= kWideTableBits ? kWideAddNs : kAddNs;
-  return double(k) * (padded * double(rows) * add + double(cols) * side * kExpandNs) + side * side * kTableNs +
+  const double padded = double(ceil_div(cols, kBucketVectorCols) * kBucketVectorCols);
+  return double(k) * (double(rows) * panel_row_ns(cols, mantissa_bits) + padded * side * kExpandNs) +
+         side * side * kTableNs +
          double(k) * (double(rows) * kPackLeftNs + double(cols) * kPackRightNs);
 }
 
@@ -181,7 +198,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   const int64_t t_block_bytes = wide ? kWideTBlockBytes : kTBlockBytes;
   const int64_t col_blocks = ceil_div(cols, block_cols);
   // Every column block's T rows are ldt apart (a narrower last block pads).
-  const int64_t ldt = ceil_div(std::min(cols, block_cols), kBucketTileCols) * kBucketTileCols;
+  const int64_t ldt = ceil_div(std::min(cols, block_cols), kBucketVectorCols) * kBucketVectorCols;
   const int64_t block_k = std::clamp<int64_t>(t_block_bytes / (side * ldt * 4), 1, kMaxBlockK);
 
   // The selecting operand, packed once, K block by K block (each block's

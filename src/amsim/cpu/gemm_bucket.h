@@ -34,8 +34,10 @@
 namespace amsim {
 namespace cpu {
 
-// Columns of C one kernel tile covers (and the padding of a T row).
+// Columns of C one kernel tile covers at most, and the padding of a T row:
+// whole vectors of kBucketVectorCols (a narrow C pads to 8 columns, not 32).
 constexpr int64_t kBucketTileCols = 32;
+constexpr int64_t kBucketVectorCols = 8;
 
 // A selecting (left) operand as the panel reads it, in 32 bits: its scale
 // sign * 2^(e - 127) (+-0 for a zero) has a zero fraction, so the top 16
@@ -47,7 +49,7 @@ struct BucketPanel {
   const float* t = nullptr;  // [kc][2^M][ldt]: T for k0 .. k0 + kc
   int64_t kc = 0;
   int64_t t_k_stride = 0;  // 2^M * ldt
-  int64_t ldt = 0;  // a multiple of kBucketTileCols
+  int64_t ldt = 0;  // a multiple of kBucketVectorCols
   int64_t ncols = 0;  // valid columns (<= ldt)
   const BucketLeft* const* a_rows = nullptr;  // [rows]: packed A row i at k0
   float* const* c_rows = nullptr;  // [rows]: C row i at the block's first column

@@ -3,9 +3,10 @@
 // no inline code with baseline translation units (gemm_blocked.h, top).
 //
 // Expansion: 8 columns' table rows (contiguous over the selecting fraction)
-// are loaded, scaled and transposed 8 x 8 into 8 T rows.  Panel: a register
-// tile of 3 rows x 32 columns (12 accumulators); per row and k one offset,
-// one broadcast scale and 4 multiply-adds with the T row as memory operand.
+// are loaded, scaled and transposed 8 x 8 into 8 T rows.  Panel: register
+// tiles of up to 32 columns (3 rows x 4 vectors, down to 12 rows x 1 vector
+// for a narrow C); per row and k one offset, one broadcast scale and one
+// multiply-add per vector with the T row as memory operand.
 #include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/gemm_bucket_pack.h"
 
@@ -135,16 +136,21 @@ void expand_avx2(const BucketExpansion& e) {
   }
 }
 
-constexpr int kTileRows = 3;
-constexpr int kTileVectors = int(kBucketTileCols / 8);
+// A tile is R rows x V vectors of 8 columns, R x V <= 12 accumulators.  A
+// narrow C (6 or 16 output channels) runs V = 1 or 2 with more rows, not a
+// 32-column tile that is mostly padding.
+template <int V>
+constexpr int tile_rows() {
+  return V == 4 ? 3 : V == 3 ? 4 : V == 2 ? 6 : 12;
+}
 
-// Rows [r0, r0 + R) x columns [c0, c0 + 32) over the K block.  C comes from
+// Rows [r0, r0 + R) x columns [c0, c0 + 8V) over the K block.  C comes from
 // `c` (row pointers at column c0), or a padded copy for a column tail.
-template <int R, bool kFused>
+template <int R, int V, bool kFused>
 inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
-  __m256 acc[R][kTileVectors];
+  __m256 acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < kTileVectors; ++q) acc[r][q] = _mm256_loadu_ps(c[r] + 8 * q);
+    for (int q = 0; q < V; ++q) acc[r][q] = _mm256_loadu_ps(c[r] + 8 * q);
   const BucketLeft* left[R];
   for (int r = 0; r < R; ++r) left[r] = p.a_rows[r0 + r];
   const __m256 scale_mask = _mm256_castsi256_ps(_mm256_set1_epi32(int(kBucketScaleMask)));
@@ -155,7 +161,7 @@ inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
       const uint32_t packed = left[r][kk];
       const __m256 sa = _mm256_and_ps(_mm256_castsi256_ps(_mm256_set1_epi32(int(packed))), scale_mask);
       const float* row = t + int64_t(packed & 0xffffu) * ldt;
-      for (int q = 0; q < kTileVectors; ++q) {
+      for (int q = 0; q < V; ++q) {
         const __m256 tv = _mm256_load_ps(row + 8 * q);
         if (kFused)
           acc[r][q] = _mm256_fmadd_ps(sa, tv, acc[r][q]);
@@ -165,48 +171,60 @@ inline void tile(const BucketPanel& p, int64_t r0, float* const* c) {
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < kTileVectors; ++q) _mm256_storeu_ps(c[r] + 8 * q, acc[r][q]);
+    for (int q = 0; q < V; ++q) _mm256_storeu_ps(c[r] + 8 * q, acc[r][q]);
 }
 
-template <int R, bool kFused>
-void tile_at(const BucketPanel& p, int64_t r0, int64_t c0) {
-  const int64_t width = std::min(kBucketTileCols, p.ncols - c0);
-  // The tile reads T from column c0 on.
-  BucketPanel shifted = p;
-  shifted.t = p.t + c0;
-  if (width == kBucketTileCols) {
+// The tile at (r0, c0) of a panel whose T starts at column c0; `width`
+// (<= 8V) columns are valid.  A width short of 8V goes through a padded copy
+// of C (T is padded with zeros to whole vectors, so the kernel reads no
+// further than the T row's padding).
+template <int R, int V, bool kFused>
+void tile_at(const BucketPanel& at, int64_t r0, int64_t c0, int64_t width) {
+  if (width == 8 * V) {
     float* c[R];
-    for (int r = 0; r < R; ++r) c[r] = p.c_rows[r0 + r] + c0;
-    tile<R, kFused>(shifted, r0, c);
+    for (int r = 0; r < R; ++r) c[r] = at.c_rows[r0 + r] + c0;
+    tile<R, V, kFused>(at, r0, c);
     return;
   }
-  alignas(32) float line[R][kBucketTileCols] = {};
+  alignas(32) float line[R][8 * V] = {};
   float* c[R];
   for (int r = 0; r < R; ++r) {
-    std::copy(p.c_rows[r0 + r] + c0, p.c_rows[r0 + r] + c0 + width, line[r]);
+    std::copy(at.c_rows[r0 + r] + c0, at.c_rows[r0 + r] + c0 + width, line[r]);
     c[r] = line[r];
   }
-  tile<R, kFused>(shifted, r0, c);
-  for (int r = 0; r < R; ++r) std::copy(line[r], line[r] + width, p.c_rows[r0 + r] + c0);
+  tile<R, V, kFused>(at, r0, c);
+  for (int r = 0; r < R; ++r) std::copy(line[r], line[r] + width, at.c_rows[r0 + r] + c0);
+}
+
+// Every row of the panel over columns [c0, c0 + width), width <= 8V.
+template <int V, bool kFused>
+void column_strip(const BucketPanel& p, int64_t c0, int64_t width) {
+  constexpr int R = tile_rows<V>();
+  BucketPanel at = p;
+  at.t = p.t + c0;
+  int64_t r0 = 0;
+  for (; r0 + R <= p.rows; r0 += R) tile_at<R, V, kFused>(at, r0, c0, width);
+  for (; r0 < p.rows; ++r0) tile_at<1, V, kFused>(at, r0, c0, width);
 }
 
 template <bool kFused>
 void panel_with(const BucketPanel& p) {
-  BucketPanel at = p;
   for (int64_t c0 = 0; c0 < p.ncols; c0 += kBucketTileCols) {
-    at.t = p.t + c0;
     const int64_t width = std::min(kBucketTileCols, p.ncols - c0);
-    int64_t r0 = 0;
-    if (width == kBucketTileCols) {
-      for (; r0 + kTileRows <= p.rows; r0 += kTileRows) {
-        float* c[kTileRows];
-        for (int r = 0; r < kTileRows; ++r) c[r] = p.c_rows[r0 + r] + c0;
-        tile<kTileRows, kFused>(at, r0, c);
-      }
-    } else {
-      for (; r0 + kTileRows <= p.rows; r0 += kTileRows) tile_at<kTileRows, kFused>(p, r0, c0);
+    switch (ceil_div(width, kBucketVectorCols)) {
+      case 1:
+        column_strip<1, kFused>(p, c0, width);
+        break;
+      case 2:
+        column_strip<2, kFused>(p, c0, width);
+        break;
+      case 3:
+        column_strip<3, kFused>(p, c0, width);
+        break;
+      default:
+        column_strip<4, kFused>(p, c0, width);
+        break;
     }
-    for (; r0 < p.rows; ++r0) tile_at<1, kFused>(p, r0, c0);
   }
 }
 
