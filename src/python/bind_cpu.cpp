@@ -9,6 +9,7 @@
 
 #include "amsim/conv.h"
 #include "amsim/cpu/conv_depthwise.h"
+#include "amsim/cpu/separable_table.h"
 #include "amsim/gemm.h"
 #include "arrays.h"
 #include "bindings.h"
@@ -127,6 +128,14 @@ void bind_cpu(py::module_& m) {
       "mantissa_bits"_a, "lut"_a.noconvert() = py::none(), "shape"_a = py::none(),
       "Which CPU GEMM path runs for M mantissa bits (for this table, when given) and GEMM shape (m, n, k), "
       "by default 1024^3.");
+  m.def(
+      "table_is_separable",
+      [](const TableArray& lut, int mbits) {
+        return amsim::cpu::separable_factors(table_view(lut, mbits, "truncate")) != nullptr;
+      },
+      "lut"_a.noconvert(), "mantissa_bits"_a,
+      "Whether every entry is the exact product of two per-operand factors in [1, 2) (bf16, drum*): such a "
+      "table's GEMMs run as float GEMMs of the transformed operands (the float-* paths).");
   m.def(
       "depthwise_cpu_path", [] { return std::string(amsim::cpu::depthwise_cpu_path()); },
       "Which elementwise product kernel the CPU depthwise convs use: avx512, avx2 or scalar.");

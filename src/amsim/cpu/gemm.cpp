@@ -11,10 +11,12 @@
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/gemm_blocked.h"
 #include "amsim/cpu/gemm_bucket.h"
+#include "amsim/cpu/gemm_float.h"
 #include "amsim/cpu/gemm_generic.h"
 #include "amsim/cpu/gemm_packed_left.h"
 #include "amsim/cpu/gemm_shifted.h"
 #include "amsim/cpu/multiply_simd.h"
+#include "amsim/cpu/separable_table.h"
 #include "amsim/packed_operands.h"
 
 namespace amsim {
@@ -130,6 +132,36 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
                                                                                                        : nullptr;
 }
 
+// --- the float GEMM of separable tables (gemm_float.h) ---
+
+// Its kernels on this CPU, nullptr where it has none or a table path is
+// forced: the one forced ("float-avx512", "float-avx2", "float-portable";
+// never one the CPU lacks), else the AVX2 kernels where the CPU has AVX2
+// (on Zen 4, whose AVX-512 units are 256 bits wide, they ran 1024^3 and
+// 8192 x 64 x 576 15-20% faster than the AVX-512 ones: docs/cpu-kernels.md),
+// then AVX-512 (no such CPU exists today), then the portable kernels.
+const cpu::FloatGemmKernels* float_kernels() {
+  static const bool avx512 = cpu::has_avx512_bw();
+  static const bool avx2 = cpu::has_avx2_fma();
+  const cpu::FloatGemmKernels* best_avx2 = avx2 ? cpu::float_kernels_avx2() : nullptr;
+  const cpu::FloatGemmKernels* portable = AMSIM_HAVE_FTZ_MODE ? cpu::float_kernels_portable() : nullptr;
+  if (cpu::forced_path_is("float-avx512")) return avx512 ? cpu::float_kernels_avx512() : nullptr;
+  if (cpu::forced_path_is("float-avx2")) return best_avx2;
+  if (cpu::forced_path_is("float-portable")) return portable;
+  // A forced table path keeps separable tables on it (its tests run bf16 there).
+  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
+    if (cpu::forced_path_is(table_path)) return nullptr;
+  if (best_avx2 != nullptr) return best_avx2;
+  if (avx512 && !cpu::forced_path_is("no-avx512")) return cpu::float_kernels_avx512();
+  return portable;
+}
+
+// The float GEMM's kernels when the table is separable and the CPU has them.
+const cpu::FloatGemmKernels* float_path(const Table& table) {
+  const cpu::FloatGemmKernels* kernels = float_kernels();
+  return kernels != nullptr && cpu::separable_factors(table) != nullptr ? kernels : nullptr;
+}
+
 // The shape gemm_cpu_path() reports for when asked without one.
 constexpr GemmShape kReportShape{1024, 1024, 1024};
 
@@ -158,7 +190,7 @@ Table with_entry_bytes(const Table& table) {
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
 bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr &&
+  return float_path(table) == nullptr && bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr &&
          table.mantissa_bits <= kMaxTransposedTableBits && shape.n < cpu::kStripCols &&
          lane_use(shape.m) >= 2.0 * lane_use(shape.n);
 }
@@ -166,6 +198,7 @@ bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
 const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kReportShape); }
 
 const char* gemm_cpu_path(const Table& table, const GemmShape& shape) {
+  if (const cpu::FloatGemmKernels* kernels = float_path(table)) return kernels->name;
   if (const cpu::BucketKernels* kernels = bucket_for(table, shape)) return bucket_name(kernels);
   const cpu::BlockedPath* path = blocked_path(table);
   if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
@@ -176,12 +209,18 @@ const char* gemm_cpu_path(const Table& table, const GemmShape& shape) {
 }
 
 int64_t gemm_cpu_min_rows(const Table& table, const GemmShape& shape) {
+  if (float_path(table) != nullptr) return 0;
   return bucket_for(table, shape) != nullptr ? int64_t{8} << table.mantissa_bits : 0;
 }
 
 void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c,
               int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   const Table table = with_entry_bytes(given);
+  // A separable table is a float GEMM of transformed operands; it declines
+  // an operand that rounds to infinity (the table paths take the call).
+  if (const cpu::FloatGemmKernels* kernels = float_kernels())
+    if (const cpu::SeparableFactorsPtr factors = cpu::separable_factors(table))
+      if (cpu::gemm_float(*kernels, table, *factors, shape, a, b, c, ldc, parallel, accumulate)) return;
   // The bucket method declines operands it cannot take exactly (a right
   // operand >= 2^127 in magnitude): those go on to the other paths.
   if (const cpu::BucketKernels* kernels = bucket_for(table, shape))
@@ -211,6 +250,7 @@ namespace cpu {
 
 bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
+  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
   if (!gemm_cpu_runs_transposed(table, shape)) return false;
   const RightLayout l = blocked_path(table)->layout;
   if (l != RightLayout::kLutBytes && l != RightLayout::kLutHighBytes && l != RightLayout::kLutPlanes) return false;
@@ -220,6 +260,7 @@ bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* lay
 
 bool filter_grad_shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
+  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
   const BlockedPath* path = blocked_path(table);
   if (path == nullptr || bucket_for(table, shape) != nullptr || shape.n >= kStripCols) return false;
   const RightLayout l = path->layout;
@@ -249,6 +290,7 @@ bool gemm_cpu_shifted(const Table& given, const GemmShape& shape, const MatrixVi
 
 bool packed_left_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
+  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
   const BlockedPath* path = blocked_path(table);
   if (path == nullptr || bucket_for(table, shape) != nullptr || gemm_cpu_runs_transposed(table, shape)) return false;
   *layout = path->layout;
@@ -266,6 +308,7 @@ void gemm_cpu_packed_left(const Table& given, const GemmShape& shape, const Left
 bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b, float* c,
                        int64_t ldc, const ParallelFor& parallel) {
   const Table table = with_entry_bytes(given);
+  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM takes the materialized patches
   const cpu::BlockedPath* path = blocked_path(table);
   if (bucket_for(table, shape) != nullptr) return false;  // the bucket method takes the materialized patches
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
