@@ -562,6 +562,26 @@ def test_wide_conv_gathered_path(cpu_path, case, m_bits, table, specials):
     check_conv_bits(case, m_bits, table, 11 + m_bits, specials, filter_grad=False)
 
 
+# Convolutions with 33 to 48 output channels (forward) or input channels (input gradient)
+# per group: gemm_cpu runs them untransposed (their columns fill 3 of a strip's 4 vectors,
+# too many to gain from the transpose), and the kernels compute only those 3 vectors --
+# AMConv3D's three depth taps of 16 channels side by side. With a multiple of 16 input
+# channels the filter gradient reads x in place, 432 patch columns: a 48-column tail strip.
+THREE_VECTOR_CONV_CASES = [
+    # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
+    (2, 6, 7, 48, 3, 3, 48, 1, (1, 1), (1, 1), "SAME"),  # AMConv3D's products, small
+    (2, 7, 5, 40, 2, 3, 33, 1, (2, 1), (1, 2), [[1, 0], [2, 1]]),  # 33 and 40 columns: lane tails
+    (1, 6, 6, 96, 3, 3, 90, 2, (1, 1), (1, 1), "VALID"),  # groups of 48 and 45 channels
+]
+
+
+@pytest.mark.parametrize("case", THREE_VECTOR_CONV_CASES)
+@pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
+@pytest.mark.parametrize("specials", ["none", "inf_nan", "w_rounds_to_inf"])
+def test_conv_three_vector_strips(cpu_path, case, m_bits, table, specials):
+    check_conv_bits(case, m_bits, table, 17 + m_bits, specials)
+
+
 # Narrow convolutions whose patch rows are short runs (a window row of under 16 floats; an
 # input gradient with O per group < 16) build their patch matrices K-major, one line per
 # (kh, kw, c) from channel planes, chunk by chunk.
@@ -689,13 +709,17 @@ def test_narrow_conv_read_in_place_same_bits_with_one_or_two_threads():
 # (gemm_shifted.h): x encoded once into a zero-padded copy of the group's channels, each
 # 16-column vector of the patch matrix one tap's 16 channels at its own offset. Strides,
 # dilations, groups, explicit and VALID padding, a strip with a vector past the patch
-# columns (48 of 64), several strips with a 16-column tail (144), odd image sizes.
+# columns (48 of 64), several strips with a 16-column tail (144), odd image sizes, K over
+# several K blocks.
 SHIFTED_DW_CASES = [
     # n, h, w, c, kh, kw, o, groups, strides, dilations, padding
     (2, 9, 7, 16, 3, 3, 16, 1, (1, 1), (1, 1), "SAME"),  # ResNet-20's first stage, 144 columns
     (1, 11, 10, 32, 3, 3, 32, 1, (2, 2), (1, 1), "SAME"),  # stride 2, 288 columns
     (2, 8, 9, 32, 1, 3, 6, 2, (1, 1), (1, 2), [[1, 2], [0, 1]]),  # groups of 16, 48 columns, dilation
     (1, 10, 12, 16, 3, 2, 40, 1, (2, 1), (2, 1), "VALID"),  # VALID, dilated rows, 40 channels
+    # K above one K block (256): each task takes every strip, K block by K block, and the
+    # tasks split the rows (22 = 12 + 10: a 2-row tile); 432 columns end in a 48-column strip
+    (2, 12, 11, 48, 3, 3, 22, 1, (1, 1), (1, 1), "SAME"),
 ]
 
 
@@ -744,17 +768,20 @@ def test_filter_grad_from_packed_input_planes(cpu_path, case, m_bits, table, spe
 
 
 @pytest.mark.parametrize("where", ["x", "dy"])
-def test_filter_grad_huge_operands_take_the_patch_path(cpu_path, where):
-    """A finite value of 2^126 or more in x or dy (the packed input planes decline them)."""
-    case = (2, 9, 8, 5, 3, 3, 32, 1, (1, 1), (1, 1), "SAME")
+@pytest.mark.parametrize("channels, filters", [(5, 32), (16, 8)])
+def test_filter_grad_huge_operands_take_the_patch_path(cpu_path, where, channels, filters):
+    """A finite value of 2^126 or more in x or dy: the packed input planes (5 channels) and
+    the in-place read (16 channels, which checks its operands itself) decline them."""
+    case = (2, 9, 8, channels, 3, 3, filters, 1, (1, 1), (1, 1), "SAME")
     rng = np.random.default_rng(59)
     mult = multiplier(7, "nearest", "random")
     _, _, pads = conv_case(rng, *case)
-    x = ref.random_floats(rng, (2, 9, 8, 5), normal_fraction=1.0)
-    dy = ref.random_floats(rng, (2, 9, 8, 32), normal_fraction=1.0)
+    x = ref.random_floats(rng, (2, 9, 8, channels), normal_fraction=1.0)
+    dy = ref.random_floats(rng, (2, 9, 8, filters), normal_fraction=1.0)
     {"x": x, "dy": dy}[where].flat[7] = np.float32(-(2.0**126) * 1.25)
-    expected = ref.conv2d_filter_grad(x, (3, 3, 5, 32), dy, mult.lut, 7, "nearest", pads=pads)
-    assert_same_bits(core.conv2d_filter_grad(x, (3, 3, 5, 32), dy, mult, padding="SAME"), expected)
+    shape = (3, 3, channels, filters)
+    expected = ref.conv2d_filter_grad(x, shape, dy, mult.lut, 7, "nearest", pads=pads)
+    assert_same_bits(core.conv2d_filter_grad(x, shape, dy, mult, padding="SAME"), expected)
 
 
 def test_filter_grad_from_packed_input_planes_over_several_image_chunks(monkeypatch):

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "amsim/cpu/conv_depthwise.h"
@@ -607,6 +608,9 @@ bool shifted_filter_grad(const Table& table, const Conv2DShape& s, const float* 
   }
   std::vector<float> ct(static_cast<size_t>(og * kcols), 0.0f);
   const int64_t row_values = s.in_w * s.in_c;
+  // The padded image's rows and columns [first, second) that hold input values.
+  const std::pair<int64_t, int64_t> rows_in{std::min(s.pad_top, hp), std::min(hp, s.pad_top + s.in_h)};
+  const std::pair<int64_t, int64_t> cols_in{std::min(s.pad_left, wp), std::min(wp, s.pad_left + s.in_w)};
   for (int64_t n0 = 0; n0 < s.batch; n0 += chunk) {
     const int64_t images = std::min(chunk, s.batch - n0);
     cpu::ExponentRange range;
@@ -620,8 +624,18 @@ bool shifted_filter_grad(const Table& table, const Conv2DShape& s, const float* 
       for (int64_t i = i0; i < i1 && good; ++i) {
         uint8_t* ib = index.get() + i * image * index_bytes;
         float* sb = scales.get() + i * image;
-        std::fill(ib, ib + image * index_bytes, uint8_t{0});  // zeros: index 0, scale +0
-        std::fill(sb, sb + image, 0.0f);
+        // Zeros (index 0, scale +0) where no input value lands: the padding.
+        const auto zero = [&](int64_t from, int64_t to) {
+          std::fill(ib + from * index_bytes, ib + to * index_bytes, uint8_t{0});
+          std::fill(sb + from, sb + to, 0.0f);
+        };
+        const int64_t row = wp * cg;
+        zero(0, rows_in.first * row);
+        for (int64_t y = rows_in.first; y < rows_in.second; ++y) {
+          zero(y * row, y * row + cols_in.first * cg);
+          zero(y * row + cols_in.second * cg, (y + 1) * row);
+        }
+        zero(rows_in.second * row, hp * row);
         for (int64_t ih = 0; ih < s.in_h && good; ++ih) {
           const int64_t y = ih + s.pad_top;
           if (y >= hp) break;
@@ -862,11 +876,19 @@ void conv2d_filter_grad_cpu(const Table& given, const Conv2DShape& s, const floa
   if (kcols == 0 || rows == 0) return;
   const bool short_runs = forward_runs_are_short(s);
   const int64_t chunk = short_runs ? line_chunk_rows(kcols) : rows_per_chunk(kcols);
-  const bool moderate = all_below_2_126(x, s.batch * s.in_h * s.in_w * s.in_c) && all_below_2_126(dy, rows * s.out_c);
+  // The in-place path declines huge, infinite and NaN operands itself (its
+  // encoding and gemm_cpu_shifted check them); the packed one needs them
+  // checked up front: once, and only when it is tried.
+  int moderate = -1;
+  const auto operands_moderate = [&] {
+    if (moderate < 0)
+      moderate = all_below_2_126(x, s.batch * s.in_h * s.in_w * s.in_c) && all_below_2_126(dy, rows * s.out_c);
+    return moderate == 1;
+  };
   std::vector<float> patches;
   for (int64_t g = 0; g < s.groups; ++g) {
-    if (moderate && (shifted_filter_grad(table, s, x, dy, g, dw, parallel) ||
-                     packed_left_filter_grad(table, s, x, dy, g, dw, parallel)))
+    if (shifted_filter_grad(table, s, x, dy, g, dw, parallel) ||
+        (operands_moderate() && packed_left_filter_grad(table, s, x, dy, g, dw, parallel)))
       continue;
     patches.resize(static_cast<size_t>(std::min(rows, chunk) * kcols));
     std::optional<ChannelPlanes> planes;

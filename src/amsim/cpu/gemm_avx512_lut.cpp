@@ -61,6 +61,7 @@ struct VectorScales {
 template <__mmask64 EntryBytes>
 struct RegisterRowLookup {
   static constexpr bool kReadsVectorsApart = true;  // Columns(const VectorColumns&)
+  static constexpr int64_t kIndexBytes = 4;  // of a value read in place (ShiftedRight::index_bytes)
   struct Constants {};
   struct Columns {
     __m512i idx[kVectorsPerStrip];
@@ -90,6 +91,7 @@ template <int Chunks>
 struct ByteChunksLookup {
   static constexpr int64_t kHigh = 128 * Chunks;  // offset of the high bytes in a row
   static constexpr bool kReadsVectorsApart = Chunks == 1;
+  static constexpr int64_t kIndexBytes = 1;  // kLutPlanes: the fraction's byte
   // Dword d of vector v takes L[16v + d] into byte 1 and H[16v + d] (index
   // 64 + 16v + d: the second source) into byte 2.
   struct Constants {
@@ -169,36 +171,22 @@ void with_kernel_variant(bool specials, bool fused, const Run& run) {
 }
 
 // Calls run(vectors) with how many of a strip's 16-column vectors hold its
-// `columns` (1, 2 or all) as a compile-time constant: a strip of at most 16
-// or 32 columns (a filter gradient's 25 or 144 = 2 x 64 + 16 patch columns)
-// computes only those.
+// `columns` (1, 2, 3 or all) as a compile-time constant: a strip of at most
+// 16, 32 or 48 columns (a filter gradient's 25 or 144 = 2 x 64 + 16 patch
+// columns, a conv with 48 output channels: AMConv3D's three depth taps of 16
+// side by side) computes only those.
 template <typename Run>
 void with_vectors(int64_t columns, const Run& run) {
   if (columns <= 16)
     run(std::integral_constant<int, 1>{});
   else if (columns <= 32)
     run(std::integral_constant<int, 2>{});
+  else if (columns <= 48)
+    run(std::integral_constant<int, 3>{});
   else
     run(std::integral_constant<int, kVectorsPerStrip>{});
 }
 
-// Where the kernels read B's (strip, kk): the packed strips, or in place
-// (ShiftedRight: the index and scale planes at k_offsets[kk] + j0).
-template <bool Shifted>
-struct RightColumns {
-  const uint32_t* pb;
-  const float* scale_b;
-  RightColumns(const GemmPlan& p, int64_t strip, int64_t kk) {
-    if (Shifted) {
-      const int64_t at = p.shifted->k_offsets[kk] + strip * kStripCols;
-      pb = reinterpret_cast<const uint32_t*>(p.shifted->index + at * p.shifted->index_bytes);
-      scale_b = p.shifted->scales + at;
-    } else {
-      pb = packed_b_at(p, strip, kk);
-      scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
-    }
-  }
-};
 
 // How lut_tile reads B: packed strips, in place (one run per (strip, kk)),
 // or in place with each 16-column vector apart (ShiftedRight::vector_offsets).
@@ -215,6 +203,16 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   const typename Lookup::Constants consts;
   const uint32_t* pb = Read == kPackedRight ? packed_b_at(p, strip, k0) : nullptr;
   const LeftRef* pa = p.packed_a + (i - p.a_row0) * p.k;
+  // B read in place: the planes, the strip's column offset (or its vectors'
+  // offsets) hoisted out of the k loop, and the index width a constant of
+  // the layout, so each (kk, vector) is one address from k_offsets[kk].
+  constexpr int64_t kIndexBytes = Lookup::kIndexBytes;
+  const uint8_t* const index = Read == kPackedRight ? nullptr : p.shifted->index;
+  const float* const scales = Read == kPackedRight ? nullptr : p.shifted->scales;
+  const int64_t* const k_offsets = Read == kPackedRight ? nullptr : p.shifted->k_offsets;
+  int64_t apart[kVectorsPerStrip] = {};
+  if constexpr (Read == kShiftedVectors)
+    for (int v = 0; v < kVectorsPerStrip; ++v) apart[v] = p.shifted->vector_offsets[strip * kVectorsPerStrip + v];
   const auto add_rows = [&](int64_t kk, const typename Lookup::Columns& cols, const auto& scale_b) {
     for (int r = 0; r < Rows; ++r) {
       const LeftRef a = pa[r * p.k + kk];
@@ -232,20 +230,19 @@ void lut_tile(const GemmPlan& p, int64_t i, int64_t strip, int64_t k0, int64_t k
   int64_t kk = k0;
   do {
     if constexpr (Read == kShiftedVectors) {
-      const int64_t at = p.shifted->k_offsets[kk];
-      const int64_t* apart = p.shifted->vector_offsets + strip * kVectorsPerStrip;
+      const int64_t at = k_offsets[kk];
       VectorColumns vc;
       for (int v = 0; v < kVectorsPerStrip; ++v) {
-        vc.index[v] = p.shifted->index + (at + apart[v]) * p.shifted->index_bytes;
-        vc.scale[v] = p.shifted->scales + at + apart[v];
+        vc.index[v] = index + (at + apart[v]) * kIndexBytes;
+        vc.scale[v] = scales + at + apart[v];
       }
       add_rows(kk, typename Lookup::Columns(vc), VectorScales{vc.scale});
     } else {
       const float* scale_b;
       if (Shifted) {
-        const RightColumns<true> at(p, strip, kk);
-        pb = at.pb;
-        scale_b = at.scale_b;
+        const int64_t at = k_offsets[kk] + j0;
+        pb = reinterpret_cast<const uint32_t*>(index + at * kIndexBytes);
+        scale_b = scales + at;
       } else {
         scale_b = reinterpret_cast<const float*>(pb + p.scales_offset);
       }

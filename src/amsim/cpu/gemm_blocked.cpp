@@ -17,6 +17,9 @@ constexpr int64_t kMaxStripsPerTask = 4;
 constexpr int64_t kMinTasks = 8;
 // A streamed B with this few rows of A is not worth packing twice.
 constexpr int64_t kStreamedMinRows = 4;
+// Row tasks of a GEMM whose B is read in place over a long K (see gemm_blocked):
+// enough for a few threads, each task still a whole tile or more.
+constexpr int64_t kKOuterRowTasks = 4;
 
 }  // namespace
 
@@ -114,11 +117,21 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   // are split (in two) only when there is a single group of strips.
   int64_t strips_per_task =
       std::clamp<int64_t>(ceil_div(strips * ceil_div(m, path.block_rows), kMinTasks), 1, kMaxStripsPerTask);
-  const int64_t groups = ceil_div(strips, strips_per_task);
   int64_t block_rows = path.block_rows;
+  // B read in place over a long K (a filter gradient: K = output pixels, its
+  // strips the taps, which read the same planes a few pixels apart): a task
+  // takes every strip, K block by K block, so the planes under a K block stay
+  // in L2 while all strips read them (by strips, each task streamed all the
+  // planes from memory); tasks split the rows instead.
+  const bool k_outer = shifted != nullptr && k > path.block_k;
+  if (k_outer) {
+    strips_per_task = strips;
+    block_rows = std::min(path.block_rows, ceil_div(ceil_div(m, kKOuterRowTasks), 4) * 4);
+  }
+  const int64_t groups = ceil_div(strips, strips_per_task);
   if (stream_b)
     block_rows = groups > 1 || m <= kStreamedMinRows ? m : ceil_div(ceil_div(m, 2), 4) * 4;
-  else
+  else if (!k_outer)
     while (block_rows > 4 && ceil_div(m, block_rows) * groups < kMinTasks) block_rows /= 2;
   const int64_t row_blocks = ceil_div(m, block_rows);
 
