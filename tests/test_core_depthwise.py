@@ -14,7 +14,7 @@ import pytest
 
 import amsim_reference as ref
 from cpu_flags import FLAGS
-from approxtrain import _core, core
+from approxtrain import _core, core, multipliers
 from approxtrain.multipliers import Multiplier
 from test_core_kernels import PATH_ENV, assert_same_bits
 
@@ -23,18 +23,16 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 HAS_AVX512 = X86 and {"avx512f", "avx512bw"} <= FLAGS
 HAS_AVX2 = X86 and {"avx2", "fma"} <= FLAGS
 
-# kernel name -> the APPROXTRAIN_CPU_PATH value that selects it (None: the default choice)
-FORCING = {"avx512": None, "avx2": "no-avx512", "scalar": "generic"}
+# kernel name -> the APPROXTRAIN_CPU_PATH value that selects it ("avx512": the default choice,
+# forced so that exact-product tables stay on the table kernels too; see FLOAT_PATHS)
+FORCING = {"avx512": "avx512", "avx2": "no-avx512", "scalar": "generic"}
 KERNELS = [k for k, has in (("avx512", HAS_AVX512), ("avx2", HAS_AVX2), ("scalar", True)) if has]
 
 
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
     """Runs a test once per depthwise kernel this CPU has, and checks that it is the one running."""
-    if FORCING[request.param] is None:
-        monkeypatch.delenv(PATH_ENV, raising=False)
-    else:
-        monkeypatch.setenv(PATH_ENV, FORCING[request.param])
+    monkeypatch.setenv(PATH_ENV, FORCING[request.param])
     assert _core.depthwise_cpu_path() == request.param
     return request.param
 
@@ -187,10 +185,7 @@ def test_depthwise_kernels_agree_on_a_mobilenet_layer(monkeypatch):
     kwargs = dict(strides=2, padding="SAME", groups=96)
     results = {}
     for name in KERNELS:
-        if FORCING[name] is None:
-            monkeypatch.delenv(PATH_ENV, raising=False)
-        else:
-            monkeypatch.setenv(PATH_ENV, FORCING[name])
+        monkeypatch.setenv(PATH_ENV, FORCING[name])
         assert _core.depthwise_cpu_path() == name
         results[name] = (
             core.conv2d(x, w, mult, **kwargs),
@@ -212,3 +207,59 @@ def test_depthwise_over_several_image_chunks(kernel):
     x, w, dy = operands(rng, case, 0.95)
     x[6, 4, 4, 7], dy[7, 5, 5, 3], dy[5, 9, 9, 99] = np.inf, np.nan, -np.inf
     check_depthwise(x, w, dy, multiplier(rng, 7, "nearest", "random"), *case[-3:])
+
+
+# Exact-product ("separable") tables -- bf16, DRUM, the exact table -- multiply as floats of
+# transformed operands on the float GEMM's paths (gemm_float.h), one float multiply a product.
+FLOAT_PATHS = [p for p, has in (("float-avx512", HAS_AVX512), ("float-avx2", HAS_AVX2), ("float-portable", X86)) if has]
+
+
+@pytest.fixture(params=FLOAT_PATHS)
+def float_path(request, monkeypatch):
+    monkeypatch.setenv(PATH_ENV, request.param)
+    return request.param
+
+
+def separable(m_bits, rounding):
+    return Multiplier(f"dwexact{m_bits}{rounding}", m_bits, rounding, ref.exact_table(m_bits))
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+def test_depthwise_float_products(float_path, case):
+    rng = np.random.default_rng(DEPTHWISE_CASES.index(case) + 60)
+    check_depthwise(*operands(rng, case, 0.95), separable(7, "nearest"), *case[-3:])
+
+
+@pytest.mark.parametrize("m_bits, rounding", [(2, "nearest"), (7, "truncate"), (10, "nearest")])
+@pytest.mark.parametrize("case", ANY_BITS_CASES)
+def test_depthwise_float_products_any_bit_pattern(float_path, m_bits, rounding, case):
+    """Every float32 bit pattern: subnormals (zero before rounding), inf, NaN (never rounded
+    into inf), products past the float range and below the normal range."""
+    rng = np.random.default_rng(70 + m_bits + 5 * ANY_BITS_CASES.index(case))
+    check_depthwise(*operands(rng, case, 0.5), separable(m_bits, rounding), *case[-3:])
+
+
+def test_depthwise_float_products_shipped_tables(float_path):
+    rng = np.random.default_rng(80)
+    case = (2, 7, 6, 21, 3, 3, 2, (2, 1), (1, 1), "SAME")
+    for name in ("bf16", "drum4", "drum6"):
+        check_depthwise(*operands(rng, case, 0.95), multipliers.get(name), *case[-3:])
+
+
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("where", ["weights", "later chunk"])
+def test_depthwise_float_products_values_that_round_to_infinity(float_path, strides, where):
+    """A finite value that nearest rounding makes infinite must give a signed zero against a
+    zero (inf * 0 would give NaN): weights holding one run the call on the table kernels, an
+    image chunk holding one runs that chunk on them; the bits are the same either way."""
+    rng = np.random.default_rng(90)
+    case = (8, 10, 10, 100, 3, 3, 1, strides, (1, 1), "SAME")
+    x, w, dy = operands(rng, case, 0.95)
+    x[:, 2:4] = 0.0  # zeros for the large values to meet
+    dy[:, 1] = 0.0
+    big = np.float32(3.4028235e38)
+    if where == "weights":
+        w[1, 1, 0, 7] = -big
+    else:  # images 6 and 7 form the second chunk
+        x[6, 4, 4, 7], dy[7, 2, 2, 3] = big, -big
+    check_depthwise(x, w, dy, separable(7, "nearest"), *case[-3:])

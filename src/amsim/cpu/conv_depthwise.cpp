@@ -3,17 +3,24 @@
 // accumulate), by one of three kernels (depthwise_kernel()): AVX-512 or AVX2
 // over operands encoded once per image (encoded_operand.h: the inner loop
 // only adds two words, gathers the entry and composes), else scalar over
-// operands packed once per image (packed_operands.h).  Each output element
-// sums its products in the canonical order of conv.h; threads split outputs,
-// never one element's sum.
+// operands packed once per image (packed_operands.h).  A separable table
+// (separable_table.h: bf16, DRUM) multiplies as floats instead: each operand
+// is transformed once (gemm_float.h) and a product is one float multiply.
+// Each output element sums its products in the canonical order of conv.h;
+// threads split outputs, never one element's sum.
 #include "amsim/cpu/conv_depthwise.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <optional>
 #include <vector>
 
 #include "amsim/cpu/cpu_features.h"
 #include "amsim/cpu/encoded_operand.h"
 #include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_float.h"
+#include "amsim/cpu/gemm_float_transform.h"
 #include "amsim/cpu/multiply_simd.h"
 #include "amsim/packed_operands.h"
 
@@ -68,29 +75,84 @@ struct OperandsAt {
   const uint32_t* encoded = nullptr;
 };
 
-// The elementwise products of one convolution (flush-to-zero on in callers).
+// PROVISIONAL: gemm.cpp's float_kernels() choice, until it is exported.
+const FloatGemmKernels* float_gemm_kernels() {
+  static const bool avx512 = has_avx512_bw();
+  static const bool avx2 = has_avx2_fma();
+  const FloatGemmKernels* best_avx2 = avx2 ? float_kernels_avx2() : nullptr;
+  const FloatGemmKernels* portable = AMSIM_HAVE_FTZ_MODE ? float_kernels_portable() : nullptr;
+  if (forced_path_is("float-avx512")) return avx512 ? float_kernels_avx512() : nullptr;
+  if (forced_path_is("float-avx2")) return best_avx2;
+  if (forced_path_is("float-portable")) return portable;
+  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
+    if (forced_path_is(table_path)) return nullptr;
+  if (best_avx2 != nullptr) return best_avx2;
+  if (avx512 && !forced_path_is("no-avx512")) return float_kernels_avx512();
+  return portable;
+}
+
+// A separable table's float multiply for the depthwise convs: the float
+// GEMM's kernels (their operand transform) where gemm_cpu would run them.
+struct FloatProducts {
+  const FloatGemmKernels* kernels;
+  SeparableFactorsPtr factors;  // keeps the transforms' factor arrays alive
+  OperandTransform left, right;
+};
+
+std::optional<FloatProducts> float_products(const Table& table) {
+  const FloatGemmKernels* kernels = float_gemm_kernels();
+  if (kernels == nullptr) return std::nullopt;
+  SeparableFactorsPtr factors = separable_factors(table);
+  if (factors == nullptr) return std::nullopt;
+  const auto transform = [&](const std::vector<uint32_t>& f) {
+    return OperandTransform{f.data(), 23 - table.mantissa_bits, (1u << table.mantissa_bits) - 1u,
+                            table.rounding == Rounding::kNearestEven};
+  };
+  return FloatProducts{kernels, factors, transform(factors->left), transform(factors->right)};
+}
+
+// The elementwise products of one convolution (flush-to-zero on in callers):
+// by the table kernels, or (`floats`) as float products of transformed
+// operands, which a value that rounds to infinity rules out (encode()).
 class Products {
  public:
-  explicit Products(const Table& table) : table_(table), kernel_(depthwise_kernel()) {}
+  explicit Products(const Table& table, const FloatProducts* floats = nullptr)
+      : table_(table), kernel_(depthwise_kernel()), floats_(floats) {}
 
-  bool packs() const { return kernel_ == DepthwiseKernel::kScalar; }
+  bool packs() const { return floats_ == nullptr && kernel_ == DepthwiseKernel::kScalar; }
   PackedLeft left(float a) const { return pack_left(a, table_.mantissa_bits, table_.rounding); }
   Right right(float b) const {
     return {pack_right(b, table_.mantissa_bits, table_.rounding),
             rounds_to_infinity(b, table_.mantissa_bits, table_.rounding)};
   }
-  uint32_t encode(float x, bool left) const { return encode_operand(x, table_.mantissa_bits, table_.rounding, left); }
-  // words[i] = encode(x[i], left) for i < n, vectorized.
-  void encode(const float* x, uint32_t* words, int64_t n, bool left) const {
+  uint32_t encode(float x, bool left) const {
+    if (floats_ != nullptr) {
+      uint32_t rounds_to_inf = 0;
+      return transform_bits(float_bits(x), left ? floats_->left : floats_->right, &rounds_to_inf);
+    }
+    return encode_operand(x, table_.mantissa_bits, table_.rounding, left);
+  }
+  // words[i] = encode(x[i], left) for i < n, vectorized.  Returns true when
+  // the float products cannot take a value (it rounds to infinity).
+  bool encode(const float* x, uint32_t* words, int64_t n, bool left) const {
+    if (floats_ != nullptr) {
+      std::memcpy(words, x, static_cast<size_t>(n) * sizeof(float));
+      return floats_->kernels->transform(reinterpret_cast<float*>(words), n, left ? floats_->left : floats_->right);
+    }
     if (kernel_ == DepthwiseKernel::kAvx512) {
       encode_operands_avx512(table_, x, words, n, left);
     } else {
       encode_operands_avx2(table_, x, words, n, left);
     }
+    return false;
   }
 
   // sum[j] += a[j] (x) b[j] for j < n.
   void accumulate(const OperandsAt<PackedLeft>& a, const OperandsAt<Right>& b, int64_t n, float* sum) const {
+    if (floats_ != nullptr) {
+      accumulate_floats(a.encoded, b.encoded, n, sum);
+      return;
+    }
     switch (kernel_) {
       case DepthwiseKernel::kAvx512:
         multiply_add_encoded_avx512(table_, a.values, a.encoded, b.values, b.encoded, sum, n);
@@ -116,9 +178,15 @@ class Products {
   }
   // Kept out of line: rare, and inlined it would crowd the hot loop.
   __attribute__((noinline)) float exact(float a, float b) const { return am_multiply(a, b, table_); }
+  // The transformed operands' bits: a multiply, then a separate add.
+  __attribute__((noinline)) static void accumulate_floats(const uint32_t* a, const uint32_t* b, int64_t n,
+                                                          float* sum) {
+    for (int64_t j = 0; j < n; ++j) add_product(sum[j], bits_float(a[j]) * bits_float(b[j]));
+  }
 
   const Table& table_;
   const DepthwiseKernel kernel_;
+  const FloatProducts* floats_;
 };
 
 // The operands of one image or of the filter, in the kernel's form.
@@ -127,6 +195,7 @@ struct Operands {
   const float* values = nullptr;
   std::vector<Packed> packed;
   std::vector<uint32_t> encoded;
+  bool rounds_to_inf = false;  // float products only: a value they cannot take
   OperandsAt<Packed> at(int64_t i) const {
     return {values + i, packed.empty() ? nullptr : packed.data() + i, encoded.empty() ? nullptr : encoded.data() + i};
   }
@@ -145,7 +214,11 @@ Operands<Packed> prepare(const Products& products, const float* values, int64_t 
     });
   } else {
     out.encoded.resize(static_cast<size_t>(n));
-    parallel(n, 2, [&](int64_t b, int64_t e) { products.encode(values + b, out.encoded.data() + b, e - b, left); });
+    std::atomic<bool> rounds_to_inf{false};
+    parallel(n, 2, [&](int64_t b, int64_t e) {
+      if (products.encode(values + b, out.encoded.data() + b, e - b, left)) rounds_to_inf = true;
+    });
+    out.rounds_to_inf = rounds_to_inf;
   }
   return out;
 }
@@ -231,17 +304,80 @@ void for_each_chunk(int64_t batch, int64_t image_values, const Body& body) {
   for (int64_t n0 = 0; n0 < batch; n0 += per_chunk) body(ImageChunk{n0, std::min(batch, n0 + per_chunk)});
 }
 
+// The kernels of one call: float products for a separable table where the
+// CPU path has them, else the table kernels.  Operands that the float
+// products cannot take (a value that rounds to infinity) are prepared again
+// for the table kernels, which give the same bits: the weights for the whole
+// call, the images per chunk (the weights then prepared for them too, once).
+class CallProducts {
+ public:
+  explicit CallProducts(const Table& table)
+      : floats_(float_products(table)), table_(table), float_(table, floats_ ? &*floats_ : nullptr) {}
+  CallProducts(const CallProducts&) = delete;  // float_ points into floats_
+
+  const Products& first() const { return floats_ ? float_ : table_; }
+  const Products& table() const { return table_; }
+
+ private:
+  std::optional<FloatProducts> floats_;
+  Products table_, float_;
+};
+
+// The weights of a forward pass or input gradient, for `*chosen` (which
+// becomes the table kernels if the float products cannot take them), and
+// for the table kernels on demand.
+class Weights {
+ public:
+  Weights(const CallProducts& call, const float* w, int64_t n, const ParallelFor& parallel)
+      : call_(call), w_(w), n_(n), parallel_(parallel), chosen_(&call.first()) {
+    first_ = prepare_rights(*chosen_, w, n, parallel);
+    if (first_.rounds_to_inf) {
+      chosen_ = &call.table();
+      first_ = prepare_rights(*chosen_, w, n, parallel);
+    }
+  }
+  const Products& chosen() const { return *chosen_; }
+  // The weights as `products` takes them (chosen(), or the table kernels).
+  const Operands<Right>& for_products(const Products& products) {
+    if (&products == chosen_) return first_;
+    if (!table_) table_ = prepare_rights(products, w_, n_, parallel_);
+    return *table_;
+  }
+
+ private:
+  const CallProducts& call_;
+  const float* w_;
+  int64_t n_;
+  const ParallelFor& parallel_;
+  const Products* chosen_;
+  Operands<Right> first_;
+  std::optional<Operands<Right>> table_;
+};
+
+// A chunk's left operands for `*products`, which becomes the table kernels
+// where the float products cannot take them.
+Operands<PackedLeft> chunk_lefts(const CallProducts& call, const Products** products, const float* values, int64_t n,
+                                 const ParallelFor& parallel) {
+  Operands<PackedLeft> out = prepare_lefts(**products, values, n, parallel);
+  if (!out.rounds_to_inf) return out;
+  *products = &call.table();
+  return prepare_lefts(**products, values, n, parallel);
+}
+
 }  // namespace
 
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
                        const ParallelFor& parallel) {
-  const Products products(table);
+  const CallProducts call(table);
   const int64_t c_in = s.in_c, o_all = s.out_c, og = o_all / c_in, taps = s.filter_h * s.filter_w;
   const int64_t image = s.in_h * s.in_w * c_in;
-  const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
+  Weights weights(call, w, taps * o_all, parallel);
   const std::vector<float> padding = zero_products(table, w, taps * o_all);
   for_each_chunk(s.batch, image, [&](const ImageChunk& chunk) {
-    const Operands<PackedLeft> xl = prepare_lefts(products, x + chunk.n0 * image, chunk.size() * image, parallel);
+    const Products* chosen = &weights.chosen();
+    const Operands<PackedLeft> xl = chunk_lefts(call, &chosen, x + chunk.n0 * image, chunk.size() * image, parallel);
+    const Products& products = *chosen;
+    const Operands<Right>& wr = weights.for_products(products);
     // One range item per output row (image, oh).
     parallel(chunk.size() * s.out_h, s.out_w * o_all * taps * 4, [&](int64_t r0, int64_t r1) {
       FlushToZeroScope ftz;
@@ -272,13 +408,16 @@ void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x,
 
 void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float* dy, const float* w, float* dx,
                           const ParallelFor& parallel) {
-  const Products products(table);
+  const CallProducts call(table);
   const int64_t c_in = s.in_c, o_all = s.out_c, og = o_all / c_in, taps = s.filter_h * s.filter_w;
   const int64_t image = s.out_h * s.out_w * o_all;
-  const Operands<Right> wr = prepare_rights(products, w, taps * o_all, parallel);
+  Weights weights(call, w, taps * o_all, parallel);
   const std::vector<float> gaps = zero_products(table, w, taps * o_all);
   for_each_chunk(s.batch, image, [&](const ImageChunk& chunk) {
-    const Operands<PackedLeft> dyl = prepare_lefts(products, dy + chunk.n0 * image, chunk.size() * image, parallel);
+    const Products* chosen = &weights.chosen();
+    const Operands<PackedLeft> dyl = chunk_lefts(call, &chosen, dy + chunk.n0 * image, chunk.size() * image, parallel);
+    const Products& products = *chosen;
+    const Operands<Right>& wr = weights.for_products(products);
     // One range item per input row (image, ih).
     parallel(chunk.size() * s.in_h, s.in_w * o_all * taps * 4, [&](int64_t r0, int64_t r1) {
       FlushToZeroScope ftz;
@@ -326,15 +465,24 @@ void depthwise_input_grad(const Table& table, const Conv2DShape& s, const float*
 
 void depthwise_filter_grad(const Table& table, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                            const ParallelFor& parallel) {
-  const Products products(table);
+  const CallProducts call(table);
   const int64_t c_in = s.in_c, o_all = s.out_c, og = o_all / c_in, taps = s.filter_h * s.filter_w;
   const int64_t x_image = s.in_h * s.in_w * c_in, dy_image = s.out_h * s.out_w * o_all;
   std::fill(dw, dw + taps * o_all, 0.0f);
   constexpr int64_t kChannelsPerTask = 16;
   const int64_t tasks = ceil_div(o_all, kChannelsPerTask);
   for_each_chunk(s.batch, std::max(x_image, dy_image), [&](const ImageChunk& chunk) {
-    const Operands<PackedLeft> xl = prepare_lefts(products, x + chunk.n0 * x_image, chunk.size() * x_image, parallel);
-    const Operands<Right> dyr = prepare_rights(products, dy + chunk.n0 * dy_image, chunk.size() * dy_image, parallel);
+    // Both operands change per chunk: a chunk the float products cannot take
+    // runs on the table kernels (the same products, so the same sums).
+    const Products* chosen = &call.first();
+    Operands<PackedLeft> xl = prepare_lefts(*chosen, x + chunk.n0 * x_image, chunk.size() * x_image, parallel);
+    Operands<Right> dyr = prepare_rights(*chosen, dy + chunk.n0 * dy_image, chunk.size() * dy_image, parallel);
+    if (xl.rounds_to_inf || dyr.rounds_to_inf) {
+      chosen = &call.table();
+      xl = prepare_lefts(*chosen, x + chunk.n0 * x_image, chunk.size() * x_image, parallel);
+      dyr = prepare_rights(*chosen, dy + chunk.n0 * dy_image, chunk.size() * dy_image, parallel);
+    }
+    const Products& products = *chosen;
     // Each task owns channels [o0, o1) of dw and walks (n, oh, ow) ascending.
     parallel(tasks, chunk.size() * kChannelsPerTask * s.out_h * s.out_w * taps * 4, [&](int64_t t0, int64_t t1) {
       FlushToZeroScope ftz;
