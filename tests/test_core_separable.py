@@ -289,3 +289,15 @@ def test_conv_with_weights_that_round_to_infinity(float_path):
     y = core.conv2d(x, wt, mult, padding="SAME")
     assert_same_bits(y, ref.conv2d(x, wt, *args, pads=pads))
     assert not np.isnan(y).any()
+
+
+def test_filter_grad_over_several_patch_chunks(float_path):
+    """A filter gradient whose patch matrix spans several 4 MiB chunks: each chunk's GEMM
+    continues the sums in dW (gemm_cpu's accumulate), narrow C (4 filters: run transposed)."""
+    mult = multipliers.get("bf16")
+    rng = np.random.default_rng(18)
+    x = ref.random_floats(rng, (4, 101, 100, 3), normal_fraction=0.97)
+    dy = ref.random_floats(rng, (4, 101, 100, 4), normal_fraction=0.97)
+    pads = core.conv_paddings("SAME", (101, 100), (3, 3), (1, 1), (1, 1))
+    expected = ref.conv2d_filter_grad(x, (3, 3, 3, 4), dy, mult.lut, 7, "nearest", pads=pads)
+    assert_same_bits(core.conv2d_filter_grad(x, (3, 3, 3, 4), dy, mult, padding="SAME"), expected)

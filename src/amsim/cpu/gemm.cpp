@@ -139,7 +139,7 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
 // never one the CPU lacks), else the AVX2 kernels where the CPU has AVX2
 // (on Zen 4, whose AVX-512 units are 256 bits wide, they ran 1024^3 and
 // 8192 x 64 x 576 15-20% faster than the AVX-512 ones: docs/cpu-kernels.md),
-// then AVX-512 (no such CPU exists today), then the portable kernels.
+// then AVX-512, then the portable kernels.
 const cpu::FloatGemmKernels* float_kernels() {
   static const bool avx512 = cpu::has_avx512_bw();
   static const bool avx2 = cpu::has_avx2_fma();
@@ -189,10 +189,41 @@ Table with_entry_bytes(const Table& table) {
 // still sums its products for k ascending: the same bits either way.
 // The transposed GEMM has at most 63 rows, so it packs op(A)^T (its right
 // operand) strip by strip inside its tasks (gemm_blocked's streamed B).
-bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
-  return float_path(table) == nullptr && bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr &&
+namespace {
+
+// Whether the table paths run this shape transposed (gemm_cpu_runs_transposed
+// for tables that are not separable).
+bool table_runs_transposed(const Table& table, const GemmShape& shape) {
+  return bucket_for(table, shape) == nullptr && blocked_path(table) != nullptr &&
          table.mantissa_bits <= kMaxTransposedTableBits && shape.n < cpu::kStripCols &&
          lane_use(shape.m) >= 2.0 * lane_use(shape.n);
+}
+
+// ns per patch value the float GEMM pays for the patch matrix that the table
+// paths' conv helpers (in-place, packed or gathered reads) never build.
+constexpr double kPatchNs = 0.25;
+
+// True when a conv GEMM of a separable table (shape: m x k the patch matrix
+// or its transpose) is cheaper as gemm_cpu's float GEMM on materialized
+// patches than through the table path's conv helpers.  Measured (bf16, one
+// core, float-avx2 vs avx512vbmi): LeNet-5's conv1 forward (1 -> 6
+// channels) 6.3 vs 1.0 ms and conv2's input gradient (16 -> 6) 5.0 vs 2.5
+// ms stay on the helpers; ResNet-20's 3x3 convs (16..64 channels) run
+// 1.1-2x faster as float GEMMs.
+bool float_beats_conv_helper(const Table& table, const GemmShape& shape) {
+  const cpu::FloatGemmKernels* kernels = float_path(table);
+  if (kernels == nullptr) return false;
+  // Forced: every conv GEMM on it (so its tests cover the narrow convs too).
+  if (cpu::forced_path_is(kernels->name)) return true;
+  const double macs = double(shape.m) * double(shape.n) * double(shape.k);
+  const double patches = double(shape.m) * double(shape.k) * kPatchNs;
+  return cpu::gemm_float_cost(*kernels, shape) + patches < macs * blocked_ns_per_mac(blocked_path(table));
+}
+
+}  // namespace
+
+bool gemm_cpu_runs_transposed(const Table& table, const GemmShape& shape) {
+  return float_path(table) == nullptr && table_runs_transposed(table, shape);
 }
 
 const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kReportShape); }
@@ -225,7 +256,7 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, c
   // operand >= 2^127 in magnitude): those go on to the other paths.
   if (const cpu::BucketKernels* kernels = bucket_for(table, shape))
     if (cpu::gemm_bucket(*kernels, table, shape, a, b, c, ldc, parallel, accumulate)) return;
-  if (!gemm_cpu_runs_transposed(table, shape)) {
+  if (!table_runs_transposed(table, shape)) {
     gemm_dispatch(table, shape, a, b, c, ldc, parallel, accumulate);
     return;
   }
@@ -250,8 +281,8 @@ namespace cpu {
 
 bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
-  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
-  if (!gemm_cpu_runs_transposed(table, shape)) return false;
+  if (float_beats_conv_helper(table, shape)) return false;  // gemm_cpu's float GEMM on patches
+  if (!table_runs_transposed(table, shape)) return false;
   const RightLayout l = blocked_path(table)->layout;
   if (l != RightLayout::kLutBytes && l != RightLayout::kLutHighBytes && l != RightLayout::kLutPlanes) return false;
   *layout = l;
@@ -260,7 +291,7 @@ bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* lay
 
 bool filter_grad_shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
-  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
+  if (float_beats_conv_helper(table, shape)) return false;  // gemm_cpu's float GEMM on patches
   const BlockedPath* path = blocked_path(table);
   if (path == nullptr || bucket_for(table, shape) != nullptr || shape.n >= kStripCols) return false;
   const RightLayout l = path->layout;
@@ -290,9 +321,9 @@ bool gemm_cpu_shifted(const Table& given, const GemmShape& shape, const MatrixVi
 
 bool packed_left_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);
-  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM is faster
+  if (float_beats_conv_helper(table, shape)) return false;  // gemm_cpu's float GEMM on patches
   const BlockedPath* path = blocked_path(table);
-  if (path == nullptr || bucket_for(table, shape) != nullptr || gemm_cpu_runs_transposed(table, shape)) return false;
+  if (path == nullptr || bucket_for(table, shape) != nullptr || table_runs_transposed(table, shape)) return false;
   *layout = path->layout;
   return true;
 }
@@ -308,11 +339,11 @@ void gemm_cpu_packed_left(const Table& given, const GemmShape& shape, const Left
 bool gemm_cpu_gathered(const Table& given, const GemmShape& shape, const GatheredLeft& a, const MatrixView& b, float* c,
                        int64_t ldc, const ParallelFor& parallel) {
   const Table table = with_entry_bytes(given);
-  if (float_path(table) != nullptr) return false;  // gemm_cpu's float GEMM takes the materialized patches
+  if (float_beats_conv_helper(table, shape)) return false;  // gemm_cpu's float GEMM on patches
   const cpu::BlockedPath* path = blocked_path(table);
   if (bucket_for(table, shape) != nullptr) return false;  // the bucket method takes the materialized patches
   if (path == nullptr || shape.m == 0 || shape.n == 0 || shape.k == 0 || shape.k != a.runs * a.run_len) return false;
-  if (gemm_cpu_runs_transposed(table, shape)) return false;
+  if (table_runs_transposed(table, shape)) return false;
   for (int64_t kk = 0; kk < shape.k; ++kk)
     for (int64_t j = 0; j < shape.n; ++j)
       if (rounds_to_infinity(b.at(kk, j), table.mantissa_bits, table.rounding)) return false;

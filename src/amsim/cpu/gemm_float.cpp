@@ -25,6 +25,12 @@ constexpr int64_t kKBlock = 128;
 // (kTaskRows x kKBlock) and B panels stay in L2 over one K block.
 constexpr int64_t kTaskRows = 64;
 constexpr int64_t kTaskCols = 256;
+// At least this many tasks where C allows (rows, then columns, split finer):
+// a filter gradient's C is small and its K long.
+constexpr int64_t kMinTasks = 8;
+// Cost model (ns, one Zen 4 core, AVX2 kernels; 1024^3 and 8192 x 64 x 576).
+constexpr double kLaneMacNs = 0.025;  // per padded multiply-add of the tiles
+constexpr double kPackNs = 0.25;  // per operand value packed and transformed
 // The largest tile of any kernel (the edge tiles' buffer).
 constexpr int64_t kMaxTile = 8 * 32;
 
@@ -106,8 +112,11 @@ bool run(const FloatGemmKernels& kern, const Table& table, const Oriented& p, co
   });
   if (right_rounds_to_inf) return false;
 
-  const int64_t groups_per_task = std::max<int64_t>(1, kTaskRows / mr);
-  const int64_t panels_per_task = std::max<int64_t>(1, kTaskCols / nr);
+  int64_t groups_per_task = std::max<int64_t>(1, kTaskRows / mr);
+  int64_t panels_per_task = std::max<int64_t>(1, kTaskCols / nr);
+  const auto tasks = [&] { return ceil_div(groups, groups_per_task) * ceil_div(panels, panels_per_task); };
+  while (tasks() < kMinTasks && groups_per_task > 1) groups_per_task = ceil_div(groups_per_task, 2);
+  while (tasks() < kMinTasks && panels_per_task > 1) panels_per_task = ceil_div(panels_per_task, 2);
   const int64_t row_tasks = ceil_div(groups, groups_per_task), col_tasks = ceil_div(panels, panels_per_task);
   const int64_t task_cost = groups_per_task * mr * panels_per_task * nr * k / 4 + 1;
   std::vector<uint8_t> special(static_cast<size_t>(row_tasks * groups_per_task * mr), 0);
@@ -183,7 +192,20 @@ int64_t padded_area(int64_t rows, int64_t cols, int64_t mr, int64_t nr) {
   return ceil_div(rows, mr) * mr * ceil_div(cols, nr) * nr;
 }
 
+// A narrow C (few columns: conv outputs with few channels) pads its tiles'
+// columns; C^T = B'^T . A'^T gives the same bits (float products commute
+// and each element's sum keeps k ascending) with the long side across them.
+bool runs_transposed(const FloatGemmKernels& kern, const GemmShape& shape) {
+  return 2 * padded_area(shape.n, shape.m, kern.mr, kern.nr) < padded_area(shape.m, shape.n, kern.mr, kern.nr);
+}
+
 }  // namespace
+
+double gemm_float_cost(const FloatGemmKernels& kern, const GemmShape& shape) {
+  const bool t = runs_transposed(kern, shape);
+  const double padded = double(t ? padded_area(shape.n, shape.m, kern.mr, kern.nr) : padded_area(shape.m, shape.n, kern.mr, kern.nr));
+  return padded * double(shape.k) * kLaneMacNs + double(shape.m + shape.n) * double(shape.k) * kPackNs;
+}
 
 bool gemm_float(const FloatGemmKernels& kern, const Table& table, const SeparableFactors& factors,
                 const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
@@ -196,11 +218,7 @@ bool gemm_float(const FloatGemmKernels& kern, const Table& table, const Separabl
     return true;
   }
   const OperandTransform ta = transform_for(table, factors.left), tb = transform_for(table, factors.right);
-  // A narrow C (few columns: conv outputs with few channels) pads its tiles'
-  // columns; C^T = B'^T . A'^T gives the same bits (float products commute
-  // and each element's sum keeps k ascending) with the long side across them.
-  const bool transpose = 2 * padded_area(n, m, kern.mr, kern.nr) < padded_area(m, n, kern.mr, kern.nr);
-  if (!transpose) return run(kern, table, Oriented{a, b, ta, tb, m, n, k, c, ldc, accumulate, false}, parallel);
+  if (!runs_transposed(kern, shape)) return run(kern, table, Oriented{a, b, ta, tb, m, n, k, c, ldc, accumulate, false}, parallel);
   AlignedBuffer<float> ct(n * m);
   if (accumulate)
     for (int64_t i = 0; i < m; ++i)

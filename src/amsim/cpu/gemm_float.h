@@ -61,5 +61,10 @@ bool gemm_float(const FloatGemmKernels& kernels, const Table& table, const Separ
                 const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
                 const ParallelFor& parallel, bool accumulate);
 
+// The float GEMM's cost in ns on one core (rough: padded multiply-adds and
+// packed operands, measured on Zen 4 with the AVX2 kernels), for the choice
+// between it and the table paths' conv helpers (gemm.cpp).
+double gemm_float_cost(const FloatGemmKernels& kernels, const GemmShape& shape);
+
 }  // namespace cpu
 }  // namespace amsim
