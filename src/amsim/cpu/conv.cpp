@@ -657,10 +657,9 @@ bool shifted_filter_grad(const Table& table, const Conv2DShape& s, const float* 
     });
     if (!ok) return false;  // dw untouched: the caller takes the patch path
     const int64_t k = images * out_pixels;
-    for (int64_t kk = 0; kk < k; ++kk) {
-      const int64_t n = kk / out_pixels, oh = (kk / s.out_w) % s.out_h, ow = kk % s.out_w;
-      k_offsets[kk] = n * image + (oh * s.stride_h * wp + ow * s.stride_w) * cg;
-    }
+    for (int64_t n = 0, kk = 0; n < images; ++n)
+      for (int64_t oh = 0; oh < s.out_h; ++oh)
+        for (int64_t ow = 0; ow < s.out_w; ++ow, ++kk) k_offsets[kk] = n * image + (oh * s.stride_h * wp + ow * s.stride_w) * cg;
     cpu::ShiftedRight right;
     right.index = index.get();
     right.index_bytes = index_bytes;
