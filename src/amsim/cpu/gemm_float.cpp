@@ -46,7 +46,18 @@ OperandTransform transform_for(const Table& table, const std::vector<uint32_t>& 
 // rows x k of `x` (rows r0.., padded to `width` with +0) as [k][width].
 void pack_rows(const MatrixView& x, int64_t r0, int64_t rows, int64_t k, int64_t width, float* out) {
   if (rows < width) std::fill(out, out + k * width, 0.0f);
-  if (x.col_stride == 1) {
+  if (x.col_stride == 1 && rows == width && (width == 4 || width == 8)) {
+    // Contiguous rows: `width` streams read side by side, each k's values written together.
+    const float* src[8];
+    for (int64_t r = 0; r < width; ++r) src[r] = x.data + (r0 + r) * x.row_stride;
+    if (width == 4) {
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (int r = 0; r < 4; ++r) out[kk * 4 + r] = src[r][kk];
+    } else {
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (int r = 0; r < 8; ++r) out[kk * 8 + r] = src[r][kk];
+    }
+  } else if (x.col_stride == 1) {
     for (int64_t r = 0; r < rows; ++r) {
       const float* src = x.data + (r0 + r) * x.row_stride;
       for (int64_t kk = 0; kk < k; ++kk) out[kk * width + r] = src[kk];
