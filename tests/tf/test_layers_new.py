@@ -221,6 +221,28 @@ def test_conv3d_bit_exact_in_every_phase(case):
     check("dW", dw, lambda t: conv3d_filter_grad_ref(x, w.shape, dy, t, strides, dil, pads, groups), GW)
 
 
+@pytest.mark.parametrize("case", ["same_odd_depth", "bench_like", "strided_same", "dilated_same_shallow"])
+def test_conv3d_same_bits_in_a_tf_function(case):
+    """Inside a tf.function TF's graph optimizer may rewrite chains of adds and concats (a
+    full-depth form of the tap sums changed bits there, though eager it was exact): the
+    graph gives the eager bits, which the test above checks against the reference."""
+    kwargs, shape = CONV3D_CASES.get(case) or (dict(filters=16, kernel_size=3, padding="same"), (2, 5, 4, 4, 16))
+    layer = am.AMConv3D(**kwargs, use_bias=False, **three_tables())
+    x = np.random.default_rng(19).standard_normal(shape).astype(np.float32)
+    y, dx, dw, dy = run_layer(layer, x)
+    x_t, dy_t = tf.constant(x), tf.constant(dy)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(x_t)
+            y_t = layer(x_t)
+        return [y_t] + tape.gradient(y_t, [x_t, layer.kernel], output_gradients=dy_t)
+
+    for what, graph, eager in zip(("forward", "dX", "dW"), step(), (y, dx, dw)):
+        assert_bits_equal(graph.numpy(), eager, what)
+
+
 def test_conv3d_padded_depth_against_an_inf_weight_is_nan():
     """A padded depth plane is +0 operands multiplied like any other: against an inf weight of the
     tap that reads it the product is NaN, so that output depth is NaN in that channel only."""
