@@ -56,7 +56,8 @@ def test_zoo_section_quick_rows(tmp_path):
     assert cli.main([*argv, "--path", "no-avx512", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert (row["section"], row["model"], row["batch"], row["threads"]) == ("zoo", "lenet300100", 4, 1)
-    assert (row["cpu_path"], row["cpu_gemm_path"]) == ("no-avx512", "avx2")
+    # what an AVX2 CPU runs: mbm7 on the bucket GEMM, bf16's exact-product table as floats
+    assert (row["cpu_path"], row["cpu_gemm_paths"]) == ("no-avx512", {"mbm7": "avx2", "bf16": "float-avx2"})
     for v in ("fp32", *zoo.DEFAULT_MULTIPLIERS):
         assert row[f"{v}_ms"] > 0 and row[f"{v}_peak_mib"] >= 0
     assert row["mbm7_over_fp32"] == pytest.approx(row["mbm7_ms"] / row["fp32_ms"], rel=1e-12)

@@ -23,9 +23,9 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 HAS_AVX512 = X86 and {"avx512f", "avx512bw"} <= FLAGS
 HAS_AVX2 = X86 and {"avx2", "fma"} <= FLAGS
 
-# kernel name -> the APPROXTRAIN_CPU_PATH value that selects it ("avx512": the default choice,
-# forced so that exact-product tables stay on the table kernels too; see FLOAT_PATHS)
-FORCING = {"avx512": "avx512", "avx2": "no-avx512", "scalar": "generic"}
+# kernel name -> the APPROXTRAIN_CPU_PATH value that selects it: table paths, forced so that
+# exact-product tables (bf16) stay on the table kernels too (FLOAT_PATHS below test theirs)
+FORCING = {"avx512": "avx512", "avx2": "avx2", "scalar": "generic"}
 KERNELS = [k for k, has in (("avx512", HAS_AVX512), ("avx2", HAS_AVX2), ("scalar", True)) if has]
 
 
@@ -34,6 +34,8 @@ def kernel(request, monkeypatch):
     """Runs a test once per depthwise kernel this CPU has, and checks that it is the one running."""
     monkeypatch.setenv(PATH_ENV, FORCING[request.param])
     assert _core.depthwise_cpu_path() == request.param
+    # bf16's exact-product table too stays on a forced table kernel
+    assert _core.depthwise_cpu_path(multipliers.get("bf16").lut, 7) == request.param
     return request.param
 
 
@@ -217,7 +219,23 @@ FLOAT_PATHS = [p for p, has in (("float-avx512", HAS_AVX512), ("float-avx2", HAS
 @pytest.fixture(params=FLOAT_PATHS)
 def float_path(request, monkeypatch):
     monkeypatch.setenv(PATH_ENV, request.param)
+    assert _core.depthwise_cpu_path(multipliers.get("bf16").lut, 7) == request.param
+    assert _core.depthwise_cpu_path(multipliers.get("mbm7").lut, 7) != request.param  # not separable
     return request.param
+
+
+def test_separable_tables_choose_the_float_path_as_gemm_does(monkeypatch):
+    """Unforced, a separable table runs the float path the GEMMs run (float-avx2 on an AVX2 CPU),
+    also under no-avx512; other tables keep the table kernels."""
+    bf16, mbm7 = multipliers.get("bf16"), multipliers.get("mbm7")
+    for forced in (None, "no-avx512"):
+        if forced is None:
+            monkeypatch.delenv(PATH_ENV, raising=False)
+        else:
+            monkeypatch.setenv(PATH_ENV, forced)
+        assert _core.depthwise_cpu_path(bf16.lut, 7) == _core.gemm_cpu_path(7, bf16.lut)
+        assert _core.depthwise_cpu_path(bf16.lut, 7).startswith("float-")
+        assert _core.depthwise_cpu_path(mbm7.lut, 7) == _core.depthwise_cpu_path()
 
 
 def separable(m_bits, rounding):

@@ -234,9 +234,7 @@ def test_batched_matmul(float_path, name):
     rng = np.random.default_rng(15)
     a = ref.random_floats(rng, (2, 3, 9, 21), normal_fraction=0.9)
     b = ref.random_floats(rng, (2, 1, 21, 34), normal_fraction=0.9)
-    expected = np.stack(
-        [np.stack([ref_matmul(a[i, j], b[i, 0], mult) for j in range(3)]) for i in range(2)]
-    )
+    expected = np.stack([np.stack([ref_matmul(a[i, j], b[i, 0], mult) for j in range(3)]) for i in range(2)])
     assert_same_bits(core.matmul(a, b, mult), expected)
     shared = ref.random_floats(rng, (21, 5), normal_fraction=0.9)  # one B for every batch: a tall GEMM
     assert_same_bits(core.matmul(a, shared, mult), np.stack([[ref_matmul(x, shared, mult) for x in y] for y in a]))

@@ -61,7 +61,10 @@ def add_arguments(parser):
 PATH_ENV = "APPROXTRAIN_CPU_PATH"
 # "auto": the run-time choice; the others force a path (cpu_features.h).  A
 # path this CPU lacks falls back as _core does, and the row names what ran.
-CPU_PATHS = ("auto", "generic", "avx2", "bucket-portable", "no-avx512", "avx512", "avx512-gather")
+CPU_PATHS = (
+    "auto", "generic", "avx2", "bucket-portable", "no-avx512", "avx512", "avx512-gather",
+    "float-avx2", "float-avx512", "float-portable",
+)  # fmt: skip
 
 
 def _parse_shapes(text):

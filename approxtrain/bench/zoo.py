@@ -148,7 +148,7 @@ def _worker(spec):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     import keras
 
-    from approxtrain import build_info, models
+    from approxtrain import models
     from approxtrain.bench import interleaved_medians
 
     rng = np.random.default_rng(0)
@@ -162,7 +162,7 @@ def _worker(spec):
         model = models.build(spec["model"], shape, NUM_CLASSES, multiplier=variant)
         steps.append(_train_step(model, x, y))
     out = {
-        "cpu_gemm_path": build_info()["cpu_gemm_path"]["m<=7"],
+        "cpu_gemm_paths": {v: _gemm_path(v) for v in spec["multipliers"]},
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
     }
     if spec["phase"] == "time":
@@ -170,6 +170,17 @@ def _worker(spec):
     else:
         out["peak_mib"] = dict(zip(variants, _step_peak_mib(steps, spec["memory_rounds"])))
     return out
+
+
+def _gemm_path(name):
+    """The CPU GEMM path a multiplier's 1024^3 GEMM takes here (tables differ: bf16 and drum*
+    run as float GEMMs, docs/cpu-kernels.md)."""
+    from approxtrain import _core, multipliers
+
+    m = multipliers.get(name)
+    if m.kind == "integer":
+        return _core.int_gemm_cpu_path(1024, 1024, 1024)
+    return _core.gemm_cpu_path(m.mantissa_bits, m.lut)
 
 
 # --- the section ---------------------------------------------------------------------------
@@ -229,7 +240,7 @@ def run(args):
             [f"{v} ms" for v in variants],
             [f"{v}/fp32" for v in multipliers],
             [f"{v} MiB" for v in variants],
-            "gemm path",
+            "gemm path per multiplier",
         )
     )
     rows = []
@@ -256,7 +267,7 @@ def run(args):
                 "input": "x".join(map(str, shape)),
                 "batch": int(batch),
                 "cpu_path": path,
-                "cpu_gemm_path": out["cpu_gemm_path"],
+                "cpu_gemm_paths": out["cpu_gemm_paths"],
                 "threads": out["tf_intra_op_threads"],
                 "repeats": repeats,
                 **{f"{v}_ms": t[v] * 1e3 for v in variants},
@@ -273,7 +284,7 @@ def run(args):
                     [f"{row[v + '_ms']:.1f}" for v in variants],
                     [f"{row[v + '_over_fp32']:.2f}" for v in multipliers],
                     [f"{mem[v]:.1f}" for v in variants],
-                    row["cpu_gemm_path"],
+                    ", ".join(f"{v} {p}" for v, p in row["cpu_gemm_paths"].items()),
                 ),
                 flush=True,
             )

@@ -137,8 +137,14 @@ void bind_cpu(py::module_& m) {
       "Whether every entry is the exact product of two per-operand factors in [1, 2) (bf16, drum*): such a "
       "table's GEMMs run as float GEMMs of the transformed operands (the float-* paths).");
   m.def(
-      "depthwise_cpu_path", [] { return std::string(amsim::cpu::depthwise_cpu_path()); },
-      "Which elementwise product kernel the CPU depthwise convs use: avx512, avx2 or scalar.");
+      "depthwise_cpu_path",
+      [](const std::optional<TableArray>& lut, int mbits) {
+        if (!lut) return std::string(amsim::cpu::depthwise_cpu_path());
+        return std::string(amsim::cpu::depthwise_cpu_path(table_view(*lut, mbits, "truncate")));
+      },
+      "lut"_a.noconvert() = py::none(), "mantissa_bits"_a = 7,
+      "Which elementwise product kernel the CPU depthwise convs use: avx512, avx2 or scalar; given a table "
+      "(and its M), the float path (float-avx2, ...) where the table is separable and that path runs.");
   m.def(
       "num_threads", [] { return default_pool().size(); }, "Threads _core's CPU kernels use.");
   m.def("set_num_threads", &set_default_pool_threads, "threads"_a, "Resize _core's CPU thread pool.");

@@ -49,6 +49,11 @@ const char* depthwise_cpu_path() {
   return "scalar";
 }
 
+const char* depthwise_cpu_path(const Table& table) {
+  const FloatGemmKernels* kernels = float_gemm_kernels();
+  return kernels != nullptr && separable_factors(table) != nullptr ? kernels->name : depthwise_cpu_path();
+}
+
 namespace {
 
 // A right operand and whether it is finite but rounds to infinity (then a
@@ -74,22 +79,6 @@ struct OperandsAt {
   const Packed* packed = nullptr;
   const uint32_t* encoded = nullptr;
 };
-
-// PROVISIONAL: gemm.cpp's float_kernels() choice, until it is exported.
-const FloatGemmKernels* float_gemm_kernels() {
-  static const bool avx512 = has_avx512_bw();
-  static const bool avx2 = has_avx2_fma();
-  const FloatGemmKernels* best_avx2 = avx2 ? float_kernels_avx2() : nullptr;
-  const FloatGemmKernels* portable = AMSIM_HAVE_FTZ_MODE ? float_kernels_portable() : nullptr;
-  if (forced_path_is("float-avx512")) return avx512 ? float_kernels_avx512() : nullptr;
-  if (forced_path_is("float-avx2")) return best_avx2;
-  if (forced_path_is("float-portable")) return portable;
-  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
-    if (forced_path_is(table_path)) return nullptr;
-  if (best_avx2 != nullptr) return best_avx2;
-  if (avx512 && !forced_path_is("no-avx512")) return float_kernels_avx512();
-  return portable;
-}
 
 // A separable table's float multiply for the depthwise convs: the float
 // GEMM's kernels (their operand transform) where gemm_cpu would run them.

@@ -14,6 +14,9 @@ enum class DepthwiseKernel { kScalar, kAvx2, kAvx512 };
 DepthwiseKernel depthwise_kernel();
 // Its name: "avx512", "avx2" or "scalar" (_core.depthwise_cpu_path()).
 const char* depthwise_cpu_path();
+// The same for one table: the float path's name ("float-avx2", ...) where the
+// table is separable (separable_table.h) and the CPU path runs floats.
+const char* depthwise_cpu_path(const Table& table);
 
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
                        const ParallelFor& parallel);

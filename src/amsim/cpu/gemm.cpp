@@ -134,31 +134,9 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
 
 // --- the float GEMM of separable tables (gemm_float.h) ---
 
-// Its kernels on this CPU, nullptr where it has none or a table path is
-// forced: the one forced ("float-avx512", "float-avx2", "float-portable";
-// never one the CPU lacks), else the AVX2 kernels where the CPU has AVX2
-// (on Zen 4, whose AVX-512 units are 256 bits wide, they ran 1024^3 and
-// 8192 x 64 x 576 15-20% faster than the AVX-512 ones: docs/cpu-kernels.md),
-// then AVX-512, then the portable kernels.
-const cpu::FloatGemmKernels* float_kernels() {
-  static const bool avx512 = cpu::has_avx512_bw();
-  static const bool avx2 = cpu::has_avx2_fma();
-  const cpu::FloatGemmKernels* best_avx2 = avx2 ? cpu::float_kernels_avx2() : nullptr;
-  const cpu::FloatGemmKernels* portable = AMSIM_HAVE_FTZ_MODE ? cpu::float_kernels_portable() : nullptr;
-  if (cpu::forced_path_is("float-avx512")) return avx512 ? cpu::float_kernels_avx512() : nullptr;
-  if (cpu::forced_path_is("float-avx2")) return best_avx2;
-  if (cpu::forced_path_is("float-portable")) return portable;
-  // A forced table path keeps separable tables on it (its tests run bf16 there).
-  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
-    if (cpu::forced_path_is(table_path)) return nullptr;
-  if (best_avx2 != nullptr) return best_avx2;
-  if (avx512 && !cpu::forced_path_is("no-avx512")) return cpu::float_kernels_avx512();
-  return portable;
-}
-
 // The float GEMM's kernels when the table is separable and the CPU has them.
 const cpu::FloatGemmKernels* float_path(const Table& table) {
-  const cpu::FloatGemmKernels* kernels = float_kernels();
+  const cpu::FloatGemmKernels* kernels = cpu::float_gemm_kernels();
   return kernels != nullptr && cpu::separable_factors(table) != nullptr ? kernels : nullptr;
 }
 
@@ -249,7 +227,7 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, c
   const Table table = with_entry_bytes(given);
   // A separable table is a float GEMM of transformed operands; it declines
   // an operand that rounds to infinity (the table paths take the call).
-  if (const cpu::FloatGemmKernels* kernels = float_kernels())
+  if (const cpu::FloatGemmKernels* kernels = cpu::float_gemm_kernels())
     if (const cpu::SeparableFactorsPtr factors = cpu::separable_factors(table))
       if (cpu::gemm_float(*kernels, table, *factors, shape, a, b, c, ldc, parallel, accumulate)) return;
   // The bucket method declines operands it cannot take exactly (a right
@@ -278,6 +256,28 @@ void gemm_cpu(const Table& given, const GemmShape& shape, const MatrixView& a, c
 }
 
 namespace cpu {
+
+// The float GEMM's kernels on this CPU, nullptr where it has none or a table path is
+// forced: the one forced ("float-avx512", "float-avx2", "float-portable";
+// never one the CPU lacks), else the AVX2 kernels where the CPU has AVX2
+// (on Zen 4, whose AVX-512 units are 256 bits wide, they ran 1024^3 and
+// 8192 x 64 x 576 15-20% faster than the AVX-512 ones: docs/cpu-kernels.md),
+// then AVX-512, then the portable kernels.
+const FloatGemmKernels* float_gemm_kernels() {
+  static const bool avx512 = has_avx512_bw();
+  static const bool avx2 = has_avx2_fma();
+  const FloatGemmKernels* best_avx2 = avx2 ? float_kernels_avx2() : nullptr;
+  const FloatGemmKernels* portable = AMSIM_HAVE_FTZ_MODE ? float_kernels_portable() : nullptr;
+  if (forced_path_is("float-avx512")) return avx512 ? float_kernels_avx512() : nullptr;
+  if (forced_path_is("float-avx2")) return best_avx2;
+  if (forced_path_is("float-portable")) return portable;
+  // A forced table path keeps separable tables on it (its tests run bf16 there).
+  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
+    if (forced_path_is(table_path)) return nullptr;
+  if (best_avx2 != nullptr) return best_avx2;
+  if (avx512 && !forced_path_is("no-avx512")) return float_kernels_avx512();
+  return portable;
+}
 
 bool shifted_layout(const Table& given, const GemmShape& shape, RightLayout* layout) {
   const Table table = with_entry_bytes(given);

@@ -54,6 +54,11 @@ const FloatGemmKernels* float_kernels_avx512();
 const FloatGemmKernels* float_kernels_avx2();
 const FloatGemmKernels* float_kernels_portable();
 
+// The kernels separable tables run on this CPU under APPROXTRAIN_CPU_PATH
+// (gemm.cpp; the GEMMs and the depthwise convs), nullptr where it has none
+// or a table path is forced.
+const FloatGemmKernels* float_gemm_kernels();
+
 // C = op(A) . op(B) (gemm_cpu's contract) for a separable table.  Returns
 // false, having written nothing, when a value of the packed-whole side (B,
 // or A where C runs transposed) rounds to infinity.
