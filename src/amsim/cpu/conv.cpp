@@ -21,10 +21,12 @@
 namespace amsim {
 
 namespace {
-// Patch-matrix chunks hold at most this many floats (4 MiB): a chunk stays in
+// Patch-matrix chunks hold at most this many floats (1 MiB): a chunk stays in
 // cache while the GEMM packs it (32 MiB chunks made LeNet-5's input gradients
-// 3-4x slower).
-constexpr int64_t kMaxPatchFloats = int64_t{1} << 20;
+// 3-4x slower), and a small net's step keeps little scratch memory (4 MiB
+// chunks took LeNet-5's AM step to twice the native step's peak; the same
+// speed at 1 MiB).
+constexpr int64_t kMaxPatchFloats = int64_t{1} << 18;
 
 int64_t rows_per_chunk(int64_t row_len) {
   return std::max<int64_t>(1, kMaxPatchFloats / std::max<int64_t>(1, row_len));
@@ -424,8 +426,10 @@ bool shifted_pays(const ShiftedConv& conv) {
 
 // Planes of at most this many bytes per GEMM (a few images of a wide
 // layer): they stay in cache while the kernels read them, as the patch
-// chunks do (kMaxPatchFloats).
-constexpr int64_t kMaxShiftedBytes = int64_t{4} << 20;
+// chunks do (kMaxPatchFloats), and bound the step's scratch memory (with
+// the transposed output, about 1.5x this).  1 MiB made LeNet-5's conv2
+// input gradient 20% slower (six GEMMs instead of two).
+constexpr int64_t kMaxShiftedBytes = int64_t{2} << 20;
 
 // Runs `conv` (see ShiftedConv) a chunk of images at a time.  False where
 // the source or B holds a value the in-place path cannot take (inf, NaN,
