@@ -299,3 +299,36 @@ def test_filter_grad_over_several_patch_chunks(float_path):
     pads = core.conv_paddings("SAME", (101, 100), (3, 3), (1, 1), (1, 1))
     expected = ref.conv2d_filter_grad(x, (3, 3, 3, 4), dy, mult.lut, 7, "nearest", pads=pads)
     assert_same_bits(core.conv2d_filter_grad(x, (3, 3, 3, 4), dy, mult, padding="SAME"), expected)
+
+
+def permuted_factor_table(m_bits):
+    """P[ia][ib] = f[ia] * f[ib] with f a permutation of 1 + i / 2^M: separable, but no factor
+    is its index's own fraction bits, so the transform must look each one up (bf16's and
+    DRUM's factors need no lookup: the kernels mask the fraction instead)."""
+    side = 1 << m_bits
+    f = 1 + ((np.arange(side) * 5 + 3) % side) / side
+    prod = f[:, None] * f[None, :]
+    carry = prod >= 2
+    frac = np.where(carry, prod / 2 - 1, prod - 1) * 2**15
+    assert np.all(frac == np.round(frac))
+    return ((carry.astype(np.int64) << 15) | frac.astype(np.int64)).astype(np.uint16).reshape(-1)
+
+
+@pytest.mark.parametrize("rounding", ["truncate", "nearest"])
+def test_factors_that_need_a_lookup(float_path, rounding):
+    lut = permuted_factor_table(4)
+    assert _core.table_is_separable(lut, 4)
+    mult = Multiplier(f"perm4{rounding}", 4, rounding, lut)
+    rng = np.random.default_rng(12)
+    for m, n, k in SHAPES:
+        a, b = special_operands(rng, m, n, k)
+        assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+    x = ref.random_floats(rng, (2, 6, 7, 9), 0.8)
+    w = ref.random_floats(rng, (3, 3, 1, 9), 0.8)
+    pads = core.conv_paddings("SAME", (6, 7), (3, 3), (1, 1), (1, 1))
+    args = mult.lut, mult.mantissa_bits, mult.operand_rounding
+    for groups, w_ in ((9, w), (1, ref.random_floats(rng, (3, 3, 9, 5), 0.8))):  # depthwise, then plain
+        assert_same_bits(
+            core.conv2d(x, w_, mult, padding="SAME", groups=groups),
+            ref.conv2d(x, w_, *args, strides=(1, 1), dilations=(1, 1), pads=pads, groups=groups),
+        )

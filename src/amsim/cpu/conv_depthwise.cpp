@@ -93,11 +93,8 @@ std::optional<FloatProducts> float_products(const Table& table) {
   if (kernels == nullptr) return std::nullopt;
   SeparableFactorsPtr factors = separable_factors(table);
   if (factors == nullptr) return std::nullopt;
-  const auto transform = [&](const std::vector<uint32_t>& f) {
-    return OperandTransform{f.data(), 23 - table.mantissa_bits, (1u << table.mantissa_bits) - 1u,
-                            table.rounding == Rounding::kNearestEven};
-  };
-  return FloatProducts{kernels, factors, transform(factors->left), transform(factors->right)};
+  return FloatProducts{kernels, factors, operand_transform(table, factors->left),
+                       operand_transform(table, factors->right)};
 }
 
 // The elementwise products of one convolution (flush-to-zero on in callers):

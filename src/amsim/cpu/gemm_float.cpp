@@ -34,14 +34,6 @@ constexpr double kPackNs = 0.25;  // per operand value packed and transformed
 // The largest tile of any kernel (the edge tiles' buffer).
 constexpr int64_t kMaxTile = 8 * 32;
 
-OperandTransform transform_for(const Table& table, const std::vector<uint32_t>& factors) {
-  OperandTransform t;
-  t.factors = factors.data();
-  t.shift = 23 - table.mantissa_bits;
-  t.mask = (1u << table.mantissa_bits) - 1u;
-  t.nearest = table.rounding == Rounding::kNearestEven;
-  return t;
-}
 
 // rows x k of `x` (rows r0.., padded to `width` with +0) as [k][width].
 void pack_rows(const MatrixView& x, int64_t r0, int64_t rows, int64_t k, int64_t width, float* out) {
@@ -228,7 +220,7 @@ bool gemm_float(const FloatGemmKernels& kern, const Table& table, const Separabl
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return true;
   }
-  const OperandTransform ta = transform_for(table, factors.left), tb = transform_for(table, factors.right);
+  const OperandTransform ta = operand_transform(table, factors.left), tb = operand_transform(table, factors.right);
   if (!runs_transposed(kern, shape)) return run(kern, table, Oriented{a, b, ta, tb, m, n, k, c, ldc, accumulate, false}, parallel);
   AlignedBuffer<float> ct(n * m);
   if (accumulate)
@@ -241,6 +233,18 @@ bool gemm_float(const FloatGemmKernels& kern, const Table& table, const Separabl
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct.data()[j * m + i];
   });
   return true;
+}
+
+OperandTransform operand_transform(const Table& table, const std::vector<uint32_t>& factors) {
+  OperandTransform t;
+  t.factors = factors.data();
+  t.shift = 23 - table.mantissa_bits;
+  t.mask = (1u << table.mantissa_bits) - 1u;
+  t.nearest = table.rounding == Rounding::kNearestEven;
+  t.set_bits = factors.empty() ? 0u : factors[0];
+  t.affine = !factors.empty();
+  for (uint32_t i = 0; i < factors.size(); ++i) t.affine &= factors[i] == ((i << t.shift) | t.set_bits);
+  return t;
 }
 
 }  // namespace cpu

@@ -37,7 +37,16 @@ struct OperandTransform {
   int shift = 0;  // 23 - M
   uint32_t mask = 0;  // 2^M - 1
   bool nearest = false;
+  // factors[i] == i << shift | set_bits for every i (bf16: 0; DRUM: the bit
+  // it sets below the kept ones): the fraction needs no lookup, only an and
+  // and an or (a gather costs as much as the rest of the transform).
+  bool affine = false;
+  uint32_t set_bits = 0;
 };
+
+// The transform of the operands whose factors are `factors` (one side of a
+// separable table's SeparableFactors, which must outlive it).
+OperandTransform operand_transform(const Table& table, const std::vector<uint32_t>& factors);
 
 // One ISA's kernels.  transform: n floats in place, true when one rounds to
 // infinity.  tile: C (mr x nr, ldc) = [C, or +0 when !load_c] + sum over kk

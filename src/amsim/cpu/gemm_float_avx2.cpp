@@ -21,7 +21,8 @@ constexpr int kRows = 4;
 constexpr int kCols = 16;
 
 // 8 values at a time: the factor looked up by a gather from the 2^M-entry list.
-bool transform_avx2(float* x, int64_t n, const OperandTransform& t) {
+template <bool kAffine>
+bool transform_avx2_as(float* x, int64_t n, const OperandTransform& t) {
   const __m128i shift = _mm_cvtsi32_si128(t.shift);
   const __m256i mask = _mm256_set1_epi32(int(t.mask));
   const __m256i bias = _mm256_set1_epi32(t.nearest ? int((1u << (t.shift - 1)) - 1u) : 0);
@@ -29,6 +30,7 @@ bool transform_avx2(float* x, int64_t n, const OperandTransform& t) {
   const __m256i ff = _mm256_set1_epi32(0xff), none = _mm256_setzero_si256();
   const __m256i sign = _mm256_set1_epi32(int(kSignMask)), sign_exponent = _mm256_set1_epi32(int(0xff800000u));
   const int* factors = reinterpret_cast<const int*>(t.factors);
+  const __m256i kept = _mm256_set1_epi32(int(t.mask << t.shift)), set_bits = _mm256_set1_epi32(int(t.set_bits));
   __m256i rounds_to_inf = none;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -36,8 +38,13 @@ bool transform_avx2(float* x, int64_t n, const OperandTransform& t) {
     const __m256i e0 = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
     const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srl_epi32(u, shift), lsb)));
     const __m256i e = _mm256_and_si256(_mm256_srli_epi32(r, 23), ff);
-    const __m256i index = _mm256_and_si256(_mm256_srl_epi32(r, shift), mask);
-    const __m256i factor = _mm256_i32gather_epi32(factors, index, 4);
+    __m256i factor;
+    if (kAffine) {
+      factor = _mm256_or_si256(_mm256_and_si256(r, kept), set_bits);
+    } else {
+      const __m256i index = _mm256_and_si256(_mm256_srl_epi32(r, shift), mask);
+      factor = _mm256_i32gather_epi32(factors, index, 4);
+    }
     const __m256i ordinary = _mm256_or_si256(_mm256_and_si256(r, sign_exponent), factor);
     const __m256i special = _mm256_cmpeq_epi32(e0, ff);
     const __m256i zero = _mm256_cmpeq_epi32(e0, none);
@@ -48,6 +55,10 @@ bool transform_avx2(float* x, int64_t n, const OperandTransform& t) {
   }
   const bool tail = transform_scalar(x + i, n - i, t);
   return tail || !_mm256_testz_si256(rounds_to_inf, rounds_to_inf);
+}
+
+bool transform_avx2(float* x, int64_t n, const OperandTransform& t) {
+  return t.affine ? transform_avx2_as<true>(x, n, t) : transform_avx2_as<false>(x, n, t);
 }
 
 void tile_avx2(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, bool load_c) {

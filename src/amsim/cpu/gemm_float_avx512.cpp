@@ -19,13 +19,15 @@ constexpr int kRows = 8;
 constexpr int kCols = 32;
 
 // 16 values at a time: the factor looked up by a gather from the 2^M-entry list.
-bool transform_avx512(float* x, int64_t n, const OperandTransform& t) {
+template <bool kAffine>
+bool transform_avx512_as(float* x, int64_t n, const OperandTransform& t) {
   const __m128i shift = _mm_cvtsi32_si128(t.shift);
   const __m512i mask = _mm512_set1_epi32(int(t.mask));
   const __m512i bias = _mm512_set1_epi32(t.nearest ? int((1u << (t.shift - 1)) - 1u) : 0);
   const __m512i lsb = _mm512_set1_epi32(t.nearest ? 1 : 0);
   const __m512i ff = _mm512_set1_epi32(0xff);
   const __m512i sign = _mm512_set1_epi32(int(kSignMask)), sign_exponent = _mm512_set1_epi32(int(0xff800000u));
+  const __m512i kept = _mm512_set1_epi32(int(t.mask << t.shift)), set_bits = _mm512_set1_epi32(int(t.set_bits));
   __mmask16 rounds_to_inf = 0;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -33,8 +35,13 @@ bool transform_avx512(float* x, int64_t n, const OperandTransform& t) {
     const __m512i e0 = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
     const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srl_epi32(u, shift), lsb)));
     const __m512i e = _mm512_and_si512(_mm512_srli_epi32(r, 23), ff);
-    const __m512i index = _mm512_and_si512(_mm512_srl_epi32(r, shift), mask);
-    const __m512i factor = _mm512_i32gather_epi32(index, t.factors, 4);
+    __m512i factor;
+    if (kAffine) {
+      factor = _mm512_or_si512(_mm512_and_si512(r, kept), set_bits);
+    } else {
+      const __m512i index = _mm512_and_si512(_mm512_srl_epi32(r, shift), mask);
+      factor = _mm512_i32gather_epi32(index, t.factors, 4);
+    }
     const __m512i ordinary = _mm512_or_si512(_mm512_and_si512(r, sign_exponent), factor);
     const __mmask16 special = _mm512_cmpeq_epi32_mask(e0, ff);
     const __mmask16 zero = _mm512_cmpeq_epi32_mask(e0, _mm512_setzero_si512());
@@ -45,6 +52,10 @@ bool transform_avx512(float* x, int64_t n, const OperandTransform& t) {
   }
   const bool tail = transform_scalar(x + i, n - i, t);
   return tail || rounds_to_inf != 0;
+}
+
+bool transform_avx512(float* x, int64_t n, const OperandTransform& t) {
+  return t.affine ? transform_avx512_as<true>(x, n, t) : transform_avx512_as<false>(x, n, t);
 }
 
 void tile_avx512(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, bool load_c) {

@@ -25,7 +25,8 @@ inline uint32_t transform_bits(uint32_t u, const OperandTransform& t, uint32_t* 
   const uint32_t e0 = (u >> 23) & 0xffu;
   const uint32_t r = u + rounding_add(u, t);
   const uint32_t e = (r >> 23) & 0xffu;
-  const uint32_t ordinary = (r & 0xff800000u) | t.factors[(r >> t.shift) & t.mask];
+  const uint32_t fraction = t.affine ? (r & (t.mask << t.shift)) | t.set_bits : t.factors[(r >> t.shift) & t.mask];
+  const uint32_t ordinary = (r & 0xff800000u) | fraction;
   *rounds_to_inf |= uint32_t(e == 0xffu && e0 != 0xffu);
   return e0 == 0 ? (u & kSignMask) : e0 == 0xffu ? u : ordinary;
 }
