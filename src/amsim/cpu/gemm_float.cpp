@@ -54,6 +54,15 @@ void pack_rows(const MatrixView& x, int64_t r0, int64_t rows, int64_t k, int64_t
       const float* src = x.data + (r0 + r) * x.row_stride;
       for (int64_t kk = 0; kk < k; ++kk) out[kk * width + r] = src[kk];
     }
+  } else if (x.row_stride == 1) {
+    // Rows adjacent in memory (a transposed view: the patch matrix of a
+    // filter gradient, a row-major right operand): each k's values are one
+    // contiguous run.
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const float* src = x.data + r0 + kk * x.col_stride;
+      float* dst = out + kk * width;
+      for (int64_t r = 0; r < rows; ++r) dst[r] = src[r];
+    }
   } else {
     for (int64_t kk = 0; kk < k; ++kk)
       for (int64_t r = 0; r < rows; ++r) out[kk * width + r] = x.at(r0 + r, kk);
