@@ -80,7 +80,7 @@ const char* gemm_cpu_path(const Table& table, const GemmShape& shape);
 // The fewest rows a GEMM of this shape's path should be called with when a
 // caller cuts the rows in chunks (conv patch matrices): the bucket method
 // (cpu/gemm_bucket.h) builds a float table and expands B once per call, so
-// it wants 8 x 2^M rows or more; 0 for the other paths.
+// it wants max(4096, 8 x 2^M) rows or more; 0 for the other paths.
 int64_t gemm_cpu_min_rows(const Table& table, const GemmShape& shape);
 
 }  // namespace amsim
