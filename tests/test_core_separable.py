@@ -9,8 +9,8 @@ import amsim_reference as ref
 from approxtrain import _core, core, multipliers
 from approxtrain.multipliers import Multiplier
 from cpu_flags import FLAGS
+from test_core_kernels import PATH_ENV, assert_same_bits, ref_matmul
 
-PATH_ENV = "APPROXTRAIN_CPU_PATH"
 SEPARABLE = ("bf16", "drum4", "drum5", "drum6")
 NOT_SEPARABLE = ("mbm7", "mitchell7", "bf16_trunc", "fp16m", "mbm3", "mitchell5")
 # Forcing one of the table paths keeps separable tables on it.
@@ -40,25 +40,6 @@ def float_path(request, monkeypatch):
     lut = multipliers.get("bf16").lut
     assert _core.gemm_cpu_path(7, lut) == name
     return name
-
-
-def assert_same_bits(actual, expected):
-    """Equal bit patterns (signed zeros included); any NaN matches any NaN."""
-    actual = np.asarray(actual, np.float32)
-    expected = np.asarray(expected, np.float32)
-    assert actual.shape == expected.shape
-    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
-    bad = (nan_a != nan_e) | (~nan_e & (actual.view(np.uint32) != expected.view(np.uint32)))
-    if bad.any():
-        where = tuple(int(t) for t in np.argwhere(bad)[0])
-        raise AssertionError(
-            f"{int(bad.sum())} of {bad.size} elements differ; first at {where}: "
-            f"got {actual[where]!r}, expected {expected[where]!r}"
-        )
-
-
-def ref_matmul(a, b, mult):
-    return ref.matmul(a, b, mult.lut, mult.mantissa_bits, mult.operand_rounding)
 
 
 # --- the detector ---

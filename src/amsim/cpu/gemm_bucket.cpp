@@ -13,6 +13,7 @@
 #include "amsim/cpu/aligned_buffer.h"
 #include "amsim/cpu/fp_env.h"
 #include "amsim/cpu/gemm_blocked.h"
+#include "amsim/cpu/gemm_generic.h"
 
 namespace amsim {
 namespace cpu {
@@ -308,20 +309,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   });
 
   // The special rows, element by element from am_multiply() (k ascending).
-  parallel(static_cast<int64_t>(special_rows.size()), cols * k * 20, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t i = special_rows[s];
-      float* c_row = p.c + i * p.ldc;
-      for (int64_t j = 0; j < cols; ++j) {
-        float sum = p.accumulate ? c_row[j] : 0.0f;
-        for (int64_t kk = 0; kk < k; ++kk) {
-          const float l = p.left.at(i, kk), r = p.right.at(kk, j);
-          sum = add_ftz(sum, p.left_is_b ? am_multiply(r, l, table) : am_multiply(l, r, table));
-        }
-        c_row[j] = sum;
-      }
-    }
-  });
+  gemm_rows_exactly(table, p.left, p.right, p.left_is_b, special_rows, cols, k, p.c, p.ldc, p.accumulate, parallel);
   return true;
 }
 

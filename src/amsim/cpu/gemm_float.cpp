@@ -12,6 +12,7 @@
 #include "amsim/amsim.h"
 #include "amsim/cpu/aligned_buffer.h"
 #include "amsim/cpu/fp_env.h"
+#include "amsim/cpu/gemm_generic.h"
 
 namespace amsim {
 namespace cpu {
@@ -182,20 +183,8 @@ bool run(const FloatGemmKernels& kern, const Table& table, const Oriented& p, co
   std::vector<int64_t> special_rows;
   for (int64_t i = 0; i < p.rows; ++i)
     if (special[i]) special_rows.push_back(i);
-  parallel(static_cast<int64_t>(special_rows.size()), p.cols * k * 20, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t i = special_rows[s];
-      float* c_row = p.c + i * p.ldc;
-      for (int64_t j = 0; j < p.cols; ++j) {
-        float sum = p.accumulate ? c_row[j] : 0.0f;
-        for (int64_t kk = 0; kk < k; ++kk) {
-          const float l = p.left.at(i, kk), r = p.right.at(kk, j);
-          sum = add_ftz(sum, p.left_is_b ? am_multiply(r, l, table) : am_multiply(l, r, table));
-        }
-        c_row[j] = sum;
-      }
-    }
-  });
+  gemm_rows_exactly(table, p.left, p.right, p.left_is_b, special_rows, p.cols, k, p.c, p.ldc, p.accumulate,
+                    parallel);
   return true;
 }
 

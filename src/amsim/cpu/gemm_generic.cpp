@@ -78,5 +78,24 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
   });
 }
 
+void gemm_rows_exactly(const Table& table, const MatrixView& left, const MatrixView& right, bool left_is_b,
+                       const std::vector<int64_t>& rows, int64_t cols, int64_t k, float* c, int64_t ldc,
+                       bool accumulate, const ParallelFor& parallel) {
+  parallel(static_cast<int64_t>(rows.size()), cols * k * 20, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t i = rows[s];
+      float* c_row = c + i * ldc;
+      for (int64_t j = 0; j < cols; ++j) {
+        float sum = accumulate ? c_row[j] : 0.0f;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          const float l = left.at(i, kk), r = right.at(kk, j);
+          sum = add_ftz(sum, left_is_b ? am_multiply(r, l, table) : am_multiply(l, r, table));
+        }
+        c_row[j] = sum;
+      }
+    }
+  });
+}
+
 }  // namespace cpu
 }  // namespace amsim

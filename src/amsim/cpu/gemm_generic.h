@@ -1,6 +1,8 @@
 // Internal entry points of the CPU GEMM paths; gemm.cpp picks one at run time.
 #pragma once
 
+#include <vector>
+
 #include "amsim/gemm.h"
 
 namespace amsim {
@@ -15,6 +17,14 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
 // the products come from am_multiply(), k by k, in canonical order.
 void accumulate_special_left(const Table& table, float a, const MatrixView& b, int64_t k, int64_t col_begin,
                              int64_t col_end, float* c_row);
+
+// Rows `rows` of C (cols x k sums) = L . R summed element by element from
+// am_multiply() (k ascending, from C where accumulate, else +0): the rows a
+// fast path leaves out (an operand it cannot take exactly).  left_is_b: L is
+// B^T (C runs transposed), so R's value is the table row.
+void gemm_rows_exactly(const Table& table, const MatrixView& left, const MatrixView& right, bool left_is_b,
+                       const std::vector<int64_t>& rows, int64_t cols, int64_t k, float* c, int64_t ldc,
+                       bool accumulate, const ParallelFor& parallel);
 
 }  // namespace cpu
 }  // namespace amsim
