@@ -481,10 +481,16 @@ def test_conv_forward_and_grads(cpu_path, case):
     n, h, w, c, kh, kw, o, groups, strides, dilations, padding = case
     rng = np.random.default_rng(7)
     mult = multiplier(7, "nearest", "random")
-    args = mult.lut, 7, "nearest"
     x, wt, pads = conv_case(rng, *case)
     kwargs = dict(strides=strides, padding=padding, dilations=dilations, groups=groups)
     rkw = dict(strides=strides, dilations=dilations, pads=pads, groups=groups)
+    assert_conv_phases_same_bits(rng, x, wt, mult, kwargs, rkw)
+
+
+def assert_conv_phases_same_bits(rng, x, wt, mult, kwargs, rkw):
+    """Forward, input gradient (for a random dy) and filter gradient of core's conv against the
+    reference; kwargs are core's conv arguments, rkw the reference's."""
+    args = mult.lut, mult.mantissa_bits, mult.operand_rounding
     y = core.conv2d(x, wt, mult, **kwargs)
     assert_same_bits(y, ref.conv2d(x, wt, *args, **rkw))
     dy = ref.random_floats(rng, y.shape, normal_fraction=0.95)

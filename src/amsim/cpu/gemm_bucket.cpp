@@ -327,13 +327,8 @@ bool bucket_runs_transposed(const GemmShape& shape, int mantissa_bits) {
 
 bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
+  if (gemm_empty(shape, c, ldc, accumulate)) return true;
   const int64_t m = shape.m, n = shape.n, k = shape.k;
-  if (m == 0 || n == 0) return true;
-  if (k == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return true;
-  }
   if (!bucket_runs_transposed(shape, table.mantissa_bits))
     return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false}, parallel);
   // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.

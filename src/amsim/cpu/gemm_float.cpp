@@ -211,13 +211,8 @@ double gemm_float_cost(const FloatGemmKernels& kern, const GemmShape& shape) {
 bool gemm_float(const FloatGemmKernels& kern, const Table& table, const SeparableFactors& factors,
                 const GemmShape& shape, const MatrixView& a, const MatrixView& b, float* c, int64_t ldc,
                 const ParallelFor& parallel, bool accumulate) {
+  if (gemm_empty(shape, c, ldc, accumulate)) return true;
   const int64_t m = shape.m, n = shape.n, k = shape.k;
-  if (m == 0 || n == 0) return true;
-  if (k == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return true;
-  }
   const OperandTransform ta = operand_transform(table, factors.left), tb = operand_transform(table, factors.right);
   if (!runs_transposed(kern, shape)) return run(kern, table, Oriented{a, b, ta, tb, m, n, k, c, ldc, accumulate, false}, parallel);
   AlignedBuffer<float> ct(n * m);

@@ -78,6 +78,13 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
   });
 }
 
+bool gemm_empty(const GemmShape& shape, float* c, int64_t ldc, bool accumulate) {
+  if (shape.m != 0 && shape.n != 0 && shape.k != 0) return false;
+  if (shape.k == 0 && !accumulate)
+    for (int64_t i = 0; i < shape.m; ++i) std::fill(c + i * ldc, c + i * ldc + shape.n, 0.0f);
+  return true;
+}
+
 void gemm_rows_exactly(const Table& table, const MatrixView& left, const MatrixView& right, bool left_is_b,
                        const std::vector<int64_t>& rows, int64_t cols, int64_t k, float* c, int64_t ldc,
                        bool accumulate, const ParallelFor& parallel) {

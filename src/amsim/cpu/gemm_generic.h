@@ -18,6 +18,10 @@ void gemm_generic(const Table& table, const GemmShape& shape, const MatrixView& 
 void accumulate_special_left(const Table& table, float a, const MatrixView& b, int64_t k, int64_t col_begin,
                              int64_t col_end, float* c_row);
 
+// A GEMM with nothing to multiply (m, n or k = 0): C = +0 where k = 0 and
+// not accumulating (an empty sum); true when the shape was such.
+bool gemm_empty(const GemmShape& shape, float* c, int64_t ldc, bool accumulate);
+
 // Rows `rows` of C (cols x k sums) = L . R summed element by element from
 // am_multiply() (k ascending, from C where accumulate, else +0): the rows a
 // fast path leaves out (an operand it cannot take exactly).  left_is_b: L is
