@@ -332,25 +332,10 @@ bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmSha
   if (!bucket_runs_transposed(shape, table.mantissa_bits))
     return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false}, parallel);
   // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.
-  std::vector<float> ct(static_cast<size_t>(n * m));
-  if (accumulate)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) ct[j * m + i] = c[i * ldc + j];
-  const Problem p{MatrixView{b.data, b.col_stride, b.row_stride},
-                  MatrixView{a.data, a.col_stride, a.row_stride},
-                  n,
-                  m,
-                  k,
-                  ct.data(),
-                  m,
-                  accumulate,
-                  true};
-  if (!run_oriented(kernels, table, p, parallel)) return false;
-  parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
+  return gemm_through_transposed_c(shape, c, ldc, accumulate, parallel, [&](float* ct) {
+    return run_oriented(kernels, table, Problem{transposed(b), transposed(a), n, m, k, ct, m, accumulate, true},
+                        parallel);
   });
-  return true;
 }
 
 }  // namespace cpu

@@ -70,9 +70,6 @@ void pack_rows(const MatrixView& x, int64_t r0, int64_t rows, int64_t k, int64_t
   }
 }
 
-// The transposed view: rows of the output are columns of x.
-MatrixView transposed(const MatrixView& x) { return MatrixView{x.data, x.col_stride, x.row_stride}; }
-
 // C (rows x cols, ldc) = L . R where L's values are transformed by tl and
 // R's by tr.  left_is_b: L is B^T (the transposed orientation), for the
 // operand order of am_multiply.
@@ -215,17 +212,9 @@ bool gemm_float(const FloatGemmKernels& kern, const Table& table, const Separabl
   const int64_t m = shape.m, n = shape.n, k = shape.k;
   const OperandTransform ta = operand_transform(table, factors.left), tb = operand_transform(table, factors.right);
   if (!runs_transposed(kern, shape)) return run(kern, table, Oriented{a, b, ta, tb, m, n, k, c, ldc, accumulate, false}, parallel);
-  AlignedBuffer<float> ct(n * m);
-  if (accumulate)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) ct.data()[j * m + i] = c[i * ldc + j];
-  if (!run(kern, table, Oriented{transposed(b), transposed(a), tb, ta, n, m, k, ct.data(), m, accumulate, true}, parallel))
-    return false;
-  parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct.data()[j * m + i];
+  return gemm_through_transposed_c(shape, c, ldc, accumulate, parallel, [&](float* ct) {
+    return run(kern, table, Oriented{transposed(b), transposed(a), tb, ta, n, m, k, ct, m, accumulate, true}, parallel);
   });
-  return true;
 }
 
 OperandTransform operand_transform(const Table& table, const std::vector<uint32_t>& factors) {

@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "amsim/cpu/aligned_buffer.h"
 #include "amsim/gemm.h"
 
 namespace amsim {
@@ -21,6 +22,29 @@ void accumulate_special_left(const Table& table, float a, const MatrixView& b, i
 // A GEMM with nothing to multiply (m, n or k = 0): C = +0 where k = 0 and
 // not accumulating (an empty sum); true when the shape was such.
 bool gemm_empty(const GemmShape& shape, float* c, int64_t ldc, bool accumulate);
+
+// The transposed view: its rows are the columns of x.
+inline MatrixView transposed(const MatrixView& x) { return MatrixView{x.data, x.col_stride, x.row_stride}; }
+
+// C (m x n, ldc) of a GEMM that runs as C^T = op(B)^T . op(A)^T:
+// `run_transposed(ct)` computes C^T (n x m, leading dimension m) into a
+// scratch that holds C^T first where accumulating; when it returns false, C
+// is left as it was and so is the result.
+template <class Run>
+bool gemm_through_transposed_c(const GemmShape& shape, float* c, int64_t ldc, bool accumulate,
+                               const ParallelFor& parallel, const Run& run_transposed) {
+  const int64_t m = shape.m, n = shape.n;
+  AlignedBuffer<float> ct(n * m);
+  if (accumulate)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) ct.data()[j * m + i] = c[i * ldc + j];
+  if (!run_transposed(ct.data())) return false;
+  parallel(m, n * 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct.data()[j * m + i];
+  });
+  return true;
+}
 
 // Rows `rows` of C (cols x k sums) = L . R summed element by element from
 // am_multiply() (k ascending, from C where accumulate, else +0): the rows a
