@@ -49,11 +49,6 @@ const char* depthwise_cpu_path() {
   return "scalar";
 }
 
-const char* depthwise_cpu_path(const Table& table) {
-  const FloatGemmKernels* kernels = float_gemm_kernels();
-  return kernels != nullptr && separable_factors(table) != nullptr ? kernels->name : depthwise_cpu_path();
-}
-
 namespace {
 
 // A right operand and whether it is finite but rounds to infinity (then a
@@ -351,6 +346,11 @@ Operands<PackedLeft> chunk_lefts(const CallProducts& call, const Products** prod
 }
 
 }  // namespace
+
+const char* depthwise_cpu_path(const Table& table) {
+  const std::optional<FloatProducts> floats = float_products(table);
+  return floats ? floats->kernels->name : depthwise_cpu_path();
+}
 
 void depthwise_forward(const Table& table, const Conv2DShape& s, const float* x, const float* w, float* y,
                        const ParallelFor& parallel) {
