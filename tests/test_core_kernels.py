@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import amsim_reference as ref
-from approxtrain import _core, core
+from approxtrain import _core, core, multipliers
 from approxtrain.multipliers import Multiplier
 
 ROUNDINGS = ("truncate", "nearest")
@@ -214,6 +214,71 @@ def test_matmul_large():
     a = ref.random_floats(rng, (200, 300), normal_fraction=0.9)
     b = ref.random_floats(rng, (300, 150), normal_fraction=0.9)
     assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+
+
+def table_ignoring_low_bits(rng, m, a_bits, b_bits):
+    """A random table whose entries do not depend on the low `a_bits` of A's fraction nor the low
+    `b_bits` of B's, as MBM's conditioned operands (mbm7 reads 6 of each operand's 7 bits)."""
+    side = 1 << m
+    lut = random_table(rng, m).reshape(side, side)
+    keep_a = np.arange(side) & ~((1 << a_bits) - 1)
+    keep_b = np.arange(side) & ~((1 << b_bits) - 1)
+    return np.ascontiguousarray(lut[np.ix_(keep_a, keep_b)]).reshape(-1)
+
+
+def bits_read(lut, m, operand):
+    """Brute force: M less the most low bits of `operand`'s fraction that no entry depends on."""
+    side = 1 << m
+    t = lut.reshape(side, side) if operand == "a" else lut.reshape(side, side).T
+    ignored = 0
+    while ignored < m and (t == t[np.arange(side) & ~((2 << ignored) - 1)]).all():
+        ignored += 1
+    return m - ignored
+
+
+IGNORED_BITS = [(7, 1, 1), (7, 2, 0), (5, 0, 3), (10, 1, 1), (3, 3, 1), (1, 1, 0)]
+
+
+@pytest.mark.parametrize("m_bits, a_bits, b_bits", IGNORED_BITS)
+def test_table_selecting_bits_match_brute_force(m_bits, a_bits, b_bits):
+    rng = np.random.default_rng(40 + m_bits)
+    lut = table_ignoring_low_bits(rng, m_bits, a_bits, b_bits)
+    assert [_core.table_selecting_bits(lut, m_bits, op) for op in "ab"] == [m_bits - a_bits, m_bits - b_bits]
+    side = 1 << m_bits
+    for ia, ib in [(side - 1, side - 1), (1, 0), (0, 1), ((side // 2 + 1) % side, 3 % side)]:
+        changed = lut.copy()
+        changed[ia * side + ib] ^= np.uint16(0x0100)
+        for op in "ab":
+            assert _core.table_selecting_bits(changed, m_bits, op) == bits_read(changed, m_bits, op), (ia, ib, op)
+    for name in ("mbm7", "mbm5", "mbm1", "mitchell7", "bf16_trunc"):
+        mult = multipliers.get(name)
+        for op in "ab":
+            assert _core.table_selecting_bits(mult.lut, mult.mantissa_bits, op) == bits_read(
+                mult.lut, mult.mantissa_bits, op
+            )
+    with pytest.raises(ValueError, match="operand must be 'a' or 'b', got 'c'"):
+        _core.table_selecting_bits(lut, m_bits, "c")
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("m_bits, a_bits, b_bits", IGNORED_BITS)
+def test_matmul_tables_that_ignore_low_bits(cpu_path, m_bits, a_bits, b_bits, rounding):
+    """The bucket method's T rows for only the bits the table reads, in both orientations (a tall C
+    selects on A, a wide one on B); and the same table with one entry changed, which every product
+    meets (A's column 0 and B's row 0 hold the fraction 1 / 2^M), must read all bits again."""
+    rng = np.random.default_rng(50 + m_bits)
+    side = 1 << m_bits
+    lut = table_ignoring_low_bits(rng, m_bits, a_bits, b_bits)
+    changed = lut.copy()
+    changed[1 * side + 1] ^= np.uint16(0x0100)
+    one_ulp = np.float32(1.0 + 2.0**-m_bits)
+    for table in (lut, changed):
+        mult = Multiplier("ignores-low-bits", m_bits, rounding, table)
+        for m, k, n in [(300, 40, 24), (24, 40, 300)]:
+            a = ref.random_floats(rng, (m, k), normal_fraction=0.9)
+            b = ref.random_floats(rng, (k, n), normal_fraction=0.9)
+            a[:, 0], b[0, :] = one_ulp, -one_ulp
+            assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
 
 
 @pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 8, 10, 11]))

@@ -9,6 +9,7 @@
 
 #include "amsim/conv.h"
 #include "amsim/cpu/conv_depthwise.h"
+#include "amsim/cpu/gemm_bucket.h"
 #include "amsim/cpu/separable_table.h"
 #include "amsim/gemm.h"
 #include "arrays.h"
@@ -136,6 +137,16 @@ void bind_cpu(py::module_& m) {
       "lut"_a.noconvert(), "mantissa_bits"_a,
       "Whether every entry is the exact product of two per-operand factors in [1, 2) (bf16, drum*): such a "
       "table's GEMMs run as float GEMMs of the transformed operands (the float-* paths).");
+  m.def(
+      "table_selecting_bits",
+      [](const TableArray& lut, int mbits, const std::string& operand) {
+        if (operand != "a" && operand != "b")
+          throw py::value_error("operand must be 'a' or 'b', got '" + operand + "'");
+        return amsim::cpu::bucket_selecting_bits(table_view(lut, mbits, "truncate"), operand == "b");
+      },
+      "lut"_a.noconvert(), "mantissa_bits"_a, "operand"_a,
+      "How many fraction bits of operand 'a' or 'b' the table reads: M less the low bits no entry depends on "
+      "(MBM forces the lowest kept bit to 1, so mbm7 reads 6). The bucket GEMM expands T rows only for those.");
   m.def(
       "depthwise_cpu_path",
       [](const std::optional<TableArray>& lut, int mbits) {

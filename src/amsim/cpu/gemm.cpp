@@ -128,8 +128,7 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
   if (kernels == nullptr) return nullptr;
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable")) return kernels;
   const double macs = double(shape.m) * double(shape.n) * double(shape.k);
-  return cpu::bucket_cost(shape, table.mantissa_bits) < macs * blocked_ns_per_mac(blocked_path(table)) ? kernels
-                                                                                                       : nullptr;
+  return cpu::bucket_cost(table, shape) < macs * blocked_ns_per_mac(blocked_path(table)) ? kernels : nullptr;
 }
 
 // --- the float GEMM of separable tables (gemm_float.h) ---

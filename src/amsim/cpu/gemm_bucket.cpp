@@ -4,6 +4,7 @@
 #include "amsim/cpu/gemm_bucket.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -82,34 +83,37 @@ inline Packed pack_value(float x, int mantissa_bits, Rounding rounding) {
   return {(r >> shift) & ((1u << mantissa_bits) - 1u), bits_float(r & kSignExponentMask), e, Kind::kOrdinary};
 }
 
-// table_t[x][s] = the entry of (x, s) as a float, contiguous over the
-// selecting fraction s for one expanded fraction x; (x, s) is (ib, ia), or
-// (ia, ib) when the GEMM runs transposed.  Made once per table and
+// table_t[x][s] = the entry of (x, s << ignored) as a float, contiguous over
+// the selecting fraction s for one expanded fraction x; (x, s) is (ib, ia),
+// or (ia, ib) when the GEMM runs transposed.  Made once per table and
 // orientation and kept (content_cache.h): a training step runs the same few
 // tables in every GEMM, and making one costs 2^(2M) conversions (a million
 // for M = 10) against a compare of its 2^(2M) entries when kept.
 using FloatTable = std::shared_ptr<const std::vector<float>>;
 constexpr size_t kCachedFloatTables = 8;  // forward and two gradient multipliers, both orientations
 
-FloatTable float_table(const Table& table, bool left_is_b, const ParallelFor& parallel) {
+FloatTable float_table(const Table& table, bool left_is_b, int selecting_bits, const ParallelFor& parallel) {
   static ContentCache<FloatTable>& cache = *new ContentCache<FloatTable>(kCachedFloatTables);  // never destroyed
-  const int64_t side = int64_t{1} << table.mantissa_bits;
+  const int64_t side = int64_t{1} << table.mantissa_bits, t_side = int64_t{1} << selecting_bits;
+  const int ignored = table.mantissa_bits - selecting_bits;
+  // The selecting bits follow from the contents, so (M, orientation) tags the value.
   const int64_t tag = int64_t{table.mantissa_bits} * 2 + (left_is_b ? 1 : 0);
   FloatTable out;
   cache.get(
       tag, table.entries, static_cast<size_t>(side * side) * sizeof(uint16_t),
       [&](FloatTable* made) {
-        auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(side * side));
+        auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(side * t_side));
         float* t = values->data();
         // In 32 x 32 tiles: one of the two sides is read or written across rows.
         constexpr int64_t kTile = 32;
-        parallel(ceil_div(side, kTile), side * kTile * 2, [&](int64_t b0, int64_t b1) {
+        parallel(ceil_div(side, kTile), t_side * kTile * 2, [&](int64_t b0, int64_t b1) {
           for (int64_t x0 = b0 * kTile; x0 < std::min(side, b1 * kTile); x0 += kTile)
-            for (int64_t s0 = 0; s0 < side; s0 += kTile)
+            for (int64_t s0 = 0; s0 < t_side; s0 += kTile)
               for (int64_t x = x0; x < std::min(side, x0 + kTile); ++x)
-                for (int64_t s = s0; s < std::min(side, s0 + kTile); ++s) {
-                  const int64_t ia = left_is_b ? x : s, ib = left_is_b ? s : x;
-                  t[x * side + s] = entry_value(table.entries[ia * side + ib]);
+                for (int64_t s = s0; s < std::min(t_side, s0 + kTile); ++s) {
+                  const int64_t fraction = s << ignored;
+                  const int64_t ia = left_is_b ? x : fraction, ib = left_is_b ? fraction : x;
+                  t[x * t_side + s] = entry_value(table.entries[ia * side + ib]);
                 }
         });
         *made = std::move(values);
@@ -117,6 +121,27 @@ FloatTable float_table(const Table& table, bool left_is_b, const ParallelFor& pa
       },
       &out);
   return out;
+}
+
+// Whether every entry equals the one with the selecting fraction's low
+// `bits` bits cleared (the selecting operand is A, or B when left_is_b).
+bool ignores_low_bits(const Table& table, bool left_is_b, int bits) {
+  const int64_t side = int64_t{1} << table.mantissa_bits;
+  const uint32_t keep = ~((1u << bits) - 1u);
+  const uint16_t* e = table.entries;
+  if (!left_is_b) {  // row s against row s & keep
+    for (int64_t s = 0; s < side; ++s)
+      if ((s & keep) != s && std::memcmp(e + s * side, e + (s & keep) * side, side * sizeof(uint16_t)) != 0)
+        return false;
+    return true;
+  }
+  for (int64_t x = 0; x < side; ++x) {  // row x, fractions s along it
+    const uint16_t* row = e + x * side;
+    uint16_t differs = 0;
+    for (int64_t s = 0; s < side; ++s) differs |= row[s] ^ row[s & keep];
+    if (differs) return false;
+  }
+  return true;
 }
 
 // ns per row x k of the panel over `cols` columns: full tiles, then one of
@@ -130,11 +155,11 @@ double panel_row_ns(int64_t cols, int mantissa_bits) {
   return mantissa_bits >= kWideTableBits ? ns * kWideFactor : ns;
 }
 
-double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits) {
-  const double side = double(int64_t{1} << mantissa_bits);
+double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits, int selecting_bits) {
+  const double side = double(int64_t{1} << selecting_bits);
   const double padded = double(ceil_div(cols, kBucketVectorCols) * kBucketVectorCols);
-  return double(k) * (double(rows) * panel_row_ns(cols, mantissa_bits) + padded * side * kExpandNs) +
-         side * side * kTableNs +
+  return double(k) * (double(rows) * panel_row_ns(cols, selecting_bits) + padded * side * kExpandNs) +
+         double(int64_t{1} << mantissa_bits) * side * kTableNs +
          double(k) * (double(rows) * kPackLeftNs + double(cols) * kPackRightNs);
 }
 
@@ -153,8 +178,9 @@ struct Problem {
 
 bool run_oriented(const BucketKernels& kernels, const Table& table, const Problem& p, const ParallelFor& parallel) {
   const int mbits = table.mantissa_bits;
+  const int sbits = bucket_selecting_bits(table, p.left_is_b), ignored = mbits - sbits;
   const Rounding rounding = table.rounding;
-  const int64_t side = int64_t{1} << mbits, rows = p.rows, cols = p.cols, k = p.k;
+  const int64_t side = int64_t{1} << sbits, rows = p.rows, cols = p.cols, k = p.k;  // side: T rows
 
   // The expanded operand, packed once: a reduced exponent >= 254 would
   // overflow T, and a value that rounds to infinity would meet a zero
@@ -194,7 +220,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
 
   // Wide tables: T rows of 32 columns, and a larger T block, so a K block
   // still holds several k (each k costs a load and store of the C tile).
-  const bool wide = mbits >= kWideTableBits;
+  const bool wide = sbits >= kWideTableBits;
   const int64_t block_cols = wide ? 32 : 64;
   const int64_t t_block_bytes = wide ? kWideTBlockBytes : kTBlockBytes;
   const int64_t col_blocks = ceil_div(cols, block_cols);
@@ -225,7 +251,8 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
           const int64_t k0 = kb * block_k;
           row_special |=
               kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride, p.left.col_stride,
-                                std::min(block_k, k - k0), mbits, rounding, left_at(kb, i), &range.min, &range.max);
+                                std::min(block_k, k - k0), mbits, ignored, rounding, left_at(kb, i), &range.min,
+                                &range.max);
         }
         special[i] = row_special;
       }
@@ -241,7 +268,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
             for (int64_t r = 0; r < gn; ++r) tile[r * block_k + kk] = src[r];
           }
           for (int64_t r = 0; r < gn; ++r)
-            group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, rounding,
+            group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, ignored, rounding,
                                                   left_at(kb, g0 + r), &range.min, &range.max);
         }
         for (int64_t r = 0; r < gn; ++r) special[g0 + r] = group_special[r];
@@ -255,7 +282,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   std::vector<int64_t> ordinary_rows, special_rows;
   for (int64_t i = 0; i < rows; ++i) (special[i] ? special_rows : ordinary_rows).push_back(i);
 
-  const FloatTable table_t = float_table(table, p.left_is_b, parallel);
+  const FloatTable table_t = float_table(table, p.left_is_b, sbits, parallel);
 
   const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
   const int64_t row_parts =
@@ -283,7 +310,7 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         const int64_t kc = std::min(block_k, k - k0);
         BucketExpansion e;
         e.table_t = table_t->data();
-        e.mantissa_bits = mbits;
+        e.selecting_bits = sbits;
         e.index = r_index.data() + k0 * cols + j0;
         e.scale = r_scale.data() + k0 * cols + j0;
         e.ld_in = cols;
@@ -315,21 +342,30 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
 
 }  // namespace
 
-double bucket_cost(const GemmShape& shape, int mantissa_bits) {
-  return std::min(oriented_cost(shape.m, shape.n, shape.k, mantissa_bits),
-                  oriented_cost(shape.n, shape.m, shape.k, mantissa_bits));
+int bucket_selecting_bits(const Table& table, bool left_is_b) {
+  if (table.entries == nullptr) return table.mantissa_bits;  // a path asked for by width alone
+  int ignored = 0;
+  while (ignored < table.mantissa_bits && ignores_low_bits(table, left_is_b, ignored + 1)) ++ignored;
+  return table.mantissa_bits - ignored;
 }
 
-bool bucket_runs_transposed(const GemmShape& shape, int mantissa_bits) {
-  return oriented_cost(shape.n, shape.m, shape.k, mantissa_bits) <
-         oriented_cost(shape.m, shape.n, shape.k, mantissa_bits);
+double bucket_cost(const Table& table, const GemmShape& shape) {
+  const int m = table.mantissa_bits;
+  return std::min(oriented_cost(shape.m, shape.n, shape.k, m, bucket_selecting_bits(table, false)),
+                  oriented_cost(shape.n, shape.m, shape.k, m, bucket_selecting_bits(table, true)));
+}
+
+bool bucket_runs_transposed(const Table& table, const GemmShape& shape) {
+  const int m = table.mantissa_bits;
+  return oriented_cost(shape.n, shape.m, shape.k, m, bucket_selecting_bits(table, true)) <
+         oriented_cost(shape.m, shape.n, shape.k, m, bucket_selecting_bits(table, false));
 }
 
 bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   if (gemm_empty(shape, c, ldc, accumulate)) return true;
   const int64_t m = shape.m, n = shape.n, k = shape.k;
-  if (!bucket_runs_transposed(shape, table.mantissa_bits))
+  if (!bucket_runs_transposed(table, shape))
     return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false}, parallel);
   // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.
   return gemm_through_transposed_c(shape, c, ldc, accumulate, parallel, [&](float* ct) {

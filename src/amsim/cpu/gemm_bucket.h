@@ -23,8 +23,11 @@
 // from am_multiply() instead.
 //
 // Cost: expanding is 2^M x N x K, the adds M_rows x N x K: the method wins
-// when rows >> 2^M.  For a short, wide C the driver expands along the other
-// side: C^T = B^T . A^T with the table transposed (operand order kept).
+// when rows >> 2^M.  A table that ignores the selecting operand's low
+// fraction bits (MBM forces the lowest kept bit to 1: rows s and s + 1 are
+// the same) needs T rows only for the bits it reads: 2^(M - ignored).  For
+// a short, wide C the driver expands along the other side: C^T = B^T . A^T
+// with the table transposed (operand order kept).
 #pragma once
 
 #include <cstdint>
@@ -60,8 +63,8 @@ struct BucketPanel {
 // T for one K block of one column block: out[kk][s][j] = scale[kk][j] *
 // table_t[index[kk][j]][s] for j < ncols, +0 for ncols <= j < ldt.
 struct BucketExpansion {
-  const float* table_t = nullptr;  // [2^M][2^M]: row x = the expanded operand's fraction
-  int mantissa_bits = 0;
+  const float* table_t = nullptr;  // [2^M][2^S]: row x = the expanded operand's fraction
+  int selecting_bits = 0;  // S: T has 2^S rows (bucket_selecting_bits)
   const uint16_t* index = nullptr;  // [kc][ld_in]
   const float* scale = nullptr;  // [kc][ld_in]
   int64_t ld_in = 0;
@@ -70,13 +73,14 @@ struct BucketExpansion {
 };
 
 // The ISA-specific part: packing the selecting operand, expansion and the
-// panel of row-selected adds.  pack_left packs n values `stride` apart,
+// panel of row-selected adds.  pack_left packs n values `stride` apart
+// (T row: the reduced fraction without its `ignored_bits` low bits),
 // returns whether one is inf, NaN or rounds to infinity (that row's products
 // then come from am_multiply()), and widens [*lo, *hi] by the reduced
 // exponents of the others that are nonzero.
 struct BucketKernels {
-  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding, BucketLeft* out,
-                    uint32_t* lo, uint32_t* hi);
+  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, int ignored_bits, Rounding rounding,
+                    BucketLeft* out, uint32_t* lo, uint32_t* hi);
   void (*expand)(const BucketExpansion& e);
   void (*panel)(const BucketPanel& p);
 };
@@ -94,11 +98,18 @@ const BucketKernels* bucket_kernels_portable();
 bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate);
 
+// How many fraction bits of the selecting operand the table reads: M less
+// the low bits no entry depends on (entries of fractions s and s ^ low bits
+// all equal; MBM: one).  The selecting operand is A, or B when `left_is_b`
+// (the GEMM runs transposed).  M for a Table without entries (a path
+// asked for by width alone).
+int bucket_selecting_bits(const Table& table, bool left_is_b);
+
 // The cost model of the dispatch (cycles, one thread, rough): the bucket
 // method on this shape (either orientation, whichever is cheaper), and the
 // other paths per multiply-add.
-double bucket_cost(const GemmShape& shape, int mantissa_bits);
-bool bucket_runs_transposed(const GemmShape& shape, int mantissa_bits);
+double bucket_cost(const Table& table, const GemmShape& shape);
+bool bucket_runs_transposed(const Table& table, const GemmShape& shape);
 
 }  // namespace cpu
 }  // namespace amsim

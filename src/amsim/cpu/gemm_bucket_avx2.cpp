@@ -21,13 +21,13 @@ namespace cpu {
 namespace {
 
 // BucketLeftPacker::pack, 8 contiguous values at a time.
-bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding, BucketLeft* out,
-                    uint32_t* lo, uint32_t* hi) {
-  BucketLeftPacker packer(mantissa_bits, rounding);
+bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits, int ignored_bits, Rounding rounding,
+                    BucketLeft* out, uint32_t* lo, uint32_t* hi) {
+  BucketLeftPacker packer(mantissa_bits, ignored_bits, rounding);
   int64_t kk = 0;
   if (stride == 1 && n >= 8) {
-    const __m128i shift = _mm_cvtsi32_si128(packer.shift);
-    const __m256i fraction_mask = _mm256_set1_epi32(int(packer.mask));
+    const __m128i shift = _mm_cvtsi32_si128(packer.shift), index_shift = _mm_cvtsi32_si128(packer.index_shift);
+    const __m256i index_mask = _mm256_set1_epi32(int(packer.index_mask));
     const __m256i bias = _mm256_set1_epi32(packer.nearest ? int(packer.bias) : 0);
     const __m256i lsb = _mm256_set1_epi32(packer.nearest ? 1 : 0);
     const __m256i ff = _mm256_set1_epi32(0xff), none = _mm256_setzero_si256();
@@ -45,7 +45,7 @@ bool pack_left_avx2(const float* x, int64_t stride, int64_t n, int mantissa_bits
       vlo = _mm256_min_epu32(vlo, _mm256_blendv_epi8(e, ff, skip));
       vhi = _mm256_max_epu32(vhi, _mm256_blendv_epi8(e, none, skip));
       const __m256i packed = _mm256_or_si256(_mm256_and_si256(r, sign_exponent),
-                                             _mm256_and_si256(_mm256_srl_epi32(r, shift), fraction_mask));
+                                             _mm256_and_si256(_mm256_srl_epi32(r, index_shift), index_mask));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kk),
                           _mm256_blendv_epi8(packed, _mm256_and_si256(u, sign), zero));
     }
@@ -85,7 +85,7 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
 }
 
 void expand_avx2(const BucketExpansion& e) {
-  const int64_t side = int64_t{1} << e.mantissa_bits;
+  const int64_t side = int64_t{1} << e.selecting_bits;
   for (int64_t kk = 0; kk < e.kc; ++kk) {
     const uint16_t* index = e.index + kk * e.ld_in;
     const float* scale = e.scale + kk * e.ld_in;

@@ -15,16 +15,20 @@ namespace cpu {
 // The top 16 bits of a float whose fraction is zero: sign and exponent.
 constexpr uint32_t kBucketScaleMask = 0xffff0000u;
 
+// The index kept is the reduced fraction without the `ignored_bits` low
+// bits the table does not look at (bucket_selecting_bits): its T row.
 struct BucketLeftPacker {
-  int shift;  // 23 - M
-  uint32_t mask;  // 2^M - 1
+  int shift;  // 23 - M: where the reduced fraction starts (rounding)
+  int index_shift;  // 23 - M + ignored bits
+  uint32_t index_mask;  // 2^(M - ignored bits) - 1
   uint32_t bias;  // nearest-even: half - 1 (plus the kept lsb, added per value)
   bool nearest;
   uint32_t special = 0, lo = 255, hi = 0;
 
-  BucketLeftPacker(int mantissa_bits, Rounding rounding)
+  BucketLeftPacker(int mantissa_bits, int ignored_bits, Rounding rounding)
       : shift(23 - mantissa_bits),
-        mask((1u << mantissa_bits) - 1u),
+        index_shift(23 - mantissa_bits + ignored_bits),
+        index_mask((1u << (mantissa_bits - ignored_bits)) - 1u),
         bias((1u << (22 - mantissa_bits)) - 1u),
         nearest(rounding == Rounding::kNearestEven) {}
 
@@ -40,7 +44,7 @@ struct BucketLeftPacker {
     const bool counts = !zero && !bad;
     lo = counts && e < lo ? e : lo;
     hi = counts && e > hi ? e : hi;
-    return zero ? (u & kSignMask) : ((r & 0xff800000u) | ((r >> shift) & mask));
+    return zero ? (u & kSignMask) : ((r & 0xff800000u) | ((r >> index_shift) & index_mask));
   }
 };
 

@@ -12,9 +12,9 @@ namespace cpu {
 
 namespace {
 
-bool pack_left_portable(const float* x, int64_t stride, int64_t n, int mantissa_bits, Rounding rounding,
-                        BucketLeft* out, uint32_t* lo, uint32_t* hi) {
-  BucketLeftPacker packer(mantissa_bits, rounding);
+bool pack_left_portable(const float* x, int64_t stride, int64_t n, int mantissa_bits, int ignored_bits,
+                        Rounding rounding, BucketLeft* out, uint32_t* lo, uint32_t* hi) {
+  BucketLeftPacker packer(mantissa_bits, ignored_bits, rounding);
   for (int64_t kk = 0; kk < n; ++kk) out[kk] = packer.pack(float_bits(x[kk * stride]));
   *lo = std::min(*lo, packer.lo);
   *hi = std::max(*hi, packer.hi);
@@ -22,7 +22,7 @@ bool pack_left_portable(const float* x, int64_t stride, int64_t n, int mantissa_
 }
 
 void expand_portable(const BucketExpansion& e) {
-  const int64_t side = int64_t{1} << e.mantissa_bits;
+  const int64_t side = int64_t{1} << e.selecting_bits;
   for (int64_t kk = 0; kk < e.kc; ++kk) {
     const uint16_t* index = e.index + kk * e.ld_in;
     const float* scale = e.scale + kk * e.ld_in;
