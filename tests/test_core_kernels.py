@@ -343,6 +343,7 @@ def test_matmul_transposed_operands_packed_in_blocks(cpu_path, m_bits, table):
         b[k // 3, n - 1] = np.inf
         b[k - 2, 0] = np.nan
         a[m - 1, k // 4], a[m // 2, 1] = np.inf, np.float32(2.0**127)
+        a[1 % m, 3 % k] = -np.inf  # inside a full group of 16 rows and (K >= 64) a whole K block
         expected = ref_matmul(a, b, mult)
         at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
         assert_same_bits(core.matmul(a, bt, mult, transpose_b=True), expected)

@@ -270,9 +270,15 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
             const float* src = p.left.data + g0 + (k0 + kk) * p.left.col_stride;
             for (int64_t r = 0; r < gn; ++r) tile[r * block_k + kk] = src[r];
           }
-          for (int64_t r = 0; r < gn; ++r)
-            group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, ignored, rounding,
-                                                  left_at(kb, g0 + r), &range.min, &range.max);
+          // A whole K block: the group's tile rows and their packed rows are
+          // both contiguous, so one call packs them all; only a group holding
+          // a special value is packed again row by row to find its rows.
+          const bool whole = kn == block_k;
+          if (!whole || kernels.pack_left(tile.data(), 1, gn * block_k, mbits, ignored, rounding, left_at(kb, g0),
+                                          &range.min, &range.max))
+            for (int64_t r = 0; r < gn; ++r)
+              group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, ignored, rounding,
+                                                    left_at(kb, g0 + r), &range.min, &range.max);
         }
         for (int64_t r = 0; r < gn; ++r) special[g0 + r] = group_special[r];
       }
