@@ -127,8 +127,10 @@ const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape)
   const cpu::BucketKernels* kernels = bucket_kernels();
   if (kernels == nullptr) return nullptr;
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable")) return kernels;
+  const double other_ns = blocked_ns_per_mac(blocked_path(table));
+  if (other_ns <= cpu::bucket_least_ns_per_mac()) return nullptr;  // the register-table kernels
   const double macs = double(shape.m) * double(shape.n) * double(shape.k);
-  return cpu::bucket_cost(table, shape) < macs * blocked_ns_per_mac(blocked_path(table)) ? kernels : nullptr;
+  return cpu::bucket_cost(table, shape) < macs * other_ns ? kernels : nullptr;
 }
 
 // --- the float GEMM of separable tables (gemm_float.h) ---

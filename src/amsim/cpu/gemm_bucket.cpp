@@ -123,23 +123,31 @@ FloatTable float_table(const Table& table, bool left_is_b, int selecting_bits, c
   return out;
 }
 
-// Whether every entry equals the one with the selecting fraction's low
-// `bits` bits cleared (the selecting operand is A, or B when left_is_b).
-bool ignores_low_bits(const Table& table, bool left_is_b, int bits) {
-  const int64_t side = int64_t{1} << table.mantissa_bits;
-  const uint32_t keep = ~((1u << bits) - 1u);
+// Whether every entry equals the one whose selecting fraction differs in
+// bit `bit` (the selecting operand is A, or B when left_is_b).  Checked
+// for bit 0, 1, ... in turn, this finds the low bits no entry depends on.
+// Runs on every cost estimate, so it is kept cheap: whole rows compared,
+// or for bit 0 along a row, 32-bit words whose halves must match; a
+// table that reads the bit differs within its first rows.
+bool ignores_bit(const Table& table, bool left_is_b, int bit) {
+  const int64_t side = int64_t{1} << table.mantissa_bits, step = int64_t{1} << bit;
   const uint16_t* e = table.entries;
-  if (!left_is_b) {  // row s against row s & keep
-    for (int64_t s = 0; s < side; ++s)
-      if ((s & keep) != s && std::memcmp(e + s * side, e + (s & keep) * side, side * sizeof(uint16_t)) != 0)
+  if (!left_is_b) {  // rows s and s + step, s with the bit clear
+    for (int64_t s = 0; s < side; s += 2 * step)
+      if (std::memcmp(e + s * side, e + (s + step) * side, static_cast<size_t>(step * side) * sizeof(uint16_t)) != 0)
         return false;
     return true;
   }
-  for (int64_t x = 0; x < side; ++x) {  // row x, fractions s along it
+  for (int64_t x = 0; x < side; ++x) {  // along row x: entries s and s + step
     const uint16_t* row = e + x * side;
-    uint16_t differs = 0;
-    for (int64_t s = 0; s < side; ++s) differs |= row[s] ^ row[s & keep];
-    if (differs) return false;
+    if (bit == 0) {
+      uint32_t differs = 0;
+      for (int64_t s = 0; s < side; s += 2) differs |= uint32_t(row[s] ^ row[s + 1]);
+      if (differs) return false;
+    } else {
+      for (int64_t s = 0; s < side; s += 2 * step)
+        if (std::memcmp(row + s, row + s + step, static_cast<size_t>(step) * sizeof(uint16_t)) != 0) return false;
+    }
   }
   return true;
 }
@@ -351,10 +359,12 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
 
 }  // namespace
 
+double bucket_least_ns_per_mac() { return panel_row_ns(kBucketTileCols, 0) / double(kBucketTileCols); }
+
 int bucket_selecting_bits(const Table& table, bool left_is_b) {
   if (table.entries == nullptr) return table.mantissa_bits;  // a path asked for by width alone
   int ignored = 0;
-  while (ignored < table.mantissa_bits && ignores_low_bits(table, left_is_b, ignored + 1)) ++ignored;
+  while (ignored < table.mantissa_bits && ignores_bit(table, left_is_b, ignored)) ++ignored;
   return table.mantissa_bits - ignored;
 }
 

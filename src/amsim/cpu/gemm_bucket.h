@@ -109,6 +109,9 @@ int bucket_selecting_bits(const Table& table, bool left_is_b);
 // method on this shape (either orientation, whichever is cheaper), and the
 // other paths per multiply-add.
 double bucket_cost(const Table& table, const GemmShape& shape);
+// The least the method can cost per multiply-add (full tiles, nothing
+// else): a path cheaper than this needs no cost estimate of the method.
+double bucket_least_ns_per_mac();
 bool bucket_runs_transposed(const Table& table, const GemmShape& shape);
 
 }  // namespace cpu
