@@ -308,12 +308,14 @@ def test_matmul_specials(cpu_path, m_bits, table):
 
 @pytest.mark.parametrize("m_bits, table", with_high_table([5, 7, 9]))
 def test_matmul_short_a_streams_b(cpu_path, m_bits, table):
-    """A with at most one row block (and a narrow C, which runs transposed) packs B per task
-    and per K block: several K blocks and strips, a B row that rounds to infinity in one
-    strip of one K block against zeros of A, specials in later K blocks."""
+    """A with at most two 64-row blocks (and a narrow C, which runs transposed) packs B per
+    task and per K block: several K blocks and strips, a B row that rounds to infinity in one
+    strip of one K block against zeros of A, specials in later K blocks; 65..129 rows take one
+    row block of all rows over groups of strips, or two when there is one group."""
     rng = np.random.default_rng(30 + m_bits)
     mult = multiplier(m_bits, "nearest", table)
-    for m, k, n in [(5, 600, 300), (64, 530, 130), (3, 700, 64), (2000, 520, 6), (40, 300, 1)]:
+    shapes = [(5, 600, 300), (64, 530, 130), (3, 700, 64), (2000, 520, 6), (40, 300, 1)]
+    for m, k, n in shapes + [(128, 300, 140), (65, 300, 70), (100, 270, 20), (129, 40, 65)]:
         a = ref.random_floats(rng, (m, k), normal_fraction=0.97)
         b = ref.random_floats(rng, (k, n), normal_fraction=0.97)
         a[:, 400 % k] = 0.0

@@ -73,7 +73,7 @@ void gemm_blocked(const BlockedPath& path, const Table& table, const GemmShape& 
   // reads each packed strip of B once: each task then packs its own strips,
   // one K block at a time, into a buffer that stays in cache, instead of
   // all of B up front.
-  const bool stream_b = m <= path.block_rows && shifted == nullptr;
+  const bool stream_b = m <= 2 * path.block_rows && shifted == nullptr;
 
   const bool lut = path.layout != RightLayout::kGatherPairs;
   const int64_t row_bytes = lut_row_bytes(path.layout, table.mantissa_bits);
