@@ -26,9 +26,7 @@
 
 namespace {
 
-double seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 __attribute__((noinline)) void fma_loop(int64_t n, __m512* out) {
   __m512 acc[16];
@@ -88,7 +86,8 @@ __attribute__((noinline)) void bucket_loop(const float* t, int64_t kc, int64_t s
           const Left& p = left[(r0 + r) * kc + kk];
           const __m512 sa = _mm512_set1_ps(p.scale);
 #pragma GCC unroll 2
-          for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(sa, _mm512_load_ps(tk + p.offset + 16 * v), acc[r][v]);
+          for (int v = 0; v < V; ++v)
+            acc[r][v] = _mm512_fmadd_ps(sa, _mm512_load_ps(tk + p.offset + 16 * v), acc[r][v]);
         }
       }
       for (int r = 0; r < R; ++r)

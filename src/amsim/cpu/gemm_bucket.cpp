@@ -127,8 +127,9 @@ FloatTable float_table(const Table& table, bool left_is_b, int selecting_bits, c
 // bit `bit` (the selecting operand is A, or B when left_is_b).  Checked
 // for bit 0, 1, ... in turn, this finds the low bits no entry depends on.
 // Runs on every cost estimate, so it is kept cheap: whole rows compared,
-// or for bit 0 along a row, 32-bit words whose halves must match; a
-// table that reads the bit differs within its first rows.
+// or along a row runs of entries (for bit 0 adjacent pairs, in a loop the
+// compiler vectorizes); a table that reads the bit differs within its
+// first rows.
 bool ignores_bit(const Table& table, bool left_is_b, int bit) {
   const int64_t side = int64_t{1} << table.mantissa_bits, step = int64_t{1} << bit;
   const uint16_t* e = table.entries;
@@ -182,11 +183,26 @@ struct Problem {
   int64_t ldc;
   bool accumulate;
   bool left_is_b;  // runs transposed: L = B^T, R = A^T
+  int selecting_bits;  // of L's fraction (bucket_selecting_bits): T has 2^this rows
 };
+
+// The method's cost selecting on A (C as is) and on B (C^T), each with the
+// fraction bits the table reads of that operand.
+struct Orientations {
+  int a_bits, b_bits;
+  double direct, transposed;
+};
+
+Orientations orientations(const Table& table, const GemmShape& shape) {
+  const int m = table.mantissa_bits;
+  const int a_bits = bucket_selecting_bits(table, false), b_bits = bucket_selecting_bits(table, true);
+  return {a_bits, b_bits, oriented_cost(shape.m, shape.n, shape.k, m, a_bits),
+          oriented_cost(shape.n, shape.m, shape.k, m, b_bits)};
+}
 
 bool run_oriented(const BucketKernels& kernels, const Table& table, const Problem& p, const ParallelFor& parallel) {
   const int mbits = table.mantissa_bits;
-  const int sbits = bucket_selecting_bits(table, p.left_is_b), ignored = mbits - sbits;
+  const int sbits = p.selecting_bits, ignored = mbits - sbits;
   const Rounding rounding = table.rounding;
   const int64_t side = int64_t{1} << sbits, rows = p.rows, cols = p.cols, k = p.k;  // side: T rows
 
@@ -260,10 +276,9 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         bool row_special = false;
         for (int64_t kb = 0; kb < k_blocks; ++kb) {
           const int64_t k0 = kb * block_k;
-          row_special |=
-              kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride, p.left.col_stride,
-                                std::min(block_k, k - k0), mbits, ignored, rounding, left_at(kb, i), &range.min,
-                                &range.max);
+          row_special |= kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride,
+                                           p.left.col_stride, std::min(block_k, k - k0), mbits, ignored, rounding,
+                                           left_at(kb, i), &range.min, &range.max);
         }
         special[i] = row_special;
       }
@@ -369,27 +384,21 @@ int bucket_selecting_bits(const Table& table, bool left_is_b) {
 }
 
 double bucket_cost(const Table& table, const GemmShape& shape) {
-  const int m = table.mantissa_bits;
-  return std::min(oriented_cost(shape.m, shape.n, shape.k, m, bucket_selecting_bits(table, false)),
-                  oriented_cost(shape.n, shape.m, shape.k, m, bucket_selecting_bits(table, true)));
-}
-
-bool bucket_runs_transposed(const Table& table, const GemmShape& shape) {
-  const int m = table.mantissa_bits;
-  return oriented_cost(shape.n, shape.m, shape.k, m, bucket_selecting_bits(table, true)) <
-         oriented_cost(shape.m, shape.n, shape.k, m, bucket_selecting_bits(table, false));
+  const Orientations o = orientations(table, shape);
+  return std::min(o.direct, o.transposed);
 }
 
 bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmShape& shape, const MatrixView& a,
                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   if (gemm_empty(shape, c, ldc, accumulate)) return true;
   const int64_t m = shape.m, n = shape.n, k = shape.k;
-  if (!bucket_runs_transposed(table, shape))
-    return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false}, parallel);
+  const Orientations o = orientations(table, shape);
+  if (!(o.transposed < o.direct))
+    return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false, o.a_bits}, parallel);
   // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.
   return gemm_through_transposed_c(shape, c, ldc, accumulate, parallel, [&](float* ct) {
-    return run_oriented(kernels, table, Problem{transposed(b), transposed(a), n, m, k, ct, m, accumulate, true},
-                        parallel);
+    return run_oriented(kernels, table,
+                        Problem{transposed(b), transposed(a), n, m, k, ct, m, accumulate, true, o.b_bits}, parallel);
   });
 }
 

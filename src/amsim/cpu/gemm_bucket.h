@@ -112,7 +112,6 @@ double bucket_cost(const Table& table, const GemmShape& shape);
 // The least the method can cost per multiply-add (full tiles, nothing
 // else): a path cheaper than this needs no cost estimate of the method.
 double bucket_least_ns_per_mac();
-bool bucket_runs_transposed(const Table& table, const GemmShape& shape);
 
 }  // namespace cpu
 }  // namespace amsim
