@@ -256,8 +256,18 @@ def test_table_selecting_bits_match_brute_force(m_bits, a_bits, b_bits):
             assert _core.table_selecting_bits(mult.lut, mult.mantissa_bits, op) == bits_read(
                 mult.lut, mult.mantissa_bits, op
             )
+
+
+def test_table_selecting_bits_errors_name_the_bad_value():
+    lut = ref.exact_table(7)
     with pytest.raises(ValueError, match="operand must be 'a' or 'b', got 'c'"):
-        _core.table_selecting_bits(lut, m_bits, "c")
+        _core.table_selecting_bits(lut, 7, "c")
+    with pytest.raises(ValueError, match="mantissa_bits=7 must have 16384 uint16 entries, got 10"):
+        _core.table_selecting_bits(lut[:10], 7, "a")
+    with pytest.raises(ValueError, match=r"mantissa_bits must be in \[1, 11\], got 12"):
+        _core.table_selecting_bits(lut, 12, "a")
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        _core.table_selecting_bits(lut.astype(np.float32), 7, "a")
 
 
 @pytest.mark.parametrize("rounding", ROUNDINGS)
