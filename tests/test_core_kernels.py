@@ -78,12 +78,16 @@ def forced_path_name(forced, m_bits=7, shape=None):
 
 def available_paths():
     # "bucket-portable": the bucket GEMM's plain C++ kernels, built everywhere;
-    # "avx2": its AVX2 + FMA kernels (gemm_bucket.h), forced for every shape.
+    # "avx2" / "bucket-avx512": its AVX2 + FMA / AVX-512 kernels (gemm_bucket.h),
+    # forced for every shape; "avx512": the register-table kernels alone.
     paths = ["auto", "generic", "bucket-portable"]
-    if _core.gemm_cpu_path(10).startswith("avx512"):  # AVX-512 machines also have the gather path
+    if _core.gemm_cpu_path(10).startswith(("avx512", "bucket-avx512")):  # AVX-512 machines
         paths.append("avx512-gather")
     if forced_path_name("avx2") == "avx2":
         paths.append("avx2")
+    if forced_path_name("bucket-avx512") == "bucket-avx512":
+        paths.append("bucket-avx512")
+        paths.append("avx512")
     return paths
 
 
@@ -102,6 +106,7 @@ def test_path_names_and_override(monkeypatch):
         "avx512vbmi-chunks",
         "avx512-gather",
         "avx2",
+        "bucket-avx512",
         "bucket-portable",
         "generic",
     }
@@ -109,14 +114,16 @@ def test_path_names_and_override(monkeypatch):
         assert _core.gemm_cpu_path(m) in names
     rng = np.random.default_rng(0)
     high, exact = high_byte_table(rng, 7), ref.exact_table(7)
-    if _core.gemm_cpu_path(7) == "avx512vbmi":
+    # bf16's exact-product table is separable: the float GEMM (tests/test_core_separable.py)
+    assert _core.gemm_cpu_path(7, exact).startswith("float-")
+    if forced_path_name("avx512") == "avx512vbmi":  # the register-table kernels, by table
+        monkeypatch.setenv(PATH_ENV, "avx512")
         assert _core.gemm_cpu_path(7, high) == "avx512vbmi-high"
-        # bf16's exact-product table is separable: the float GEMM (tests/test_core_separable.py)
-        assert _core.gemm_cpu_path(7, exact).startswith("float-")
         assert _core.gemm_cpu_path(6, high_byte_table(rng, 6)) == "avx512vbmi"  # only M = 7 has the high path
         one_low_byte = high.copy()
         one_low_byte[-1] |= 1
         assert _core.gemm_cpu_path(7, one_low_byte) == "avx512vbmi"
+        monkeypatch.delenv(PATH_ENV)
     with pytest.raises(ValueError, match="16384"):
         _core.gemm_cpu_path(7, high[:100])
     if "avx512-gather" in available_paths():
@@ -129,13 +136,17 @@ def test_path_names_and_override(monkeypatch):
     assert _core.gemm_cpu_path(7, high, (8192, 64, 576)) == "generic"
     monkeypatch.setenv(PATH_ENV, "bucket-portable")
     assert all(_core.gemm_cpu_path(m, None, (1, 1, 1)) == "bucket-portable" for m in range(1, 12))
-    if "avx2" in available_paths():
-        monkeypatch.setenv(PATH_ENV, "avx2")
-        assert all(
-            _core.gemm_cpu_path(m, None, shape) == "avx2"
-            for m in range(1, 12)
-            for shape in [(1, 1, 1), (8192, 64, 576)]
-        )
+    for bucket in ("avx2", "bucket-avx512"):
+        if bucket in available_paths():
+            monkeypatch.setenv(PATH_ENV, bucket)
+            assert all(
+                _core.gemm_cpu_path(m, None, shape) == bucket
+                for m in range(1, 12)
+                for shape in [(1, 1, 1), (8192, 64, 576)]
+            )
+    if "avx512" in available_paths():  # the register-table kernels, never the bucket method
+        monkeypatch.setenv(PATH_ENV, "avx512")
+        assert _core.gemm_cpu_path(7, None, (32768, 64, 576)).startswith("avx512vbmi")
     with pytest.raises(ValueError, match=r"must be >= 0, got \(2, -1, 3\)"):
         _core.gemm_cpu_path(7, None, (2, -1, 3))
 
@@ -389,6 +400,15 @@ def test_matmul_fused_multiply_add_only_where_exact(cpu_path, m_bits, table):
         b = (rng.uniform(1, 2, (300, 80)) * np.exp2(eb - 127.0)).astype(np.float32)
         a[::2] *= -1
         assert_same_bits(core.matmul(a, b, mult), ref_matmul(a, b, mult))
+    # Only the last K block leaves the range (the bucket GEMM decides per block and task):
+    # earlier blocks may fuse, the last may not; the same for a column-major A.
+    for (a0, a1), (b0, b1), _ in cases:
+        a = rng.uniform(1, 2, (70, 300)).astype(np.float32)
+        b = rng.uniform(-2, 2, (300, 70)).astype(np.float32)
+        a[5::7, -2:], b[-2:, :] = (a0, a1), np.array([[b0], [b1]], np.float32)
+        expected = ref_matmul(a, b, mult)
+        assert_same_bits(core.matmul(a, b, mult), expected)
+        assert_same_bits(core.matmul(np.ascontiguousarray(a.T), b, mult, transpose_a=True), expected)
 
 
 def test_matmul_overflow_and_underflow_in_sums():

@@ -14,7 +14,7 @@ from test_core_kernels import PATH_ENV, assert_conv_phases_same_bits, assert_sam
 SEPARABLE = ("bf16", "drum4", "drum5", "drum6")
 NOT_SEPARABLE = ("mbm7", "mitchell7", "bf16_trunc", "fp16m", "mbm3", "mitchell5")
 # Forcing one of the table paths keeps separable tables on it.
-TABLE_PATHS = ("generic", "avx512-gather", "avx2", "bucket-portable", "avx512")
+TABLE_PATHS = ("generic", "avx512-gather", "avx2", "bucket-avx512", "bucket-portable", "avx512")
 
 
 def float_paths():

@@ -71,7 +71,8 @@ Table with_entry_bytes(const Table& table);
 
 // Which CPU GEMM path this machine takes for the table ("avx512vbmi",
 // "avx512vbmi-high", "avx512vbmi-chunks", "avx512-gather", "avx2" (the bucket
-// method, cpu/gemm_bucket.h), "bucket-portable", "generic") and shape, by
+// method, cpu/gemm_bucket.h), "bucket-avx512", "bucket-portable", "generic",
+// or a float GEMM's "float-...") and shape, by
 // default a 1024^3 GEMM; a table without entries stands for any table of its
 // width -- reported by build_info() and the benchmark.
 const char* gemm_cpu_path(const Table& table);

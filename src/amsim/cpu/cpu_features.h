@@ -12,11 +12,11 @@ namespace cpu {
 // APPROXTRAIN_CPU_PATH narrows the run-time choice, to test and compare the
 // paths on one machine (it never enables what the CPU lacks): "generic" turns
 // every SIMD kernel off (GEMM, multiply, depthwise conv), "avx512-gather"
-// makes the GEMM use its gather kernel for every M, "avx2" / "bucket-portable"
-// its bucket method (gemm_bucket.h) for every shape, with the AVX2 + FMA or
-// the plain C++ kernels, "no-avx512" the GEMM choice of a CPU without
-// AVX-512, "avx512" the AVX-512 GEMMs without the bucket method.  Read at
-// each call.
+// makes the GEMM use its gather kernel for every M, "avx2" / "bucket-avx512"
+// / "bucket-portable" its bucket method (gemm_bucket.h) for every shape, with
+// the AVX2 + FMA, the AVX-512 or the plain C++ kernels, "no-avx512" the GEMM
+// choice of a CPU without AVX-512, "avx512" the AVX-512 GEMMs without the
+// bucket method.  Read at each call.
 inline const char* forced_cpu_path() { return std::getenv("APPROXTRAIN_CPU_PATH"); }
 inline bool forced_path_is(const char* name) {
   const char* forced = forced_cpu_path();

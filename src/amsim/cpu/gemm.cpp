@@ -66,6 +66,8 @@ const cpu::BlockedPath* blocked_path(const Table& table) {
   if (cpu::forced_path_is("avx512-gather")) return avx512 ? &kGatherPath : nullptr;
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable") || cpu::forced_path_is("no-avx512"))
     return nullptr;  // as on a CPU without AVX-512
+  // "bucket-avx512" leaves this choice as it is: it is the path of GEMMs the
+  // bucket method declines.
   if (vbmi && mantissa_bits == kMaxLutMantissaBits) return high_byte_entries(table) ? &kLutHighPath : &kLutPlanesPath;
   if (vbmi && mantissa_bits < kMaxLutMantissaBits) return &kLutPath;
   if (vbmi) return &kLutChunksPath;
@@ -93,23 +95,24 @@ std::vector<uint16_t> transposed_entries(const Table& table) {
 
 // --- the bucket method (gemm_bucket.h) and the per-shape choice ---
 
-// Its kernels on this CPU, nullptr where it has none: AVX2 + FMA on x86, the
-// portable kernels elsewhere (NEON through the compiler), or as forced.
+// Its kernels on this CPU, nullptr where it has none: the AVX-512 panel,
+// else AVX2 + FMA on x86, the portable kernels elsewhere (NEON through the
+// compiler), or as forced.
 const cpu::BucketKernels* bucket_kernels() {
   static const bool avx2 = cpu::has_avx2_fma();
+  static const bool avx512 = avx2 && cpu::has_avx512_bw() && cpu::bucket_kernels_avx512() != nullptr;
   if (cpu::forced_path_is("generic") || cpu::forced_path_is("avx512-gather") || cpu::forced_path_is("avx512"))
     return nullptr;
   if (cpu::forced_path_is("bucket-portable")) return AMSIM_HAVE_FTZ_MODE ? cpu::bucket_kernels_portable() : nullptr;
+  if (cpu::forced_path_is("bucket-avx512")) return avx512 ? cpu::bucket_kernels_avx512() : nullptr;
+  if (avx512 && !cpu::forced_path_is("avx2") && !cpu::forced_path_is("no-avx512"))
+    return cpu::bucket_kernels_avx512();
   if (avx2) return cpu::bucket_kernels_avx2();
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || !AMSIM_HAVE_FTZ_MODE
   return nullptr;  // x86 without AVX2, or no flush-to-zero mode: the generic path
 #else
   return cpu::bucket_kernels_portable();  // AArch64: NEON through the compiler
 #endif
-}
-
-const char* bucket_name(const cpu::BucketKernels* kernels) {
-  return kernels == cpu::bucket_kernels_portable() ? "bucket-portable" : "avx2";
 }
 
 // ns per multiply-add, one core (measured on Zen 4 at 1024^3 and
@@ -122,15 +125,17 @@ double blocked_ns_per_mac(const cpu::BlockedPath* path) {
 }
 
 // The bucket kernels when they are the cheapest path for this shape (always
-// when forced by APPROXTRAIN_CPU_PATH=avx2 or bucket-portable), else nullptr.
+// when forced by APPROXTRAIN_CPU_PATH=avx2, bucket-avx512 or
+// bucket-portable), else nullptr.
 const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape) {
   const cpu::BucketKernels* kernels = bucket_kernels();
   if (kernels == nullptr) return nullptr;
-  if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-portable")) return kernels;
+  if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-avx512") || cpu::forced_path_is("bucket-portable"))
+    return kernels;
   const double other_ns = blocked_ns_per_mac(blocked_path(table));
-  if (other_ns <= cpu::bucket_least_ns_per_mac()) return nullptr;  // the register-table kernels
+  if (other_ns <= cpu::bucket_least_ns_per_mac(*kernels)) return nullptr;  // no shape would choose it
   const double macs = double(shape.m) * double(shape.n) * double(shape.k);
-  return cpu::bucket_cost(table, shape) < macs * other_ns ? kernels : nullptr;
+  return cpu::bucket_cost(*kernels, table, shape) < macs * other_ns ? kernels : nullptr;
 }
 
 // --- the float GEMM of separable tables (gemm_float.h) ---
@@ -209,7 +214,7 @@ const char* gemm_cpu_path(const Table& table) { return gemm_cpu_path(table, kRep
 
 const char* gemm_cpu_path(const Table& table, const GemmShape& shape) {
   if (const cpu::FloatGemmKernels* kernels = float_path(table)) return kernels->name;
-  if (const cpu::BucketKernels* kernels = bucket_for(table, shape)) return bucket_name(kernels);
+  if (const cpu::BucketKernels* kernels = bucket_for(table, shape)) return kernels->name;
   const cpu::BlockedPath* path = blocked_path(table);
   if (path == &kLutPath || path == &kLutPlanesPath) return "avx512vbmi";
   if (path == &kLutHighPath) return "avx512vbmi-high";
@@ -279,7 +284,7 @@ const FloatGemmKernels* float_gemm_kernels() {
   if (forced_path_is("float-avx2")) return best_avx2;
   if (forced_path_is("float-portable")) return portable;
   // A forced table path keeps separable tables on it (its tests run bf16 there).
-  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-portable", "avx512"})
+  for (const char* table_path : {"generic", "avx512-gather", "avx2", "bucket-avx512", "bucket-portable", "avx512"})
     if (forced_path_is(table_path)) return nullptr;
   if (best_avx2 != nullptr) return best_avx2;
   if (avx512 && !forced_path_is("no-avx512")) return float_kernels_avx512();

@@ -28,6 +28,9 @@ constexpr int64_t kTBlockBytes = int64_t{512} << 10;
 constexpr int kWideTableBits = 9;
 constexpr int64_t kWideTBlockBytes = int64_t{1} << 20;
 constexpr int64_t kMaxBlockK = 64;
+// Columns of C per task (a T block's columns): 64, or 32 for wide tables.
+constexpr int64_t kBlockCols = 64;
+constexpr int64_t kWideBlockCols = 32;
 // Rows of a column-major selecting operand packed together: 16 floats, one cache line per k.
 constexpr int64_t kLeftGroup = 16;
 // Tasks per GEMM the driver aims at: each task expands its own T, so more
@@ -37,18 +40,13 @@ constexpr int64_t kTargetTasks = 4;
 constexpr int64_t kMinRowsPerPart = 96;
 
 // Cost model (ns on one Zen 4 core at 1024^3, 8192 x 64 x 576 and 64^3;
-// gemm.cpp weighs it against the other paths' ns per multiply-add).
-// The panel, per row x k of one tile of V vectors (<= 4): a fixed part (the
-// selecting operand's offset and scale) and a part per vector; a full
-// 32-column tile comes to 0.09 ns per column.  Measured on Zen 4 (AVX2
-// kernels, one thread, 2560 x {8, 16, 32} x 400): 1.27, 1.56 and 2.54 ns per
-// row x k, scaled to the 0.09 the other constants were fitted with.
-constexpr double kTileNs = 0.95;
-constexpr double kVectorNs = 0.48;
+// gemm.cpp weighs it against the other paths' ns per multiply-add).  The
+// panel's own cost per row x k is the kernels' (BucketKernels::tile_ns,
+// vector_ns); the rest is here.
 constexpr double kWideFactor = 1.6;  // M >= kWideTableBits (T rows miss L1 more)
 constexpr double kExpandNs = 0.25;  // per T element
 constexpr double kTableNs = 0.05;  // per table entry (comparing the kept float table's source)
-constexpr double kPackLeftNs = 0.3;  // per selecting operand packed
+constexpr double kPackLeftNs = 0.15;  // per selecting operand packed, once per column block
 constexpr double kPackRightNs = 2.0;  // per expanded operand packed
 
 // An operand after step 2 of the contract, as the bucket method uses it.
@@ -155,21 +153,22 @@ bool ignores_bit(const Table& table, bool left_is_b, int bit) {
 
 // ns per row x k of the panel over `cols` columns: full tiles, then one of
 // the tail's vectors.
-double panel_row_ns(int64_t cols, int mantissa_bits) {
-  const int64_t full = cols / kBucketTileCols;
-  const int64_t tail_vectors = ceil_div(cols % kBucketTileCols, kBucketVectorCols);
-  const double tile_vectors = double(kBucketTileCols / kBucketVectorCols);
-  double ns = double(full) * (kTileNs + tile_vectors * kVectorNs);
-  if (tail_vectors > 0) ns += kTileNs + double(tail_vectors) * kVectorNs;
+double panel_row_ns(const BucketKernels& kernels, int64_t cols, int mantissa_bits) {
+  const int64_t full = cols / kernels.tile_cols;
+  const int64_t tail_vectors = ceil_div(cols % kernels.tile_cols, kernels.vector_cols);
+  const double tile_vectors = double(kernels.tile_cols / kernels.vector_cols);
+  double ns = double(full) * (kernels.tile_ns + tile_vectors * kernels.vector_ns);
+  if (tail_vectors > 0) ns += kernels.tile_ns + double(tail_vectors) * kernels.vector_ns;
   return mantissa_bits >= kWideTableBits ? ns * kWideFactor : ns;
 }
 
-double oriented_cost(int64_t rows, int64_t cols, int64_t k, int mantissa_bits, int selecting_bits) {
+double oriented_cost(const BucketKernels& kernels, int64_t rows, int64_t cols, int64_t k, int mantissa_bits,
+                     int selecting_bits) {
   const double side = double(int64_t{1} << selecting_bits);
-  const double padded = double(ceil_div(cols, kBucketVectorCols) * kBucketVectorCols);
-  return double(k) * (double(rows) * panel_row_ns(cols, selecting_bits) + padded * side * kExpandNs) +
+  const double padded = double(ceil_div(cols, kernels.vector_cols) * kernels.vector_cols);
+  return double(k) * (double(rows) * panel_row_ns(kernels, cols, selecting_bits) + padded * side * kExpandNs) +
          double(int64_t{1} << mantissa_bits) * side * kTableNs +
-         double(k) * (double(rows) * kPackLeftNs + double(cols) * kPackRightNs);
+         double(k) * (double(rows) * kPackLeftNs * double(ceil_div(cols, kBlockCols)) + double(cols) * kPackRightNs);
 }
 
 // One orientation of the method: C (rows x cols, ldc) = L . R, where L's
@@ -193,11 +192,11 @@ struct Orientations {
   double direct, transposed;
 };
 
-Orientations orientations(const Table& table, const GemmShape& shape) {
+Orientations orientations(const BucketKernels& kernels, const Table& table, const GemmShape& shape) {
   const int m = table.mantissa_bits;
   const int a_bits = bucket_selecting_bits(table, false), b_bits = bucket_selecting_bits(table, true);
-  return {a_bits, b_bits, oriented_cost(shape.m, shape.n, shape.k, m, a_bits),
-          oriented_cost(shape.n, shape.m, shape.k, m, b_bits)};
+  return {a_bits, b_bits, oriented_cost(kernels, shape.m, shape.n, shape.k, m, a_bits),
+          oriented_cost(kernels, shape.n, shape.m, shape.k, m, b_bits)};
 }
 
 bool run_oriented(const BucketKernels& kernels, const Table& table, const Problem& p, const ParallelFor& parallel) {
@@ -245,101 +244,98 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
   // Wide tables: T rows of 32 columns, and a larger T block, so a K block
   // still holds several k (each k costs a load and store of the C tile).
   const bool wide = sbits >= kWideTableBits;
-  const int64_t block_cols = wide ? 32 : 64;
+  const int64_t block_cols = wide ? kWideBlockCols : kBlockCols;
   const int64_t t_block_bytes = wide ? kWideTBlockBytes : kTBlockBytes;
   const int64_t col_blocks = ceil_div(cols, block_cols);
   // Every column block's T rows are ldt apart (a narrower last block pads).
-  const int64_t ldt = ceil_div(std::min(cols, block_cols), kBucketVectorCols) * kBucketVectorCols;
+  const int64_t ldt = ceil_div(std::min(cols, block_cols), kernels.vector_cols) * kernels.vector_cols;
   // As many k per block as a table reading all M bits gets: a table that
   // reads fewer has a smaller T block, not a longer one (1024^3, 8192 x 64
   // x 576 and LeNet-300-100's GEMMs timed alike within noise, in half the memory).
   const int64_t block_k = std::clamp<int64_t>(t_block_bytes / ((int64_t{1} << mbits) * ldt * 4), 1, kMaxBlockK);
 
-  // The selecting operand, packed once, K block by K block (each block's
-  // rows one after the other, as the panels read them): its exponent range,
-  // and the rows with an inf, a NaN or a value that rounds to infinity.
-  const int64_t k_blocks = ceil_div(k, block_k);
-  AlignedBuffer<BucketLeft> packed_left(k_blocks * rows * block_k);
-  const auto left_at = [&](int64_t kb, int64_t i) { return packed_left.data() + (kb * rows + i) * block_k; };
-  std::vector<uint8_t> special(static_cast<size_t>(rows));
-  ExponentRange l_range;
+  const FloatTable table_t = float_table(table, p.left_is_b, sbits, parallel);
+  const int64_t row_parts = std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
+                                                std::max<int64_t>(1, rows / std::max(kMinRowsPerPart, 4 * side)));
+  const int64_t rows_per_part = ceil_div(rows, row_parts);
+
   // A selecting operand whose rows are adjacent in memory (a transposed view:
   // the patch matrix of a filter gradient, K-major patch lines) is read
   // kLeftGroup rows at a time, one cache line per k, into a small row-major
   // tile: packing it row by row would stride through the whole operand once
   // per row.  The packed values are the same either way.
   const bool left_rows_adjacent = p.left.row_stride == 1 && p.left.col_stride != 1;
-  parallel(rows, k * 2, [&](int64_t i0, int64_t i1) {
-    ExponentRange range;
-    if (!left_rows_adjacent) {
-      for (int64_t i = i0; i < i1; ++i) {
-        bool row_special = false;
-        for (int64_t kb = 0; kb < k_blocks; ++kb) {
-          const int64_t k0 = kb * block_k;
-          row_special |= kernels.pack_left(p.left.data + i * p.left.row_stride + k0 * p.left.col_stride,
-                                           p.left.col_stride, std::min(block_k, k - k0), mbits, ignored, rounding,
-                                           left_at(kb, i), &range.min, &range.max);
-        }
-        special[i] = row_special;
-      }
-    } else {
-      std::vector<float> tile(static_cast<size_t>(kLeftGroup * block_k));
-      for (int64_t g0 = i0; g0 < i1; g0 += kLeftGroup) {
-        const int64_t gn = std::min(i1 - g0, kLeftGroup);
-        bool group_special[kLeftGroup] = {};
-        for (int64_t kb = 0; kb < k_blocks; ++kb) {
-          const int64_t k0 = kb * block_k, kn = std::min(block_k, k - k0);
-          for (int64_t kk = 0; kk < kn; ++kk) {
-            const float* src = p.left.data + g0 + (k0 + kk) * p.left.col_stride;
-            for (int64_t r = 0; r < gn; ++r) tile[r * block_k + kk] = src[r];
-          }
-          // A whole K block: the group's tile rows and their packed rows are
-          // both contiguous, so one call packs them all; only a group holding
-          // a special value is packed again row by row to find its rows.
-          const bool whole = kn == block_k;
-          if (!whole || kernels.pack_left(tile.data(), 1, gn * block_k, mbits, ignored, rounding, left_at(kb, g0),
-                                          &range.min, &range.max))
-            for (int64_t r = 0; r < gn; ++r)
-              group_special[r] |= kernels.pack_left(tile.data() + r * block_k, 1, kn, mbits, ignored, rounding,
-                                                    left_at(kb, g0 + r), &range.min, &range.max);
-        }
-        for (int64_t r = 0; r < gn; ++r) special[g0 + r] = group_special[r];
-      }
-    }
-    const std::lock_guard<std::mutex> lock(merge);
-    l_range.merge(range);
-  });
-  const bool fused = products_stay_normal(l_range, r_range);
 
-  std::vector<int64_t> ordinary_rows, special_rows;
-  for (int64_t i = 0; i < rows; ++i) (special[i] ? special_rows : ordinary_rows).push_back(i);
+  // The rows holding an inf, a NaN or a value that rounds to infinity:
+  // their products come from am_multiply() below.  Every task of a row part
+  // finds the same ones; the first column block's tasks record them.
+  std::vector<int64_t> special_rows;
 
-  const FloatTable table_t = float_table(table, p.left_is_b, sbits, parallel);
-
-  const int64_t n_ord = static_cast<int64_t>(ordinary_rows.size());
-  const int64_t row_parts =
-      n_ord == 0 ? 0
-                 : std::clamp<int64_t>(ceil_div(kTargetTasks, col_blocks), 1,
-                                       std::max<int64_t>(1, n_ord / std::max(kMinRowsPerPart, 4 * side)));
-  const int64_t rows_per_part = row_parts == 0 ? 0 : ceil_div(n_ord, row_parts);
-
+  // Each task packs its rows' selecting operand K block by K block, just
+  // before the panel reads it (cache-resident, and no copy of the whole
+  // operand: at 32768 x 64 x 576 that copy was 75 MB of page faults and
+  // memory traffic), so each K block's exponent range decides whether that
+  // block's multiply-adds may fuse.
   parallel(row_parts * col_blocks, rows_per_part * block_cols * k / 8 + 1, [&](int64_t t0, int64_t t1) {
     FlushToZeroScope ftz;
     AlignedBuffer<float> t(block_k * side * ldt);
+    // The task's C block, accumulated in rows ldt apart: C's own rows may
+    // be a power of two apart (4 KiB at 1024 columns), and a block of them
+    // maps to a few cache sets, falling out of L2 between K blocks.
+    AlignedBuffer<float> c_block(rows_per_part * ldt);
+    AlignedBuffer<BucketLeft> left(rows_per_part * block_k);
+    std::vector<float> tile(left_rows_adjacent ? static_cast<size_t>(kLeftGroup * block_k) : 0);
+    std::vector<uint8_t> special(static_cast<size_t>(rows_per_part)), block_special(special.size());
     std::vector<const BucketLeft*> a_rows(static_cast<size_t>(rows_per_part));
     std::vector<float*> c_rows(static_cast<size_t>(rows_per_part));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t part = task / col_blocks, cb = task % col_blocks;
-      const int64_t r0 = part * rows_per_part, r1 = std::min(n_ord, r0 + rows_per_part);
+      const int64_t r0 = part * rows_per_part, r1 = std::min(rows, r0 + rows_per_part);
       const int64_t j0 = cb * block_cols, j1 = std::min(cols, j0 + block_cols);
       const int64_t nr = r1 - r0;
       if (nr <= 0) continue;
+      const auto c_at = [&](int64_t r) { return p.c + (r0 + r) * p.ldc + j0; };
       for (int64_t r = 0; r < nr; ++r) {
-        c_rows[r] = p.c + ordinary_rows[r0 + r] * p.ldc + j0;
-        if (!p.accumulate) std::fill(c_rows[r], c_rows[r] + (j1 - j0), 0.0f);
+        float* line = c_block.data() + r * ldt;
+        if (p.accumulate)
+          std::copy(c_at(r), c_at(r) + (j1 - j0), line);
+        else
+          std::fill(line, line + (j1 - j0), 0.0f);
       }
+      std::fill(special.begin(), special.begin() + nr, uint8_t{0});
+      int64_t live = -1;  // rows the panels take (the ordinary ones), listed again when one turns special
       for (int64_t k0 = 0; k0 < k; k0 += block_k) {
         const int64_t kc = std::min(block_k, k - k0);
+        ExponentRange l_range;
+        if (!left_rows_adjacent) {
+          const BucketLeftBlock block{p.left.data + r0 * p.left.row_stride + k0 * p.left.col_stride,
+                                      p.left.row_stride, p.left.col_stride, nr, kc, left.data(), block_k};
+          kernels.pack_left(block, mbits, ignored, rounding, block_special.data(), &l_range.min, &l_range.max);
+        } else {
+          for (int64_t g = 0; g < nr; g += kLeftGroup) {
+            const int64_t gn = std::min(nr - g, kLeftGroup);
+            for (int64_t kk = 0; kk < kc; ++kk) {
+              const float* src = p.left.data + r0 + g + (k0 + kk) * p.left.col_stride;
+              for (int64_t r = 0; r < gn; ++r) tile[r * block_k + kk] = src[r];
+            }
+            const BucketLeftBlock block{tile.data(), block_k, 1, gn, kc, left.data() + g * block_k, block_k};
+            kernels.pack_left(block, mbits, ignored, rounding, block_special.data() + g, &l_range.min, &l_range.max);
+          }
+        }
+        bool newly_special = false;
+        for (int64_t r = 0; r < nr; ++r) {
+          newly_special |= block_special[r] && !special[r];
+          special[r] |= block_special[r];
+        }
+        if (live < 0 || newly_special) {
+          live = 0;
+          for (int64_t r = 0; r < nr; ++r) {
+            if (special[r]) continue;
+            a_rows[live] = left.data() + r * block_k;
+            c_rows[live] = c_block.data() + r * ldt;
+            ++live;
+          }
+        }
         BucketExpansion e;
         e.table_t = table_t->data();
         e.selecting_bits = sbits;
@@ -351,7 +347,6 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         e.ldt = ldt;
         e.out = t.data();
         kernels.expand(e);
-        for (int64_t r = 0; r < nr; ++r) a_rows[r] = left_at(k0 / block_k, ordinary_rows[r0 + r]);
         BucketPanel panel;
         panel.t = t.data();
         panel.kc = kc;
@@ -360,9 +355,16 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         panel.ncols = j1 - j0;
         panel.a_rows = a_rows.data();
         panel.c_rows = c_rows.data();
-        panel.rows = nr;
-        panel.fused = fused;
+        panel.rows = live;
+        panel.fused = products_stay_normal(l_range, r_range);
         kernels.panel(panel);
+      }
+      for (int64_t r = 0; r < nr; ++r)
+        if (!special[r]) std::copy(c_block.data() + r * ldt, c_block.data() + r * ldt + (j1 - j0), c_at(r));
+      if (cb == 0 && std::find(special.begin(), special.begin() + nr, uint8_t{1}) != special.begin() + nr) {
+        const std::lock_guard<std::mutex> lock(merge);
+        for (int64_t r = 0; r < nr; ++r)
+          if (special[r]) special_rows.push_back(r0 + r);
       }
     }
   });
@@ -374,7 +376,9 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
 
 }  // namespace
 
-double bucket_least_ns_per_mac() { return panel_row_ns(kBucketTileCols, 0) / double(kBucketTileCols); }
+double bucket_least_ns_per_mac(const BucketKernels& kernels) {
+  return panel_row_ns(kernels, kernels.tile_cols, 0) / double(kernels.tile_cols);
+}
 
 int bucket_selecting_bits(const Table& table, bool left_is_b) {
   if (table.entries == nullptr) return table.mantissa_bits;  // a path asked for by width alone
@@ -383,8 +387,8 @@ int bucket_selecting_bits(const Table& table, bool left_is_b) {
   return table.mantissa_bits - ignored;
 }
 
-double bucket_cost(const Table& table, const GemmShape& shape) {
-  const Orientations o = orientations(table, shape);
+double bucket_cost(const BucketKernels& kernels, const Table& table, const GemmShape& shape) {
+  const Orientations o = orientations(kernels, table, shape);
   return std::min(o.direct, o.transposed);
 }
 
@@ -392,7 +396,7 @@ bool gemm_bucket(const BucketKernels& kernels, const Table& table, const GemmSha
                  const MatrixView& b, float* c, int64_t ldc, const ParallelFor& parallel, bool accumulate) {
   if (gemm_empty(shape, c, ldc, accumulate)) return true;
   const int64_t m = shape.m, n = shape.n, k = shape.k;
-  const Orientations o = orientations(table, shape);
+  const Orientations o = orientations(kernels, table, shape);
   if (!(o.transposed < o.direct))
     return run_oriented(kernels, table, Problem{a, b, m, n, k, c, ldc, accumulate, false, o.a_bits}, parallel);
   // C^T = B^T . A^T: op(B)^T and op(A)^T are the same data with swapped strides.

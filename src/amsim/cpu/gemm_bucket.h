@@ -37,11 +37,6 @@
 namespace amsim {
 namespace cpu {
 
-// Columns of C one kernel tile covers at most, and the padding of a T row:
-// whole vectors of kBucketVectorCols (a narrow C pads to 8 columns, not 32).
-constexpr int64_t kBucketTileCols = 32;
-constexpr int64_t kBucketVectorCols = 8;
-
 // A selecting (left) operand as the panel reads it, in 32 bits: its scale
 // sign * 2^(e - 127) (+-0 for a zero) has a zero fraction, so the top 16
 // bits hold it and the low 16 bits its reduced fraction s (its T row).
@@ -52,7 +47,7 @@ struct BucketPanel {
   const float* t = nullptr;  // [kc][2^M][ldt]: T for k0 .. k0 + kc
   int64_t kc = 0;
   int64_t t_k_stride = 0;  // 2^M * ldt
-  int64_t ldt = 0;  // a multiple of kBucketVectorCols
+  int64_t ldt = 0;  // a multiple of the kernels' vector_cols
   int64_t ncols = 0;  // valid columns (<= ldt)
   const BucketLeft* const* a_rows = nullptr;  // [rows]: packed A row i at k0
   float* const* c_rows = nullptr;  // [rows]: C row i at the block's first column
@@ -72,22 +67,41 @@ struct BucketExpansion {
   float* out = nullptr;
 };
 
-// The ISA-specific part: packing the selecting operand, expansion and the
-// panel of row-selected adds.  pack_left packs n values `stride` apart
-// (T row: the reduced fraction without its `ignored_bits` low bits),
-// returns whether one is inf, NaN or rounds to infinity (that row's products
-// then come from am_multiply()), and widens [*lo, *hi] by the reduced
-// exponents of the others that are nonzero.
-struct BucketKernels {
-  bool (*pack_left)(const float* x, int64_t stride, int64_t n, int mantissa_bits, int ignored_bits, Rounding rounding,
-                    BucketLeft* out, uint32_t* lo, uint32_t* hi);
-  void (*expand)(const BucketExpansion& e);
-  void (*panel)(const BucketPanel& p);
+// A block of the selecting operand to pack: rows x n values, value (i, kk)
+// at x[i * row_stride + kk * col_stride], packed to out[i * out_stride + kk].
+struct BucketLeftBlock {
+  const float* x;
+  int64_t row_stride, col_stride, rows, n;
+  BucketLeft* out;
+  int64_t out_stride;
 };
 
-// AVX2 + FMA (gemm_bucket_avx2.cpp; nullptr where the build has none) and
-// plain C++ that the compiler vectorizes for any target (gemm_bucket_portable.cpp).
+// The ISA-specific part: packing the selecting operand, expansion and the
+// panel of row-selected adds, with what the driver's blocking and cost rule
+// need to know of them.  pack_left packs a block (T row: the reduced
+// fraction without its `ignored_bits` low bits), sets special[i] to whether
+// row i holds an inf, a NaN or a value that rounds to infinity (that row's
+// products then come from am_multiply()), and widens [*lo, *hi] by the
+// reduced exponents of the other nonzero values.
+struct BucketKernels {
+  void (*pack_left)(const BucketLeftBlock& block, int mantissa_bits, int ignored_bits, Rounding rounding,
+                    uint8_t* special, uint32_t* lo, uint32_t* hi);
+  void (*expand)(const BucketExpansion& e);
+  void (*panel)(const BucketPanel& p);
+  const char* name;  // the path gemm_cpu_path() reports
+  int64_t vector_cols;  // T rows pad to whole vectors (a narrow C to one vector, not a tile)
+  int64_t tile_cols;  // columns one register tile covers at most
+  // The panel's cost per row x k of one tile of V vectors: tile_ns + V *
+  // vector_ns (the selecting operand's offset and scale, then the adds).
+  double tile_ns, vector_ns;
+};
+
+// AVX2 + FMA (gemm_bucket_avx2.cpp), its packing and expansion with an
+// AVX-512 panel (gemm_bucket_avx512.cpp) -- nullptr where the build has
+// none -- and plain C++ that the compiler vectorizes for any target
+// (gemm_bucket_portable.cpp).
 const BucketKernels* bucket_kernels_avx2();
+const BucketKernels* bucket_kernels_avx512();
 const BucketKernels* bucket_kernels_portable();
 
 // C = op(A) . op(B) by the bucket method (same contract as gemm_cpu).
@@ -108,10 +122,10 @@ int bucket_selecting_bits(const Table& table, bool left_is_b);
 // The cost model of the dispatch (cycles, one thread, rough): the bucket
 // method on this shape (either orientation, whichever is cheaper), and the
 // other paths per multiply-add.
-double bucket_cost(const Table& table, const GemmShape& shape);
-// The least the method can cost per multiply-add (full tiles, nothing
-// else): a path cheaper than this needs no cost estimate of the method.
-double bucket_least_ns_per_mac();
+double bucket_cost(const BucketKernels& kernels, const Table& table, const GemmShape& shape);
+// The least the method can cost per multiply-add with these kernels (full
+// tiles, nothing else): a path cheaper than this needs no cost estimate.
+double bucket_least_ns_per_mac(const BucketKernels& kernels);
 
 }  // namespace cpu
 }  // namespace amsim

@@ -48,5 +48,14 @@ struct BucketLeftPacker {
   }
 };
 
+// How many rows ahead the packers prefetch, and the prefetch of one row's
+// n contiguous values (every cache line they touch).
+constexpr int64_t kPrefetchRows = 32;
+static inline void prefetch_run(const float* x, int64_t n) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(x) & ~uintptr_t{63};
+  const uintptr_t last = reinterpret_cast<uintptr_t>(x + n - 1);
+  for (uintptr_t line = first; line <= last; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
+}
+
 }  // namespace cpu
 }  // namespace amsim
