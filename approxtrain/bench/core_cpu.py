@@ -62,7 +62,7 @@ PATH_ENV = "APPROXTRAIN_CPU_PATH"
 # "auto": the run-time choice; the others force a path (cpu_features.h).  A
 # path this CPU lacks falls back as _core does, and the row names what ran.
 CPU_PATHS = (
-    "auto", "generic", "avx2", "bucket-portable", "no-avx512", "avx512", "avx512-gather",
+    "auto", "generic", "avx2", "bucket-avx512", "bucket-portable", "no-avx512", "avx512", "avx512-gather",
     "float-avx2", "float-avx512", "float-portable",
 )  # fmt: skip
 

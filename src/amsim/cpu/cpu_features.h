@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 namespace amsim {
 namespace cpu {
 
@@ -35,6 +39,22 @@ inline bool has_avx512_vbmi() {
 inline bool has_avx512_bw() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(AMSIM_NO_AVX512_KERNELS)
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#else
+  return false;
+#endif
+}
+
+// Whether the CPU runs 512-bit operations as two 256-bit halves: AMD Zen 4
+// (family 25 with AVX-512), where the float GEMM's AVX2 kernels measured
+// 15-20% faster than its AVX-512 ones.  Intel's and Zen 5's units are full
+// width.
+inline bool has_half_width_avx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned base_family = (eax >> 8) & 0xfu;
+  const unsigned family = base_family == 0xfu ? base_family + ((eax >> 20) & 0xffu) : base_family;
+  return __builtin_cpu_is("amd") && family == 25;
 #else
   return false;
 #endif
