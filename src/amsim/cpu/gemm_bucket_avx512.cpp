@@ -131,33 +131,15 @@ void column_strip(const BucketPanel& p, int64_t c0, int64_t width) {
   for (; r0 < p.rows; ++r0) tile<1, V, kFused>(p, r0, c0, last);
 }
 
-template <bool kFused>
-void panel_with(const BucketPanel& p) {
-  for (int64_t c0 = 0; c0 < p.ncols; c0 += kTileCols) {
-    const int64_t width = std::min(kTileCols, p.ncols - c0);
-    switch (ceil_div(width, kVectorCols)) {
-      case 1:
-        column_strip<1, kFused>(p, c0, width);
-        break;
-      case 2:
-        column_strip<2, kFused>(p, c0, width);
-        break;
-      case 3:
-        column_strip<3, kFused>(p, c0, width);
-        break;
-      default:
-        column_strip<4, kFused>(p, c0, width);
-        break;
-    }
+struct Strips {
+  template <int V, bool kFused>
+  static void run(const BucketPanel& p, int64_t c0, int64_t width) {
+    column_strip<V, kFused>(p, c0, width);
   }
-}
+};
 
-void panel_avx512(const BucketPanel& p) {
-  if (p.fused)
-    panel_with<true>(p);
-  else
-    panel_with<false>(p);
-}
+void panel_avx512(const BucketPanel& p) { bucket_panel<Strips>(p, kVectorCols); }
+
 
 }  // namespace
 

@@ -1,9 +1,10 @@
 // Packing the bucket GEMM's selecting operand (gemm_bucket.h), one value at
-// a time: included by each kernel translation unit, which vectorizes around
-// it.  `static`, so no copy compiled for a wider ISA can stand in for the
+// a time, and the panel's strip loop: included by each kernel translation
+// unit, which vectorizes around them.  `static`, so no copy compiled for a wider ISA can stand in for the
 // baseline one (gemm_blocked.h, top).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "amsim/amsim.h"
@@ -47,6 +48,39 @@ struct BucketLeftPacker {
     return zero ? (u & kSignMask) : ((r & 0xff800000u) | ((r >> index_shift) & index_mask));
   }
 };
+
+// The panel's loop over column strips of up to four vectors, shared by the
+// kernel translation units: Strips::run<V, kFused>(p, c0, width) runs every
+// row over columns [c0, c0 + width), width <= V vectors.  Strips is each
+// unit's own (anonymous-namespace) type, so every instantiation is too.
+template <class Strips, bool kFused>
+static inline void bucket_panel_strips(const BucketPanel& p, int64_t vector_cols) {
+  for (int64_t c0 = 0; c0 < p.ncols; c0 += 4 * vector_cols) {
+    const int64_t width = std::min(4 * vector_cols, p.ncols - c0);
+    switch (ceil_div(width, vector_cols)) {
+      case 1:
+        Strips::template run<1, kFused>(p, c0, width);
+        break;
+      case 2:
+        Strips::template run<2, kFused>(p, c0, width);
+        break;
+      case 3:
+        Strips::template run<3, kFused>(p, c0, width);
+        break;
+      default:
+        Strips::template run<4, kFused>(p, c0, width);
+        break;
+    }
+  }
+}
+
+template <class Strips>
+static inline void bucket_panel(const BucketPanel& p, int64_t vector_cols) {
+  if (p.fused)
+    bucket_panel_strips<Strips, true>(p, vector_cols);
+  else
+    bucket_panel_strips<Strips, false>(p, vector_cols);
+}
 
 // How many rows ahead the packers prefetch, and the prefetch of one row's
 // n contiguous values (every cache line they touch).
