@@ -95,17 +95,24 @@ std::vector<uint16_t> transposed_entries(const Table& table) {
 
 // --- the bucket method (gemm_bucket.h) and the per-shape choice ---
 
-// Its kernels on this CPU, nullptr where it has none: the AVX-512 panel,
-// else AVX2 + FMA on x86, the portable kernels elsewhere (NEON through the
-// compiler), or as forced.
-const cpu::BucketKernels* bucket_kernels() {
+// Tables of at least this M keep the AVX2 bucket kernels on AVX-512 CPUs:
+// with 2^M T rows of 32 columns, fp16m (M = 10) ran 8192 x 64 x 576 and
+// 32768 x 64 x 576 in 31 and 99 ms with them, 48 and 139 ms with the
+// 512-bit panel (Intel Xeon, two threads, `bench --section core_cpu`).
+constexpr int kMinAvx2BucketBits = 9;
+
+// Its kernels on this CPU for this table, nullptr where it has none: the
+// AVX-512 panel, else AVX2 + FMA on x86, the portable kernels elsewhere
+// (NEON through the compiler), or as forced.
+const cpu::BucketKernels* bucket_kernels(const Table& table) {
   static const bool avx2 = cpu::has_avx2_fma();
   static const bool avx512 = avx2 && cpu::has_avx512_bw() && cpu::bucket_kernels_avx512() != nullptr;
   if (cpu::forced_path_is("generic") || cpu::forced_path_is("avx512-gather") || cpu::forced_path_is("avx512"))
     return nullptr;
   if (cpu::forced_path_is("bucket-portable")) return AMSIM_HAVE_FTZ_MODE ? cpu::bucket_kernels_portable() : nullptr;
   if (cpu::forced_path_is("bucket-avx512")) return avx512 ? cpu::bucket_kernels_avx512() : nullptr;
-  if (avx512 && !cpu::forced_path_is("avx2") && !cpu::forced_path_is("no-avx512"))
+  if (avx512 && table.mantissa_bits < kMinAvx2BucketBits && !cpu::forced_path_is("avx2") &&
+      !cpu::forced_path_is("no-avx512"))
     return cpu::bucket_kernels_avx512();
   if (avx2) return cpu::bucket_kernels_avx2();
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || !AMSIM_HAVE_FTZ_MODE
@@ -128,7 +135,7 @@ double blocked_ns_per_mac(const cpu::BlockedPath* path) {
 // when forced by APPROXTRAIN_CPU_PATH=avx2, bucket-avx512 or
 // bucket-portable), else nullptr.
 const cpu::BucketKernels* bucket_for(const Table& table, const GemmShape& shape) {
-  const cpu::BucketKernels* kernels = bucket_kernels();
+  const cpu::BucketKernels* kernels = bucket_kernels(table);
   if (kernels == nullptr) return nullptr;
   if (cpu::forced_path_is("avx2") || cpu::forced_path_is("bucket-avx512") || cpu::forced_path_is("bucket-portable"))
     return kernels;
