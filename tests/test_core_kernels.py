@@ -81,7 +81,7 @@ def available_paths():
     # "avx2" / "bucket-avx512": its AVX2 + FMA / AVX-512 kernels (gemm_bucket.h),
     # forced for every shape; "avx512": the register-table kernels alone.
     paths = ["auto", "generic", "bucket-portable"]
-    if _core.gemm_cpu_path(10).startswith(("avx512", "bucket-avx512")):  # AVX-512 machines
+    if forced_path_name("avx512-gather") == "avx512-gather":  # AVX-512 machines
         paths.append("avx512-gather")
     if forced_path_name("avx2") == "avx2":
         paths.append("avx2")
