@@ -309,7 +309,12 @@ bool run_oriented(const BucketKernels& kernels, const Table& table, const Proble
         ExponentRange l_range;
         if (!left_rows_adjacent) {
           const BucketLeftBlock block{p.left.data + r0 * p.left.row_stride + k0 * p.left.col_stride,
-                                      p.left.row_stride, p.left.col_stride, nr, kc, left.data(), block_k};
+                                      p.left.row_stride,
+                                      p.left.col_stride,
+                                      nr,
+                                      kc,
+                                      left.data(),
+                                      block_k};
           kernels.pack_left(block, mbits, ignored, rounding, block_special.data(), &l_range.min, &l_range.max);
         } else {
           for (int64_t g = 0; g < nr; g += kLeftGroup) {

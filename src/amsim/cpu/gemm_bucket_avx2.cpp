@@ -22,8 +22,8 @@ namespace cpu {
 namespace {
 
 // BucketLeftPacker::pack, 8 contiguous values at a time.
-void pack_left_avx2(const BucketLeftBlock& b, int mantissa_bits, int ignored_bits, Rounding rounding,
-                    uint8_t* special, uint32_t* lo, uint32_t* hi) {
+void pack_left_avx2(const BucketLeftBlock& b, int mantissa_bits, int ignored_bits, Rounding rounding, uint8_t* special,
+                    uint32_t* lo, uint32_t* hi) {
   BucketLeftPacker packer(mantissa_bits, ignored_bits, rounding);
   const __m128i shift = _mm_cvtsi32_si128(packer.shift), index_shift = _mm_cvtsi32_si128(packer.index_shift);
   const __m256i index_mask = _mm256_set1_epi32(int(packer.index_mask));
@@ -32,38 +32,28 @@ void pack_left_avx2(const BucketLeftBlock& b, int mantissa_bits, int ignored_bit
   const __m256i ff = _mm256_set1_epi32(0xff), none = _mm256_setzero_si256();
   const __m256i sign = _mm256_set1_epi32(int(kSignMask)), sign_exponent = _mm256_set1_epi32(int(0xff800000u));
   __m256i vlo = ff, vhi = none;
-  for (int64_t i = 0; i < b.rows; ++i) {
-    const float* x = b.x + i * b.row_stride;
-    BucketLeft* out = b.out + i * b.out_stride;
-    // Rows far apart (a K block of a long row-major operand) defeat the
-    // hardware prefetcher, which stays within a page.
-    if (i + kPrefetchRows < b.rows && b.col_stride == 1) prefetch_run(x + kPrefetchRows * b.row_stride, b.n);
-    packer.special = 0;
+  pack_left_rows(b, packer, special, [&](const float* x, BucketLeft* out, int64_t n, bool* any_bad) {
+    __m256i vbad = none;
     int64_t kk = 0;
-    if (b.col_stride == 1) {
-      __m256i vbad = none;
-      for (; kk + 8 <= b.n; kk += 8) {
-        const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kk));
-        const __m256i e0 = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
-        const __m256i r =
-            _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srl_epi32(u, shift), lsb)));
-        const __m256i e = _mm256_and_si256(_mm256_srli_epi32(r, 23), ff);
-        const __m256i zero = _mm256_cmpeq_epi32(e0, none);
-        const __m256i bad = _mm256_or_si256(_mm256_cmpeq_epi32(e0, ff), _mm256_cmpeq_epi32(e, ff));
-        const __m256i skip = _mm256_or_si256(zero, bad);
-        vbad = _mm256_or_si256(vbad, bad);
-        vlo = _mm256_min_epu32(vlo, _mm256_blendv_epi8(e, ff, skip));
-        vhi = _mm256_max_epu32(vhi, _mm256_blendv_epi8(e, none, skip));
-        const __m256i packed = _mm256_or_si256(_mm256_and_si256(r, sign_exponent),
-                                               _mm256_and_si256(_mm256_srl_epi32(r, index_shift), index_mask));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kk),
-                            _mm256_blendv_epi8(packed, _mm256_and_si256(u, sign), zero));
-      }
-      packer.special = !_mm256_testz_si256(vbad, vbad);
+    for (; kk + 8 <= n; kk += 8) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kk));
+      const __m256i e0 = _mm256_and_si256(_mm256_srli_epi32(u, 23), ff);
+      const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srl_epi32(u, shift), lsb)));
+      const __m256i e = _mm256_and_si256(_mm256_srli_epi32(r, 23), ff);
+      const __m256i zero = _mm256_cmpeq_epi32(e0, none);
+      const __m256i bad = _mm256_or_si256(_mm256_cmpeq_epi32(e0, ff), _mm256_cmpeq_epi32(e, ff));
+      const __m256i skip = _mm256_or_si256(zero, bad);
+      vbad = _mm256_or_si256(vbad, bad);
+      vlo = _mm256_min_epu32(vlo, _mm256_blendv_epi8(e, ff, skip));
+      vhi = _mm256_max_epu32(vhi, _mm256_blendv_epi8(e, none, skip));
+      const __m256i packed = _mm256_or_si256(_mm256_and_si256(r, sign_exponent),
+                                             _mm256_and_si256(_mm256_srl_epi32(r, index_shift), index_mask));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kk),
+                          _mm256_blendv_epi8(packed, _mm256_and_si256(u, sign), zero));
     }
-    for (; kk < b.n; ++kk) out[kk] = packer.pack(float_bits(x[kk * b.col_stride]));
-    special[i] = packer.special != 0;
-  }
+    *any_bad = !_mm256_testz_si256(vbad, vbad);
+    return kk;
+  });
   alignas(32) uint32_t l[8], h[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(l), vlo);
   _mm256_store_si256(reinterpret_cast<__m256i*>(h), vhi);
@@ -228,7 +218,6 @@ struct Strips {
 };
 
 void panel_avx2(const BucketPanel& p) { bucket_panel<Strips>(p, kVectorCols); }
-
 
 // Panel cost, measured on Zen 4 (one thread, 2560 x {8, 16, 32} x 400):
 // 1.27, 1.56 and 2.54 ns per row x k, scaled to the 0.09 ns per column of a

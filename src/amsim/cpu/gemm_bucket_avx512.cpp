@@ -42,38 +42,28 @@ void pack_left_avx512(const BucketLeftBlock& b, int mantissa_bits, int ignored_b
   const __m512i exponent = _mm512_set1_epi32(0x7f800000), ff = _mm512_set1_epi32(0xff);
   const __m512i sign = _mm512_set1_epi32(int(kSignMask)), sign_exponent = _mm512_set1_epi32(int(0xff800000u));
   __m512i vlo = ff, vhi = _mm512_setzero_si512();
-  for (int64_t i = 0; i < b.rows; ++i) {
-    const float* x = b.x + i * b.row_stride;
-    BucketLeft* out = b.out + i * b.out_stride;
-    // Rows far apart (a K block of a long row-major operand) defeat the
-    // hardware prefetcher, which stays within a page.
-    if (i + kPrefetchRows < b.rows && b.col_stride == 1) prefetch_run(x + kPrefetchRows * b.row_stride, b.n);
-    packer.special = 0;
+  pack_left_rows(b, packer, special, [&](const float* x, BucketLeft* out, int64_t n, bool* any_bad) {
+    __mmask16 bad_any = 0;
     int64_t kk = 0;
-    if (b.col_stride == 1) {
-      __mmask16 bad_any = 0;
-      for (; kk + 16 <= b.n; kk += 16) {
-        const __m512i u = _mm512_loadu_si512(x + kk);
-        const __m512i r =
-            _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srl_epi32(u, shift), lsb)));
-        const __m512i e = _mm512_and_si512(_mm512_srli_epi32(r, 23), ff);
-        const __mmask16 zero = _mm512_testn_epi32_mask(u, exponent);
-        const __mmask16 bad =
-            _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exponent), exponent) | _mm512_cmpeq_epi32_mask(e, ff);
-        const __mmask16 counts = __mmask16(~(zero | bad));
-        bad_any |= bad;
-        vlo = _mm512_mask_min_epu32(vlo, counts, vlo, e);
-        vhi = _mm512_mask_max_epu32(vhi, counts, vhi, e);
-        // (r & sign_exponent) | ((r >> index_shift) & index_mask); a zero keeps its sign only.
-        const __m512i packed = _mm512_ternarylogic_epi32(_mm512_and_si512(r, sign_exponent),
-                                                         _mm512_srl_epi32(r, index_shift), index_mask, 0xf8);
-        _mm512_storeu_si512(out + kk, _mm512_mask_and_epi32(packed, zero, u, sign));
-      }
-      packer.special = bad_any != 0;
+    for (; kk + 16 <= n; kk += 16) {
+      const __m512i u = _mm512_loadu_si512(x + kk);
+      const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srl_epi32(u, shift), lsb)));
+      const __m512i e = _mm512_and_si512(_mm512_srli_epi32(r, 23), ff);
+      const __mmask16 zero = _mm512_testn_epi32_mask(u, exponent);
+      const __mmask16 bad =
+          _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exponent), exponent) | _mm512_cmpeq_epi32_mask(e, ff);
+      const __mmask16 counts = __mmask16(~(zero | bad));
+      bad_any |= bad;
+      vlo = _mm512_mask_min_epu32(vlo, counts, vlo, e);
+      vhi = _mm512_mask_max_epu32(vhi, counts, vhi, e);
+      // (r & sign_exponent) | ((r >> index_shift) & index_mask); a zero keeps its sign only.
+      const __m512i packed = _mm512_ternarylogic_epi32(_mm512_and_si512(r, sign_exponent),
+                                                       _mm512_srl_epi32(r, index_shift), index_mask, 0xf8);
+      _mm512_storeu_si512(out + kk, _mm512_mask_and_epi32(packed, zero, u, sign));
     }
-    for (; kk < b.n; ++kk) out[kk] = packer.pack(float_bits(x[kk * b.col_stride]));
-    special[i] = packer.special != 0;
-  }
+    *any_bad = bad_any != 0;
+    return kk;
+  });
   packer.lo = std::min(packer.lo, uint32_t(_mm512_reduce_min_epu32(vlo)));
   packer.hi = std::max(packer.hi, uint32_t(_mm512_reduce_max_epu32(vhi)));
   *lo = std::min(*lo, packer.lo);
@@ -139,7 +129,6 @@ struct Strips {
 };
 
 void panel_avx512(const BucketPanel& p) { bucket_panel<Strips>(p, kVectorCols); }
-
 
 }  // namespace
 

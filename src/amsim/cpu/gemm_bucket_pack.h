@@ -91,5 +91,26 @@ static inline void prefetch_run(const float* x, int64_t n) {
   for (uintptr_t line = first; line <= last; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
 }
 
+// Packs a block row by row: for a contiguous row, vector_part(x, out, n,
+// &bad) packs a prefix with SIMD, returns its length and sets bad when one
+// of those values is special; the rest go through packer.pack().  Rows are
+// prefetched kPrefetchRows ahead.
+template <class VectorPart>
+static inline void pack_left_rows(const BucketLeftBlock& b, BucketLeftPacker& packer, uint8_t* special,
+                                  VectorPart&& vector_part) {
+  for (int64_t i = 0; i < b.rows; ++i) {
+    const float* x = b.x + i * b.row_stride;
+    BucketLeft* out = b.out + i * b.out_stride;
+    // Rows far apart (a K block of a long row-major operand) defeat the
+    // hardware prefetcher, which stays within a page.
+    if (i + kPrefetchRows < b.rows && b.col_stride == 1) prefetch_run(x + kPrefetchRows * b.row_stride, b.n);
+    bool bad = false;
+    int64_t kk = b.col_stride == 1 ? vector_part(x, out, b.n, &bad) : 0;
+    packer.special = bad;
+    for (; kk < b.n; ++kk) out[kk] = packer.pack(float_bits(x[kk * b.col_stride]));
+    special[i] = packer.special != 0;
+  }
+}
+
 }  // namespace cpu
 }  // namespace amsim

@@ -15,13 +15,7 @@ namespace {
 void pack_left_portable(const BucketLeftBlock& b, int mantissa_bits, int ignored_bits, Rounding rounding,
                         uint8_t* special, uint32_t* lo, uint32_t* hi) {
   BucketLeftPacker packer(mantissa_bits, ignored_bits, rounding);
-  for (int64_t i = 0; i < b.rows; ++i) {
-    const float* x = b.x + i * b.row_stride;
-    BucketLeft* out = b.out + i * b.out_stride;
-    packer.special = 0;
-    for (int64_t kk = 0; kk < b.n; ++kk) out[kk] = packer.pack(float_bits(x[kk * b.col_stride]));
-    special[i] = packer.special != 0;
-  }
+  pack_left_rows(b, packer, special, [](const float*, BucketLeft*, int64_t, bool*) { return int64_t{0}; });
   *lo = std::min(*lo, packer.lo);
   *hi = std::max(*hi, packer.hi);
 }
@@ -66,8 +60,8 @@ void panel_portable(const BucketPanel& p) {
 }
 
 // Costed like the AVX2 kernels (what it runs on is the compiler's choice).
-constexpr BucketKernels kPortable{pack_left_portable, expand_portable, panel_portable, "bucket-portable", 8, 32,
-                                  0.95, 0.48};
+constexpr BucketKernels kPortable{
+    pack_left_portable, expand_portable, panel_portable, "bucket-portable", 8, 32, 0.95, 0.48};
 
 }  // namespace
 
